@@ -1,0 +1,1 @@
+"""Alarms: turning rule transitions into contract events, their lifecycle and their delivery."""

@@ -1,0 +1,88 @@
+"""Human-readable alarm messages (Chinese by default), from configurable templates.
+
+Templates are looked up as '{rule}.{event}', then '{rule}', then 'default'; they are Python
+format strings over :data:`PLACEHOLDERS`.  An unknown placeholder is a config error, so a
+template can never fail at alarm time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLACEHOLDERS: dict[str, str] = {
+    "park": "park display name",
+    "place": "building / floor / zone, joined for reading",
+    "building": "building display name",
+    "floor": "floor display name",
+    "zone": "zone display name (empty when none)",
+    "sensor": "sensor display name (its id when it has no name)",
+    "sensor_id": "sensor id",
+    "kind": "sensor kind in words",
+    "rule": "rule in words",
+    "severity": "severity in words",
+    "event": "event in words",
+    "value": "value that caused the change, with unit",
+    "threshold": "the limit concerned, with unit",
+    "tenants": "tenants concerned, by name",
+    "by": "operator who acknowledged (empty otherwise)",
+}
+
+WORDS: dict[str, dict[str, str]] = {
+    "zh": {
+        "load_cell": "楼层称重", "fire_button": "一键报警按钮", "water_level": "水位",
+        "info": "提示", "warning": "预警", "critical": "严重",
+        "raised": "报警", "escalated": "升级", "severity_changed": "等级变化",
+        "acknowledged": "已确认", "cleared": "已恢复", "closed": "已关闭", "reminder": "提醒",
+        "high_threshold": "超上限", "low_threshold": "低于下限", "button_latch": "火警",
+    },
+    "en": {
+        "load_cell": "floor load", "fire_button": "fire alarm button", "water_level": "water level",
+        "info": "info", "warning": "warning", "critical": "critical",
+        "raised": "raised", "escalated": "escalated", "severity_changed": "severity changed",
+        "acknowledged": "acknowledged", "cleared": "cleared", "closed": "closed",
+        "reminder": "reminder",
+        "high_threshold": "above limit", "low_threshold": "below limit", "button_latch": "fire",
+    },
+}
+
+DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
+    "zh": {
+        "button_latch.raised": "【火警】{place} 一键报警按钮（{sensor}）被按下，请立即核实并组织疏散！",
+        "button_latch.cleared": "【火警复位】{place} 一键报警按钮（{sensor}）已复位",
+        "button_latch": "【火警{event}】{place} 一键报警按钮（{sensor}）",
+        "high_threshold.raised": "【{kind}{severity}】{place} {sensor} 当前 {value}，超过{severity}限值 {threshold}",
+        "high_threshold.severity_changed": "【{kind}{severity}】{place} {sensor} 当前 {value}，{severity}限值 {threshold}",
+        "low_threshold.raised": "【{kind}{severity}】{place} {sensor} 当前 {value}，低于{severity}限值 {threshold}",
+        "low_threshold.severity_changed": "【{kind}{severity}】{place} {sensor} 当前 {value}，{severity}限值 {threshold}",
+        "default": "【{kind}{event}】{place} {sensor} 当前 {value}",
+    },
+    "en": {
+        "button_latch.raised": "FIRE: alarm button {sensor} pressed at {place}; verify and evacuate now!",
+        "button_latch.cleared": "Fire alarm button {sensor} at {place} has been reset",
+        "button_latch": "Fire alarm button {sensor} at {place}: {event}",
+        "high_threshold.raised": "{kind} {severity} at {place}: {sensor} reads {value}, above {threshold}",
+        "low_threshold.raised": "{kind} {severity} at {place}: {sensor} reads {value}, below {threshold}",
+        "default": "{kind} {event} at {place}: {sensor} reads {value}",
+    },
+}
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+class MessageFormatter:
+    """Renders the `message` field of alarm events."""
+
+    def __init__(self, language: str, overrides: dict[str, str]) -> None:
+        self.words = WORDS[language]
+        self.templates = {**DEFAULT_TEMPLATES[language], **overrides}
+
+    def word(self, key: str) -> str:
+        return self.words.get(key, key)
+
+    def render(self, rule: str, event: str, fields: dict[str, Any]) -> str:
+        template = (self.templates.get(f"{rule}.{event}") or self.templates.get(rule)
+                    or self.templates["default"])
+        return template.format_map(_Blank(fields))

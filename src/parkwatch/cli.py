@@ -1,0 +1,90 @@
+"""The `parkwatch` command: run the daemon, check a config, play the demo or the simulator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from parkwatch import __version__
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from parkwatch.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{args.file}: {len(exc.problems)} problem(s); not valid", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.file}: valid — park '{cfg.park.id}', {len(cfg.buildings)} building(s), "
+          f"{len(cfg.tenants)} tenant(s), {len(cfg.drivers)} driver(s), "
+          f"{len(cfg.sensors)} sensor(s)")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from parkwatch.daemon.main import run_daemon
+
+    return run_daemon(args.config, state_dir=args.state_dir, log_level=args.log_level)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from parkwatch.demo import run_demo
+
+    return run_demo(duration_s=args.duration, verbose=args.verbose)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from parkwatch.firmware_sim.cli import run_sim
+
+    return run_sim(args.config, args.scenario, speed=args.speed, list_only=args.list)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parkwatch",
+        description="Edge gateway daemon for factory-park safety: floor load, fire buttons, "
+        "water levels.",
+    )
+    parser.add_argument("--version", action="version", version=f"parkwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon in the foreground")
+    p.add_argument("--config", "-c", required=True, help="park config YAML")
+    p.add_argument("--state-dir", help="override gateway.state_dir")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("check-config", help="validate a park config; exit 2 when invalid")
+    p.add_argument("file")
+    p.set_defaults(func=_check_config)
+
+    p = sub.add_parser("demo", help="private broker + simulated devices + daemon, for a look")
+    p.add_argument("--duration", type=float, default=45.0,
+                   help="seconds to run before stopping (default 45)")
+    p.add_argument("--verbose", "-v", action="store_true", help="show the daemon's log too")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("sim", help="play simulated devices of a park config against its brokers")
+    p.add_argument("--config", "-c", required=True, help="park config YAML")
+    p.add_argument("--scenario", "-s", default="demo", help="scenario name (see --list)")
+    p.add_argument("--speed", type=float, default=1.0, help="time factor (2 = twice as fast)")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.set_defaults(func=_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,184 @@
+"""Load and validate a park config, reporting every problem as `file:line: key.path: message`."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from parkwatch.config.crosscheck import cross_check
+from parkwatch.config.model import ParkConfig
+from parkwatch.config.yamlsource import ConfigSyntaxError, Loc, SourceMap, load_yaml_with_lines
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` lists every reason, in file order."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def format_path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _data_loc(data: Any, loc: tuple[Any, ...]) -> Loc:
+    """Keep the loc parts that exist in the data, plus a missing key at the very end.
+
+    Anything else in a pydantic loc (a union member's tag, a validator name) is skipped.
+    """
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and i == len(loc) - 1:
+            out.append(part)
+    return tuple(out)
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model class that validates the mapping at ``loc`` (for key suggestions)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int) or current is None:
+            current = _unwrap(current)
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            current = field.annotation if field else None
+        else:
+            current = None
+        current = _unwrap(current)
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional / list / dict / Annotated down to the element model, when there is one."""
+    for _ in range(6):
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (list, tuple, set):
+            tp = typing.get_args(tp)[0]
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(models) != 1:
+                return None
+            tp = models[0]
+        else:
+            return tp
+    return tp
+
+
+def _message(err: Any, data_loc: Loc) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = data_loc[-1] if data_loc else "?"
+        model = _model_at(ParkConfig, data_loc[:-1])
+        msg = f"unknown key '{key}'"
+        if model is not None:
+            allowed = list(model.model_fields)
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            msg += f"; did you mean '{close[0]}'?" if close else f" (allowed: {', '.join(allowed)})"
+        return msg
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "string_pattern_mismatch":
+        return ("must be an identifier: letters, digits, '_', '-', '.' (no spaces, '/', '+' "
+                "or '#'), at most 64 characters")
+    if kind == "union_tag_invalid":
+        return (f"unknown type '{ctx.get('tag')}' (known: {ctx.get('expected_tags')})")
+    if kind == "union_tag_not_found":
+        return "required key 'type' is missing"
+    msg: str = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if msg.startswith("Input should be"):
+        msg = "must be" + msg[len("Input should be"):]
+    if "input" in err and kind in ("float_parsing", "int_parsing", "bool_parsing",
+                                   "string_type", "int_from_float", "float_type", "int_type",
+                                   "list_type", "dict_type", "model_type", "literal_error"):
+        got = err["input"]
+        shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+        msg += f", got {shown[:60]}"
+    return msg
+
+
+def validate_data(data: Any, smap: SourceMap) -> ParkConfig:
+    """Validate parsed YAML; raise :class:`ConfigError` listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(smap.file, 1, "", "the file must be a mapping of "
+                                         "sections (park, gateway, brokers, ...)")])
+    try:
+        cfg = ParkConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = _data_loc(data, err["loc"])
+            problems.append(ConfigProblem(smap.file, smap.line_of(loc), format_path(loc),
+                                          _message(err, loc)))
+        raise ConfigError(_ordered(problems)) from None
+    cross = cross_check(cfg)
+    if cross:
+        raise ConfigError(_ordered([
+            ConfigProblem(smap.file, smap.line_of(loc), format_path(loc), msg)
+            for loc, msg in cross
+        ]))
+    return cfg
+
+
+def _ordered(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: p.line)
+
+
+def load_config(path: str | Path, overrides: dict[Loc, Any] | None = None) -> ParkConfig:
+    """Read, validate and cross-check a park config file.
+
+    ``overrides`` replaces values by key path before validation (the demo and the tests point
+    the brokers at private ports this way).
+    """
+    try:
+        data, smap = load_yaml_with_lines(path)
+    except ConfigSyntaxError as exc:
+        raise ConfigError([ConfigProblem(exc.file, exc.line, "", exc.message)]) from None
+    for loc, value in (overrides or {}).items():
+        node = data
+        for part in loc[:-1]:
+            node = node[part]
+        node[loc[-1]] = value
+    return validate_data(data, smap)

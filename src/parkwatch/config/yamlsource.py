@@ -1,0 +1,96 @@
+"""YAML loading that remembers where every key and list item came from.
+
+Field engineers fix configs by line number, so every value we load carries its source line;
+validation errors are mapped back through :class:`SourceMap`.  Duplicate keys are an error
+(PyYAML would silently keep the last one, which is exactly the "silently fixed" config we
+refuse to run on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """Key path → 1-based line number of the YAML node it was read from."""
+
+    file: str
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Loc) -> int:
+        """The line of the deepest known prefix of ``loc`` (1 for the document itself)."""
+        for cut in range(len(loc), -1, -1):
+            line = self.lines.get(tuple(loc[:cut]))
+            if line is not None:
+                return line
+        return 1
+
+
+class ConfigSyntaxError(Exception):
+    """The file is not readable YAML; carries file and line for the message."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__(f"{file}:{line}: {message}")
+        self.file, self.line, self.message = file, line, message
+
+
+def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoader) -> Any:
+    smap.lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise ConfigSyntaxError(smap.file, key_node.start_mark.line + 1,
+                                        f"mapping key must be a plain value, not {key!r}")
+            if isinstance(key, bool | float):
+                key = str(key).lower() if isinstance(key, bool) else str(key)
+            if key in out:
+                raise ConfigSyntaxError(smap.file, key_node.start_mark.line + 1,
+                                        f"duplicate key {key!r} (first defined on line "
+                                        f"{smap.lines[(*loc, key)]})")
+            smap.lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, (*loc, key), smap, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*loc, i), smap, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def load_yaml_with_lines(path: str | Path, display_name: str | None = None) -> tuple[Any, SourceMap]:
+    """Parse one YAML document; return the data and the map of key paths to lines."""
+    name = display_name or str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigSyntaxError(name, 0, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigSyntaxError(name, 0, f"cannot read file: {exc}") from None
+    return parse_yaml_with_lines(text, name)
+
+
+def parse_yaml_with_lines(text: str, name: str) -> tuple[Any, SourceMap]:
+    smap = SourceMap(name)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigSyntaxError(name, 1, "the file is empty")
+        data = _construct(node, (), smap, loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigSyntaxError(name, line, f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigSyntaxError(name, 1, f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return data, smap

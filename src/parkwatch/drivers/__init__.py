@@ -1,0 +1,1 @@
+"""Drivers turn device bytes into readings; they never evaluate rules."""

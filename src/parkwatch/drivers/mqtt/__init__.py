@@ -1,0 +1,1 @@
+"""MQTT device driver: subscribes with topic templates and turns payloads into readings."""

@@ -1,0 +1,48 @@
+"""Every driver type parkwatch knows: one line each (config model, driver class)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Union
+
+from pydantic import Field
+
+from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver
+
+
+@dataclass(frozen=True)
+class DriverKind:
+    config_model: type
+    driver_path: str  # "module:Class", imported when a daemon starts such a driver
+    #: (park config, driver index) -> [(key path, message)]: checks across drivers and sensors
+    cross_check: Callable[[Any, int], list[tuple[tuple[str | int, ...], str]]] | None = None
+
+    def driver_class(self) -> Any:
+        import importlib
+
+        module, _, name = self.driver_path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+DRIVER_KINDS: dict[str, DriverKind] = {
+    "mqtt": DriverKind(MqttDriverConfig, "parkwatch.drivers.mqtt.driver:MqttDriver",
+                       check_mqtt_driver),
+}
+
+_models = tuple(k.config_model for k in DRIVER_KINDS.values())
+#: The `drivers:` list item: a union discriminated by `type` once there is more than one kind.
+DriverConfig: Any = (
+    _models[0] if len(_models) == 1
+    else Annotated[Union[_models], Field(discriminator="type")]  # noqa: UP007
+)
+
+
+def cross_check_drivers(cfg: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Run each configured driver's own cross-checks (topics, addresses, ...)."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for i, d in enumerate(cfg.drivers):
+        check = DRIVER_KINDS[d.type].cross_check
+        if check is not None:
+            out += check(cfg, i)
+    return out
