@@ -1,0 +1,113 @@
+"""The alarm lifecycle: raise, change severity, clear, acknowledge, close.
+
+An alarm is identified by a stable ``alarm_id`` and counts its changes in ``seq``.  It is
+*open* until it is both cleared and acknowledged, then it is *closed*.  While a condition holds
+on a (sensor, rule) there is exactly one active alarm for it; if the condition returns after a
+clear, that is a new alarm.  A fire alarm clears only when its button is reset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from parkwatch.alarms.ids import new_alarm_id
+from parkwatch.rules.registry import RULE_NAMES
+from parkwatch.rules.transitions import Severity, Transitions
+
+
+@dataclass(slots=True)
+class Alarm:
+    alarm_id: str
+    sensor: int
+    rule: str
+    severity: Severity
+    value: float
+    threshold: float
+    observed_at: float
+    raised_at: float
+    changed_at: float
+    seq: int = 0
+    active: bool = True
+    acknowledged: bool = False
+    acked_by: str | None = None
+    acked_at: float | None = None
+    ack_note: str | None = None
+    escalation_level: int = 0
+    drill: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return not self.active and self.acknowledged
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of one alarm: the event name and a copy of the alarm right after it."""
+
+    event: str
+    alarm: Alarm
+
+
+class AlarmBook:
+    """Open alarms of this gateway; turns rule transitions and operator acks into changes."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.open: dict[str, Alarm] = {}
+        self.active_by_key: dict[tuple[int, str], Alarm] = {}
+
+    def _change(self, alarm: Alarm, event: str, now: float) -> Change:
+        alarm.seq += 1
+        alarm.changed_at = now
+        return Change(event, replace(alarm))
+
+    def apply(self, transitions: Transitions) -> list[Change]:
+        changes: list[Change] = []
+        now = self.clock()
+        for sensor, rule_code, old, new, value, threshold, ts in transitions.rows():
+            rule = RULE_NAMES[rule_code]
+            key = (sensor, rule)
+            alarm = self.active_by_key.get(key)
+            if new > Severity.NORMAL and alarm is None:
+                alarm = Alarm(new_alarm_id(now), sensor, rule, Severity(new), value, threshold,
+                              ts, now, now)
+                self.open[alarm.alarm_id] = alarm
+                self.active_by_key[key] = alarm
+                changes.append(self._change(alarm, "raised", now))
+                continue
+            if alarm is None:
+                continue  # a clear for an alarm this book never raised (e.g. state restored)
+            alarm.value, alarm.observed_at = value, ts
+            if not math.isnan(threshold):
+                alarm.threshold = threshold
+            if new > Severity.NORMAL:
+                if new != alarm.severity:
+                    alarm.severity = Severity(new)
+                    changes.append(self._change(alarm, "severity_changed", now))
+                continue
+            alarm.active = False
+            del self.active_by_key[key]
+            changes.append(self._change(alarm, "cleared", now))
+            if alarm.closed:
+                changes.append(self._close(alarm, now))
+        return changes
+
+    def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> list[Change]:
+        """Acknowledge an open alarm; closes it when it has already cleared."""
+        alarm = self.open.get(alarm_id)
+        if alarm is None:
+            raise KeyError(alarm_id)
+        if alarm.acknowledged:
+            return []
+        now = self.clock()
+        alarm.acknowledged, alarm.acked_by, alarm.acked_at, alarm.ack_note = True, by, now, note
+        changes = [self._change(alarm, "acknowledged", now)]
+        if alarm.closed:
+            changes.append(self._close(alarm, now))
+        return changes
+
+    def _close(self, alarm: Alarm, now: float) -> Change:
+        del self.open[alarm.alarm_id]
+        return self._change(alarm, "closed", now)

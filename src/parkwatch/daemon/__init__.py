@@ -1,0 +1,1 @@
+"""The daemon: wiring of drivers, rules, alarms and uplink; signals; logging."""

@@ -1,0 +1,52 @@
+"""`parkwatch run`: load the config (fatal when invalid), run until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from parkwatch.config import ConfigError, load_config
+from parkwatch.daemon.logsetup import setup_logging
+
+log = logging.getLogger("parkwatch")
+
+EXIT_CONFIG = 2
+
+
+def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO") -> int:
+    setup_logging(log_level)
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        log.error("refusing to start: %d problem(s) in %s", len(exc.problems), config)
+        return EXIT_CONFIG
+
+    from parkwatch.daemon.app import Daemon
+
+    daemon = Daemon(cfg, Path(state_dir) if state_dir else None)
+    try:
+        daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.error("cannot create state directory %s: %s (gateway.state_dir or --state-dir)",
+                  daemon.state_dir, exc.strerror)
+        return 1
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    while not stop.wait(1.0):
+        pass
+    daemon.stop()
+    return 0

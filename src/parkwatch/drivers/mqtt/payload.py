@@ -1,0 +1,134 @@
+"""Decoding one MQTT device payload into (value, device time, quality, battery).
+
+Accepted forms: a JSON object with the configured value / time / event / battery fields
+(dotted paths), a bare JSON number, and for buttons a bare event word.  Anything else raises
+:class:`Rejected` with a reason that is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from parkwatch.readings import Quality
+
+BUTTON_EVENTS = {"press": (1.0, Quality.GOOD), "reset": (0.0, Quality.GOOD),
+                 "heartbeat": (math.nan, Quality.HEARTBEAT), "test": (math.nan, Quality.TEST)}
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
+def get_path(obj: dict[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def number(x: Any) -> float | None:
+    """A finite JSON number (booleans are not numbers here)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def device_time(raw: Any, unit: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            dt = datetime.fromisoformat(raw)
+        except ValueError:
+            raise Rejected("bad_timestamp", f"unreadable time {raw[:40]!r}") from None
+        if dt.tzinfo is None:
+            raise Rejected("bad_timestamp", f"time {raw[:40]!r} has no UTC offset")
+        return dt.timestamp()
+    t = number(raw)
+    if t is None:
+        raise Rejected("bad_timestamp", f"time {raw!r:.40} is not a number")
+    if unit == "ms" or (unit == "auto" and t > 1e11):
+        t /= 1000.0
+    return t
+
+
+class PayloadDecoder:
+    def __init__(self, value_field: str, time_field: str | None, time_unit: str,
+                 event_field: str, battery_field: str | None, max_bytes: int,
+                 max_skew_s: float) -> None:
+        self.value_field = value_field
+        self.time_field = time_field
+        self.time_unit = time_unit
+        self.event_field = event_field
+        self.battery_field = battery_field
+        self.max_bytes = max_bytes
+        self.max_skew_s = max_skew_s
+
+    def decode(self, payload: bytes, is_button: bool,
+               now: float) -> tuple[float, float, int, float]:
+        if len(payload) > self.max_bytes:
+            raise Rejected("too_large", f"{len(payload)} bytes > {self.max_bytes}")
+        try:
+            doc = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            word = payload.strip().lower()
+            if is_button and word in (b"press", b"reset", b"heartbeat", b"test"):
+                doc = word.decode()
+            else:
+                raise Rejected("malformed_json", "not JSON") from None
+        ts = now
+        battery = math.nan
+        if isinstance(doc, dict):
+            if self.time_field:
+                t = device_time(get_path(doc, self.time_field), self.time_unit)
+                if t is not None:
+                    if not abs(t - now) <= self.max_skew_s:
+                        raise Rejected("bad_timestamp", f"device time {t:.0f} is "
+                                       f"{t - now:+.0f} s from the gateway clock")
+                    ts = t
+            if self.battery_field:
+                b = number(get_path(doc, self.battery_field))
+                if b is not None and 0.0 <= b <= 100.0:
+                    battery = b
+            if is_button:
+                event = doc.get(self.event_field) if self.event_field else None
+                if event is None:
+                    v = number(get_path(doc, self.value_field)) if self.value_field else None
+                    if v not in (0.0, 1.0):
+                        raise Rejected("missing_event", f"no '{self.event_field}' field")
+                    return v, ts, Quality.GOOD, battery  # contact style: 1 pressed, 0 reset
+                value, quality = self._button(event)
+                return value, ts, quality, battery
+            if not self.value_field:
+                raise Rejected("missing_value", "JSON object but value_field is ''")
+            raw = get_path(doc, self.value_field)
+            if raw is None:
+                raise Rejected("missing_value", f"no '{self.value_field}' field")
+            v = number(raw)
+            if v is None:
+                raise Rejected("bad_value", f"'{self.value_field}' is {raw!r:.40}, not a number")
+            return v, ts, Quality.GOOD, battery
+        if is_button:
+            if isinstance(doc, str):
+                value, quality = self._button(doc)
+                return value, ts, quality, battery
+            raise Rejected("missing_event", f"button payload {doc!r:.40} is not an event")
+        v = number(doc)
+        if v is None:
+            raise Rejected("bad_value", f"payload {doc!r:.40} is not a number")
+        return v, ts, Quality.GOOD, battery
+
+    @staticmethod
+    def _button(event: Any) -> tuple[float, int]:
+        if not isinstance(event, str) or event.lower() not in BUTTON_EVENTS:
+            raise Rejected("bad_event", f"unknown button event {event!r:.40}")
+        value, quality = BUTTON_EVENTS[event.lower()]
+        return value, quality

@@ -1,0 +1,132 @@
+"""A private Mosquitto on a free loopback port, for the demo, the simulator and the tests.
+
+It is a real broker, configured the way parkwatch's shipped configs are: no cap on queued QoS 1
+messages (Mosquitto's default of 1000 silently drops alarms to a slow subscriber).  The broker
+process dies with its parent, so an interrupted demo or test leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+INSTALL_HINT = "apt-get install -y mosquitto"
+
+
+class BrokerUnavailable(RuntimeError):
+    pass
+
+
+def find_mosquitto() -> str | None:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def ensure_mosquitto(install: bool = True) -> str:
+    """The mosquitto binary; installs Debian's package when missing and we are root."""
+    found = find_mosquitto()
+    if found:
+        return found
+    if install and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        "mosquitto"], check=False, env=env, stdout=subprocess.DEVNULL)
+        found = find_mosquitto()
+        if found:
+            return found
+    raise BrokerUnavailable(f"Mosquitto is not installed; install it with: sudo {INSTALL_HINT}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class LocalMosquitto:
+    def __init__(self, port: int | None = None, extra_conf: str = "",
+                 workdir: Path | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.extra_conf = extra_conf
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="parkwatch-mqtt-")
+        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / f"mosquitto-{self.port}.log"
+
+    def start(self, timeout: float = 10.0) -> LocalMosquitto:
+        binary = ensure_mosquitto()
+        conf = self.workdir / f"mosquitto-{self.port}.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
+            "set_tcp_nodelay true\n"
+            "log_dest stderr\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            + self.extra_conf
+        )
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent)
+        if not wait_for_port(self.host, self.port, timeout):
+            self.stop()
+            raise BrokerUnavailable(f"mosquitto did not listen on {self.port}: "
+                                    f"{self.log_file.read_text(errors='replace')[-500:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> LocalMosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""MQTT plumbing shared by the device driver, the uplink and the tools."""

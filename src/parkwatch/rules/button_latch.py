@@ -1,0 +1,47 @@
+"""The fire-button latch: a press raises a critical fire alarm that holds until a reset.
+
+Heartbeats and test presses prove the button is alive but never raise or clear anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from parkwatch.park import KIND_CODE, ParkModel
+from parkwatch.readings import ReadingBatch
+from parkwatch.rules.transitions import Severity, Transitions
+
+PRESS = 1.0
+RESET = 0.0
+
+
+class ButtonLatchRule:
+    rules: ClassVar[tuple[str, ...]] = ("button_latch",)
+
+    def __init__(self, park: ParkModel, rule_base: int) -> None:
+        self.code = rule_base
+        self.enabled = park.kind == KIND_CODE["fire_button"]
+        self.latched = np.zeros(len(park), bool)
+
+    def evaluate(self, batch: ReadingBatch) -> Transitions:
+        on = self.enabled[batch.sensor]
+        idx, v = batch.sensor[on], batch.value[on]
+        if idx.shape[0] == 0:
+            return Transitions.empty()
+        was = self.latched[idx]
+        now = np.where(v == PRESS, True, np.where(v == RESET, False, was))
+        self.latched[idx] = now
+        ch = np.flatnonzero(was != now)
+        if ch.shape[0] == 0:
+            return Transitions.empty()
+        sev = np.where(now[ch], Severity.CRITICAL, Severity.NORMAL)
+        return Transitions.build(idx[ch], self.code, Severity.CRITICAL - sev, sev, v[ch],
+                                 np.full(ch.shape[0], np.nan), batch.ts[on][ch])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"latched": self.latched.copy()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.latched[:] = state["latched"]
