@@ -8,6 +8,7 @@ here ever blocks the network loop.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ class MqttDriver:
         self.decoder = PayloadDecoder(cfg.value_field, cfg.time_field, cfg.time_unit,
                                       cfg.event_field, cfg.battery_field, cfg.max_payload_bytes,
                                       cfg.max_clock_skew_s)
+        self.subscribed = threading.Event()
         self.accepted = 0
         self.rejections = Rejections(log, f"driver {cfg.id}")
         broker = park_cfg.brokers[cfg.broker]
@@ -60,6 +62,7 @@ class MqttDriver:
                              f"parkwatch-{park_cfg.gateway.id}-{cfg.id}",
                              clean_session=False, on_connected=self._subscribe)
         self.link.client.on_message = self._on_message
+        self.link.client.on_subscribe = lambda *_args: self.subscribed.set()
 
     # --- network thread -----------------------------------------------------------------
     def _subscribe(self, link: MqttLink) -> None:

@@ -1,0 +1,166 @@
+"""Shared fixtures: a real Mosquitto per test, a daemon wired to it, a contract subscriber."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from parkwatch.alarms.event import load_schema
+from parkwatch.config import ParkConfig, load_config
+from parkwatch.localbroker import LocalMosquitto
+from parkwatch.mqtt.link import set_nodelay
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "park.yaml"
+SCHEMA = load_schema()
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """A test must stop every thread it started (Home Assistant's habit)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not leaked, f"threads left running: {[t.name for t in leaked]}"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
+    b = LocalMosquitto(workdir=tmp_path).start()
+    yield b
+    b.close()
+
+
+def example_config(broker: LocalMosquitto, state_dir: Path, **overrides: Any) -> ParkConfig:
+    """examples/park.yaml pointed at the test broker and a private state directory."""
+    ov = {("brokers", "local", "port"): broker.port, ("gateway", "state_dir"): str(state_dir)}
+    ov.update(overrides)
+    return load_config(EXAMPLE, ov)
+
+
+class Subscriber:
+    """A command-center client: records every message under parkwatch/v1/#, validates events."""
+
+    def __init__(self, broker: LocalMosquitto, topic: str = "parkwatch/v1/#") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.cond = threading.Condition()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        c.on_socket_open = lambda _c, _u, s: set_nodelay(s)
+        c.on_message = self._on_message
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.connect(broker.host, broker.port)
+        c.subscribe(topic, qos=1)
+        c.loop_start()
+        assert subscribed.wait(5), "subscription not acknowledged"
+        self.client = c
+
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        with self.cond:
+            self.messages.append((m.topic, m.payload, bool(m.retain)))
+            self.cond.notify_all()
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        with self.cond:
+            msgs = list(self.messages)
+        for topic, payload, _ in msgs:
+            if topic.endswith("/events"):
+                event = json.loads(payload)
+                VALIDATOR.validate(event)
+                out.append(event)
+        return out
+
+    def wait_events(self, pred: Callable[[list[dict[str, Any]]], bool],
+                    timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events()
+            if pred(events):
+                return events
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; events so far: "
+                                     f"{[(e['event'], e['sensor_id']) for e in events]}")
+            with self.cond:
+                self.cond.wait(min(remaining, 0.1))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber(broker: LocalMosquitto) -> Iterator[Subscriber]:
+    s = Subscriber(broker)
+    yield s
+    s.close()
+
+
+class Device:
+    """Publishes as the field devices do (QoS 1, waits for the broker's PUBACK)."""
+
+    def __init__(self, broker: LocalMosquitto) -> None:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        c.on_socket_open = lambda _c, _u, s: set_nodelay(s)
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+
+    def send(self, sensor_id: str, payload: Any, wait: bool = True) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        info = self.client.publish(f"devices/{sensor_id}/up", data, qos=1)
+        if wait:
+            info.wait_for_publish(5)
+
+    def publish(self, topic: str, data: bytes) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, data, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def device(broker: LocalMosquitto) -> Iterator[Device]:
+    d = Device(broker)
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def daemon(broker: LocalMosquitto, tmp_path: Path) -> Iterator[Any]:
+    """The example park's daemon, running in-process against the test broker."""
+    from parkwatch.daemon.app import Daemon
+
+    d = Daemon(example_config(broker, tmp_path / "state"))
+    d.start()
+    for drv in d.drivers:
+        assert drv.link.connected.wait(5)
+    assert d.uplink.link.connected.wait(5)
+    wait_until(lambda: all(drv.subscribed.is_set() for drv in d.drivers))
+    yield d
+    d.stop()
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or pred}")
+        time.sleep(0.01)
