@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: every event of the contract (parkwatch.alarm/1)
+EVENTS: tuple[str, ...] = ("raised", "escalated", "severity_changed", "acknowledged", "cleared",
+                           "closed", "reminder")
+
 PLACEHOLDERS: dict[str, str] = {
     "park": "park display name",
     "place": "building / floor / zone, joined for reading",

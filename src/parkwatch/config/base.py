@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo
 
 ID_PATTERN = r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u9fff]{0,63}$"
 
@@ -12,8 +13,22 @@ ID_PATTERN = r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u9fff]{0,63}$"
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
+
+
+def _relative_to_config(p: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return p if p.is_absolute() or base is None else Path(base) / p
+
+
+#: A file or directory path; a relative one is taken from the config file's directory.
+ConfigPath = Annotated[Path, Field(strict=False), AfterValidator(_relative_to_config)]
+
+
 class Strict(BaseModel):
+    """Strict types: `area_m2: yes` or `port: "1883"` are errors, not silently converted."""
+
     model_config = ConfigDict(
+        strict=True,
         extra="forbid",
         frozen=True,
         allow_inf_nan=False,

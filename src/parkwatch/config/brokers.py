@@ -7,13 +7,13 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from parkwatch.config.base import Strict
+from parkwatch.config.base import ConfigPath, Strict
 
 
 class TlsConfig(Strict):
-    ca_file: Path = Field(description="CA bundle that signed the broker's certificate")
-    cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(None, description="client private key (mutual TLS)")
+    ca_file: ConfigPath = Field(description="CA bundle that signed the broker's certificate")
+    cert_file: ConfigPath | None = Field(None, description="client certificate (mutual TLS)")
+    key_file: ConfigPath | None = Field(None, description="client private key (mutual TLS)")
     verify_hostname: bool = Field(True, description="check the broker's name in its cert")
 
     @model_validator(mode="after")
@@ -30,7 +30,7 @@ class BrokerConfig(Strict):
         None, description="MQTT client id; default parkwatch-{gateway}-{role}"
     )
     username: str | None = None
-    password_file: Path | None = Field(None, description="file whose first line is the password")
+    password_file: ConfigPath | None = Field(None, description="file whose first line is the password")
     password_env: str | None = Field(None, description="environment variable with the password")
     tls: TlsConfig | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)

@@ -94,7 +94,14 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
                         "thresholds"))
         limits = cfg.thresholds_for(s)
         if s.thresholds is not None and limits is not None:
+            own = s.thresholds.model_fields_set
             for key, msg in limits.problems():
+                inherited = sorted(k for k in ("high_warning", "high_critical", "low_warning",
+                                               "low_critical", "deadband") if k not in own
+                                   and k in msg + key)
+                if inherited:
+                    msg += (f" ({', '.join(inherited)} inherited from rules.{s.kind}; "
+                            "override it here too)")
                 out.append(((*loc, "thresholds", key), msg))
 
     for name, broker in cfg.brokers.items():
@@ -109,11 +116,18 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
 
 
 def _check_templates(cfg: ParkConfig) -> list[Problem]:
-    from parkwatch.alarms.messages import PLACEHOLDERS
+    from parkwatch.alarms.messages import EVENTS, PLACEHOLDERS
+    from parkwatch.rules.registry import RULE_NAMES
 
     out: list[Problem] = []
     for key, template in cfg.alarms.messages.items():
         loc: Loc = ("alarms", "messages", key)
+        rule, _, event = key.partition(".")
+        if key != "default" and (rule not in RULE_NAMES or (event and event not in EVENTS)):
+            out.append((loc, f"unknown message key '{key}': use 'default', a rule "
+                        f"({', '.join(RULE_NAMES)}) or rule.event with an event of "
+                        f"{', '.join(EVENTS)}"))
+            continue
         try:
             names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
         except ValueError as exc:

@@ -41,6 +41,8 @@ def format_path(loc: Loc) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":
+            out += " (the name itself)"
         else:
             out += ("." if out else "") + str(part)
     return out
@@ -69,35 +71,32 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     """The pydantic model class that validates the mapping at ``loc`` (for key suggestions)."""
     current: Any = model
     for part in loc:
-        current = _unwrap(current)
-        if isinstance(part, int) or current is None:
-            current = _unwrap(current)
-            continue
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(part)
+        current = _strip(current)
+        origin = typing.get_origin(current)
+        if origin in (list, tuple, set) and isinstance(part, int):
+            current = typing.get_args(current)[0]
+        elif origin is dict:
+            current = typing.get_args(current)[1]  # `part` is a key of the user's choosing
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
             current = field.annotation if field else None
         else:
-            current = None
-        current = _unwrap(current)
-    current = _unwrap(current)
+            return None
+    current = _strip(current)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _unwrap(tp: Any) -> Any:
-    """Strip Optional / list / dict / Annotated down to the element model, when there is one."""
+def _strip(tp: Any) -> Any:
+    """Remove Annotated and Optional wrappers; None for a union of several models."""
     for _ in range(6):
         origin = typing.get_origin(tp)
         if origin is typing.Annotated:
             tp = typing.get_args(tp)[0]
-        elif origin in (list, tuple, set):
-            tp = typing.get_args(tp)[0]
-        elif origin is dict:
-            tp = typing.get_args(tp)[1]
         elif origin in (typing.Union, types.UnionType):
-            models = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(models) != 1:
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
                 return None
-            tp = models[0]
+            tp = members[0]
         else:
             return tp
     return tp
@@ -119,7 +118,10 @@ def _message(err: Any, data_loc: Loc) -> str:
         return "required key is missing"
     if kind == "string_pattern_mismatch":
         return ("must be an identifier: letters, digits, '_', '-', '.' (no spaces, '/', '+' "
-                "or '#'), at most 64 characters")
+                f"or '#'), at most 64 characters; got {err.get('input')!r:.60}")
+    if kind == "string_type" and isinstance(err.get("input"), int | float) and not isinstance(
+            err.get("input"), bool):
+        return f"must be text, got the number {err['input']!r}; quote it, e.g. \"{err['input']}\""
     if kind == "union_tag_invalid":
         return (f"unknown type '{ctx.get('tag')}' (known: {ctx.get('expected_tags')})")
     if kind == "union_tag_not_found":
@@ -131,7 +133,10 @@ def _message(err: Any, data_loc: Loc) -> str:
         msg = "must be" + msg[len("Input should be"):]
     if "input" in err and kind in ("float_parsing", "int_parsing", "bool_parsing",
                                    "string_type", "int_from_float", "float_type", "int_type",
-                                   "list_type", "dict_type", "model_type", "literal_error"):
+                                   "list_type", "dict_type", "model_type", "literal_error",
+                                   "bool_type", "greater_than", "greater_than_equal",
+                                   "less_than", "less_than_equal", "too_short", "too_long",
+                                   "string_too_short", "string_too_long"):
         got = err["input"]
         shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
         msg += f", got {shown[:60]}"
@@ -144,7 +149,7 @@ def validate_data(data: Any, smap: SourceMap) -> ParkConfig:
         raise ConfigError([ConfigProblem(smap.file, 1, "", "the file must be a mapping of "
                                          "sections (park, gateway, brokers, ...)")])
     try:
-        cfg = ParkConfig.model_validate(data)
+        cfg = ParkConfig.model_validate(data, context={"base_dir": smap.base_dir})
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from parkwatch.config.base import Id, Strict
+from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.drivers.registry import DriverConfig
 
@@ -28,7 +28,7 @@ class ParkInfo(Strict):
 
 class GatewayConfig(Strict):
     id: Id = Field(description="this gateway's id, carried in every alarm event")
-    state_dir: Path = Field(Path("/var/lib/parkwatch"), description="durable state lives here")
+    state_dir: ConfigPath = Field(Path("/var/lib/parkwatch"), description="durable state lives here")
     status_interval_s: float = Field(
         30.0, ge=1, le=3600, description="how often the retained gateway status is refreshed"
     )

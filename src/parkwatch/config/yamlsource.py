@@ -23,6 +23,7 @@ class SourceMap:
 
     file: str
     lines: dict[Loc, int] = field(default_factory=dict)
+    base_dir: Path | None = None  # relative paths in the config are taken from here
 
     def line_of(self, loc: Loc) -> int:
         """The line of the deepest known prefix of ``loc`` (1 for the document itself)."""
@@ -42,7 +43,7 @@ class ConfigSyntaxError(Exception):
 
 
 def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoader) -> Any:
-    smap.lines[loc] = node.start_mark.line + 1
+    smap.lines.setdefault(loc, node.start_mark.line + 1)  # a key's own line wins over its value's
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
@@ -74,7 +75,9 @@ def load_yaml_with_lines(path: str | Path, display_name: str | None = None) -> t
         raise ConfigSyntaxError(name, 0, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigSyntaxError(name, 0, f"cannot read file: {exc}") from None
-    return parse_yaml_with_lines(text, name)
+    data, smap = parse_yaml_with_lines(text, name)
+    smap.base_dir = Path(path).resolve().parent
+    return data, smap
 
 
 def parse_yaml_with_lines(text: str, name: str) -> tuple[Any, SourceMap]:
@@ -87,8 +90,15 @@ def parse_yaml_with_lines(text: str, name: str) -> tuple[Any, SourceMap]:
         data = _construct(node, (), smap, loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context == "while scanning a simple key" and exc.context_mark is not None:
+            mark = exc.context_mark  # the key being read is where the mistake is
         line = mark.line + 1 if mark else 1
-        raise ConfigSyntaxError(name, line, f"invalid YAML: {exc.problem or exc}") from None
+        msg = f"invalid YAML: {exc.problem or exc}"
+        if exc.context and exc.context_mark is not None:
+            msg += f" ({exc.context} on line {exc.context_mark.line + 1})"
+        if "could not find expected ':'" in msg or "mapping values are not allowed" in msg:
+            msg += "; is a space missing after a ':' or is the indentation off?"
+        raise ConfigSyntaxError(name, line, msg) from None
     except yaml.YAMLError as exc:
         raise ConfigSyntaxError(name, 1, f"invalid YAML: {exc}") from None
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,26 @@ class Daemon:
         self.pipeline.stop(max(0.1, deadline - time.monotonic() - 0.5))
         self.uplink.stop(max(0.1, deadline - time.monotonic()))
         log.info("parkwatch stopped")
+
+    def acknowledge(self, alarm_id: str, by: str, note: str | None = None,
+                    timeout: float = 5.0) -> bool:
+        """Acknowledge an open alarm from any thread; False when no such open alarm."""
+        done = threading.Event()
+        result: list[bool] = []
+
+        def ack() -> None:
+            try:
+                self.uplink.publish_changes(self.book.acknowledge(alarm_id, by, note))
+                result.append(True)
+            except KeyError:
+                result.append(False)
+            finally:
+                done.set()
+
+        self.inbox.call(ack)
+        if not done.wait(timeout):
+            raise TimeoutError("pipeline did not answer")
+        return result[0]
 
     def _tick(self) -> None:
         for driver in self.drivers:

@@ -87,6 +87,8 @@ def check_mqtt_driver(park: Any, index: int) -> list[tuple[tuple[str | int, ...]
                         "without {sensor_id}; give this sensor its own topic as address"))
             continue
         topic = sensor_topic(drv, s.id, s.address)
+        if topic in claimed and park.sensors[claimed[topic]].id == s.id:
+            continue  # a duplicate sensor id, reported as such already
         if topic in claimed:
             out.append((("sensors", si, "address" if s.address else "id"),
                         f"topic '{topic}' is already used by sensor "
