@@ -106,6 +106,7 @@ def test_late_subscriber_sees_exactly_the_open_alarms(daemon, broker, subscriber
 
 
 def test_gateway_status_is_retained_online(daemon, broker):
+    time.sleep(0.3)  # the status refreshed when the driver connected has been retained by now
     late = Subscriber(broker, "parkwatch/v1/xinqiao/gateway")
     try:
         topic, payload, retained = _wait_msgs(late, 1)[0]

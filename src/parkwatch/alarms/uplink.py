@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from parkwatch.alarms.event import EventBuilder, encode
@@ -36,8 +35,7 @@ class Topics:
 
 
 class UplinkPublisher:
-    def __init__(self, cfg: ParkConfig, builder: EventBuilder,
-                 on_connected: Callable[[], None] | None = None) -> None:
+    def __init__(self, cfg: ParkConfig, builder: EventBuilder) -> None:
         self.cfg = cfg
         self.builder = builder
         self.topics = Topics(cfg)
@@ -46,7 +44,6 @@ class UplinkPublisher:
             "uplink", cfg.brokers[cfg.uplink.broker],
             cfg.brokers[cfg.uplink.broker].client_id or f"parkwatch-{cfg.gateway.id}-uplink",
             clean_session=False, will=(self.topics.gateway, OFFLINE),
-            on_connected=(lambda _link: on_connected()) if on_connected else None,
         )
 
     def start(self) -> None:

@@ -33,10 +33,11 @@ class Daemon:
         self.engine = RuleEngine(self.park)
         self.book = AlarmBook(time.time)
         self.inbox = Inbox()
-        self.uplink = UplinkPublisher(cfg, EventBuilder(self.park),
-                                      on_connected=lambda: self.inbox.call(self._publish_status))
+        self.uplink = UplinkPublisher(cfg, EventBuilder(self.park))
         self.drivers = [DRIVER_KINDS[d.type].driver_class()(d, self.park, self.inbox, cfg)
                         for d in cfg.drivers]
+        for link in [self.uplink.link, *(d.link for d in self.drivers)]:
+            link.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
         self.pipeline = Pipeline(self.inbox, self.engine, self.book, self.uplink)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval", seconds=cfg.gateway.status_interval_s,

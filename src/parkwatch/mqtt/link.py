@@ -47,6 +47,8 @@ class MqttLink:
         self.name = name
         self.broker = broker
         self.on_connected = on_connected
+        #: called with True/False on every connect and loss (e.g. to refresh a status)
+        self.state_listeners: list[Callable[[bool], None]] = []
         self.connected = threading.Event()
         self._ever_connected = False
         self._lost_at: float | None = None
@@ -109,6 +111,8 @@ class MqttLink:
         self.connected.set()
         if self.on_connected is not None:
             self.on_connected(self)
+        for listener in self.state_listeners:
+            listener(True)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any,
                        _props: Any) -> None:
@@ -116,6 +120,8 @@ class MqttLink:
         if self._stopping:
             return
         self._note_failure(f"connection lost ({reason})")
+        for listener in self.state_listeners:
+            listener(False)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         self._note_failure("cannot connect")

@@ -1,0 +1,65 @@
+"""10,000 random and malformed payloads neither crash nor stall the daemon; all are counted."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from conftest import wait_until
+
+SENSORS = ["A-2F-LC1", "A-3F-FB1", "B-B1-WL1", "A-1F-WL1", "B-2F-FB1"]
+
+
+def malformed_payloads(n: int, seed: int = 2026) -> list[tuple[str, bytes]]:
+    """(topic, payload) pairs, every one of which the daemon must reject."""
+    rng = random.Random(seed)
+    makers = [
+        lambda: b"\xff" + rng.randbytes(rng.randint(0, 64)),
+        lambda: json.dumps({"value": rng.random()})[: rng.randint(1, 12)].encode(),
+        lambda: b"",
+        lambda: json.dumps({"value": rng.choice(["12", "abc", None, [1], {"x": 1}, True])})
+        .encode(),
+        lambda: b'{"value": NaN}',
+        lambda: b'{"value": Infinity}',
+        lambda: b"-Infinity",
+        lambda: json.dumps({"value": 1.0, "ts": rng.choice([1e18, -5, "yesterday",
+                                                            "2026-01-01T00:00:00"])}).encode(),
+        lambda: json.dumps({"temperature": 20}).encode(),
+        lambda: b"x" * 5000,
+        lambda: json.dumps([1, 2, 3]).encode(),
+    ]
+    out = []
+    for i in range(n):
+        if i % 10 == 0:  # a sensor nobody configured
+            out.append((f"devices/ghost-{rng.randint(0, 999)}/up", b"42"))
+            continue
+        out.append((f"devices/{rng.choice(SENSORS)}/up", rng.choice(makers)()))
+    return out
+
+
+def test_flood_of_malformed_payloads_is_counted_and_survived(daemon, subscriber, device):
+    payloads = malformed_payloads(10_000)
+    infos = [device.publish(topic, data) for topic, data in payloads]
+    for info in infos:
+        info.wait_for_publish(10)
+    wait_until(lambda: daemon.counts()["rejected"] + daemon.counts()["accepted"] >= 10_000,
+               timeout=30, what="all 10,000 payloads to be processed")
+    counts = daemon.counts()
+    assert counts["rejected"] == 10_000 and counts["accepted"] == 0
+    assert counts["pipeline_errors"] == 0
+    rejected = daemon.drivers[0].rejections.total
+    assert rejected["unknown_sensor"] == 1_000
+    assert "internal_error" not in rejected
+    assert rejected["too_large"] > 0 and rejected["bad_timestamp"] > 0
+    assert rejected["malformed_json"] > 0 and rejected["bad_value"] > 0
+    assert not subscriber.events(), "garbage must never raise an alarm"
+
+    # the daemon still works, and correctly: valid readings after the flood raise and clear
+    device.send("A-2F-LC1", {"value": 9_000})
+    device.send("A-3F-FB1", {"event": "press"})
+    events = subscriber.wait_events(lambda ev: len(ev) == 2)
+    assert {(e["sensor_id"], e["severity"]) for e in events} == {
+        ("A-2F-LC1", "warning"), ("A-3F-FB1", "critical")}
+    device.send("A-2F-LC1", {"value": 100})
+    events = subscriber.wait_events(lambda ev: len(ev) == 3)
+    assert events[-1]["event"] == "cleared" and events[-1]["sensor_id"] == "A-2F-LC1"
