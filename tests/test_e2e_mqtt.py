@@ -30,7 +30,7 @@ def test_button_press_raises_retained_critical_fire_alarm(daemon, broker, subscr
     late = Subscriber(broker, f"parkwatch/v1/xinqiao/alarms/{raised['alarm_id']}")
     try:
         late_msgs = _wait_msgs(late, 1)
-        topic, payload, retained = late_msgs[0]
+        _topic, payload, retained = late_msgs[0]
         assert retained and json.loads(payload) == raised
     finally:
         late.close()
@@ -109,7 +109,7 @@ def test_gateway_status_is_retained_online(daemon, broker):
     time.sleep(0.3)  # the status refreshed when the driver connected has been retained by now
     late = Subscriber(broker, "parkwatch/v1/xinqiao/gateway")
     try:
-        topic, payload, retained = _wait_msgs(late, 1)[0]
+        _topic, payload, retained = _wait_msgs(late, 1)[0]
         status = json.loads(payload)
         assert retained and status["state"] == "online" and status["gateway"] == "xinqiao-gw1"
         assert status["sensors"] == 17 and status["drivers"]["lora"]["connected"] is True

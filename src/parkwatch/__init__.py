@@ -1,3 +1,3 @@
-"""parkwatch: edge gateway daemon for factory-park safety (floor load, fire buttons, water level)."""
+"""parkwatch: edge gateway daemon for factory-park safety (floor load, fire, water level)."""
 
 __version__ = "0.1.0"

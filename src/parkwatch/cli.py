@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from parkwatch.demo import run_demo
 
-    return run_demo(duration_s=args.duration, verbose=args.verbose)
+    return run_demo(duration_s=args.duration, verbose=args.verbose, speed=args.speed)
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=45.0,
                    help="seconds to run before stopping (default 45)")
     p.add_argument("--verbose", "-v", action="store_true", help="show the daemon's log too")
+    p.add_argument("--speed", type=float, default=1.0, help="time factor (2 = twice as fast)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("sim", help="play simulated devices of a park config against its brokers")

@@ -7,6 +7,6 @@ import time
 
 def rfc3339_ms(ts: float) -> str:
     """1763800000.1234 -> '2025-11-22T08:26:40.123Z'."""
-    ms = int(round(ts * 1000.0))
+    ms = round(ts * 1000.0)
     secs, milli = divmod(ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{milli:03d}Z"

@@ -66,7 +66,7 @@ class AlarmBook:
     def apply(self, transitions: Transitions) -> list[Change]:
         changes: list[Change] = []
         now = self.clock()
-        for sensor, rule_code, old, new, value, threshold, ts in transitions.rows():
+        for sensor, rule_code, _old, new, value, threshold, ts in transitions.rows():
             rule = RULE_NAMES[rule_code]
             key = (sensor, rule)
             alarm = self.active_by_key.get(key)

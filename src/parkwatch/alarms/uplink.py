@@ -8,6 +8,7 @@ retained on `{prefix}/{park}/gateway` with `{"state":"offline"}` as the MQTT las
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -73,8 +74,6 @@ class UplinkPublisher:
             {"state": "offline", "reason": "stopped", "gateway": self.cfg.gateway.id}).encode(),
             retain=True)
         if self.link.connected.is_set():
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):
-                pass
         self.link.stop()

@@ -25,14 +25,15 @@ class TlsConfig(Strict):
 
 class BrokerConfig(Strict):
     host: str = Field(min_length=1, description="broker host name or address")
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(1883, ge=1, le=65535, description="8883 is usual with TLS")
     client_id: str | None = Field(
         None, description="MQTT client id; default parkwatch-{gateway}-{role}"
     )
-    username: str | None = None
-    password_file: ConfigPath | None = Field(None, description="file whose first line is the password")
+    username: str | None = Field(None, description="MQTT user name")
+    password_file: ConfigPath | None = Field(
+        None, description="file whose first line is the password")
     password_env: str | None = Field(None, description="environment variable with the password")
-    tls: TlsConfig | None = None
+    tls: TlsConfig | None = Field(None, description="TLS with CA verification when set")
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)

@@ -28,7 +28,8 @@ class ParkInfo(Strict):
 
 class GatewayConfig(Strict):
     id: Id = Field(description="this gateway's id, carried in every alarm event")
-    state_dir: ConfigPath = Field(Path("/var/lib/parkwatch"), description="durable state lives here")
+    state_dir: ConfigPath = Field(Path("/var/lib/parkwatch"),
+                                  description="durable state lives here")
     status_interval_s: float = Field(
         30.0, ge=1, le=3600, description="how often the retained gateway status is refreshed"
     )
@@ -45,7 +46,7 @@ class UplinkConfig(Strict):
 class Party(Strict):
     id: Id
     name: str = Field(min_length=1)
-    contact: str | None = None
+    contact: str | None = Field(None, description="who to call, shown to operators")
 
 
 class Zone(Strict):
@@ -63,13 +64,14 @@ class Floor(Strict):
     level: int | None = Field(None, ge=-10, le=200, description="storey number; basements < 0")
     rated_load_kn_m2: float = Field(gt=0, le=100, description="rated live load (GB 50009)")
     area_m2: float = Field(gt=0, le=1_000_000)
-    zones: list[Zone] = Field(default_factory=list)
+    zones: list[Zone] = Field(default_factory=list, description="parts of the floor let "
+                              "separately")
 
 
 class Building(Strict):
     id: Id
     name: str | None = None
-    floors: list[Floor] = Field(min_length=1)
+    floors: list[Floor] = Field(min_length=1, description="floors, lowest first by habit")
 
 
 class Occupancy(Strict):
@@ -82,7 +84,7 @@ class Tenant(Strict):
     id: Id
     name: str = Field(min_length=1)
     contact: str | None = None
-    occupies: list[Occupancy] = Field(min_length=1)
+    occupies: list[Occupancy] = Field(min_length=1, description="the floors and zones rented")
 
 
 class ThresholdSettings(Strict):
@@ -92,11 +94,11 @@ class ThresholdSettings(Strict):
     limit by more than ``deadband``, so a value wobbling around a limit does not chatter.
     """
 
-    high_warning: float | None = None
-    high_critical: float | None = None
-    low_warning: float | None = None
-    low_critical: float | None = None
-    deadband: float = Field(0.0, ge=0)
+    high_warning: float | None = Field(None, description="warning at or above this")
+    high_critical: float | None = Field(None, description="critical at or above this")
+    low_warning: float | None = Field(None, description="warning at or below this")
+    low_critical: float | None = Field(None, description="critical at or below this")
+    deadband: float = Field(0.0, ge=0, description="how far back past a limit clears it")
 
     def merged(self, override: ThresholdSettings | None) -> ThresholdSettings:
         """These defaults with every key the override sets explicitly (null disables a limit)."""
@@ -126,16 +128,18 @@ class ThresholdSettings(Strict):
 class RulesConfig(Strict):
     """Per-kind defaults; each sensor may override any key under its own `thresholds`."""
 
-    load_cell: ThresholdSettings = Field(default_factory=ThresholdSettings)
-    water_level: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    load_cell: ThresholdSettings = Field(default_factory=ThresholdSettings,
+                                         description="limits in kg (or the sensor's unit)")
+    water_level: ThresholdSettings = Field(default_factory=ThresholdSettings,
+                                           description="limits in cm (or the sensor's unit)")
 
 
 class SensorConfig(Strict):
     id: Id
     name: str | None = Field(None, description="display name used in alarm messages")
     kind: SensorKind
-    building: Id | None = None
-    floor: Id | None = None
+    building: Id | None = Field(None, description="building id (required but for water gauges)")
+    floor: Id | None = Field(None, description="floor id (required for load cells)")
     zone: Id | None = None
     tenant: Id | None = Field(
         None, description="tenant responsible; default: whoever occupies the sensor's place"
@@ -145,7 +149,8 @@ class SensorConfig(Strict):
     unit: str | None = Field(None, max_length=16, description="default kg / cm by kind")
     scale: float = Field(1.0, description="value = raw * scale + offset")
     offset: float = 0.0
-    thresholds: ThresholdSettings | None = None
+    thresholds: ThresholdSettings | None = Field(
+        None, description="overrides of rules.{kind}; null disables a limit")
 
     @model_validator(mode="after")
     def _shape(self) -> SensorConfig:
@@ -172,17 +177,21 @@ class AlarmsConfig(Strict):
 
 
 class ParkConfig(Strict):
-    park: ParkInfo
-    gateway: GatewayConfig
-    brokers: dict[Id, BrokerConfig] = Field(min_length=1)
-    uplink: UplinkConfig
-    landlord: Party
-    buildings: list[Building] = Field(min_length=1)
-    tenants: list[Tenant] = Field(default_factory=list)
-    drivers: list[DriverConfig] = Field(min_length=1)
-    sensors: list[SensorConfig] = Field(default_factory=list)
-    rules: RulesConfig = Field(default_factory=RulesConfig)
-    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+    park: ParkInfo = Field(description="which park this gateway watches")
+    gateway: GatewayConfig = Field(description="this gateway")
+    brokers: dict[Id, BrokerConfig] = Field(
+        min_length=1, description="MQTT brokers by name (sensor side, command center)")
+    uplink: UplinkConfig = Field(description="where alarm events and the gateway status go")
+    landlord: Party = Field(description="the compound's owner (厂中厂 landlord)")
+    buildings: list[Building] = Field(min_length=1, description="buildings with their floors")
+    tenants: list[Tenant] = Field(default_factory=list,
+                                  description="companies renting floors or zones")
+    drivers: list[DriverConfig] = Field(min_length=1, description="how readings arrive")
+    sensors: list[SensorConfig] = Field(default_factory=list, description="every sensor")
+    rules: RulesConfig = Field(default_factory=RulesConfig,
+                               description="default limits per sensor kind")
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig,
+                                 description="how alarm messages read")
 
     def thresholds_for(self, sensor: SensorConfig) -> ThresholdSettings | None:
         """The effective limits of a sensor (kind defaults merged with its overrides)."""

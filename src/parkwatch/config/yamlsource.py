@@ -66,7 +66,8 @@ def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoad
     return loader.construct_object(node, deep=True)
 
 
-def load_yaml_with_lines(path: str | Path, display_name: str | None = None) -> tuple[Any, SourceMap]:
+def load_yaml_with_lines(path: str | Path,
+                         display_name: str | None = None) -> tuple[Any, SourceMap]:
     """Parse one YAML document; return the data and the map of key paths to lines."""
     name = display_name or str(path)
     try:

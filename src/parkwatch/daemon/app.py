@@ -40,8 +40,9 @@ class Daemon:
             link.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
         self.pipeline = Pipeline(self.inbox, self.engine, self.book, self.uplink)
         self.scheduler = BackgroundScheduler(timezone="UTC")
-        self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval", seconds=cfg.gateway.status_interval_s,
-                               id="status", max_instances=1, coalesce=True)
+        self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval",
+                               seconds=cfg.gateway.status_interval_s, id="status",
+                               max_instances=1, coalesce=True)
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

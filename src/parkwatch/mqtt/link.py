@@ -8,6 +8,7 @@ once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -25,10 +26,9 @@ log = logging.getLogger("parkwatch.mqtt")
 
 
 def set_nodelay(sock: Any) -> None:
-    try:
+    # not every socket is TCP (unix socket, websocket wrapper): then there is nothing to set
+    with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # not a TCP socket (unix socket, websocket wrapper)
-        pass
 
 
 class MqttLink:

@@ -1,0 +1,112 @@
+"""The daemon and the demo as real processes: start, alarm, stop on signals, leave nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from conftest import EXAMPLE, REPO, Subscriber
+
+PY = [sys.executable, "-m", "parkwatch"]
+
+
+def write_config(tmp_path: Path, port: int) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["brokers"]["local"]["port"] = port
+    data["gateway"]["state_dir"] = str(tmp_path / "state")
+    data["gateway"]["status_interval_s"] = 1
+    path = tmp_path / "park.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def start_daemon(cfg: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*PY, "run", "--config", str(cfg)], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, cwd=REPO)
+
+
+def wait_status(sub: Subscriber, state: str, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for topic, payload, _ in reversed(sub.messages):
+            if topic.endswith("/gateway") and payload:
+                status = json.loads(payload)
+                if status["state"] == state:
+                    return status
+                break
+        time.sleep(0.05)
+    raise AssertionError(f"no {state} status; got {[m[1] for m in sub.messages][-3:]}")
+
+
+def test_daemon_runs_alarms_and_stops_on_sigterm_within_2s(broker, tmp_path, device):
+    sub = Subscriber(broker)
+    proc = start_daemon(write_config(tmp_path, broker.port))
+    try:
+        status = wait_status(sub, "online")
+        assert status["drivers"]["lora"]["connected"] or wait_status(sub, "online")
+        time.sleep(0.3)
+        device.send("B-2F-FB1", {"event": "press"})
+        events = sub.wait_events(lambda ev: any(e["sensor_id"] == "B-2F-FB1" for e in ev))
+        assert events[0]["event"] == "raised" and events[0]["severity"] == "critical"
+
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+        assert time.monotonic() - t0 < 2.0, "SIGTERM must stop the daemon within 2 s"
+        offline = wait_status(sub, "offline")
+        assert offline.get("reason") == "stopped"
+        err = proc.stderr.read()  # type: ignore[union-attr]
+        assert "received SIGTERM" in err and "parkwatch stopped" in err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+
+
+def test_sigint_stops_cleanly_too(broker, tmp_path):
+    sub = Subscriber(broker)
+    proc = start_daemon(write_config(tmp_path, broker.port))
+    try:
+        wait_status(sub, "online")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(3) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+
+
+def test_killed_daemon_is_reported_offline_by_its_last_will(broker, tmp_path):
+    sub = Subscriber(broker)
+    proc = start_daemon(write_config(tmp_path, broker.port))
+    try:
+        wait_status(sub, "online")
+        proc.kill()
+        proc.wait(5)
+        assert wait_status(sub, "offline") == {"state": "offline"}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+
+
+def test_demo_shows_all_three_hazards_and_leaves_no_process(tmp_path):
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.run([*PY, "demo", "--speed", "4"], capture_output=True, text=True,
+                          timeout=90, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for word in ("【火警】", "楼层称重", "水位", "closed"):
+        assert word in out, f"{word!r} missing from the demo output:\n{out}"
+    assert "raised (fire_button, load_cell, water_level)" in out
+    # the private broker died with the demo: no mosquitto child of ours is left
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "parkwatch-demo-" not in ps and "parkwatch-mqtt-" not in ps
