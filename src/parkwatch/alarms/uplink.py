@@ -43,7 +43,7 @@ class UplinkPublisher:
         self.published = 0
         self.link = MqttLink(
             "uplink", cfg.brokers[cfg.uplink.broker],
-            cfg.brokers[cfg.uplink.broker].client_id or f"parkwatch-{cfg.gateway.id}-uplink",
+            cfg.brokers[cfg.uplink.broker].client_id(cfg.gateway.id, "uplink"),
             clean_session=False, will=(self.topics.gateway, OFFLINE),
         )
 

@@ -26,8 +26,10 @@ class TlsConfig(Strict):
 class BrokerConfig(Strict):
     host: str = Field(min_length=1, description="broker host name or address")
     port: int = Field(1883, ge=1, le=65535, description="8883 is usual with TLS")
-    client_id: str | None = Field(
-        None, description="MQTT client id; default parkwatch-{gateway}-{role}"
+    client_id_prefix: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.\-]{1,40}$",
+        description="MQTT client ids on this broker start with this (default parkwatch-"
+        "{gateway}); each connection adds its role: -uplink, -driver-{id}",
     )
     username: str | None = Field(None, description="MQTT user name")
     password_file: ConfigPath | None = Field(
@@ -47,6 +49,10 @@ class BrokerConfig(Strict):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must not be below reconnect_min_s")
         return self
+
+    def client_id(self, gateway: str, role: str) -> str:
+        """A client id that is stable across restarts (persistent sessions) and unique."""
+        return f"{self.client_id_prefix or 'parkwatch-' + gateway}-{role}"
 
     def password(self) -> str | None:
         """The password, read now from its file or environment variable (never logged)."""

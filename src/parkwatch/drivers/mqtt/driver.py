@@ -59,7 +59,7 @@ class MqttDriver:
         self.rejections = Rejections(log, f"driver {cfg.id}")
         broker = park_cfg.brokers[cfg.broker]
         self.link = MqttLink(f"driver {cfg.id}", broker,
-                             f"parkwatch-{park_cfg.gateway.id}-{cfg.id}",
+                             broker.client_id(park_cfg.gateway.id, f"driver-{cfg.id}"),
                              clean_session=False, on_connected=self._subscribe)
         self.link.client.on_message = self._on_message
         self.link.client.on_subscribe = lambda *_args: self.subscribed.set()
