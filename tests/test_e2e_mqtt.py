@@ -93,6 +93,12 @@ def test_late_subscriber_sees_exactly_the_open_alarms(daemon, broker, subscriber
     events = subscriber.wait_events(lambda ev: _of(ev, "B-3F-LC1", "closed"))
     assert [e["event"] for e in _of(events, "B-3F-LC1")] == [
         "raised", "cleared", "acknowledged", "closed"]
+    # the closed alarm's retained state is emptied right after the closed event
+    closed_topic = f"parkwatch/v1/xinqiao/alarms/{by_sensor['B-3F-LC1']}"
+    deadline = time.monotonic() + 5
+    while not any(t == closed_topic and p == b"" for t, p, _ in subscriber.messages):
+        assert time.monotonic() < deadline, "no empty retained payload for the closed alarm"
+        time.sleep(0.02)
 
     late = Subscriber(broker, "parkwatch/v1/xinqiao/alarms/+")
     try:

@@ -245,14 +245,20 @@ def test_deeply_nested_json_is_rejected_not_a_crash() -> None:
     assert reason(raw) == "malformed_json"
 
 
-@pytest.mark.parametrize("raw", [b"1" + b"0" * 400,
-                                 b'{"value": 1' + b"0" * 400 + b"}",
-                                 b'{"value": 1, "ts": 1' + b"0" * 400 + b"}",
-                                 b'{"value": 1, "battery": 1' + b"0" * 400 + b"}"])
-def test_huge_integer_is_rejected_not_a_crash(raw: bytes) -> None:
+@pytest.mark.parametrize(("raw", "why"), [
+    (b"1" + b"0" * 400, "bad_value"),
+    (b'{"value": 1' + b"0" * 400 + b"}", "bad_value"),
+    (b'{"value": 1, "ts": 1' + b"0" * 400 + b"}", "bad_timestamp"),
+])
+def test_huge_integer_is_rejected_not_a_crash(raw: bytes, why: str) -> None:
     """float(10**400) raises OverflowError in number(); it must be a Rejected like 1e400."""
-    with pytest.raises(Rejected):
-        DEC.decode(raw, False, NOW)
+    assert reason(raw) == why
+
+
+def test_huge_integer_battery_is_ignored_not_a_crash() -> None:
+    value, _, quality, battery = dec(b'{"value": 1, "battery": 1' + b"0" * 400 + b"}")
+    assert (value, quality) == (1.0, Quality.GOOD)
+    assert math.isnan(battery)
 
 
 # --- properties ---------------------------------------------------------------------------
@@ -308,3 +314,16 @@ def test_json_shaped_payloads_only_ever_rejected(doc: Any, is_button: bool) -> N
     except Rejected:
         return
     _check_result(result)
+
+
+def test_utf16_looking_garbage_is_not_read_as_a_number() -> None:
+    """json.loads(bytes) guesses UTF-16; b'1\\x002\\x00' must not become the value 12."""
+    for raw in (b"1\x002\x00", b"\x001\x002", b"\xff\xfe1\x002\x00"):
+        with pytest.raises(Rejected):
+            DEC.decode(raw, False, NOW)
+
+
+@pytest.mark.parametrize(("raw", "value"), [(b"1", 1.0), (b"0", 0.0)])
+def test_bare_contact_value_from_a_button(raw: bytes, value: float) -> None:
+    got, _, quality, _ = DEC.decode(raw, True, NOW)
+    assert (got, quality) == (value, Quality.GOOD)

@@ -37,7 +37,10 @@ def number(x: Any) -> float | None:
     """A finite JSON number (booleans are not numbers here)."""
     if isinstance(x, bool) or not isinstance(x, int | float):
         return None
-    f = float(x)
+    try:
+        f = float(x)
+    except OverflowError:  # an integer beyond float range, e.g. 10**400
+        return None
     return f if math.isfinite(f) else None
 
 
@@ -77,7 +80,11 @@ class PayloadDecoder:
         if len(payload) > self.max_bytes:
             raise Rejected("too_large", f"{len(payload)} bytes > {self.max_bytes}")
         try:
-            doc = json.loads(payload)
+            # strictly UTF-8 (RFC 8259): json.loads on bytes would guess UTF-16/32 and read
+            # garbage such as b"1\x002\x00" as the number 12
+            doc = json.loads(payload.decode("utf-8"))
+        except RecursionError:
+            raise Rejected("malformed_json", "JSON nested too deeply") from None
         except (ValueError, UnicodeDecodeError):
             word = payload.strip().lower()
             if is_button and word in (b"press", b"reset", b"heartbeat", b"test"):
@@ -120,6 +127,8 @@ class PayloadDecoder:
             if isinstance(doc, str):
                 value, quality = self._button(doc)
                 return value, ts, quality, battery
+            if number(doc) in (0.0, 1.0):
+                return float(doc), ts, Quality.GOOD, battery  # contact style: 1 pressed, 0 reset
             raise Rejected("missing_event", f"button payload {doc!r:.40} is not an event")
         v = number(doc)
         if v is None:
