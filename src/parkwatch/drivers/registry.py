@@ -8,7 +8,12 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
+from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig, check_modbus_driver
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver
+from parkwatch.drivers.serial_indicator.config import (
+    SerialIndicatorDriverConfig,
+    check_indicator_driver,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,12 @@ class DriverKind:
 DRIVER_KINDS: dict[str, DriverKind] = {
     "mqtt": DriverKind(MqttDriverConfig, "parkwatch.drivers.mqtt.driver:MqttDriver",
                        check_mqtt_driver),
+    "modbus_rtu": DriverKind(ModbusRtuDriverConfig,
+                             "parkwatch.drivers.modbus_rtu.driver:ModbusRtuDriver",
+                             check_modbus_driver),
+    "serial_indicator": DriverKind(SerialIndicatorDriverConfig,
+                                   "parkwatch.drivers.serial_indicator.driver:IndicatorDriver",
+                                   check_indicator_driver),
 }
 
 _models = tuple(k.config_model for k in DRIVER_KINDS.values())

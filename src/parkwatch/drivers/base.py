@@ -1,0 +1,55 @@
+"""What the daemon expects of a driver, and the helper serial drivers use to hand over readings.
+
+A driver is constructed as ``Driver(driver_config, park_model, inbox, park_config)`` and has
+``id``, ``start()``, ``stop()``, ``health() -> dict``, ``accepted`` (count), ``rejections``
+(:class:`parkwatch.ratelog.Rejections`) and ``decode(items) -> ReadingBatch``.  Drivers put
+``(driver, ...)`` tuples into the inbox from their own threads; ``decode`` runs on the pipeline
+thread and turns a list of them into one batch.  A driver never evaluates rules.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+from parkwatch.ratelog import Rejections
+from parkwatch.readings import Quality, ReadingBatch
+
+
+class Driver(Protocol):
+    id: str
+    accepted: int
+    rejections: Rejections
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def decode(self, items: list[Any]) -> ReadingBatch: ...
+
+
+class DirectReadings:
+    """For drivers that decode on their own thread: readings go into the inbox ready-made."""
+
+    def __init__(self, inbox: Any) -> None:
+        self._put = inbox.put
+        self.accepted = 0
+
+    def put(self, sensor: int, value: float, ts: float, quality: int = Quality.GOOD) -> None:
+        self._put((self, sensor, value, ts, quality))
+
+    def put_many(self, sensors: list[int], values: list[float], ts: float,
+                 quality: int = Quality.GOOD) -> None:
+        for s, v in zip(sensors, values, strict=True):
+            self._put((self, s, v, ts, quality))
+
+    def comm_fail(self, sensors: list[int], ts: float) -> None:
+        for s in sensors:
+            self._put((self, s, math.nan, ts, Quality.COMM_FAIL))
+
+    def decode(self, items: list[tuple[Any, int, float, float, int]]) -> ReadingBatch:
+        self.accepted += sum(1 for it in items if it[4] != Quality.COMM_FAIL)
+        return ReadingBatch.from_columns([it[1] for it in items], [it[2] for it in items],
+                                         [it[3] for it in items], [it[4] for it in items])

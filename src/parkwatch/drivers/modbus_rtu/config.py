@@ -1,0 +1,83 @@
+"""Config model of the Modbus RTU driver: one RS-485 port, its slaves and their schedule."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from parkwatch.config.base import Id, Strict
+from parkwatch.drivers.modbus_rtu.address import parse_address
+from parkwatch.drivers.serialport import SerialLine
+
+
+class SlaveSchedule(Strict):
+    slave: int = Field(ge=1, le=247)
+    name: str | None = None
+    interval_s: float | None = Field(None, gt=0, le=3600,
+                                     description="poll interval; default poll_interval_s")
+
+
+class ModbusRtuDriverConfig(SerialLine):
+    """A Modbus RTU master on one RS-485 port. Sensors name their register in `address`."""
+
+    id: Id
+    type: Literal["modbus_rtu"]
+    poll_interval_s: float = Field(1.0, gt=0, le=3600, description="default poll interval of "
+                                   "register blocks")
+    di_interval_s: float = Field(0.2, gt=0, le=60, description="priority lane: how often the "
+                                 "discrete inputs (fire-button contacts) are polled")
+    timeout_s: float = Field(0.25, gt=0, le=10, description="how long a slave has to answer")
+    retries: int = Field(1, ge=0, le=5, description="immediate retries of a failed poll")
+    quarantine_after: int = Field(3, ge=1, le=100, description="failed polls in a row after "
+                                  "which a slave is quarantined and only re-probed")
+    reprobe_s: float = Field(5.0, gt=0, le=3600, description="first re-probe delay of a "
+                             "quarantined slave; doubles up to backoff_max_s")
+    backoff_max_s: float = Field(60.0, gt=0, le=3600)
+    comm_fault_after_s: float = Field(30.0, gt=0, le=86_400, description="a communication-"
+                                      "fault alarm is raised when a sensor has had no good "
+                                      "reading for this long")
+    max_block: int = Field(64, ge=1, le=125, description="most registers read in one request")
+    slaves: list[SlaveSchedule] = Field(default_factory=list,
+                                        description="per-slave settings (optional)")
+
+    @model_validator(mode="after")
+    def _unique_slaves(self) -> ModbusRtuDriverConfig:
+        seen = [s.slave for s in self.slaves]
+        if len(seen) != len(set(seen)):
+            raise ValueError("a slave is listed twice under slaves")
+        return self
+
+
+def check_modbus_driver(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every sensor on this bus has a valid, unshared address; one driver per port."""
+    drv: ModbusRtuDriverConfig = park.drivers[index]
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    taken: dict[tuple[int, str, int], str] = {}
+    for si, s in enumerate(park.sensors):
+        if s.driver != drv.id:
+            continue
+        if not s.address:
+            out.append((("sensors", si, "address"), "a Modbus sensor needs an address like "
+                        "'3/hr100:float32' or '5/di2'"))
+            continue
+        try:
+            a = parse_address(s.address)
+        except ValueError as exc:
+            out.append((("sensors", si, "address"), str(exc)))
+            continue
+        if s.kind == "fire_button" and not a.is_bit:
+            out.append((("sensors", si, "address"), "a fire button is a contact: use a "
+                        "discrete input (di) or coil (co) address"))
+        for r in range(a.register, a.register + a.width):
+            key = (a.slave, a.table, r)
+            if key in taken:
+                out.append((("sensors", si, "address"), f"register {a.table}{r} of slave "
+                            f"{a.slave} is already read by sensor '{taken[key]}'"))
+                break
+            taken[key] = s.id
+    for j, other in enumerate(park.drivers):
+        if j < index and getattr(other, "port", None) == drv.port:
+            out.append((("drivers", index, "port"), f"port {drv.port} is already used by "
+                        f"driver '{other.id}': one owner per serial port"))
+    return out

@@ -1,0 +1,1 @@
+"""Weighing-indicator driver: continuous-output indicators on a serial line (pyserial)."""
