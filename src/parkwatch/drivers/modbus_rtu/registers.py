@@ -33,8 +33,8 @@ def decode(registers: list[int] | np.ndarray, offsets: np.ndarray, dtype: str,
 def encode(value: float, dtype: str, order: str) -> list[int]:
     """Registers holding ``value`` (the simulator's side of :func:`decode`)."""
     raw = np.array([value]).astype(_DTYPES[dtype]).view(np.uint8)
-    if raw.shape[0] == 2:
-        b = raw[::-1] if order == "badc" else raw
-    else:
-        b = raw[_PERMUTATION[order]]
-    return [int(x) for x in np.ascontiguousarray(b).view(">u2")]
+    if raw.shape[0] == 4:
+        raw = raw[_PERMUTATION[order]]
+    elif order == "badc":
+        raw = raw[::-1]
+    return [int(x) for x in np.ascontiguousarray(raw).view(">u2")]
