@@ -43,7 +43,8 @@ class EventBuilder:
         a = change.alarm
         info = self.park.sensors[a.sensor]
         s = info.config
-        unit = s.display_unit
+        # a comm fault's limit is a time, not a measurement
+        unit = "s" if a.rule == "comm_fault" else s.display_unit
         words = self.messages.word
         message = self.messages.render(a.rule, change.event, {
             "park": self.park.cfg.park.name, "place": info.place,

@@ -38,6 +38,7 @@ WORDS: dict[str, dict[str, str]] = {
         "raised": "报警", "escalated": "升级", "severity_changed": "等级变化",
         "acknowledged": "已确认", "cleared": "已恢复", "closed": "已关闭", "reminder": "提醒",
         "high_threshold": "超上限", "low_threshold": "低于下限", "button_latch": "火警",
+        "comm_fault": "通讯故障",
     },
     "en": {
         "load_cell": "floor load", "fire_button": "fire alarm button", "water_level": "water level",
@@ -46,6 +47,7 @@ WORDS: dict[str, dict[str, str]] = {
         "acknowledged": "acknowledged", "cleared": "cleared", "closed": "closed",
         "reminder": "reminder",
         "high_threshold": "above limit", "low_threshold": "below limit", "button_latch": "fire",
+        "comm_fault": "communication fault",
     },
 }
 
@@ -58,6 +60,8 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "high_threshold.severity_changed": "【{kind}{severity}】{place} {sensor} 当前 {value}，{severity}限值 {threshold}",
         "low_threshold.raised": "【{kind}{severity}】{place} {sensor} 当前 {value}，低于{severity}限值 {threshold}",
         "low_threshold.severity_changed": "【{kind}{severity}】{place} {sensor} 当前 {value}，{severity}限值 {threshold}",
+        "comm_fault.raised": "【通讯故障】{place} {sensor} 超过 {threshold} 未收到有效数据，请检查线缆与设备",
+        "comm_fault.cleared": "【通讯恢复】{place} {sensor} 已恢复通讯",
         "default": "【{kind}{event}】{place} {sensor} 当前 {value}",
     },
     "en": {
@@ -66,6 +70,8 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "button_latch": "Fire alarm button {sensor} at {place}: {event}",
         "high_threshold.raised": "{kind} {severity} at {place}: {sensor} reads {value}, above {threshold}",
         "low_threshold.raised": "{kind} {severity} at {place}: {sensor} reads {value}, below {threshold}",
+        "comm_fault.raised": "Communication fault at {place}: no data from {sensor} for {threshold}; check cable and device",
+        "comm_fault.cleared": "Communication with {sensor} at {place} restored",
         "default": "{kind} {event} at {place}: {sensor} reads {value}",
     },
 }

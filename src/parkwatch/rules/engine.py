@@ -39,6 +39,9 @@ class RuleEngine:
         for cls in RULE_KINDS.values():
             self.kinds.append(cls(park, base))
             base += len(cls.rules)
+        # kinds that want every fresh reading (e.g. COMM_FAIL ones) and those that want values
+        self.kinds_all = [k for k in self.kinds if getattr(k, "all_qualities", False)]
+        self.kinds_usable = [k for k in self.kinds if not getattr(k, "all_qualities", False)]
         n = len(park)
         self.last_ts = np.full(n, -np.inf)
         self.last_value = np.full(n, np.nan)
@@ -62,6 +65,7 @@ class RuleEngine:
             self.stats["out_of_order"] += n_stale
             sub = sub.take(fresh)
         self.last_ts[sub.sensor] = sub.ts
+        parts = [kind.evaluate(sub) for kind in self.kinds_all] if self.kinds_all else []
         usable = (sub.quality == Quality.GOOD) & np.isfinite(sub.value)
         n_unusable = int(sub.sensor.shape[0] - np.count_nonzero(usable))
         if n_unusable:
@@ -72,6 +76,6 @@ class RuleEngine:
             sub = sub.take(usable)
         self.stats["evaluated"] += len(sub)
         if len(sub) == 0:
-            return []
+            return parts
         self.last_value[sub.sensor] = sub.value
-        return [kind.evaluate(sub) for kind in self.kinds]
+        return parts + [kind.evaluate(sub) for kind in self.kinds_usable]

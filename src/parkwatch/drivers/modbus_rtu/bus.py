@@ -1,0 +1,267 @@
+"""The bus scheduler: the one owner of an RS-485 port, one request on the wire at a time.
+
+An RS-485 bus is half duplex, so every request to every slave on a port goes through this
+thread, in this order of preference:
+
+1. the priority lane: discrete-input polls (fire-button contacts) whenever they are due;
+2. bulk register polls, earliest due first.
+
+Between transactions the line is left silent for t3.5.  A slave that does not answer within
+``timeout_s`` is retried ``retries`` times; after ``quarantine_after`` failed polls in a row it
+is quarantined: its polls are skipped (its sensors report comm_fail at their usual cadence, at
+no cost to the bus) and it is re-probed after ``reprobe_s``, doubling up to ``backoff_max_s``,
+so one dead slave cannot stall the others.  A port that errors or vanishes is closed and
+reopened with backoff.  Losses and recoveries are logged once each.
+
+The loop is a thread of its own rather than apscheduler jobs: a half-duplex bus needs one
+serialised queue with priorities and millisecond timing, which a thread pool cannot give.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import serial
+
+from parkwatch.drivers.modbus_rtu.blocks import PollBlock, parse_response
+from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig
+
+log = logging.getLogger("parkwatch.drivers.modbus")
+
+OnValues = Callable[[PollBlock, np.ndarray, float], None]
+OnFail = Callable[[PollBlock, float], None]
+
+
+@dataclass
+class SlaveState:
+    slave: int
+    failures_in_row: int = 0
+    quarantined: bool = False
+    probe_at: float = 0.0
+    backoff: float = 0.0
+    polls: int = 0
+    timeouts: int = 0
+    bad_frames: int = 0
+    exceptions: int = 0
+
+
+class BusScheduler:
+    def __init__(self, cfg: ModbusRtuDriverConfig, blocks: list[PollBlock],
+                 on_values: OnValues, on_fail: OnFail) -> None:
+        self.cfg = cfg
+        self.blocks = blocks
+        self.lane = [b for b in blocks if b.priority == 0]
+        self.bulk = [b for b in blocks if b.priority != 0]
+        self.slaves = {b.slave: SlaveState(b.slave) for b in blocks}
+        self.on_values = on_values
+        self.on_fail = on_fail
+        self.port: serial.Serial | None = None
+        self.port_lost_at: float | None = None
+        self._reopen_at = 0.0
+        self._reopen_backoff = 0.5
+        self.bus_free_at = 0.0
+        self.transactions = 0
+        self.busy_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"parkwatch-bus-{cfg.id}",
+                                        daemon=True)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        now = time.monotonic()
+        for i, b in enumerate(self.blocks):
+            b.next_due = now + 0.001 * i  # spread the first round, keep the order stable
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self._close()
+
+    @property
+    def is_open(self) -> bool:
+        return self.port is not None
+
+    # --- the loop -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:  # the bus must outlive any one bad transaction
+                log.exception("bus %s: unexpected error; continuing", self.cfg.port)
+                self._stop.wait(0.1)
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if self.port is None and now >= self._reopen_at:
+            self._open()
+        block = self._next_due(now)
+        if block is None:
+            self._stop.wait(max(0.0, min(self._earliest(), self._reopen_at if self.port is None
+                                         else float("inf")) - time.monotonic()))
+            return
+        state = self.slaves[block.slave]
+        block.next_due = max(block.next_due + block.interval, now)
+        if self.port is None or (state.quarantined and now < state.probe_at):
+            self.on_fail(block, time.time())  # known bad: report at cadence, spare the bus
+            return
+        self._poll(block, state)
+
+    def _next_due(self, now: float) -> PollBlock | None:
+        for lane in (self.lane, self.bulk):
+            best = None
+            for b in lane:
+                if b.next_due <= now and (best is None or b.next_due < best.next_due):
+                    best = b
+            if best is not None:
+                return best
+        return None
+
+    def _earliest(self) -> float:
+        return min((b.next_due for b in self.blocks), default=time.monotonic() + 1.0)
+
+    # --- one poll, with retries -------------------------------------------------------------
+    def _poll(self, block: PollBlock, state: SlaveState) -> None:
+        attempts = 1 if state.quarantined else 1 + self.cfg.retries
+        for _ in range(attempts):
+            if self.port is None or self._stop.is_set():
+                break
+            pdu = self._transact(block, state)
+            if pdu is not None:
+                self._recovered(state)
+                if getattr(pdu, "function_code", 0) & 0x80:
+                    # alive, but the register map is wrong: no data, and no quarantine
+                    state.exceptions += 1
+                    if block.failures == 0 or block.polls > 0:
+                        log.warning("bus %s: slave %d refuses %s%d+%d with exception code %s; "
+                                    "check the sensor addresses", self.cfg.port, block.slave,
+                                    block.table, block.start, block.count,
+                                    getattr(pdu, "exception_code", "?"))
+                    block.polls = 0
+                    block.failures += 1
+                    self.on_fail(block, time.time())
+                    return
+                state.polls += 1
+                block.polls += 1
+                self.on_values(block, block.values(pdu), time.time())
+                return
+        block.failures += 1
+        self.on_fail(block, time.time())
+        self._failed(state)
+
+    def _transact(self, block: PollBlock, state: SlaveState) -> Any:
+        port = self.port
+        assert port is not None
+        wait = self.bus_free_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # t3.5: the line must be silent between frames
+        t0 = time.monotonic()
+        try:
+            if port.in_waiting:
+                port.reset_input_buffer()  # a late answer to an earlier request
+            port.write(block.request)
+            head = port.read(3)
+            data = head
+            if len(head) == 3:
+                rest = 2 if head[1] & 0x80 else block.response_len - 3
+                data += port.read(rest)
+        except (serial.SerialException, OSError) as exc:
+            self._port_failed(exc)
+            return None
+        end = time.monotonic()
+        self.transactions += 1
+        self.busy_s += end - t0
+        self.bus_free_at = end + self.cfg.t35
+        if len(data) < 5 or (len(head) == 3 and not head[1] & 0x80
+                             and len(data) < block.response_len):
+            state.timeouts += 1
+            return None
+        pdu = parse_response(data, block.slave)
+        if pdu is None:
+            state.bad_frames += 1
+            return None
+        return pdu
+
+    # --- slave health ---------------------------------------------------------------------
+    def _failed(self, state: SlaveState) -> None:
+        state.failures_in_row += 1
+        now = time.monotonic()
+        if state.quarantined:
+            state.backoff = min(state.backoff * 2, self.cfg.backoff_max_s)
+            state.probe_at = now + state.backoff
+        elif state.failures_in_row >= self.cfg.quarantine_after:
+            state.quarantined = True
+            state.backoff = self.cfg.reprobe_s
+            state.probe_at = now + state.backoff
+            log.warning("bus %s: slave %d does not answer (%d polls in a row); quarantined, "
+                        "re-probing from every %.0f s up to every %.0f s", self.cfg.port,
+                        state.slave, state.failures_in_row, self.cfg.reprobe_s,
+                        self.cfg.backoff_max_s)
+
+    def _recovered(self, state: SlaveState) -> None:
+        if state.quarantined:
+            log.warning("bus %s: slave %d answers again; back in the schedule", self.cfg.port,
+                        state.slave)
+            now = time.monotonic()
+            for b in self.blocks:
+                if b.slave == state.slave:
+                    b.next_due = min(b.next_due, now)
+        state.quarantined = False
+        state.failures_in_row = 0
+
+    # --- the port -------------------------------------------------------------------------
+    def _open(self) -> None:
+        c = self.cfg
+        try:
+            self.port = serial.Serial(c.port, c.baudrate, bytesize=c.bytesize, parity=c.parity,
+                                      stopbits=c.stopbits, timeout=c.timeout_s,
+                                      write_timeout=c.timeout_s, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self.port = None
+            self._note_port_down(exc)
+            return
+        if self.port_lost_at is not None:
+            log.warning("bus %s: port is back after %.1f s", c.port,
+                        time.monotonic() - self.port_lost_at)
+        else:
+            log.info("bus %s: open at %d baud, %d slave(s), %d poll block(s)", c.port,
+                     c.baudrate, len(self.slaves), len(self.blocks))
+        self.port_lost_at = None
+        self._reopen_backoff = 0.5
+        self.bus_free_at = time.monotonic() + c.t35
+
+    def _port_failed(self, exc: Exception) -> None:
+        self._close()
+        self._note_port_down(exc)
+
+    def _note_port_down(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self.port_lost_at is None:
+            self.port_lost_at = now
+            log.warning("bus %s: port unavailable (%s); reopening with backoff up to %.0f s",
+                        self.cfg.port, exc, self.cfg.reopen_max_s)
+        self._reopen_at = now + self._reopen_backoff
+        self._reopen_backoff = min(self._reopen_backoff * 2, self.cfg.reopen_max_s)
+
+    def _close(self) -> None:
+        if self.port is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                self.port.close()
+            self.port = None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "port": self.cfg.port, "open": self.port is not None,
+            "transactions": self.transactions,
+            "slaves": {s.slave: {"polls": s.polls, "timeouts": s.timeouts,
+                                 "bad_frames": s.bad_frames, "exceptions": s.exceptions,
+                                 "quarantined": s.quarantined}
+                       for s in self.slaves.values()},
+        }

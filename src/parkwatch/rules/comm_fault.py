@@ -1,0 +1,65 @@
+"""Communication faults: a sensor whose driver has had no answer from it for too long.
+
+Drivers report a failed poll as a COMM_FAIL reading; when a sensor has had nothing but
+COMM_FAIL for `comm_fault_after_s` (its driver's setting), a comm_fault alarm is raised — its
+own kind, separate from process alarms — and it clears with the first reading that gets
+through.  Drivers without the setting (MQTT devices) are left to the deadman rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from parkwatch.park import ParkModel
+from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.rules.transitions import Severity, Transitions
+
+
+class CommFaultRule:
+    rules: ClassVar[tuple[str, ...]] = ("comm_fault",)
+    #: sees every fresh reading, not only the usable ones: COMM_FAIL is its input
+    all_qualities: ClassVar[bool] = True
+
+    def __init__(self, park: ParkModel, rule_base: int) -> None:
+        self.code = rule_base
+        n = len(park)
+        drivers = {d.id: d for d in park.cfg.drivers}
+        self.after = np.full(n, np.nan)
+        for info in park.sensors:
+            limit = getattr(drivers[info.config.driver], "comm_fault_after_s", None)
+            if limit is not None:
+                self.after[info.index] = limit
+        self.enabled = ~np.isnan(self.after)
+        self.fail_since = np.full(n, np.nan)
+        self.raised = np.zeros(n, bool)
+
+    def evaluate(self, batch: ReadingBatch) -> Transitions:
+        on = self.enabled[batch.sensor]
+        if not on.all():
+            batch = batch.take(on)
+        idx, ts = batch.sensor, batch.ts
+        if idx.shape[0] == 0:
+            return Transitions.empty()
+        fail = batch.quality == Quality.COMM_FAIL
+        since = self.fail_since[idx]
+        since = np.where(fail, np.where(np.isnan(since), ts, since), np.nan)
+        self.fail_since[idx] = since
+        was = self.raised[idx]
+        now = np.where(fail, was | (ts - since >= self.after[idx]), False)
+        self.raised[idx] = now
+        ch = np.flatnonzero(was != now)
+        if ch.shape[0] == 0:
+            return Transitions.empty()
+        sev = np.where(now[ch], Severity.WARNING, Severity.NORMAL)
+        old = np.where(now[ch], Severity.NORMAL, Severity.WARNING)
+        return Transitions.build(idx[ch], self.code, old, sev, batch.value[ch],
+                                 self.after[idx[ch]], ts[ch])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"fail_since": self.fail_since.copy(), "raised": self.raised.copy()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.fail_since[:] = state["fail_since"]
+        self.raised[:] = state["raised"]
