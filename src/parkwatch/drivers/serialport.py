@@ -30,8 +30,9 @@ class SerialLine(Strict):
 
     @property
     def t35(self) -> float:
-        """Modbus RTU inter-frame silence: 3.5 characters, fixed 1.75 ms above 19200 baud."""
-        return 0.00175 if self.baudrate > 19200 else 3.5 * self.char_time
+        """Modbus RTU inter-frame silence: 3.5 characters of 11 bits (the RTU character is
+        always 11 bits: 8N1 lines pad with a second stop bit), fixed 1.75 ms above 19200 baud."""
+        return t35(self.baudrate)
 
 
 def char_time(baudrate: int, bits_per_char: int = 11) -> float:

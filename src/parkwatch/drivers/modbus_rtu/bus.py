@@ -67,6 +67,7 @@ class BusScheduler:
         self._reopen_at = 0.0
         self._reopen_backoff = 0.5
         self.bus_free_at = 0.0
+        self._lane_streak = 0
         self.transactions = 0
         self.busy_s = 0.0
         self._stop = threading.Event()
@@ -115,14 +116,27 @@ class BusScheduler:
         self._poll(block, state)
 
     def _next_due(self, now: float) -> PollBlock | None:
-        for lane in (self.lane, self.bulk):
-            best = None
-            for b in lane:
-                if b.next_due <= now and (best is None or b.next_due < best.next_due):
-                    best = b
-            if best is not None:
-                return best
-        return None
+        """The priority lane first; bulk polls by earliest due.
+
+        Fairness: when every lane block has just run back to back while register polls were
+        waiting (a DI interval shorter than the lane's own bus time), one register poll goes
+        next, so the lane can delay bulk polls but never starve them.
+        """
+        lane = self._earliest_due(self.lane, now)
+        bulk = self._earliest_due(self.bulk, now)
+        if lane is not None and (bulk is None or self._lane_streak < len(self.lane)):
+            self._lane_streak = self._lane_streak + 1 if bulk is not None else 0
+            return lane
+        self._lane_streak = 0
+        return bulk
+
+    @staticmethod
+    def _earliest_due(blocks: list[PollBlock], now: float) -> PollBlock | None:
+        best = None
+        for b in blocks:
+            if b.next_due <= now and (best is None or b.next_due < best.next_due):
+                best = b
+        return best
 
     def _earliest(self) -> float:
         return min((b.next_due for b in self.blocks), default=time.monotonic() + 1.0)
