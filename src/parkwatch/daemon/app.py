@@ -36,8 +36,9 @@ class Daemon:
         self.uplink = UplinkPublisher(cfg, EventBuilder(self.park))
         self.drivers = [DRIVER_KINDS[d.type].driver_class()(d, self.park, self.inbox, cfg)
                         for d in cfg.drivers]
-        for link in [self.uplink.link, *(d.link for d in self.drivers)]:
-            link.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
+        # the gateway status is refreshed whenever a broker link or a port comes or goes
+        for part in [self.uplink.link, *(getattr(d, "link", d) for d in self.drivers)]:
+            part.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
         self.pipeline = Pipeline(self.inbox, self.engine, self.book, self.uplink)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval",

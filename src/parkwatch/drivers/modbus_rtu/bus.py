@@ -62,6 +62,8 @@ class BusScheduler:
         self.slaves = {b.slave: SlaveState(b.slave) for b in blocks}
         self.on_values = on_values
         self.on_fail = on_fail
+        #: called with True/False when the port opens or is lost
+        self.state_listeners: list[Callable[[bool], None]] = []
         self.port: serial.Serial | None = None
         self.port_lost_at: float | None = None
         self._reopen_at = 0.0
@@ -250,6 +252,8 @@ class BusScheduler:
         self.port_lost_at = None
         self._reopen_backoff = 0.5
         self.bus_free_at = time.monotonic() + c.t35
+        for listener in self.state_listeners:
+            listener(True)
 
     def _port_failed(self, exc: Exception) -> None:
         self._close()
@@ -261,6 +265,8 @@ class BusScheduler:
             self.port_lost_at = now
             log.warning("bus %s: port unavailable (%s); reopening with backoff up to %.0f s",
                         self.cfg.port, exc, self.cfg.reopen_max_s)
+            for listener in self.state_listeners:
+                listener(False)
         self._reopen_at = now + self._reopen_backoff
         self._reopen_backoff = min(self._reopen_backoff * 2, self.cfg.reopen_max_s)
 

@@ -37,6 +37,7 @@ class ModbusRtuDriver:
             interval.setdefault(a.slave, cfg.poll_interval_s)
         self.blocks = build_blocks(points, interval, cfg.di_interval_s, cfg.max_block)
         self.bus = BusScheduler(cfg, self.blocks, self._values, self._fail)
+        self.state_listeners = self.bus.state_listeners
 
     @property
     def accepted(self) -> int:

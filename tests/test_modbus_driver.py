@@ -1,0 +1,215 @@
+"""The Modbus RTU driver against simulated slaves on a real pty with real line timing."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Subscriber, wait_until
+from parkwatch.config import load_config
+from parkwatch.drivers.modbus_rtu.driver import ModbusRtuDriver
+from parkwatch.firmware_sim.modbus_bus import build_bus_from_config
+from parkwatch.park import ParkModel
+from parkwatch.readings import Quality
+
+HEAD = """
+park: {{id: bench, name: 试验园区}}
+gateway: {{id: gw-bench, state_dir: state, status_interval_s: 5}}
+brokers: {{local: {{host: 127.0.0.1, port: {port}}}}}
+uplink: {{broker: local}}
+landlord: {{id: l, name: 业主}}
+buildings: [{{id: A, floors: [{{id: 1F, rated_load_kn_m2: 4.0, area_m2: 500}}]}}]
+tenants: [{{id: t1, name: 租户一, occupies: [{{building: A, floor: 1F}}]}}]
+rules: {{load_cell: {{high_warning: 8000, high_critical: 10000, deadband: 100}}}}
+drivers:
+  - id: bus
+    type: modbus_rtu
+    port: {tty}
+    baudrate: {baud}
+    parity: E
+    poll_interval_s: {interval}
+    di_interval_s: {di_interval}
+    timeout_s: {timeout}
+    retries: 0
+    quarantine_after: 2
+    reprobe_s: 0.5
+    backoff_max_s: 1.0
+    comm_fault_after_s: {comm_fault}
+    reopen_max_s: 0.5
+sensors:
+"""
+
+
+def write_config(tmp_path: Path, n_cells: int, *, di: bool = False, baud: int = 9600,
+                 interval: float = 0.5, di_interval: float = 0.2, timeout: float = 0.1,
+                 comm_fault: float = 30, port: int = 1883) -> Path:
+    text = HEAD.format(tty=tmp_path / "ttyRS485", baud=baud, interval=interval,
+                       di_interval=di_interval, timeout=timeout, comm_fault=comm_fault,
+                       port=port)
+    for i in range(1, n_cells + 1):
+        text += (f"  - {{id: LC{i:02d}, kind: load_cell, building: A, floor: 1F, driver: bus, "
+                 f"address: '{i}/hr0:int32:cdab', scale: 0.1}}\n")
+    if di:
+        text += ("  - {id: FB1, kind: fire_button, building: A, floor: 1F, driver: bus, "
+                 "address: '100/di0'}\n")
+    path = tmp_path / "park.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Collect:
+    """An inbox that keeps what the driver hands over, with arrival times."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple] = []
+
+    def put(self, item: tuple) -> None:
+        self.items.append((time.monotonic(), *item[1:]))
+
+    def good_times(self, sensor: int) -> list[float]:
+        return [t for t, s, _, _, q in self.items if s == sensor and q == Quality.GOOD]
+
+
+def test_live_slaves_keep_their_schedule_while_a_dead_one_is_quarantined(tmp_path):
+    cfg = load_config(write_config(tmp_path, 10, interval=0.25, timeout=0.1))
+    park = ParkModel(cfg)
+    bus = build_bus_from_config(cfg.drivers[0], cfg).start()
+    bus.slaves[7].alive = False  # a slave that has lost power
+    inbox = Collect()
+    drv = ModbusRtuDriver(cfg.drivers[0], park, inbox, cfg)
+    drv.start()
+    try:
+        time.sleep(3.0)
+        health = drv.health()
+        assert health["slaves"][7]["quarantined"] is True
+        dead_requests = bus.stats.per_slave.get(7, 0)
+        # every live slave polled at least once per interval + one timeout, throughout
+        limit = 0.25 + 0.1 + 0.02
+        for i in range(1, 11):
+            if i == 7:
+                continue
+            times = inbox.good_times(park.index[f"LC{i:02d}"])
+            times = [t for t in times if t > times[0] + 0.5]  # after the first, settling round
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert len(times) >= 8 and max(gaps) <= limit, (i, max(gaps))
+        # the dead slave costs the bus only its re-probes (backoff 0.5 s doubling to 1 s)
+        assert 2 <= dead_requests <= 8
+        assert any(q == Quality.COMM_FAIL for _, s, _, _, q in inbox.items
+                   if s == park.index["LC07"])
+        # it recovers by itself when it answers again
+        bus.slaves[7].alive = True
+        bus.set_sensor("LC07", 1234.5)
+        wait_until(lambda: not drv.health()["slaves"][7]["quarantined"], timeout=3)
+        wait_until(lambda: any(v == 1234.5 and q == Quality.GOOD for _, s, v, _, q in inbox.items
+                               if s == park.index["LC07"]), timeout=2)
+        assert bus.t35_violations == 0
+    finally:
+        drv.stop()
+        bus.stop()
+
+
+def test_fire_button_on_a_busy_9600_baud_bus_alarms_within_one_di_interval(tmp_path, broker):
+    """30 load-cell slaves keep the bus ~80% busy; the DI lane still gets the press through."""
+    from parkwatch.daemon.app import Daemon
+
+    di_interval = 0.2
+    cfg = load_config(write_config(tmp_path, 30, di=True, interval=1.0, di_interval=di_interval,
+                                   timeout=0.1, port=broker.port))
+    bus = build_bus_from_config(cfg.drivers[0], cfg).start()
+    sub = Subscriber(broker)
+    daemon = Daemon(cfg, tmp_path / "state")
+    daemon.start()
+    line = cfg.drivers[0]
+    # the longest transaction on this bus: a 2-register read, 8 + 9 characters, plus t3.5 twice
+    longest = 17 * 11 / line.baudrate + 2 * line.t35
+    di_poll = (8 + 6) * 11 / line.baudrate + 2 * line.t35
+    latencies = []
+    try:
+        time.sleep(1.5)  # the schedule is in its steady state
+        for k in range(5):
+            time.sleep(0.137 * (k + 1))  # presses at arbitrary moments of the DI cycle
+            t0 = time.monotonic()
+            bus.set_sensor("FB1", True)
+            events = sub.wait_events(lambda ev, k=k: len(
+                [e for e in ev if e["sensor_id"] == "FB1" and e["event"] == "raised"]) > k)
+            latencies.append(time.monotonic() - t0)
+            bus.set_sensor("FB1", False)
+            sub.wait_events(lambda ev, k=k: len(
+                [e for e in ev if e["sensor_id"] == "FB1" and e["event"] == "cleared"]) > k)
+        raised = [e for e in events if e["event"] == "raised"]
+        assert all(e["severity"] == "critical" and e["tenants"] == ["t1"] for e in raised)
+        # bound: one DI interval + the transaction already on the wire + the DI poll itself,
+        # plus 40 ms for the pipeline, MQTT and a loaded CI machine
+        bound = di_interval + longest + di_poll + 0.04
+        assert max(latencies) <= bound, (latencies, bound)
+        stats = bus.stats
+        assert stats.t35_violations == 0
+        assert all(stats.per_slave.get(i, 0) >= 2 for i in range(1, 31)), "bulk polls starved"
+    finally:
+        daemon.stop()
+        sub.close()
+        bus.stop()
+
+
+def test_pulled_port_recovers_by_itself_with_a_comm_fault_alarm_and_one_log_line_each(
+        tmp_path, broker, caplog):
+    from parkwatch.daemon.app import Daemon
+
+    caplog.set_level(logging.INFO, logger="parkwatch")
+    cfg = load_config(write_config(tmp_path, 3, di=True, interval=0.2, comm_fault=1.0,
+                                   port=broker.port))
+    bus = build_bus_from_config(cfg.drivers[0], cfg).start()
+    sub = Subscriber(broker)
+    daemon = Daemon(cfg, tmp_path / "state")
+    daemon.start()
+    try:
+        wait_until(lambda: daemon.drivers[0].accepted > 10, timeout=5)
+        bus.cut()
+        events = sub.wait_events(lambda ev: {e["sensor_id"] for e in ev
+                                             if e["rule"] == "comm_fault"} ==
+                                 {"LC01", "LC02", "LC03", "FB1"}, timeout=6)
+        fault = next(e for e in events if e["rule"] == "comm_fault")
+        assert fault["event"] == "raised" and fault["severity"] == "warning"
+        assert fault["unit"] == "s" and fault["threshold"] == 1.0
+        time.sleep(1.5)  # the port stays away a while: still only one 'unavailable' line
+        bus.restore()
+        sub.wait_events(lambda ev: len([e for e in ev if e["rule"] == "comm_fault"
+                                        and e["event"] == "cleared"]) == 4, timeout=6)
+        lost = [r for r in caplog.records if "port unavailable" in r.getMessage()]
+        back = [r for r in caplog.records if "port is back" in r.getMessage()]
+        assert len(lost) == 1 and len(back) == 1, [r.getMessage() for r in caplog.records]
+        assert not [e for e in sub.events() if e["rule"] != "comm_fault"]
+    finally:
+        daemon.stop()
+        sub.close()
+        bus.stop()
+
+
+@pytest.mark.parametrize("baud", [9600, 115200])
+def test_values_arrive_decoded_and_scaled(tmp_path, baud):
+    cfg = load_config(write_config(tmp_path, 2, di=True, baud=baud, interval=0.05))
+    park = ParkModel(cfg)
+    bus = build_bus_from_config(cfg.drivers[0], cfg).start()
+    bus.set_sensor("LC01", -42.3)
+    bus.set_sensor("LC02", 98765.4)
+    bus.set_sensor("FB1", True)
+    inbox = Collect()
+    drv = ModbusRtuDriver(cfg.drivers[0], park, inbox, cfg)
+    drv.start()
+    try:
+        def latest(sensor: str) -> float | None:
+            vals = [v for _, s, v, _, q in inbox.items if s == park.index[sensor]
+                    and q == Quality.GOOD]
+            return vals[-1] if vals else None
+
+        wait_until(lambda: None not in (latest("LC01"), latest("LC02"), latest("FB1")))
+        assert latest("LC01") == pytest.approx(-42.3)
+        assert latest("LC02") == pytest.approx(98765.4)
+        assert latest("FB1") == 1.0
+    finally:
+        drv.stop()
+        bus.stop()
