@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from parkwatch.alarms.event import load_schema
 from parkwatch.config import ParkConfig, load_config
+from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
 from parkwatch.localbroker import LocalMosquitto
 from parkwatch.mqtt.link import set_nodelay
 
@@ -46,9 +47,9 @@ def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
     b.close()
 
 
-def example_config(broker: LocalMosquitto, state_dir: Path, **overrides: Any) -> ParkConfig:
-    """examples/park.yaml pointed at the test broker and a private state directory."""
-    ov = {("brokers", "local", "port"): broker.port, ("gateway", "state_dir"): str(state_dir)}
+def example_config(broker: LocalMosquitto, workdir: Path, **overrides: Any) -> ParkConfig:
+    """examples/park.yaml on a bench: the test broker, pty paths and state in ``workdir``."""
+    ov = bench_overrides(load_config(EXAMPLE), broker.port, workdir)
     ov.update(overrides)
     return load_config(EXAMPLE, ov)
 
@@ -144,16 +145,29 @@ def device(broker: LocalMosquitto) -> Iterator[Device]:
 
 
 @pytest.fixture
-def daemon(broker: LocalMosquitto, tmp_path: Path) -> Iterator[Any]:
-    """The example park's daemon, running in-process against the test broker."""
+def serial_devices(broker: LocalMosquitto, tmp_path: Path) -> Iterator[SimulatedPark]:
+    """The example park's RS-485 devices (Modbus slaves, indicator) on ptys in tmp_path."""
+    devices = SimulatedPark(example_config(broker, tmp_path), mqtt=False)
+    devices.start()
+    yield devices
+    devices.stop()
+
+
+@pytest.fixture
+def daemon(broker: LocalMosquitto, tmp_path: Path, serial_devices: SimulatedPark) -> Iterator[Any]:
+    """The example park's daemon, in-process, against the test broker and simulated buses.
+
+    Tests publish the MQTT devices' messages themselves (the `device` fixture).
+    """
     from parkwatch.daemon.app import Daemon
 
-    d = Daemon(example_config(broker, tmp_path / "state"))
+    d = Daemon(example_config(broker, tmp_path))
     d.start()
-    for drv in d.drivers:
+    mqtt_drivers = [drv for drv in d.drivers if hasattr(drv, "link")]
+    for drv in mqtt_drivers:
         assert drv.link.connected.wait(5)
     assert d.uplink.link.connected.wait(5)
-    wait_until(lambda: all(drv.subscribed.is_set() for drv in d.drivers))
+    wait_until(lambda: all(drv.subscribed.is_set() for drv in mqtt_drivers))
     yield d
     d.stop()
 

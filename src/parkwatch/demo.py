@@ -24,7 +24,7 @@ from parkwatch.alarms.messages import WORDS
 from parkwatch.config import load_config
 from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.firmware_sim import scenarios
-from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
+from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
 from parkwatch.localbroker import BrokerUnavailable, LocalMosquitto, ensure_mosquitto
 from parkwatch.mqtt.link import set_nodelay
 
@@ -84,21 +84,24 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
     colour = sys.stdout.isatty()
     with tempfile.TemporaryDirectory(prefix="parkwatch-demo-") as tmp, \
             LocalMosquitto(workdir=Path(tmp)) as broker:
-        cfg = load_config(example_path(), {("brokers", "local", "port"): broker.port,
-                                           ("gateway", "state_dir"): str(Path(tmp) / "state")})
+        cfg = load_config(example_path())
+        cfg = load_config(example_path(), bench_overrides(cfg, broker.port, tmp))
+        fleet = SimulatedPark(cfg, client_prefix="parkwatch-demo-device")
         daemon = Daemon(cfg)
         view = OperatorView(broker.port, cfg.park.id, colour)
-        fleet = MqttDeviceFleet(cfg, client_prefix="parkwatch-demo-device")
         plan = scenarios.build(cfg, "demo")
         stop = threading.Event()
         print(f"parkwatch demo — {cfg.park.name} ({cfg.park.id}): {len(cfg.buildings)} buildings, "
               f"{len(cfg.tenants)} tenants, {len(cfg.sensors)} sensors; private Mosquitto on "
               f"127.0.0.1:{broker.port}")
         print(f"scenario: {plan.description}; about {plan.duration / speed:.0f} s. "
-              "Ctrl-C stops.\n")
+              "Ctrl-C stops.")
+        for line in fleet.describe():
+            print(f"  simulated: {line}")
+        print()
         try:
+            fleet.start()  # the ports exist before the daemon opens them, as on a gateway
             daemon.start()
-            fleet.start()
             def narrate(note: str) -> None:
                 print(f"          · 现场 {note}", flush=True)
 
@@ -116,8 +119,8 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
             acked = 0
         finally:
             stop.set()
+            daemon.stop()  # before the devices, or it would report their ports lost
             fleet.stop()
-            daemon.stop()
             view.stop()
         return _summary(view.events, acked, log)
 

@@ -9,7 +9,7 @@ import time
 
 from parkwatch.config import ConfigError, load_config
 from parkwatch.firmware_sim import scenarios
-from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
+from parkwatch.firmware_sim.devices import SimulatedPark
 
 
 def run_sim(config: str, scenario: str, speed: float = 1.0, list_only: bool = False) -> int:
@@ -27,15 +27,22 @@ def run_sim(config: str, scenario: str, speed: float = 1.0, list_only: bool = Fa
     except KeyError as exc:
         print(f"parkwatch sim: {exc.args[0]}", file=sys.stderr)
         return 2
-    fleet = MqttDeviceFleet(cfg)
+    try:
+        fleet = SimulatedPark(cfg)
+    except (FileExistsError, OSError) as exc:
+        print(f"parkwatch sim: {exc}", file=sys.stderr)
+        return 1
     if not fleet.devices:
-        print("parkwatch sim: this config has no MQTT devices to simulate", file=sys.stderr)
+        print("parkwatch sim: this config has no devices to simulate", file=sys.stderr)
         return 2
     try:
         fleet.start()
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, FileExistsError, OSError) as exc:
+        fleet.stop()
         print(f"parkwatch sim: {exc}", file=sys.stderr)
         return 1
+    for line in fleet.describe():
+        print(f"  {line}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"simulating {len(fleet.devices)} device(s): scenario '{plan.name}' — "

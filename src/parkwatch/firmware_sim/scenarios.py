@@ -11,16 +11,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from parkwatch.config.model import ParkConfig, SensorConfig
-from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
 
 
 @dataclass(frozen=True)
 class Step:
     at: float  # seconds from the start
-    sensor: str
-    action: str  # value | press | reset | heartbeat | test | raw
+    sensor: str  # a sensor id; for cut / restore, the id of a serial driver
+    action: str  # value | press | reset | heartbeat | test | raw | cut | restore | note
     value: float | None = None
     payload: bytes = b""
     note: str = ""  # narration for whoever watches the simulation
@@ -115,14 +115,31 @@ def flood(cfg: ParkConfig, start: float = 4.0, seconds: float = 10.0) -> list[St
     """A rainstorm: the lowest gauge rises past its guarantee level, then the water recedes."""
     gauges = sorted(_sensors(cfg, "water_level"), key=lambda s: _level(cfg, s))
     steps: list[Step] = []
-    for k, s in enumerate(gauges):
+    lowest = _level(cfg, gauges[0]) if gauges else 0
+    for s in gauges:
         hw, hc = _limits(cfg, s)
-        peak = hc * 1.05 if k == 0 else hw * 0.8
+        low = _level(cfg, s) == lowest  # every gauge on the lowest level floods
+        peak = hc * 1.05 if low else hw * 0.8
         steps += _ramp(s, start, seconds, baseline(cfg, s), round(peak, 2), 8,
-                       f"{s.id}: 暴雨，水位快速上涨 (water rising fast)" if k == 0 else "")
+                       f"{s.id}: 暴雨，水位快速上涨 (water rising fast)" if low else "")
         steps += _ramp(s, start + seconds + 4.0, 4.0, round(peak, 2), baseline(cfg, s), 4,
-                       f"{s.id}: 排水后水位回落 (water receding)" if k == 0 else "")
+                       f"{s.id}: 排水后水位回落 (water receding)" if low else "")
     return steps
+
+
+def cable_cut(cfg: ParkConfig, start: float = 3.0) -> list[Step]:
+    """An RS-485 cable is cut long enough for a comm-fault alarm, then plugged back."""
+    serial = [d for d in cfg.drivers if d.type in ("modbus_rtu", "serial_indicator")]
+    if not serial:
+        return []
+    d = serial[0]
+    outage = float(getattr(d, "comm_fault_after_s", 10.0)) + 4.0
+    # after the repair the devices stay up long enough for the gateway's reopen backoff
+    settle = min(float(getattr(d, "reopen_max_s", 30.0)), 30.0) + 3.0
+    return [Step(start, d.id, "cut", note=f"{d.id}: 电缆被挖断 (cable cut at {d.port})"),
+            Step(start + outage, d.id, "restore", note=f"{d.id}: 线路修复 (cable repaired)"),
+            Step(start + outage + settle, d.id, "note",
+                 note=f"{d.id}: 通讯已恢复 (link back)")]
 
 
 def _scenario(name: str, description: str, steps: list[Step]) -> Scenario:
@@ -136,6 +153,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[ParkConfig], list[Step]]]] = {
     "fire_drill": ("a one-touch fire button is pressed, held, then reset", fire),
     "overload": ("goods pile up floor by floor until a floor is overloaded", overload),
     "flood": ("a flash flood lifts the lowest water gauge past its guarantee level", flood),
+    "cable_cut": ("an RS-485 cable is cut until a comm-fault alarm is raised, then repaired",
+                  cable_cut),
 }
 
 
@@ -146,10 +165,11 @@ def build(cfg: ParkConfig, name: str) -> Scenario:
     return _scenario(name, description, make(cfg))
 
 
-def play(scenario: Scenario, fleet: MqttDeviceFleet, *, speed: float = 1.0,
+def play(scenario: Scenario, fleet: Any, *, speed: float = 1.0,
          stop: threading.Event | None = None,
          narrate: Callable[[str], None] | None = None) -> int:
-    """Play a scenario in real time (divided by ``speed``); returns the messages sent.
+    """Play a scenario on a :class:`~parkwatch.firmware_sim.devices.SimulatedPark` in real time
+    (divided by ``speed``); returns the device messages sent.
 
     Between steps every value sensor keeps reporting its current value, so the daemon sees a
     living park, not only the interesting moments.
@@ -180,6 +200,10 @@ def play(scenario: Scenario, fleet: MqttDeviceFleet, *, speed: float = 1.0,
                 fleet.reading(step.sensor, step.value)
             elif step.action == "raw":
                 fleet.raw(step.sensor, step.payload)
+            elif step.action in ("cut", "restore"):
+                getattr(fleet, step.action)(step.sensor)
+            elif step.action == "note":
+                pass  # a moment worth narrating, nothing to do
             else:
                 fleet.button(step.sensor, step.action)
             if step.note and narrate is not None:

@@ -1,0 +1,133 @@
+"""Every simulated device of a park config, behind one interface the scenarios drive.
+
+MQTT devices publish on the config's brokers; Modbus RTU slaves answer on a pty at each
+`modbus_rtu` driver's port path; weighing indicators stream on a pty at each
+`serial_indicator` driver's port path.  A scenario only says "this sensor now reads X" or
+"this button is pressed"; how that reaches the daemon is the device's business, as in the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parkwatch.config.model import ParkConfig
+from parkwatch.firmware_sim.indicators import SimIndicator
+from parkwatch.firmware_sim.modbus_bus import SimBus, build_bus_from_config
+from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
+
+
+class SimulatedPark:
+    def __init__(self, cfg: ParkConfig, *, mqtt: bool = True,
+                 client_prefix: str = "parkwatch-sim") -> None:
+        self.cfg = cfg
+        self.mqtt = MqttDeviceFleet(cfg, client_prefix) if mqtt else None
+        self.buses: dict[str, SimBus] = {}
+        self.indicators: dict[str, SimIndicator] = {}
+        self.route: dict[str, tuple[str, str]] = {}  # sensor id -> (device kind, driver id)
+        drivers = {d.id: d for d in cfg.drivers}
+        for d in cfg.drivers:
+            if d.type == "modbus_rtu":
+                self.buses[d.id] = build_bus_from_config(d, cfg)
+            elif d.type == "serial_indicator":
+                self.indicators[d.id] = SimIndicator(d.port, d.baudrate, d.format,
+                                                     bits_per_char=d.bits_per_char)
+        for s in cfg.sensors:
+            kind = drivers[s.driver].type
+            if kind == "mqtt" and self.mqtt is not None:
+                self.route[s.id] = ("mqtt", s.driver)
+            elif kind in ("modbus_rtu", "serial_indicator"):
+                self.route[s.id] = (kind, s.driver)
+        self._sent = 0
+
+    @property
+    def devices(self) -> dict[str, tuple[str, str]]:
+        return self.route
+
+    @property
+    def sent(self) -> int:
+        return self._sent + (self.mqtt.sent if self.mqtt else 0)
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.mqtt and self.mqtt.devices:
+            out.append(f"{len(self.mqtt.devices)} MQTT device(s) on broker(s) "
+                       f"{', '.join(sorted(self.mqtt.clients))}")
+        for did, bus in self.buses.items():
+            out.append(f"Modbus RTU bus '{did}' at {bus.path} ({len(bus.slaves)} slave(s))")
+        for did, ind in self.indicators.items():
+            out.append(f"weighing indicator '{did}' at {ind.port.path}")
+        return out
+
+    def start(self) -> None:
+        for bus in self.buses.values():
+            bus.start()
+        for ind in self.indicators.values():
+            ind.start()
+        if self.mqtt is not None and self.mqtt.devices:
+            self.mqtt.start()
+
+    def stop(self) -> None:
+        if self.mqtt is not None and self.mqtt.devices:
+            self.mqtt.stop()
+        for bus in self.buses.values():
+            bus.stop()
+        for ind in self.indicators.values():
+            ind.stop()
+
+    def reading(self, sensor_id: str, value: float) -> None:
+        kind, driver = self.route[sensor_id]
+        if kind == "mqtt":
+            self.mqtt.reading(sensor_id, value)  # type: ignore[union-attr]
+        elif kind == "modbus_rtu":
+            self.buses[driver].set_sensor(sensor_id, value)
+            self._sent += 1
+        else:
+            s = next(x for x in self.cfg.sensors if x.id == sensor_id)
+            self.indicators[driver].set_weight((value - s.offset) / s.scale)
+            self._sent += 1
+
+    def button(self, sensor_id: str, event: str) -> None:
+        kind, driver = self.route[sensor_id]
+        if kind == "mqtt":
+            self.mqtt.button(sensor_id, event)  # type: ignore[union-attr]
+        elif kind == "modbus_rtu" and event in ("press", "reset"):
+            # a contact: closed while pressed; heartbeats and tests have no wire of their own
+            self.buses[driver].set_sensor(sensor_id, event == "press")
+            self._sent += 1
+
+    def raw(self, sensor_id: str, payload: bytes) -> None:
+        kind, driver = self.route[sensor_id]
+        if kind == "mqtt":
+            self.mqtt.raw(sensor_id, payload)  # type: ignore[union-attr]
+        elif kind == "serial_indicator":
+            self.indicators[driver].inject_garbage(data=payload)
+
+    def cut(self, driver_id: str) -> None:
+        """Pull the cable of a serial driver's port."""
+        self._serial(driver_id).cut()
+
+    def restore(self, driver_id: str) -> None:
+        self._serial(driver_id).restore()
+
+    def _serial(self, driver_id: str) -> Any:
+        if driver_id in self.buses:
+            return self.buses[driver_id]
+        if driver_id in self.indicators:
+            return self.indicators[driver_id]
+        raise KeyError(f"'{driver_id}' is not a simulated serial port")
+
+
+def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[tuple, Any]:
+    """Config overrides that put a whole park on a bench: every broker on the private
+    loopback broker, every serial port on a pty path in ``workdir``, state in ``workdir``."""
+    from pathlib import Path
+
+    work = Path(workdir)
+    out: dict[tuple, Any] = {("gateway", "state_dir"): str(work / "state")}
+    for name in cfg.brokers:
+        out[("brokers", name, "host")] = "127.0.0.1"
+        out[("brokers", name, "port")] = broker_port
+    for i, d in enumerate(cfg.drivers):
+        if hasattr(d, "port") and d.type != "mqtt":
+            out[("drivers", i, "port")] = str(work / f"tty-{d.id}")
+    return out
