@@ -26,10 +26,7 @@ class ButtonLatchRule:
         self.latched = np.zeros(len(park), bool)
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
-        on = self.enabled[batch.sensor]
-        idx, v = batch.sensor[on], batch.value[on]
-        if idx.shape[0] == 0:
-            return Transitions.empty()
+        idx, v = batch.sensor, batch.value
         was = self.latched[idx]
         now = np.where(v == PRESS, True, np.where(v == RESET, False, was))
         self.latched[idx] = now
@@ -38,7 +35,7 @@ class ButtonLatchRule:
             return Transitions.empty()
         sev = np.where(now[ch], Severity.CRITICAL, Severity.NORMAL)
         return Transitions.build(idx[ch], self.code, Severity.CRITICAL - sev, sev, v[ch],
-                                 np.full(ch.shape[0], np.nan), batch.ts[on][ch])
+                                 np.full(ch.shape[0], np.nan), batch.ts[ch])
 
     def snapshot(self) -> dict[str, Any]:
         return {"latched": self.latched.copy()}

@@ -36,12 +36,7 @@ class CommFaultRule:
         self.raised = np.zeros(n, bool)
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
-        on = self.enabled[batch.sensor]
-        if not on.all():
-            batch = batch.take(on)
         idx, ts = batch.sensor, batch.ts
-        if idx.shape[0] == 0:
-            return Transitions.empty()
         fail = batch.quality == Quality.COMM_FAIL
         since = self.fail_since[idx]
         since = np.where(fail, np.where(np.isnan(since), ts, since), np.nan)

@@ -31,6 +31,16 @@ def occurrence_rank(sensor: np.ndarray) -> np.ndarray:
     return rank
 
 
+def _run(kind: Any, sub: ReadingBatch) -> Transitions:
+    """Evaluate one kind on the readings of the sensors it applies to (its ``enabled`` mask)."""
+    on = kind.enabled[sub.sensor]
+    if not on.all():
+        if not on.any():
+            return Transitions.empty()
+        sub = sub.take(on)
+    return kind.evaluate(sub)
+
+
 class RuleEngine:
     def __init__(self, park: ParkModel) -> None:
         self.park = park
@@ -65,7 +75,7 @@ class RuleEngine:
             self.stats["out_of_order"] += n_stale
             sub = sub.take(fresh)
         self.last_ts[sub.sensor] = sub.ts
-        parts = [kind.evaluate(sub) for kind in self.kinds_all] if self.kinds_all else []
+        parts = [t for kind in self.kinds_all if len(t := _run(kind, sub))]
         usable = (sub.quality == Quality.GOOD) & np.isfinite(sub.value)
         n_unusable = int(sub.sensor.shape[0] - np.count_nonzero(usable))
         if n_unusable:
@@ -78,4 +88,4 @@ class RuleEngine:
         if len(sub) == 0:
             return parts
         self.last_value[sub.sensor] = sub.value
-        return parts + [kind.evaluate(sub) for kind in self.kinds_usable]
+        return parts + [t for kind in self.kinds_usable if len(t := _run(kind, sub))]

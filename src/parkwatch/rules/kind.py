@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.transitions import Transitions
@@ -12,13 +14,16 @@ from parkwatch.rules.transitions import Transitions
 class RuleKind(Protocol):
     """One kind of rule, evaluated for every sensor of a batch at once.
 
-    ``evaluate`` receives readings whose sensors are all distinct (the engine splits repeated
-    sensors into ordered rounds) and that are usable (finite value, GOOD quality, in time order).
-    It must not branch per reading in Python.
+    ``evaluate`` receives a non-empty batch of readings, only of sensors in ``enabled``, whose
+    sensors are all distinct (the engine splits repeated sensors into ordered rounds), in time
+    order, and usable (finite value, GOOD quality) unless the kind sets ``all_qualities`` (then
+    it sees COMM_FAIL, heartbeats and the rest too). It must not branch per reading in Python.
     """
 
     #: rule names this kind emits, in the order of the codes it uses (offset by the engine)
     rules: ClassVar[tuple[str, ...]]
+    #: which sensors (by index) this kind applies to
+    enabled: np.ndarray
 
     def __init__(self, park: ParkModel, rule_base: int) -> None: ...
 

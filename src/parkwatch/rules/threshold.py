@@ -49,12 +49,7 @@ class ThresholdRule:
         self.level = np.zeros(n, np.int8)
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
-        on = self.enabled[batch.sensor]
-        if not on.all():
-            batch = batch.take(on)
         idx, v = batch.sensor, batch.value
-        if idx.shape[0] == 0:
-            return Transitions.empty()
         hw, hc, lw, lc, d = self.hw[idx], self.hc[idx], self.lw[idx], self.lc[idx], self.db[idx]
         cur = self.level[idx]
         cur_hi = np.maximum(cur, 0)
