@@ -204,7 +204,9 @@ def test_threshold_override_merges_with_kind_defaults(tmp_path: Path) -> None:
     by_id = {s.id: s for s in cfg.sensors}
 
     assert cfg.thresholds_for(by_id["FB1"]) is None  # buttons latch; no limits
-    assert cfg.thresholds_for(by_id["LC1"]) == cfg.rules.load_cell  # no override: the defaults
+    # no override: the defaults
+    assert cfg.thresholds_for(by_id["LC1"]) == cfg.rules.load_cell.merged(None)
+    assert cfg.thresholds_for(by_id["LC1"]).high_warning == cfg.rules.load_cell.high_warning
 
     lc2 = cfg.thresholds_for(by_id["LC2"])
     assert lc2 is not None
@@ -218,7 +220,7 @@ def test_threshold_override_merges_with_kind_defaults(tmp_path: Path) -> None:
 
 def test_threshold_merge_keeps_only_explicitly_set_keys() -> None:
     defaults = ThresholdSettings(high_warning=8000, high_critical=10000, low_warning=10)
-    assert defaults.merged(None) is defaults
+    assert defaults.merged(None) == defaults
     assert defaults.merged(ThresholdSettings()) == defaults  # nothing set explicitly
     merged = defaults.merged(ThresholdSettings(low_warning=None, deadband=5))
     assert merged == ThresholdSettings(high_warning=8000, high_critical=10000, deadband=5)

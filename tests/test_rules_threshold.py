@@ -30,8 +30,13 @@ WATER_LOWS = {("rules", "water_level", "low_warning"): 10.0,
               ("rules", "water_level", "low_critical"): 5.0}
 
 
+# the limit rules alone: no floor sums, no flap detection (tests/test_rules_reference.py has all)
+ALONE: dict[tuple[Any, ...], Any] = {("rules", "floor_load", "enabled"): False,
+                                     ("rules", "flapping"): None}
+
+
 def make_park(overrides: dict[tuple[Any, ...], Any] | None = None) -> ParkModel:
-    return ParkModel(load_config(EXAMPLE, overrides))
+    return ParkModel(load_config(EXAMPLE, {**ALONE, **(overrides or {})}))
 
 
 @pytest.fixture(scope="module")

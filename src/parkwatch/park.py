@@ -1,6 +1,8 @@
 """The park as the running daemon sees it: sensors by index, their places and their tenants.
 
-Built once from the config; the rule engine uses the index, the alarm path the names.
+Built once from the config; the rule engine uses the index, the alarm path the names.  Floors
+(and zones with an area) that carry load cells are *groups*: virtual sensors numbered after the
+real ones, so a floor-load alarm travels the same path as any other.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parkwatch.config.model import SENSOR_KINDS, ParkConfig, SensorConfig
+from parkwatch.config.model import SENSOR_KINDS, ParkConfig, SensorConfig, load_unit_kn
 
 KIND_CODE = {kind: code for code, kind in enumerate(SENSOR_KINDS)}
 
@@ -27,6 +29,29 @@ class SensorInfo:
     @property
     def id(self) -> str:
         return self.config.id
+
+    @property
+    def place(self) -> str:
+        return " ".join(p for p in (self.building_name, self.floor_name, self.zone_name) if p)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A floor or a zone whose load is the sum of its load cells."""
+
+    index: int  # in the rule engine's numbering: len(park.sensors) + position in park.groups
+    id: str  # "A/2F" or "A/2F/east": never a valid sensor id, so the two cannot collide
+    kind: str  # "floor" or "zone"
+    building: str
+    floor: str
+    zone: str | None
+    capacity_kn: float  # rated live load × area
+    members: tuple[int, ...]  # sensor indices of its load cells
+    building_name: str
+    floor_name: str
+    zone_name: str
+    tenants: tuple[str, ...]
+    tenant_names: tuple[str, ...]
 
     @property
     def place(self) -> str:
@@ -57,9 +82,62 @@ class ParkModel:
             ))
             self.index[s.id] = i
         self.kind = np.array([KIND_CODE[s.kind] for s in cfg.sensors], dtype=np.int8)
+        self.groups: list[GroupInfo] = self._groups() if cfg.rules.floor_load.enabled else []
+        drivers = {d.id: d for d in cfg.drivers}
+        #: expected seconds between reports per sensor (NaN: unknown), for the no-data alarm
+        self.report_interval = np.full(len(self.sensors), np.nan)
+        for info in self.sensors:
+            own = info.config.report_interval_s
+            if own is None:
+                own = drivers[info.config.driver].report_interval(info.config)
+            if own is not None:
+                self.report_interval[info.index] = own
 
     def __len__(self) -> int:
         return len(self.sensors)
+
+    @property
+    def size(self) -> int:
+        """Sensors plus groups: the length of the rule engine's per-alarm-source numbering."""
+        return len(self.sensors) + len(self.groups)
+
+    def ident(self, index: int) -> str:
+        """The id of a sensor or a group by its index."""
+        n = len(self.sensors)
+        return self.sensors[index].id if index < n else self.groups[index - n].id
+
+    def idents(self) -> list[str]:
+        return [s.id for s in self.sensors] + [g.id for g in self.groups]
+
+    def _groups(self) -> list[GroupInfo]:
+        tenant_names = {t.id: t.name for t in self.cfg.tenants}
+        out: list[GroupInfo] = []
+        n = len(self.sensors)
+        for b in self.cfg.buildings:
+            for f in b.floors:
+                cells = [i.index for i in self.sensors if i.config.kind == "load_cell"
+                         and i.config.building == b.id and i.config.floor == f.id
+                         and load_unit_kn(i.config.display_unit) is not None]
+                places: list[tuple[str | None, float, str, list[int]]] = [
+                    (None, f.rated_load_kn_m2 * f.area_m2, "", cells)]
+                for z in f.zones:
+                    if z.area_m2 is None:
+                        continue
+                    rated = z.rated_load_kn_m2 or f.rated_load_kn_m2
+                    places.append((z.id, rated * z.area_m2, z.name or z.id,
+                                   [c for c in cells if self.sensors[c].config.zone == z.id]))
+                for zone, capacity, zone_name, members in places:
+                    if not members:
+                        continue
+                    tenants = self.occupants(b.id, f.id, zone)
+                    out.append(GroupInfo(
+                        index=n + len(out), id="/".join(x for x in (b.id, f.id, zone) if x),
+                        kind="zone" if zone else "floor", building=b.id, floor=f.id, zone=zone,
+                        capacity_kn=capacity, members=tuple(members),
+                        building_name=b.name or b.id, floor_name=f.name or f.id,
+                        zone_name=zone_name, tenants=tenants,
+                        tenant_names=tuple(tenant_names[t] for t in tenants)))
+        return out
 
     def occupants(self, building: str | None, floor: str | None,
                   zone: str | None) -> tuple[str, ...]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
-from parkwatch.alarms.lifecycle import Change
+from parkwatch.alarms.lifecycle import Alarm, Change
 from parkwatch.alarms.messages import MessageFormatter
 from parkwatch.park import ParkModel
 from parkwatch.timefmt import rfc3339_ms
@@ -20,6 +20,27 @@ def load_schema() -> dict[str, Any]:
     text = resources.files("parkwatch.alarms").joinpath("alarm-event.schema.json").read_text(
         encoding="utf-8")
     return json.loads(text)
+
+
+#: the unit of an alarm's value and limit by rule, from the sensor's unit; others use it as is
+_UNITS = {"comm_fault": "s", "no_data": "s", "rate_of_rise": "{}/min", "flapping": "%"}
+
+
+class _Source(NamedTuple):
+    building: str | None
+    floor: str | None
+    zone: str | None
+    tenants: tuple[str, ...]
+    tenant_names: tuple[str, ...]
+    sensor_id: str | None
+    sensor_kind: str | None
+    place: str
+    building_name: str
+    floor_name: str
+    zone_name: str
+    name: str  # display name of the sensor, or the place of a group
+    kind: str  # sensor kind, or "floor" / "zone"
+    unit: str
 
 
 def _num(x: float | None) -> float | None:
@@ -39,20 +60,34 @@ class EventBuilder:
         self.gateway = cfg.gateway.id
         self.messages = MessageFormatter(cfg.alarms.language, cfg.alarms.messages)
 
-    def build(self, change: Change) -> dict[str, Any]:
-        a = change.alarm
+    def _source(self, a: Alarm) -> _Source:
+        """Where an alarm comes from: a sensor, or a floor/zone (group) for its load."""
+        n = len(self.park.sensors)
+        if a.sensor >= n:
+            g = self.park.groups[a.sensor - n]
+            unit = "kN" if a.rule == "floor_load" else ""
+            return _Source(g.building, g.floor, g.zone, g.tenants, g.tenant_names, None, None,
+                           g.place, g.building_name, g.floor_name, g.zone_name, g.place, g.kind,
+                           unit)
         info = self.park.sensors[a.sensor]
         s = info.config
-        # a comm fault's limit is a time, not a measurement
-        unit = "s" if a.rule == "comm_fault" else s.display_unit
+        unit = _UNITS.get(a.rule, "{}").format(s.display_unit)
+        return _Source(s.building, s.floor, s.zone, info.tenants, info.tenant_names, s.id, s.kind,
+                       info.place, info.building_name, info.floor_name, info.zone_name,
+                       s.name or s.id, s.kind, unit)
+
+    def build(self, change: Change) -> dict[str, Any]:
+        a = change.alarm
+        src = self._source(a)
+        unit = src.unit
         words = self.messages.word
         message = self.messages.render(a.rule, change.event, {
-            "park": self.park.cfg.park.name, "place": info.place,
-            "building": info.building_name, "floor": info.floor_name, "zone": info.zone_name,
-            "sensor": s.name or s.id, "sensor_id": s.id, "kind": words(s.kind),
+            "park": self.park.cfg.park.name, "place": src.place,
+            "building": src.building_name, "floor": src.floor_name, "zone": src.zone_name,
+            "sensor": src.name, "sensor_id": src.sensor_id or src.name, "kind": words(src.kind),
             "rule": words(a.rule), "severity": words(a.severity.label),
             "event": words(change.event), "value": _fmt(a.value, unit),
-            "threshold": _fmt(a.threshold, unit), "tenants": "、".join(info.tenant_names),
+            "threshold": _fmt(a.threshold, unit), "tenants": "、".join(src.tenant_names),
             "by": a.acked_by or "",
         })
         return {
@@ -61,12 +96,12 @@ class EventBuilder:
             "seq": a.seq,
             "event": change.event,
             "park": self.park.cfg.park.id,
-            "building": s.building,
-            "floor": s.floor,
-            "zone": s.zone,
-            "tenants": list(info.tenants),
-            "sensor_id": s.id,
-            "sensor_kind": s.kind,
+            "building": src.building,
+            "floor": src.floor,
+            "zone": src.zone,
+            "tenants": list(src.tenants),
+            "sensor_id": src.sensor_id,
+            "sensor_kind": src.sensor_kind,
             "rule": a.rule,
             "severity": a.severity.label,
             "active": a.active,

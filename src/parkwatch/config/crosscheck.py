@@ -8,7 +8,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Iterator
 
-from parkwatch.config.model import ParkConfig
+from parkwatch.config.model import LOAD_UNITS_KN, ParkConfig, load_unit_kn
 from parkwatch.config.yamlsource import Loc
 
 Problem = tuple[Loc, str]
@@ -73,8 +73,12 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
                     f"(known: {', '.join(sorted(cfg.brokers))})"))
 
     for kind in ("load_cell", "water_level"):
-        for key, msg in getattr(cfg.rules, kind).problems():
+        rules = getattr(cfg.rules, kind)
+        for key, msg in rules.problems():
             out.append((("rules", kind, key), msg))
+        if rules.rate is not None:
+            for key, msg in rules.rate.problems():
+                out.append((("rules", kind, "rate", key), msg))
 
     for si, s in enumerate(cfg.sensors):
         loc: Loc = ("sensors", si)
@@ -92,6 +96,16 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
         if s.kind == "fire_button" and s.thresholds is not None:
             out.append(((*loc, "thresholds"), "fire buttons latch on press; they take no "
                         "thresholds"))
+        if s.kind == "fire_button" and s.rate is not None:
+            out.append(((*loc, "rate"), "fire buttons latch on press; they have no rate"))
+        rate = cfg.rate_for(s)
+        if s.rate is not None and rate is not None:
+            out += [((*loc, "rate", key), msg) for key, msg in rate.problems()]
+        if (s.kind == "load_cell" and cfg.rules.floor_load.enabled
+                and load_unit_kn(s.display_unit) is None):
+            out.append(((*loc, "unit"), f"unit '{s.display_unit}' cannot be summed into a "
+                        f"floor load: use one of {', '.join(LOAD_UNITS_KN)} (or turn off "
+                        "rules.floor_load)"))
         limits = cfg.thresholds_for(s)
         if s.thresholds is not None and limits is not None:
             own = s.thresholds.model_fields_set

@@ -183,6 +183,8 @@ def load_config(path: str | Path, overrides: dict[Loc, Any] | None = None) -> Pa
     for loc, value in (overrides or {}).items():
         node = data
         for part in loc[:-1]:
+            if isinstance(node, dict) and part not in node:
+                node[part] = {}  # overriding a key of a section the file leaves out
             node = node[part]
         node[loc[-1]] = value
     return validate_data(data, smap)

@@ -20,6 +20,17 @@ SensorKind = Literal["load_cell", "fire_button", "water_level"]
 SENSOR_KINDS: tuple[str, ...] = ("load_cell", "fire_button", "water_level")
 DEFAULT_UNITS = {"load_cell": "kg", "fire_button": "", "water_level": "cm"}
 
+#: standard gravity (m/s²): a mass of 1 kg loads a floor with 9.80665 N
+G_N_PER_KG = 9.80665
+#: load-cell units that can be summed into a floor load, as kN per unit
+LOAD_UNITS_KN: dict[str, float] = {"kg": G_N_PER_KG / 1000.0, "t": G_N_PER_KG, "N": 0.001,
+                                   "kN": 1.0}
+
+
+def load_unit_kn(unit: str) -> float | None:
+    """kN per one `unit` of a load cell, None when the unit is not a mass or a force."""
+    return LOAD_UNITS_KN.get(unit)
+
 
 class ParkInfo(Strict):
     id: Id = Field(description="park id; the {park} level of every command-center topic")
@@ -91,7 +102,9 @@ class ThresholdSettings(Strict):
     """High/low warning and critical limits with a hysteresis deadband (in the sensor's unit).
 
     An alarm is raised when a limit is crossed and cleared only when the value is back past the
-    limit by more than ``deadband``, so a value wobbling around a limit does not chatter.
+    limit by more than ``deadband``, so a value wobbling around a limit does not chatter.  With
+    ``for_s`` the new state must hold that long before the alarm follows it (and ``clear_for_s``
+    before it clears), the way Zabbix and Kapacitor express durations.
     """
 
     high_warning: float | None = Field(None, description="warning at or above this")
@@ -99,13 +112,16 @@ class ThresholdSettings(Strict):
     low_warning: float | None = Field(None, description="warning at or below this")
     low_critical: float | None = Field(None, description="critical at or below this")
     deadband: float = Field(0.0, ge=0, description="how far back past a limit clears it")
+    for_s: float = Field(0.0, ge=0, le=86_400, description="a limit must stay crossed this long "
+                         "before the alarm is raised (or escalated)")
+    clear_for_s: float = Field(0.0, ge=0, le=86_400, description="the value must stay back "
+                               "this long before the alarm clears (or de-escalates)")
 
     def merged(self, override: ThresholdSettings | None) -> ThresholdSettings:
-        """These defaults with every key the override sets explicitly (null disables a limit)."""
-        if override is None:
-            return self
-        values = self.model_dump()
-        values.update({k: getattr(override, k) for k in override.model_fields_set})
+        """These limits with every key the override sets explicitly (null disables a limit)."""
+        values = {k: getattr(self, k) for k in ThresholdSettings.model_fields}
+        if override is not None:
+            values.update({k: getattr(override, k) for k in override.model_fields_set})
         return ThresholdSettings(**values)
 
     def problems(self) -> list[tuple[str, str]]:
@@ -124,14 +140,138 @@ class ThresholdSettings(Strict):
                         f"high limits - deadband ({min(highs) - db:g})"))
         return out
 
+    @property
+    def any_limit(self) -> bool:
+        return any(x is not None for x in (self.high_warning, self.high_critical,
+                                           self.low_warning, self.low_critical))
+
+
+class RateSettings(Strict):
+    """Rate of rise: how fast the value grows, in the sensor's unit per minute.
+
+    The rate is the change from the oldest reading kept within the last ``window_s`` to the
+    newest, per minute of time between them; it is judged once readings span at least half
+    the window.
+    """
+
+    window_s: float = Field(300.0, gt=0, le=86_400, description="look-back window")
+    rise_warning: float | None = Field(None, gt=0, description="warning at or above this rise "
+                                       "per minute")
+    rise_critical: float | None = Field(None, gt=0, description="critical at or above this rise "
+                                        "per minute")
+    deadband: float = Field(0.0, ge=0, description="how far (per minute) below a limit clears it")
+    for_s: float = Field(0.0, ge=0, le=86_400, description="the rise must last this long before "
+                         "the alarm is raised")
+    clear_for_s: float = Field(0.0, ge=0, le=86_400, description="it must stay below this long "
+                               "before the alarm clears")
+
+    def merged(self, override: RateSettings | None) -> RateSettings:
+        if override is None:
+            return self
+        values = self.model_dump()
+        values.update({k: getattr(override, k) for k in override.model_fields_set})
+        return RateSettings(**values)
+
+    def problems(self) -> list[tuple[str, str]]:
+        w, c = self.rise_warning, self.rise_critical
+        if w is not None and c is not None and c <= w:
+            return [("rise_critical", f"must be above rise_warning ({w:g})")]
+        return []
+
+
+class NoDataSettings(Strict):
+    """Deadman: a sensor that reports nothing at all for longer than expected is itself a fault.
+
+    The expected interval of a sensor is its poll interval on a bus (fire-button contacts: the
+    priority-lane interval), the indicator's silence limit, or its `report_interval_s` (MQTT
+    devices: how often they report or send a heartbeat).  Sensors with none are not watched.
+    """
+
+    missed: int = Field(3, ge=1, le=1000, description="expected reports missed before the "
+                        "no-data alarm is raised")
+    min_s: float = Field(10.0, ge=0, le=86_400, description="never raise sooner than this")
+    severity: Literal["warning", "critical"] = "warning"
+
+
+class KindRules(ThresholdSettings):
+    """Rules of one measuring sensor kind: limits and durations, rate of rise, no-data."""
+
+    rate: RateSettings | None = Field(None, description="rate-of-rise limits; omit for none")
+    no_data: NoDataSettings = Field(default_factory=NoDataSettings,
+                                    description="no-data (deadman) alarm")
+
+
+class ButtonRules(Strict):
+    """Rules of fire buttons beyond the latch: a silent button is a hazard."""
+
+    no_data: NoDataSettings = Field(default_factory=NoDataSettings,
+                                    description="no-data (deadman) alarm")
+
+
+class FlappingSettings(Strict):
+    """Kapacitor-style flap detection over a sensor's last ``history`` evaluations.
+
+    When more than ``high`` of them changed the sensor's limit or rate alarms, the changes are
+    held back and one flapping alarm stands for them; when fewer than ``low`` did, the flapping
+    alarm clears and the sensor's alarms are brought up to date.
+    """
+
+    history: int = Field(20, ge=2, le=64, description="evaluations remembered per sensor")
+    high: float = Field(0.5, gt=0, le=1, description="flapping above this share of changes")
+    low: float = Field(0.25, ge=0, lt=1, description="no longer flapping below this share")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> FlappingSettings:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
+
+class FloorLoadSettings(Strict):
+    """Floor (and zone) load: the sum of the load cells on it against its rated capacity.
+
+    Rated capacity = rated live load (kN/m²) × area (m²); kg and t are converted to kN with
+    g = 9.80665 m/s².  When any cell of a floor is silent for ``stale_after_s`` or has a
+    communication failure, the sum would under-count: a data-quality alarm is raised instead
+    and the load alarm is held where it was.
+    """
+
+    enabled: bool = Field(True, description="judge every floor (and zone with an area) that "
+                          "has load cells")
+    warning_ratio: float = Field(0.85, gt=0, le=10, description="warning at or above this share "
+                                 "of rated capacity")
+    critical_ratio: float = Field(1.0, gt=0, le=10, description="critical at or above this share")
+    deadband_ratio: float = Field(0.02, ge=0, le=1, description="how far (share of capacity) "
+                                  "below a limit clears it")
+    stale_after_s: float = Field(300.0, gt=0, le=86_400, description="a cell without a good "
+                                 "reading this long makes the floor's sum unknown; set it above "
+                                 "the cells' report interval")
+    for_s: float = Field(0.0, ge=0, le=86_400, description="a limit must stay crossed this long")
+    clear_for_s: float = Field(0.0, ge=0, le=86_400, description="and stay back this long to "
+                               "clear")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> FloorLoadSettings:
+        if self.critical_ratio <= self.warning_ratio:
+            raise ValueError(f"critical_ratio ({self.critical_ratio:g}) must be above "
+                             f"warning_ratio ({self.warning_ratio:g})")
+        return self
+
 
 class RulesConfig(Strict):
-    """Per-kind defaults; each sensor may override any key under its own `thresholds`."""
+    """Per-kind defaults (each sensor may override limits, rate and report interval) and the
+    park-wide rules."""
 
-    load_cell: ThresholdSettings = Field(default_factory=ThresholdSettings,
-                                         description="limits in kg (or the sensor's unit)")
-    water_level: ThresholdSettings = Field(default_factory=ThresholdSettings,
-                                           description="limits in cm (or the sensor's unit)")
+    load_cell: KindRules = Field(default_factory=KindRules,
+                                 description="limits in kg (or the sensor's unit)")
+    water_level: KindRules = Field(default_factory=KindRules,
+                                   description="limits in cm (or the sensor's unit)")
+    fire_button: ButtonRules = Field(default_factory=ButtonRules,
+                                     description="no-data alarm of fire buttons")
+    flapping: FlappingSettings | None = Field(
+        default_factory=FlappingSettings, description="flap detection; null turns it off")
+    floor_load: FloorLoadSettings = Field(default_factory=FloorLoadSettings,
+                                          description="floor and zone load against capacity")
 
 
 class SensorConfig(Strict):
@@ -150,7 +290,12 @@ class SensorConfig(Strict):
     scale: float = Field(1.0, description="value = raw * scale + offset")
     offset: float = 0.0
     thresholds: ThresholdSettings | None = Field(
-        None, description="overrides of rules.{kind}; null disables a limit")
+        None, description="overrides of rules.{kind} limits and durations; null disables a "
+        "limit")
+    rate: RateSettings | None = Field(None, description="overrides of rules.{kind}.rate")
+    report_interval_s: float | None = Field(
+        None, gt=0, le=604_800, description="how often this device reports or sends a heartbeat "
+        "(MQTT devices); the no-data alarm waits for rules.{kind}.no_data.missed of them")
 
     @model_validator(mode="after")
     def _shape(self) -> SensorConfig:
@@ -197,5 +342,17 @@ class ParkConfig(Strict):
         """The effective limits of a sensor (kind defaults merged with its overrides)."""
         if sensor.kind == "fire_button":
             return None
-        base: ThresholdSettings = getattr(self.rules, sensor.kind)
+        base: KindRules = getattr(self.rules, sensor.kind)
         return base.merged(sensor.thresholds)
+
+    def rate_for(self, sensor: SensorConfig) -> RateSettings | None:
+        """The effective rate-of-rise limits of a sensor, None when it has none."""
+        if sensor.kind == "fire_button":
+            return None
+        base: RateSettings | None = getattr(self.rules, sensor.kind).rate
+        if base is None:
+            return RateSettings().merged(sensor.rate) if sensor.rate is not None else None
+        return base.merged(sensor.rate)
+
+    def no_data_for(self, sensor: SensorConfig) -> NoDataSettings:
+        return getattr(self.rules, sensor.kind).no_data

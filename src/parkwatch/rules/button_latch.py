@@ -5,12 +5,13 @@ Heartbeats and test presses prove the button is alive but never raise or clear a
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from parkwatch.park import KIND_CODE, ParkModel
 from parkwatch.readings import ReadingBatch
+from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
 PRESS = 1.0
@@ -20,7 +21,7 @@ RESET = 0.0
 class ButtonLatchRule:
     rules: ClassVar[tuple[str, ...]] = ("button_latch",)
 
-    def __init__(self, park: ParkModel, rule_base: int) -> None:
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
         self.enabled = park.kind == KIND_CODE["fire_button"]
         self.latched = np.zeros(len(park), bool)
@@ -37,8 +38,5 @@ class ButtonLatchRule:
         return Transitions.build(idx[ch], self.code, Severity.CRITICAL - sev, sev, v[ch],
                                  np.full(ch.shape[0], np.nan), batch.ts[ch])
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"latched": self.latched.copy()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.latched[:] = state["latched"]
+    def state(self) -> dict[str, StateArray]:
+        return {"latched": StateArray(self.latched)}

@@ -8,12 +8,13 @@ through.  Drivers without the setting (MQTT devices) are left to the deadman rul
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
 
@@ -22,7 +23,7 @@ class CommFaultRule:
     #: sees every fresh reading, not only the usable ones: COMM_FAIL is its input
     all_qualities: ClassVar[bool] = True
 
-    def __init__(self, park: ParkModel, rule_base: int) -> None:
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
         n = len(park)
         drivers = {d.id: d for d in park.cfg.drivers}
@@ -52,9 +53,5 @@ class CommFaultRule:
         return Transitions.build(idx[ch], self.code, old, sev, batch.value[ch],
                                  self.after[idx[ch]], ts[ch])
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"fail_since": self.fail_since.copy(), "raised": self.raised.copy()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.fail_since[:] = state["fail_since"]
-        self.raised[:] = state["raised"]
+    def state(self) -> dict[str, StateArray]:
+        return {"fail_since": StateArray(self.fail_since), "raised": StateArray(self.raised)}

@@ -3,17 +3,23 @@
 Readings of one sensor that arrive in the same batch are evaluated in their order: the batch is
 split into rounds by occurrence (first reading of each sensor, then the second, ...), and each
 round is one vectorised pass per rule kind.  A lone fire-button press is one tiny round; a
-flood of readings from thousands of sensors is a handful of large ones.
+flood of readings from thousands of sensors is usually one large one.
+
+Per round: out-of-order readings are dropped and counted; kinds that want every reading see it;
+kinds that want values see the usable ones; reviewers (flapping) see the transitions.  After
+the last round, aggregate kinds settle.  Time passes in :meth:`tick`.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.rules.levels import StateArray
 from parkwatch.rules.registry import RULE_KINDS
 from parkwatch.rules.transitions import Transitions
 
@@ -42,50 +48,89 @@ def _run(kind: Any, sub: ReadingBatch) -> Transitions:
 
 
 class RuleEngine:
-    def __init__(self, park: ParkModel) -> None:
+    def __init__(self, park: ParkModel, start: float | None = None) -> None:
         self.park = park
-        self.kinds: list[Any] = []
+        self.start = time.time() if start is None else start
+        self.kinds: dict[str, Any] = {}
         base = 0
-        for cls in RULE_KINDS.values():
-            self.kinds.append(cls(park, base))
+        for name, cls in RULE_KINDS.items():
+            self.kinds[name] = cls(park, base, self.start)
             base += len(cls.rules)
-        # kinds that want every fresh reading (e.g. COMM_FAIL ones) and those that want values
-        self.kinds_all = [k for k in self.kinds if getattr(k, "all_qualities", False)]
-        self.kinds_usable = [k for k in self.kinds if not getattr(k, "all_qualities", False)]
+        # kinds with nothing to do in this park are left out of every pass
+        live = [k for k in self.kinds.values() if k.enabled.any()]
+        self.kinds_all = [k for k in live if getattr(k, "all_qualities", False)]
+        self.kinds_usable = [k for k in live if not getattr(k, "all_qualities", False)
+                             and not getattr(k, "reviews", False)]
+        self.reviewers = [k for k in live if getattr(k, "reviews", False)]
+        self.settlers = [k for k in live if getattr(k, "settles", False)]
+        self.tickers = [k for k in live if hasattr(k, "tick")]
         n = len(park)
         self.last_ts = np.full(n, -np.inf)
         self.last_value = np.full(n, np.nan)
+        self._stamp = np.full(n, -1, np.int64)
         self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0}
+
+    def state(self) -> dict[str, StateArray]:
+        """Every array of rule state, by name, for saving and restoring."""
+        out = {"engine.last_ts": StateArray(self.last_ts),
+               "engine.last_value": StateArray(self.last_value)}
+        for name, kind in self.kinds.items():
+            out |= {f"{name}.{key}": arr for key, arr in kind.state().items()}
+        return out
+
+    def _distinct(self, sensor: np.ndarray) -> bool:
+        pos = np.arange(sensor.shape[0])
+        self._stamp[sensor] = pos
+        return bool(np.array_equal(self._stamp[sensor], pos))
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         if len(batch) == 0:
             return Transitions.empty()
-        rank = occurrence_rank(batch.sensor)
-        rounds = int(rank.max()) + 1
-        parts: list[Transitions] = []
-        for r in range(rounds):
-            sub = batch if rounds == 1 else batch.take(rank == r)
-            parts.extend(self._round(sub))
+        if self._distinct(batch.sensor):
+            parts = self._round(batch)
+        else:
+            rank = occurrence_rank(batch.sensor)
+            parts = []
+            for r in range(int(rank.max()) + 1):
+                parts.extend(self._round(batch.take(rank == r)))
+        for kind in self.settlers:
+            parts.append(kind.settle())
         return Transitions.concat(parts)
 
     def _round(self, sub: ReadingBatch) -> list[Transitions]:
         fresh = sub.ts >= self.last_ts[sub.sensor]
-        n_stale = int(sub.sensor.shape[0] - np.count_nonzero(fresh))
-        if n_stale:
-            self.stats["out_of_order"] += n_stale
+        if not fresh.all():
+            self.stats["out_of_order"] += int(fresh.shape[0] - np.count_nonzero(fresh))
             sub = sub.take(fresh)
         self.last_ts[sub.sensor] = sub.ts
         parts = [t for kind in self.kinds_all if len(t := _run(kind, sub))]
         usable = (sub.quality == Quality.GOOD) & np.isfinite(sub.value)
-        n_unusable = int(sub.sensor.shape[0] - np.count_nonzero(usable))
-        if n_unusable:
+        if not usable.all():
             # heartbeats and test presses only prove liveness; anything else is unusable data
             alive = (sub.quality == Quality.HEARTBEAT) | (sub.quality == Quality.TEST)
-            self.stats["liveness"] += int(np.count_nonzero(alive))
-            self.stats["unusable"] += n_unusable - int(np.count_nonzero(alive))
+            n_alive = int(np.count_nonzero(alive))
+            self.stats["liveness"] += n_alive
+            self.stats["unusable"] += int(usable.shape[0] - np.count_nonzero(usable)) - n_alive
             sub = sub.take(usable)
         self.stats["evaluated"] += len(sub)
-        if len(sub) == 0:
+        if len(sub):
+            self.last_value[sub.sensor] = sub.value
+            parts += [t for kind in self.kinds_usable if len(t := _run(kind, sub))]
+        if not self.reviewers:
             return parts
-        self.last_value[sub.sensor] = sub.value
-        return parts + [t for kind in self.kinds_usable if len(t := _run(kind, sub))]
+        tr = Transitions.concat(parts)
+        for kind in self.reviewers:
+            tr = kind.review(sub, tr)
+        return [tr]
+
+    def tick(self, now: float) -> Transitions:
+        """Let time pass to `now`: durations elapse, silences grow, cells go stale."""
+        tr = Transitions.concat([kind.tick(now) for kind in self.tickers])
+        for kind in self.reviewers:
+            if len(tr):
+                tr = kind.review(None, tr)
+        return tr
+
+    def next_due(self) -> float:
+        """When :meth:`tick` would next change anything (inf: never without readings)."""
+        return min((kind.next_due() for kind in self.tickers), default=np.inf)

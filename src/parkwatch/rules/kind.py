@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
+from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Transitions
 
 
@@ -18,6 +19,19 @@ class RuleKind(Protocol):
     sensors are all distinct (the engine splits repeated sensors into ordered rounds), in time
     order, and usable (finite value, GOOD quality) unless the kind sets ``all_qualities`` (then
     it sees COMM_FAIL, heartbeats and the rest too). It must not branch per reading in Python.
+
+    Optional parts, found by name:
+
+    * ``tick(now) -> Transitions`` and ``next_due() -> float``: the kind changes with time alone
+      (durations, silence); the engine calls ``tick`` when ``next_due`` has come.  Transitions
+      born of time are dated when their condition was met, not when the clock noticed.
+    * ``settles = True`` and ``settle() -> Transitions``: judged once per batch, after every
+      reading of it (aggregates over several sensors).
+    * ``reviews = True`` and ``review(usable, transitions) -> Transitions``: sees every other
+      kind's transitions of a round (``usable`` is None for the clock's) and may hold some back.
+
+    ``state()`` names the arrays that must survive a restart; their first axis is the sensor (or
+    the group) so the engine can carry them over by id when the config changes.
     """
 
     #: rule names this kind emits, in the order of the codes it uses (offset by the engine)
@@ -25,10 +39,8 @@ class RuleKind(Protocol):
     #: which sensors (by index) this kind applies to
     enabled: np.ndarray
 
-    def __init__(self, park: ParkModel, rule_base: int) -> None: ...
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None: ...
 
     def evaluate(self, batch: ReadingBatch) -> Transitions: ...
 
-    def snapshot(self) -> dict[str, Any]: ...
-
-    def restore(self, state: dict[str, Any]) -> None: ...
+    def state(self) -> dict[str, StateArray]: ...

@@ -1,15 +1,26 @@
-"""Every rule kind parkwatch evaluates: one line each."""
+"""Every rule kind parkwatch evaluates: one line each.
+
+The order is the order of evaluation within a stage and fixes the rule codes.
+"""
 
 from __future__ import annotations
 
 from parkwatch.rules.button_latch import ButtonLatchRule
 from parkwatch.rules.comm_fault import CommFaultRule
+from parkwatch.rules.flapping import FlappingRule
+from parkwatch.rules.floor_load import FloorLoadRule
+from parkwatch.rules.no_data import NoDataRule
+from parkwatch.rules.rate_of_rise import RateOfRiseRule
 from parkwatch.rules.threshold import ThresholdRule
 
 RULE_KINDS: dict[str, type] = {
     "threshold": ThresholdRule,
+    "rate_of_rise": RateOfRiseRule,
     "button_latch": ButtonLatchRule,
     "comm_fault": CommFaultRule,
+    "no_data": NoDataRule,
+    "flapping": FlappingRule,
+    "floor_load": FloorLoadRule,
 }
 
 #: rule code -> rule name, as the rule engine assigns codes (registry order)

@@ -1,35 +1,43 @@
-"""High/low warning and critical limits with a hysteresis deadband.
+"""High/low warning and critical limits with a hysteresis deadband, and durations.
 
 A limit is crossed on the way out at the limit itself and on the way back only past the limit
 by the deadband, so a value oscillating inside the band produces no events.  A jump from the
-high side to the low side clears one alarm and raises the other.
+high side to the low side clears one alarm and raises the other.  With ``for_s`` /
+``clear_for_s`` the alarm follows a new level only once it has held (see
+:mod:`parkwatch.rules.duration`).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
-from parkwatch.rules.transitions import Severity, Transitions
-
-_LEVEL_TO_SEVERITY = np.array([Severity.NORMAL, Severity.WARNING, Severity.CRITICAL], np.int8)
+from parkwatch.rules.duration import Durations, Fired
+from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_of
+from parkwatch.rules.transitions import Transitions
 
 
 def _nan(x: float | None) -> float:
     return np.nan if x is None else float(x)
 
 
+def _in_order(tr: Transitions) -> Transitions:
+    """Both sides changed: in time order, and at one moment (a jump across) the side that was
+    left is cleared before the side entered is raised."""
+    return tr.take(np.lexsort((tr.new > 0, tr.ts)))
+
+
 class ThresholdRule:
     rules: ClassVar[tuple[str, ...]] = ("high_threshold", "low_threshold")
 
-    def __init__(self, park: ParkModel, rule_base: int) -> None:
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         n = len(park)
         self.high_code, self.low_code = rule_base, rule_base + 1
         self.hw, self.hc, self.lw, self.lc = (np.full(n, np.nan) for _ in range(4))
-        self.db = np.zeros(n)
+        self.db, up, down = np.zeros(n), np.zeros(n), np.zeros(n)
         self.enabled = np.zeros(n, bool)
         for info in park.sensors:
             limits = park.cfg.thresholds_for(info.config)
@@ -38,51 +46,87 @@ class ThresholdRule:
             i = info.index
             self.hw[i], self.hc[i] = _nan(limits.high_warning), _nan(limits.high_critical)
             self.lw[i], self.lc[i] = _nan(limits.low_warning), _nan(limits.low_critical)
-            self.db[i] = limits.deadband
-            self.enabled[i] = not all(
-                x is None for x in (limits.high_warning, limits.high_critical,
-                                    limits.low_warning, limits.low_critical))
+            self.db[i], up[i], down[i] = limits.deadband, limits.for_s, limits.clear_for_s
+            self.enabled[i] = limits.any_limit
         # a critical limit without a warning limit: crossing it goes straight to level 2
         self.hw = np.where(np.isnan(self.hw), self.hc, self.hw)
         self.lw = np.where(np.isnan(self.lw), self.lc, self.lw)
-        # signed level per sensor: +2 high critical, +1 high warning, 0 normal, -1, -2 low
+        # low limits negated, so the low side is the high side of -value
+        self.nlw, self.nlc = -self.lw, -self.lc
+        self.any_low = bool(np.any(~np.isnan(self.lw) & self.enabled))
+        # raw signed level per sensor: +2 high critical, +1 high warning, 0, -1, -2 low
         self.level = np.zeros(n, np.int8)
+        self.hi = Durations(up, down)
+        self.lo = Durations(up.copy(), down.copy())
+        self.timed = self.hi.active
 
-    def evaluate(self, batch: ReadingBatch) -> Transitions:
-        idx, v = batch.sensor, batch.value
-        hw, hc, lw, lc, d = self.hw[idx], self.hc[idx], self.lw[idx], self.lc[idx], self.db[idx]
-        cur = self.level[idx]
-        cur_hi = np.maximum(cur, 0)
-        cur_lo = np.maximum(-cur, 0)
-        # NaN limits compare False, so a disabled limit never triggers
-        raise_hi = (v >= hc).astype(np.int8) + (v >= hw)
-        hold_hi = (v >= hc - d).astype(np.int8) + (v >= hw - d)
-        raise_lo = (v <= lc).astype(np.int8) + (v <= lw)
-        hold_lo = (v <= lc + d).astype(np.int8) + (v <= lw + d)
-        new_hi = np.maximum(raise_hi, np.minimum(cur_hi, hold_hi))
-        new_lo = np.maximum(raise_lo, np.minimum(cur_lo, hold_lo))
-        new_lo = np.where(new_hi > 0, 0, new_lo)
-        self.level[idx] = np.where(new_hi > 0, new_hi, -new_lo)
-
-        parts = []
-        for code, old, new, warn, crit in ((self.high_code, cur_hi, new_hi, hw, hc),
-                                           (self.low_code, cur_lo, new_lo, lw, lc)):
-            ch = np.flatnonzero(old != new)
-            if ch.shape[0] == 0:
-                continue
-            lvl = np.maximum(new[ch], old[ch])  # the limit concerned: the new one, or the one left
-            thr = np.where(lvl == 2, crit[ch], warn[ch])
-            parts.append(Transitions.build(
-                idx[ch], code, _LEVEL_TO_SEVERITY[old[ch]], _LEVEL_TO_SEVERITY[new[ch]],
-                v[ch], thr, batch.ts[ch]))
-        out = Transitions.concat(parts)
-        if len(parts) > 1:
-            # a jump across: clear the side that was left before raising the side entered
-            out = out.take(np.argsort(out.new > 0, kind="stable"))
+    def state(self) -> dict[str, StateArray]:
+        out = {"level": StateArray(self.level)}
+        if self.timed:
+            out |= self.hi.state("hi") | self.lo.state("lo")
         return out
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"level": self.level.copy()}
+    def evaluate(self, batch: ReadingBatch) -> Transitions:
+        idx, v, ts = batch.sensor, batch.value, batch.ts
+        cur = self.level[idx]
+        new_hi = high_level(v, np.maximum(cur, 0), self.hw[idx], self.hc[idx], self.db[idx])
+        if self.any_low:
+            new_lo = high_level(-v, np.maximum(-cur, 0), self.nlw[idx], self.nlc[idx],
+                                self.db[idx])
+            new_lo = np.where(new_hi > 0, 0, new_lo)
+            new = np.where(new_hi > 0, new_hi, -new_lo)
+        else:
+            new_lo, new = None, new_hi
+        self.level[idx] = new
+        if not self.timed:
+            return self._plain(idx, v, ts, cur, new_hi, new_lo)
+        early_hi, late_hi = self.hi.observe(idx, new_hi, v, ts)
+        if new_lo is None:
+            new_lo = np.zeros_like(new_hi)
+        early_lo, late_lo = self.lo.observe(idx, new_lo, v, ts)
+        return Transitions.concat([self._fired(idx, early_hi, early_lo),
+                                   self._fired(idx, late_hi, late_lo)])
 
-    def restore(self, state: dict[str, Any]) -> None:
-        self.level[:] = state["level"]
+    def _plain(self, idx: np.ndarray, v: np.ndarray, ts: np.ndarray, cur: np.ndarray,
+               new_hi: np.ndarray, new_lo: np.ndarray | None) -> Transitions:
+        old_hi = np.maximum(cur, 0)
+        ch = np.flatnonzero(old_hi != new_hi)
+        hi = Fired(ch, old_hi[ch], new_hi[ch], v[ch], ts[ch])
+        if new_lo is None:
+            return self._emit(idx, hi, self.high_code, self.hw, self.hc)
+        old_lo = np.maximum(-cur, 0)
+        ch = np.flatnonzero(old_lo != new_lo)
+        return self._fired(idx, hi, Fired(ch, old_lo[ch], new_lo[ch], v[ch], ts[ch]))
+
+    def _fired(self, idx: np.ndarray, hi: Fired, lo: Fired) -> Transitions:
+        out = Transitions.concat([self._emit(idx, hi, self.high_code, self.hw, self.hc),
+                                  self._emit(idx, lo, self.low_code, self.lw, self.lc)])
+        if len(hi.at) and len(lo.at):
+            out = _in_order(out)
+        return out
+
+    @staticmethod
+    def _emit(idx: np.ndarray, f: Fired, code: int, warn: np.ndarray,
+              crit: np.ndarray) -> Transitions:
+        if f.at.shape[0] == 0:
+            return Transitions.empty()
+        s = idx[f.at]
+        thr = limit_of(np.maximum(f.old, f.new), warn[s], crit[s])
+        return Transitions.build(s, code, LEVEL_SEVERITY[f.old], LEVEL_SEVERITY[f.new], f.value,
+                                 thr, f.ts)
+
+    def tick(self, now: float) -> Transitions:
+        if not self.timed:
+            return Transitions.empty()
+        hi_idx, hi = self.hi.due(now)
+        lo_idx, lo = self.lo.due(now)
+        out = Transitions.concat([self._emit(hi_idx, hi, self.high_code, self.hw, self.hc),
+                                  self._emit(lo_idx, lo, self.low_code, self.lw, self.lc)])
+        if len(hi_idx) and len(lo_idx):
+            out = _in_order(out)
+        return out
+
+    def next_due(self) -> float:
+        if not self.timed:
+            return np.inf
+        return min(self.hi.next_due(), self.lo.next_due())

@@ -41,6 +41,17 @@ class ModbusRtuDriverConfig(SerialLine):
     slaves: list[SlaveSchedule] = Field(default_factory=list,
                                         description="per-slave settings (optional)")
 
+    def report_interval(self, sensor: Any) -> float | None:
+        """How often a sensor on this bus is polled: the no-data alarm's yardstick."""
+        try:
+            addr = parse_address(sensor.address or "")
+        except ValueError:
+            return None
+        if addr.table == "di":
+            return self.di_interval_s
+        own = next((s.interval_s for s in self.slaves if s.slave == addr.slave), None)
+        return own if own is not None else self.poll_interval_s
+
     @model_validator(mode="after")
     def _unique_slaves(self) -> ModbusRtuDriverConfig:
         seen = [s.slave for s in self.slaves]

@@ -35,6 +35,10 @@ class MqttDriverConfig(Strict):
         86_400.0, gt=0, description="device timestamps further than this from now are rejected"
     )
 
+    def report_interval(self, sensor: Any) -> float | None:
+        """Devices report when they like; only the sensor's own report_interval_s is known."""
+        return None
+
     @field_validator("topic")
     @classmethod
     def _topic(cls, v: str) -> str:

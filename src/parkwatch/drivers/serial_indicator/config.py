@@ -24,6 +24,10 @@ class SerialIndicatorDriverConfig(SerialLine):
     silence_s: float = Field(2.0, gt=0, le=600, description="no valid frame for this long "
                              "counts as a lost indicator")
 
+    def report_interval(self, sensor: Any) -> float | None:
+        """An indicator streams continuously; silence_s is how long a gap may be."""
+        return self.silence_s
+
 
 def check_indicator_driver(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:
     drv: SerialIndicatorDriverConfig = park.drivers[index]

@@ -1,0 +1,150 @@
+"""Flapping: a sensor whose limit or rate alarms change too often gets one flapping alarm.
+
+Kapacitor-style: each evaluation of a sensor (a usable reading) is remembered as changed or
+not over its last ``history`` evaluations.  When the share of changes rises above ``high``, its
+limit and rate transitions are held back and a flapping alarm is raised instead, at the highest
+severity the sensor shows or reaches while flapping (never lower than warning: a flapping
+sensor may be hiding a real problem).  When the share falls below ``low``, the sensor's alarms
+are brought up to date in one go and the flapping alarm clears.  Fire buttons never flap: a
+press is always delivered.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from parkwatch.park import ParkModel
+from parkwatch.readings import ReadingBatch
+from parkwatch.rules.levels import StateArray
+from parkwatch.rules.transitions import Severity, Transitions
+
+#: the rules whose changes count and are held back while flapping, in channel order
+TRACKED: tuple[str, ...] = ("high_threshold", "low_threshold", "rate_of_rise")
+
+
+def _last_per_key(key: np.ndarray) -> np.ndarray:
+    """Positions of the last occurrence of each key (so a later change wins)."""
+    rev = key[::-1]
+    _, first = np.unique(rev, return_index=True)
+    return key.shape[0] - 1 - first
+
+
+class FlappingRule:
+    rules: ClassVar[tuple[str, ...]] = ("flapping",)
+    #: sees the transitions of the other kinds and may hold them back
+    reviews: ClassVar[bool] = True
+
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
+        from parkwatch.rules.registry import RULE_NAMES
+
+        self.code = rule_base
+        n = len(park)
+        settings = park.cfg.rules.flapping
+        self.slot = np.full(len(RULE_NAMES), -1, np.int8)
+        self.codes = np.array([RULE_NAMES.index(name) for name in TRACKED], np.int16)
+        self.slot[self.codes] = np.arange(len(TRACKED))
+        self.enabled = np.zeros(n, bool)
+        if settings is not None:
+            for info in park.sensors:
+                limits = park.cfg.thresholds_for(info.config)
+                rate = park.cfg.rate_for(info.config)
+                self.enabled[info.index] = bool(
+                    (limits is not None and limits.any_limit)
+                    or (rate is not None and (rate.rise_warning or rate.rise_critical)))
+            self.history = settings.history
+            self.high, self.low = settings.high, settings.low
+        else:
+            self.history, self.high, self.low = 1, 1.0, 0.0
+        self.mask = np.uint64((1 << self.history) - 1)
+        self.hist = np.zeros(n, np.uint64)  # bit k: the evaluation k ago changed something
+        self.flapping = np.zeros(n, bool)
+        self.true = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel, held back or not
+        self.shown = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel as delivered
+        self.thr = np.full((n, len(TRACKED)), np.nan)  # limit of the latest change per channel
+        self.peak = np.zeros(n, np.int8)  # severity of the flapping alarm
+        self._mark = np.zeros(n, bool)
+
+    def state(self) -> dict[str, StateArray]:
+        return {k: StateArray(getattr(self, k))
+                for k in ("hist", "flapping", "true", "shown", "thr", "peak")}
+
+    def review(self, sub: ReadingBatch | None, tr: Transitions) -> Transitions:
+        """Hold back the changes of flapping sensors; `sub` is the round's usable readings (None
+        for the clock's transitions, which are no evaluation)."""
+        slot = self.slot[tr.rule] if len(tr) else np.empty(0, np.int8)
+        tracked = np.flatnonzero((slot >= 0) & self.enabled[tr.sensor]) if len(tr) else slot
+        s_t, c_t = tr.sensor[tracked], slot[tracked].astype(np.intp)
+        last = tracked[_last_per_key(s_t * len(TRACKED) + c_t)] if tracked.shape[0] else tracked
+        self.true[tr.sensor[last], self.slot[tr.rule[last]]] = tr.new[last]
+        self.thr[tr.sensor[last], self.slot[tr.rule[last]]] = tr.threshold[last]
+        was_row = self.flapping[s_t]
+        extra: list[Transitions] = []
+        if sub is not None:
+            r_pos = np.flatnonzero(self.enabled[sub.sensor])
+            r = sub.sensor[r_pos]
+            self._mark[s_t] = True
+            changed = self._mark[r]
+            self._mark[s_t] = False
+            h = ((self.hist[r] << np.uint64(1)) | changed.astype(np.uint64)) & self.mask
+            self.hist[r] = h
+            share = np.bitwise_count(h) / self.history
+            was = self.flapping[r]
+            now = np.where(was, share >= self.low, share > self.high)
+            self.flapping[r] = now
+            enter, leave = np.flatnonzero(~was & now), np.flatnonzero(was & ~now)
+            if enter.shape[0]:
+                s = r[enter]
+                peak = np.maximum(np.maximum(self.true[s].max(axis=1), self.shown[s].max(axis=1)),
+                                  Severity.WARNING).astype(np.int8)
+                self.peak[s] = peak
+                extra.append(Transitions.build(s, self.code, np.zeros(s.shape[0]), peak,
+                                               share[enter] * 100, np.full(s.shape[0],
+                                                                           self.high * 100),
+                                               sub.ts[r_pos[enter]]))
+        now_row = self.flapping[s_t]
+        # a sensor that stays flapping: the flapping alarm follows the worst it reaches
+        stay = tracked[was_row & now_row]
+        if stay.shape[0]:
+            last_s = stay[_last_per_key(tr.sensor[stay])]
+            s = tr.sensor[last_s]
+            worst = self.true[s].max(axis=1)
+            up = np.flatnonzero(worst > self.peak[s])
+            if up.shape[0]:
+                s, new = s[up], worst[up]
+                extra.append(Transitions.build(s, self.code, self.peak[s], new,
+                                               np.full(s.shape[0], np.nan),
+                                               np.full(s.shape[0], self.high * 100),
+                                               tr.ts[last_s[up]]))
+                self.peak[s] = new
+        passed = tracked[~was_row & ~now_row]
+        if passed.shape[0]:
+            key = tr.sensor[passed] * len(TRACKED) + self.slot[tr.rule[passed]]
+            keep = passed[_last_per_key(key)]
+            self.shown[tr.sensor[keep], self.slot[tr.rule[keep]]] = tr.new[keep]
+        if sub is not None and leave.shape[0]:
+            extra.append(self._leave(r[leave], share[leave], sub.value[r_pos[leave]],
+                                     sub.ts[r_pos[leave]]))
+        held = np.zeros(len(tr), bool)
+        held[tracked] = was_row | now_row
+        out = tr.take(np.flatnonzero(~held)) if held.any() else tr
+        return Transitions.concat([out, *extra]) if extra else out
+
+    def _leave(self, s: np.ndarray, share: np.ndarray, value: np.ndarray,
+               ts: np.ndarray) -> Transitions:
+        """Bring the alarms of sensors that stopped flapping up to date, then clear flapping."""
+        row, ch = np.nonzero(self.shown[s] != self.true[s])
+        sensors = s[row]
+        catch_up = Transitions.build(sensors, 0, self.shown[sensors, ch], self.true[sensors, ch],
+                                     value[row], self.thr[sensors, ch], ts[row])
+        catch_up.rule = self.codes[ch]
+        # per sensor: clears before raises, channels in order
+        catch_up = catch_up.take(np.lexsort((ch, catch_up.new > 0, row)))
+        self.shown[s] = self.true[s]
+        cleared = Transitions.build(s, self.code, self.peak[s], np.zeros(s.shape[0]),
+                                    share * 100, np.full(s.shape[0], self.low * 100), ts)
+        self.peak[s] = 0
+        both = Transitions.concat([catch_up, cleared])
+        owner = np.concatenate([np.sort(row, kind="stable"), np.arange(s.shape[0])])
+        return both.take(np.argsort(owner, kind="stable"))

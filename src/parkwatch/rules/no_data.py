@@ -1,0 +1,81 @@
+"""No data (deadman): a sensor that has sent nothing at all for longer than expected.
+
+Any reading counts as a sign of life, a heartbeat or a COMM_FAIL from a bus driver included:
+a bus driver that reports failures is alive, and its dead slaves are the comm_fault rule's
+business.  What this rule catches is silence: a wireless button whose battery died, a device
+that fell off the network, a driver that stopped.  The alarm is dated when the silence passed
+the limit (``missed`` × the sensor's report interval), whether the clock or the next reading
+notices it, and clears with the next reading.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from parkwatch.park import ParkModel
+from parkwatch.readings import ReadingBatch
+from parkwatch.rules.levels import StateArray
+from parkwatch.rules.transitions import Severity, Transitions
+
+_SEVERITY = {"warning": Severity.WARNING, "critical": Severity.CRITICAL}
+
+
+class NoDataRule:
+    rules: ClassVar[tuple[str, ...]] = ("no_data",)
+    #: every reading is a sign of life, whatever its quality
+    all_qualities: ClassVar[bool] = True
+
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
+        self.code = rule_base
+        n = len(park)
+        self.after = np.full(n, np.nan)
+        self.severity = np.zeros(n, np.int8)
+        for info in park.sensors:
+            settings = park.cfg.no_data_for(info.config)
+            interval = park.report_interval[info.index]
+            if not np.isnan(interval):
+                self.after[info.index] = max(settings.missed * interval, settings.min_s)
+                self.severity[info.index] = _SEVERITY[settings.severity]
+        self.enabled = ~np.isnan(self.after)
+        self.heard = np.full(n, start)
+        self.raised = np.zeros(n, bool)
+
+    def state(self) -> dict[str, StateArray]:
+        return {"heard": StateArray(self.heard, clock=True), "raised": StateArray(self.raised)}
+
+    def evaluate(self, batch: ReadingBatch) -> Transitions:
+        idx, ts = batch.sensor, batch.ts
+        heard, was, after = self.heard[idx], self.raised[idx], self.after[idx]
+        # a silence that ended with this reading but was not noticed in time is still reported
+        late = np.flatnonzero(~was & (ts - heard >= after))
+        ended = np.flatnonzero(was | (ts - heard >= after))
+        self.heard[idx] = np.maximum(heard, ts)
+        self.raised[idx] = False
+        if ended.shape[0] == 0:
+            return Transitions.empty()
+        s = idx[late]
+        raised = Transitions.build(s, self.code, np.zeros(late.shape[0]), self.severity[s],
+                                   np.full(late.shape[0], np.nan), after[late],
+                                   heard[late] + after[late])
+        s = idx[ended]
+        cleared = Transitions.build(s, self.code, self.severity[s], np.zeros(ended.shape[0]),
+                                    np.full(ended.shape[0], np.nan), after[ended], ts[ended])
+        return Transitions.concat([raised, cleared]).take(
+            np.argsort(np.concatenate([late, ended]), kind="stable"))
+
+    def tick(self, now: float) -> Transitions:
+        s = np.flatnonzero(self.enabled & ~self.raised & (now - self.heard >= self.after))
+        if s.shape[0] == 0:
+            return Transitions.empty()
+        self.raised[s] = True
+        return Transitions.build(s, self.code, np.zeros(s.shape[0]), self.severity[s],
+                                 np.full(s.shape[0], np.nan), self.after[s],
+                                 self.heard[s] + self.after[s])
+
+    def next_due(self) -> float:
+        waiting = self.enabled & ~self.raised
+        if not waiting.any():
+            return np.inf
+        return float(np.min((self.heard + self.after)[waiting]))
