@@ -32,7 +32,8 @@ def _check_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from parkwatch.daemon.main import run_daemon
 
-    return run_daemon(args.config, state_dir=args.state_dir, log_level=args.log_level)
+    return run_daemon(args.config, state_dir=args.state_dir, log_level=args.log_level,
+                      record=args.record)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -45,6 +46,12 @@ def _sim(args: argparse.Namespace) -> int:
     from parkwatch.firmware_sim.cli import run_sim
 
     return run_sim(args.config, args.scenario, speed=args.speed, list_only=args.list)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from parkwatch.replay import run_replay
+
+    return run_replay(args.config, args.recording, as_json=args.json, until=args.until)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", help="override gateway.state_dir")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--record", metavar="FILE", help="append every reading to FILE (JSONL) for "
+                   "parkwatch replay")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("check-config", help="validate a park config; exit 2 when invalid")
@@ -80,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="time factor (2 = twice as fast)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.set_defaults(func=_sim)
+
+    p = sub.add_parser("replay", help="run a recording (parkwatch run --record) through a "
+                       "config's rules and print the transitions")
+    p.add_argument("--config", "-c", required=True, help="park config YAML")
+    p.add_argument("recording", help="JSONL recording of readings")
+    p.add_argument("--json", action="store_true", help="one JSON object per transition")
+    p.add_argument("--until", type=float, help="let time run on to this epoch second at the "
+                   "end (silences and durations that fall due after the last reading)")
+    p.set_defaults(func=_replay)
     return parser
 
 

@@ -94,6 +94,21 @@ class AlarmBook:
                 changes.append(self._close(alarm, now))
         return changes
 
+    def clear_sources(self, sources: set[int]) -> list[Change]:
+        """Clear the active alarms of sensors (or floors) whose rule state starts afresh, e.g.
+        after their limits changed: the condition is judged anew from the next reading."""
+        changes: list[Change] = []
+        now = self.clock()
+        for key, alarm in list(self.active_by_key.items()):
+            if key[0] not in sources:
+                continue
+            alarm.active = False
+            del self.active_by_key[key]
+            changes.append(self._change(alarm, "cleared", now))
+            if alarm.closed:
+                changes.append(self._close(alarm, now))
+        return changes
+
     def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> list[Change]:
         """Acknowledge an open alarm; closes it when it has already cleared."""
         alarm = self.open.get(alarm_id)

@@ -44,6 +44,10 @@ class GatewayConfig(Strict):
     status_interval_s: float = Field(
         30.0, ge=1, le=3600, description="how often the retained gateway status is refreshed"
     )
+    checkpoint_interval_s: float = Field(
+        10.0, ge=1, le=3600, description="how often rule state (pending durations, latches, "
+        "flapping history, last values) is saved to state_dir besides after every alarm change"
+    )
 
 
 class UplinkConfig(Strict):

@@ -15,9 +15,11 @@ from parkwatch.alarms.event import EventBuilder
 from parkwatch.alarms.lifecycle import AlarmBook
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.config.model import ParkConfig
+from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.pipeline import Inbox, Pipeline
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
+from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.timefmt import rfc3339_ms
 
@@ -25,13 +27,16 @@ log = logging.getLogger("parkwatch")
 
 
 class Daemon:
-    def __init__(self, cfg: ParkConfig, state_dir: Path | None = None) -> None:
+    def __init__(self, cfg: ParkConfig, state_dir: Path | None = None,
+                 record: Path | None = None) -> None:
         self.cfg = cfg
         self.state_dir = state_dir or cfg.gateway.state_dir
         self.started_at = time.time()
         self.park = ParkModel(cfg)
-        self.engine = RuleEngine(self.park)
+        self.engine = RuleEngine(self.park, start=self.started_at)
         self.book = AlarmBook(time.time)
+        self.keeper = StateKeeper(self.engine, self.book, self.state_dir)
+        self.recorder = Recorder(record, self.park) if record is not None else None
         self.inbox = Inbox()
         self.uplink = UplinkPublisher(cfg, EventBuilder(self.park))
         self.drivers = [DRIVER_KINDS[d.type].driver_class()(d, self.park, self.inbox, cfg)
@@ -39,15 +44,22 @@ class Daemon:
         # the gateway status is refreshed whenever a broker link or a port comes or goes
         for part in [self.uplink.link, *(getattr(d, "link", d) for d in self.drivers)]:
             part.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
-        self.pipeline = Pipeline(self.inbox, self.engine, self.book, self.uplink)
+        self.pipeline = Pipeline(self.inbox, self.engine, self.book, self.uplink,
+                                 keeper=self.keeper, recorder=self.recorder)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval",
                                seconds=cfg.gateway.status_interval_s, id="status",
                                max_instances=1, coalesce=True)
+        self.scheduler.add_job(lambda: self.inbox.call(self.keeper.checkpoint), "interval",
+                               seconds=cfg.gateway.checkpoint_interval_s, id="checkpoint",
+                               max_instances=1, coalesce=True)
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        reconciled = self.keeper.restore()
         self.uplink.start()
+        if reconciled:
+            self.uplink.publish_changes(reconciled)
         self.pipeline.start()
         for driver in self.drivers:
             driver.start()
@@ -63,6 +75,9 @@ class Daemon:
         for driver in self.drivers:
             driver.stop()
         self.pipeline.stop(max(0.1, deadline - time.monotonic() - 0.5))
+        self.keeper.close()
+        if self.recorder is not None:
+            self.recorder.close()
         self.uplink.stop(max(0.1, deadline - time.monotonic()))
         log.info("parkwatch stopped")
 
@@ -75,6 +90,7 @@ class Daemon:
         def ack() -> None:
             try:
                 self.uplink.publish_changes(self.book.acknowledge(alarm_id, by, note))
+                self.keeper.book_changed()
                 result.append(True)
             except KeyError:
                 result.append(False)
@@ -98,7 +114,8 @@ class Daemon:
         accepted = sum(d.accepted for d in self.drivers)
         rejected = sum(d.rejections.count for d in self.drivers)
         return {"accepted": accepted, "rejected": rejected, **self.engine.stats,
-                "alarm_changes": self.uplink.published, "pipeline_errors": self.pipeline.errors}
+                "alarm_changes": self.uplink.published, "pipeline_errors": self.pipeline.errors,
+                "state_saves": self.keeper.saves, "state_errors": self.keeper.errors}
 
     def status(self) -> dict[str, Any]:
         """The retained gateway status: who we are, and whether drivers and alarms are well."""

@@ -17,7 +17,8 @@ log = logging.getLogger("parkwatch")
 EXIT_CONFIG = 2
 
 
-def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO") -> int:
+def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO",
+               record: str | None = None) -> int:
     setup_logging(log_level)
     try:
         cfg = load_config(config)
@@ -29,12 +30,17 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
 
     from parkwatch.daemon.app import Daemon
 
-    daemon = Daemon(cfg, Path(state_dir) if state_dir else None)
+    state = Path(state_dir) if state_dir else cfg.gateway.state_dir
     try:
-        daemon.state_dir.mkdir(parents=True, exist_ok=True)
+        state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.error("cannot create state directory %s: %s (gateway.state_dir or --state-dir)",
-                  daemon.state_dir, exc.strerror)
+                  state, exc.strerror)
+        return 1
+    try:
+        daemon = Daemon(cfg, state, record=Path(record) if record else None)
+    except OSError as exc:
+        log.error("cannot open %s: %s", exc.filename, exc.strerror)
         return 1
 
     stop = threading.Event()

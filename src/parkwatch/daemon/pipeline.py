@@ -3,6 +3,10 @@
 Batching is adaptive: the pipeline thread takes whatever has arrived, evaluates it, delivers the
 changes, and goes back for more.  It never waits for a batch to fill or a timer to tick, so a
 lone fire-button press is evaluated the moment it arrives and a flood is evaluated in bulk.
+
+Time-driven rules (durations, no-data, stale floor cells) are served by the same thread: it
+waits for input only until the rule engine's next deadline, then lets the clock tick, so a
+pending duration fires when it falls due, not at the next poll.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ import logging
 import threading
 import time
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parkwatch.alarms.lifecycle import AlarmBook
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.rules.transitions import Transitions
+
+if TYPE_CHECKING:
+    from parkwatch.daemon.checkpoint import StateKeeper
+    from parkwatch.recording import Recorder
 
 log = logging.getLogger("parkwatch.pipeline")
 
@@ -50,14 +59,21 @@ class Inbox:
 
 class Pipeline:
     def __init__(self, inbox: Inbox, engine: RuleEngine, book: AlarmBook,
-                 uplink: UplinkPublisher, max_batch: int = 50_000) -> None:
+                 uplink: UplinkPublisher, max_batch: int = 50_000,
+                 keeper: StateKeeper | None = None, recorder: Recorder | None = None,
+                 clock: Any = time.time) -> None:
         self.inbox = inbox
         self.engine = engine
         self.book = book
         self.uplink = uplink
         self.max_batch = max_batch
+        self.keeper = keeper
+        self.recorder = recorder
+        self.clock = clock
         self.batches = 0
+        self.ticks = 0
         self.errors = 0
+        self._stuck = False
         self.last_loop = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="parkwatch-pipeline", daemon=True)
 
@@ -70,8 +86,14 @@ class Pipeline:
 
     def _run(self) -> None:
         get, get_nowait = self.inbox.queue.get, self.inbox.queue.get_nowait
+        floor = 0.0  # least wait; raised only if the clock stops moving the rules
         while True:
-            items = [get()]
+            wait = max(self.engine.next_due() - self.clock(), floor)
+            try:
+                items = [get(timeout=min(wait, 3600.0)) if wait > 0 else get_nowait()]
+            except Empty:
+                floor = self._tick_due()
+                continue
             try:
                 while len(items) < self.max_batch:
                     items.append(get_nowait())
@@ -80,14 +102,50 @@ class Pipeline:
             stop = any(item is _STOP for item in items)
             if stop:
                 items = [item for item in items if item is not _STOP]
-            try:
-                self.process(items)
-            except Exception:  # the alarm path must outlive any one bad batch
-                self.errors += 1
-                log.exception("pipeline: batch of %d input(s) failed", len(items))
+            self._guarded(self.process, items)
+            if self.engine.next_due() <= self.clock():  # a steady flood must not starve the clock
+                floor = self._tick_due()
             self.last_loop = time.monotonic()
             if stop:
                 return
+
+    def _tick_due(self) -> float:
+        """Tick; the least wait before the next one (0, or 1 s if the tick did not help)."""
+        due = self.engine.next_due()
+        self._guarded(self.tick)
+        if self.engine.next_due() > due:
+            if self._stuck:
+                log.info("pipeline: the clock moves the rules again")
+                self._stuck = False
+            return 0.0
+        if not self._stuck:
+            log.error("pipeline: rules still due at %.3f after a tick; ticking at most once a "
+                      "second", due)
+            self._stuck = True
+        return 1.0
+
+    def _guarded(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # the alarm path must outlive any one bad batch
+            self.errors += 1
+            log.exception("pipeline: %s failed", getattr(fn, "__name__", fn))
+
+    def tick(self) -> None:
+        """Let the clock move the rules (durations, silences, stale cells)."""
+        self.ticks += 1
+        self.deliver(self.engine.tick(self.clock()))
+
+    def deliver(self, transitions: Transitions) -> None:
+        if not len(transitions):
+            return
+        changes = self.book.apply(transitions)
+        if changes:
+            self.uplink.publish_changes(changes)
+            if self.keeper is not None:
+                self.keeper.book_changed()
+        if self.keeper is not None:
+            self.keeper.changed()
 
     def process(self, items: list[Any]) -> None:
         if not items:
@@ -96,9 +154,9 @@ class Pipeline:
         for item in items:
             by_source.setdefault(item[0], []).append(item)
         batch = ReadingBatch.concat([src.decode(group) for src, group in by_source.items()])
+        if not len(batch):
+            return
         self.batches += 1
-        transitions = self.engine.evaluate(batch)
-        if len(transitions):
-            changes = self.book.apply(transitions)
-            if changes:
-                self.uplink.publish_changes(changes)
+        if self.recorder is not None:
+            self.recorder.write(batch)
+        self.deliver(self.engine.evaluate(batch))

@@ -5,8 +5,9 @@ level and the time the raw level left the confirmed one.  Moving away from the c
 in one direction keeps the clock running even when the raw level changes on the way (a value
 passing warning into critical raises after ``for_s`` from the first crossing, at the severity
 it then has).  Holding ``up_s`` (for a rise) or ``down_s`` (for a fall) confirms the pending
-level.  A confirmation is dated when the hold elapsed, whether a later reading or the clock
-(``due``) notices it, so the result does not depend on when the engine looks.
+level.  A confirmation is dated when the hold elapsed (``since + hold``, compared as a deadline
+``since + hold <= t`` so that ``due(next_due())`` always fires), whether a later reading or the
+clock (``due``) notices it, so the result does not depend on when the engine looks.
 """
 
 from __future__ import annotations
@@ -49,14 +50,14 @@ class Durations:
         these readings, confirmations they cause at once)."""
         c, p, s, pv = self.level[idx], self.pending[idx], self.since[idx], self.value[idx]
         up, down = self.up_s[idx], self.down_s[idx]
-        due = (p != c) & (ts - s >= np.where(p > c, up, down))
+        due = (p != c) & (s + np.where(p > c, up, down) <= ts)
         f1 = np.flatnonzero(due)
         early = Fired(f1, c[f1], p[f1], pv[f1], s[f1] + np.where(p[f1] > c[f1], up[f1], down[f1]))
         c = np.where(due, p, c)
         same_way = (p != c) & (np.sign(raw - c) == np.sign(p - c))
         s = np.where(raw == c, np.nan, np.where(same_way, s, ts))
         hold = np.where(raw > c, up, down)
-        now = (raw != c) & (ts - s >= hold)
+        now = (raw != c) & (s + hold <= ts)
         f2 = np.flatnonzero(now)
         late = Fired(f2, c[f2], raw[f2], value[f2], s[f2] + hold[f2])
         self.level[idx] = np.where(now, raw, c)
@@ -69,7 +70,7 @@ class Durations:
         """Confirm every pending level whose hold has elapsed by `now`; (channels, fired)."""
         p, c = self.pending, self.level
         hold = np.where(p > c, self.up_s, self.down_s)
-        idx = np.flatnonzero((p != c) & (now - self.since >= hold))
+        idx = np.flatnonzero((p != c) & (self.since + hold <= now))
         fired = Fired(np.arange(idx.shape[0]), c[idx], p[idx], self.value[idx],
                       self.since[idx] + hold[idx])
         self.level[idx] = p[idx]

@@ -107,10 +107,10 @@ class FloorLoadRule:
         at_member = np.full(len(self.warn), np.nan)
         at_member[groups] = at
         t = at_member[self.member_group]
-        ok = ~self.failed[m] & ~np.isnan(self.load[m]) & (t - self.good_ts[m] < self.stale_after)
+        fresh = self.good_ts[m] + self.stale_after > t
+        ok = ~self.failed[m] & ~np.isnan(self.load[m]) & fresh
         # cells not heard from yet, within the grace after start, leave the group undecided
-        waiting = np.isnan(self.load[m]) & ~self.failed[m] & (t - self.good_ts[m]
-                                                              < self.stale_after)
+        waiting = np.isnan(self.load[m]) & ~self.failed[m] & fresh
         n_bad = np.add.reduceat((~ok & ~waiting).astype(np.int32), self.starts)[groups]
         n_wait = np.add.reduceat(waiting.astype(np.int32), self.starts)[groups]
         inc = self.member_group[ok]

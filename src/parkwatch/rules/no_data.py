@@ -49,8 +49,9 @@ class NoDataRule:
         idx, ts = batch.sensor, batch.ts
         heard, was, after = self.heard[idx], self.raised[idx], self.after[idx]
         # a silence that ended with this reading but was not noticed in time is still reported
-        late = np.flatnonzero(~was & (ts - heard >= after))
-        ended = np.flatnonzero(was | (ts - heard >= after))
+        overdue = heard + after <= ts
+        late = np.flatnonzero(~was & overdue)
+        ended = np.flatnonzero(was | overdue)
         self.heard[idx] = np.maximum(heard, ts)
         self.raised[idx] = False
         if ended.shape[0] == 0:
@@ -66,7 +67,7 @@ class NoDataRule:
             np.argsort(np.concatenate([late, ended]), kind="stable"))
 
     def tick(self, now: float) -> Transitions:
-        s = np.flatnonzero(self.enabled & ~self.raised & (now - self.heard >= self.after))
+        s = np.flatnonzero(self.enabled & ~self.raised & (self.heard + self.after <= now))
         if s.shape[0] == 0:
             return Transitions.empty()
         self.raised[s] = True

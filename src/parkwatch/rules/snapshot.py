@@ -1,0 +1,142 @@
+"""Rule state on disk: saved atomically, restored by id for sensors whose config is unchanged.
+
+Every array of rule state is indexed by sensor (or group) first, so a snapshot is a set of
+arrays plus the ids and a fingerprint of each sensor's effective config.  On restore a sensor
+(or group) gets its old rows back only when its id and fingerprint match: a sensor whose limits
+changed starts afresh rather than carrying a state that meant something else.  Clocks (the last
+sign of life) are moved up to the start time: the gateway's own downtime is not the sensors'
+silence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parkwatch.park import ParkModel
+from parkwatch.rules.engine import RuleEngine
+
+FORMAT = 1
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def fingerprints(park: ParkModel) -> dict[str, list[str]]:
+    """Per space ("sensor", "group"): a digest of everything that shapes each one's rule state."""
+    cfg = park.cfg
+    flapping = cfg.rules.flapping.model_dump() if cfg.rules.flapping else None
+    floor = cfg.rules.floor_load.model_dump()
+    sensors = []
+    for info in park.sensors:
+        s = info.config
+        limits, rate = cfg.thresholds_for(s), cfg.rate_for(s)
+        sensors.append(_digest({
+            "sensor": s.model_dump(exclude={"name"}),
+            "limits": limits.model_dump() if limits else None,
+            "rate": rate.model_dump() if rate else None,
+            "no_data": cfg.no_data_for(s).model_dump(),
+            "interval": float(park.report_interval[info.index]),
+            "flapping": flapping, "floor": floor if s.kind == "load_cell" else None,
+        }))
+    groups = [_digest({"id": g.id, "capacity": g.capacity_kn, "floor": floor,
+                       "members": [park.sensors[m].id for m in g.members]})
+              for g in park.groups]
+    return {"sensor": sensors, "group": groups}
+
+
+@dataclass
+class Restored:
+    """What a restore did, for the start-up log line and for reconciling open alarms."""
+
+    kept_ids: list[str] = field(default_factory=list)  # state carried over
+    reset: list[str] = field(default_factory=list)  # config changed: state starts afresh
+    new: int = 0
+    gone: list[str] = field(default_factory=list)  # in the snapshot, no longer in the config
+    saved_at: float | None = None
+
+    @property
+    def kept(self) -> int:
+        return len(self.kept_ids)
+
+
+def save_state(engine: RuleEngine, path: Path, arrays: dict[str, np.ndarray] | None = None,
+               now: float | None = None) -> None:
+    """Write a snapshot atomically (temp file, fsync, rename).  `arrays` may be a copy taken
+    earlier on the pipeline thread, so the write can happen elsewhere."""
+    park = engine.park
+    if arrays is None:
+        arrays = snapshot_arrays(engine)
+    fps = fingerprints(park)
+    meta = {"format": FORMAT, "saved_at": time.time() if now is None else now,
+            "ids": {"sensor": [s.id for s in park.sensors], "group": [g.id for g in park.groups]},
+            "fingerprints": fps,
+            "spaces": {name: sa.space for name, sa in engine.state().items()}}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def snapshot_arrays(engine: RuleEngine) -> dict[str, np.ndarray]:
+    """A copy of every state array, cheap enough to take between batches."""
+    return {name: sa.array.copy() for name, sa in engine.state().items()}
+
+
+def restore_state(engine: RuleEngine, path: Path) -> Restored:
+    """Load a snapshot into a freshly built engine.  A missing file restores nothing."""
+    park = engine.park
+    out = Restored()
+    if not path.exists():
+        out.new = park.size
+        return out
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["__meta__"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: snapshot format {meta.get('format')}, expected {FORMAT}")
+        saved = {k: data[k] for k in data.files if k != "__meta__"}
+    out.saved_at = meta["saved_at"]
+    now_ids = {"sensor": [s.id for s in park.sensors], "group": [g.id for g in park.groups]}
+    now_fps = fingerprints(park)
+    maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for space in ("sensor", "group"):
+        old_pos = {i: k for k, i in enumerate(meta["ids"][space])}
+        old_fps = meta["fingerprints"][space]
+        new_idx, old_idx = [], []
+        for k, ident in enumerate(now_ids[space]):
+            j = old_pos.get(ident)
+            if j is None:
+                out.new += 1
+            elif old_fps[j] != now_fps[space][k]:
+                out.reset.append(ident)
+            else:
+                new_idx.append(k)
+                old_idx.append(j)
+                out.kept_ids.append(ident)
+        out.gone += [i for i in meta["ids"][space] if i not in set(now_ids[space])]
+        maps[space] = (np.array(new_idx, np.intp), np.array(old_idx, np.intp))
+    for name, sa in engine.state().items():
+        old = saved.get(name)
+        if old is None or old.shape[1:] != sa.array.shape[1:] or old.dtype != sa.array.dtype:
+            continue  # a kind new in this version, or one whose state changed shape
+        new_idx, old_idx = maps[sa.space]
+        sa.array[new_idx] = old[old_idx]
+        if sa.clock:
+            np.maximum(sa.array, engine.start, out=sa.array)
+    return out
