@@ -113,11 +113,13 @@ class ParkModel:
         tenant_names = {t.id: t.name for t in self.cfg.tenants}
         out: list[GroupInfo] = []
         n = len(self.sensors)
+        by_floor: dict[tuple[str | None, str | None], list[int]] = {}
+        for i in self.sensors:
+            if i.config.kind == "load_cell" and load_unit_kn(i.config.display_unit) is not None:
+                by_floor.setdefault((i.config.building, i.config.floor), []).append(i.index)
         for b in self.cfg.buildings:
             for f in b.floors:
-                cells = [i.index for i in self.sensors if i.config.kind == "load_cell"
-                         and i.config.building == b.id and i.config.floor == f.id
-                         and load_unit_kn(i.config.display_unit) is not None]
+                cells = by_floor.get((b.id, f.id), [])
                 places: list[tuple[str | None, float, str, list[int]]] = [
                     (None, f.rated_load_kn_m2 * f.area_m2, "", cells)]
                 for z in f.zones:

@@ -7,6 +7,7 @@ Field-level rules live on the models; rules that relate one part of the file to 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -123,9 +124,10 @@ class ThresholdSettings(Strict):
 
     def merged(self, override: ThresholdSettings | None) -> ThresholdSettings:
         """These limits with every key the override sets explicitly (null disables a limit)."""
+        if override is None:
+            return _limits_only(self)
         values = {k: getattr(self, k) for k in ThresholdSettings.model_fields}
-        if override is not None:
-            values.update({k: getattr(override, k) for k in override.model_fields_set})
+        values.update({k: getattr(override, k) for k in override.model_fields_set})
         return ThresholdSettings(**values)
 
     def problems(self) -> list[tuple[str, str]]:
@@ -148,6 +150,12 @@ class ThresholdSettings(Strict):
     def any_limit(self) -> bool:
         return any(x is not None for x in (self.high_warning, self.high_critical,
                                            self.low_warning, self.low_critical))
+
+
+@functools.lru_cache(maxsize=64)
+def _limits_only(settings: ThresholdSettings) -> ThresholdSettings:
+    """The limit keys of a kind's rules (shared by every sensor without overrides)."""
+    return ThresholdSettings(**{k: getattr(settings, k) for k in ThresholdSettings.model_fields})
 
 
 class RateSettings(Strict):

@@ -39,10 +39,12 @@ class CommFaultRule:
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, ts = batch.sensor, batch.ts
         fail = batch.quality == Quality.COMM_FAIL
-        since = self.fail_since[idx]
+        since = np.take(self.fail_since, idx)
+        was = np.take(self.raised, idx)
+        if not fail.any() and not was.any() and np.isnan(since).all():
+            return Transitions.empty()  # the usual case: answers, and nothing pending
         since = np.where(fail, np.where(np.isnan(since), ts, since), np.nan)
         self.fail_since[idx] = since
-        was = self.raised[idx]
         now = np.where(fail, was | (ts - since >= self.after[idx]), False)
         self.raised[idx] = now
         ch = np.flatnonzero(was != now)

@@ -8,6 +8,9 @@ it then has).  Holding ``up_s`` (for a rise) or ``down_s`` (for a fall) confirms
 level.  A confirmation is dated when the hold elapsed (``since + hold``, compared as a deadline
 ``since + hold <= t`` so that ``due(next_due())`` always fires), whether a later reading or the
 clock (``due``) notices it, so the result does not depend on when the engine looks.
+
+The pending level is always the latest raw level, so a channel whose raw level did not change
+and that has nothing pending cannot change either: only the others are worked on.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from parkwatch.rules.levels import StateArray
+
+_NONE = np.empty(0, np.intp)
 
 
 @dataclass(slots=True)
@@ -29,6 +34,10 @@ class Fired:
     value: np.ndarray
     ts: np.ndarray
 
+    @staticmethod
+    def none() -> Fired:
+        return Fired(_NONE, _NONE, _NONE, np.empty(0), np.empty(0))
+
 
 class Durations:
     def __init__(self, up_s: np.ndarray, down_s: np.ndarray) -> None:
@@ -36,7 +45,7 @@ class Durations:
         self.up_s, self.down_s = up_s, down_s
         self.active = bool(np.any(up_s > 0) or np.any(down_s > 0))
         self.level = np.zeros(n, np.int8)  # confirmed
-        self.pending = np.zeros(n, np.int8)
+        self.pending = np.zeros(n, np.int8)  # the latest raw level
         self.since = np.full(n, np.nan)
         self.value = np.full(n, np.nan)  # of the latest reading while pending
 
@@ -48,22 +57,29 @@ class Durations:
                 ts: np.ndarray) -> tuple[Fired, Fired]:
         """Feed raw levels of distinct channels; (confirmations that were already due before
         these readings, confirmations they cause at once)."""
-        c, p, s, pv = self.level[idx], self.pending[idx], self.since[idx], self.value[idx]
-        up, down = self.up_s[idx], self.down_s[idx]
+        p_all = np.take(self.pending, idx)
+        work = np.flatnonzero((raw != p_all) | (p_all != np.take(self.level, idx)))
+        if work.shape[0] == 0:
+            return Fired.none(), Fired.none()
+        i = idx[work]
+        raw, value, ts, p = raw[work], value[work], ts[work], p_all[work]
+        c, s, pv = self.level[i], self.since[i], self.value[i]
+        up, down = self.up_s[i], self.down_s[i]
         due = (p != c) & (s + np.where(p > c, up, down) <= ts)
         f1 = np.flatnonzero(due)
-        early = Fired(f1, c[f1], p[f1], pv[f1], s[f1] + np.where(p[f1] > c[f1], up[f1], down[f1]))
+        early = Fired(work[f1], c[f1], p[f1], pv[f1],
+                      s[f1] + np.where(p[f1] > c[f1], up[f1], down[f1]))
         c = np.where(due, p, c)
         same_way = (p != c) & (np.sign(raw - c) == np.sign(p - c))
         s = np.where(raw == c, np.nan, np.where(same_way, s, ts))
         hold = np.where(raw > c, up, down)
         now = (raw != c) & (s + hold <= ts)
         f2 = np.flatnonzero(now)
-        late = Fired(f2, c[f2], raw[f2], value[f2], s[f2] + hold[f2])
-        self.level[idx] = np.where(now, raw, c)
-        self.pending[idx] = raw
-        self.since[idx] = np.where(now, np.nan, s)
-        self.value[idx] = value
+        late = Fired(work[f2], c[f2], raw[f2], value[f2], s[f2] + hold[f2])
+        self.level[i] = np.where(now, raw, c)
+        self.pending[i] = raw
+        self.since[i] = np.where(now, np.nan, s)
+        self.value[i] = value
         return early, late
 
     def due(self, now: float) -> tuple[np.ndarray, Fired]:

@@ -63,12 +63,13 @@ class FlappingRule:
         self.true = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel, held back or not
         self.shown = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel as delivered
         self.thr = np.full((n, len(TRACKED)), np.nan)  # limit of the latest change per channel
+        self.val = np.full((n, len(TRACKED)), np.nan)  # and the value that caused it
         self.peak = np.zeros(n, np.int8)  # severity of the flapping alarm
         self._mark = np.zeros(n, bool)
 
     def state(self) -> dict[str, StateArray]:
         return {k: StateArray(getattr(self, k))
-                for k in ("hist", "flapping", "true", "shown", "thr", "peak")}
+                for k in ("hist", "flapping", "true", "shown", "thr", "val", "peak")}
 
     def review(self, sub: ReadingBatch | None, tr: Transitions) -> Transitions:
         """Hold back the changes of flapping sensors; `sub` is the round's usable readings (None
@@ -79,14 +80,19 @@ class FlappingRule:
         last = tracked[_last_per_key(s_t * len(TRACKED) + c_t)] if tracked.shape[0] else tracked
         self.true[tr.sensor[last], self.slot[tr.rule[last]]] = tr.new[last]
         self.thr[tr.sensor[last], self.slot[tr.rule[last]]] = tr.threshold[last]
+        self.val[tr.sensor[last], self.slot[tr.rule[last]]] = tr.value[last]
         was_row = self.flapping[s_t]
         extra: list[Transitions] = []
         if sub is not None:
-            r_pos = np.flatnonzero(self.enabled[sub.sensor])
-            r = sub.sensor[r_pos]
+            r = sub.sensor
             self._mark[s_t] = True
-            changed = self._mark[r]
+            changed = np.take(self._mark, r)
             self._mark[s_t] = False
+            # only sensors with a change now or in their history (or flapping) can move
+            live = (np.take(self.hist, r) != 0) | changed
+            live |= np.take(self.flapping, r)
+            r_pos = np.flatnonzero(live & np.take(self.enabled, r))
+            r, changed = r[r_pos], changed[r_pos]
             h = ((self.hist[r] << np.uint64(1)) | changed.astype(np.uint64)) & self.mask
             self.hist[r] = h
             share = np.bitwise_count(h) / self.history
@@ -124,20 +130,20 @@ class FlappingRule:
             keep = passed[_last_per_key(key)]
             self.shown[tr.sensor[keep], self.slot[tr.rule[keep]]] = tr.new[keep]
         if sub is not None and leave.shape[0]:
-            extra.append(self._leave(r[leave], share[leave], sub.value[r_pos[leave]],
-                                     sub.ts[r_pos[leave]]))
+            extra.append(self._leave(r[leave], share[leave], sub.ts[r_pos[leave]]))
         held = np.zeros(len(tr), bool)
         held[tracked] = was_row | now_row
         out = tr.take(np.flatnonzero(~held)) if held.any() else tr
         return Transitions.concat([out, *extra]) if extra else out
 
-    def _leave(self, s: np.ndarray, share: np.ndarray, value: np.ndarray,
-               ts: np.ndarray) -> Transitions:
-        """Bring the alarms of sensors that stopped flapping up to date, then clear flapping."""
+    def _leave(self, s: np.ndarray, share: np.ndarray, ts: np.ndarray) -> Transitions:
+        """Bring the alarms of sensors that stopped flapping up to date, then clear flapping.
+
+        Each caught-up alarm carries the value and limit of the change that set its level."""
         row, ch = np.nonzero(self.shown[s] != self.true[s])
         sensors = s[row]
         catch_up = Transitions.build(sensors, 0, self.shown[sensors, ch], self.true[sensors, ch],
-                                     value[row], self.thr[sensors, ch], ts[row])
+                                     self.val[sensors, ch], self.thr[sensors, ch], ts[row])
         catch_up.rule = self.codes[ch]
         # per sensor: clears before raises, channels in order
         catch_up = catch_up.take(np.lexsort((ch, catch_up.new > 0, row)))

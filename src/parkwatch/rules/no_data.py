@@ -47,15 +47,16 @@ class NoDataRule:
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, ts = batch.sensor, batch.ts
-        heard, was, after = self.heard[idx], self.raised[idx], self.after[idx]
+        heard, was, after = (np.take(self.heard, idx), np.take(self.raised, idx),
+                             np.take(self.after, idx))
         # a silence that ended with this reading but was not noticed in time is still reported
         overdue = heard + after <= ts
-        late = np.flatnonzero(~was & overdue)
-        ended = np.flatnonzero(was | overdue)
         self.heard[idx] = np.maximum(heard, ts)
-        self.raised[idx] = False
+        ended = np.flatnonzero(was | overdue)
         if ended.shape[0] == 0:
             return Transitions.empty()
+        late = np.flatnonzero(~was & overdue)
+        self.raised[idx[ended]] = False
         s = idx[late]
         raised = Transitions.build(s, self.code, np.zeros(late.shape[0]), self.severity[s],
                                    np.full(late.shape[0], np.nan), after[late],

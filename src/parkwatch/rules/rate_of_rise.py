@@ -1,10 +1,10 @@
 """Rate of rise: water rising faster than so many cm a minute, a floor load growing fast.
 
-Each sensor keeps a few samples of its recent past (one per eighth of the window at most).  The
-rate at a reading is its change from the oldest kept sample no older than ``window_s``, per
-minute of time between them, and is judged only once that span is at least half the window (a
-single noisy step is not a trend).  The rate is compared with rise limits like a value with
-high limits: hysteresis deadband, then durations.
+Each sensor keeps two samples of its recent past, taken at least half a window apart.  The rate
+at a reading is its change from the older kept sample no older than ``window_s`` (else the
+newer one), per minute of time between them, and is judged only once that span is at least
+half the window (a single noisy step is not a trend).  The rate is compared with rise limits
+like a value with high limits: hysteresis deadband, then durations.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from parkwatch.rules.duration import Durations, Fired
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_of
 from parkwatch.rules.transitions import Transitions
 
-#: samples kept per sensor
-SLOTS = 8
+#: samples kept per sensor, oldest first (each a window / SLOTS after the one before)
+SLOTS = 2
 
 
 def _nan(x: float | None) -> float:
@@ -29,6 +29,8 @@ def _nan(x: float | None) -> float:
 
 class RateOfRiseRule:
     rules: ClassVar[tuple[str, ...]] = ("rate_of_rise",)
+    #: sensors without rate limits have NaN windows: never judged, never raised
+    harmless_for_others: ClassVar[bool] = True
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
@@ -46,43 +48,45 @@ class RateOfRiseRule:
         self.warn = np.where(np.isnan(self.warn), self.crit, self.warn)
         self.enabled = ~np.isnan(self.window)
         self.step = self.window / SLOTS
-        self.t = np.full((n, SLOTS), np.nan)  # sample times; NaN: empty slot
+        self.t = np.full((n, SLOTS), np.nan)  # sample times, oldest first; NaN: empty slot
         self.v = np.full((n, SLOTS), np.nan)
-        self.head = np.zeros(n, np.int8)  # slot of the newest sample
         self.level = np.zeros(n, np.int8)  # raw level of the rate
         self.durations = Durations(up, down)
 
     def state(self) -> dict[str, StateArray]:
-        return {"t": StateArray(self.t), "v": StateArray(self.v), "head": StateArray(self.head),
+        return {"t": StateArray(self.t), "v": StateArray(self.v),
                 "level": StateArray(self.level), **self.durations.state("d")}
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, v, ts = batch.sensor, batch.value, batch.ts
-        t_hist, v_hist = self.t[idx], self.v[idx]
-        window = self.window[idx]
-        # the oldest sample inside the window is the baseline
-        inside = np.where(ts[:, None] - t_hist <= window[:, None], t_hist, np.inf)
-        base = np.argmin(inside, axis=1)
-        rows = np.arange(idx.shape[0])
-        t0, v0 = inside[rows, base], v_hist[rows, base]
+        t_hist = np.take(self.t, idx, axis=0)
+        v_hist = np.take(self.v, idx, axis=0)
+        window = np.take(self.window, idx)
+        # the baseline: the oldest sample inside the window (none: NaN, not judged)
+        earliest = ts - window
+        t0, v0 = np.full(idx.shape[0], np.nan), np.full(idx.shape[0], np.nan)
+        for j in range(SLOTS - 1, -1, -1):
+            inside = t_hist[:, j] >= earliest
+            t0 = np.where(inside, t_hist[:, j], t0)
+            v0 = np.where(inside, v_hist[:, j], v0)
         span = ts - t0
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = (v - v0) / span * 60.0
-        judged = span >= window * 0.5  # False for no baseline (inf span) too
-        cur = self.level[idx]
-        new = np.where(judged, high_level(rate, cur, self.warn[idx], self.crit[idx],
-                                          self.db[idx]), cur)
-        self.level[idx] = new
+        judged = span >= window * 0.5  # False for no baseline (NaN span) too
+        cur = np.take(self.level, idx)
+        new = np.where(judged, high_level(rate, cur, np.take(self.warn, idx),
+                                          np.take(self.crit, idx), np.take(self.db, idx)), cur)
+        changed = np.flatnonzero(new != cur)
+        self.level[idx[changed]] = new[changed]
         # keep this reading as a sample when the newest is a step old (or there is none)
-        head = self.head[idx].astype(np.intp)
-        newest = t_hist[rows, head]
-        push = ~(ts - newest < self.step[idx])
-        head = np.where(push, (head + 1) % SLOTS, head)
-        p = np.flatnonzero(push)
-        self.t[idx[p], head[p]] = ts[p]
-        self.v[idx[p], head[p]] = v[p]
-        self.head[idx] = head
-        shown = np.where(judged, rate, self.durations.value[idx])
+        step = np.take(self.step, idx)  # NaN for sensors without rate limits: never kept
+        push = np.flatnonzero(~(ts - t_hist[:, SLOTS - 1] < step) & (step < np.inf))
+        if push.shape[0]:
+            ip = idx[push]
+            self.t[ip] = np.concatenate([t_hist[push, 1:], ts[push, None]], axis=1)
+            self.v[ip] = np.concatenate([v_hist[push, 1:], v[push, None]], axis=1)
+        # a pending rate alarm carries the latest judged rate
+        shown = np.where(judged, rate, np.take(self.durations.value, idx))
         early, late = self.durations.observe(idx, new, shown, ts)
         return Transitions.concat([self._emit(idx, early), self._emit(idx, late)])
 

@@ -32,6 +32,8 @@ def _in_order(tr: Transitions) -> Transitions:
 
 class ThresholdRule:
     rules: ClassVar[tuple[str, ...]] = ("high_threshold", "low_threshold")
+    #: sensors without limits have NaN limits: evaluating them changes nothing
+    harmless_for_others: ClassVar[bool] = True
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         n = len(park)
@@ -54,6 +56,8 @@ class ThresholdRule:
         # low limits negated, so the low side is the high side of -value
         self.nlw, self.nlc = -self.lw, -self.lc
         self.any_low = bool(np.any(~np.isnan(self.lw) & self.enabled))
+        # the high limits side by side, for one gather per reading
+        self.high = np.stack([self.hw, self.hc, self.db, np.zeros(n)], axis=1)
         # raw signed level per sensor: +2 high critical, +1 high warning, 0, -1, -2 low
         self.level = np.zeros(n, np.int8)
         self.hi = Durations(up, down)
@@ -68,16 +72,18 @@ class ThresholdRule:
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, v, ts = batch.sensor, batch.value, batch.ts
-        cur = self.level[idx]
-        new_hi = high_level(v, np.maximum(cur, 0), self.hw[idx], self.hc[idx], self.db[idx])
+        cur = np.take(self.level, idx)
+        hw, hc, db, _ = np.take(self.high, idx, axis=0).T
+        new_hi = high_level(v, np.maximum(cur, 0), hw, hc, db)
         if self.any_low:
-            new_lo = high_level(-v, np.maximum(-cur, 0), self.nlw[idx], self.nlc[idx],
-                                self.db[idx])
+            new_lo = high_level(-v, np.maximum(-cur, 0), np.take(self.nlw, idx),
+                                np.take(self.nlc, idx), db)
             new_lo = np.where(new_hi > 0, 0, new_lo)
             new = np.where(new_hi > 0, new_hi, -new_lo)
         else:
             new_lo, new = None, new_hi
-        self.level[idx] = new
+        changed = np.flatnonzero(new != cur)
+        self.level[idx[changed]] = new[changed]
         if not self.timed:
             return self._plain(idx, v, ts, cur, new_hi, new_lo)
         early_hi, late_hi = self.hi.observe(idx, new_hi, v, ts)
