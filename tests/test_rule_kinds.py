@@ -194,19 +194,17 @@ def rate(tmp_path: Path) -> Rig:
 
 
 def test_rising_2_cm_a_minute_raises_once_the_readings_span_half_the_window(rate: Rig) -> None:
-    # a reading every 30 s, 1 cm higher each time: 2 cm/min
-    level = [10.0 + i for i in range(11)]  # 10 .. 20 cm over 0 .. 300 s
-    out = rate.series("WL", level[:5], step=30)  # 0 .. 120 s: too short a span to judge
-    assert out == []
+    # a gauge reporting every 2.5 minutes (half the window: each reading is kept as a sample
+    # and the rise is measured from the reading 300 s earlier), 5 cm higher each time: 2 cm/min
+    assert rate.feed(("WL", 10, 0)) == []
+    assert rate.feed(("WL", 12.5, 75)) == []  # an extra reading: 75 s is too short to judge
     assert rate.feed(("WL", 15, 150)) == [("WL", "rate_of_rise", "normal", "warning", 2.0, 1.5,
                                           150)]
-    assert rate.series("WL", level[6:], t0=180, step=30) == []  # still 2 cm/min: held
-    # the water stops rising at 20 cm; the rate over the window falls below 1.5 cm/min once
-    # the baseline (a sample kept every 37.5 s or more) is the 14 cm of 120 s: 6 cm in 270 s
-    assert rate.feed(("WL", 20, 330)) == []  # 8 cm over 270 s: 1.78 cm/min
-    assert rate.feed(("WL", 20, 360)) == []  # 8 cm over 300 s: 1.6 cm/min
-    assert rate.feed(("WL", 20, 390)) == [("WL", "rate_of_rise", "warning", "normal",
-                                          pytest.approx(4 / 3), 1.5, 390)]
+    assert rate.feed(("WL", 20, 300)) == []  # still 2 cm/min: held, not repeated
+    # the water stops rising at 20 cm: 15 -> 20 cm over the last 300 s is 1 cm/min
+    assert rate.feed(("WL", 20, 450)) == [("WL", "rate_of_rise", "warning", "normal", 1.0, 1.5,
+                                          450)]
+    assert rate.feed(("WL", 20, 600)) == []
 
 
 def test_a_fast_rise_goes_straight_to_critical_in_cm_per_minute(rate: Rig) -> None:
@@ -228,9 +226,10 @@ def test_a_single_step_after_a_gap_is_not_judged(rate: Rig) -> None:
     assert rate.series("WL", [25.0] * 11, t0=930, step=30) == []
 
 
-def test_a_jump_within_the_first_half_window_is_not_a_trend(rate: Rig) -> None:
-    # 10 -> 30 cm between two readings a minute apart: far above any rate, but one step in a
-    # span under half the window; once the span is long enough the average rise is judged
+def test_a_jump_is_judged_as_its_average_rise_once_the_span_is_half_the_window(
+        rate: Rig) -> None:
+    # 10 -> 30 cm between two readings a minute apart is not judged on its own (60 s is under
+    # half the window); once the readings span 150 s the rise is judged: 20 cm in 2.5 minutes
     assert rate.feed(("WL", 10, 0)) == []
     assert rate.feed(("WL", 30, 60)) == []
     assert rate.feed(("WL", 30, 120)) == []
@@ -353,7 +352,7 @@ def test_flapping_that_reached_critical_is_critical(tmp_path: Path) -> None:
     assert out[-1] == ("WL", "flapping", "normal", "critical", 55.0, 50.0, 10)
     # warning flapping that then touches critical is escalated
     rig = Rig(tmp_path, FLAPPING)
-    assert rig.series("WL", _bounce(29, 31, 20))[-1][2:4] == ("normal", "warning")
+    assert rig.series("WL", _bounce(29, 31, 20))[-1][1:4] == ("flapping", "normal", "warning")
     assert rig.feed(("WL", 55, 20)) == [("WL", "flapping", "warning", "critical", None, 50.0,
                                          20)]
 
@@ -370,6 +369,34 @@ def test_when_it_calms_down_flapping_clears_and_alarms_catch_up(tmp_path: Path) 
     ]
     # from now on every change is delivered again
     assert rig.feed(("WL", 20, 47)) == [("WL", HIGH, "warning", "normal", 20, 30, 47)]
+
+
+FLAPPING_RATE = """
+rules:
+  water_level:
+    high_warning: 30
+    high_critical: 200
+    rate: {window_s: 300, rise_warning: 1.5}
+sensors:
+  - {id: WL, kind: water_level, building: A, driver: lora}
+"""
+
+
+def test_a_rate_alarm_brought_up_to_date_after_flapping_shows_the_rate(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, FLAPPING_RATE)
+    # a reading every 150 s (half the window: the rise is measured from the reading 300 s back)
+    assert rig.series("WL", [31.0, 29.0] * 10, step=150)[-1][1:4] == ("flapping", "normal",
+                                                                       "warning")
+    # then a steady rise of 4 cm per 150 s (1.6 cm/min) from 32 cm: the warning level and, from
+    # the third reading on, the rate alarm change while flapping and are held back; after 18
+    # readings only 4 of the last 20 changed and the alarms are brought up to date
+    calm = rig.series("WL", [32.0 + 4 * k for k in range(18)], t0=3000, step=150)
+    assert [r[1:4] for r in calm] == [(HIGH, "normal", "warning"),
+                                      ("rate_of_rise", "normal", "warning"),
+                                      ("flapping", "warning", "normal")]
+    # the caught-up rate alarm shows a rise in cm/min like any rate alarm, not the level in cm
+    # of the reading that ended the flapping (100 cm here)
+    assert calm[1] == ("WL", "rate_of_rise", "normal", "warning", 1.6, 1.5, 5550)
 
 
 def test_calming_at_the_level_last_delivered_only_clears_flapping(tmp_path: Path) -> None:
@@ -423,9 +450,10 @@ def test_bad_readings_raise_nothing_in_any_kind(tmp_path: Path) -> None:
         fb = 1.0 if value == 5000.0 else value  # a "press" that cannot be trusted
         assert rig.feed(("LC", value, t, quality), ("LCT", value, t, quality),
                         ("WL", value, t, quality), ("FB", fb, t, quality)) == [], (value, quality)
-    assert rig.tick(t + 600) == []
-    # the good readings after them are judged against good ones only: 10 -> 11 cm in 6 min
-    assert rig.feed(("LC", 100, 400), ("LCT", 100, 400), ("WL", 11, 400), ("FB", 0, 400)) == []
+    assert rig.tick(199) == []
+    # the next good readings are judged against good ones only: 10 -> 11 cm in 200 s
+    assert rig.feed(("LC", 100, 200), ("LCT", 100, 200), ("WL", 11, 200), ("FB", 0, 200)) == []
+    assert rig.tick(1000) == []
     assert rig.engine.stats["unusable"] == 4 * len(BAD)
 
 

@@ -75,7 +75,10 @@ class FlappingRule:
         """Hold back the changes of flapping sensors; `sub` is the round's usable readings (None
         for the clock's transitions, which are no evaluation)."""
         slot = self.slot[tr.rule] if len(tr) else np.empty(0, np.int8)
-        tracked = np.flatnonzero((slot >= 0) & self.enabled[tr.sensor]) if len(tr) else slot
+        # limit and rate changes only: the clock's also carries floor alarms, whose sources
+        # (groups, numbered after the sensors) are outside `enabled`
+        tracked = np.flatnonzero(slot >= 0)
+        tracked = tracked[self.enabled[tr.sensor[tracked]]]
         s_t, c_t = tr.sensor[tracked], slot[tracked].astype(np.intp)
         last = tracked[_last_per_key(s_t * len(TRACKED) + c_t)] if tracked.shape[0] else tracked
         self.true[tr.sensor[last], self.slot[tr.rule[last]]] = tr.new[last]

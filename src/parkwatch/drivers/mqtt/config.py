@@ -35,9 +35,13 @@ class MqttDriverConfig(Strict):
         86_400.0, gt=0, description="device timestamps further than this from now are rejected"
     )
 
+    report_interval_s: float | None = Field(
+        None, gt=0, le=604_800, description="how often the devices report or send a heartbeat "
+        "(a sensor's own report_interval_s wins); unset: their silence is not watched")
+
     def report_interval(self, sensor: Any) -> float | None:
-        """Devices report when they like; only the sensor's own report_interval_s is known."""
-        return None
+        """Devices report on their own schedule: the one configured here, if any."""
+        return self.report_interval_s
 
     @field_validator("topic")
     @classmethod
