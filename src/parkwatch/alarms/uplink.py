@@ -64,6 +64,11 @@ class UplinkPublisher:
                      event["rule"], event["sensor_id"], event["observed_at"])
         return events
 
+    def forget(self, alarm_id: str) -> None:
+        """Remove the retained state of an alarm this gateway can no longer describe (its
+        sensor left the config), so the command center does not show it open forever."""
+        self.link.publish(self.topics.alarm(alarm_id), b"", retain=True)
+
     def publish_status(self, status: dict[str, Any]) -> None:
         payload = json.dumps(status, ensure_ascii=False, separators=(",", ":")).encode()
         self.link.publish(self.topics.gateway, payload, retain=True)

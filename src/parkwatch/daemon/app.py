@@ -60,6 +60,8 @@ class Daemon:
         self.uplink.start()
         if reconciled:
             self.uplink.publish_changes(reconciled)
+        for alarm_id in self.keeper.orphans:
+            self.uplink.forget(alarm_id)
         self.pipeline.start()
         for driver in self.drivers:
             driver.start()

@@ -39,6 +39,7 @@ class StateKeeper:
         self.min_gap_s = min_gap_s
         self.saves = 0
         self.errors = 0
+        self.orphans: list[str] = []  # open alarms whose sensor left the config
         self._last = 0.0
         self._dirty = False
         self._pending: dict[str, np.ndarray] | None = None
@@ -77,8 +78,9 @@ class StateKeeper:
             log.warning("config changed for %s: their rule state starts afresh",
                         ", ".join(restored.reset))
         for row in orphans:
-            log.warning("open alarm %s of %s dropped: no such sensor or floor in the config",
-                        row["alarm_id"], row["sensor"])
+            log.warning("open alarm %s of %s dropped: no such sensor or floor in the config "
+                        "any more; its retained state is removed", row["alarm_id"], row["sensor"])
+        self.orphans = [row["alarm_id"] for row in orphans]
         kept = set(restored.kept_ids)
         fresh = {i for i, ident in enumerate(self.park.idents()) if ident not in kept}
         changes = self.book.clear_sources(fresh)
@@ -99,8 +101,18 @@ class StateKeeper:
     def changed(self) -> None:
         """Rule state changed in a way worth keeping soon (a transition happened)."""
         self._dirty = True
-        if time.monotonic() - self._last >= self.min_gap_s:
+        self.maybe_checkpoint()
+
+    def maybe_checkpoint(self) -> float:
+        """Checkpoint if a change is waiting and the last one is `min_gap_s` old; returns how
+        long the pipeline may wait before calling again (inf: nothing waiting)."""
+        if not self._dirty:
+            return float("inf")
+        left = self._last + self.min_gap_s - time.monotonic()
+        if left <= 0:
             self.checkpoint()
+            return float("inf")
+        return left
 
     def checkpoint(self) -> None:
         """Copy the rule state now; the background thread writes it."""

@@ -89,10 +89,13 @@ class Pipeline:
         floor = 0.0  # least wait; raised only if the clock stops moving the rules
         while True:
             wait = max(self.engine.next_due() - self.clock(), floor)
+            if self.keeper is not None:  # a change waiting to be saved bounds the wait too
+                wait = min(wait, self.keeper.maybe_checkpoint())
             try:
                 items = [get(timeout=min(wait, 3600.0)) if wait > 0 else get_nowait()]
-            except Empty:
-                floor = self._tick_due()
+            except Empty:  # woken by the clock: a rule deadline, or a checkpoint to save
+                if self.engine.next_due() <= self.clock():
+                    floor = self._tick_due()
                 continue
             try:
                 while len(items) < self.max_batch:

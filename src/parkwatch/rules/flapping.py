@@ -62,8 +62,9 @@ class FlappingRule:
         self.flapping = np.zeros(n, bool)
         self.true = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel, held back or not
         self.shown = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel as delivered
-        self.thr = np.full((n, len(TRACKED)), np.nan)  # limit of the latest change per channel
-        self.val = np.full((n, len(TRACKED)), np.nan)  # and the value that caused it
+        # per channel, the warning and the critical limit as the latest changes named them
+        self.thr = np.full((n, len(TRACKED), 2), np.nan)
+        self.val = np.full((n, len(TRACKED)), np.nan)  # the value of the latest change
         self.peak = np.zeros(n, np.int8)  # severity of the flapping alarm
         self._mark = np.zeros(n, bool)
 
@@ -82,7 +83,9 @@ class FlappingRule:
         s_t, c_t = tr.sensor[tracked], slot[tracked].astype(np.intp)
         last = tracked[_last_per_key(s_t * len(TRACKED) + c_t)] if tracked.shape[0] else tracked
         self.true[tr.sensor[last], self.slot[tr.rule[last]]] = tr.new[last]
-        self.thr[tr.sensor[last], self.slot[tr.rule[last]]] = tr.threshold[last]
+        # the limit of a change is that of the higher of its two levels (WARNING 2, CRITICAL 3)
+        top = np.maximum(tr.old[tracked], tr.new[tracked]).astype(np.intp) - 2
+        self.thr[s_t, c_t, top] = tr.threshold[tracked]
         self.val[tr.sensor[last], self.slot[tr.rule[last]]] = tr.value[last]
         was_row = self.flapping[s_t]
         extra: list[Transitions] = []
@@ -142,11 +145,14 @@ class FlappingRule:
     def _leave(self, s: np.ndarray, share: np.ndarray, ts: np.ndarray) -> Transitions:
         """Bring the alarms of sensors that stopped flapping up to date, then clear flapping.
 
-        Each caught-up alarm carries the value and limit of the change that set its level."""
+        Each caught-up alarm carries the value of the latest change of its channel and the
+        limit of the level concerned."""
         row, ch = np.nonzero(self.shown[s] != self.true[s])
         sensors = s[row]
-        catch_up = Transitions.build(sensors, 0, self.shown[sensors, ch], self.true[sensors, ch],
-                                     self.val[sensors, ch], self.thr[sensors, ch], ts[row])
+        old, new = self.shown[sensors, ch], self.true[sensors, ch]
+        top = np.maximum(old, new).astype(np.intp) - 2
+        catch_up = Transitions.build(sensors, 0, old, new, self.val[sensors, ch],
+                                     self.thr[sensors, ch, top], ts[row])
         catch_up.rule = self.codes[ch]
         # per sensor: clears before raises, channels in order
         catch_up = catch_up.take(np.lexsort((ch, catch_up.new > 0, row)))

@@ -40,13 +40,16 @@ def fingerprints(park: ParkModel) -> dict[str, list[str]]:
     for info in park.sensors:
         s = info.config
         limits, rate = cfg.thresholds_for(s), cfg.rate_for(s)
+        # park-wide settings count only for the sensors they apply to: editing flap detection
+        # must not reset (and so clear) a latched fire alarm
         sensors.append(_digest({
             "sensor": s.model_dump(exclude={"name"}),
             "limits": limits.model_dump() if limits else None,
             "rate": rate.model_dump() if rate else None,
             "no_data": cfg.no_data_for(s).model_dump(),
             "interval": float(park.report_interval[info.index]),
-            "flapping": flapping, "floor": floor if s.kind == "load_cell" else None,
+            "flapping": flapping if s.kind != "fire_button" else None,
+            "floor": floor if s.kind == "load_cell" else None,
         }))
     groups = [_digest({"id": g.id, "capacity": g.capacity_kn, "floor": floor,
                        "members": [park.sensors[m].id for m in g.members]})
