@@ -17,26 +17,22 @@ from typing import Any
 import numpy as np
 import yaml
 
-from conftest import EXAMPLE, REPO, Subscriber
+from conftest import REPO, Subscriber
 from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.snapshot import restore_state, save_state
+from test_daemon_process import write_config as daemon_config
 
 PY = [sys.executable, "-m", "parkwatch"]
 HOLD = 6.0  # rules.load_cell.for_s in these tests
 
 
 def write_config(tmp_path: Path, port: int, **rules: Any) -> Path:
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    data["brokers"]["local"]["port"] = port
-    data["gateway"]["state_dir"] = str(tmp_path / "state")
-    data["gateway"]["status_interval_s"] = 1
-    for d in data["drivers"]:  # never a real /dev/ttyUSB* of the machine running the tests
-        if d["type"] != "mqtt":
-            d["port"] = str(tmp_path / f"tty-{d['id']}")
+    """The process tests' config (test broker, state in tmp_path) with load-cell durations."""
+    path = daemon_config(tmp_path, port)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["rules"]["load_cell"].update({"for_s": HOLD, **rules})
-    path = tmp_path / "park.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
 

@@ -87,11 +87,15 @@ class AlarmBook:
                     alarm.severity = Severity(new)
                     changes.append(self._change(alarm, "severity_changed", now))
                 continue
-            alarm.active = False
-            del self.active_by_key[key]
-            changes.append(self._change(alarm, "cleared", now))
-            if alarm.closed:
-                changes.append(self._close(alarm, now))
+            changes += self._clear(key, alarm, now)
+        return changes
+
+    def _clear(self, key: tuple[int, str], alarm: Alarm, now: float) -> list[Change]:
+        alarm.active = False
+        del self.active_by_key[key]
+        changes = [self._change(alarm, "cleared", now)]
+        if alarm.closed:
+            changes.append(self._close(alarm, now))
         return changes
 
     def clear_sources(self, sources: set[int]) -> list[Change]:
@@ -100,13 +104,8 @@ class AlarmBook:
         changes: list[Change] = []
         now = self.clock()
         for key, alarm in list(self.active_by_key.items()):
-            if key[0] not in sources:
-                continue
-            alarm.active = False
-            del self.active_by_key[key]
-            changes.append(self._change(alarm, "cleared", now))
-            if alarm.closed:
-                changes.append(self._close(alarm, now))
+            if key[0] in sources:
+                changes += self._clear(key, alarm, now)
         return changes
 
     def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> list[Change]:
