@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
+from parkwatch.alarms.event import alarm_unit
 from parkwatch.park import ParkModel
 from parkwatch.recording import read_recording
 from parkwatch.rules.engine import RuleEngine
@@ -30,19 +31,12 @@ class Printer:
         self.park, self.out, self.as_json = park, out, as_json
         self.count: Counter[tuple[str, str]] = Counter()
 
-    def unit(self, index: int, rule: str) -> str:
-        if index >= len(self.park.sensors):
-            return "kN" if rule == "floor_load" else ""
-        unit = self.park.sensors[index].config.display_unit
-        return {"comm_fault": "s", "no_data": "s", "rate_of_rise": f"{unit}/min",
-                "flapping": "%"}.get(rule, unit)
-
     def __call__(self, tr: Transitions) -> None:
         for s, r, old, new, value, thr, ts in tr.rows():
             rule, ident = RULE_NAMES[r], self.park.ident(s)
             old_l, new_l = Severity(old).label, Severity(new).label
             self.count[(rule, "raised" if old == 0 else "cleared" if new == 0 else "changed")] += 1
-            unit = self.unit(s, rule)
+            unit = alarm_unit(self.park, s, rule)
             if self.as_json:
                 print(json.dumps({"ts": rfc3339_ms(ts), "source": ident, "rule": rule,
                                   "from": old_l, "to": new_l,

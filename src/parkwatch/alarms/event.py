@@ -26,6 +26,13 @@ def load_schema() -> dict[str, Any]:
 _UNITS = {"comm_fault": "s", "no_data": "s", "rate_of_rise": "{}/min", "flapping": "%"}
 
 
+def alarm_unit(park: ParkModel, source: int, rule: str) -> str:
+    """The unit of an alarm's value and limit: the sensor's, or what the rule measures."""
+    if source >= len(park.sensors):  # a floor or zone
+        return "kN" if rule == "floor_load" else ""
+    return _UNITS.get(rule, "{}").format(park.sensors[source].config.display_unit)
+
+
 class _Source(NamedTuple):
     building: str | None
     floor: str | None
@@ -65,16 +72,14 @@ class EventBuilder:
         n = len(self.park.sensors)
         if a.sensor >= n:
             g = self.park.groups[a.sensor - n]
-            unit = "kN" if a.rule == "floor_load" else ""
             return _Source(g.building, g.floor, g.zone, g.tenants, g.tenant_names, None, None,
                            g.place, g.building_name, g.floor_name, g.zone_name, g.place, g.kind,
-                           unit)
+                           alarm_unit(self.park, a.sensor, a.rule))
         info = self.park.sensors[a.sensor]
         s = info.config
-        unit = _UNITS.get(a.rule, "{}").format(s.display_unit)
         return _Source(s.building, s.floor, s.zone, info.tenants, info.tenant_names, s.id, s.kind,
                        info.place, info.building_name, info.floor_name, info.zone_name,
-                       s.name or s.id, s.kind, unit)
+                       s.name or s.id, s.kind, alarm_unit(self.park, a.sensor, a.rule))
 
     def build(self, change: Change) -> dict[str, Any]:
         a = change.alarm

@@ -15,10 +15,11 @@ from parkwatch.rules.transitions import Transitions
 class RuleKind(Protocol):
     """One kind of rule, evaluated for every sensor of a batch at once.
 
-    ``evaluate`` receives a non-empty batch of readings, only of sensors in ``enabled``, whose
-    sensors are all distinct (the engine splits repeated sensors into ordered rounds), in time
-    order, and usable (finite value, GOOD quality) unless the kind sets ``all_qualities`` (then
-    it sees COMM_FAIL, heartbeats and the rest too). It must not branch per reading in Python.
+    ``evaluate`` receives a non-empty batch of readings, only of sensors in ``enabled`` (but see
+    ``harmless_for_others``), whose sensors are all distinct (the engine splits repeated sensors
+    into ordered rounds), in time order, and usable (finite value, GOOD quality) unless the kind
+    sets ``all_qualities`` (then it sees COMM_FAIL, heartbeats and the rest too). It must not
+    branch per reading in Python.
 
     Optional parts, found by name:
 
@@ -29,6 +30,9 @@ class RuleKind(Protocol):
       reading of it (aggregates over several sensors).
     * ``reviews = True`` and ``review(usable, transitions) -> Transitions``: sees every other
       kind's transitions of a round (``usable`` is None for the clock's) and may hold some back.
+    * ``harmless_for_others = True``: the kind's state for sensors outside ``enabled`` is inert
+      (NaN limits, never a transition), so the engine may hand it a whole round rather than
+      splitting the batch when most of the round is the kind's.
 
     ``state()`` names the arrays that must survive a restart; their first axis is the sensor (or
     the group) so the engine can carry them over by id when the config changes.

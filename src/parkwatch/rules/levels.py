@@ -16,6 +16,11 @@ from parkwatch.rules.transitions import Severity
 LEVEL_SEVERITY = np.array([Severity.NORMAL, Severity.WARNING, Severity.CRITICAL], np.int8)
 
 
+def limit(x: float | None) -> float:
+    """A configured limit as a float; an unset one is NaN, which never compares true."""
+    return np.nan if x is None else float(x)
+
+
 def high_level(v: np.ndarray, cur: np.ndarray, warn: np.ndarray, crit: np.ndarray,
                deadband: np.ndarray) -> np.ndarray:
     """New level of values against high limits; NaN limits (disabled) never trigger.

@@ -16,15 +16,11 @@ import numpy as np
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
-from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_of
+from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_of
 from parkwatch.rules.transitions import Transitions
 
 #: samples kept per sensor, oldest first (each a window / SLOTS after the one before)
 SLOTS = 2
-
-
-def _nan(x: float | None) -> float:
-    return np.nan if x is None else float(x)
 
 
 class RateOfRiseRule:
@@ -43,7 +39,7 @@ class RateOfRiseRule:
                 continue
             i = info.index
             self.window[i], self.db[i] = rate.window_s, rate.deadband
-            self.warn[i], self.crit[i] = _nan(rate.rise_warning), _nan(rate.rise_critical)
+            self.warn[i], self.crit[i] = limit(rate.rise_warning), limit(rate.rise_critical)
             up[i], down[i] = rate.for_s, rate.clear_for_s
         self.warn = np.where(np.isnan(self.warn), self.crit, self.warn)
         self.enabled = ~np.isnan(self.window)

@@ -16,12 +16,8 @@ import numpy as np
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
-from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_of
+from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_of
 from parkwatch.rules.transitions import Transitions
-
-
-def _nan(x: float | None) -> float:
-    return np.nan if x is None else float(x)
 
 
 def _in_order(tr: Transitions) -> Transitions:
@@ -46,8 +42,8 @@ class ThresholdRule:
             if limits is None:
                 continue
             i = info.index
-            self.hw[i], self.hc[i] = _nan(limits.high_warning), _nan(limits.high_critical)
-            self.lw[i], self.lc[i] = _nan(limits.low_warning), _nan(limits.low_critical)
+            self.hw[i], self.hc[i] = limit(limits.high_warning), limit(limits.high_critical)
+            self.lw[i], self.lc[i] = limit(limits.low_warning), limit(limits.low_critical)
             self.db[i], up[i], down[i] = limits.deadband, limits.for_s, limits.clear_for_s
             self.enabled[i] = limits.any_limit
         # a critical limit without a warning limit: crossing it goes straight to level 2
