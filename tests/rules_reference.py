@@ -158,7 +158,6 @@ class ReferenceEngine:
         n = self.n = len(park)
         self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0}
         self.last_ts = [-INF] * n
-        self.last_value = [NAN] * n
         drivers = {d.id: d for d in cfg.drivers}
 
         # threshold: limits per sensor, a signed raw level (+ high, - low), a hold per side
@@ -323,7 +322,6 @@ class ReferenceEngine:
             out += trs
             return
         self.stats["evaluated"] += 1
-        self.last_value[s] = v
         if self.th_on[s]:
             self._threshold(s, v, ts, trs)
         if self.rate_on[s]:

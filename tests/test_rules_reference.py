@@ -4,7 +4,8 @@ For every rule kind a hypothesis test feeds the same random sequences of batches
 to :class:`RuleEngine` and to :class:`ReferenceEngine` (NaN and non-GOOD readings, gaps long
 enough for silences, stale cells and durations, out-of-order times, repeated sensors in a batch,
 values at and around limits and deadbands) and asserts identical transitions per sensor after
-every call, bit for bit, the same ``next_due()`` and the same stats.
+every call, bit for bit, the same ``next_due()`` and the same stats.  Scenarios also restart
+the engine from its saved state in the middle.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.rules.snapshot import snapshot_arrays
 from rules_reference import (
     CRITICAL,
     NORMAL,
@@ -334,7 +336,7 @@ Op = tuple[Any, ...]
 
 BACKS = [0.0] * 10 + [0.25, 1.0, 4.0]  # how far a reading's time lags (out of order)
 SPECIAL = [NAN, NAN, INF, -INF]
-OPS = ["batch"] * 5 + ["run", "run", "tick", "tick", "due", "due-", "gap"]
+OPS = ["batch"] * 5 + ["run", "run", "tick", "tick", "due", "due-", "gap", "restart"]
 TICK_AT = [0.0, 0.5, 2.0, 5.0, -1.0]
 
 
@@ -383,7 +385,7 @@ def scenarios(draw: st.DrawFn, spec: Spec) -> list[Op]:
             t += draw(st.sampled_from(GAPS))
         elif what == "tick":
             ops.append(("tick", t + draw(st.sampled_from(TICK_AT))))
-        elif what in ("due", "due-"):
+        elif what in ("due", "due-", "restart"):
             ops.append((what,))
         elif what == "run":
             d = Digits(draw(CODE))
@@ -419,6 +421,18 @@ def batch_of(readings: list[tuple[int, float, float, int]]) -> ReadingBatch:
                                      [r[2] for r in readings], [r[3] for r in readings])
 
 
+def restarted(engine: RuleEngine) -> RuleEngine:
+    """A new engine given the old one's saved state, as the daemon's restart does (same start,
+    so no clock moves): what a kind derives from its state must come back with it."""
+    arrays = snapshot_arrays(engine)
+    new = RuleEngine(engine.park, start=engine.start)
+    for name, sa in new.state().items():
+        sa.array[...] = arrays[name]
+    new.restored()
+    new.stats = dict(engine.stats)
+    return new
+
+
 def run_both(park: ParkModel, ops: list[Op]) -> collections.Counter[str]:
     """Feed `ops` to the engine and the reference; both must agree after every call.
 
@@ -428,6 +442,9 @@ def run_both(park: ParkModel, ops: list[Op]) -> collections.Counter[str]:
     assert engine.next_due() == ref.next_due()
     for op in ops:
         now = None
+        if op[0] == "restart":
+            engine = restarted(engine)
+            continue
         if op[0] == "batch":
             got, want = engine_rows(engine.evaluate(batch_of(op[1]))), ref.evaluate(op[1])
         else:

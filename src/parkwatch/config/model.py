@@ -47,7 +47,8 @@ class GatewayConfig(Strict):
     )
     checkpoint_interval_s: float = Field(
         10.0, ge=1, le=3600, description="how often rule state (pending durations, latches, "
-        "flapping history, last values) is saved to state_dir besides after every alarm change"
+        "flapping history, rate samples, floor cell loads) is saved to state_dir besides after "
+        "every alarm change"
     )
 
 

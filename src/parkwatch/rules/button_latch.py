@@ -18,19 +18,37 @@ PRESS = 1.0
 RESET = 0.0
 
 
+#: what a sensor's next reading must be to change its latch: PRESS, RESET, or (not a button) a
+#: value no reading of a button has
+_NOT_A_BUTTON = -1
+
+
 class ButtonLatchRule:
     rules: ClassVar[tuple[str, ...]] = ("button_latch",)
+    #: a reading of another sensor never matches what the latch waits for
+    harmless_for_others: ClassVar[bool] = True
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
         self.enabled = park.kind == KIND_CODE["fire_button"]
         self.latched = np.zeros(len(park), bool)
+        self.awaits = np.zeros(len(park), np.int8)
+        self.restored()
+
+    def restored(self) -> None:
+        self.awaits[:] = np.where(self.enabled, np.where(self.latched, RESET, PRESS),
+                                  _NOT_A_BUTTON)
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
+        busy = np.flatnonzero(batch.value == np.take(self.awaits, batch.sensor))
+        if busy.shape[0] == 0:
+            return Transitions.empty()
+        batch = batch.take(busy)
         idx, v = batch.sensor, batch.value
         was = self.latched[idx]
         now = np.where(v == PRESS, True, np.where(v == RESET, False, was))
         self.latched[idx] = now
+        self.awaits[idx] = np.where(self.enabled[idx], np.where(now, RESET, PRESS), _NOT_A_BUTTON)
         ch = np.flatnonzero(was != now)
         if ch.shape[0] == 0:
             return Transitions.empty()

@@ -22,6 +22,8 @@ class CommFaultRule:
     rules: ClassVar[tuple[str, ...]] = ("comm_fault",)
     #: sees every fresh reading, not only the usable ones: COMM_FAIL is its input
     all_qualities: ClassVar[bool] = True
+    #: sensors of drivers without the setting have a NaN limit: never raised
+    harmless_for_others: ClassVar[bool] = True
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
@@ -35,18 +37,26 @@ class CommFaultRule:
         self.enabled = ~np.isnan(self.after)
         self.fail_since = np.full(n, np.nan)
         self.raised = np.zeros(n, bool)
+        self.restored()
+
+    def restored(self) -> None:
+        # how many sensors are failing or raised: none, and a round without COMM_FAIL is
+        # nothing to do (the usual case)
+        self.watching = int(np.count_nonzero(~np.isnan(self.fail_since) | self.raised))
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, ts = batch.sensor, batch.ts
         fail = batch.quality == Quality.COMM_FAIL
+        if self.watching == 0 and not fail.any():
+            return Transitions.empty()
         since = np.take(self.fail_since, idx)
         was = np.take(self.raised, idx)
-        if not fail.any() and not was.any() and np.isnan(since).all():
-            return Transitions.empty()  # the usual case: answers, and nothing pending
+        before = int(np.count_nonzero(~np.isnan(since) | was))
         since = np.where(fail, np.where(np.isnan(since), ts, since), np.nan)
         self.fail_since[idx] = since
         now = np.where(fail, was | (ts - since >= self.after[idx]), False)
         self.raised[idx] = now
+        self.watching += int(np.count_nonzero(~np.isnan(since) | now)) - before
         ch = np.flatnonzero(was != now)
         if ch.shape[0] == 0:
             return Transitions.empty()

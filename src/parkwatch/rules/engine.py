@@ -37,11 +37,14 @@ def occurrence_rank(sensor: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _run(kind: Any, bit: int, bits: np.ndarray, sub: ReadingBatch) -> Transitions:
+def _run(kind: Any, bit: int, bits: np.ndarray | None, sub: ReadingBatch) -> Transitions:
     """Evaluate one kind on the readings of the sensors it applies to (its ``enabled`` mask).
 
     Kinds that set ``harmless_for_others`` are given the whole round when most of it is
-    theirs: their state for other sensors is inert, and not splitting the batch is cheaper."""
+    theirs (or when no kind needs splitting: `bits` None): their state for other sensors is
+    inert, and not splitting the batch is cheaper."""
+    if bits is None:
+        return kind.evaluate(sub)
     on = (bits & bit) != 0
     count = int(np.count_nonzero(on))
     if count == 0:
@@ -64,6 +67,7 @@ class RuleEngine:
         # kinds with nothing to do in this park are left out of every pass
         live = [k for k in self.kinds.values() if k.enabled.any()]
         # one bit per kind and sensor: a round looks up which kinds apply with one gather
+        # (only needed when a kind must not see other sensors' readings)
         self.bits = np.zeros(len(park), np.uint16)
         bit_of = {}
         for j, kind in enumerate(live):
@@ -76,22 +80,28 @@ class RuleEngine:
         self.reviewers = [k for k in live if getattr(k, "reviews", False)]
         self.settlers = [k for k in live if getattr(k, "settles", False)]
         self.tickers = [k for k in live if hasattr(k, "tick")]
+        self.split = any(not getattr(k, "harmless_for_others", False)
+                         for k, _ in self.kinds_all + self.kinds_usable)
         n = len(park)
         self.last_ts = np.full(n, -np.inf)
-        self.last_value = np.full(n, np.nan)
-        self._stamp = np.full(n, -1, np.int64)
+        self._stamp = np.full(n, -1, np.int32)
         self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0}
 
     def state(self) -> dict[str, StateArray]:
         """Every array of rule state, by name, for saving and restoring."""
-        out = {"engine.last_ts": StateArray(self.last_ts),
-               "engine.last_value": StateArray(self.last_value)}
+        out = {"engine.last_ts": StateArray(self.last_ts)}
         for name, kind in self.kinds.items():
             out |= {f"{name}.{key}": arr for key, arr in kind.state().items()}
         return out
 
+    def restored(self) -> None:
+        """The state arrays were overwritten (a restore): kinds rebuild what they derive."""
+        for kind in self.kinds.values():
+            if hasattr(kind, "restored"):
+                kind.restored()
+
     def _distinct(self, sensor: np.ndarray) -> bool:
-        pos = np.arange(sensor.shape[0])
+        pos = np.arange(sensor.shape[0], dtype=np.int32)
         self._stamp[sensor] = pos
         return bool(np.array_equal(np.take(self._stamp, sensor), pos))
 
@@ -118,7 +128,7 @@ class RuleEngine:
             self.stats["out_of_order"] += int(fresh.shape[0] - np.count_nonzero(fresh))
             sub = sub.take(np.flatnonzero(fresh))
         self.last_ts[sub.sensor] = sub.ts
-        bits = np.take(self.bits, sub.sensor)
+        bits = np.take(self.bits, sub.sensor) if self.split else None
         parts = [t for kind, bit in self.kinds_all if len(t := _run(kind, bit, bits, sub))]
         usable = (sub.quality == Quality.GOOD) & np.isfinite(sub.value)
         if not usable.all():
@@ -128,10 +138,10 @@ class RuleEngine:
             self.stats["liveness"] += n_alive
             self.stats["unusable"] += int(usable.shape[0] - np.count_nonzero(usable)) - n_alive
             keep = np.flatnonzero(usable)
-            sub, bits = sub.take(keep), bits[keep]
+            sub = sub.take(keep)
+            bits = None if bits is None else bits[keep]
         self.stats["evaluated"] += len(sub)
         if len(sub):
-            self.last_value[sub.sensor] = sub.value
             parts += [t for kind, bit in self.kinds_usable
                       if len(t := _run(kind, bit, bits, sub))]
         if not self.reviewers:

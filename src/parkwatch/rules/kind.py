@@ -34,6 +34,9 @@ class RuleKind(Protocol):
       (NaN limits, never a transition), so the engine may hand it a whole round rather than
       splitting the batch when most of the round is the kind's.
 
+    * ``restored()``: called after the state arrays were overwritten by a restore, to rebuild
+      what the kind derives from them (screens, counters); derived arrays are never saved.
+
     ``state()`` names the arrays that must survive a restart; their first axis is the sensor (or
     the group) so the engine can carry them over by id when the config changes.
     """

@@ -142,4 +142,5 @@ def restore_state(engine: RuleEngine, path: Path) -> Restored:
         sa.array[new_idx] = old[old_idx]
         if sa.clock:
             np.maximum(sa.array, engine.start, out=sa.array)
+    engine.restored()
     return out

@@ -17,6 +17,7 @@ from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_of
+from parkwatch.rules.screen import BUSY, NEVER, Screen
 from parkwatch.rules.transitions import Transitions
 
 
@@ -59,6 +60,25 @@ class ThresholdRule:
         self.hi = Durations(up, down)
         self.lo = Durations(up.copy(), down.copy())
         self.timed = self.hi.active
+        # a sensor at rest (level 0, nothing pending) ignores values strictly between its
+        # innermost low and high limits: screened as -v < -low and v < high
+        with np.errstate(invalid="ignore"):
+            low, high = np.fmax(self.lw, self.lc), np.fmin(self.hw, self.hc)
+        self.rest = (np.where(np.isnan(low), NEVER, -low), np.where(np.isnan(high), NEVER, high))
+        self.screen = Screen(n)
+        self.restored()
+
+    def restored(self) -> None:
+        """Rebuild the screen from the (restored) state."""
+        self._rescreen(np.arange(self.level.shape[0]))
+
+    def _rescreen(self, s: np.ndarray) -> None:
+        rest = self.level[s] == 0
+        if self.timed:
+            for d in (self.hi, self.lo):
+                rest &= (d.level[s] == 0) & (d.pending[s] == 0)
+        self.screen.set(s, np.where(rest, self.rest[0][s], BUSY),
+                        np.where(rest, self.rest[1][s], BUSY))
 
     def state(self) -> dict[str, StateArray]:
         out = {"level": StateArray(self.level)}
@@ -67,6 +87,16 @@ class ThresholdRule:
         return out
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
+        busy = self.screen.busy(batch.sensor, -batch.value, batch.value)
+        if busy.shape[0] == 0:
+            return Transitions.empty()
+        if busy.shape[0] < len(batch):
+            batch = batch.take(busy)
+        out = self._evaluate(batch)
+        self._rescreen(batch.sensor)
+        return out
+
+    def _evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, v, ts = batch.sensor, batch.value, batch.ts
         cur = np.take(self.level, idx)
         hw, hc, db, _ = np.take(self.high, idx, axis=0).T
@@ -122,6 +152,7 @@ class ThresholdRule:
             return Transitions.empty()
         hi_idx, hi = self.hi.due(now)
         lo_idx, lo = self.lo.due(now)
+        self._rescreen(np.concatenate([hi_idx, lo_idx]))
         out = Transitions.concat([self._emit(hi_idx, hi, self.high_code, self.hw, self.hc),
                                   self._emit(lo_idx, lo, self.low_code, self.lw, self.lc)])
         if len(hi_idx) and len(lo_idx):

@@ -1,0 +1,47 @@
+"""Screens: per sensor, the readings that cannot change anything, told apart in one gather.
+
+In steady state almost every reading leaves its sensor where it was: below its limits, no
+duration pending, no sample due.  A kind keeps, per sensor, two bounds derived from its state
+such that a reading with ``x0 < bound0`` and ``x1 < bound1`` provably changes nothing; the hot
+path is one random gather of those two bounds (side by side, so one cache line) and two
+comparisons, and only the rest of the batch goes through the kind's full evaluation.  The
+bounds err on the safe side (a reading near a bound is simply evaluated), so screening never
+changes a result, only how much work finds it.  They are derived state: rebuilt from the kind's
+persistent arrays after a restore, never saved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: a bound that lets everything through to the full evaluation
+BUSY = -np.inf
+#: a bound that nothing reaches
+NEVER = np.inf
+
+
+def _down32(x: np.ndarray) -> np.ndarray:
+    """float64 bounds as float32, rounded towards -inf so they stay on the safe side."""
+    x = np.asarray(x, np.float64)
+    y = x.astype(np.float32)
+    return np.where(y > x, np.nextafter(y, np.float32(-np.inf)), y)
+
+
+class Screen:
+    """The two bounds of every sensor as float32 side by side: eight bytes a sensor, so the
+    random gather of a large batch touches as few cache lines as possible."""
+
+    def __init__(self, n: int) -> None:
+        self.bounds = np.full((n, 2), BUSY, np.float32)
+        self._pairs = self.bounds.view(np.float64).ravel()
+
+    def busy(self, idx: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+        """Positions of the readings that must be evaluated (sensors `idx`, distinct)."""
+        b = np.take(self._pairs, idx).view(np.float32)
+        quiet = x0 < b[0::2]
+        quiet &= x1 < b[1::2]
+        return np.flatnonzero(~quiet)
+
+    def set(self, idx: np.ndarray, b0: np.ndarray | float, b1: np.ndarray | float) -> None:
+        self.bounds[idx, 0] = _down32(b0)
+        self.bounds[idx, 1] = _down32(b1)
