@@ -17,10 +17,22 @@ from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_of
+from parkwatch.rules.screen import BUSY, NEVER, Screen
 from parkwatch.rules.transitions import Transitions
 
-#: samples kept per sensor, oldest first (each a window / SLOTS after the one before)
+#: samples kept per sensor, oldest first (each a window / SLOTS after the one before); two,
+#: stored side by side as one complex number so a sensor's samples are one 16-byte gather
 SLOTS = 2
+#: the screen holds times as float32 seconds from a base moved along every 2**20 s (12 days),
+#: so they stay exact to an eighth of a second; a sample is screened as due this early
+_REBASE_S = 2.0**20
+_EARLY_S = 1e-3
+
+
+def _pair(older: np.ndarray, newer: np.ndarray) -> np.ndarray:
+    out = np.empty(older.shape[0], np.complex128)
+    out.real, out.imag = older, newer
+    return out
 
 
 class RateOfRiseRule:
@@ -46,17 +58,81 @@ class RateOfRiseRule:
         self.step = self.window / SLOTS
         self.t = np.full((n, SLOTS), np.nan)  # sample times, oldest first; NaN: empty slot
         self.v = np.full((n, SLOTS), np.nan)
+        self._t2, self._v2 = (a.view(np.complex128).ravel() for a in (self.t, self.v))
         self.level = np.zeros(n, np.int8)  # raw level of the rate
         self.durations = Durations(up, down)
+        # at rest (no level, nothing pending) a reading changes nothing while it is below the
+        # lowest kept sample plus the rise the lowest limit allows over half a window (the
+        # shortest span judged), and no sample is due: screened as v < bound, ts < next sample
+        lowest = np.fmin(self.warn, self.crit)
+        self.margin = np.where(lowest > 0, lowest * self.window / (SLOTS * 60.0) * (1 - 1e-6),
+                               np.nan)
+        self.base = start
+        self.screen = Screen(n)
+        self.restored()
 
+    def restored(self) -> None:
+        self._rescreen(np.arange(self.level.shape[0]))
+
+    def _rescreen(self, s: np.ndarray) -> None:
+        d = self.durations
+        rest = (self.level[s] == 0) & (d.level[s] == 0) & (d.pending[s] == 0)
+        lowest = np.fmin(self.v[s, 0], self.v[s, SLOTS - 1])  # NaN: no sample, never judged
+        margin = self.margin[s]
+        bound = np.where(np.isnan(lowest), NEVER, np.where(np.isnan(margin), BUSY,
+                                                           lowest + margin))
+        t_last = self.t[s, SLOTS - 1]
+        due = np.where(np.isnan(t_last), BUSY, t_last + self.step[s] - _EARLY_S - self.base)
+        off = ~self.enabled[s]
+        self.screen.set(s, np.where(off, NEVER, np.where(rest, bound, BUSY)),
+                        np.where(off, NEVER, due))
+
+    def _rebase(self, t: float) -> None:
+        self.base = t
+        self.restored()
     def state(self) -> dict[str, StateArray]:
         return {"t": StateArray(self.t), "v": StateArray(self.v),
                 "level": StateArray(self.level), **self.durations.state("d")}
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
+        if abs(batch.ts[0] - self.base) > _REBASE_S:
+            self._rebase(float(batch.ts[0]))
+        low, early = self.screen.split(batch.sensor, batch.value, batch.ts - self.base)
+        # low but a sample may be due: nothing to judge, maybe a sample to keep
+        sample = np.flatnonzero(low & ~early)
+        if sample.shape[0]:
+            self._keep_samples(batch.take(sample))
+        busy = np.flatnonzero(~low)
+        if busy.shape[0] == 0:
+            return Transitions.empty()
+        if busy.shape[0] < len(batch):
+            batch = batch.take(busy)
+        out = self._evaluate(batch)
+        self._rescreen(batch.sensor)
+        return out
+
+    def _keep_samples(self, batch: ReadingBatch) -> None:
+        """Readings at rest whose value is too low to judge: only keep them as samples when
+        the newest is a step old (and screen the next one)."""
+        idx, ts = batch.sensor, batch.ts
+        t_last = np.take(self._t2, idx).imag
+        step = np.take(self.step, idx)
+        push = np.flatnonzero(~(ts - t_last < step) & (step < np.inf))
+        if push.shape[0] == 0:
+            return
+        ip, tp, vp = idx[push], ts[push], batch.value[push]
+        v_last = np.take(self._v2, ip).imag
+        self._t2[ip] = _pair(t_last[push], tp)
+        self._v2[ip] = _pair(v_last, vp)
+        lowest = np.fmin(v_last, vp)
+        margin = self.margin[ip]
+        self.screen.set(ip, np.where(np.isnan(margin), BUSY, lowest + margin),
+                        tp + step[push] - _EARLY_S - self.base)
+
+    def _evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, v, ts = batch.sensor, batch.value, batch.ts
-        t_hist = np.take(self.t, idx, axis=0)
-        v_hist = np.take(self.v, idx, axis=0)
+        t_hist = np.take(self._t2, idx).view(np.float64).reshape(-1, SLOTS)
+        v_hist = np.take(self._v2, idx).view(np.float64).reshape(-1, SLOTS)
         window = np.take(self.window, idx)
         # the baseline: the oldest sample inside the window (none: NaN, not judged)
         earliest = ts - window
@@ -79,8 +155,8 @@ class RateOfRiseRule:
         push = np.flatnonzero(~(ts - t_hist[:, SLOTS - 1] < step) & (step < np.inf))
         if push.shape[0]:
             ip = idx[push]
-            self.t[ip] = np.concatenate([t_hist[push, 1:], ts[push, None]], axis=1)
-            self.v[ip] = np.concatenate([v_hist[push, 1:], v[push, None]], axis=1)
+            self._t2[ip] = _pair(t_hist[push, 1], ts[push])
+            self._v2[ip] = _pair(v_hist[push, 1], v[push])
         # a pending rate alarm carries the latest judged rate
         shown = np.where(judged, rate, np.take(self.durations.value, idx))
         early, late = self.durations.observe(idx, new, shown, ts)
@@ -98,6 +174,7 @@ class RateOfRiseRule:
         if not self.durations.active:
             return Transitions.empty()
         idx, fired = self.durations.due(now)
+        self._rescreen(idx)
         return self._emit(idx, fired)
 
     def next_due(self) -> float:

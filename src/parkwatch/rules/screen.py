@@ -42,6 +42,13 @@ class Screen:
         quiet &= x1 < b[1::2]
         return np.flatnonzero(~quiet)
 
+    def split(self, idx: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+        """The two tests apart: (``x0 < bound0``, ``x1 < bound1``) per reading."""
+        b = np.take(self._pairs, idx).view(np.float32)
+        return x0 < b[0::2], x1 < b[1::2]
+
     def set(self, idx: np.ndarray, b0: np.ndarray | float, b1: np.ndarray | float) -> None:
-        self.bounds[idx, 0] = _down32(b0)
-        self.bounds[idx, 1] = _down32(b1)
+        pairs = np.empty((idx.shape[0], 2), np.float32)
+        pairs[:, 0], pairs[:, 1] = _down32(b0), _down32(b1)
+        self._pairs[idx] = pairs.view(np.float64).ravel()
