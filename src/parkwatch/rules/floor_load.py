@@ -31,6 +31,8 @@ class FloorLoadRule:
     all_qualities: ClassVar[bool] = True
     #: judged once per batch, after every reading of it is in
     settles: ClassVar[bool] = True
+    #: what it keeps of other sensors' readings is never read: only members are summed
+    harmless_for_others: ClassVar[bool] = True
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.load_code, self.data_code = rule_base, rule_base + 1
@@ -52,22 +54,32 @@ class FloorLoadRule:
         self.warn = capacity * settings.warning_ratio
         self.crit = capacity * settings.critical_ratio
         self.db = capacity * settings.deadband_ratio
-        # per cell: latest load in kN, when it was good, whether its driver lost it
-        self.load = np.full(n, np.nan)
-        self.good_ts = np.full(n, start)
+        self.kn_m = self.kn[self.members]
+        # per cell: latest good value and its time side by side (one 16-byte write per
+        # reading), whether its driver lost it and when
+        self.cell = np.full((n, 2), np.nan)
+        self.cell[:, 1] = start
+        self.value, self.good_ts = self.cell[:, 0], self.cell[:, 1]
+        self._cell2 = self.cell.view(np.complex128).ravel()
         self.failed = np.zeros(n, bool)
+        self.fail_ts = np.full(n, -np.inf)
         # per group: raw level, the data alarm, the sum last judged
         self.level = np.zeros(g, np.int8)
         self.data_raised = np.zeros(g, bool)
         self.total = np.full(g, np.nan)
         self.durations = Durations(np.full(g, settings.for_s), np.full(g, settings.clear_for_s))
-        self._touched = np.zeros(n, bool)  # cells with news in the current batch
-        self._news_ts = np.full(n, -np.inf)  # and the time of that news
+        # which cells had news in the current batch: the batch number of their latest news
+        self._news = np.full(n, -1, np.int32)
+        self._batch = np.int32(0)
+        self.restored()
+
+    def restored(self) -> None:
+        self.n_failed = int(np.count_nonzero(self.failed))
 
     def state(self) -> dict[str, StateArray]:
         d = self.durations
-        return {"load": StateArray(self.load), "good_ts": StateArray(self.good_ts, clock=True),
-                "failed": StateArray(self.failed),
+        return {"value": StateArray(self.value), "good_ts": StateArray(self.good_ts, clock=True),
+                "failed": StateArray(self.failed), "fail_ts": StateArray(self.fail_ts),
                 "level": StateArray(self.level, "group"),
                 "data_raised": StateArray(self.data_raised, "group"),
                 "total": StateArray(self.total, "group"),
@@ -76,45 +88,70 @@ class FloorLoadRule:
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         """Take the cells' news; the groups are judged in :meth:`settle`."""
-        idx, q, v = batch.sensor, batch.quality, batch.value
+        idx, q, v, ts = batch.sensor, batch.quality, batch.value, batch.ts
         good = (q == Quality.GOOD) & np.isfinite(v)
         fail = q == Quality.COMM_FAIL
-        g_idx, f_idx = idx[good], idx[fail]
-        self.load[g_idx] = v[good] * self.kn[g_idx]
-        self.good_ts[g_idx] = batch.ts[good]
-        self.failed[g_idx] = False
-        self.failed[f_idx] = True
-        news = good | fail
-        self._touched[idx[news]] = True
-        self._news_ts[idx[news]] = batch.ts[news]
+        if good.all():
+            g_idx, v_g, ts_g = idx, v, ts
+            self._news[idx] = self._batch
+        else:
+            g_idx, v_g, ts_g = idx[good], v[good], ts[good]
+            self._news[idx[good | fail]] = self._batch
+        pair = np.empty(g_idx.shape[0], np.complex128)
+        pair.real, pair.imag = v_g, ts_g
+        self._cell2[g_idx] = pair
+        if self.n_failed:
+            self.failed[g_idx] = False
+        if fail.any():
+            f_idx = idx[fail]
+            self.failed[f_idx] = True
+            self.fail_ts[f_idx] = ts[fail]
+        if self.n_failed or fail.any():
+            self.n_failed = int(np.count_nonzero(self.failed))
         return Transitions.empty()
 
     def settle(self) -> Transitions:
         if self.members.shape[0] == 0:
             return Transitions.empty()
-        touched = self._touched[self.members]
+        m = self.members
+        touched = self._news[m] == self._batch
+        self._batch += 1
+        if self._batch == np.iinfo(np.int32).max:
+            self._news[:] = -1
+            self._batch = np.int32(0)
         if not touched.any():
             return Transitions.empty()
-        when = np.where(touched, self._news_ts[self.members], -np.inf)
-        self._touched[self.members] = False
-        g_when = np.maximum.reduceat(when, self.starts)
+        # a cell's latest news is its latest good reading or its latest failure
+        when = np.maximum(self.good_ts[m], self.fail_ts[m])
+        g_when = np.maximum.reduceat(np.where(touched, when, -np.inf), self.starts)
         groups = np.flatnonzero(g_when > -np.inf)
         return self._judge(groups, g_when[groups])
 
     def _judge(self, groups: np.ndarray, at: np.ndarray) -> Transitions:
         """Judge groups at times `at` (one per group) on the latest value of every cell."""
         m = self.members
-        at_member = np.full(len(self.warn), np.nan)
-        at_member[groups] = at
-        t = at_member[self.member_group]
-        fresh = self.good_ts[m] + self.stale_after > t
-        ok = ~self.failed[m] & ~np.isnan(self.load[m]) & fresh
-        # cells not heard from yet, within the grace after start, leave the group undecided
-        waiting = np.isnan(self.load[m]) & ~self.failed[m] & fresh
-        n_bad = np.add.reduceat((~ok & ~waiting).astype(np.int32), self.starts)[groups]
-        n_wait = np.add.reduceat(waiting.astype(np.int32), self.starts)[groups]
-        inc = self.member_group[ok]
-        totals = np.bincount(inc, weights=self.load[m][ok], minlength=len(self.warn))[groups]
+        g = len(self.warn)
+        good_ts = self.good_ts[m]
+        load = self.value[m] * self.kn_m
+        unheard = np.isnan(load)
+        at_group = np.full(g, np.nan)
+        at_group[groups] = at
+        # the usual case: every cell heard from, none lost, the oldest reading of each judged
+        # group fresh enough; then every group's sum is complete
+        if (not self.n_failed and not unheard.any()
+                and (np.minimum.reduceat(good_ts, self.starts)[groups] + self.stale_after
+                     > at).all()):
+            n_bad = n_wait = np.zeros(groups.shape[0], np.int64)
+            totals = np.bincount(self.member_group, weights=load, minlength=g)[groups]
+        else:
+            fresh = good_ts + self.stale_after > at_group[self.member_group]
+            failed = self.failed[m]
+            ok = ~failed & ~unheard & fresh
+            # cells not heard from yet, within the grace after start, leave the group undecided
+            waiting = unheard & ~failed & fresh
+            n_bad = np.add.reduceat((~ok & ~waiting).astype(np.int32), self.starts)[groups]
+            n_wait = np.add.reduceat(waiting.astype(np.int32), self.starts)[groups]
+            totals = np.bincount(self.member_group[ok], weights=load[ok], minlength=g)[groups]
         complete = (n_bad == 0) & (n_wait == 0)
         parts: list[Transitions] = []
         # data quality: raised while a cell is stale or lost, cleared when all are good again
