@@ -25,10 +25,14 @@ TRACKED: tuple[str, ...] = ("high_threshold", "low_threshold", "rate_of_rise")
 
 
 def _last_per_key(key: np.ndarray) -> np.ndarray:
-    """Positions of the last occurrence of each key (so a later change wins)."""
-    rev = key[::-1]
-    _, first = np.unique(rev, return_index=True)
-    return key.shape[0] - 1 - first
+    """Positions of the last occurrence of each key (so a later change wins), in key order."""
+    if key.shape[0] < 2:
+        return np.arange(key.shape[0])
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    last = np.ones(k.shape[0], bool)
+    last[:-1] = k[1:] != k[:-1]
+    return order[last]
 
 
 class FlappingRule:
@@ -58,7 +62,13 @@ class FlappingRule:
         else:
             self.history, self.high, self.low = 1, 1.0, 0.0
         self.mask = np.uint64((1 << self.history) - 1)
-        self.hist = np.zeros(n, np.uint64)  # bit k: the evaluation k ago changed something
+        # bit k: the evaluation k before the `aligned`-th changed something.  Only sensors
+        # with a change (or flapping) need their history moved on, so the others just count
+        # evaluations and catch up when they next change: a sensor that is not flapping can
+        # only start with a change
+        self.hist = np.zeros(n, np.uint64)
+        self.evaluations = np.zeros(n, np.uint32)  # usable readings seen (wrapping)
+        self.aligned = np.zeros(n, np.uint32)  # evaluations the history is as of
         self.flapping = np.zeros(n, bool)
         self.true = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel, held back or not
         self.shown = np.zeros((n, len(TRACKED)), np.int8)  # severity per channel as delivered
@@ -67,10 +77,15 @@ class FlappingRule:
         self.val = np.full((n, len(TRACKED)), np.nan)  # the value of the latest change
         self.peak = np.zeros(n, np.int8)  # severity of the flapping alarm
         self._mark = np.zeros(n, bool)
+        self.restored()
 
     def state(self) -> dict[str, StateArray]:
         return {k: StateArray(getattr(self, k))
-                for k in ("hist", "flapping", "true", "shown", "thr", "val", "peak")}
+                for k in ("hist", "evaluations", "aligned", "flapping", "true", "shown", "thr",
+                          "val", "peak")}
+
+    def restored(self) -> None:
+        self.n_flapping = int(np.count_nonzero(self.flapping))
 
     def review(self, sub: ReadingBatch | None, tr: Transitions) -> Transitions:
         """Hold back the changes of flapping sensors; `sub` is the round's usable readings (None
@@ -91,20 +106,25 @@ class FlappingRule:
         extra: list[Transitions] = []
         if sub is not None:
             r = sub.sensor
+            before = np.take(self.evaluations, r)
+            self.evaluations[r] = before + np.uint32(1)
             self._mark[s_t] = True
             changed = np.take(self._mark, r)
             self._mark[s_t] = False
-            # only sensors with a change now or in their history (or flapping) can move
-            live = (np.take(self.hist, r) != 0) | changed
-            live |= np.take(self.flapping, r)
-            r_pos = np.flatnonzero(live & np.take(self.enabled, r))
-            r, changed = r[r_pos], changed[r_pos]
-            h = ((self.hist[r] << np.uint64(1)) | changed.astype(np.uint64)) & self.mask
+            # only sensors with a change now, or flapping, can move
+            live = changed | np.take(self.flapping, r) if self.n_flapping else changed
+            r_pos = np.flatnonzero(live)
+            r, changed, before = r[r_pos], changed[r_pos], before[r_pos]
+            gap = (before - self.aligned[r]).astype(np.uint64)  # evaluations not yet shifted in
+            h = np.where(gap < 64, self.hist[r] << np.minimum(gap, np.uint64(63)), 0)
+            h = ((h << np.uint64(1)) | changed.astype(np.uint64)) & self.mask
             self.hist[r] = h
+            self.aligned[r] = before + np.uint32(1)
             share = np.bitwise_count(h) / self.history
             was = self.flapping[r]
             now = np.where(was, share >= self.low, share > self.high)
             self.flapping[r] = now
+            self.n_flapping += int(np.count_nonzero(now)) - int(np.count_nonzero(was))
             enter, leave = np.flatnonzero(~was & now), np.flatnonzero(was & ~now)
             if enter.shape[0]:
                 s = r[enter]
