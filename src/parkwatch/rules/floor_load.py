@@ -121,8 +121,10 @@ class FloorLoadRule:
             self._batch = np.int32(0)
         if not touched.any():
             return Transitions.empty()
-        # a cell's latest news is its latest good reading or its latest failure
-        when = np.maximum(self.good_ts[m], self.fail_ts[m])
+        # a cell's latest news is its failure if it is failed, else its latest good reading
+        when = self.good_ts[m]
+        if self.n_failed:
+            when = np.where(self.failed[m], self.fail_ts[m], when)
         g_when = np.maximum.reduceat(np.where(touched, when, -np.inf), self.starts)
         groups = np.flatnonzero(g_when > -np.inf)
         return self._judge(groups, g_when[groups])

@@ -26,6 +26,8 @@ class NoDataRule:
     rules: ClassVar[tuple[str, ...]] = ("no_data",)
     #: every reading is a sign of life, whatever its quality
     all_qualities: ClassVar[bool] = True
+    #: sensors without an expected interval have a NaN limit: never overdue
+    harmless_for_others: ClassVar[bool] = True
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
@@ -39,24 +41,36 @@ class NoDataRule:
                 self.after[info.index] = max(settings.missed * interval, settings.min_s)
                 self.severity[info.index] = _SEVERITY[settings.severity]
         self.enabled = ~np.isnan(self.after)
-        self.heard = np.full(n, start)
+        # when each sensor was last heard and its limit side by side: one gather a reading
+        self._heard_after = np.stack([np.full(n, start), self.after], axis=1)
+        self.heard = self._heard_after[:, 0]
+        self._pairs = self._heard_after.view(np.complex128).ravel()
         self.raised = np.zeros(n, bool)
+        self.restored()
+
+    def restored(self) -> None:
+        self.n_raised = int(np.count_nonzero(self.raised))
 
     def state(self) -> dict[str, StateArray]:
         return {"heard": StateArray(self.heard, clock=True), "raised": StateArray(self.raised)}
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, ts = batch.sensor, batch.ts
-        heard, was, after = (np.take(self.heard, idx), np.take(self.raised, idx),
-                             np.take(self.after, idx))
+        pairs = np.take(self._pairs, idx)
+        heard, after = pairs.real, pairs.imag
         # a silence that ended with this reading but was not noticed in time is still reported
         overdue = heard + after <= ts
         self.heard[idx] = np.maximum(heard, ts)
-        ended = np.flatnonzero(was | overdue)
+        if self.n_raised:
+            was = np.take(self.raised, idx)
+            ended = np.flatnonzero(was | overdue)
+        else:
+            was, ended = None, np.flatnonzero(overdue)
         if ended.shape[0] == 0:
             return Transitions.empty()
-        late = np.flatnonzero(~was & overdue)
+        late = ended if was is None else np.flatnonzero(~was & overdue)
         self.raised[idx[ended]] = False
+        self.n_raised = int(np.count_nonzero(self.raised))
         s = idx[late]
         raised = Transitions.build(s, self.code, np.zeros(late.shape[0]), self.severity[s],
                                    np.full(late.shape[0], np.nan), after[late],
@@ -72,6 +86,7 @@ class NoDataRule:
         if s.shape[0] == 0:
             return Transitions.empty()
         self.raised[s] = True
+        self.n_raised += s.shape[0]
         return Transitions.build(s, self.code, np.zeros(s.shape[0]), self.severity[s],
                                  np.full(s.shape[0], np.nan), self.after[s],
                                  self.heard[s] + self.after[s])
