@@ -37,21 +37,26 @@ def occurrence_rank(sensor: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _run(kind: Any, bit: int, bits: np.ndarray | None, sub: ReadingBatch) -> Transitions:
+def _run(kind: Any, bit: int, bits: np.ndarray | None, sub: ReadingBatch,
+         previous: np.ndarray | None = None) -> Transitions:
     """Evaluate one kind on the readings of the sensors it applies to (its ``enabled`` mask).
 
     Kinds that set ``harmless_for_others`` are given the whole round when most of it is
     theirs (or when no kind needs splitting: `bits` None): their state for other sensors is
-    inert, and not splitting the batch is cheaper."""
-    if bits is None:
-        return kind.evaluate(sub)
-    on = (bits & bit) != 0
-    count = int(np.count_nonzero(on))
-    if count == 0:
-        return Transitions.empty()
-    if count < on.shape[0] and not (getattr(kind, "harmless_for_others", False)
-                                    and count * 2 >= on.shape[0]):
-        sub = sub.take(np.flatnonzero(on))
+    inert, and not splitting the batch is cheaper.  Kinds that set ``uses_last_ts`` also get
+    each reading's `previous` reading time."""
+    if bits is not None:
+        on = (bits & bit) != 0
+        count = int(np.count_nonzero(on))
+        if count == 0:
+            return Transitions.empty()
+        if count < on.shape[0] and not (getattr(kind, "harmless_for_others", False)
+                                        and count * 2 >= on.shape[0]):
+            keep = np.flatnonzero(on)
+            sub = sub.take(keep)
+            previous = None if previous is None else previous[keep]
+    if getattr(kind, "uses_last_ts", False):
+        return kind.evaluate(sub, previous)
     return kind.evaluate(sub)
 
 
@@ -84,6 +89,9 @@ class RuleEngine:
                          for k, _ in self.kinds_all + self.kinds_usable)
         n = len(park)
         self.last_ts = np.full(n, -np.inf)
+        for kind in live:
+            if getattr(kind, "uses_last_ts", False):
+                kind.last_ts = self.last_ts
         self._stamp = np.full(n, -1, np.int32)
         self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0}
 
@@ -123,13 +131,16 @@ class RuleEngine:
         return Transitions.concat(parts)
 
     def _round(self, sub: ReadingBatch) -> list[Transitions]:
-        fresh = sub.ts >= np.take(self.last_ts, sub.sensor)
+        previous = np.take(self.last_ts, sub.sensor)
+        fresh = sub.ts >= previous
         if not fresh.all():
             self.stats["out_of_order"] += int(fresh.shape[0] - np.count_nonzero(fresh))
-            sub = sub.take(np.flatnonzero(fresh))
+            keep = np.flatnonzero(fresh)
+            sub, previous = sub.take(keep), previous[keep]
         self.last_ts[sub.sensor] = sub.ts
         bits = np.take(self.bits, sub.sensor) if self.split else None
-        parts = [t for kind, bit in self.kinds_all if len(t := _run(kind, bit, bits, sub))]
+        parts = [t for kind, bit in self.kinds_all
+                 if len(t := _run(kind, bit, bits, sub, previous))]
         usable = (sub.quality == Quality.GOOD) & np.isfinite(sub.value)
         if not usable.all():
             # heartbeats and test presses only prove liveness; anything else is unusable data

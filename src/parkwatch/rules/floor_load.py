@@ -125,7 +125,8 @@ class FloorLoadRule:
         when = self.good_ts[m]
         if self.n_failed:
             when = np.where(self.failed[m], self.fail_ts[m], when)
-        g_when = np.maximum.reduceat(np.where(touched, when, -np.inf), self.starts)
+        g_when = np.full(len(self.warn), -np.inf)
+        np.maximum.at(g_when, self.member_group[touched], when[touched])
         groups = np.flatnonzero(g_when > -np.inf)
         return self._judge(groups, g_when[groups])
 
@@ -138,11 +139,10 @@ class FloorLoadRule:
         unheard = np.isnan(load)
         at_group = np.full(g, np.nan)
         at_group[groups] = at
-        # the usual case: every cell heard from, none lost, the oldest reading of each judged
-        # group fresh enough; then every group's sum is complete
+        # the usual case: every cell heard from, none lost, the oldest reading of all fresh
+        # enough for the latest group judged; then every group's sum is complete
         if (not self.n_failed and not unheard.any()
-                and (np.minimum.reduceat(good_ts, self.starts)[groups] + self.stale_after
-                     > at).all()):
+                and good_ts.min() + self.stale_after > at.max()):
             n_bad = n_wait = np.zeros(groups.shape[0], np.int64)
             totals = np.bincount(self.member_group, weights=load, minlength=g)[groups]
         else:

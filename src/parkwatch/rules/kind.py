@@ -34,6 +34,10 @@ class RuleKind(Protocol):
       (NaN limits, never a transition), so the engine may hand it a whole round rather than
       splitting the batch when most of the round is the kind's.
 
+    * ``uses_last_ts = True`` (with ``all_qualities``): the engine hands the kind its array of
+      each sensor's latest reading time as ``last_ts`` (updated by the engine before the kinds
+      of a round run) and calls ``evaluate(batch, previous)`` with each reading's previous
+      time (-inf for a first reading), so the kind need not keep the same clock itself.
     * ``restored()``: called after the state arrays were overwritten by a restore, to rebuild
       what the kind derives from them (screens, counters); derived arrays are never saved.
 

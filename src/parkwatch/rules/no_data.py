@@ -28,10 +28,13 @@ class NoDataRule:
     all_qualities: ClassVar[bool] = True
     #: sensors without an expected interval have a NaN limit: never overdue
     harmless_for_others: ClassVar[bool] = True
+    #: a sensor was last heard at its latest reading (or the start): the engine's clock
+    uses_last_ts: ClassVar[bool] = True
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
         n = len(park)
+        self.start = start
         self.after = np.full(n, np.nan)
         self.severity = np.zeros(n, np.int8)
         for info in park.sensors:
@@ -41,34 +44,37 @@ class NoDataRule:
                 self.after[info.index] = max(settings.missed * interval, settings.min_s)
                 self.severity[info.index] = _SEVERITY[settings.severity]
         self.enabled = ~np.isnan(self.after)
-        # when each sensor was last heard and its limit side by side: one gather a reading
-        self._heard_after = np.stack([np.full(n, start), self.after], axis=1)
-        self.heard = self._heard_after[:, 0]
-        self._pairs = self._heard_after.view(np.complex128).ravel()
+        # a silence shorter than every limit (less a millisecond, for rounding) is no news
+        self.shortest = float(np.min(self.after[self.enabled])) - 1e-3 if self.enabled.any() \
+            else np.inf
+        self.last_ts = np.full(n, -np.inf)  # the engine's, once it binds it
         self.raised = np.zeros(n, bool)
         self.restored()
 
     def restored(self) -> None:
         self.n_raised = int(np.count_nonzero(self.raised))
 
-    def state(self) -> dict[str, StateArray]:
-        return {"heard": StateArray(self.heard, clock=True), "raised": StateArray(self.raised)}
+    @property
+    def heard(self) -> np.ndarray:
+        """When each sensor was last heard from: its latest reading, or the engine's start."""
+        return np.maximum(self.last_ts, self.start)
 
-    def evaluate(self, batch: ReadingBatch) -> Transitions:
+    def state(self) -> dict[str, StateArray]:
+        return {"raised": StateArray(self.raised)}
+
+    def evaluate(self, batch: ReadingBatch, previous: np.ndarray) -> Transitions:
         idx, ts = batch.sensor, batch.ts
-        pairs = np.take(self._pairs, idx)
-        heard, after = pairs.real, pairs.imag
+        heard = np.maximum(previous, self.start)
+        if not self.n_raised and not (ts - heard >= self.shortest).any():
+            return Transitions.empty()  # the usual case: nobody was silent, nobody raised
+        after = np.take(self.after, idx)
         # a silence that ended with this reading but was not noticed in time is still reported
         overdue = heard + after <= ts
-        self.heard[idx] = np.maximum(heard, ts)
-        if self.n_raised:
-            was = np.take(self.raised, idx)
-            ended = np.flatnonzero(was | overdue)
-        else:
-            was, ended = None, np.flatnonzero(overdue)
+        was = np.take(self.raised, idx)
+        ended = np.flatnonzero(was | overdue)
         if ended.shape[0] == 0:
             return Transitions.empty()
-        late = ended if was is None else np.flatnonzero(~was & overdue)
+        late = np.flatnonzero(~was & overdue)
         self.raised[idx[ended]] = False
         self.n_raised = int(np.count_nonzero(self.raised))
         s = idx[late]
@@ -82,14 +88,15 @@ class NoDataRule:
             np.argsort(np.concatenate([late, ended]), kind="stable"))
 
     def tick(self, now: float) -> Transitions:
-        s = np.flatnonzero(self.enabled & ~self.raised & (self.heard + self.after <= now))
+        heard = self.heard
+        s = np.flatnonzero(self.enabled & ~self.raised & (heard + self.after <= now))
         if s.shape[0] == 0:
             return Transitions.empty()
         self.raised[s] = True
         self.n_raised += s.shape[0]
         return Transitions.build(s, self.code, np.zeros(s.shape[0]), self.severity[s],
                                  np.full(s.shape[0], np.nan), self.after[s],
-                                 self.heard[s] + self.after[s])
+                                 heard[s] + self.after[s])
 
     def next_due(self) -> float:
         waiting = self.enabled & ~self.raised

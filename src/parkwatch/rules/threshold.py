@@ -113,9 +113,10 @@ class ThresholdRule:
         if not self.timed:
             return self._plain(idx, v, ts, cur, new_hi, new_lo)
         early_hi, late_hi = self.hi.observe(idx, new_hi, v, ts)
-        if new_lo is None:
-            new_lo = np.zeros_like(new_hi)
-        early_lo, late_lo = self.lo.observe(idx, new_lo, v, ts)
+        if new_lo is None:  # no low limits anywhere: the low side never leaves 0
+            early_lo = late_lo = Fired.none()
+        else:
+            early_lo, late_lo = self.lo.observe(idx, new_lo, v, ts)
         return Transitions.concat([self._fired(idx, early_hi, early_lo),
                                    self._fired(idx, late_hi, late_lo)])
 
