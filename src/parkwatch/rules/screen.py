@@ -28,15 +28,19 @@ def _down32(x: np.ndarray) -> np.ndarray:
 
 
 class Screen:
-    """The two bounds of every sensor as float32 side by side: eight bytes a sensor, so the
-    random gather of a large batch touches as few cache lines as possible."""
+    """The bounds of every sensor as float32 side by side: eight bytes a sensor (four with a
+    single bound), so the random gather of a large batch touches as few cache lines as
+    possible."""
 
-    def __init__(self, n: int) -> None:
-        self.bounds = np.full((n, 2), BUSY, np.float32)
-        self._pairs = self.bounds.view(np.float64).ravel()
+    def __init__(self, n: int, bounds: int = 2) -> None:
+        self.bounds = np.full((n, bounds), BUSY, np.float32)
+        self._pairs = self.bounds.view(np.float64 if bounds == 2 else np.float32).ravel()
 
-    def busy(self, idx: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
-        """Positions of the readings that must be evaluated (sensors `idx`, distinct)."""
+    def busy(self, idx: np.ndarray, x0: np.ndarray, x1: np.ndarray | None = None) -> np.ndarray:
+        """Positions of the readings that must be evaluated (sensors `idx`, distinct); `x1`
+        only with two bounds."""
+        if x1 is None:
+            return np.flatnonzero(~(x0 < np.take(self._pairs, idx)))
         b = np.take(self._pairs, idx).view(np.float32)
         quiet = x0 < b[0::2]
         quiet &= x1 < b[1::2]
@@ -48,7 +52,11 @@ class Screen:
         b = np.take(self._pairs, idx).view(np.float32)
         return x0 < b[0::2], x1 < b[1::2]
 
-    def set(self, idx: np.ndarray, b0: np.ndarray | float, b1: np.ndarray | float) -> None:
+    def set(self, idx: np.ndarray, b0: np.ndarray | float,
+            b1: np.ndarray | float | None = None) -> None:
+        if b1 is None:
+            self._pairs[idx] = _down32(b0)
+            return
         pairs = np.empty((idx.shape[0], 2), np.float32)
         pairs[:, 0], pairs[:, 1] = _down32(b0), _down32(b1)
         self._pairs[idx] = pairs.view(np.float64).ravel()

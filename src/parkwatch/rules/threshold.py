@@ -61,11 +61,12 @@ class ThresholdRule:
         self.lo = Durations(up.copy(), down.copy())
         self.timed = self.hi.active
         # a sensor at rest (level 0, nothing pending) ignores values strictly between its
-        # innermost low and high limits: screened as -v < -low and v < high
+        # innermost low and high limits: screened as -v < -low and v < high (v < high alone
+        # when no sensor has low limits)
         with np.errstate(invalid="ignore"):
             low, high = np.fmax(self.lw, self.lc), np.fmin(self.hw, self.hc)
         self.rest = (np.where(np.isnan(low), NEVER, -low), np.where(np.isnan(high), NEVER, high))
-        self.screen = Screen(n)
+        self.screen = Screen(n, 2 if self.any_low else 1)
         self.restored()
 
     def restored(self) -> None:
@@ -77,8 +78,11 @@ class ThresholdRule:
         if self.timed:
             for d in (self.hi, self.lo):
                 rest &= (d.level[s] == 0) & (d.pending[s] == 0)
-        self.screen.set(s, np.where(rest, self.rest[0][s], BUSY),
-                        np.where(rest, self.rest[1][s], BUSY))
+        high = np.where(rest, self.rest[1][s], BUSY)
+        if self.any_low:
+            self.screen.set(s, np.where(rest, self.rest[0][s], BUSY), high)
+        else:
+            self.screen.set(s, high)
 
     def state(self) -> dict[str, StateArray]:
         out = {"level": StateArray(self.level)}
@@ -87,7 +91,8 @@ class ThresholdRule:
         return out
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
-        busy = self.screen.busy(batch.sensor, -batch.value, batch.value)
+        busy = (self.screen.busy(batch.sensor, -batch.value, batch.value) if self.any_low
+                else self.screen.busy(batch.sensor, batch.value))
         if busy.shape[0] == 0:
             return Transitions.empty()
         if busy.shape[0] < len(batch):
