@@ -92,6 +92,21 @@ THRESHOLD = config(LORA, """
                   deadband: 0.1, for_s: 0.7, clear_for_s: 0.3}}
 """)
 
+# high limits only, nowhere a low one: the engine screens with one bound a sensor
+THRESHOLD_HIGH = config(LORA, """
+  flapping: null
+  floor_load: {enabled: false}
+  load_cell: {high_warning: 8, high_critical: 10, deadband: 0.5, for_s: 2, clear_for_s: 3}
+""", """
+  - {id: LC1, kind: load_cell, building: A, floor: 1F, driver: lora}
+  - {id: LC2, kind: load_cell, building: A, floor: 1F, driver: lora,
+     thresholds: {high_warning: null, deadband: 0, for_s: 0, clear_for_s: 4}}
+  - {id: LC3, kind: load_cell, building: A, floor: 1F, driver: lora,
+     thresholds: {high_warning: 1.1, high_critical: 1.3, deadband: 0.1, for_s: 0.7,
+                  clear_for_s: 0.3}}
+  - {id: FB1, kind: fire_button, building: A, floor: 1F, driver: lora}
+""")
+
 # the same limits without any duration: the engine's plain (untimed) path
 THRESHOLD_PLAIN = config(LORA, """
   flapping: null
@@ -240,8 +255,8 @@ EVERYTHING = config(LORA + BUS + IND, """
 """)
 
 CONFIGS = {
-    "threshold": THRESHOLD, "threshold_plain": THRESHOLD_PLAIN, "rate": RATE, "button": BUTTON,
-    "comm": COMM, "no_data": NO_DATA,
+    "threshold": THRESHOLD, "threshold_plain": THRESHOLD_PLAIN, "threshold_high": THRESHOLD_HIGH,
+    "rate": RATE, "button": BUTTON, "comm": COMM, "no_data": NO_DATA,
     "flapping4": flapping_config(4, 0.5, 0.25), "flapping8": flapping_config(8, 0.4, 0.2),
     "floor": floor_config(4, 2, 3), "floor_odd": floor_config(3.3, 0, 1.7),
     "everything": EVERYTHING,
@@ -488,10 +503,11 @@ def check(park: ParkModel, spec: Spec, rules: tuple[str, ...], examples: int = 2
 # --- one property per rule kind -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["threshold", "threshold_plain"])
+@pytest.mark.parametrize("name", ["threshold", "threshold_plain", "threshold_high"])
 def test_threshold_and_durations(parks: dict[str, ParkModel], name: str) -> None:
     park = parks[name]
-    check(park, spec_for(park), ("high_threshold", "low_threshold"))
+    check(park, spec_for(park), ("high_threshold",) if name == "threshold_high" else
+          ("high_threshold", "low_threshold"))
 
 
 def test_rate_of_rise(parks: dict[str, ParkModel]) -> None:
