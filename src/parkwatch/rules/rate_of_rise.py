@@ -17,7 +17,7 @@ from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_of
-from parkwatch.rules.screen import BUSY, NEVER, Screen
+from parkwatch.rules.screen import BUSY, NEVER, Screen, evaluate_busy
 from parkwatch.rules.transitions import Transitions
 
 #: samples kept per sensor, oldest first (each a window / SLOTS after the one before); two,
@@ -103,13 +103,7 @@ class RateOfRiseRule:
         if sample.shape[0]:
             self._keep_samples(batch.take(sample))
         busy = np.flatnonzero(~low)
-        if busy.shape[0] == 0:
-            return Transitions.empty()
-        if busy.shape[0] < len(batch):
-            batch = batch.take(busy)
-        out = self._evaluate(batch)
-        self._rescreen(batch.sensor)
-        return out
+        return evaluate_busy(batch, busy, self._evaluate, self._rescreen)
 
     def _keep_samples(self, batch: ReadingBatch) -> None:
         """Readings at rest whose value is too low to judge: only keep them as samples when

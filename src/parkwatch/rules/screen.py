@@ -12,7 +12,12 @@ persistent arrays after a restore, never saved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from parkwatch.readings import ReadingBatch
+from parkwatch.rules.transitions import Transitions
 
 #: a bound that lets everything through to the full evaluation
 BUSY = -np.inf
@@ -60,3 +65,17 @@ class Screen:
         pairs = np.empty((idx.shape[0], 2), np.float32)
         pairs[:, 0], pairs[:, 1] = _down32(b0), _down32(b1)
         self._pairs[idx] = pairs.view(np.float64).ravel()
+
+
+def evaluate_busy(batch: ReadingBatch, busy: np.ndarray,
+                  evaluate: Callable[[ReadingBatch], Transitions],
+                  rescreen: Callable[[np.ndarray], None]) -> Transitions:
+    """A kind's full evaluation of the readings at positions `busy` only, then new bounds for
+    their sensors (their state may have changed)."""
+    if busy.shape[0] == 0:
+        return Transitions.empty()
+    if busy.shape[0] < len(batch):
+        batch = batch.take(busy)
+    out = evaluate(batch)
+    rescreen(batch.sensor)
+    return out

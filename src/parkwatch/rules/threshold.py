@@ -17,7 +17,7 @@ from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_of
-from parkwatch.rules.screen import BUSY, NEVER, Screen
+from parkwatch.rules.screen import BUSY, NEVER, Screen, evaluate_busy
 from parkwatch.rules.transitions import Transitions
 
 
@@ -93,13 +93,7 @@ class ThresholdRule:
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         busy = (self.screen.busy(batch.sensor, -batch.value, batch.value) if self.any_low
                 else self.screen.busy(batch.sensor, batch.value))
-        if busy.shape[0] == 0:
-            return Transitions.empty()
-        if busy.shape[0] < len(batch):
-            batch = batch.take(busy)
-        out = self._evaluate(batch)
-        self._rescreen(batch.sensor)
-        return out
+        return evaluate_busy(batch, busy, self._evaluate, self._rescreen)
 
     def _evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, v, ts = batch.sensor, batch.value, batch.ts
