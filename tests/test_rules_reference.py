@@ -515,6 +515,18 @@ def test_rate_of_rise(parks: dict[str, ParkModel]) -> None:
     check(park, spec_for(park, max_ops=22), ("rate_of_rise",))
 
 
+def test_rate_of_rise_across_screen_rebases(parks: dict[str, ParkModel]) -> None:
+    """The rate screen keeps times as float32 from a base it moves every 2**20 s: rises either
+    side of such moves are judged as the reference judges them."""
+    park = parks["rate"]
+    ops: list[Op] = []
+    for base in (T0, T0 + 2.0**21, T0 + 2.0**22 + 0.5):
+        values = [5.0] * 6 + [5.0 + k for k in range(1, 7)] + [11.0] * 10
+        ops += [("batch", [(0, v, base + k, GOOD)]) for k, v in enumerate(values)]
+    fired = run_both(park, ops)
+    assert fired["rate_of_rise"] >= 6  # raised and cleared after each move
+
+
 def test_button_latch(parks: dict[str, ParkModel]) -> None:
     park = parks["button"]
     check(park, spec_for(park, bad_odds=4), ("button_latch",))

@@ -90,11 +90,15 @@ class RateOfRiseRule:
     def _rebase(self, t: float) -> None:
         self.base = t
         self.restored()
+
     def state(self) -> dict[str, StateArray]:
         return {"t": StateArray(self.t), "v": StateArray(self.v),
                 "level": StateArray(self.level), **self.durations.state("d")}
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
+        # the first reading stands for the batch: drivers reject device times further than
+        # their max skew from the gateway clock, so no device can drag the base around (and a
+        # base far off only makes the screen pass more readings to the full evaluation)
         if abs(batch.ts[0] - self.base) > _REBASE_S:
             self._rebase(float(batch.ts[0]))
         low, early = self.screen.split(batch.sensor, batch.value, batch.ts - self.base)

@@ -1,9 +1,9 @@
 """Screens: per sensor, the readings that cannot change anything, told apart in one gather.
 
 In steady state almost every reading leaves its sensor where it was: below its limits, no
-duration pending, no sample due.  A kind keeps, per sensor, two bounds derived from its state
-such that a reading with ``x0 < bound0`` and ``x1 < bound1`` provably changes nothing; the hot
-path is one random gather of those two bounds (side by side, so one cache line) and two
+duration pending, no sample due.  A kind keeps, per sensor, one or two bounds derived from its state
+such that a reading with ``x0 < bound0`` (and ``x1 < bound1``) provably changes nothing; the
+hot path is one random gather of those bounds (side by side, so one cache line) and the
 comparisons, and only the rest of the batch goes through the kind's full evaluation.  The
 bounds err on the safe side (a reading near a bound is simply evaluated), so screening never
 changes a result, only how much work finds it.  They are derived state: rebuilt from the kind's
