@@ -82,7 +82,7 @@ def test_sigterm_restart_neither_reraises_nor_forgets_a_pending_duration(broker,
         err = stop(first, signal.SIGTERM)
         assert "Traceback" not in err, err
         state = tmp_path / "state"
-        assert (state / "rules.npz").exists() and (state / "alarms.json").exists()
+        assert (state / "rules.npz").exists() and (state / "alarms.db").exists()
 
         fire = sensor_events(sub, "A-3F-FB1")
         water = sensor_events(sub, "A-1F-WL1")

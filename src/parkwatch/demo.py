@@ -30,7 +30,7 @@ from parkwatch.mqtt.link import set_nodelay
 
 COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
 RESET = "\033[0m"
-DUTY_OFFICER = "值班员 王工"
+DUTY_OFFICER = "王工"  # an operator of the example config (alarms.operators)
 
 
 def example_path() -> Path:

@@ -1,9 +1,12 @@
-"""The alarm lifecycle: raise, change severity, clear, acknowledge, close.
+"""The alarm lifecycle: raise, change severity, escalate, remind, clear, acknowledge, close.
 
-An alarm is identified by a stable ``alarm_id`` and counts its changes in ``seq``.  It is
-*open* until it is both cleared and acknowledged, then it is *closed*.  While a condition holds
-on a (sensor, rule) there is exactly one active alarm for it; if the condition returns after a
-clear, that is a new alarm.  A fire alarm clears only when its button is reset.
+An alarm is identified by a stable ``alarm_id`` and counts its changes in ``seq``.  Its state is
+active or cleared × unacknowledged or acknowledged; it is *open* until it is both cleared and
+acknowledged, then it is *closed*.  While a condition holds on a (sensor, rule) there is exactly
+one active alarm for it; if the condition returns after a clear, that is a new alarm.
+
+A fire alarm (the button latch) clears only when its button is reset at the device or an
+operator resets it explicitly: never by time, and never because its sensor's config changed.
 """
 
 from __future__ import annotations
@@ -36,10 +39,30 @@ class Alarm:
     ack_note: str | None = None
     escalation_level: int = 0
     drill: bool = False
+    drill_id: str | None = None
+    #: escalation: the ladder (index in config, -1 none), when the next step and the next
+    #: reminder fall due (None: not any more), measured from `escalation_base`
+    ladder: int = -1
+    escalation_base: float = 0.0
+    next_step_at: float | None = None
+    next_reminder_at: float | None = None
+    #: subscribers already told of this alarm: they hear the rest of its story
+    told: tuple[str, ...] = ()
+    reset_by: str | None = None
 
     @property
     def closed(self) -> bool:
         return not self.active and self.acknowledged
+
+    @property
+    def latching(self) -> bool:
+        """Fire-button alarms: cleared only by a device reset or an operator reset."""
+        return self.rule == "button_latch"
+
+    @property
+    def next_due(self) -> float | None:
+        due = [t for t in (self.next_step_at, self.next_reminder_at) if t is not None]
+        return min(due) if due else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +115,7 @@ class AlarmBook:
 
     def _clear(self, key: tuple[int, str], alarm: Alarm, now: float) -> list[Change]:
         alarm.active = False
+        alarm.next_step_at = alarm.next_reminder_at = None  # nothing left to escalate
         del self.active_by_key[key]
         changes = [self._change(alarm, "cleared", now)]
         if alarm.closed:
@@ -100,13 +124,36 @@ class AlarmBook:
 
     def clear_sources(self, sources: set[int]) -> list[Change]:
         """Clear the active alarms of sensors (or floors) whose rule state starts afresh, e.g.
-        after their limits changed: the condition is judged anew from the next reading."""
+        after their limits changed: the condition is judged anew from the next reading.
+
+        Fire alarms stay: only a reset clears them (the caller re-latches their buttons)."""
         changes: list[Change] = []
         now = self.clock()
         for key, alarm in list(self.active_by_key.items()):
-            if key[0] in sources:
+            if key[0] in sources and not alarm.latching:
                 changes += self._clear(key, alarm, now)
         return changes
+
+    def reset(self, alarm_id: str, by: str) -> list[Change]:
+        """An operator's explicit reset of an active fire alarm (the button could not be reset
+        at the device); the caller resets the button's latch in the rule engine."""
+        alarm = self.open.get(alarm_id)
+        if alarm is None:
+            raise KeyError(alarm_id)
+        if not alarm.active:
+            return []
+        if not alarm.latching:
+            raise ValueError(f"a {alarm.rule} alarm clears when its condition does; only fire "
+                             "alarms are reset")
+        alarm.reset_by = by
+        return self._clear((alarm.sensor, alarm.rule), alarm, self.clock())
+
+    def escalate(self, alarm: Alarm, level: int) -> Change:
+        alarm.escalation_level = level
+        return self._change(alarm, "escalated", self.clock())
+
+    def remind(self, alarm: Alarm) -> Change:
+        return self._change(alarm, "reminder", self.clock())
 
     def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> list[Change]:
         """Acknowledge an open alarm; closes it when it has already cleared."""
@@ -117,6 +164,7 @@ class AlarmBook:
             return []
         now = self.clock()
         alarm.acknowledged, alarm.acked_by, alarm.acked_at, alarm.ack_note = True, by, now, note
+        alarm.next_step_at = alarm.next_reminder_at = None  # escalation stops at the ack
         changes = [self._change(alarm, "acknowledged", now)]
         if alarm.closed:
             changes.append(self._close(alarm, now))

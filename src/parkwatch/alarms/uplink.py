@@ -2,8 +2,10 @@
 
 Each alarm change goes to `{prefix}/{park}/events` (QoS 1, not retained) and the alarm's current
 state to `{prefix}/{park}/alarms/{alarm_id}` (QoS 1, retained; an empty retained payload once
-the alarm is closed, so late subscribers see exactly the open alarms).  The gateway status is
+the alarm is closed, so late subscribers see exactly the open alarms); the uplink courier
+(:mod:`parkwatch.alarms.delivery`) publishes both from the outbox.  The gateway status is
 retained on `{prefix}/{park}/gateway` with `{"state":"offline"}` as the MQTT last will.
+Operators acknowledge on `{prefix}/{park}/commands/ack`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from parkwatch.alarms.event import EventBuilder, encode
-from parkwatch.alarms.lifecycle import Change
+import paho.mqtt.client as mqtt
+
 from parkwatch.config.model import ParkConfig
 from parkwatch.mqtt.link import MqttLink
 
@@ -36,33 +39,27 @@ class Topics:
 
 
 class UplinkPublisher:
-    def __init__(self, cfg: ParkConfig, builder: EventBuilder) -> None:
+    def __init__(self, cfg: ParkConfig,
+                 on_ack: Callable[[bytes], None] = lambda _payload: None) -> None:
         self.cfg = cfg
-        self.builder = builder
         self.topics = Topics(cfg)
-        self.published = 0
+        self.on_ack = on_ack
         self.link = MqttLink(
             "uplink", cfg.brokers[cfg.uplink.broker],
             cfg.brokers[cfg.uplink.broker].client_id(cfg.gateway.id, "uplink"),
             clean_session=False, will=(self.topics.gateway, OFFLINE),
+            on_connected=self._subscribe,
         )
+        self.link.client.message_callback_add(self.topics.ack, self._on_ack)
+
+    def _subscribe(self, link: MqttLink) -> None:
+        link.client.subscribe(self.topics.ack, qos=1)
+
+    def _on_ack(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.on_ack(msg.payload)  # paho's thread only hands it on
 
     def start(self) -> None:
         self.link.start()
-
-    def publish_changes(self, changes: list[Change]) -> list[dict[str, Any]]:
-        events = []
-        for change in changes:
-            event = self.builder.build(change)
-            payload = encode(event)
-            self.link.publish(self.topics.events, payload)
-            state = b"" if change.event == "closed" else payload
-            self.link.publish(self.topics.alarm(change.alarm.alarm_id), state, retain=True)
-            self.published += 1
-            events.append(event)
-            log.info("alarm %s %s %s %s at %s", event["event"], event["severity"],
-                     event["rule"], event["sensor_id"], event["observed_at"])
-        return events
 
     def forget(self, alarm_id: str) -> None:
         """Remove the retained state of an alarm this gateway can no longer describe (its

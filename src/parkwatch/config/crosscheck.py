@@ -123,6 +123,7 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
             out.append((("brokers", name, *key.split(".")), msg))
 
     out += _check_templates(cfg)
+    out += _check_delivery(cfg, floors, tenants)
     from parkwatch.drivers.registry import cross_check_drivers
 
     out += cross_check_drivers(cfg)
@@ -151,4 +152,82 @@ def _check_templates(cfg: ParkConfig) -> list[Problem]:
         if unknown:
             out.append((loc, f"unknown placeholder {{{unknown[0]}}} (known: "
                         f"{', '.join(sorted(PLACEHOLDERS))})"))
+    return out
+
+
+def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
+                    tenants: set[str]) -> list[Problem]:
+    """Subscribers, targets, ladders, silences and drills name things that exist."""
+    from parkwatch.config.delivery import UPLINK, Filter, Scope
+    from parkwatch.rules.registry import RULE_NAMES
+
+    a = cfg.alarms
+    out: list[Problem] = []
+    out += _duplicates((o.id for o in a.operators), ("alarms", "operators"), "operator")
+    out += _duplicates((s.id for s in a.subscribers), ("alarms", "subscribers"), "subscriber")
+    out += _duplicates((s.id for s in a.silences), ("alarms", "silences"), "silence")
+    out += _duplicates((d.id for d in a.drills), ("alarms", "drills"), "drill")
+    subscribers = {s.id for s in a.subscribers}
+    buildings = {b for b, _ in floors}
+    zones = {f"{b}/{f}/{z}" for (b, f), zs in floors.items() for z in zs}
+
+    def known(what: str, have: set[str]) -> str:
+        return f"(known: {', '.join(sorted(have)) or 'none'})"
+
+    def places(loc: Loc, f: Filter | Scope) -> None:
+        for key, have, what in (("buildings", buildings, "building"),
+                                ("floors", {f"{b}/{fl}" for b, fl in floors}, "floor"),
+                                ("zones", zones, "zone"), ("tenants", tenants, "tenant")):
+            for i, item in enumerate(getattr(f, key)):
+                if item not in have:
+                    out.append(((*loc, key, i), f"unknown {what} '{item}' {known(what, have)}"))
+        for i, rule in enumerate(getattr(f, "rules", [])):
+            if rule not in RULE_NAMES:
+                out.append(((*loc, "rules", i), f"unknown rule '{rule}' "
+                            f"{known('rule', set(RULE_NAMES))}"))
+        for i, sensor in enumerate(getattr(f, "sensors", [])):
+            if sensor not in {s.id for s in cfg.sensors}:
+                out.append(((*loc, "sensors", i), f"unknown sensor '{sensor}'"))
+
+    def names(loc: Loc, ids: list[str] | None) -> None:
+        for i, ident in enumerate(ids or []):
+            if ident not in subscribers:
+                out.append(((*loc, i), f"unknown subscriber '{ident}' "
+                            f"{known('subscriber', subscribers)}"))
+
+    if UPLINK in a.targets:
+        out.append((("alarms", "targets", UPLINK), f"'{UPLINK}' is the built-in command-center "
+                    "contract; give this target another name"))
+    for name, target in a.targets.items():
+        problem = getattr(target, "secret_problem", lambda: None)()
+        if problem is not None:
+            out.append((("alarms", "targets", name, problem[0]), problem[1]))
+    for si, s in enumerate(a.subscribers):
+        loc: Loc = ("alarms", "subscribers", si)
+        if s.id == UPLINK:
+            out.append(((*loc, "id"), f"'{UPLINK}' is reserved for the command-center contract"))
+        if s.target not in a.targets:
+            out.append(((*loc, "target"), f"unknown target '{s.target}' "
+                        f"{known('target', set(a.targets))}"))
+        if s.tenant is not None and s.tenant not in tenants:
+            out.append(((*loc, "tenant"), f"unknown tenant '{s.tenant}' "
+                        f"{known('tenant', tenants)}"))
+        places((*loc, "filter"), s.filter)
+        for i, park in enumerate(s.filter.parks):
+            if park != cfg.park.id:
+                out.append(((*loc, "filter", "parks", i), f"this gateway watches park "
+                            f"'{cfg.park.id}' only; '{park}' never matches"))
+    for li, ladder in enumerate(a.escalation):
+        for i, step in enumerate(ladder.steps):
+            names(("alarms", "escalation", li, "steps", i, "notify"), step.notify)
+    for si, silence in enumerate(a.silences):
+        places(("alarms", "silences", si, "scope"), silence.scope)
+        names(("alarms", "silences", si, "subscribers"), silence.subscribers)
+    for di, drill in enumerate(a.drills):
+        places(("alarms", "drills", di, "scope"), drill.scope)
+        names(("alarms", "drills", di, "notify"), drill.notify)
+    if cfg.api is not None:
+        problem = cfg.api.secret_problem()
+        if problem is not None:
+            out.append((("api", problem[0]), problem[1]))
     return out

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
+from parkwatch.config.delivery import ApiConfig, DeliveryConfig
 from parkwatch.drivers.registry import DriverConfig
 
 SensorKind = Literal["load_cell", "fire_button", "water_level"]
@@ -325,7 +326,7 @@ class SensorConfig(Strict):
         return self.unit if self.unit is not None else DEFAULT_UNITS[self.kind]
 
 
-class AlarmsConfig(Strict):
+class AlarmsConfig(DeliveryConfig):
     language: Literal["zh", "en"] = Field("zh", description="language of the default messages")
     messages: dict[str, str] = Field(
         default_factory=dict,
@@ -349,7 +350,9 @@ class ParkConfig(Strict):
     rules: RulesConfig = Field(default_factory=RulesConfig,
                                description="default limits per sensor kind")
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig,
-                                 description="how alarm messages read")
+                                 description="how alarm messages read, who is told and when")
+    api: ApiConfig | None = Field(None, description="local HTTP API (alarms, acknowledgement); "
+                                  "omit to run without it")
 
     def thresholds_for(self, sensor: SensorConfig) -> ThresholdSettings | None:
         """The effective limits of a sensor (kind defaults merged with its overrides)."""

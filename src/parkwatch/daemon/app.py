@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from parkwatch import __version__
-from parkwatch.alarms.event import EventBuilder
-from parkwatch.alarms.lifecycle import AlarmBook
+from parkwatch.alarms.delivery import (
+    Courier,
+    LogSender,
+    MqttSender,
+    Sender,
+    UplinkSender,
+    WebhookSender,
+)
+from parkwatch.alarms.service import AlarmService, Outcome
+from parkwatch.alarms.store import AlarmStore, StoreReader
 from parkwatch.alarms.uplink import UplinkPublisher
+from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
+from parkwatch.daemon.httpapi import ApiServer, state_token
 from parkwatch.daemon.pipeline import Inbox, Pipeline
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
@@ -25,88 +39,184 @@ from parkwatch.timefmt import rfc3339_ms
 
 log = logging.getLogger("parkwatch")
 
+STORE_FILE = "alarms.db"
+
 
 class Daemon:
     def __init__(self, cfg: ParkConfig, state_dir: Path | None = None,
                  record: Path | None = None) -> None:
         self.cfg = cfg
         self.state_dir = state_dir or cfg.gateway.state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
         self.park = ParkModel(cfg)
         self.engine = RuleEngine(self.park, start=self.started_at)
-        self.book = AlarmBook(time.time)
-        self.keeper = StateKeeper(self.engine, self.book, self.state_dir)
+        self.keeper = StateKeeper(self.engine, self.state_dir)
         self.recorder = Recorder(record, self.park) if record is not None else None
         self.inbox = Inbox()
-        self.uplink = UplinkPublisher(cfg, EventBuilder(self.park))
+        self.store_path = self.state_dir / STORE_FILE
+        self.store = AlarmStore(self.store_path)
+        self.reader = StoreReader(self.store_path)
+        self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
+            lambda: self._mqtt_ack(p)))
+        self.couriers = self._couriers()
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
+                                   on_committed=self._wake_couriers, on_due=self._arm_escalation)
         self.drivers = [DRIVER_KINDS[d.type].driver_class()(d, self.park, self.inbox, cfg)
                         for d in cfg.drivers]
         # the gateway status is refreshed whenever a broker link or a port comes or goes
         for part in [self.uplink.link, *(getattr(d, "link", d) for d in self.drivers)]:
             part.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
-        self.pipeline = Pipeline(self.inbox, self.engine, self.book, self.uplink,
-                                 keeper=self.keeper, recorder=self.recorder)
-        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.pipeline = Pipeline(self.inbox, self.engine, self.alarms, keeper=self.keeper,
+                                 recorder=self.recorder)
+        self.api = self._api()
         self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval",
                                seconds=cfg.gateway.status_interval_s, id="status",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(lambda: self.inbox.call(self.keeper.checkpoint), "interval",
                                seconds=cfg.gateway.checkpoint_interval_s, id="checkpoint",
                                max_instances=1, coalesce=True)
+        self.scheduler.add_job(lambda: self.inbox.call(self._purge), "interval", seconds=3600,
+                               id="purge", max_instances=1, coalesce=True)
+
+    def _couriers(self) -> dict[str, Courier]:
+        """One courier per target: the command-center contract, then each configured one."""
+        link = self.uplink.link
+        out = {UPLINK: Courier(UPLINK, UplinkSender(link, self.uplink.topics), self.store_path,
+                               Backoff(initial_s=1.0, max_s=30.0), ready=link.connected)}
+        for name, target in self.cfg.alarms.targets.items():
+            sender: Sender
+            if isinstance(target, LogTarget):
+                sender, backoff, ready = LogSender(name), Backoff(), None
+            elif isinstance(target, MqttTarget):
+                sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
+            else:
+                sender, backoff, ready = WebhookSender(name, target), target.retry, None
+            out[name] = Courier(name, sender, self.store_path, backoff, ready=ready)
+        return out
+
+    def _api(self) -> ApiServer | None:
+        api = self.cfg.api
+        if api is None:
+            return None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        token = api.secret() or state_token(self.state_dir, create=True)
+        return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
+                         self.command, lambda: self.call(self.status))
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        reconciled = self.keeper.restore()
+        fresh = self.keeper.restore()
+        self.alarms.restore(fresh)
         self.uplink.start()
-        if reconciled:
-            self.uplink.publish_changes(reconciled)
-        for alarm_id in self.keeper.orphans:
+        for alarm_id in self.alarms.orphans:
             self.uplink.forget(alarm_id)
+        for courier in self.couriers.values():
+            courier.start()
         self.pipeline.start()
         for driver in self.drivers:
             driver.start()
         self.scheduler.start()
-        log.info("parkwatch %s started: park %s, gateway %s, %d sensor(s), %d driver(s)",
-                 __version__, self.cfg.park.id, self.cfg.gateway.id, len(self.park),
-                 len(self.drivers))
+        if self.api is not None:
+            self.api.start()
+        log.info("parkwatch %s started: park %s, gateway %s, %d sensor(s), %d driver(s), "
+                 "%d open alarm(s)", __version__, self.cfg.park.id, self.cfg.gateway.id,
+                 len(self.park), len(self.drivers), len(self.alarms.book.open))
 
     def stop(self, timeout: float = 1.5) -> None:
         """Stop inputs first, let the pipeline drain, then say offline and disconnect."""
         deadline = time.monotonic() + timeout
         self.scheduler.shutdown(wait=False)
+        if self.api is not None:
+            self.api.stop()
         for driver in self.drivers:
             driver.stop()
         self.pipeline.stop(max(0.1, deadline - time.monotonic() - 0.5))
         self.keeper.close()
         if self.recorder is not None:
             self.recorder.close()
+        for courier in self.couriers.values():  # what is undelivered waits in the outbox
+            courier.stop(max(0.1, deadline - time.monotonic() - 0.3))
         self.uplink.stop(max(0.1, deadline - time.monotonic()))
+        self.reader.close()
+        self.store.close()
         log.info("parkwatch stopped")
 
-    def acknowledge(self, alarm_id: str, by: str, note: str | None = None,
-                    timeout: float = 5.0) -> bool:
-        """Acknowledge an open alarm from any thread; False when no such open alarm."""
-        done = threading.Event()
-        result: list[bool] = []
+    # --- calls onto the pipeline thread ---------------------------------------------------
 
-        def ack() -> None:
+    def call(self, fn: Any, timeout: float = 5.0) -> Any:
+        """Run `fn` on the pipeline thread (the owner of alarms and counters); its result."""
+        done = threading.Event()
+        result: list[Any] = []
+        error: list[BaseException] = []
+
+        def run() -> None:
             try:
-                self.uplink.publish_changes(self.book.acknowledge(alarm_id, by, note))
-                self.keeper.book_changed()
-                result.append(True)
-            except KeyError:
-                result.append(False)
+                result.append(fn())
+            except BaseException as exc:
+                error.append(exc)
             finally:
                 done.set()
 
-        self.inbox.call(ack)
+        self.inbox.call(run)
         if not done.wait(timeout):
             raise TimeoutError("pipeline did not answer")
+        if error:
+            raise error[0]
         return result[0]
+
+    def command(self, command: str, alarm_id: str, by: str, note: str | None,
+                via: str) -> Outcome:
+        """An operator's ack or reset, from any thread."""
+        fn = self.alarms.acknowledge if command == "ack" else self.alarms.reset
+        return self.call(lambda: fn(alarm_id, by, note, via))  # type: ignore[no-any-return]
+
+    def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> bool:
+        """Acknowledge an open alarm from any thread; False when it was not acknowledged."""
+        return self.command("ack", alarm_id, by, note, "local") is Outcome.DONE
+
+    def _mqtt_ack(self, payload: bytes) -> None:
+        """`{"alarm_id": ..., "by": ..., "note": ...}` on the ack command topic."""
+        try:
+            msg = json.loads(payload)
+            alarm_id, by, note = msg["alarm_id"], msg["by"], msg.get("note")
+            if not (isinstance(alarm_id, str) and isinstance(by, str)
+                    and (note is None or isinstance(note, str))):
+                raise TypeError("alarm_id and by must be strings")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.alarms.refused.reject("bad_command", f"ack command on "
+                                       f"{self.uplink.topics.ack}: {exc!r}: {payload[:200]!r}")
+            return
+        self.alarms.acknowledge(alarm_id, by, note, via="mqtt")
+
+    # --- timers ---------------------------------------------------------------------------
+
+    def _wake_couriers(self) -> None:
+        for courier in self.couriers.values():
+            courier.wake()
+
+    def _arm_escalation(self, due: float | None) -> None:
+        """(Re)arm the one apscheduler job that runs the escalations due next."""
+        if due is None:
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job("escalation")
+            return
+        self.scheduler.add_job(lambda: self.inbox.call(self.alarms.escalate_due), "date",
+                               run_date=datetime.fromtimestamp(due, UTC), id="escalation",
+                               replace_existing=True, misfire_grace_time=None)
+
+    def _purge(self) -> None:
+        dropped = self.store.purge(time.time() - self.cfg.alarms.outbox_retention_s)
+        if dropped:
+            log.info("alarm store: %d closed alarm(s) past retention removed", dropped)
 
     def _tick(self) -> None:
         for driver in self.drivers:
             driver.rejections.flush()
+        self.alarms.refused.flush()
+        if self.api is not None:
+            self.api.refused.flush()
         self._publish_status()
 
     def _publish_status(self) -> None:
@@ -116,21 +226,29 @@ class Daemon:
         accepted = sum(d.accepted for d in self.drivers)
         rejected = sum(d.rejections.count for d in self.drivers)
         return {"accepted": accepted, "rejected": rejected, **self.engine.stats,
-                "alarm_changes": self.uplink.published, "pipeline_errors": self.pipeline.errors,
+                "alarm_changes": self.alarms.committed, "pipeline_errors": self.pipeline.errors,
                 "state_saves": self.keeper.saves, "state_errors": self.keeper.errors}
 
     def status(self) -> dict[str, Any]:
-        """The retained gateway status: who we are, and whether drivers and alarms are well."""
+        """The retained gateway status (the heartbeat): who we are, whether drivers and
+        deliveries are well, and how many alarms are open in which state."""
+        now = time.time()
+        outbox = self.reader.outbox_stats(now)
+        refused = self.alarms.refused.count + (self.api.refused.count if self.api else 0)
         return {
             "state": "online",
             "gateway": self.cfg.gateway.id,
             "park": self.cfg.park.id,
             "version": __version__,
             "started_at": rfc3339_ms(self.started_at),
-            "updated_at": rfc3339_ms(time.time()),
+            "updated_at": rfc3339_ms(now),
             "sensors": len(self.park),
-            "open_alarms": len(self.book.open),
-            "active_alarms": len(self.book.active_by_key),
+            "open_alarms": len(self.alarms.book.open),
+            "active_alarms": len(self.alarms.book.active_by_key),
+            "alarms": self.alarms.counts(),
             "readings": self.counts(),
             "drivers": {d.id: d.health() for d in self.drivers},
+            "targets": {name: {**c.health(), **outbox.get(name, {"pending": 0})}
+                        for name, c in self.couriers.items()},
+            "refused_commands": refused,
         }

@@ -1,6 +1,5 @@
-"""Keeps the daemon's durable state in its state directory: rule state and open alarms.
+"""Keeps the daemon's rule state in its state directory (alarms live in the alarm store).
 
-* ``alarms.json``: the open alarms, rewritten (atomically) after every batch that changed one.
 * ``rules.npz``: every rule-state array, copied on the pipeline thread after a batch with
   transitions (at most once a second) and every ``checkpoint_interval_s`` otherwise, and written
   by a background thread so a large park never stalls the alarm path; written once more on stop.
@@ -19,27 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from parkwatch.alarms.bookfile import load_book, save_book
-from parkwatch.alarms.lifecycle import AlarmBook, Change
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.snapshot import restore_state, save_state, snapshot_arrays
 
 log = logging.getLogger("parkwatch.state")
 
 RULES_FILE = "rules.npz"
-ALARMS_FILE = "alarms.json"
 
 
 class StateKeeper:
-    def __init__(self, engine: RuleEngine, book: AlarmBook, state_dir: Path,
-                 min_gap_s: float = 1.0) -> None:
-        self.engine, self.book, self.park = engine, book, engine.park
+    def __init__(self, engine: RuleEngine, state_dir: Path, min_gap_s: float = 1.0) -> None:
+        self.engine, self.park = engine, engine.park
         self.rules_path = state_dir / RULES_FILE
-        self.alarms_path = state_dir / ALARMS_FILE
         self.min_gap_s = min_gap_s
         self.saves = 0
         self.errors = 0
-        self.orphans: list[str] = []  # open alarms whose sensor left the config
         self._last = 0.0
         self._dirty = False
         self._pending: dict[str, np.ndarray] | None = None
@@ -50,10 +43,9 @@ class StateKeeper:
 
     # --- start --------------------------------------------------------------------------
 
-    def restore(self) -> list[Change]:
-        """Load rule state and open alarms; clear open alarms whose state could not be kept.
-
-        Returns the changes to publish (clears of alarms whose sensor's config changed)."""
+    def restore(self) -> set[int]:
+        """Load rule state; returns the sources (sensors, floors) whose state starts afresh
+        (new, or their config changed), whose open alarms the alarm service then settles."""
         try:
             restored = restore_state(self.engine, self.rules_path)
         except Exception as exc:  # a damaged snapshot must not keep the gateway down
@@ -62,41 +54,17 @@ class StateKeeper:
             log.error("rule state %s unreadable (%s); moved to %s, starting afresh",
                       self.rules_path, exc, aside.name)
             restored = restore_state(self.engine, self.rules_path)
-        try:
-            orphans = load_book(self.book, self.park, self.alarms_path)
-        except Exception as exc:
-            aside = self.alarms_path.with_name(f"{ALARMS_FILE}.damaged-{int(time.time())}")
-            self.alarms_path.replace(aside)
-            log.error("open alarms %s unreadable (%s); moved to %s", self.alarms_path, exc,
-                      aside.name)
-            orphans = []
         if restored.saved_at is not None:
-            log.info("rule state restored for %d sensor(s)/floor(s), saved %.0f s ago; "
-                     "%d open alarm(s)", restored.kept, time.time() - restored.saved_at,
-                     len(self.book.open))
+            log.info("rule state restored for %d sensor(s)/floor(s), saved %.0f s ago",
+                     restored.kept, time.time() - restored.saved_at)
         if restored.reset:
             log.warning("config changed for %s: their rule state starts afresh",
                         ", ".join(restored.reset))
-        for row in orphans:
-            log.warning("open alarm %s of %s dropped: no such sensor or floor in the config "
-                        "any more; its retained state is removed", row["alarm_id"], row["sensor"])
-        self.orphans = [row["alarm_id"] for row in orphans]
         kept = set(restored.kept_ids)
-        fresh = {i for i, ident in enumerate(self.park.idents()) if ident not in kept}
-        changes = self.book.clear_sources(fresh)
-        if changes or orphans:
-            self.book_changed()
         self._thread.start()
-        return changes
+        return {i for i, ident in enumerate(self.park.idents()) if ident not in kept}
 
     # --- on the pipeline thread -----------------------------------------------------------
-
-    def book_changed(self) -> None:
-        try:
-            save_book(self.book, self.park, self.alarms_path)
-        except OSError as exc:
-            self.errors += 1
-            log.error("cannot save open alarms to %s: %s", self.alarms_path, exc)
 
     def changed(self) -> None:
         """Rule state changed in a way worth keeping soon (a transition happened)."""
@@ -152,4 +120,3 @@ class StateKeeper:
         if self._thread.is_alive():
             self._thread.join(5.0)
         self._write(snapshot_arrays(self.engine))
-        self.book_changed()

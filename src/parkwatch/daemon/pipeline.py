@@ -1,4 +1,5 @@
-"""The alarm path, top to bottom: inbox → decode → rules → lifecycle → uplink.
+"""The alarm path, top to bottom: inbox → decode → rules → alarm service (lifecycle, routing,
+durable outbox; see :mod:`parkwatch.alarms.service`) → couriers.
 
 Batching is adaptive: the pipeline thread takes whatever has arrived, evaluates it, delivers the
 changes, and goes back for more.  It never waits for a batch to fill or a timer to tick, so a
@@ -17,8 +18,7 @@ import time
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from parkwatch.alarms.lifecycle import AlarmBook
-from parkwatch.alarms.uplink import UplinkPublisher
+from parkwatch.alarms.service import AlarmService
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Transitions
@@ -58,14 +58,13 @@ class Inbox:
 
 
 class Pipeline:
-    def __init__(self, inbox: Inbox, engine: RuleEngine, book: AlarmBook,
-                 uplink: UplinkPublisher, max_batch: int = 50_000,
+    def __init__(self, inbox: Inbox, engine: RuleEngine, alarms: AlarmService,
+                 max_batch: int = 50_000,
                  keeper: StateKeeper | None = None, recorder: Recorder | None = None,
                  clock: Any = time.time) -> None:
         self.inbox = inbox
         self.engine = engine
-        self.book = book
-        self.uplink = uplink
+        self.alarms = alarms
         self.max_batch = max_batch
         self.keeper = keeper
         self.recorder = recorder
@@ -142,11 +141,7 @@ class Pipeline:
     def deliver(self, transitions: Transitions) -> None:
         if not len(transitions):
             return
-        changes = self.book.apply(transitions)
-        if changes:
-            self.uplink.publish_changes(changes)
-            if self.keeper is not None:
-                self.keeper.book_changed()
+        self.alarms.apply(transitions)
         if self.keeper is not None:
             self.keeper.changed()
 

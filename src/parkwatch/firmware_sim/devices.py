@@ -130,4 +130,6 @@ def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[tup
     for i, d in enumerate(cfg.drivers):
         if hasattr(d, "port") and d.type != "mqtt":
             out[("drivers", i, "port")] = str(work / f"tty-{d.id}")
+    if cfg.api is not None:
+        out[("api", "port")] = 0  # a free port: benches run side by side
     return out

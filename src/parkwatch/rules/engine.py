@@ -108,6 +108,13 @@ class RuleEngine:
             if hasattr(kind, "restored"):
                 kind.restored()
 
+    def set_latched(self, sensor: int, on: bool) -> None:
+        """Set a fire button's latch from outside the readings: off for an operator's explicit
+        reset, on to keep a fire alarm latched when the button's config changed."""
+        latch = self.kinds["button_latch"]
+        latch.latched[sensor] = on
+        latch.restored()
+
     def _distinct(self, sensor: np.ndarray) -> bool:
         pos = np.arange(sensor.shape[0], dtype=np.int32)
         self._stamp[sensor] = pos

@@ -1,0 +1,224 @@
+"""Couriers: one thread per target carries the outbox's rows to it, in order, until each is
+delivered or expired.
+
+A target's failures never delay another target: each has its own thread, its own store
+connection and its own backoff.  Within a target, rows go out in commit order (an alarm's
+changes arrive in `seq` order, and the retained state on the uplink is always the latest).
+Delivery is at-least-once: a row is marked delivered only after the target confirmed it (the
+broker's PUBACK, a 2xx answer), so a crash in between sends it again with the same
+(alarm_id, seq), by which receivers deduplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from parkwatch.alarms.store import OutboxReader, Pending
+from parkwatch.alarms.uplink import Topics
+from parkwatch.config.delivery import Backoff, MqttTarget, WebhookTarget
+from parkwatch.mqtt.link import MqttLink
+
+log = logging.getLogger("parkwatch.delivery")
+
+SIGNATURE_HEADER = "X-Parkwatch-Signature"
+#: how long the broker may take to confirm (PUBACK) a QoS 1 publish before we try again
+PUBACK_TIMEOUT_S = 10.0
+
+
+class DeliveryError(Exception):
+    """The target did not take the delivery; it is retried after a backoff."""
+
+
+class Sender(Protocol):
+    def send(self, row: Pending) -> None: ...
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value: ``sha256=`` and the hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+class WebhookSender:
+    """POSTs the event JSON; any answer but 2xx, a timeout or a refused connection is a failure."""
+
+    def __init__(self, name: str, cfg: WebhookTarget) -> None:
+        self.name = name
+        self.url = str(cfg.url)
+        self.timeout = cfg.timeout_s
+        self.secret = cfg.secret()
+
+    def send(self, row: Pending) -> None:
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "parkwatch",
+            "X-Parkwatch-Subscriber": row.subscriber,
+            "X-Parkwatch-Delivery": f"{row.alarm_id}/{row.seq}",
+        }
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, row.payload)
+        req = urllib.request.Request(self.url, data=row.payload, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                resp.read(65536)
+        except urllib.error.HTTPError as exc:
+            raise DeliveryError(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
+
+
+class LogSender:
+    def __init__(self, name: str) -> None:
+        self.log = logging.getLogger(f"parkwatch.notify.{name}")
+
+    def send(self, row: Pending) -> None:
+        event = json.loads(row.payload)
+        self.log.info("to %s: %s (alarm %s seq %d, %s)", row.subscriber, event["message"],
+                      row.alarm_id, row.seq, row.reason)
+
+
+def _confirm(infos: list, what: str) -> None:
+    deadline = time.monotonic() + PUBACK_TIMEOUT_S
+    for info in infos:
+        try:
+            info.wait_for_publish(max(0.01, deadline - time.monotonic()))
+        except (RuntimeError, ValueError) as exc:
+            raise DeliveryError(f"{what}: {exc}") from None
+        if not info.is_published():
+            raise DeliveryError(f"{what}: no PUBACK within {PUBACK_TIMEOUT_S:g} s")
+
+
+class UplinkSender:
+    """The command-center contract: the event, then the alarm's retained state (empty when
+    closed), both QoS 1 and confirmed by the broker."""
+
+    def __init__(self, link: MqttLink, topics: Topics) -> None:
+        self.link = link
+        self.topics = topics
+
+    def send(self, row: Pending) -> None:
+        if not self.link.connected.is_set():
+            raise DeliveryError(f"{self.link.where} not connected")
+        closed = json.loads(row.payload)["event"] == "closed"
+        _confirm([self.link.publish(self.topics.events, row.payload),
+                  self.link.publish(self.topics.alarm(row.alarm_id),
+                                    b"" if closed else row.payload, retain=True)],
+                 self.link.where)
+
+
+class MqttSender:
+    """A subscriber's own topic on the uplink broker (e.g. a tenant's app)."""
+
+    def __init__(self, link: MqttLink, cfg: MqttTarget) -> None:
+        self.link = link
+        self.topic = cfg.topic
+
+    def send(self, row: Pending) -> None:
+        if not self.link.connected.is_set():
+            raise DeliveryError(f"{self.link.where} not connected")
+        _confirm([self.link.publish(self.topic.replace("{subscriber}", row.subscriber),
+                                    row.payload)], self.link.where)
+
+
+class Courier:
+    """Carries one target's outbox rows, retrying with backoff until delivered or expired."""
+
+    def __init__(self, name: str, sender: Sender, store_path: Path, backoff: Backoff,
+                 clock: Callable[[], float] = time.time,
+                 ready: threading.Event | None = None) -> None:
+        self.name = name
+        self.sender = sender
+        self.store_path = store_path
+        self.backoff = backoff
+        self.clock = clock
+        self.ready = ready  # e.g. the broker link's `connected`: wait for it, not backoff
+        self.delivered = 0
+        self.failures = 0
+        self.expired = 0
+        self.last_latency_s: float | None = None
+        self.failing = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"parkwatch-courier-{name}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(max(0.0, min(seconds, 60.0)))
+        self._wake.clear()
+
+    def _run(self) -> None:
+        outbox = OutboxReader(self.store_path, self.name)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step(outbox)
+                except Exception:  # the store or a sender misbehaved: never lose the courier
+                    log.exception("courier %s: unexpected error; retrying in 1 s", self.name)
+                    self._sleep(1.0)
+        finally:
+            outbox.close()
+
+    def _step(self, outbox: OutboxReader) -> None:
+        self._wake.clear()
+        row = outbox.head()
+        if row is None:
+            self._sleep(60.0)
+            return
+        now = self.clock()
+        if row.expires_at <= now:
+            outbox.expired(row.id, now)
+            self.expired += 1
+            log.error("delivery to %s of alarm %s seq %d expired after %d attempt(s): given up",
+                      row.subscriber, row.alarm_id, row.seq, row.attempts)
+            return
+        wait = outbox.next_at(row.id) - now
+        if wait > 0:
+            self._sleep(min(wait, row.expires_at - now))
+            return
+        if self.ready is not None and not self.ready.is_set():
+            self.ready.wait(1.0)
+            return
+        try:
+            self.sender.send(row)
+        except DeliveryError as exc:
+            self.failures += 1
+            delay = min(self.backoff.max_s,
+                        self.backoff.initial_s * self.backoff.factor ** min(row.attempts, 30))
+            outbox.failed(row.id, now, now + delay, str(exc))
+            if not self.failing:
+                self.failing = True
+                log.warning("target %s failing (%s); retrying alarm %s seq %d with backoff",
+                            self.name, exc, row.alarm_id, row.seq)
+            return
+        done = self.clock()
+        outbox.delivered(row.id, done)
+        self.delivered += 1
+        self.last_latency_s = done - row.created_at
+        if self.failing:
+            self.failing = False
+            log.warning("target %s delivers again", self.name)
+
+    def health(self) -> dict[str, object]:
+        return {"delivered": self.delivered, "failures": self.failures, "expired": self.expired,
+                "failing": self.failing}

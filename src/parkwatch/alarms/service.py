@@ -1,0 +1,239 @@
+"""The alarm path from a rule transition (or an operator's command, or the escalation clock) to
+durable deliveries, top to bottom:
+
+1. the lifecycle (:class:`AlarmBook`) turns it into changes (raised, acknowledged, ...);
+2. a raise is matched to a declared drill and an escalation ladder;
+3. each change becomes its contract event and is routed to subscribers (or suppressed);
+4. all of it is committed to the store in one transaction;
+5. only then are the couriers woken to deliver, and the escalation timer re-armed.
+
+Everything here runs on the pipeline thread, the only writer of alarms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from enum import StrEnum
+from typing import Any
+
+from parkwatch.alarms.event import EventBuilder, encode
+from parkwatch.alarms.lifecycle import Alarm, AlarmBook, Change
+from parkwatch.alarms.routing import Router
+from parkwatch.alarms.store import AlarmStore, Record
+from parkwatch.config.model import ParkConfig
+from parkwatch.park import ParkModel
+from parkwatch.ratelog import Rejections
+from parkwatch.rules.engine import RuleEngine
+from parkwatch.rules.transitions import Severity, Transitions
+
+log = logging.getLogger("parkwatch.alarms")
+
+
+class Outcome(StrEnum):
+    """What became of an operator's command (HTTP status in parentheses)."""
+
+    DONE = "done"                      # (200) acknowledged / reset
+    ALREADY = "already"                # (200) nothing to do: already acknowledged / cleared
+    UNKNOWN = "unknown"                # (404) no such open alarm
+    NOT_OPERATOR = "not_operator"      # (403) `by` is not a configured operator
+    NOT_RESETTABLE = "not_resettable"  # (409) only fire alarms are reset
+
+
+class AlarmService:
+    def __init__(self, cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
+                 clock: Callable[[], float] = time.time,
+                 on_committed: Callable[[], None] = lambda: None,
+                 on_due: Callable[[float | None], None] = lambda _t: None) -> None:
+        self.cfg = cfg
+        self.park = park
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.book = AlarmBook(clock)
+        self.builder = EventBuilder(park)
+        self.router = Router(cfg, park)
+        self.operators = {o.id for o in cfg.alarms.operators}
+        self.on_committed = on_committed
+        self.on_due = on_due
+        self.refused = Rejections(log, "operator command")
+        self.committed = 0
+        self.orphans: list[str] = []
+        self._armed: float | None = None
+
+    # --- start ----------------------------------------------------------------------------
+
+    def restore(self, fresh: set[int]) -> None:
+        """Put the store's open alarms back; `fresh` sources (rule state starting afresh) have
+        their non-fire alarms cleared and their fire alarms re-latched."""
+        index = {ident: i for i, ident in enumerate(self.park.idents())}
+        orphans = []
+        for source, state in self.store.open_alarms():
+            i = index.get(source)
+            if i is None:
+                orphans.append(state["alarm_id"])
+                log.warning("open alarm %s of %s dropped: no such sensor or floor in the config "
+                            "any more; its retained state is removed", state["alarm_id"], source)
+                continue
+            alarm = Alarm(**{**state, "sensor": i, "severity": Severity(state["severity"]),
+                             "told": tuple(state["told"])})
+            self.book.open[alarm.alarm_id] = alarm
+            if alarm.active:
+                self.book.active_by_key[(alarm.sensor, alarm.rule)] = alarm
+                if alarm.latching and i in fresh:
+                    self.engine.set_latched(i, True)  # a fire alarm outlives a config change
+        if orphans:
+            self.store.forget(orphans, self.clock())
+        self.orphans = orphans
+        self._commit(self.book.clear_sources(fresh))
+        if self.book.open:
+            log.info("%d open alarm(s) restored from the store", len(self.book.open))
+        self._arm()
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def apply(self, transitions: Transitions) -> int:
+        """Rule transitions in; returns the number of alarm changes committed."""
+        return self._commit(self.book.apply(transitions))
+
+    def acknowledge(self, alarm_id: str, by: str, note: str | None = None,
+                    via: str = "local") -> Outcome:
+        if by not in self.operators:
+            self.refused.reject("not_operator", f"ack of {alarm_id} via {via} by {by!r}, who is "
+                                "not in alarms.operators")
+            return Outcome.NOT_OPERATOR
+        try:
+            changes = self.book.acknowledge(alarm_id, by, note)
+        except KeyError:
+            self.refused.reject("unknown_alarm", f"ack of {alarm_id} via {via} by {by}: no such "
+                                "open alarm")
+            return Outcome.UNKNOWN
+        if not changes:
+            return Outcome.ALREADY
+        log.info("alarm %s acknowledged by %s via %s%s", alarm_id, by, via,
+                 f": {note}" if note else "")
+        self._commit(changes)
+        return Outcome.DONE
+
+    def reset(self, alarm_id: str, by: str, note: str | None = None,
+              via: str = "local") -> Outcome:
+        """An operator's explicit reset of a fire alarm (e.g. a wireless button that is lost)."""
+        if by not in self.operators:
+            self.refused.reject("not_operator", f"reset of {alarm_id} via {via} by {by!r}, who "
+                                "is not in alarms.operators")
+            return Outcome.NOT_OPERATOR
+        alarm = self.book.open.get(alarm_id)
+        try:
+            changes = self.book.reset(alarm_id, by)
+        except KeyError:
+            self.refused.reject("unknown_alarm", f"reset of {alarm_id} via {via} by {by}: no "
+                                "such open alarm")
+            return Outcome.UNKNOWN
+        except ValueError:
+            return Outcome.NOT_RESETTABLE
+        if not changes:
+            return Outcome.ALREADY
+        assert alarm is not None
+        self.engine.set_latched(alarm.sensor, False)
+        log.warning("fire alarm %s reset by operator %s via %s%s", alarm_id, by, via,
+                    f": {note}" if note else "")
+        self._commit(changes)
+        return Outcome.DONE
+
+    def escalate_due(self) -> int:
+        """Escalation steps and reminders that have fallen due; each fires once."""
+        now = self.clock()
+        changes: list[Change] = []
+        for alarm in list(self.book.open.values()):
+            due = alarm.next_due
+            if due is None or due > now:
+                continue
+            ladder = self.router.ladders[alarm.ladder]
+            while alarm.next_step_at is not None and alarm.next_step_at <= now:
+                level = alarm.escalation_level + 1
+                alarm.next_step_at = (alarm.escalation_base + ladder.steps[level].after_s
+                                      if level < len(ladder.steps) else None)
+                changes.append(self.book.escalate(alarm, level))
+            if alarm.next_reminder_at is not None and alarm.next_reminder_at <= now:
+                every = ladder.reminder_every_s or math.inf
+                missed = math.floor((now - alarm.next_reminder_at) / every)
+                alarm.next_reminder_at += (missed + 1) * every  # one reminder for a long gap
+                changes.append(self.book.remind(alarm))
+        return self._commit(changes)
+
+    def next_due(self) -> float | None:
+        due = [a.next_due for a in self.book.open.values() if a.next_due is not None]
+        return min(due) if due else None
+
+    # --- the commit ----------------------------------------------------------------------
+
+    def _start_ladder(self, alarm: Alarm, event: dict[str, Any], now: float) -> None:
+        alarm.ladder = self.router.ladder_for(event, alarm)
+        if alarm.ladder < 0:
+            return
+        ladder = self.router.ladders[alarm.ladder]
+        alarm.escalation_base = now
+        alarm.next_step_at = now + ladder.steps[0].after_s if ladder.steps else None
+        alarm.next_reminder_at = (now + ladder.reminder_every_s
+                                  if ladder.reminder_every_s else None)
+
+    def _commit(self, changes: list[Change]) -> int:
+        if not changes:
+            return 0
+        now = self.clock()
+        records: list[Record] = []
+        for change in changes:
+            alarm = self.book.open.get(change.alarm.alarm_id, change.alarm)
+            snap = change.alarm
+            if change.event == "raised":
+                drill = self.router.drill_for(self.builder.build(change), now)
+                if drill is not None:
+                    alarm.drill, alarm.drill_id = True, drill.id
+                    snap.drill, snap.drill_id = True, drill.id  # type: ignore[misc]
+            event = self.builder.build(change)
+            if alarm.ladder < 0 and alarm.active and not alarm.acknowledged and (
+                    change.event in ("raised", "severity_changed")):
+                self._start_ladder(alarm, event, now)
+            decision = self.router.route(alarm, event, now)
+            told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
+                                                        if s != "uplink"))))
+            alarm.told = told
+            state = asdict(alarm)
+            state.update(sensor=self.park.ident(alarm.sensor), severity=int(alarm.severity),
+                         seq=snap.seq, told=list(told))
+            records.append(Record(
+                alarm_id=snap.alarm_id, source=self.park.ident(snap.sensor), rule=snap.rule,
+                seq=snap.seq, event=change.event, active=snap.active,
+                acknowledged=snap.acknowledged, closed=change.event == "closed",
+                next_due=alarm.next_due if not snap.closed else None, at=now, state=state,
+                payload=encode(event), deliveries=decision.deliveries,
+                suppressions=decision.suppressions))
+            for s in decision.suppressions:
+                log.info("alarm %s seq %d: %s not told (%s)", snap.alarm_id, snap.seq,
+                         s.subscriber, s.reason)
+        self.store.commit(records)
+        self.committed += len(records)
+        self.on_committed()
+        self._arm()
+        return len(records)
+
+    def _arm(self) -> None:
+        due = self.next_due()
+        if due != self._armed:
+            self._armed = due
+            self.on_due(due)
+
+    # --- views ------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Open alarms by state (active/cleared × unacknowledged/acknowledged)."""
+        out = {"active_unacknowledged": 0, "active_acknowledged": 0,
+               "cleared_unacknowledged": 0}
+        for a in self.book.open.values():
+            key = ("active" if a.active else "cleared") + (
+                "_acknowledged" if a.acknowledged else "_unacknowledged")
+            out[key] = out.get(key, 0) + 1
+        return out

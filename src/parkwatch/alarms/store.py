@@ -1,0 +1,323 @@
+"""The alarm store: every alarm, every change, every delivery, in SQLite (WAL) on the gateway.
+
+One transaction per batch of changes writes the alarms' new state, the changes (the contract
+events exactly as they will be sent), one outbox row per (change, subscriber) with the routing
+decision, and the suppressions.  Only after that commit does any delivery start, so a crash at
+any point loses nothing: on restart the outbox still holds what was not yet delivered.
+
+The pipeline thread is the only writer of alarms and changes (``synchronous=FULL``: a commit
+is on disk before delivery starts).  Delivery workers mark their rows on their own connections
+(``synchronous=NORMAL``: a mark lost in a power cut means one duplicate delivery, which
+receivers drop by (alarm_id, seq)).  HTTP API threads read on theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alarms (
+    alarm_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,            -- sensor id, or floor/zone id such as A/2F/east
+    rule TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    active INTEGER NOT NULL,
+    acknowledged INTEGER NOT NULL,
+    closed INTEGER NOT NULL,
+    next_due REAL,                   -- next escalation step or reminder, NULL when none
+    changed_at REAL NOT NULL,
+    state TEXT NOT NULL,             -- the Alarm record as JSON
+    event TEXT NOT NULL              -- the latest contract event as JSON
+);
+CREATE INDEX IF NOT EXISTS alarms_open ON alarms (closed, changed_at);
+CREATE TABLE IF NOT EXISTS changes (
+    alarm_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    at REAL NOT NULL,
+    payload TEXT NOT NULL,           -- the contract event, byte for byte what is delivered
+    PRIMARY KEY (alarm_id, seq)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,          -- delivery order per target
+    alarm_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    subscriber TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,            -- the routing decision
+    state TEXT NOT NULL DEFAULT 'pending',   -- pending, delivered, expired
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    done_at REAL,
+    last_error TEXT,
+    UNIQUE (alarm_id, seq, subscriber)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, state, id);
+CREATE TABLE IF NOT EXISTS suppressions (
+    id INTEGER PRIMARY KEY,
+    alarm_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    subscriber TEXT NOT NULL,
+    cause TEXT NOT NULL,             -- silence or drill
+    ref TEXT NOT NULL,               -- the silence's or drill's id
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS suppressions_alarm ON suppressions (alarm_id, seq);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One (change, subscriber) to deliver through a target."""
+
+    subscriber: str
+    target: str
+    reason: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    subscriber: str
+    cause: str
+    ref: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Record:
+    """Everything one change writes: the alarm's new state, the event, deliveries, mutes."""
+
+    alarm_id: str
+    source: str
+    rule: str
+    seq: int
+    event: str
+    active: bool
+    acknowledged: bool
+    closed: bool
+    next_due: float | None
+    at: float
+    state: dict[str, Any]
+    payload: bytes
+    deliveries: list[Delivery]
+    suppressions: list[Suppression]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An outbox row due for delivery."""
+
+    id: int
+    alarm_id: str
+    seq: int
+    subscriber: str
+    reason: str
+    attempts: int
+    expires_at: float
+    created_at: float
+    payload: bytes
+
+
+def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA busy_timeout=30000")
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+class AlarmStore:
+    """The pipeline thread's handle on the store (the writer of alarms and changes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = connect(path, "FULL")
+        self.db.executescript(_SCHEMA)  # idempotent; executescript manages its own commit
+        with transaction(self.db) as db:
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise ValueError(f"{path}: alarm store schema {row[0]}, this parkwatch reads "
+                                 f"{SCHEMA_VERSION}")
+
+    def commit(self, records: Iterable[Record]) -> None:
+        """Write changes with their deliveries in one durable transaction."""
+        with transaction(self.db) as db:
+            for r in records:
+                text = r.payload.decode("utf-8")
+                db.execute(
+                    "INSERT INTO alarms VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (alarm_id) DO "
+                    "UPDATE SET seq=excluded.seq, active=excluded.active, "
+                    "acknowledged=excluded.acknowledged, closed=excluded.closed, "
+                    "next_due=excluded.next_due, changed_at=excluded.changed_at, "
+                    "state=excluded.state, event=excluded.event",
+                    (r.alarm_id, r.source, r.rule, r.seq, r.active, r.acknowledged, r.closed,
+                     r.next_due, r.at, json.dumps(r.state, ensure_ascii=False), text))
+                db.execute("INSERT INTO changes VALUES (?,?,?,?,?)",
+                           (r.alarm_id, r.seq, r.event, r.at, text))
+                db.executemany(
+                    "INSERT OR IGNORE INTO outbox (alarm_id, seq, subscriber, target, reason, "
+                    "created_at, next_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
+                    [(r.alarm_id, r.seq, d.subscriber, d.target, d.reason, r.at, r.at,
+                      d.expires_at) for d in r.deliveries])
+                db.executemany(
+                    "INSERT INTO suppressions (alarm_id, seq, subscriber, cause, ref, reason, at) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    [(r.alarm_id, r.seq, s.subscriber, s.cause, s.ref, s.reason, r.at)
+                     for s in r.suppressions])
+
+    def open_alarms(self) -> list[tuple[str, dict[str, Any]]]:
+        """(source, state) of every alarm that is not closed, oldest first."""
+        rows = self.db.execute("SELECT source, state FROM alarms WHERE closed=0 "
+                               "ORDER BY changed_at").fetchall()
+        return [(source, json.loads(state)) for source, state in rows]
+
+    def forget(self, alarm_ids: Iterable[str], at: float) -> None:
+        """Mark alarms closed whose source left the config (they can never change again)."""
+        with transaction(self.db) as db:
+            db.executemany("UPDATE alarms SET closed=1, next_due=NULL, changed_at=? "
+                           "WHERE alarm_id=?", [(at, a) for a in alarm_ids])
+
+    def purge(self, before: float) -> int:
+        """Drop closed alarms last changed before `before`, once nothing of them is pending."""
+        with transaction(self.db) as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT alarm_id FROM alarms a WHERE closed=1 AND changed_at<? AND NOT EXISTS "
+                "(SELECT 1 FROM outbox o WHERE o.alarm_id=a.alarm_id AND o.state='pending')",
+                (before,))]
+            for table in ("outbox", "suppressions", "changes", "alarms"):
+                db.executemany(f"DELETE FROM {table} WHERE alarm_id=?", [(a,) for a in ids])
+        return len(ids)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class OutboxReader:
+    """A delivery worker's handle: the due rows of one target, and marking them."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        self.db = connect(path, "NORMAL")
+        self.target = target
+
+    def head(self) -> Pending | None:
+        """The oldest pending row of this target (deliveries of a target keep their order)."""
+        row = self.db.execute(
+            "SELECT o.id, o.alarm_id, o.seq, o.subscriber, o.reason, o.attempts, o.expires_at, "
+            "o.created_at, c.payload FROM outbox o "
+            "JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
+            "WHERE o.target=? AND o.state='pending' ORDER BY o.id LIMIT 1",
+            (self.target,)).fetchone()
+        if row is None:
+            return None
+        return Pending(*row[:8], payload=row[8].encode("utf-8"))
+
+    def next_at(self, row_id: int) -> float:
+        return float(self.db.execute("SELECT next_at FROM outbox WHERE id=?",
+                                     (row_id,)).fetchone()[0])
+
+    def delivered(self, row_id: int, at: float) -> None:
+        self.db.execute("UPDATE outbox SET state='delivered', done_at=?, attempts=attempts+1 "
+                        "WHERE id=?", (at, row_id))
+
+    def failed(self, row_id: int, at: float, retry_at: float, error: str) -> None:
+        self.db.execute("UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? "
+                        "WHERE id=?", (retry_at, error[:500], row_id))
+
+    def expired(self, row_id: int, at: float) -> None:
+        self.db.execute("UPDATE outbox SET state='expired', done_at=? WHERE id=?", (at, row_id))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class StoreReader:
+    """Read-only views for the HTTP API and the CLI (one connection per thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path, "NORMAL")
+        return db
+
+    def alarms(self, include_closed: bool = False, limit: int = 500) -> list[dict[str, Any]]:
+        """The latest event of each alarm (open ones, or also closed ones), newest first."""
+        where = "" if include_closed else "WHERE closed=0"
+        rows = self.db.execute(f"SELECT event FROM alarms {where} ORDER BY changed_at DESC "
+                               "LIMIT ?", (limit,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def alarm(self, alarm_id: str) -> dict[str, Any] | None:
+        """An alarm's latest event with its history, deliveries and suppressions."""
+        row = self.db.execute("SELECT event FROM alarms WHERE alarm_id=?",
+                              (alarm_id,)).fetchone()
+        if row is None:
+            return None
+        out: dict[str, Any] = {"alarm": json.loads(row[0])}
+        out["changes"] = [
+            {"seq": s, "event": e, "at": at} for s, e, at in self.db.execute(
+                "SELECT seq, event, at FROM changes WHERE alarm_id=? ORDER BY seq", (alarm_id,))]
+        out["deliveries"] = [dict(zip(
+            ("seq", "subscriber", "target", "reason", "state", "attempts", "created_at",
+             "done_at", "last_error"), r, strict=True)) for r in self.db.execute(
+            "SELECT seq, subscriber, target, reason, state, attempts, created_at, done_at, "
+            "last_error FROM outbox WHERE alarm_id=? ORDER BY id", (alarm_id,))]
+        out["suppressions"] = self.suppressions(alarm_id)
+        return out
+
+    def suppressions(self, alarm_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        where, args = ("WHERE alarm_id=?", (alarm_id, limit)) if alarm_id else ("", (limit,))
+        rows = self.db.execute(
+            f"SELECT alarm_id, seq, subscriber, cause, ref, reason, at FROM suppressions {where} "
+            "ORDER BY id DESC LIMIT ?", args).fetchall()
+        return [dict(zip(("alarm_id", "seq", "subscriber", "cause", "ref", "reason", "at"), r,
+                         strict=True)) for r in rows]
+
+    def outbox_stats(self, now: float) -> dict[str, dict[str, float]]:
+        """Per target: pending rows and the age of the oldest, expired rows."""
+        out: dict[str, dict[str, float]] = {}
+        for target, state, n, oldest in self.db.execute(
+                "SELECT target, state, count(*), min(created_at) FROM outbox "
+                "WHERE state!='delivered' GROUP BY target, state"):
+            t = out.setdefault(target, {"pending": 0, "oldest_pending_s": 0.0, "expired": 0})
+            t[state] = n
+            if state == "pending":
+                t["oldest_pending_s"] = max(0.0, now - oldest)
+        return out
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None

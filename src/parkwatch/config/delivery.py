@@ -1,0 +1,252 @@
+"""Who hears of an alarm, when, and how: operators, subscribers and targets, the 厂中厂 routing
+policy, escalation ladders, silences, drills and the local HTTP API.
+
+Kept apart from the park model: this is about people and channels, not sensors and floors.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, HttpUrl, model_validator
+
+from parkwatch.config.base import ConfigPath, Id, Strict
+
+Hazard = Literal["fire", "overload", "water", "fault"]
+HAZARDS: tuple[str, ...] = ("fire", "overload", "water", "fault")
+SeverityName = Literal["info", "warning", "critical"]
+
+#: the built-in subscriber that carries the command-center contract (DESIGN §3.1)
+UPLINK = "uplink"
+
+
+class Secret(Strict):
+    """A secret read from a file (first line) or an environment variable, never inline."""
+
+    secret_file: ConfigPath | None = Field(None, description="file whose first line is the "
+                                           "secret (keep it root- or parkwatch-only)")
+    secret_env: str | None = Field(None, description="environment variable with the secret")
+
+    @model_validator(mode="after")
+    def _one(self) -> Secret:
+        if self.secret_file is not None and self.secret_env is not None:
+            raise ValueError("give secret_file or secret_env, not both")
+        return self
+
+    def secret(self) -> str | None:
+        """The secret, read now (raises OSError/KeyError when it cannot be read)."""
+        if self.secret_file is not None:
+            lines = self.secret_file.read_text(encoding="utf-8").splitlines()
+            return lines[0].strip() if lines else ""
+        if self.secret_env is not None:
+            return os.environ[self.secret_env]
+        return None
+
+    def secret_problem(self) -> tuple[str, str] | None:
+        try:
+            value = self.secret()
+        except OSError as exc:
+            return "secret_file", f"cannot read {self.secret_file}: {exc.strerror}"
+        except KeyError:
+            return "secret_env", f"environment variable {self.secret_env} is not set"
+        if value is not None and len(value) < 16:
+            key = "secret_file" if self.secret_file is not None else "secret_env"
+            return key, "the secret is shorter than 16 characters; use a long random one"
+        return None
+
+
+class Operator(Strict):
+    id: Id = Field(description="the name operators give as `by` when they acknowledge")
+    name: str | None = Field(None, description="display name")
+
+
+class ApiConfig(Secret):
+    """The local HTTP API (alarms, acknowledgement) for the CLI and local tools.
+
+    Every `/api/` request must carry `Authorization: Bearer <token>`.  The token is the secret;
+    without secret_file or secret_env the daemon creates a random one in
+    `{state_dir}/api.token` (mode 0600), where `parkwatch alarms` and `parkwatch ack` find it.
+    """
+
+    listen: str = Field("127.0.0.1", description="address to listen on; keep it loopback or a "
+                        "management network")
+    port: int = Field(8086, ge=0, le=65535, description="0 picks a free port (tests)")
+
+
+class Backoff(Strict):
+    initial_s: float = Field(1.0, gt=0, le=3600, description="first retry after this")
+    max_s: float = Field(300.0, gt=0, le=86_400, description="retries never wait longer")
+    factor: float = Field(2.0, ge=1, le=10, description="each retry waits this much longer")
+
+
+class WebhookTarget(Secret):
+    """JSON POST of each event; signed with HMAC-SHA256 of the body when a secret is set."""
+
+    type: Literal["webhook"]
+    url: HttpUrl = Field(description="where to POST each event (http or https)")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
+    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
+    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
+                                  "delivery this long after the change (logged and counted)")
+
+
+class LogTarget(Strict):
+    """Writes each delivery to the daemon's log (journald)."""
+
+    type: Literal["log"]
+
+
+class MqttTarget(Strict):
+    """Publishes each event (QoS 1) on a topic of the uplink broker, e.g. for a tenant's app."""
+
+    type: Literal["mqtt"]
+    topic: str = Field(pattern=r"^[^+#]+$", description="topic; {subscriber} is replaced")
+    retry: Backoff = Field(default_factory=Backoff)
+    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400)
+
+
+Target = Annotated[WebhookTarget | LogTarget | MqttTarget, Field(discriminator="type")]
+
+
+class Filter(Strict):
+    """What a subscriber wants; an empty list means any.  Places are `B`, `B/F` or `B/F/Z`."""
+
+    parks: list[Id] = Field(default_factory=list)
+    buildings: list[Id] = Field(default_factory=list)
+    floors: list[str] = Field(default_factory=list, description="'building/floor'")
+    zones: list[str] = Field(default_factory=list, description="'building/floor/zone'")
+    tenants: list[Id] = Field(default_factory=list, description="alarms concerning these")
+    kinds: list[Hazard] = Field(default_factory=list, description="fire, overload, water, fault")
+    rules: list[str] = Field(default_factory=list, description="rule names")
+    min_severity: SeverityName = "info"
+
+
+class Subscriber(Strict):
+    """Someone who is told of alarms: a party of the 厂中厂 policy, or anyone by filter."""
+
+    id: Id
+    name: str | None = None
+    party: Literal["landlord", "tenant", "facilities", "any", "escalation"] = Field(
+        "any", description="landlord / tenant / facilities: told what the routing policy gives "
+        "that party; any: told every alarm its filter matches; escalation: told only when an "
+        "escalation step or a drill names it")
+    tenant: Id | None = Field(None, description="the tenant, for party: tenant")
+    target: Id = Field(description="name under `targets`")
+    filter: Filter = Field(default_factory=Filter)
+
+    @model_validator(mode="after")
+    def _tenant(self) -> Subscriber:
+        if (self.party == "tenant") != (self.tenant is not None):
+            raise ValueError("party: tenant needs `tenant`, and only it takes one")
+        return self
+
+
+class HazardPolicy(Strict):
+    tenants: Literal["none", "place", "building", "park"] = Field(
+        description="which tenants are told: none, those of the alarm's floor/zone, of its "
+        "building, or of the whole park")
+    landlord: bool = Field(description="the landlord is told")
+    facilities: bool = Field(description="facilities (maintenance) are told")
+
+
+class RoutingPolicy(Strict):
+    """The 厂中厂 policy: which parties hear of which hazard."""
+
+    fire: HazardPolicy = HazardPolicy(tenants="building", landlord=True, facilities=False)
+    overload: HazardPolicy = HazardPolicy(tenants="place", landlord=True, facilities=False)
+    water: HazardPolicy = HazardPolicy(tenants="none", landlord=False, facilities=True)
+    fault: HazardPolicy = HazardPolicy(tenants="none", landlord=False, facilities=True)
+
+
+class EscalationStep(Strict):
+    after_s: float = Field(gt=0, le=7 * 86_400, description="unacknowledged this long since "
+                           "the raise")
+    notify: list[Id] = Field(min_length=1, description="subscribers told from this step on")
+
+
+class Ladder(Strict):
+    """An escalation ladder for alarms of some hazards and a minimum severity."""
+
+    kinds: list[Hazard] = Field(default_factory=list, description="empty: every hazard")
+    min_severity: SeverityName = "warning"
+    steps: list[EscalationStep] = Field(default_factory=list, description="in order of after_s")
+    reminder_every_s: float | None = Field(None, gt=0, le=86_400, description="remind every "
+                                           "recipient this often until acknowledged")
+
+    @model_validator(mode="after")
+    def _order(self) -> Ladder:
+        times = [s.after_s for s in self.steps]
+        if times != sorted(times) or len(set(times)) != len(times):
+            raise ValueError("steps must have growing after_s")
+        return self
+
+
+class Scope(Strict):
+    """Where a silence or drill applies; an empty list means any."""
+
+    buildings: list[Id] = Field(default_factory=list)
+    floors: list[str] = Field(default_factory=list, description="'building/floor'")
+    zones: list[str] = Field(default_factory=list, description="'building/floor/zone'")
+    tenants: list[Id] = Field(default_factory=list)
+    kinds: list[Hazard] = Field(default_factory=list)
+    sensors: list[Id] = Field(default_factory=list)
+
+
+class Silence(Strict):
+    """Mutes notifications to subscribers (not the command-center contract) in a scope and span;
+    a maintenance window is a silence.  Fire alarms are muted only with `include_fire: true`."""
+
+    id: Id
+    start: AwareDatetime = Field(description="RFC 3339 with a UTC offset")
+    end: AwareDatetime
+    scope: Scope = Field(default_factory=Scope)
+    subscribers: list[Id] = Field(default_factory=list, description="muted subscribers; empty: "
+                                  "all")
+    include_fire: bool = Field(False, description="also mute fire alarms (say so explicitly)")
+    reason: str = Field(min_length=1, description="why, shown in the API and the log")
+
+    @model_validator(mode="after")
+    def _span(self) -> Silence:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Drill(Strict):
+    """A declared drill: alarms raised in its scope and span carry `drill: true` and are routed
+    to `notify` only (plus the command-center contract), and do not escalate unless asked."""
+
+    id: Id
+    start: AwareDatetime
+    end: AwareDatetime
+    scope: Scope = Field(default_factory=Scope)
+    notify: list[Id] | None = Field(None, description="subscribers told; null: the usual "
+                                    "routing")
+    escalate: bool = Field(False, description="run escalation ladders for drill alarms")
+    reason: str = Field("drill", min_length=1)
+
+    @model_validator(mode="after")
+    def _span(self) -> Drill:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class DeliveryConfig(Strict):
+    """Operators, subscribers, targets, routing, escalation, silences and drills (the keys of
+    `alarms` besides the message language and templates)."""
+
+    operators: list[Operator] = Field(default_factory=list, description="who may acknowledge "
+                                      "or reset alarms")
+    targets: dict[Id, Target] = Field(default_factory=dict, description="delivery channels by "
+                                      "name (the command-center contract is built in)")
+    subscribers: list[Subscriber] = Field(default_factory=list)
+    routing: RoutingPolicy = Field(default_factory=RoutingPolicy)
+    escalation: list[Ladder] = Field(default_factory=list, description="the first ladder that "
+                                     "matches an alarm applies")
+    silences: list[Silence] = Field(default_factory=list)
+    drills: list[Drill] = Field(default_factory=list)
+    outbox_retention_s: float = Field(7 * 86_400.0, ge=3600, le=365 * 86_400,
+                                      description="closed alarms and their deliveries are "
+                                      "kept this long in the store")
