@@ -1,4 +1,5 @@
-"""The `parkwatch` command: run the daemon, check a config, play the demo or the simulator."""
+"""The `parkwatch` command: run the daemon, check a config, list and acknowledge alarms, play
+the demo or the simulator."""
 
 from __future__ import annotations
 
@@ -54,6 +55,24 @@ def _replay(args: argparse.Namespace) -> int:
     return run_replay(args.config, args.recording, as_json=args.json, until=args.until)
 
 
+def _alarms(args: argparse.Namespace) -> int:
+    from parkwatch.apiclient import run
+
+    return run(args, "alarms")
+
+
+def _ack(args: argparse.Namespace) -> int:
+    from parkwatch.apiclient import run
+
+    return run(args, "ack")
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from parkwatch.apiclient import run
+
+    return run(args, "reset")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parkwatch",
@@ -75,6 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a park config; exit 2 when invalid")
     p.add_argument("file")
     p.set_defaults(func=_check_config)
+
+    from parkwatch.apiclient import DEFAULT_CONFIG, add_common
+
+    p = sub.add_parser("alarms", help="list the running daemon's open alarms (local API)",
+                       description="List the running daemon's alarms, most severe and oldest "
+                       f"first. Reads the API address from the config (default {DEFAULT_CONFIG})"
+                       " and its token from the state directory. Exit 1 when the daemon cannot "
+                       "be reached, 2 when the config cannot be used.")
+    add_common(p)
+    p.add_argument("--all", action="store_true", help="closed alarms too")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=_alarms)
+
+    for name, func, what in (
+            ("ack", _ack, "acknowledge an open alarm"),
+            ("reset", _reset, "reset an active fire alarm (when the button cannot be reset at "
+             "the device)")):
+        p = sub.add_parser(name, help=f"{what} (local API)",
+                           description=f"{what[0].upper()}{what[1:]} as an operator of "
+                           "alarms.operators. Exit 0 when done or nothing was left to do, 1 when "
+                           "refused or the daemon cannot be reached, 2 when the config cannot be "
+                           "used.")
+        p.add_argument("alarm_id", metavar="ALARM_ID", help="the alarm's id (parkwatch alarms)")
+        p.add_argument("--by", required=True, metavar="NAME",
+                       help="your operator id (alarms.operators)")
+        p.add_argument("--note", metavar="TEXT", help="a note kept with the alarm's history")
+        add_common(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="private broker + simulated devices + daemon, for a look")
     p.add_argument("--duration", type=float, default=45.0,

@@ -153,20 +153,20 @@ class Router:
         laddered = {sid for step in ladder.steps for sid in step.notify} if ladder else set()
         drill = (next((d for d in self.drills if d.id == alarm.drill_id), None)
                  if alarm.drill_id else None)
+        by_drill = drill is not None and drill.notify is not None
+        if drill is not None and drill.notify is not None:
+            chosen = {sid: f"drill {drill.id}: drill policy" for sid in drill.notify}
         for s in self.subscribers.values():
-            if s.id in laddered:
+            if s.id in laddered or s.id in chosen:
                 continue
             why = self._party(s, event, hz)
             if why is None or not matches_filter(s.filter, event, self.cfg.park.id):
                 continue
-            if drill is not None and drill.notify is not None and s.id not in drill.notify:
+            if drill is not None and by_drill:
                 muted.append(Suppression(s.id, "drill", drill.id,
-                                         f"drill {drill.id}: routed by the drill policy"))
+                                         f"drill {drill.id}: not in the drill's notify list"))
                 continue
             chosen[s.id] = why
-        if drill is not None and drill.notify is not None:
-            for sid in drill.notify:
-                chosen.setdefault(sid, f"drill {drill.id}: drill policy")
         if ladder is not None:
             for k, step in enumerate(ladder.steps[:alarm.escalation_level]):
                 for sid in step.notify:

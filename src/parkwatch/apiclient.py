@@ -1,0 +1,353 @@
+"""`parkwatch alarms`, `parkwatch ack` and `parkwatch reset`: the running daemon's local HTTP API
+from a shell on the gateway.
+
+The API's address comes from the config's ``api:`` section, its bearer token from
+``api.secret_file``/``api.secret_env`` or else from ``{state_dir}/api.token``, which the daemon
+creates on its first start.  Exit codes: 0 done (or nothing to do), 1 refused or the daemon
+cannot be reached, 2 the config cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from http.client import HTTPException
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote
+from urllib.request import Request, urlopen
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+DEFAULT_CONFIG = "/etc/parkwatch/park.yaml"
+TIMEOUT_S = 10.0  # the daemon answers a command within 5 s or gives up
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+class Failure(Exception):
+    """A message for the operator and the exit code that goes with it."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str                # http://host:port, no trailing slash
+    token: str
+    token_source: str       # where the token came from, for the 401 message
+
+
+# --- where the API is and its token ------------------------------------------------------
+
+
+def _host_for_url(listen: str) -> str:
+    """The address to connect to for a listen address (a wildcard means this host)."""
+    if listen in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if listen == "::":
+        return "[::1]"
+    return f"[{listen}]" if ":" in listen else listen
+
+
+def _read_token_file(path: Path, hint: str) -> str:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise Failure(f"no API token at {path}: {hint}") from None
+    except PermissionError:
+        raise Failure(f"cannot read the API token {path}: permission denied (run this as the "
+                      "daemon's user or as root)") from None
+    except OSError as exc:
+        raise Failure(f"cannot read the API token {path}: {exc.strerror}") from None
+    if not token:
+        raise Failure(f"the API token file {path} is empty")
+    return token
+
+
+def endpoint(config: str, state_dir: str | None = None, url: str | None = None,
+             token_file: str | None = None) -> Endpoint:
+    """The API's URL and token from the config (and the overrides); raises Failure."""
+    token: str | None = None
+    source = ""
+    if token_file is not None:
+        token, source = _read_token_file(Path(token_file), "no such file"), token_file
+    if url is not None and token is not None:
+        return Endpoint(url.rstrip("/"), token, source)
+
+    from parkwatch.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        lines = [str(p) for p in exc.problems]
+        lines.append(f"{config}: {len(exc.problems)} problem(s); not valid")
+        raise Failure("\n".join(lines), EXIT_CONFIG) from None
+    api = cfg.api
+    if api is None:
+        raise Failure(f"{config}: the local API is off: add `api:` to the config (and restart "
+                      "the daemon)", EXIT_CONFIG)
+    if url is None:
+        if api.port == 0:
+            raise Failure(f"{config}: api.port is 0 (the daemon picks a free port): set a fixed "
+                          "port, or give --url", EXIT_CONFIG)
+        url = f"http://{_host_for_url(api.listen)}:{api.port}"
+    if token is None:
+        try:
+            token = api.secret()
+        except OSError as exc:
+            raise Failure(f"{config}: api.secret_file: cannot read {api.secret_file}: "
+                          f"{exc.strerror}", EXIT_CONFIG) from None
+        except KeyError:
+            raise Failure(f"{config}: api.secret_env: environment variable {api.secret_env} "
+                          "is not set", EXIT_CONFIG) from None
+        if token is not None:
+            source = f"api.secret_{'file' if api.secret_file is not None else 'env'}"
+        else:
+            from parkwatch.daemon.httpapi import TOKEN_FILE
+
+            state = Path(state_dir) if state_dir else cfg.gateway.state_dir
+            path = state / TOKEN_FILE
+            token = _read_token_file(path, "the daemon creates it on its first start; has it "
+                                     "run with this state directory (gateway.state_dir or "
+                                     "--state-dir)?")
+            source = str(path)
+    return Endpoint(url.rstrip("/"), token, source)
+
+
+# --- one request --------------------------------------------------------------------------
+
+
+def request(ep: Endpoint, method: str, path: str, body: dict[str, Any] | None = None
+            ) -> tuple[int, Any]:
+    """(status, JSON body) of one API call; raises Failure when there is no HTTP answer."""
+    data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+    req = Request(ep.url + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {ep.token}", "Accept": "application/json",
+        **({"Content-Type": "application/json"} if data is not None else {})})
+    try:
+        with urlopen(req, timeout=TIMEOUT_S) as resp:
+            status, raw = resp.status, resp.read()
+    except HTTPError as exc:
+        status, raw = exc.code, exc.read()
+        exc.close()
+    except URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ConnectionRefusedError):
+            why = "connection refused — is the daemon running?"
+        elif isinstance(reason, TimeoutError):
+            why = f"no answer within {TIMEOUT_S:.0f} s"
+        else:
+            why = getattr(reason, "strerror", None) or str(reason)
+        raise Failure(f"cannot reach the parkwatch API at {ep.url}: {why}") from None
+    except TimeoutError:
+        raise Failure(f"the parkwatch API at {ep.url} did not answer within "
+                      f"{TIMEOUT_S:.0f} s") from None
+    except (HTTPException, OSError) as exc:
+        raise Failure(f"cannot reach the parkwatch API at {ep.url}: {exc}") from None
+    try:
+        return status, json.loads(raw) if raw else {}
+    except ValueError:
+        text = raw[:200].decode("utf-8", "replace")
+        raise Failure(f"the parkwatch API at {ep.url} answered {status} with something that "
+                      f"is not JSON: {text!r} (is that port the parkwatch daemon?)") from None
+
+
+def _http_failure(ep: Endpoint, status: int, body: Any) -> Failure:
+    """The plain message for a failed call that no command-specific rule explains."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if status == 401:
+        return Failure(f"refused: the daemon did not accept the API token from {ep.token_source}"
+                       " (was the token changed after the daemon started? restart it, or check "
+                       "--config / --state-dir)")
+    return Failure(f"the parkwatch API answered {status}" + (f": {error}" if error else ""))
+
+
+# --- parkwatch alarms ---------------------------------------------------------------------
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def format_age(seconds: float | None) -> str:
+    """12 -> '12s', 312 -> '5m12s', 7500 -> '2h05m', 190000 -> '2d04h'."""
+    if seconds is None:
+        return "?"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86_400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86_400}d{s % 86_400 // 3600:02d}h"
+
+
+def _place(a: dict[str, Any]) -> str:
+    return "/".join(p for p in (a.get("building"), a.get("floor"), a.get("zone")) if p) or "-"
+
+
+def _state(a: dict[str, Any]) -> str:
+    if a.get("event") == "closed":
+        return "closed"
+    state = "active" if a.get("active") else "cleared"
+    if a.get("acknowledged"):
+        return f"{state}, acked by {a.get('acked_by') or '?'}"
+    return f"{state}, unacked"
+
+
+def _width(text: str) -> int:
+    """Columns on a terminal: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def sort_alarms(alarms: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Open before closed, then by severity (critical first), then the oldest first."""
+    def key(a: dict[str, Any]) -> tuple[int, int, float]:
+        raised = _parse_time(a.get("raised_at"))
+        return (a.get("event") == "closed", _SEVERITY_RANK.get(a.get("severity", ""), 9),
+                raised if raised is not None else now)
+    return sorted(alarms, key=key)
+
+
+def format_table(alarms: list[dict[str, Any]], now: float) -> str:
+    head = ("SEVERITY", "AGE", "PLACE", "RULE", "SENSOR", "STATE", "ESC", "DRILL", "ALARM ID")
+    rows = [head]
+    for a in sort_alarms(alarms, now):
+        raised = _parse_time(a.get("raised_at"))
+        rows.append((str(a.get("severity", "?")),
+                     format_age(None if raised is None else now - raised),
+                     _place(a), str(a.get("rule", "?")), a.get("sensor_id") or "(floor)",
+                     _state(a), str(a.get("escalation_level", 0)),
+                     "drill" if a.get("drill") else "", str(a.get("alarm_id", "?"))))
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(_pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def _summary(alarms: list[dict[str, Any]], include_closed: bool) -> str:
+    open_ = [a for a in alarms if a.get("event") != "closed"]
+    by_sev = [f"{n} {s}" for s in _SEVERITY_RANK
+              if (n := sum(a.get("severity") == s for a in open_))]
+    unacked = sum(not a.get("acknowledged") for a in open_)
+    text = f"{len(open_)} open alarm(s)"
+    if open_:
+        text += f" ({', '.join(by_sev)}), {unacked} unacknowledged"
+    if include_closed:
+        text += f"; {len(alarms) - len(open_)} closed"
+    return text
+
+
+def list_alarms(ep: Endpoint, include_closed: bool, as_json: bool) -> int:
+    status, body = request(ep, "GET", "/api/alarms" + ("?all=1" if include_closed else ""))
+    if status != 200:
+        raise _http_failure(ep, status, body)
+    if as_json:
+        print(json.dumps(body, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    alarms = body.get("alarms", []) if isinstance(body, dict) else []
+    if not alarms:
+        print("no alarms" if include_closed else "no open alarms")
+        return EXIT_OK
+    print(format_table(alarms, time.time()))
+    print(_summary(alarms, include_closed))
+    return EXIT_OK
+
+
+# --- parkwatch ack / reset ----------------------------------------------------------------
+
+
+def _what(a: dict[str, Any]) -> str:
+    sensor = a.get("sensor_id") or _place(a)
+    return f"{a.get('severity', '?')} {a.get('rule', '?')} alarm of {sensor}"
+
+
+def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None) -> int:
+    """`ack` or `reset` one alarm; prints what happened; the exit code."""
+    by = by.strip()
+    if not by:
+        raise Failure("--by must name you (an operator id from alarms.operators)")
+    body: dict[str, Any] = {"by": by}
+    if note is not None:
+        body["note"] = note
+    status, answer = request(ep, "POST", f"/api/alarms/{quote(alarm_id, safe='')}/{verb}", body)
+    result = answer.get("result") if isinstance(answer, dict) else None
+    alarm = (answer.get("alarm") if isinstance(answer, dict) else None) or {}
+    if status == 200 and result == "done":
+        if verb == "ack":
+            print(f"acknowledged {alarm_id} ({_what(alarm)}) as {by}"
+                  + ("; it had cleared, so it is closed" if alarm.get("event") == "closed"
+                     else ""))
+        else:
+            print(f"reset {alarm_id} ({_what(alarm)}) as {by}: cleared"
+                  + (" and closed (it was acknowledged)" if alarm.get("event") == "closed"
+                     else "; it stays open until it is acknowledged"))
+        return EXIT_OK
+    if status == 200 and result == "already":
+        if verb == "ack":
+            print(f"{alarm_id} was already acknowledged by {alarm.get('acked_by') or '?'} at "
+                  f"{alarm.get('acked_at') or '?'}: nothing to do")
+        else:
+            print(f"{alarm_id} is not active any more (cleared): nothing to reset")
+        return EXIT_OK
+    if status == 403:
+        raise Failure(f"refused: {by!r} is not a configured operator (alarms.operators)")
+    if status == 404:
+        if alarm.get("event") == "closed":  # acknowledged and cleared already
+            print(f"{alarm_id} is closed already (acknowledged by "
+                  f"{alarm.get('acked_by') or '?'}): nothing to do")
+            return EXIT_OK
+        raise Failure(f"refused: there is no alarm {alarm_id} (see parkwatch alarms --all)")
+    if status == 409:
+        raise Failure(f"refused: {alarm_id} is a {_what(alarm)}; it clears when its condition "
+                      "does — only fire alarms are reset")
+    if status == 400:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise Failure(f"refused: bad request: {error or 'no reason given'}")
+    raise _http_failure(ep, status, answer)
+
+
+# --- argparse glue ------------------------------------------------------------------------
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
+                   help=f"park config YAML (default {DEFAULT_CONFIG})")
+    p.add_argument("--state-dir", help="override gateway.state_dir (where api.token is)")
+    p.add_argument("--url", help="the API's base URL, e.g. http://127.0.0.1:8086 (default: "
+                   "from api.listen and api.port)")
+    p.add_argument("--token-file", help="read the bearer token from this file (default: "
+                   "api.secret_file/secret_env, else STATE_DIR/api.token)")
+
+
+def run(args: argparse.Namespace, argv_command: str) -> int:
+    try:
+        ep = endpoint(args.config, args.state_dir, args.url, args.token_file)
+        if argv_command == "alarms":
+            return list_alarms(ep, args.all, args.json)
+        return command(ep, argv_command, args.alarm_id, args.by, args.note)
+    except Failure as exc:
+        print(exc.message if exc.code == EXIT_CONFIG else f"parkwatch {argv_command}: "
+              f"{exc.message}", file=sys.stderr)
+        return exc.code
+
