@@ -530,3 +530,21 @@ def test_drill_outside_scope_is_real(make: Any) -> None:
     assert real["drill"] is False
     assert g.told(real) == B_TENANTS | LANDLORD | OFFICERS
     assert g.service.next_due() == T0 + 60  # real fires escalate
+
+
+def test_damaged_store_is_moved_aside_and_the_gateway_starts(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture
+                                                             ) -> None:
+    from parkwatch.daemon.app import Daemon
+
+    (tmp_path / "alarms.db").write_bytes(b"this is not a database" * 100)
+    cfg = load_config(EXAMPLE, {("gateway", "state_dir"): str(tmp_path), ("api",): None})
+    d = Daemon(cfg)
+    try:
+        assert d.store.open_alarms() == []
+        aside = list(tmp_path.glob("alarms.db.damaged-*"))
+        assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
+        assert "unreadable" in caplog.text
+    finally:
+        d.reader.close()
+        d.store.close()

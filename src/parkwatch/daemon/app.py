@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -55,7 +56,7 @@ class Daemon:
         self.recorder = Recorder(record, self.park) if record is not None else None
         self.inbox = Inbox()
         self.store_path = self.state_dir / STORE_FILE
-        self.store = AlarmStore(self.store_path)
+        self.store = self._open_store()
         self.reader = StoreReader(self.store_path)
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self._mqtt_ack(p)))
@@ -79,6 +80,18 @@ class Daemon:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(lambda: self.inbox.call(self._purge), "interval", seconds=3600,
                                id="purge", max_instances=1, coalesce=True)
+
+    def _open_store(self) -> AlarmStore:
+        try:
+            return AlarmStore(self.store_path)
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            aside = self.store_path.with_name(f"{STORE_FILE}.damaged-{int(time.time())}")
+            self.store_path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.store_path}{suffix}").unlink(missing_ok=True)
+            log.error("alarm store %s unreadable (%s); moved to %s, starting with no open "
+                      "alarms", self.store_path, exc, aside.name)
+            return AlarmStore(self.store_path)
 
     def _couriers(self) -> dict[str, Courier]:
         """One courier per target: the command-center contract, then each configured one."""
