@@ -115,3 +115,38 @@ def test_demo_shows_all_three_hazards_and_leaves_no_process(tmp_path):
     # the private broker died with the demo: no mosquitto child of ours is left
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "parkwatch-demo-" not in ps and "parkwatch-mqtt-" not in ps
+
+
+def test_heartbeat_counts_open_alarms_by_state_and_driver_health(broker, tmp_path, device):
+    sub = Subscriber(broker)
+    proc = start_daemon(write_config(tmp_path, broker.port))
+    try:
+        wait_status(sub, "online")
+        time.sleep(0.3)
+        device.send("B-2F-FB1", {"event": "press"})
+        fire = sub.wait_events(lambda ev: any(e["sensor_id"] == "B-2F-FB1" for e in ev))
+        fire_id = next(e["alarm_id"] for e in fire if e["sensor_id"] == "B-2F-FB1")
+        device.publish("parkwatch/v1/xinqiao/commands/ack",
+                       json.dumps({"alarm_id": fire_id, "by": "张三"}).encode())
+        sub.wait_events(lambda ev: any(e["event"] == "acknowledged" for e in ev))
+        sub.messages.clear()
+        beats = []
+        deadline = time.monotonic() + 5
+        while len(beats) < 2 and time.monotonic() < deadline:  # every status_interval_s (1 s)
+            beats = [json.loads(p) for t, p, _ in list(sub.messages) if t.endswith("/gateway")]
+            time.sleep(0.05)
+        assert len(beats) >= 2, "the status is refreshed every status_interval_s"
+        beat = beats[-1]
+        assert beat["state"] == "online"
+        # the fire alarm is active and acknowledged; the unplugged RS-485 buses leave their
+        # floors' data alarms active and unacknowledged
+        assert beat["alarms"]["active_acknowledged"] == 1
+        assert beat["open_alarms"] == sum(beat["alarms"].values())
+        assert beat["drivers"]["lora"]["connected"] is True
+        assert beat["drivers"]["rs485-b"]["connected"] is False
+        assert beat["targets"]["uplink"]["pending"] == 0
+        assert beat["targets"]["uplink"]["delivered"] >= 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(5)
+        sub.close()
