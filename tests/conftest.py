@@ -47,10 +47,12 @@ def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
     b.close()
 
 
-def example_config(broker: LocalMosquitto, workdir: Path, **overrides: Any) -> ParkConfig:
-    """examples/park.yaml on a bench: the test broker, pty paths and state in ``workdir``."""
+def example_config(broker: LocalMosquitto, workdir: Path,
+                   overrides: dict[tuple[Any, ...], Any] | None = None) -> ParkConfig:
+    """examples/park.yaml on a bench: the test broker, pty paths and state in ``workdir``;
+    ``overrides`` replaces more values by key path, e.g. {("alarms", "silences"): [...]}."""
     ov = bench_overrides(load_config(EXAMPLE), broker.port, workdir)
-    ov.update(overrides)
+    ov.update(overrides or {})
     return load_config(EXAMPLE, ov)
 
 

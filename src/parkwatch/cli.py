@@ -109,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, what in (
             ("ack", _ack, "acknowledge an open alarm"),
-            ("reset", _reset, "reset an active fire alarm (when the button cannot be reset at "
-             "the device)")):
+            ("reset", _reset, "reset an active fire alarm")):
         p = sub.add_parser(name, help=f"{what} (local API)",
                            description=f"{what[0].upper()}{what[1:]} as an operator of "
                            "alarms.operators. Exit 0 when done or nothing was left to do, 1 when "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import threading
@@ -48,6 +49,16 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect of a POST would be followed as a bodiless GET: treat it as a failure."""
+
+    def redirect_request(self, *_args: object, **_kw: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class WebhookSender:
     """POSTs the event JSON; any answer but 2xx, a timeout or a refused connection is a failure."""
 
@@ -68,11 +79,11 @@ class WebhookSender:
             headers[SIGNATURE_HEADER] = sign(self.secret, row.payload)
         req = urllib.request.Request(self.url, data=row.payload, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _OPENER.open(req, timeout=self.timeout) as resp:
                 resp.read(65536)
-        except urllib.error.HTTPError as exc:
+        except urllib.error.HTTPError as exc:  # any answer but 2xx, redirects included
             raise DeliveryError(f"HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
 

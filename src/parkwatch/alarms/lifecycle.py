@@ -49,6 +49,7 @@ class Alarm:
     #: subscribers already told of this alarm: they hear the rest of its story
     told: tuple[str, ...] = ()
     reset_by: str | None = None
+    reset_note: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -134,18 +135,18 @@ class AlarmBook:
                 changes += self._clear(key, alarm, now)
         return changes
 
-    def reset(self, alarm_id: str, by: str) -> list[Change]:
+    def reset(self, alarm_id: str, by: str, note: str | None = None) -> list[Change]:
         """An operator's explicit reset of an active fire alarm (the button could not be reset
         at the device); the caller resets the button's latch in the rule engine."""
         alarm = self.open.get(alarm_id)
         if alarm is None:
             raise KeyError(alarm_id)
-        if not alarm.active:
-            return []
         if not alarm.latching:
             raise ValueError(f"a {alarm.rule} alarm clears when its condition does; only fire "
                              "alarms are reset")
-        alarm.reset_by = by
+        if not alarm.active:
+            return []
+        alarm.reset_by, alarm.reset_note = by, note
         return self._clear((alarm.sensor, alarm.rule), alarm, self.clock())
 
     def escalate(self, alarm: Alarm, level: int) -> Change:

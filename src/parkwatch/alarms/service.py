@@ -127,7 +127,7 @@ class AlarmService:
             return Outcome.NOT_OPERATOR
         alarm = self.book.open.get(alarm_id)
         try:
-            changes = self.book.reset(alarm_id, by)
+            changes = self.book.reset(alarm_id, by, note)
         except KeyError:
             self.refused.reject("unknown_alarm", f"reset of {alarm_id} via {via} by {by}: no "
                                 "such open alarm")

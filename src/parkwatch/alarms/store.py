@@ -280,11 +280,15 @@ class StoreReader:
 
     def alarm(self, alarm_id: str) -> dict[str, Any] | None:
         """An alarm's latest event with its history, deliveries and suppressions."""
-        row = self.db.execute("SELECT event FROM alarms WHERE alarm_id=?",
+        row = self.db.execute("SELECT event, state, next_due FROM alarms WHERE alarm_id=?",
                               (alarm_id,)).fetchone()
         if row is None:
             return None
+        state = json.loads(row[1])
         out: dict[str, Any] = {"alarm": json.loads(row[0])}
+        out["details"] = {k: state.get(k) for k in ("ack_note", "reset_by", "reset_note",
+                                                     "drill_id", "told")}
+        out["details"]["next_escalation_at"] = row[2]
         out["changes"] = [
             {"seq": s, "event": e, "at": at} for s, e, at in self.db.execute(
                 "SELECT seq, event, at FROM changes WHERE alarm_id=? ORDER BY seq", (alarm_id,))]

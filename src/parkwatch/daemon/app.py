@@ -116,7 +116,8 @@ class Daemon:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         token = api.secret() or state_token(self.state_dir, create=True)
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
-                         self.command, lambda: self.call(self.status))
+                         self.command, lambda: self.call(self.status),
+                         views={"/api/silences": self.silences})
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +202,15 @@ class Daemon:
             self.alarms.refused.reject("bad_command", f"ack command on "
                                        f"{self.uplink.topics.ack}: {exc!r}: {payload[:200]!r}")
             return
-        self.alarms.acknowledge(alarm_id, by, note, via="mqtt")
+        self.alarms.acknowledge(alarm_id, by.strip(), note, via="mqtt")
+
+    def silences(self) -> dict[str, Any]:
+        """The configured silences and drills, and whether each is in force now."""
+        now = datetime.now(UTC)
+        a = self.cfg.alarms
+        return {kind: [{**x.model_dump(mode="json"), "active": x.start <= now < x.end}
+                       for x in items] for kind, items in (("silences", a.silences),
+                                                          ("drills", a.drills))}
 
     # --- timers ---------------------------------------------------------------------------
 

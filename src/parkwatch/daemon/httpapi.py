@@ -53,12 +53,14 @@ def state_token(state_dir: Path, create: bool = False) -> str:
 class ApiServer:
     def __init__(self, listen: str, port: int, token: str, store: StoreReader,
                  command: Command, status: Callable[[], dict[str, Any]],
+                 views: dict[str, Callable[[], Any]] | None = None,
                  extra: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None) -> None:
         self.token = token.encode("utf-8")
         self.store = store
         self.command = command
         self.status = status
-        self.extra = extra or {}
+        self.views = views or {}  # more GET /api/ paths (token required)
+        self.extra = extra or {}  # paths outside /api/ (no token), e.g. /metrics
         self.refused = Rejections(log, "HTTP API request")
         self.httpd = ThreadingHTTPServer((listen, port), self._handler())
         self.httpd.daemon_threads = True
@@ -91,13 +93,16 @@ class ApiServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.client_address[0], *args)
 
-            def _reply(self, status: int, body: Any, content_type: str = "application/json"
-                       ) -> None:
+            def _reply(self, status: int, body: Any, content_type: str = "application/json",
+                       close: bool = False) -> None:
                 data = body if isinstance(body, bytes) else json.dumps(
                     body, ensure_ascii=False, indent=1).encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", f"{content_type}; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
+                if close:  # answered before reading the body: the connection cannot go on
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -109,12 +114,12 @@ class ApiServer:
                     self._reply(status, body, ctype)
                     return None
                 if not path.startswith("/api/"):
-                    self._reply(404, {"error": f"no such path {path}"})
+                    self._reply(404, {"error": f"no such path {path}"}, close=True)
                     return None
                 if not api.authorised(self.headers.get("Authorization")):
                     api.refused.reject("unauthorised", f"{self.command} {path} from "
                                        f"{self.client_address[0]} without a valid token")
-                    self._reply(401, {"error": "missing or wrong bearer token"})
+                    self._reply(401, {"error": "missing or wrong bearer token"}, close=True)
                     return None
                 return path
 
@@ -129,7 +134,12 @@ class ApiServer:
                 elif path == "/api/suppressions":
                     self._reply(200, {"suppressions": api.store.suppressions()})
                 elif path == "/api/status":
-                    self._reply(200, api.status())
+                    try:
+                        self._reply(200, api.status())
+                    except TimeoutError:
+                        self._reply(503, {"error": "the alarm pipeline does not answer"})
+                elif path in api.views:
+                    self._reply(200, api.views[path]())
                 elif (m := _ALARM.match(path)) and m.group(2) is None:
                     found = api.store.alarm(m.group(1))
                     if found is None:
@@ -145,12 +155,13 @@ class ApiServer:
                     return
                 m = _ALARM.match(path)
                 if m is None or m.group(2) is None:
-                    self._reply(404, {"error": f"no such path {path}"})
+                    self._reply(404, {"error": f"no such path {path}"}, close=True)
                     return
                 try:
                     length = int(self.headers.get("Content-Length") or 0)
-                    if length > MAX_BODY:
-                        raise ValueError("body too large")
+                    if not 0 <= length <= MAX_BODY:
+                        self.close_connection = True
+                        raise ValueError(f"Content-Length must be 0 to {MAX_BODY}")
                     body = json.loads(self.rfile.read(length) or b"{}")
                     by, note = body.get("by"), body.get("note")
                     if not isinstance(by, str) or not by.strip():
@@ -159,9 +170,14 @@ class ApiServer:
                         raise ValueError("'note' must be a string")
                 except (ValueError, AttributeError) as exc:
                     api.refused.reject("bad_request", f"{path}: {exc}")
-                    self._reply(400, {"error": str(exc)})
+                    self._reply(400, {"error": str(exc)}, close=self.close_connection)
                     return
-                outcome = api.command(m.group(2), m.group(1), by.strip(), note, "http")
+                try:
+                    outcome = api.command(m.group(2), m.group(1), by.strip(), note, "http")
+                except TimeoutError:
+                    self._reply(503, {"error": "the alarm pipeline does not answer; the "
+                                      "command may still be applied: check the alarm"})
+                    return
                 found = api.store.alarm(m.group(1))
                 self._reply(_STATUS[outcome], {
                     "result": outcome.value,

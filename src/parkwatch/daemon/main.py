@@ -40,7 +40,11 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
     try:
         daemon = Daemon(cfg, state, record=Path(record) if record else None)
     except OSError as exc:
-        log.error("cannot open %s: %s", exc.filename, exc.strerror)
+        if exc.filename is None and cfg.api is not None:  # the only socket bound at build
+            log.error("cannot listen on %s:%d (api.listen, api.port): %s", cfg.api.listen,
+                      cfg.api.port, exc.strerror)
+        else:
+            log.error("cannot open %s: %s", exc.filename, exc.strerror)
         return 1
 
     stop = threading.Event()
