@@ -23,12 +23,11 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import EXAMPLE, Device, Subscriber, wait_until
+from conftest import EXAMPLE, Device, Subscriber, example_config, wait_until
 from parkwatch.alarms.delivery import sign
 from parkwatch.alarms.event import load_schema
-from parkwatch.config import ParkConfig, load_config
+from parkwatch.config import ParkConfig
 from parkwatch.daemon.app import Daemon
-from parkwatch.firmware_sim.devices import bench_overrides
 from parkwatch.localbroker import LocalMosquitto
 from webhook_receiver import WebhookReceiver, free_port, signature, verify
 
@@ -49,19 +48,15 @@ def lora_only(data: dict[str, Any]) -> dict[tuple, Any]:
 
 def hook_config(broker: LocalMosquitto, workdir: Path, targets: dict[str, Any],
                 subscribers: list[dict[str, Any]]) -> ParkConfig:
-    """The example park on the bench with these webhook targets and subscribers.
-
-    (conftest's ``example_config(broker, tmp_path, **overrides)`` cannot take key-path tuples as
-    keyword arguments, so the same is done here with a dict.)
-    """
+    """The example park on the bench (MQTT devices only) with these webhook targets and
+    subscribers."""
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    ov = bench_overrides(load_config(EXAMPLE), broker.port, workdir)
-    ov.update(lora_only(data))
+    ov = lora_only(data)
     ov[("alarms", "targets")] = {"journal": {"type": "log"}, **targets}
     # `district` stays: the escalation ladders name it
     ov[("alarms", "subscribers")] = [
         {"id": "district", "party": "escalation", "target": "journal"}, *subscribers]
-    return load_config(EXAMPLE, ov)
+    return example_config(broker, workdir, ov)
 
 
 def webhook(url: str, **extra: Any) -> dict[str, Any]:
