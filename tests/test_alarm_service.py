@@ -48,7 +48,8 @@ def iso(t: float) -> str:
 class Gateway:
     """An engine, a store and the service around them, as the daemon builds them."""
 
-    def __init__(self, tmp: Path, clock: Clock, overrides: dict[tuple[Any, ...], Any]) -> None:
+    def __init__(self, tmp: Path, clock: Clock, overrides: dict[tuple[Any, ...], Any],
+                 fresh: tuple[str, ...] = ()) -> None:
         self.cfg = load_config(EXAMPLE, {("gateway", "state_dir"): str(tmp), **overrides})
         self.park = ParkModel(self.cfg)
         self.engine = RuleEngine(self.park, start=clock())
@@ -57,8 +58,8 @@ class Gateway:
         self.armed: list[float | None] = []
         self.service = AlarmService(self.cfg, self.park, self.engine, self.store, clock=clock,
                                     on_due=self.armed.append)
-        self.service.restore(set())
         self.clock = clock
+        self.service.restore({self.idx(ident) for ident in fresh})
         self.overrides = overrides
 
     def idx(self, ident: str) -> int:
@@ -260,11 +261,7 @@ def test_fire_alarm_survives_a_config_change_of_its_button(make: Any, clock: Clo
     g.store.close()
     # restart with the button's rule state fresh (its config changed): the alarm stays active
     # and the latch is set again, so the device reset still clears it
-    again = Gateway(g.path.parent, clock, {})
-    again.store.close()
-    again.store = AlarmStore(again.path)
-    again.service = AlarmService(again.cfg, again.park, again.engine, again.store, clock=clock)
-    again.service.restore({again.idx("A-4F-FB1")})
+    again = Gateway(g.path.parent, clock, {}, fresh=("A-4F-FB1",))
     try:
         assert again.row(alarm_id)["active"] == 1
         assert names(again.events()) == ["raised"]
@@ -279,11 +276,7 @@ def test_non_fire_alarm_of_a_changed_sensor_is_cleared_at_restart(make: Any,
     g = make()
     alarm_id = g.transition("A-2F-LC1", "high_threshold", N, W, 8100, 8000)[0]["alarm_id"]
     g.store.close()
-    again = Gateway(g.path.parent, clock, {})
-    again.store.close()
-    again.store = AlarmStore(again.path)
-    again.service = AlarmService(again.cfg, again.park, again.engine, again.store, clock=clock)
-    again.service.restore({again.idx("A-2F-LC1")})
+    again = Gateway(g.path.parent, clock, {}, fresh=("A-2F-LC1",))
     try:
         assert names(again.events()) == ["raised", "cleared"]
         assert again.events()[-1]["alarm_id"] == alarm_id

@@ -99,20 +99,29 @@ class AlarmService:
         """Rule transitions in; returns the number of alarm changes committed."""
         return self._commit(self.book.apply(transitions))
 
-    def acknowledge(self, alarm_id: str, by: str, note: str | None = None,
-                    via: str = "local") -> Outcome:
+    def _command(self, what: str, alarm_id: str, by: str, via: str,
+                 change: Callable[[], list[Change]]) -> Outcome | list[Change]:
+        """The refusals every operator command shares; else the changes it made."""
         if by not in self.operators:
-            self.refused.reject("not_operator", f"ack of {alarm_id} via {via} by {by!r}, who is "
-                                "not in alarms.operators")
+            self.refused.reject("not_operator", f"{what} of {alarm_id} via {via} by {by!r}, "
+                                "who is not in alarms.operators")
             return Outcome.NOT_OPERATOR
         try:
-            changes = self.book.acknowledge(alarm_id, by, note)
+            changes = change()
         except KeyError:
-            self.refused.reject("unknown_alarm", f"ack of {alarm_id} via {via} by {by}: no such "
-                                "open alarm")
+            self.refused.reject("unknown_alarm", f"{what} of {alarm_id} via {via} by {by}: no "
+                                "such open alarm")
             return Outcome.UNKNOWN
-        if not changes:
-            return Outcome.ALREADY
+        except ValueError:
+            return Outcome.NOT_RESETTABLE
+        return changes or Outcome.ALREADY
+
+    def acknowledge(self, alarm_id: str, by: str, note: str | None = None,
+                    via: str = "local") -> Outcome:
+        changes = self._command("ack", alarm_id, by, via,
+                                lambda: self.book.acknowledge(alarm_id, by, note))
+        if isinstance(changes, Outcome):
+            return changes
         log.info("alarm %s acknowledged by %s via %s%s", alarm_id, by, via,
                  f": {note}" if note else "")
         self._commit(changes)
@@ -121,23 +130,11 @@ class AlarmService:
     def reset(self, alarm_id: str, by: str, note: str | None = None,
               via: str = "local") -> Outcome:
         """An operator's explicit reset of a fire alarm (e.g. a wireless button that is lost)."""
-        if by not in self.operators:
-            self.refused.reject("not_operator", f"reset of {alarm_id} via {via} by {by!r}, who "
-                                "is not in alarms.operators")
-            return Outcome.NOT_OPERATOR
-        alarm = self.book.open.get(alarm_id)
-        try:
-            changes = self.book.reset(alarm_id, by, note)
-        except KeyError:
-            self.refused.reject("unknown_alarm", f"reset of {alarm_id} via {via} by {by}: no "
-                                "such open alarm")
-            return Outcome.UNKNOWN
-        except ValueError:
-            return Outcome.NOT_RESETTABLE
-        if not changes:
-            return Outcome.ALREADY
-        assert alarm is not None
-        self.engine.set_latched(alarm.sensor, False)
+        changes = self._command("reset", alarm_id, by, via,
+                                lambda: self.book.reset(alarm_id, by, note))
+        if isinstance(changes, Outcome):
+            return changes
+        self.engine.set_latched(changes[0].alarm.sensor, False)
         log.warning("fire alarm %s reset by operator %s via %s%s", alarm_id, by, via,
                     f": {note}" if note else "")
         self._commit(changes)
