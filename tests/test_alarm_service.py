@@ -541,3 +541,30 @@ def test_damaged_store_is_moved_aside_and_the_gateway_starts(tmp_path: Path,
     finally:
         d.reader.close()
         d.store.close()
+
+
+def test_a_failing_disk_delays_changes_but_loses_none(make: Any, clock: Clock,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    g = make()
+    real_commit = g.store.commit
+    failing = [True]
+
+    def commit(records: Any) -> None:
+        if failing[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        real_commit(records)
+
+    g.store.commit = commit  # type: ignore[method-assign]
+    g.readings("A-1F-FB1", 1.0)
+    clock.t += 1
+    g.transition("A-1F-WL1", "high_threshold", N, W, 33, 30)
+    g.service.retry_unsaved()
+    assert g.events() == []  # nothing on disk yet: nothing can be delivered
+    assert g.service.store_errors == 3
+    assert caplog.text.count("cannot commit") == 1  # logged once for the outage
+    failing[0] = False
+    g.service.retry_unsaved()
+    assert [(e["sensor_id"], e["event"]) for e in g.events()] == [
+        ("A-1F-FB1", "raised"), ("A-1F-WL1", "raised")]
+    assert g.told(g.events()[0]) == A_TENANTS | LANDLORD | OFFICERS
+    assert "commits again; 2 held change(s)" in caplog.text

@@ -59,6 +59,8 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
     "zh": {
         "button_latch.raised": "【火警】{place} 一键报警按钮（{sensor}）被按下，请立即核实并组织疏散！",
         "button_latch.cleared": "【火警复位】{place} 一键报警按钮（{sensor}）已复位",
+        "button_latch.escalated": "【火警升级】{place} 一键报警按钮（{sensor}）报警长时间未确认，已逐级上报，请立即处置！",
+        "button_latch.reminder": "【火警未确认】{place} 一键报警按钮（{sensor}）报警仍未确认，请立即核实处置！",
         "button_latch": "【火警{event}】{place} 一键报警按钮（{sensor}）",
         "high_threshold.raised": "【{kind}{severity}】{place} {sensor} 当前 {value}，超过{severity}限值 {threshold}",
         "high_threshold.severity_changed": "【{kind}{severity}】{place} {sensor} 当前 {value}，{severity}限值 {threshold}",
@@ -83,6 +85,8 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
     "en": {
         "button_latch.raised": "FIRE: alarm button {sensor} pressed at {place}; verify and evacuate now!",
         "button_latch.cleared": "Fire alarm button {sensor} at {place} has been reset",
+        "button_latch.escalated": "FIRE alarm at {place} ({sensor}) still unacknowledged: escalated; act now!",
+        "button_latch.reminder": "FIRE alarm at {place} ({sensor}) is still unacknowledged; verify and act now!",
         "button_latch": "Fire alarm button {sensor} at {place}: {event}",
         "high_threshold.raised": "{kind} {severity} at {place}: {sensor} reads {value}, above {threshold}",
         "low_threshold.raised": "{kind} {severity} at {place}: {sensor} reads {value}, below {threshold}",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -61,7 +62,9 @@ class AlarmService:
         self.on_due = on_due
         self.refused = Rejections(log, "operator command")
         self.committed = 0
+        self.store_errors = 0
         self.orphans: list[str] = []
+        self._unsaved: list[Record] = []  # changes a failed commit holds until the next one
         self._armed: float | None = None
 
     # --- start ----------------------------------------------------------------------------
@@ -211,11 +214,33 @@ class AlarmService:
             for s in decision.suppressions:
                 log.info("alarm %s seq %d: %s not told (%s)", snap.alarm_id, snap.seq,
                          s.subscriber, s.reason)
-        self.store.commit(records)
-        self.committed += len(records)
-        self.on_committed()
+        self._save(records)
         self._arm()
         return len(records)
+
+    def _save(self, records: list[Record]) -> None:
+        """Commit, or hold the changes in memory and try again with the next commit (or the
+        status tick): a disk that fails for a while delays deliveries, it loses nothing."""
+        self._unsaved += records
+        try:
+            self.store.commit(self._unsaved)
+        except sqlite3.Error as exc:
+            self.store_errors += 1
+            if len(self._unsaved) == len(records):  # the first failure of an outage
+                log.error("alarm store %s: cannot commit (%s); %d change(s) held in memory, "
+                          "retried with the next change and every status interval",
+                          self.store.path, exc, len(self._unsaved))
+            return
+        if len(self._unsaved) > len(records):
+            log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
+                        self.store.path, len(self._unsaved) - len(records))
+        self.committed += len(self._unsaved)
+        self._unsaved = []
+        self.on_committed()
+
+    def retry_unsaved(self) -> None:
+        if self._unsaved:
+            self._save([])
 
     def _arm(self) -> None:
         due = self.next_due()

@@ -237,6 +237,7 @@ class Daemon:
         for driver in self.drivers:
             driver.rejections.flush()
         self.alarms.refused.flush()
+        self.alarms.retry_unsaved()
         if self.api is not None:
             self.api.refused.flush()
         self._publish_status()
@@ -249,7 +250,8 @@ class Daemon:
         rejected = sum(d.rejections.count for d in self.drivers)
         return {"accepted": accepted, "rejected": rejected, **self.engine.stats,
                 "alarm_changes": self.alarms.committed, "pipeline_errors": self.pipeline.errors,
-                "state_saves": self.keeper.saves, "state_errors": self.keeper.errors}
+                "state_saves": self.keeper.saves, "state_errors": self.keeper.errors,
+                "store_errors": self.alarms.store_errors}
 
     def status(self) -> dict[str, Any]:
         """The retained gateway status (the heartbeat): who we are, whether drivers and
