@@ -125,6 +125,12 @@ def _message(err: Any, data_loc: Loc) -> str:
         return (f"unknown type '{ctx.get('tag')}' (known: {ctx.get('expected_tags')})")
     if kind == "union_tag_not_found":
         return "required key 'type' is missing"
+    if kind == "timezone_aware":
+        return ("needs a UTC offset, e.g. 2026-12-01T09:00:00+08:00 (a time without one is "
+                "ambiguous)")
+    if kind in ("datetime_type", "datetime_parsing"):
+        return (f"must be a date and time with a UTC offset, e.g. 2026-12-01T09:00:00+08:00; "
+                f"got {err.get('input')!r:.60}")
     msg: str = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
