@@ -203,7 +203,7 @@ class Courier:
             log.error("delivery to %s of alarm %s seq %d expired after %d attempt(s): given up",
                       row.subscriber, row.alarm_id, row.seq, row.attempts)
             return
-        wait = outbox.next_at(row.id) - now
+        wait = row.next_at - now
         if wait > 0:
             self._sleep(min(wait, row.expires_at - now))
             return

@@ -129,6 +129,7 @@ class Pending:
     attempts: int
     expires_at: float
     created_at: float
+    next_at: float
     payload: bytes
 
 
@@ -230,17 +231,13 @@ class OutboxReader:
         """The oldest pending row of this target (deliveries of a target keep their order)."""
         row = self.db.execute(
             "SELECT o.id, o.alarm_id, o.seq, o.subscriber, o.reason, o.attempts, o.expires_at, "
-            "o.created_at, c.payload FROM outbox o "
+            "o.created_at, o.next_at, c.payload FROM outbox o "
             "JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
             "WHERE o.target=? AND o.state='pending' ORDER BY o.id LIMIT 1",
             (self.target,)).fetchone()
         if row is None:
             return None
-        return Pending(*row[:8], payload=row[8].encode("utf-8"))
-
-    def next_at(self, row_id: int) -> float:
-        return float(self.db.execute("SELECT next_at FROM outbox WHERE id=?",
-                                     (row_id,)).fetchone()[0])
+        return Pending(*row[:9], payload=row[9].encode("utf-8"))
 
     def delivered(self, row_id: int, at: float) -> None:
         self.db.execute("UPDATE outbox SET state='delivered', done_at=?, attempts=attempts+1 "
