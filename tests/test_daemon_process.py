@@ -22,7 +22,7 @@ def write_config(tmp_path: Path, port: int) -> Path:
     data["brokers"]["local"]["port"] = port
     data["gateway"]["state_dir"] = str(tmp_path / "state")
     data["gateway"]["status_interval_s"] = 1
-    data["api"]["port"] = 0  # a free port: never clash with a gateway's 8086 or another test
+    data["api"]["port"] = 0  # a free port: never clash with a gateway's 9466 or another test
     for d in data["drivers"]:  # never a real /dev/ttyUSB* of the machine running the tests
         if d["type"] != "mqtt":
             d["port"] = str(tmp_path / f"tty-{d['id']}")

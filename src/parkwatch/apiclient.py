@@ -334,7 +334,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
                    help=f"park config YAML (default {DEFAULT_CONFIG})")
     p.add_argument("--state-dir", help="override gateway.state_dir (where api.token is)")
-    p.add_argument("--url", help="the API's base URL, e.g. http://127.0.0.1:8086 (default: "
+    p.add_argument("--url", help="the API's base URL, e.g. http://127.0.0.1:9466 (default: "
                    "from api.listen and api.port)")
     p.add_argument("--token-file", help="read the bearer token from this file (default: "
                    "api.secret_file/secret_env, else STATE_DIR/api.token)")

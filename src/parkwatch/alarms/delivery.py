@@ -146,7 +146,8 @@ class Courier:
 
     def __init__(self, name: str, sender: Sender, store_path: Path, backoff: Backoff,
                  clock: Callable[[], float] = time.time,
-                 ready: threading.Event | None = None) -> None:
+                 ready: threading.Event | None = None,
+                 on_delivered: Callable[[float], None] | None = None) -> None:
         self.name = name
         self.sender = sender
         self.store_path = store_path
@@ -157,6 +158,8 @@ class Courier:
         self.failures = 0
         self.expired = 0
         self.last_latency_s: float | None = None
+        #: self-metrics: called with each delivered row's commit → confirmation seconds
+        self.on_delivered = on_delivered
         self.failing = False
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -226,6 +229,8 @@ class Courier:
         outbox.delivered(row.id, done)
         self.delivered += 1
         self.last_latency_s = done - row.created_at
+        if self.on_delivered is not None:
+            self.on_delivered(self.last_latency_s)
         if self.failing:
             self.failing = False
             log.warning("target %s delivers again", self.name)

@@ -47,7 +47,7 @@ class Outcome(StrEnum):
 class AlarmService:
     def __init__(self, cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
                  clock: Callable[[], float] = time.time,
-                 on_committed: Callable[[], None] = lambda: None,
+                 on_committed: Callable[[list[Record]], None] = lambda _r: None,
                  on_due: Callable[[float | None], None] = lambda _t: None) -> None:
         self.cfg = cfg
         self.park = park
@@ -235,8 +235,8 @@ class AlarmService:
             log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
                         self.store.path, len(self._unsaved) - len(records))
         self.committed += len(self._unsaved)
-        self._unsaved = []
-        self.on_committed()
+        saved, self._unsaved = self._unsaved, []
+        self.on_committed(saved)
 
     def retry_unsaved(self) -> None:
         if self._unsaved:

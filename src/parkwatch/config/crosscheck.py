@@ -230,4 +230,14 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
         problem = cfg.api.secret_problem()
         if problem is not None:
             out.append((("api", problem[0]), problem[1]))
+    influx = cfg.telemetry.influxdb
+    if influx is not None:
+        try:
+            influx.secret()
+        except OSError as exc:
+            out.append((("telemetry", "influxdb", "secret_file"),
+                        f"cannot read {influx.secret_file}: {exc.strerror}"))
+        except KeyError:
+            out.append((("telemetry", "influxdb", "secret_env"),
+                        f"environment variable {influx.secret_env} is not set"))
     return out

@@ -71,7 +71,7 @@ class ApiConfig(Secret):
 
     listen: str = Field("127.0.0.1", description="address to listen on; keep it loopback or a "
                         "management network")
-    port: int = Field(8086, ge=0, le=65535, description="0 picks a free port (tests)")
+    port: int = Field(9466, ge=0, le=65535, description="0 picks a free port (tests)")
 
 
 class Backoff(Strict):

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import ApiConfig, DeliveryConfig
+from parkwatch.config.telemetry import TelemetryConfig
 from parkwatch.drivers.registry import DriverConfig
 
 SensorKind = Literal["load_cell", "fire_button", "water_level"]
@@ -351,8 +352,10 @@ class ParkConfig(Strict):
                                description="default limits per sensor kind")
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig,
                                  description="how alarm messages read, who is told and when")
-    api: ApiConfig | None = Field(None, description="local HTTP API (alarms, acknowledgement); "
-                                  "omit to run without it")
+    api: ApiConfig | None = Field(None, description="local HTTP API (alarms, acknowledgement, "
+                                  "/metrics, /healthz); omit to run without it")
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
+                                       description="trends for Grafana (InfluxDB and the spool)")
 
     def thresholds_for(self, sensor: SensorConfig) -> ThresholdSettings | None:
         """The effective limits of a sensor (kind defaults merged with its overrides)."""

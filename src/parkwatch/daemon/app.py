@@ -25,17 +25,20 @@ from parkwatch.alarms.delivery import (
     WebhookSender,
 )
 from parkwatch.alarms.service import AlarmService, Outcome
-from parkwatch.alarms.store import AlarmStore, StoreReader
+from parkwatch.alarms.store import AlarmStore, Record, StoreReader
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.httpapi import ApiServer, state_token
+from parkwatch.daemon.metrics import DaemonMetrics
 from parkwatch.daemon.pipeline import Inbox, Pipeline
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.telemetry.aggregates import Aggregates
+from parkwatch.telemetry.sink import TelemetrySink
 from parkwatch.timefmt import rfc3339_ms
 
 log = logging.getLogger("parkwatch")
@@ -55,28 +58,35 @@ class Daemon:
         self.keeper = StateKeeper(self.engine, self.state_dir)
         self.recorder = Recorder(record, self.park) if record is not None else None
         self.inbox = Inbox()
+        self.telemetry = TelemetrySink(cfg, self.park, self.state_dir)
+        self.aggregates = Aggregates(self.park)
         self.store_path = self.state_dir / STORE_FILE
         self.store = self._open_store()
         self.reader = StoreReader(self.store_path)
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self._mqtt_ack(p)))
+        self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
         self.couriers = self._couriers()
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
-                                   on_committed=self._wake_couriers, on_due=self._arm_escalation)
+                                   on_committed=self._committed, on_due=self._arm_escalation)
         self.drivers = [DRIVER_KINDS[d.type].driver_class()(d, self.park, self.inbox, cfg)
                         for d in cfg.drivers]
         # the gateway status is refreshed whenever a broker link or a port comes or goes
         for part in [self.uplink.link, *(getattr(d, "link", d) for d in self.drivers)]:
             part.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
         self.pipeline = Pipeline(self.inbox, self.engine, self.alarms, keeper=self.keeper,
-                                 recorder=self.recorder)
+                                 recorder=self.recorder, on_batch=self.telemetry.readings,
+                                 on_evaluated=self.metrics.observe_rules)
         self.api = self._api()
         self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval",
                                seconds=cfg.gateway.status_interval_s, id="status",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(lambda: self.inbox.call(self.keeper.checkpoint), "interval",
                                seconds=cfg.gateway.checkpoint_interval_s, id="checkpoint",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(lambda: self.inbox.call(self._aggregate), "interval",
+                               seconds=cfg.telemetry.aggregates_interval_s, id="aggregates",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(lambda: self.inbox.call(self._purge), "interval", seconds=3600,
                                id="purge", max_instances=1, coalesce=True)
@@ -97,7 +107,8 @@ class Daemon:
         """One courier per target: the command-center contract, then each configured one."""
         link = self.uplink.link
         out = {UPLINK: Courier(UPLINK, UplinkSender(link, self.uplink.topics), self.store_path,
-                               Backoff(initial_s=1.0, max_s=30.0), ready=link.connected)}
+                               Backoff(initial_s=1.0, max_s=30.0), ready=link.connected,
+                               on_delivered=self.metrics.delivery_observer(UPLINK))}
         for name, target in self.cfg.alarms.targets.items():
             sender: Sender
             if isinstance(target, LogTarget):
@@ -106,7 +117,8 @@ class Daemon:
                 sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
             else:
                 sender, backoff, ready = WebhookSender(name, target), target.retry, None
-            out[name] = Courier(name, sender, self.store_path, backoff, ready=ready)
+            out[name] = Courier(name, sender, self.store_path, backoff, ready=ready,
+                                on_delivered=self.metrics.delivery_observer(name))
         return out
 
     def _api(self) -> ApiServer | None:
@@ -117,7 +129,9 @@ class Daemon:
         token = api.secret() or state_token(self.state_dir, create=True)
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
                          self.command, lambda: self.call(self.status),
-                         views={"/api/silences": self.silences})
+                         views={"/api/silences": self.silences},
+                         extra={"/metrics": self.metrics.metrics_response,
+                                "/healthz": self.metrics.healthz_response})
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +142,7 @@ class Daemon:
             self.uplink.forget(alarm_id)
         for courier in self.couriers.values():
             courier.start()
+        self.telemetry.start()
         self.pipeline.start()
         for driver in self.drivers:
             driver.start()
@@ -148,6 +163,7 @@ class Daemon:
             driver.stop()
         self.pipeline.stop(max(0.1, deadline - time.monotonic() - 0.5))
         self.keeper.close()
+        self.telemetry.stop(max(0.2, deadline - time.monotonic() - 0.5))
         if self.recorder is not None:
             self.recorder.close()
         for courier in self.couriers.values():  # what is undelivered waits in the outbox
@@ -213,6 +229,28 @@ class Daemon:
                                                           ("drills", a.drills))}
 
     # --- timers ---------------------------------------------------------------------------
+
+    def _committed(self, records: list[Record]) -> None:
+        """Alarm changes are on disk: wake the couriers, then tell telemetry."""
+        self._wake_couriers()
+        self.telemetry.events([r.payload for r in records])
+
+    def _aggregate(self) -> None:
+        """Floor loads, sensor limits and the gateway's counters, for Grafana."""
+        now = time.time()
+        counts = self.counts()
+        outbox = self.reader.outbox_stats(now)
+        spool = self.telemetry.spool
+        counts.update(readings_accepted=counts["accepted"], readings_rejected=counts["rejected"],
+                      open_alarms=len(self.alarms.book.open),
+                      active_alarms=len(self.alarms.book.active_by_key),
+                      outbox_pending=sum(t.get("pending", 0) for t in outbox.values()),
+                      spool_bytes=spool.bytes,
+                      spool_dropped_points=sum(x.dropped_points for x in spool.lanes.values()))
+        for text, n in (self.aggregates.floors(self.engine.kinds.get("floor_load"), now),
+                        self.aggregates.sensor_limits(now),
+                        self.aggregates.gateway(counts, now)):
+            self.telemetry.points_text(text, n)
 
     def _wake_couriers(self) -> None:
         for courier in self.couriers.values():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,9 @@ class Pipeline:
     def __init__(self, inbox: Inbox, engine: RuleEngine, alarms: AlarmService,
                  max_batch: int = 50_000,
                  keeper: StateKeeper | None = None, recorder: Recorder | None = None,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time,
+                 on_batch: Callable[[ReadingBatch], None] | None = None,
+                 on_evaluated: Callable[[str, float], None] | None = None) -> None:
         self.inbox = inbox
         self.engine = engine
         self.alarms = alarms
@@ -69,15 +72,26 @@ class Pipeline:
         self.keeper = keeper
         self.recorder = recorder
         self.clock = clock
+        self.on_batch = on_batch  # telemetry: after the alarm path, never before it
+        #: self-metrics: ("batch" or "tick", seconds) of each rule evaluation
+        self.on_evaluated = on_evaluated
         self.batches = 0
         self.ticks = 0
         self.errors = 0
         self._stuck = False
         self.last_loop = time.monotonic()
+        #: when the batch or tick in hand began (monotonic); None while waiting for input,
+        #: so a health check tells a hung pipeline from an idle one
+        self.busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="parkwatch-pipeline", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """The pipeline thread is alive (a health check reads it from another thread)."""
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 1.0) -> None:
         self.inbox.put(_STOP)
@@ -127,16 +141,23 @@ class Pipeline:
         return 1.0
 
     def _guarded(self, fn: Any, *args: Any) -> None:
+        self.busy_since = time.monotonic()
         try:
             fn(*args)
         except Exception:  # the alarm path must outlive any one bad batch
             self.errors += 1
             log.exception("pipeline: %s failed", getattr(fn, "__name__", fn))
+        finally:
+            self.busy_since = None
 
     def tick(self) -> None:
         """Let the clock move the rules (durations, silences, stale cells)."""
         self.ticks += 1
-        self.deliver(self.engine.tick(self.clock()))
+        started = time.perf_counter()
+        transitions = self.engine.tick(self.clock())
+        if self.on_evaluated is not None:
+            self.on_evaluated("tick", time.perf_counter() - started)
+        self.deliver(transitions)
 
     def deliver(self, transitions: Transitions) -> None:
         if not len(transitions):
@@ -157,4 +178,10 @@ class Pipeline:
         self.batches += 1
         if self.recorder is not None:
             self.recorder.write(batch)
-        self.deliver(self.engine.evaluate(batch))
+        started = time.perf_counter()
+        transitions = self.engine.evaluate(batch)
+        if self.on_evaluated is not None:
+            self.on_evaluated("batch", time.perf_counter() - started)
+        self.deliver(transitions)
+        if self.on_batch is not None:
+            self.on_batch(batch)

@@ -1,0 +1,151 @@
+"""InfluxDB line protocol, written in bulk.
+
+A point's measurement and tags depend only on its sensor, so each sensor's line prefix
+(`water_level,building=A,park=xinqiao,sensor=W1 `) is escaped once, when the park is loaded.
+A batch of readings then becomes text with one `str.format` per point over numpy columns,
+a handful of vectorised masks choosing the line shape; no `Point` objects, no per-point
+branching.  Timestamps are integer milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from parkwatch.park import ParkModel
+from parkwatch.readings import ReadingBatch
+from parkwatch.telemetry.schema import ALARM_EVENT, READING_MEASUREMENT
+
+_MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
+_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
+_STRING_ESC = str.maketrans({'"': r"\"", "\\": r"\\", "\n": r"\n"})
+
+#: readings per str.format call sequence; bounds how long one call holds the GIL
+CHUNK = 5000
+
+
+def escape_key(text: str) -> str:
+    """A tag key, tag value or field key."""
+    return text.translate(_KEY_ESC)
+
+
+def quote(text: str) -> str:
+    """A string field value, quoted."""
+    return f'"{text.translate(_STRING_ESC)}"'
+
+
+def prefix(measurement: str, tags: Mapping[str, str | None]) -> str:
+    """`measurement,k=v,... ` with the tags sorted by key (InfluxDB's preferred order) and
+    empty ones left out; ends in the space before the fields."""
+    parts = [measurement.translate(_MEASUREMENT_ESC)]
+    parts += [f"{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v]
+    return ",".join(parts) + " "
+
+
+def field_value(value: Any) -> str | None:
+    """A field value in line protocol; None when it cannot be written (NaN, ±inf, None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    return quote(str(value))
+
+
+def line(pre: str, fields: Mapping[str, Any], ms: int) -> str | None:
+    """One point from a prefix; None when no field has a value (such a point is invalid)."""
+    parts = [f"{escape_key(k)}={v}" for k, raw in fields.items()
+             if (v := field_value(raw)) is not None]
+    if not parts:
+        return None
+    return f"{pre}{','.join(parts)} {ms}\n"
+
+
+def to_ms(ts: np.ndarray) -> np.ndarray:
+    return np.rint(ts * 1000.0).astype(np.int64)
+
+
+class ReadingLines:
+    """Readings of one park to line protocol: one measurement per sensor kind, the sensor's
+    place and tenants as tags, `value`, `quality` and (when reported) `battery` as fields."""
+
+    _SHAPES = (  # (value finite, battery finite) → the fields part of the line
+        (True, False, "{}value={!r},quality={}i {}\n"),
+        (True, True, "{}value={!r},quality={}i,battery={!r} {}\n"),
+        (False, False, "{}quality={}i {}\n"),
+        (False, True, "{}quality={}i,battery={!r} {}\n"),
+    )
+
+    def __init__(self, park: ParkModel) -> None:
+        park_id = park.cfg.park.id
+        self.prefix = np.array([prefix(READING_MEASUREMENT[s.config.kind].name, {
+            "park": park_id, "building": s.config.building, "floor": s.config.floor,
+            "zone": s.config.zone, "tenant": ",".join(s.tenants), "sensor": s.id,
+        }) for s in park.sensors], dtype=object)
+
+    def __call__(self, batch: ReadingBatch) -> Iterable[tuple[str, int]]:
+        """(text, points) chunks of at most CHUNK points, in the batch's order of chunks."""
+        for start in range(0, len(batch), CHUNK):
+            part = batch.take(slice(start, start + CHUNK)) if len(batch) > CHUNK else batch
+            yield self._chunk(part), len(part)
+
+    def _chunk(self, b: ReadingBatch) -> str:
+        pre = self.prefix[b.sensor]
+        ms = to_ms(b.ts)
+        finite = np.isfinite(b.value)
+        battery = np.isfinite(b.battery)
+        if finite.all() and not battery.any():  # the common case: one shape, no masks
+            return "".join(map(self._SHAPES[0][2].format, pre.tolist(), b.value.tolist(),
+                               b.quality.tolist(), ms.tolist()))
+        out: list[str] = []
+        for has_value, has_battery, shape in self._SHAPES:
+            m = (finite if has_value else ~finite) & (battery if has_battery else ~battery)
+            if not m.any():
+                continue
+            cols: list[list[Any]] = [pre[m].tolist()]
+            if has_value:
+                cols.append(b.value[m].tolist())
+            cols.append(b.quality[m].tolist())
+            if has_battery:
+                cols.append(b.battery[m].tolist())
+            cols.append(ms[m].tolist())
+            out.append("".join(map(shape.format, *cols)))
+        return "".join(out)
+
+
+def rfc3339_to_ms(text: str) -> int:
+    return round(datetime.fromisoformat(text).timestamp() * 1000.0)
+
+
+_EVENT_TAGS = ("park", "building", "floor", "zone")
+
+
+def event_line(event: Mapping[str, Any], hazard: str) -> str:
+    """One alarm event (the contract JSON) as an `alarm_event` point at its `changed_at`."""
+    tags = {k: event.get(k) for k in _EVENT_TAGS}
+    tags.update(sensor=event.get("sensor_id"), sensor_kind=event.get("sensor_kind"),
+                hazard=hazard, rule=event.get("rule"), severity=event.get("severity"),
+                event=event.get("event"))
+    value, threshold = event.get("value"), event.get("threshold")
+    fields = {
+        "alarm_id": event["alarm_id"], "seq": int(event["seq"]),
+        "active": bool(event.get("active")), "acknowledged": bool(event.get("acknowledged")),
+        "value": float(value) if isinstance(value, int | float) else None,
+        "threshold": float(threshold) if isinstance(threshold, int | float) else None,
+        "escalation_level": int(event.get("escalation_level") or 0),
+        "drill": bool(event.get("drill")),
+        "tenants": ",".join(event.get("tenants") or []) or None,
+        "acked_by": event.get("acked_by"), "message": event.get("message") or "",
+    }
+    text = line(prefix(ALARM_EVENT.name, {k: str(v) if v is not None else None
+                                          for k, v in tags.items()}),
+                fields, rfc3339_to_ms(event["changed_at"]))
+    assert text is not None  # alarm_id and seq are always there
+    return text
