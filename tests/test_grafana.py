@@ -49,7 +49,7 @@ PROM_LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("parkwatch_rule_readings_total", "outcome"): frozenset(metrics.RULE_OUTCOMES),
     ("parkwatch_rule_evaluation_seconds", "what"): frozenset({"batch", "tick"}),
     ("parkwatch_telemetry_points_total", "outcome"): frozenset(
-        {"written", "spooled", "replayed", "rejected"}),
+        {"written", "spooled", "replayed", "rejected", "overflow"}),
     **{(name, "lane"): frozenset({"events", "telemetry"}) for name in (
         "parkwatch_spool_bytes", "parkwatch_spool_points", "parkwatch_spool_oldest_age_seconds",
         "parkwatch_spool_dropped_points_total")},

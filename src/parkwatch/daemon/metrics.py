@@ -117,7 +117,8 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("parkwatch_spool_dropped_points_total", "counter", ("lane",),
      "Spooled points dropped because the spool reached its size limit."),
     ("parkwatch_telemetry_points_total", "counter", ("outcome",),
-     "Telemetry points by outcome: written, spooled, replayed, rejected."),
+     "Telemetry points by outcome: written, spooled, replayed, rejected, overflow (dropped "
+     "from memory when the telemetry thread could not keep up)."),
     ("parkwatch_telemetry_write_errors_total", "counter", (),
      "Failed writes to the time-series server."),
     ("parkwatch_telemetry_server_up", "gauge", (),

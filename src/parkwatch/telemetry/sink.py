@@ -36,6 +36,9 @@ log = logging.getLogger("parkwatch.telemetry")
 
 SPOOL_DIR = "spool"
 REPLAY_BUDGET_S = 0.5  # replay this long per round, then look at new data again
+#: points waiting in memory beyond this (the thread cannot keep up: a disk that stalls, a
+#: serialisation slower than the flood) drop the oldest waiting readings, counted as overflow
+MAX_WAITING_FLUSHES = 20
 
 
 class TelemetrySink:
@@ -52,7 +55,9 @@ class TelemetrySink:
         self._urgent = False
         self._cond = threading.Condition()
         self._stop = False
-        self.points = {"written": 0, "spooled": 0, "replayed": 0, "rejected": 0}
+        self.points = {"written": 0, "spooled": 0, "replayed": 0, "rejected": 0, "overflow": 0}
+        self.max_waiting = max(100_000, MAX_WAITING_FLUSHES * self.cfg.batch_points)
+        self._overflow_logged = False
         self.write_errors = 0
         self.up: bool | None = None  # None: not tried yet
         self.last_error = ""
@@ -83,9 +88,28 @@ class TelemetrySink:
         with self._cond:
             self._waiting.append((kind, data, points))
             self._waiting_points += points
+            if self._waiting_points > self.max_waiting:
+                self._shed()
             if urgent or self._waiting_points >= self.cfg.batch_points:
                 self._urgent = True
                 self._cond.notify()
+
+    def _shed(self) -> None:
+        """Memory is bounded too: drop the oldest waiting readings (never events), counted."""
+        kept: deque[tuple[str, Any, int]] = deque()
+        while self._waiting and self._waiting_points > self.max_waiting // 2:
+            item = self._waiting.popleft()
+            if item[0] == "events":
+                kept.append(item)
+                continue
+            self._waiting_points -= item[2]
+            self.points["overflow"] += item[2]
+        self._waiting.extendleft(reversed(kept))
+        if not self._overflow_logged:
+            log.error("telemetry: more than %d points waiting in memory (the telemetry thread "
+                      "cannot keep up); the oldest readings are dropped and counted as "
+                      "overflow", self.max_waiting)
+            self._overflow_logged = True
 
     def stats(self) -> dict[str, Any]:
         server = "none" if self.writer is None else ("up" if self.up else "down")
@@ -187,7 +211,8 @@ class TelemetrySink:
 
     def _send(self, lane: str, texts: list[str], points: int, first_ms: int) -> None:
         payload = "".join(texts).encode("utf-8")
-        if self.writer is not None and self.spool.empty(lane) and time.time() >= self._retry_at:
+        if (self.writer is not None and self.spool.empty(lane) and time.time() >= self._retry_at
+                and not (self._stop and self.up is not True)):  # stopping: no slow first tries
             outcome = self._write(payload, points)
             if outcome is not Outcome.RETRY:
                 if outcome is Outcome.OK:
