@@ -124,7 +124,8 @@ def test_healthz_turns_503_while_the_uplink_broker_is_down(daemon, broker):
     status, body = health(daemon)
     assert status == 200 and body["status"] == "ok" and body["reasons"] == []
     assert body["uplink"] == {"broker": "local", "connected": True}
-    assert body["pipeline"]["running"] and body["pipeline"]["busy_s"] is None  # idle is fine
+    # idle, or in the middle of one of the simulated devices' batches: healthy either way
+    assert body["pipeline"]["running"] and (body["pipeline"]["busy_s"] or 0.0) < 1.0
 
     broker.stop()
     wait_until(lambda: health(daemon)[0] == 503, what="/healthz to notice the broker is gone")

@@ -72,19 +72,63 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-class LocalMosquitto:
-    def __init__(self, port: int | None = None, extra_conf: str = "",
-                 workdir: Path | None = None) -> None:
+class LocalServer:
+    """A server process of our own on a free loopback port, its log and data in `workdir`
+    (a temporary directory unless given); it can be stopped and started again on the same
+    port and data, and dies with its parent."""
+
+    NAME = "server"
+    STOP_GRACE_S = 3.0
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
-        self.extra_conf = extra_conf
-        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="parkwatch-mqtt-")
+        self._tmp = (None if workdir else
+                     tempfile.TemporaryDirectory(prefix=f"parkwatch-{self.NAME}-"))
         self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def log_file(self) -> Path:
-        return self.workdir / f"mosquitto-{self.port}.log"
+        return self.workdir / f"{self.NAME}-{self.port}.log"
+
+    def _spawn(self, argv: list[str], timeout: float, error: type[Exception]) -> None:
+        """Start `argv`, logging to log_file; `error` when it does not listen in time."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent)
+        if not wait_for_port(self.host, self.port, timeout):
+            self.stop()
+            raise error(f"{self.NAME} did not listen on {self.port}: "
+                        f"{self.log_file.read_text(errors='replace')[-500:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalMosquitto(LocalServer):
+    NAME = "mosquitto"
+
+    def __init__(self, port: int | None = None, extra_conf: str = "",
+                 workdir: Path | None = None) -> None:
+        super().__init__(port, workdir)
+        self.extra_conf = extra_conf
 
     def start(self, timeout: float = 10.0) -> LocalMosquitto:
         binary = ensure_mosquitto()
@@ -100,33 +144,8 @@ class LocalMosquitto:
             "log_type error\nlog_type warning\nlog_type notice\n"
             + self.extra_conf
         )
-        with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent)
-        if not wait_for_port(self.host, self.port, timeout):
-            self.stop()
-            raise BrokerUnavailable(f"mosquitto did not listen on {self.port}: "
-                                    f"{self.log_file.read_text(errors='replace')[-500:]}")
+        self._spawn([binary, "-c", str(conf)], timeout, BrokerUnavailable)
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
 
     def __enter__(self) -> LocalMosquitto:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

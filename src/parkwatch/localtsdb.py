@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-from parkwatch.localbroker import _die_with_parent, free_port, wait_for_port
+from parkwatch.localbroker import LocalServer
 
 INSTALL_HINT = "apt-get install -y victoria-metrics"
 
@@ -37,61 +34,27 @@ def find_victoria() -> str | None:
     return None
 
 
-class LocalVictoria:
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
-        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="parkwatch-vm-")
-        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
-        self.proc: subprocess.Popen[bytes] | None = None
+class LocalVictoria(LocalServer):
+    NAME = "victoria"
+    STOP_GRACE_S = 10.0  # it flushes its data on SIGTERM
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / f"victoria-{self.port}.log"
 
     def start(self, timeout: float = 15.0) -> LocalVictoria:
         binary = find_victoria()
         if binary is None:
             raise TsdbUnavailable(f"VictoriaMetrics is not installed; install it with: "
                                   f"sudo {INSTALL_HINT}")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(
-                [binary, f"-httpListenAddr={self.host}:{self.port}",
-                 f"-storageDataPath={self.workdir / 'data'}", "-retentionPeriod=100y",
-                 "-dedup.minScrapeInterval=1ms", "-search.latencyOffset=0s",
-                 "-loggerLevel=ERROR", "-memory.allowedPercent=10"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        if not wait_for_port(self.host, self.port, timeout):
-            self.stop()
-            raise TsdbUnavailable(f"victoria-metrics did not listen on {self.port}: "
-                                  f"{self.log_file.read_text(errors='replace')[-500:]}")
+        self._spawn([binary, f"-httpListenAddr={self.host}:{self.port}",
+                     f"-storageDataPath={self.workdir / 'data'}", "-retentionPeriod=100y",
+                     "-dedup.minScrapeInterval=1ms", "-search.latencyOffset=0s",
+                     "-loggerLevel=ERROR", "-memory.allowedPercent=10"], timeout, TsdbUnavailable)
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
 
     def __enter__(self) -> LocalVictoria:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- reading back -----------------------------------------------------------------------
 
