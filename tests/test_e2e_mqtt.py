@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import Subscriber
+from conftest import Subscriber, wait_until
 
 EVENTS = "parkwatch/v1/xinqiao/events"
 
@@ -26,8 +26,12 @@ def test_button_press_raises_retained_critical_fire_alarm(daemon, broker, subscr
     assert set(raised["tenants"]) == {"huaxin", "yongsheng", "ruifeng"}
     assert "火警" in raised["message"]
 
-    # the alarm's current state is retained for anyone who connects later
-    late = Subscriber(broker, f"parkwatch/v1/xinqiao/alarms/{raised['alarm_id']}")
+    # the alarm's current state is retained for anyone who connects later (once the courier
+    # has published it: it follows the event on the uplink)
+    state_topic = f"parkwatch/v1/xinqiao/alarms/{raised['alarm_id']}"
+    wait_until(lambda: any(m[0] == state_topic for m in list(subscriber.messages)),
+               what="the retained alarm state")
+    late = Subscriber(broker, state_topic)
     try:
         late_msgs = _wait_msgs(late, 1)
         _topic, payload, retained = late_msgs[0]

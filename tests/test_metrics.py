@@ -98,9 +98,13 @@ def test_metrics_count_readings_rejections_alarms_and_deliveries(daemon, subscri
     for driver in daemon.drivers:
         assert value(after, "parkwatch_driver_connected", driver=driver.id,
                      type=driver.health()["type"]) == 1
-    polls = [v for (name, labels), v in after.items()
-             if name == "parkwatch_modbus_polls_total" and ("driver", "rs485-b") in labels]
-    assert polls and sum(polls) > 0
+
+    def polls() -> list[float]:
+        return [v for (name, labels), v in scrape(daemon).items()
+                if name == "parkwatch_modbus_polls_total" and ("driver", "rs485-b") in labels]
+
+    assert len(polls()) == 3  # one series per slave, from the start
+    wait_until(lambda: sum(polls()) > 0, what="the simulated Modbus slaves to be polled")
 
 
 def test_every_exposed_family_is_in_METRICS_and_vice_versa(daemon):
