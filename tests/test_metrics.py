@@ -125,6 +125,8 @@ def test_every_metric_is_documented():
 
 
 def test_healthz_turns_503_while_the_uplink_broker_is_down(daemon, broker):
+    # a fresh daemon turns healthy once its serial and Modbus drivers have opened their ports
+    wait_until(lambda: health(daemon)[0] == 200, what="/healthz to report a started daemon ok")
     status, body = health(daemon)
     assert status == 200 and body["status"] == "ok" and body["reasons"] == []
     assert body["uplink"] == {"broker": "local", "connected": True}
