@@ -32,6 +32,10 @@ class Recorder:
         self.batches = 0
         self.readings = 0
 
+    def repark(self, park: ParkModel) -> None:
+        """A reload renumbered the sensors: name them by the new park from now on."""
+        self.ids = [s.id for s in park.sensors]
+
     def write(self, batch: ReadingBatch) -> None:
         if len(batch) == 0:
             return

@@ -242,6 +242,16 @@ class AlarmService:
         if self._unsaved:
             self._save([])
 
+    @property
+    def unsaved(self) -> int:
+        """Alarm changes a failing store commit still holds (not yet on disk nor sent)."""
+        return len(self._unsaved)
+
+    def adopt(self, old: AlarmService) -> None:
+        """Take over a predecessor's counters (a reload): the metrics never run backwards."""
+        self.committed, self.store_errors, self.refused = (old.committed, old.store_errors,
+                                                           old.refused)
+
     def _arm(self) -> None:
         due = self.next_due()
         if due != self._armed:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -27,16 +28,19 @@ from parkwatch.alarms.delivery import (
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import AlarmStore, Record, StoreReader
 from parkwatch.alarms.uplink import UplinkPublisher
+from parkwatch.config import ConfigError, load_config
 from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.httpapi import ApiServer, state_token
 from parkwatch.daemon.metrics import DaemonMetrics
 from parkwatch.daemon.pipeline import Inbox, Pipeline
+from parkwatch.daemon.reload import ReloadPlan, ReloadRefused, plan_reload
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.rules.snapshot import apply_snapshot, snapshot_arrays, snapshot_meta
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
 from parkwatch.timefmt import rfc3339_ms
@@ -70,11 +74,13 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
                                    on_committed=self._committed, on_due=self._arm_escalation)
-        self.drivers = [DRIVER_KINDS[d.type].driver_class()(d, self.park, self.inbox, cfg)
-                        for d in cfg.drivers]
-        # the gateway status is refreshed whenever a broker link or a port comes or goes
-        for part in [self.uplink.link, *(getattr(d, "link", d) for d in self.drivers)]:
-            part.state_listeners.append(lambda _up: self.inbox.call(self._publish_status))
+        self.uplink.link.state_listeners.append(self._link_changed)
+        self.drivers = [self._driver(cfg, self.park, d.id) for d in cfg.drivers]
+        #: the config file's reloads (SIGHUP): counts, and how the last one went
+        self.reloads = {"applied": 0, "failed": 0}
+        self.config_loaded_at = self.started_at
+        self.last_reload: dict[str, Any] | None = None
+        self._reload_lock = threading.Lock()
         self.pipeline = Pipeline(self.inbox, self.engine, self.alarms, keeper=self.keeper,
                                  recorder=self.recorder, on_batch=self.telemetry.readings,
                                  on_evaluated=self.metrics.observe_rules)
@@ -103,23 +109,37 @@ class Daemon:
                       "alarms", self.store_path, exc, aside.name)
             return AlarmStore(self.store_path)
 
+    def _link_changed(self, _up: bool) -> None:
+        """The gateway status is refreshed whenever a broker link or a port comes or goes."""
+        self.inbox.call(self._publish_status)
+
+    def _driver(self, cfg: ParkConfig, park: ParkModel, driver_id: str) -> Any:
+        dcfg = next(d for d in cfg.drivers if d.id == driver_id)
+        driver = DRIVER_KINDS[dcfg.type].driver_class()(dcfg, park, self.inbox, cfg)
+        getattr(driver, "link", driver).state_listeners.append(self._link_changed)
+        return driver
+
     def _couriers(self) -> dict[str, Courier]:
         """One courier per target: the command-center contract, then each configured one."""
         link = self.uplink.link
         out = {UPLINK: Courier(UPLINK, UplinkSender(link, self.uplink.topics), self.store_path,
                                Backoff(initial_s=1.0, max_s=30.0), ready=link.connected,
                                on_delivered=self.metrics.delivery_observer(UPLINK))}
-        for name, target in self.cfg.alarms.targets.items():
-            sender: Sender
-            if isinstance(target, LogTarget):
-                sender, backoff, ready = LogSender(name), Backoff(), None
-            elif isinstance(target, MqttTarget):
-                sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
-            else:
-                sender, backoff, ready = WebhookSender(name, target), target.retry, None
-            out[name] = Courier(name, sender, self.store_path, backoff, ready=ready,
-                                on_delivered=self.metrics.delivery_observer(name))
+        for name in self.cfg.alarms.targets:
+            out[name] = self._courier(self.cfg, name)
         return out
+
+    def _courier(self, cfg: ParkConfig, name: str) -> Courier:
+        link, target = self.uplink.link, cfg.alarms.targets[name]
+        sender: Sender
+        if isinstance(target, LogTarget):
+            sender, backoff, ready = LogSender(name), Backoff(), None
+        elif isinstance(target, MqttTarget):
+            sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
+        else:
+            sender, backoff, ready = WebhookSender(name, target), target.retry, None
+        return Courier(name, sender, self.store_path, backoff, ready=ready,
+                       on_delivered=self.metrics.delivery_observer(name))
 
     def _api(self) -> ApiServer | None:
         api = self.cfg.api
@@ -172,6 +192,133 @@ class Daemon:
         self.reader.close()
         self.store.close()
         log.info("parkwatch stopped")
+
+    def workers(self) -> dict[str, bool]:
+        """Whether each long-running loop the alarm path needs is alive, by what it does (the
+        systemd watchdog is fed only while all are)."""
+        out = {"alarm pipeline": self.pipeline.running, "scheduler": self.scheduler.running,
+               "rule state writer": self.keeper.alive, "telemetry": self.telemetry.alive,
+               "uplink broker link": self.uplink.link.alive}
+        out.update({f"courier {name}": c.alive for name, c in dict(self.couriers).items()})
+        out.update({f"driver {d.id}": d.alive for d in self.drivers})
+        return out
+
+    # --- reload (SIGHUP) -------------------------------------------------------------------
+
+    def reload_config(self, path: str | Path, timeout: float = 10.0) -> bool:
+        """Read, validate and apply the config file again; on any problem the daemon goes on
+        with the config it has, the problem is logged, and the reload counts as failed."""
+        started = time.monotonic()
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload: %s", problem)
+            return self._reloaded(False, f"{len(exc.problems)} problem(s) in {path}: "
+                                  f"{exc.problems[0]}")
+        try:
+            plan = self.reload(cfg, timeout)
+        except ReloadRefused as exc:
+            return self._reloaded(False, f"{exc}: these take effect only at a restart "
+                                  "(systemctl restart parkwatch)")
+        except TimeoutError:
+            return self._reloaded(False, f"the alarm pipeline did not pause within {timeout:.0f}"
+                                  " s (is it stuck?)")
+        except Exception as exc:  # e.g. a driver that cannot be built: nothing was changed
+            log.exception("reload: unexpected error")
+            return self._reloaded(False, f"unexpected error: {exc!r}")
+        log.info("reload: %s applied in %.0f ms: %d sensor(s), %d driver(s); %s", path,
+                 (time.monotonic() - started) * 1000, len(self.park), len(self.drivers),
+                 plan.summary())
+        return self._reloaded(True, None)
+
+    def _reloaded(self, ok: bool, error: str | None) -> bool:
+        self.reloads["applied" if ok else "failed"] += 1
+        now = time.time()
+        self.last_reload = {"ok": ok, "at": rfc3339_ms(now), "error": error}
+        if ok:
+            self.config_loaded_at = now
+        else:
+            log.error("reload failed, still running on the previous config: %s", error)
+        self.inbox.call(self._publish_status)
+        return ok
+
+    def reload(self, cfg: ParkConfig, timeout: float = 10.0) -> ReloadPlan:
+        """Apply a new, validated config without a restart.  Open alarms and the rule state of
+        every sensor whose config is unchanged carry over; sensors whose config changed start
+        afresh (as at a restart).  Raises (ReloadRefused, TimeoutError, ...) with nothing
+        changed, or returns what moved."""
+        with self._reload_lock:
+            park = ParkModel(cfg)
+            plan = plan_reload(self.cfg, self.park, cfg, park)
+            # everything that can fail is built before the running daemon is touched
+            fresh_drivers = {i: self._driver(cfg, park, i)
+                             for i in plan.replace_drivers + plan.add_drivers}
+            old_drivers = {d.id: d for d in self.drivers}
+            drivers = [old_drivers[d.id] if d.id in plan.keep_drivers else fresh_drivers[d.id]
+                       for d in cfg.drivers]
+            retired = [old_drivers[i] for i in plan.replace_drivers + plan.remove_drivers]
+            old_couriers = dict(self.couriers)
+            fresh_couriers = {n: self._courier(cfg, n)
+                              for n in plan.replace_targets + plan.add_targets}
+            # a replaced target's old courier delivers until the swap is done
+            couriers = {n: old_couriers[n] if n in old_couriers else fresh_couriers[n]
+                        for n in [UPLINK, *cfg.alarms.targets]}
+            engine = RuleEngine(park, start=time.time())
+            alarms = AlarmService(cfg, park, engine, self.store, on_committed=self._committed,
+                                  on_due=self._arm_escalation)
+            remap = np.array([park.index.get(s.id, -1) for s in self.park.sensors], np.int64)
+
+            def swap() -> None:  # on the pipeline thread, between two batches
+                old = self.alarms
+                old.retry_unsaved()
+                if old.unsaved:
+                    raise ReloadRefused([f"the alarm store is failing ({old.unsaved} alarm "
+                                         "change(s) not yet saved)"])
+                restored = apply_snapshot(engine, snapshot_meta(self.engine),
+                                          snapshot_arrays(self.engine), clock_floor=None)
+                kept = set(restored.kept_ids)
+                alarms.adopt(old)
+                engine.stats.update(self.engine.stats)
+                alarms.restore({i for i, ident in enumerate(park.idents()) if ident not in kept})
+                for alarm_id in alarms.orphans:
+                    self.uplink.forget(alarm_id)
+                if restored.reset:
+                    log.warning("reload: config changed for %s: their rule state starts afresh",
+                                ", ".join(restored.reset))
+                self.cfg, self.park, self.engine, self.alarms = cfg, park, engine, alarms
+                self.pipeline.engine, self.pipeline.alarms = engine, alarms
+                self.pipeline.retired = {d: remap for d in retired}
+                self.keeper.rebind(engine)
+                self.aggregates = Aggregates(park)
+                self.telemetry.repark(park)
+                if self.recorder is not None:
+                    self.recorder.repark(park)
+                self.drivers, self.couriers = drivers, couriers
+                self._publish_status()
+
+            self.inbox.barrier(swap).wait(timeout)
+            # the drivers a reload replaced hand over: their last readings, still queued,
+            # are renumbered by the pipeline; a serial port is free before its new reader opens
+            for driver_id in plan.replace_drivers + plan.remove_drivers:
+                old_drivers[driver_id].stop()
+            for driver_id in plan.replace_drivers + plan.add_drivers:
+                fresh_drivers[driver_id].start()
+            for name in plan.add_targets:  # what was routed to it waits in the outbox
+                fresh_couriers[name].start()
+            for name in plan.replace_targets:  # never two couriers on one target
+                old, new = old_couriers[name], fresh_couriers[name]
+                old.stop()
+                new.delivered, new.failures, new.expired = (old.delivered, old.failures,
+                                                            old.expired)
+                new.start()
+                self.couriers = {**self.couriers, name: new}
+                new.wake()
+            for name in plan.remove_targets:
+                old_couriers[name].stop()
+                log.warning("reload: delivery target %s removed; alarm messages still waiting "
+                            "for it stay in the outbox", name)
+            return plan
 
     # --- calls onto the pipeline thread ---------------------------------------------------
 
@@ -313,4 +460,6 @@ class Daemon:
             "targets": {name: {**c.health(), **outbox.get(name, {"pending": 0})}
                         for name, c in self.couriers.items()},
             "refused_commands": refused,
+            "config": {"loaded_at": rfc3339_ms(self.config_loaded_at),
+                       "reloads": dict(self.reloads), "last_reload": self.last_reload},
         }

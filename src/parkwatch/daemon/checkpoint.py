@@ -35,7 +35,8 @@ class StateKeeper:
         self.errors = 0
         self._last = 0.0
         self._dirty = False
-        self._pending: dict[str, np.ndarray] | None = None
+        #: the latest copy waiting for the writer, with the engine whose rows it holds
+        self._pending: tuple[RuleEngine, dict[str, np.ndarray]] | None = None
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._write_loop, name="parkwatch-state",
@@ -64,7 +65,16 @@ class StateKeeper:
         self._thread.start()
         return {i for i, ident in enumerate(self.park.idents()) if ident not in kept}
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     # --- on the pipeline thread -----------------------------------------------------------
+
+    def rebind(self, engine: RuleEngine) -> None:
+        """A reload built a new engine: keep its state from now on, and soon."""
+        self.engine, self.park = engine, engine.park
+        self.changed()
 
     def changed(self) -> None:
         """Rule state changed in a way worth keeping soon (a transition happened)."""
@@ -86,9 +96,9 @@ class StateKeeper:
         """Copy the rule state now; the background thread writes it."""
         self._last = time.monotonic()
         self._dirty = False
-        arrays = snapshot_arrays(self.engine)
+        pending = (self.engine, snapshot_arrays(self.engine))
         with self._cond:
-            self._pending = arrays
+            self._pending = pending
             self._cond.notify()
 
     # --- writer -----------------------------------------------------------------------------
@@ -98,14 +108,14 @@ class StateKeeper:
             with self._cond:
                 while self._pending is None and not self._stop:
                     self._cond.wait()
-                arrays, self._pending = self._pending, None
-                if arrays is None:
+                pending, self._pending = self._pending, None
+                if pending is None:
                     return
-            self._write(arrays)
+            self._write(*pending)
 
-    def _write(self, arrays: dict[str, Any]) -> None:
+    def _write(self, engine: RuleEngine, arrays: dict[str, Any]) -> None:
         try:
-            save_state(self.engine, self.rules_path, arrays)
+            save_state(engine, self.rules_path, arrays)
             self.saves += 1
         except OSError as exc:
             self.errors += 1
@@ -119,4 +129,4 @@ class StateKeeper:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(5.0)
-        self._write(snapshot_arrays(self.engine))
+        self._write(self.engine, snapshot_arrays(self.engine))

@@ -1,16 +1,18 @@
-"""`parkwatch run`: load the config (fatal when invalid), run until SIGTERM/SIGINT."""
+"""`parkwatch run`: load the config (fatal when invalid), run until SIGTERM/SIGINT; SIGHUP
+reloads the config (see :mod:`parkwatch.daemon.supervisor` for the loop under systemd)."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 from types import FrameType
 
 from parkwatch.config import ConfigError, load_config
 from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
+from parkwatch.daemon.supervisor import Supervisor
 
 log = logging.getLogger("parkwatch")
 
@@ -47,16 +49,22 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
             log.error("cannot open %s: %s", exc.filename, exc.strerror)
         return 1
 
-    stop = threading.Event()
+    notifier = Notifier.from_environment()
+    supervisor = Supervisor(daemon, notifier, config, watchdog_timeout())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            supervisor.request_reload()
+            return
         log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        supervisor.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     daemon.start()
-    while not stop.wait(1.0):
-        pass
-    daemon.stop()
+    try:
+        supervisor.run()
+    finally:
+        daemon.stop()
+        notifier.close()
     return 0

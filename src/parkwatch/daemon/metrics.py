@@ -70,6 +70,14 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
      "Always 1; the labels say which parkwatch runs for which park on which gateway."),
     ("parkwatch_start_time_seconds", "gauge", (),
      "When the daemon started, in seconds since the Unix epoch."),
+    ("parkwatch_config_last_reload_successful", "gauge", (),
+     "0 when the last reload of the config (SIGHUP) failed and the daemon still runs on the "
+     "config before it; 1 otherwise (also before any reload)."),
+    ("parkwatch_config_reloads_total", "counter", ("outcome",),
+     "Reloads of the config file (SIGHUP), by outcome: applied or failed."),
+    ("parkwatch_config_loaded_time_seconds", "gauge", (),
+     "When the config the daemon runs on was loaded (start or last applied reload), in seconds "
+     "since the Unix epoch."),
     ("parkwatch_readings_accepted_total", "counter", ("driver",),
      "Readings a driver decoded and handed to the rule engine."),
     ("parkwatch_readings_rejected_total", "counter", ("driver", "reason"),
@@ -216,6 +224,12 @@ class DaemonMetrics:
         d = self.daemon
         fams["parkwatch_info"].add_metric([__version__, d.cfg.park.id, d.cfg.gateway.id], 1)
         fams["parkwatch_start_time_seconds"].add_metric([], d.started_at)
+        last = d.last_reload
+        fams["parkwatch_config_last_reload_successful"].add_metric(
+            [], 0 if last is not None and not last["ok"] else 1)
+        for outcome, n in sorted(d.reloads.items()):
+            fams["parkwatch_config_reloads_total"].add_metric([outcome], n)
+        fams["parkwatch_config_loaded_time_seconds"].add_metric([], d.config_loaded_at)
         stats = dict(d.engine.stats)
         for outcome in RULE_OUTCOMES:
             fams["parkwatch_rule_readings_total"].add_metric([outcome], stats.get(outcome, 0))
@@ -356,7 +370,7 @@ class DaemonMetrics:
                 reasons.append("uplink deliveries failing (retrying with backoff)")
             elif courier.failing:
                 warnings.append(f"delivery target '{name}' failing (retrying with backoff)")
-        unsaved = len(getattr(d.alarms, "_unsaved", ()))  # held by a failing store commit
+        unsaved = d.alarms.unsaved  # held by a failing store commit
         if unsaved:
             reasons.append(f"alarm store failing: {unsaved} alarm change(s) not yet saved "
                            "or sent")

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from parkwatch.alarms.service import AlarmService
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.engine import RuleEngine
@@ -31,6 +33,45 @@ if TYPE_CHECKING:
 log = logging.getLogger("parkwatch.pipeline")
 
 _STOP = object()
+
+
+class Barrier:
+    """Work that must run between batches, never inside one: a reload swaps the rule engine
+    here, so no batch is decoded for one park and evaluated by another.  The caller waits for
+    it, and may give up first (`cancel`): then it never runs, and nothing has changed."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._state = "waiting"  # → running → done, or → cancelled
+
+    def run(self) -> None:
+        with self._lock:
+            if self._state != "waiting":
+                return
+            self._state = "running"
+        try:
+            self.result = self.fn()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def wait(self, timeout: float) -> Any:
+        """The work's result; TimeoutError (and the work cancelled) when the pipeline did not
+        get to it in time."""
+        if not self.done.wait(timeout):
+            with self._lock:
+                if self._state == "waiting":
+                    self._state = "cancelled"
+                    raise TimeoutError("the alarm pipeline did not get to it in time")
+            self.done.wait()  # it started just now: let it finish, it cannot be undone
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 class _Calls:
@@ -56,6 +97,13 @@ class Inbox:
     def call(self, fn: Any) -> None:
         """Run ``fn()`` on the pipeline thread, in turn with the readings."""
         self.queue.put((_CALLS, fn))
+
+    def barrier(self, fn: Callable[[], Any]) -> Barrier:
+        """Run ``fn()`` on the pipeline thread after every item queued before it and before
+        any queued after it; wait on the returned :class:`Barrier`."""
+        barrier = Barrier(fn)
+        self.queue.put(barrier)
+        return barrier
 
 
 class Pipeline:
@@ -83,6 +131,10 @@ class Pipeline:
         #: when the batch or tick in hand began (monotonic); None while waiting for input,
         #: so a health check tells a hung pipeline from an idle one
         self.busy_since: float | None = None
+        #: drivers a reload replaced, with their old → new sensor index map (-1: removed):
+        #: their last readings, queued after the swap, still count, under their new index
+        self.retired: dict[Any, np.ndarray] = {}
+        self.dropped_retired = 0  # readings of sensors a reload removed
         self._thread = threading.Thread(target=self._run, name="parkwatch-pipeline", daemon=True)
 
     def start(self) -> None:
@@ -115,10 +167,22 @@ class Pipeline:
                     items.append(get_nowait())
             except Empty:
                 pass
-            stop = any(item is _STOP for item in items)
-            if stop:
-                items = [item for item in items if item is not _STOP]
-            self._guarded(self.process, items)
+            marks = [k for k, item in enumerate(items)
+                     if item is _STOP or item.__class__ is Barrier]
+            stop = False
+            if marks:
+                start = 0
+                for k in marks:
+                    if start < k:
+                        self._guarded(self.process, items[start:k])
+                    if items[k] is _STOP:
+                        stop = True
+                    else:
+                        self._guarded(items[k].run)
+                    start = k + 1
+                items = items[start:]
+            if items:
+                self._guarded(self.process, items)
             if self.engine.next_due() <= self.clock():  # a steady flood must not starve the clock
                 floor = self._tick_due()
             self.last_loop = time.monotonic()
@@ -166,13 +230,27 @@ class Pipeline:
         if self.keeper is not None:
             self.keeper.changed()
 
+    def _decode(self, src: Any, group: list[Any]) -> ReadingBatch:
+        batch = src.decode(group)
+        remap = self.retired.get(src) if self.retired else None
+        if remap is None or not len(batch):
+            return batch  # type: ignore[no-any-return]
+        sensor = remap[batch.sensor]
+        keep = sensor >= 0
+        if not keep.all():
+            self.dropped_retired += int(np.count_nonzero(~keep))
+        moved = batch.take(np.flatnonzero(keep))
+        moved.sensor = sensor[keep].astype(np.int32)
+        return moved
+
     def process(self, items: list[Any]) -> None:
         if not items:
             return
         by_source: dict[Any, list[Any]] = {}
         for item in items:
             by_source.setdefault(item[0], []).append(item)
-        batch = ReadingBatch.concat([src.decode(group) for src, group in by_source.items()])
+        batch = ReadingBatch.concat([self._decode(src, group)
+                                     for src, group in by_source.items()])
         if not len(batch):
             return
         self.batches += 1

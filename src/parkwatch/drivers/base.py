@@ -1,7 +1,8 @@
 """What the daemon expects of a driver, and the helper serial drivers use to hand over readings.
 
 A driver is constructed as ``Driver(driver_config, park_model, inbox, park_config)`` and has
-``id``, ``start()``, ``stop()``, ``health() -> dict``, ``accepted`` (count), ``rejections``
+``id``, ``start()``, ``stop()``, ``health() -> dict``, ``alive`` (its loop runs: the systemd
+watchdog is fed only while every driver's is), ``accepted`` (count), ``rejections``
 (:class:`parkwatch.ratelog.Rejections`) and ``decode(items) -> ReadingBatch``.  Drivers put
 ``(driver, ...)`` tuples into the inbox from their own threads; ``decode`` runs on the pipeline
 thread and turns a list of them into one batch.  A driver never evaluates rules.
@@ -26,6 +27,9 @@ class Driver(Protocol):
     def stop(self) -> None: ...
 
     def health(self) -> dict[str, Any]: ...
+
+    @property
+    def alive(self) -> bool: ...
 
     def decode(self, items: list[Any]) -> ReadingBatch: ...
 

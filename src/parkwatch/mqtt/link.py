@@ -84,6 +84,12 @@ class MqttLink:
         self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
         self.client.loop_start()
 
+    @property
+    def alive(self) -> bool:
+        """The network thread runs (paho keeps it as `_thread`; it has no public handle)."""
+        thread = getattr(self.client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
     def stop(self, timeout: float = 1.0) -> None:
         self._stopping = True
         try:

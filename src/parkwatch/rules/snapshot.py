@@ -76,14 +76,9 @@ def save_state(engine: RuleEngine, path: Path, arrays: dict[str, np.ndarray] | N
                now: float | None = None) -> None:
     """Write a snapshot atomically (temp file, fsync, rename).  `arrays` may be a copy taken
     earlier on the pipeline thread, so the write can happen elsewhere."""
-    park = engine.park
     if arrays is None:
         arrays = snapshot_arrays(engine)
-    fps = fingerprints(park)
-    meta = {"format": FORMAT, "saved_at": time.time() if now is None else now,
-            "ids": {"sensor": [s.id for s in park.sensors], "group": [g.id for g in park.groups]},
-            "fingerprints": fps,
-            "spaces": {name: sa.space for name, sa in engine.state().items()}}
+    meta = snapshot_meta(engine, now)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
@@ -102,18 +97,36 @@ def snapshot_arrays(engine: RuleEngine) -> dict[str, np.ndarray]:
     return {name: sa.array.copy() for name, sa in engine.state().items()}
 
 
+def snapshot_meta(engine: RuleEngine, now: float | None = None) -> dict[str, Any]:
+    """What a snapshot's arrays mean: the ids and config fingerprints of their rows."""
+    park = engine.park
+    return {"format": FORMAT, "saved_at": time.time() if now is None else now,
+            "ids": {"sensor": [s.id for s in park.sensors], "group": [g.id for g in park.groups]},
+            "fingerprints": fingerprints(park),
+            "spaces": {name: sa.space for name, sa in engine.state().items()}}
+
+
 def restore_state(engine: RuleEngine, path: Path) -> Restored:
     """Load a snapshot into a freshly built engine.  A missing file restores nothing."""
-    park = engine.park
-    out = Restored()
     if not path.exists():
-        out.new = park.size
+        out = Restored()
+        out.new = engine.park.size
         return out
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["__meta__"]))
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: snapshot format {meta.get('format')}, expected {FORMAT}")
         saved = {k: data[k] for k in data.files if k != "__meta__"}
+    return apply_snapshot(engine, meta, saved, clock_floor=engine.start)
+
+
+def apply_snapshot(engine: RuleEngine, meta: dict[str, Any], saved: dict[str, np.ndarray],
+                   clock_floor: float | None) -> Restored:
+    """Give each sensor (or group) of a freshly built engine its rows of a snapshot, when its
+    id and config fingerprint match.  Clocks are raised to `clock_floor` (the start time after
+    a restart, None for a reload: no time was lost)."""
+    park = engine.park
+    out = Restored()
     out.saved_at = meta["saved_at"]
     now_ids = {"sensor": [s.id for s in park.sensors], "group": [g.id for g in park.groups]}
     now_fps = fingerprints(park)
@@ -140,7 +153,7 @@ def restore_state(engine: RuleEngine, path: Path) -> Restored:
             continue  # a kind new in this version, or one whose state changed shape
         new_idx, old_idx = maps[sa.space]
         sa.array[new_idx] = old[old_idx]
-        if sa.clock:
-            np.maximum(sa.array, engine.start, out=sa.array)
+        if sa.clock and clock_floor is not None:
+            np.maximum(sa.array, clock_floor, out=sa.array)
     engine.restored()
     return out

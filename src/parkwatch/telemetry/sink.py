@@ -84,6 +84,11 @@ class TelemetrySink:
         if points:
             self._put("text", text, points, urgent=False)
 
+    def repark(self, park: ParkModel) -> None:
+        """A reload renumbered the sensors (pipeline thread): readings queued from now on use
+        the new park's tags; those queued before keep the old."""
+        self._put("lines", ReadingLines(park), 0, urgent=False)
+
     def _put(self, kind: str, data: Any, points: int, urgent: bool) -> None:
         with self._cond:
             self._waiting.append((kind, data, points))
@@ -99,7 +104,7 @@ class TelemetrySink:
         kept: deque[tuple[str, Any, int]] = deque()
         while self._waiting and self._waiting_points > self.max_waiting // 2:
             item = self._waiting.popleft()
-            if item[0] == "events":
+            if item[0] in ("events", "lines"):
                 kept.append(item)
                 continue
             self._waiting_points -= item[2]
@@ -126,6 +131,10 @@ class TelemetrySink:
         else:
             log.info("telemetry: writing to %s", self.writer.where)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Write or spool what waits in memory, then stop."""
@@ -182,6 +191,8 @@ class TelemetrySink:
         for kind, data, points in items:
             if kind == "events":
                 events += (self._event(p) for p in data)
+            elif kind == "lines":
+                self.lines = data
             elif kind == "readings":
                 if not texts:
                     first_ms = int(to_ms(data.ts[:1])[0])

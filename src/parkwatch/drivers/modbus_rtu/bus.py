@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +88,10 @@ class BusScheduler:
         self._stop.set()
         self._thread.join(timeout)
         self._close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     @property
     def is_open(self) -> bool:
@@ -240,7 +245,8 @@ class BusScheduler:
             self.port = serial.Serial(c.port, c.baudrate, bytesize=c.bytesize, parity=c.parity,
                                       stopbits=c.stopbits, timeout=c.timeout_s,
                                       write_timeout=c.timeout_s, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            # termios.error: the device went away between open and configuring it
             self.port = None
             self._note_port_down(exc)
             return

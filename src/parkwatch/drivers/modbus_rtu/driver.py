@@ -63,6 +63,11 @@ class ModbusRtuDriver:
     def start(self) -> None:
         self.bus.start()
 
+    @property
+    def alive(self) -> bool:
+        """Its bus loop runs (the watchdog asks)."""
+        return self.bus.alive
+
     def stop(self) -> None:
         self.bus.stop()
         self.rejections.flush()

@@ -113,6 +113,11 @@ class MqttDriver:
     def start(self) -> None:
         self.link.start()
 
+    @property
+    def alive(self) -> bool:
+        """Its network loop runs (the watchdog asks)."""
+        return self.link.alive
+
     def stop(self) -> None:
         self.link.stop()
         self.rejections.flush()

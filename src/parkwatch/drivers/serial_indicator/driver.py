@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -99,6 +100,11 @@ class IndicatorDriver:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Its reader loop runs (the watchdog asks)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -126,8 +132,8 @@ class IndicatorDriver:
             self._session_frames = 0
             try:
                 self._session()
-            except (serial.SerialException, OSError, ValueError) as exc:
-                self._lost(exc)
+            except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+                self._lost(exc)  # termios.error: the device went away while being set up
             except Exception as exc:  # a bug must cost a reconnect, not the driver
                 log.exception("driver %s: unexpected error reading %s", self.id, self.cfg.port)
                 self._lost(exc)

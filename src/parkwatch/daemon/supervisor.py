@@ -1,0 +1,158 @@
+"""The main thread's loop under systemd: signals, reload, the watchdog and the status line.
+
+* SIGTERM/SIGINT stop the daemon (``STOPPING=1`` first); SIGHUP reloads the config file
+  (``RELOADING=1``, then ``READY=1`` again, whatever the outcome: a failed reload leaves the
+  daemon running on its previous config).
+* ``WATCHDOG=1`` is sent only while the alarm path is alive: the pipeline made progress since
+  the last look (it answered a probe queued behind the readings, or finished a batch), and
+  every long-running loop (drivers, couriers, broker link, scheduler, writers) still runs.  A
+  rule that hangs or a loop that dies silences the pings, and systemd restarts the daemon
+  after ``WatchdogSec=``.
+* ``STATUS=`` carries a one-line summary, sent when it changes (``systemctl status`` shows it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from parkwatch.daemon.sdnotify import Notifier
+
+if TYPE_CHECKING:
+    from parkwatch.daemon.app import Daemon
+
+log = logging.getLogger("parkwatch.systemd")
+
+
+class Supervisor:
+    def __init__(self, daemon: Daemon, notifier: Notifier, config_path: str | Path | None,
+                 watchdog_s: float | None, tick_s: float = 1.0) -> None:
+        self.daemon = daemon
+        self.notifier = notifier
+        self.config_path = config_path
+        self.watchdog_s = watchdog_s
+        # ping well inside the timeout: systemd recommends half; a quarter leaves room for a
+        # slow tick
+        self.tick_s = min(tick_s, watchdog_s / 4) if watchdog_s else tick_s
+        self.pings = 0
+        self._stop = False
+        self._reload = False
+        self._wake = threading.Event()
+        self._probe: threading.Event | None = None
+        self._last_loop = 0.0
+        self._withheld: str | None = None  # why the pings stopped (logged once)
+        self._status = ""
+
+    # --- from signal handlers (they only set flags) ---------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload = True
+        self._wake.set()
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until a stop is requested; the daemon is started, and stopped by the caller."""
+        self._status = self.summary()
+        self.notifier.ready(self._status)
+        if self.watchdog_s:
+            log.info("systemd watchdog: %.1f s; pinging every %.2f s while the alarm path is "
+                     "alive", self.watchdog_s, self.tick_s)
+            self._probe_pipeline()
+            self.notifier.watchdog()
+        while True:
+            self._wake.wait(self.tick_s)
+            self._wake.clear()
+            if self._stop:
+                break
+            if self._reload:
+                self._reload = False
+                self.reload()
+            if self.watchdog_s:
+                self.feed_watchdog()
+            self.update_status()
+        self.notifier.stopping()
+
+    def reload(self) -> None:
+        if self.config_path is None:
+            log.warning("SIGHUP ignored: the daemon was not started from a config file")
+            return
+        log.info("received SIGHUP, reloading %s", self.config_path)
+        self.notifier.reloading()
+        self.daemon.reload_config(self.config_path)
+        self._status = self.summary()
+        self.notifier.notify("READY=1", f"STATUS={self._status}")
+
+    # --- the watchdog ---------------------------------------------------------------------
+
+    def liveness(self) -> str | None:
+        """None while the alarm path is alive, else what is wrong (one line)."""
+        pipeline = self.daemon.pipeline
+        answered = self._probe is None or self._probe.is_set()
+        moved = pipeline.last_loop != self._last_loop
+        self._last_loop = pipeline.last_loop
+        if answered:
+            self._probe_pipeline()
+        dead = [name for name, alive in self.daemon.workers().items() if not alive]
+        if dead:
+            return f"not running: {', '.join(dead)}"
+        if not (answered or moved):
+            since = pipeline.busy_since
+            busy = "" if since is None else f" (one batch running for " \
+                f"{time.monotonic() - since:.1f} s)"
+            return f"the alarm pipeline made no progress{busy}"
+        return None
+
+    def _probe_pipeline(self) -> None:
+        probe = threading.Event()
+        self._probe = probe
+        self.daemon.inbox.call(probe.set)
+
+    def feed_watchdog(self) -> None:
+        problem = self.liveness()
+        if problem is None:
+            if self.notifier.watchdog():
+                self.pings += 1
+            if self._withheld is not None:
+                log.warning("systemd watchdog: the alarm path is alive again; pinging resumed")
+                self._withheld = None
+            return
+        if self._withheld is None:
+            log.error("systemd watchdog: not pinging: %s; systemd restarts the daemon %.0f s "
+                      "after the last ping", problem, self.watchdog_s or 0)
+            self._withheld = problem
+
+    # --- the status line --------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """One line for ``systemctl status``: health, alarms, inputs and the uplink."""
+        d = self.daemon
+        try:
+            health = d.metrics.health()
+        except Exception as exc:  # never let the status line take the loop down
+            return f"status unavailable: {exc!r}"
+        up = sum(health["drivers"].values())
+        alarms = d.alarms.counts()
+        active = alarms.get("active_unacknowledged", 0) + alarms.get("active_acknowledged", 0)
+        line = (f"{'ok' if health['status'] == 'ok' else 'UNHEALTHY'}; "
+                f"{len(d.alarms.book.open)} open alarm(s), {active} active; "
+                f"drivers {up}/{len(health['drivers'])} up; "
+                f"uplink {'connected' if health['uplink']['connected'] else 'DISCONNECTED'}")
+        if health["reasons"]:
+            line += f"; {health['reasons'][0]}"
+        if d.last_reload is not None and not d.last_reload["ok"]:
+            line += "; last reload FAILED"
+        return line
+
+    def update_status(self) -> None:
+        line = self.summary()
+        if line != self._status:
+            self._status = line
+            self.notifier.status(line)
