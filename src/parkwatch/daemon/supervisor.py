@@ -3,11 +3,14 @@
 * SIGTERM/SIGINT stop the daemon (``STOPPING=1`` first); SIGHUP reloads the config file
   (``RELOADING=1``, then ``READY=1`` again, whatever the outcome: a failed reload leaves the
   daemon running on its previous config).
-* ``WATCHDOG=1`` is sent only while the alarm path is alive: the pipeline made progress since
-  the last look (it answered a probe queued behind the readings, or finished a batch), and
-  every long-running loop (drivers, couriers, broker link, scheduler, writers) still runs.  A
-  rule that hangs or a loop that dies silences the pings, and systemd restarts the daemon
-  after ``WatchdogSec=``.
+* ``READY=1`` follows the start once the brokers and ports are connected (or after
+  ``ready_wait_s``: a broker that is down must not keep the gateway from running), so the
+  first status line is a true one.
+* ``WATCHDOG=1`` is sent only while the alarm path is alive: the pipeline made progress within
+  half the watchdog timeout (it answered a probe queued behind the readings, or finished a
+  batch), and every long-running loop (drivers, couriers, broker link, scheduler, writers)
+  still runs.  A rule that hangs or a loop that dies silences the pings, and systemd restarts
+  the daemon: at most 1.5 × ``WatchdogSec=`` after the hang.
 * ``STATUS=`` carries a one-line summary, sent when it changes (``systemctl status`` shows it).
 """
 
@@ -29,7 +32,8 @@ log = logging.getLogger("parkwatch.systemd")
 
 class Supervisor:
     def __init__(self, daemon: Daemon, notifier: Notifier, config_path: str | Path | None,
-                 watchdog_s: float | None, tick_s: float = 1.0) -> None:
+                 watchdog_s: float | None, tick_s: float = 1.0,
+                 ready_wait_s: float = 5.0) -> None:
         self.daemon = daemon
         self.notifier = notifier
         self.config_path = config_path
@@ -37,7 +41,12 @@ class Supervisor:
         # ping well inside the timeout: systemd recommends half; a quarter leaves room for a
         # slow tick
         self.tick_s = min(tick_s, watchdog_s / 4) if watchdog_s else tick_s
+        #: the pipeline may go this long without progress (one long batch) before the
+        #: pings stop
+        self.hang_after_s = watchdog_s / 2 if watchdog_s else float("inf")
+        self.ready_wait_s = ready_wait_s
         self.pings = 0
+        self._progress_at = time.monotonic()
         self._stop = False
         self._reload = False
         self._wake = threading.Event()
@@ -60,6 +69,10 @@ class Supervisor:
 
     def run(self) -> None:
         """Until a stop is requested; the daemon is started, and stopped by the caller."""
+        deadline = time.monotonic() + self.ready_wait_s
+        while (not self._stop and time.monotonic() < deadline
+               and self.daemon.metrics.health()["status"] != "ok"):
+            self._wake.wait(0.05)
         self._status = self.summary()
         self.notifier.ready(self._status)
         if self.watchdog_s:
@@ -95,19 +108,21 @@ class Supervisor:
     def liveness(self) -> str | None:
         """None while the alarm path is alive, else what is wrong (one line)."""
         pipeline = self.daemon.pipeline
+        now = time.monotonic()
         answered = self._probe is None or self._probe.is_set()
-        moved = pipeline.last_loop != self._last_loop
+        if answered or pipeline.last_loop != self._last_loop:
+            self._progress_at = now
         self._last_loop = pipeline.last_loop
         if answered:
             self._probe_pipeline()
         dead = [name for name, alive in self.daemon.workers().items() if not alive]
         if dead:
             return f"not running: {', '.join(dead)}"
-        if not (answered or moved):
+        if now - self._progress_at > self.hang_after_s:
             since = pipeline.busy_since
-            busy = "" if since is None else f" (one batch running for " \
-                f"{time.monotonic() - since:.1f} s)"
-            return f"the alarm pipeline made no progress{busy}"
+            busy = "" if since is None else f"; one batch running for {now - since:.1f} s"
+            return f"the alarm pipeline made no progress for {now - self._progress_at:.1f} s" \
+                f"{busy}"
         return None
 
     def _probe_pipeline(self) -> None:
