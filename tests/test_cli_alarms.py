@@ -199,3 +199,13 @@ def test_url_and_token_file_need_no_config(daemon, subscriber, device, capsys):
     assert (code, err) == (0, "") and fire in out
     code, out, err = run(capsys, "ack", fire, "--by", "district-duty", *overrides)
     assert (code, err) == (0, "") and out.startswith(f"acknowledged {fire}")
+
+
+# --- parkwatch status ---------------------------------------------------------------------
+
+
+def test_status_prints_the_daemons_health_and_exits_0(daemon, subscriber, device, cfg, capsys):
+    raise_alarm(subscriber, device, "A-3F-FB1", {"event": "press"})
+    code, out, err = run(capsys, "status", "--config", str(cfg))
+    print(out, err)
+    assert False

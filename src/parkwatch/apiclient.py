@@ -1,10 +1,10 @@
-"""`parkwatch alarms`, `parkwatch ack` and `parkwatch reset`: the running daemon's local HTTP API
-from a shell on the gateway.
+"""`parkwatch alarms`, `parkwatch ack`, `parkwatch reset` and `parkwatch status`: the running
+daemon's local HTTP API from a shell on the gateway.
 
 The API's address comes from the config's ``api:`` section, its bearer token from
 ``api.secret_file``/``api.secret_env`` or else from ``{state_dir}/api.token``, which the daemon
-creates on its first start.  Exit codes: 0 done (or nothing to do), 1 refused or the daemon
-cannot be reached, 2 the config cannot be used.
+creates on its first start.  Exit codes: 0 done (or nothing to do; for `status`: healthy), 1
+refused, unhealthy or the daemon cannot be reached, 2 the config cannot be used.
 """
 
 from __future__ import annotations
@@ -76,12 +76,21 @@ def _read_token_file(path: Path, hint: str) -> str:
 
 
 def endpoint(config: str, state_dir: str | None = None, url: str | None = None,
-             token_file: str | None = None) -> Endpoint:
-    """The API's URL and token from the config (and the overrides); raises Failure."""
+             token_file: str | None = None, token_required: bool = True) -> Endpoint:
+    """The API's URL and token from the config (and the overrides); raises Failure.
+
+    With ``token_required=False`` a token that cannot be read is no failure: the endpoint
+    comes with an empty token and the reason as its ``token_source`` (for ``parkwatch
+    status``, whose health check needs no token)."""
     token: str | None = None
     source = ""
     if token_file is not None:
-        token, source = _read_token_file(Path(token_file), "no such file"), token_file
+        try:
+            token, source = _read_token_file(Path(token_file), "no such file"), token_file
+        except Failure as exc:
+            if token_required:
+                raise
+            token, source = "", exc.message
     if url is not None and token is not None:
         return Endpoint(url.rstrip("/"), token, source)
 
@@ -118,22 +127,29 @@ def endpoint(config: str, state_dir: str | None = None, url: str | None = None,
 
             state = Path(state_dir) if state_dir else cfg.gateway.state_dir
             path = state / TOKEN_FILE
-            token = _read_token_file(path, "the daemon creates it on its first start; has it "
-                                     "run with this state directory (gateway.state_dir or "
-                                     "--state-dir)?")
-            source = str(path)
+            try:
+                token = _read_token_file(path, "the daemon creates it on its first start; has "
+                                         "it run with this state directory (gateway.state_dir "
+                                         "or --state-dir)?")
+                source = str(path)
+            except Failure as exc:
+                if token_required:
+                    raise
+                token, source = "", exc.message
     return Endpoint(url.rstrip("/"), token, source)
 
 
 # --- one request --------------------------------------------------------------------------
 
 
-def request(ep: Endpoint, method: str, path: str, body: dict[str, Any] | None = None
-            ) -> tuple[int, Any]:
-    """(status, JSON body) of one API call; raises Failure when there is no HTTP answer."""
+def request(ep: Endpoint, method: str, path: str, body: dict[str, Any] | None = None,
+            auth: bool = True) -> tuple[int, Any]:
+    """(status, JSON body) of one API call; raises Failure when there is no HTTP answer.
+    ``auth=False`` sends no token (``/healthz`` needs none)."""
     data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
     req = Request(ep.url + path, data=data, method=method, headers={
-        "Authorization": f"Bearer {ep.token}", "Accept": "application/json",
+        "Accept": "application/json",
+        **({"Authorization": f"Bearer {ep.token}"} if auth else {}),
         **({"Content-Type": "application/json"} if data is not None else {})})
     try:
         with urlopen(req, timeout=TIMEOUT_S) as resp:
@@ -327,6 +343,132 @@ def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None) -
     raise _http_failure(ep, status, answer)
 
 
+# --- parkwatch status ---------------------------------------------------------------------
+
+
+def _count_words(counts: Any, names: tuple[str, ...]) -> str:
+    if not isinstance(counts, dict):
+        return ""
+    return ", ".join(f"{counts.get(n, 0)} {n.replace('_', ' ')}" for n in names
+                     if isinstance(counts.get(n, 0), int))
+
+
+def _drivers_line(health: dict[str, Any], status: dict[str, Any] | None) -> str:
+    connected = health.get("drivers") if isinstance(health.get("drivers"), dict) else {}
+    details = (status or {}).get("drivers") if isinstance((status or {}).get("drivers"),
+                                                           dict) else {}
+    parts = []
+    for name in sorted(set(connected) | set(details)):
+        d = details.get(name) if isinstance(details.get(name), dict) else {}
+        up = connected.get(name, d.get("connected"))
+        text = f"{name} {'connected' if up else 'NOT CONNECTED'}"
+        extra = [str(d["type"])] if d.get("type") else []
+        if isinstance(d.get("accepted"), int):
+            extra.append(f"{d['accepted']} accepted")
+        rejected = d.get("rejected")
+        if isinstance(rejected, dict) and sum(v for v in rejected.values()
+                                              if isinstance(v, int)):
+            extra.append(f"{sum(rejected.values())} rejected")
+        parts.append(text + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(parts) or "none"
+
+
+def _targets_line(status: dict[str, Any]) -> str:
+    targets = status.get("targets")
+    if not isinstance(targets, dict) or not targets:
+        return "none"
+    parts = []
+    for name, t in sorted(targets.items()):
+        if not isinstance(t, dict):
+            continue
+        text = f"{name} {t.get('delivered', 0)} delivered, {t.get('pending', 0)} pending"
+        if t.get("pending"):
+            text += f" (oldest {format_age(t.get('oldest_pending_s'))})"
+        if t.get("expired"):
+            text += f", {t['expired']} expired"
+        if t.get("failing"):
+            text += ", FAILING"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _pipeline_line(health: dict[str, Any]) -> str | None:
+    p = health.get("pipeline")
+    if not isinstance(p, dict):
+        return None
+    if not p.get("running"):
+        return "NOT RUNNING"
+    busy = p.get("busy_s")
+    return ("idle" if busy is None else f"busy for {busy:.1f} s") + \
+        f", queue {p.get('queue', '?')}"
+
+
+def format_status(ep: Endpoint, health: dict[str, Any], status: dict[str, Any] | None,
+                  now: float) -> str:
+    """The readable summary of /healthz and (when it could be read) /api/status."""
+    ok = health.get("status") == "ok"
+    lines = [f"parkwatch daemon at {ep.url}: {'ok' if ok else 'UNHEALTHY'}"]
+    lines += [f"  reason: {r}" for r in health.get("reasons") or []]
+    lines += [f"  warning: {w}" for w in health.get("warnings") or []]
+    if status is not None:
+        started = _parse_time(status.get("started_at"))
+        lines.append(f"gateway {status.get('gateway', '?')}, park {status.get('park', '?')}, "
+                     f"parkwatch {status.get('version', '?')}, up "
+                     f"{format_age(None if started is None else now - started)}, "
+                     f"{status.get('sensors', '?')} sensors")
+    lines.append(f"drivers: {_drivers_line(health, status)}")
+    uplink = health.get("uplink")
+    if isinstance(uplink, dict):
+        lines.append(f"uplink: broker '{uplink.get('broker', '?')}' "
+                     f"{'connected' if uplink.get('connected') else 'DISCONNECTED'}")
+    if status is not None:
+        counts = _count_words(status.get("alarms"), ("active_unacknowledged",
+                                                     "active_acknowledged",
+                                                     "cleared_unacknowledged"))
+        lines.append(f"alarms: {status.get('open_alarms', '?')} open"
+                     + (f" ({counts})" if counts else ""))
+        lines.append(f"deliveries: {_targets_line(status)}")
+    pipeline = _pipeline_line(health)
+    if pipeline is not None:
+        lines.append(f"pipeline: {pipeline}")
+    if status is not None:
+        r = status.get("readings") if isinstance(status.get("readings"), dict) else {}
+        lines.append(f"readings: {r.get('accepted', '?')} accepted, {r.get('rejected', '?')} "
+                     f"rejected, {r.get('pipeline_errors', 0)} pipeline errors; "
+                     f"{status.get('refused_commands', 0)} refused commands")
+        cfg = status.get("config")
+        last = cfg.get("last_reload") if isinstance(cfg, dict) else None
+        if isinstance(last, dict) and not last.get("ok"):
+            lines.append(f"config: the last reload failed ({last.get('error') or '?'}); "
+                         "running on the previous config")
+    return "\n".join(lines)
+
+
+def show_status(ep: Endpoint, as_json: bool) -> int:
+    """`parkwatch status`: 0 healthy, 1 unhealthy (Failure when unreachable)."""
+    code, health = request(ep, "GET", "/healthz", auth=False)
+    if code not in (200, 503) or not isinstance(health, dict) or "status" not in health:
+        raise _http_failure(ep, code, health)
+    status: dict[str, Any] | None = None
+    missing: str | None = None
+    if not ep.token:
+        missing = ep.token_source
+    else:
+        code, body = request(ep, "GET", "/api/status")
+        if code == 200 and isinstance(body, dict):
+            status = body
+        else:
+            missing = _http_failure(ep, code, body).message
+    if as_json:
+        print(json.dumps({"health": health, "status": status}, ensure_ascii=False, indent=2))
+    else:
+        print(format_status(ep, health, status, time.time()))
+    if missing is not None:
+        print(f"parkwatch status: details (alarms, deliveries) unavailable: {missing}",
+              file=sys.stderr)
+    return EXIT_OK if health.get("status") == "ok" else EXIT_FAILURE
+
+
 # --- argparse glue ------------------------------------------------------------------------
 
 
@@ -342,7 +484,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv_command: str) -> int:
     try:
-        ep = endpoint(args.config, args.state_dir, args.url, args.token_file)
+        ep = endpoint(args.config, args.state_dir, args.url, args.token_file,
+                      token_required=argv_command != "status")
+        if argv_command == "status":
+            return show_status(ep, args.json)
         if argv_command == "alarms":
             return list_alarms(ep, args.all, args.json)
         return command(ep, argv_command, args.alarm_id, args.by, args.note)

@@ -73,6 +73,25 @@ def _reset(args: argparse.Namespace) -> int:
     return run(args, "reset")
 
 
+def _status(args: argparse.Namespace) -> int:
+    from parkwatch.apiclient import run
+
+    return run(args, "status")
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from parkwatch.console.app import run_watch
+    from parkwatch.console.settings import SettingsError, options_from_args
+
+    try:
+        opts = options_from_args(args)
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    return run_watch(opts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parkwatch",
@@ -121,6 +140,50 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--note", metavar="TEXT", help="a note kept with the alarm's history")
         add_common(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("status", help="the running daemon's health (local API)",
+                       description="Print the running daemon's health: the verdict with its "
+                       "reasons and warnings, drivers, uplink, open alarms by state, delivery "
+                       "targets and their outbox, the pipeline. Exit 0 when healthy, 1 when "
+                       "unhealthy or the daemon cannot be reached, 2 when the config cannot be "
+                       "used.")
+    add_common(p)
+    p.add_argument("--json", action="store_true", help="print the API's JSON (/healthz and "
+                   "/api/status)")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("watch", help="live operator board of many parks (uplink broker)",
+                       description="A live board of the open alarms of every park on a "
+                       "command-center broker: most severe and oldest first, gateway statuses, "
+                       "a bell for new fire alarms. Keys: up/down or j/k select, a "
+                       "acknowledges (with --operator), q quits. The broker comes from a park "
+                       f"config's uplink (default {DEFAULT_CONFIG}) or from --host. Exit 2 "
+                       "when the broker settings cannot be used.")
+    g = p.add_argument_group("broker from a park config")
+    g.add_argument("--config", "-c", help=f"park config YAML (default {DEFAULT_CONFIG} "
+                   "unless --host is given)")
+    g.add_argument("--broker", metavar="NAME", help="a broker under the config's brokers "
+                   "(default: the uplink broker)")
+    g = p.add_argument_group("broker from the command line")
+    g.add_argument("--host", help="broker host name or address")
+    g.add_argument("--port", type=int, help="broker port (default 1883)")
+    g.add_argument("--username", help="MQTT user name")
+    g.add_argument("--password-file", metavar="FILE", help="file whose first line is the "
+                   "password")
+    g.add_argument("--ca-file", metavar="FILE", help="CA bundle: connect with TLS")
+    g.add_argument("--cert-file", metavar="FILE", help="client certificate (mutual TLS)")
+    g.add_argument("--key-file", metavar="FILE", help="client private key (mutual TLS)")
+    g.add_argument("--no-verify-hostname", action="store_true",
+                   help="do not check the broker's name in its certificate")
+    p.add_argument("--operator", metavar="NAME", help="your operator id (the gateways' "
+                   "alarms.operators); without it the board is read-only")
+    p.add_argument("--note", metavar="TEXT", help="a note sent with every acknowledgement")
+    p.add_argument("--prefix", metavar="TOPIC", help="contract topic prefix (default: the "
+                   "config's uplink.topic_prefix, else parkwatch/v1)")
+    p.add_argument("--stale-after", type=float, metavar="SECONDS", help="show a gateway "
+                   "as stale when its status is older than this (default 3 × the config's "
+                   "gateway.status_interval_s, else 90)")
+    p.set_defaults(func=_watch)
 
     p = sub.add_parser("demo", help="private broker + simulated devices + daemon, for a look")
     p.add_argument("--duration", type=float, default=45.0,

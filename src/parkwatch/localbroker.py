@@ -123,20 +123,40 @@ class LocalServer:
 
 
 class LocalMosquitto(LocalServer):
+    """``extra_conf`` is appended verbatim to the generated mosquitto.conf, so it may override
+    the options above it (Mosquitto keeps the last value) and add e.g. a bridge stanza,
+    ``password_file`` or ``acl_file``.  ``persistence=True`` keeps sessions, queued QoS 1
+    messages and retained messages across :meth:`stop` / :meth:`start` in
+    ``workdir/mosquitto-{port}.db/``; the broker then keeps running as the calling user (as
+    root, Mosquitto would otherwise switch to the `mosquitto` user, which cannot write there)."""
+
     NAME = "mosquitto"
 
     def __init__(self, port: int | None = None, extra_conf: str = "",
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, persistence: bool = False) -> None:
         super().__init__(port, workdir)
         self.extra_conf = extra_conf
+        self.persistence = persistence
+
+    @property
+    def db_dir(self) -> Path:
+        return self.workdir / f"mosquitto-{self.port}.db"
+
+    def _persistence_conf(self) -> str:
+        if not self.persistence:
+            return "persistence false\n"
+        self.db_dir.mkdir(parents=True, exist_ok=True)
+        user = "user root\n" if os.geteuid() == 0 else ""  # has no effect unless root
+        return f"{user}persistence true\npersistence_location {self.db_dir}/\n"
 
     def start(self, timeout: float = 10.0) -> LocalMosquitto:
         binary = ensure_mosquitto()
         conf = self.workdir / f"mosquitto-{self.port}.conf"
+        self.workdir.mkdir(parents=True, exist_ok=True)
         conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            + self._persistence_conf() +
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             "set_tcp_nodelay true\n"
