@@ -77,7 +77,10 @@ def _models_in(tp: Any) -> list[tuple[str, type[BaseModel]]]:
     return []
 
 
-def _section(path: str, model: type[BaseModel], seen: set[tuple[str, str]]) -> list[str]:
+def _section(path: str, model: type[BaseModel], seen: set[tuple[str, str]],
+             defaults: BaseModel | None = None) -> list[str]:
+    """One table per model; `defaults` is the instance a parent's field defaults to, whose
+    values win over the model's own (telemetry.retry's max_s is not Backoff's)."""
     if (path, model.__name__) in seen:
         return []
     seen.add((path, model.__name__))
@@ -86,10 +89,14 @@ def _section(path: str, model: type[BaseModel], seen: set[tuple[str, str]]) -> l
         lines += [" ".join(model.__doc__.strip().split("\n\n")[0].split()), ""]
     lines += ["| key | type | required / default | constraints | meaning |",
               "|---|---|---|---|---|"]
-    nested: list[tuple[str, type[BaseModel]]] = []
+    nested: list[tuple[str, type[BaseModel], BaseModel | None]] = []
     for name, f in model.model_fields.items():
+        given = getattr(defaults, name, None) if defaults is not None else None
+        made = f.default_factory() if f.default_factory is not None else None  # type: ignore[call-arg]
         if f.is_required():
             default = "**required**"
+        elif given is not None and isinstance(given, (int, float, str, bool)):
+            default = f"`{given}`"
         elif f.default_factory is not None:
             default = "(empty)"
         elif f.default is PydanticUndefined or f.default is None:
@@ -99,10 +106,12 @@ def _section(path: str, model: type[BaseModel], seen: set[tuple[str, str]]) -> l
         lines.append(f"| `{name}` | {_type_name(f.annotation)} | {default} | "
                      f"{_constraints(f)} | {(f.description or '').replace('|', '/')} |")
         for suffix, m in _models_in(f.annotation):
-            nested.append((f"{path}.{name}{suffix}" if path else f"{name}{suffix}", m))
+            inst = given if isinstance(given, m) else made if isinstance(made, m) else None
+            nested.append((f"{path}.{name}{suffix}" if path else f"{name}{suffix}", m,
+                           inst if not suffix else None))
     lines.append("")
-    for sub_path, m in nested:
-        lines += _section(sub_path, m, seen)
+    for sub_path, m, inst in nested:
+        lines += _section(sub_path, m, seen, inst)
     return lines
 
 
