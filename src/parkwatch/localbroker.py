@@ -128,7 +128,9 @@ class LocalMosquitto(LocalServer):
     ``password_file`` or ``acl_file``.  ``persistence=True`` keeps sessions, queued QoS 1
     messages and retained messages across :meth:`stop` / :meth:`start` in
     ``workdir/mosquitto-{port}.db/``; the broker then keeps running as the calling user (as
-    root, Mosquitto would otherwise switch to the `mosquitto` user, which cannot write there)."""
+    root, Mosquitto would otherwise switch to the `mosquitto` user, which cannot write there).
+    Ask for persistence this way: a ``persistence true`` line in ``extra_conf`` alone would
+    point Mosquitto at its working directory instead."""
 
     NAME = "mosquitto"
 
