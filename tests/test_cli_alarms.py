@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import EXAMPLE, REPO
+from conftest import EXAMPLE, REPO, wait_until
 from parkwatch.cli import main
 
 
@@ -201,11 +201,79 @@ def test_url_and_token_file_need_no_config(daemon, subscriber, device, capsys):
     assert (code, err) == (0, "") and out.startswith(f"acknowledged {fire}")
 
 
+
 # --- parkwatch status ---------------------------------------------------------------------
 
 
-def test_status_prints_the_daemons_health_and_exits_0(daemon, subscriber, device, cfg, capsys):
+def healthy(daemon: Any) -> None:
+    """A fresh daemon is healthy once its serial and Modbus drivers have opened their ports."""
+    wait_until(lambda: daemon.metrics.health()["status"] == "ok", what="a healthy daemon")
+
+
+def test_status_summarises_a_healthy_daemon_and_exits_0(daemon, subscriber, device, cfg,
+                                                        capsys):
     raise_alarm(subscriber, device, "A-3F-FB1", {"event": "press"})
+    healthy(daemon)
     code, out, err = run(capsys, "status", "--config", str(cfg))
-    print(out, err)
-    assert False
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"parkwatch daemon at http://127.0.0.1:{daemon.api.port}: ok"
+    assert lines[1].startswith("gateway xinqiao-gw1, park xinqiao, parkwatch ")
+    assert lines[1].endswith(f", {len(daemon.park)} sensors")
+    by_head = {line.split(":")[0]: line for line in lines[2:]}
+    for driver in ("lora connected (mqtt", "rs485-b connected (modbus_rtu",
+                   "scale-a3 connected (serial_indicator"):
+        assert driver in by_head["drivers"]
+    assert by_head["uplink"] == "uplink: broker 'local' connected"
+    assert by_head["alarms"] == ("alarms: 1 open (1 active unacknowledged, 0 active "
+                                 "acknowledged, 0 cleared unacknowledged)")
+    assert "uplink " in by_head["deliveries"] and " pending" in by_head["deliveries"]
+    assert by_head["pipeline"].startswith("pipeline: ")
+    assert by_head["readings"].endswith("; 0 refused commands")
+
+    code, out, _ = run(capsys, "status", "-c", str(cfg), "--json")
+    body = json.loads(out)
+    assert code == 0 and body["health"]["status"] == "ok"
+    assert body["status"]["open_alarms"] == 1 and body["status"]["gateway"] == "xinqiao-gw1"
+
+
+def test_status_of_an_unhealthy_daemon_exits_1_with_the_reasons(daemon, broker, cfg, capsys):
+    healthy(daemon)
+    broker.stop()
+    try:
+        wait_until(lambda: daemon.metrics.health()["status"] != "ok", what="the broker gone")
+        code, out, _ = run(capsys, "status", "-c", str(cfg))
+        assert code == 1
+        lines = out.splitlines()
+        assert lines[0] == f"parkwatch daemon at http://127.0.0.1:{daemon.api.port}: UNHEALTHY"
+        assert "  reason: uplink broker 'local' disconnected" in lines
+        assert "uplink: broker 'local' DISCONNECTED" in lines
+        assert "lora NOT CONNECTED" in out
+    finally:
+        broker.start()  # the same port: the links reconnect by themselves
+    wait_until(lambda: daemon.metrics.health()["status"] == "ok", timeout=10.0)
+
+
+def test_status_needs_no_token_for_the_health_check(daemon, tmp_path, capsys):
+    healthy(daemon)
+    cfg = write_config(tmp_path / "no-token.yaml", daemon.api.port, tmp_path / "elsewhere")
+    code, out, err = run(capsys, "status", "-c", str(cfg))
+    assert code == 0
+    assert out.splitlines()[0].endswith(": ok") and "uplink: broker 'local' connected" in out
+    assert "alarms:" not in out
+    assert err == ("parkwatch status: details (alarms, deliveries) unavailable: no API token at "
+                   f"{tmp_path / 'elsewhere' / 'api.token'}: the daemon creates it on its first "
+                   "start; has it run with this state directory (gateway.state_dir or "
+                   "--state-dir)?\n")
+
+
+def test_status_unreachable_exits_1_and_unusable_config_exits_2(tmp_path, capsys):
+    port = free_port()
+    cfg = write_config(tmp_path / "park.yaml", port, tmp_path / "never-started")
+    code, out, err = run(capsys, "status", "-c", str(cfg))
+    assert (code, out) == (1, "")
+    assert err == (f"parkwatch status: cannot reach the parkwatch API at http://127.0.0.1:{port}:"
+                   " connection refused — is the daemon running?\n")
+    off = write_config(tmp_path / "off.yaml", None, tmp_path / "state")
+    code, out, err = run(capsys, "status", "-c", str(off))
+    assert (code, out) == (2, "") and "the local API is off" in err
