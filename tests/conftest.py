@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from parkwatch.alarms.event import load_schema
@@ -54,6 +55,24 @@ def example_config(broker: LocalMosquitto, workdir: Path,
     ov = bench_overrides(load_config(EXAMPLE), broker.port, workdir)
     ov.update(overrides or {})
     return load_config(EXAMPLE, ov)
+
+
+def lora_park(tmp_path: Path, port: int) -> dict[str, Any]:
+    """The example park's LoRa (MQTT) part on the test broker, state in tmp_path, the API on a
+    free port: the YAML data a `parkwatch run` subprocess test edits and writes."""
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["brokers"]["local"]["port"] = port
+    data["gateway"]["state_dir"] = str(tmp_path / "state")
+    data["api"]["port"] = 0
+    data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
+    lora = {d["id"] for d in data["drivers"]}
+    data["sensors"] = [s for s in data["sensors"] if s["driver"] in lora]
+    return data
+
+
+def write_yaml(data: dict[str, Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 class Subscriber:

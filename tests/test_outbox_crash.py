@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from conftest import EXAMPLE, REPO, Device, Subscriber
+from conftest import REPO, Device, Subscriber, lora_park
 from webhook_receiver import WebhookReceiver
 
 PY = [sys.executable, "-m", "parkwatch"]
@@ -44,14 +44,8 @@ ALL_CLEAR = [*((b, {"event": "reset"}) for b in BUTTONS),
 
 def write_config(tmp_path: Path, port: int, hook_url: str) -> Path:
     """The example park, LoRa sensors only, with a signed webhook subscriber told of everything."""
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    data["brokers"]["local"]["port"] = port
-    data["gateway"]["state_dir"] = str(tmp_path / "state")
+    data = lora_park(tmp_path, port)
     data["gateway"]["status_interval_s"] = 1
-    data["api"]["port"] = 0
-    data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
-    lora = {d["id"] for d in data["drivers"]}
-    data["sensors"] = [s for s in data["sensors"] if s["driver"] in lora]
     secret = tmp_path / "hook.secret"
     secret.write_text(SECRET + "\n", encoding="utf-8")
     data["alarms"]["targets"]["hook"] = {

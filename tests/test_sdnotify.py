@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import EXAMPLE, wait_until
+from conftest import lora_park, wait_until, write_yaml
 from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
 
@@ -106,22 +105,9 @@ def test_watchdog_timeout_reads_systemds_environment():
     assert watchdog_timeout({"WATCHDOG_USEC": "soon"}) is None
 
 
-def write_config(tmp_path: Path, port: int) -> Path:
-    """The example park's MQTT part on the test broker, as a file `parkwatch run` reads."""
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    data["brokers"]["local"]["port"] = port
-    data["gateway"]["state_dir"] = str(tmp_path / "state")
-    data["api"]["port"] = 0
-    data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
-    data["sensors"] = [s for s in data["sensors"] if s["driver"] == "lora"]
-    path = tmp_path / "park.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
-
-
 def test_the_daemon_tells_systemd_ready_watchdog_reloading_and_stopping(tmp_path, broker,
                                                                         notify):
-    config = write_config(tmp_path, broker.port)
+    config = write_yaml(lora_park(tmp_path, broker.port), tmp_path / "park.yaml")
     env = {**os.environ, "NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "400000"}
     log = (tmp_path / "daemon.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "parkwatch", "run", "--config", str(config)],

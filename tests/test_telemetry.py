@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import EXAMPLE, REPO, Device, example_config, wait_until
+from conftest import REPO, Device, example_config, lora_park, wait_until
 from parkwatch.daemon.app import Daemon
 from parkwatch.localtsdb import LocalVictoria
 from parkwatch.telemetry.lineproto import to_ms
@@ -224,12 +224,7 @@ def test_an_outage_loses_nothing_and_replays_in_order(broker, tmp_path, device, 
 
 def write_config(tmp_path: Path, port: int, influx_url: str) -> Path:
     """The example park's LoRa sensors, telemetry to `influx_url`, for a `parkwatch run`."""
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    data["brokers"]["local"]["port"] = port
-    data["gateway"]["state_dir"] = str(tmp_path / "state")
-    data["api"]["port"] = 0
-    data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
-    data["sensors"] = [s for s in data["sensors"] if s["driver"] == "lora"]
+    data = lora_park(tmp_path, port)
     data["telemetry"] = {"flush_interval_s": 0.5, "batch_points": 100,
                          "retry": {"initial_s": 0.2, "max_s": 0.5},
                          "influxdb": {"url": influx_url, "bucket": "park",
