@@ -164,8 +164,10 @@ def test_one_threshold_changed_keeps_open_alarms_and_other_pending_durations(
         device.send("A-1F-WL1", {"value": 60, "ts": ts(crossed)})  # critical, pending for 2 s
         wait_until(lambda: daemon.engine.stats["evaluated"] >= 3, what="the reading evaluated")
 
+        drivers = list(daemon.drivers)
         bench.write(lambda d: bench.sensor("A-4F-LC1")["thresholds"].update(high_warning=5000))
         assert daemon.reload_config(bench.path) is True
+        assert all(a is b for a, b in zip(daemon.drivers, drivers, strict=True))  # kept running
         changed = next(s for s in daemon.cfg.sensors if s.id == "A-4F-LC1")
         assert changed.thresholds is not None and changed.thresholds.high_warning == 5000
 

@@ -9,7 +9,8 @@ needs a restart: the park id, the ``gateway`` section, the uplink and its broker
 reload never leaves the daemon half on one config and half on the other.
 
 Drivers are kept running when nothing they read changed: their own config, their broker, and
-the index and config of every sensor they serve.  Any other driver is replaced (stopped, and a
+the index and device settings (id, kind, address, unit, scale, ...) of every sensor they serve;
+a new threshold or place does not restart a driver.  Any other driver is replaced (stopped, and a
 new one started), added or removed.  Delivery targets are compared the same way.
 """
 
@@ -55,6 +56,10 @@ class ReloadPlan:
         return "; ".join(parts) or "no driver or target changed"
 
 
+#: sensor settings only the rules and the alarm path read: changing them keeps the driver
+RULES_ONLY = {"name", "building", "floor", "zone", "tenant", "thresholds", "rate"}
+
+
 def _dump(model: Any) -> Any:
     return None if model is None else model.model_dump(mode="json")
 
@@ -84,8 +89,8 @@ def _driver_view(cfg: ParkConfig, park: ParkModel, driver_id: str) -> Any:
     broker = getattr(dcfg, "broker", None)
     return {"driver": _dump(dcfg),
             "broker": _dump(cfg.brokers.get(broker)) if broker else None,
-            "sensors": [(s.index, _dump(s.config)) for s in park.sensors
-                        if s.config.driver == driver_id]}
+            "sensors": [(s.index, s.config.model_dump(mode="json", exclude=RULES_ONLY))
+                        for s in park.sensors if s.config.driver == driver_id]}
 
 
 def _split(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], ...]:
