@@ -276,7 +276,8 @@ def test_readings_during_a_reload_are_neither_lost_nor_misattributed(bench, seri
         assert done.wait(20)
 
         def values() -> list[float]:
-            rows = [json.loads(line) for line in record.read_text("utf-8").splitlines()]
+            text = record.read_text("utf-8")  # complete lines only: the recorder may be writing
+            rows = [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
             return [r["value"] for r in rows if r["sensor"] == "A-1F-WL1"]
 
         wait_until(lambda: len(values()) >= n, timeout=10, what="every reading to be evaluated")
