@@ -40,7 +40,13 @@ from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
-from parkwatch.rules.snapshot import apply_snapshot, snapshot_arrays, snapshot_meta
+from parkwatch.rules.snapshot import (
+    apply_snapshot,
+    restore_state,
+    snapshot_arrays,
+    snapshot_meta,
+)
+from parkwatch.rules.transitions import Severity, Transitions
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
 from parkwatch.timefmt import rfc3339_ms
@@ -65,6 +71,7 @@ class Daemon:
         self.telemetry = TelemetrySink(cfg, self.park, self.state_dir)
         self.aggregates = Aggregates(self.park)
         self.store_path = self.state_dir / STORE_FILE
+        self.store_lost = False  # the store was unreadable and moved aside (see start)
         self.store = self._open_store()
         self.reader = StoreReader(self.store_path)
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
@@ -107,6 +114,7 @@ class Daemon:
                 Path(f"{self.store_path}{suffix}").unlink(missing_ok=True)
             log.error("alarm store %s unreadable (%s); moved to %s, starting with no open "
                       "alarms", self.store_path, exc, aside.name)
+            self.store_lost = True
             return AlarmStore(self.store_path)
 
     def _link_changed(self, _up: bool) -> None:
@@ -118,6 +126,40 @@ class Daemon:
         driver = DRIVER_KINDS[dcfg.type].driver_class()(dcfg, park, self.inbox, cfg)
         getattr(driver, "link", driver).state_listeners.append(self._link_changed)
         return driver
+
+    def _forget_rule_state(self) -> list[int]:
+        """The alarm store was lost: rule state that says "already alarming" would keep those
+        alarms from ever being raised again.  The rule state is set aside too, so every
+        condition is raised afresh by its next reading; the fire buttons it had latched (a
+        press is sent once) are returned, to be raised again at once."""
+        path = self.keeper.rules_path
+        if not path.exists():
+            return []
+        try:
+            old = RuleEngine(self.park, start=self.started_at)
+            restore_state(old, path)
+            latched = np.flatnonzero(old.kinds["button_latch"].latched).tolist()
+        except Exception as exc:  # unreadable too: the keeper moves it aside and starts afresh
+            log.error("rule state %s unreadable as well (%s)", path, exc)
+            return []
+        aside = path.with_name(f"{path.name}.store-lost-{int(time.time())}")
+        path.replace(aside)
+        log.error("alarm store lost: rule state moved to %s so that every alarm condition is "
+                  "raised again; %d latched fire button(s) raised again now", aside.name,
+                  len(latched))
+        return latched  # type: ignore[no-any-return]
+
+    def _raise_again(self, buttons: list[int]) -> None:
+        """Fire alarms of buttons latched before the alarm store was lost: latched and raised
+        anew (the press itself is not sent again)."""
+        for i in buttons:
+            self.engine.set_latched(i, True)
+        n = len(buttons)
+        self.alarms.apply(Transitions.build(
+            np.array(buttons), self.engine.kinds["button_latch"].code,
+            np.full(n, Severity.NORMAL), np.full(n, Severity.CRITICAL), np.ones(n),
+            np.full(n, np.nan), np.full(n, time.time())))
+        self.keeper.changed()
 
     def _couriers(self) -> dict[str, Courier]:
         """One courier per target: the command-center contract, then each configured one."""
@@ -155,8 +197,11 @@ class Daemon:
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        latched = self._forget_rule_state() if self.store_lost else []
         fresh = self.keeper.restore()
         self.alarms.restore(fresh)
+        if latched:
+            self._raise_again(latched)
         self.uplink.start()
         for alarm_id in self.alarms.orphans:
             self.uplink.forget(alarm_id)
