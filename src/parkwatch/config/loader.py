@@ -191,6 +191,9 @@ def load_config(path: str | Path, overrides: dict[Loc, Any] | None = None) -> Pa
         for part in loc[:-1]:
             if isinstance(node, dict) and part not in node:
                 node[part] = {}  # overriding a key of a section the file leaves out
-            node = node[part]
-        node[loc[-1]] = value
+            node = node[part] if isinstance(node, dict) else None
+        # a file that is not a mapping, or whose section is not one, keeps its mistake for
+        # validation to report (this raised TypeError; found by tests/test_fuzz.py)
+        if isinstance(node, dict):
+            node[loc[-1]] = value
     return validate_data(data, smap)

@@ -42,7 +42,23 @@ class ConfigSyntaxError(Exception):
         self.file, self.line, self.message = file, line, message
 
 
-def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoader) -> Any:
+#: most YAML nodes one config may expand to; aliases can multiply a small file exponentially
+#: ("billion laughs"), and each expanded node is walked here (found by tests/test_fuzz.py)
+MAX_NODES = 200_000
+
+
+def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoader,
+               within: tuple[yaml.Node, ...] = ()) -> Any:
+    if any(node is outer for outer in within):
+        # an alias to a mapping or list that contains it (`a: &x [*x]`): walking it would
+        # never end (RecursionError escaped before; found by tests/test_fuzz.py)
+        raise ConfigSyntaxError(smap.file, node.start_mark.line + 1,
+                                "an alias refers to the mapping or list that contains it")
+    if len(smap.lines) > MAX_NODES:
+        raise ConfigSyntaxError(smap.file, node.start_mark.line + 1,
+                                f"the file expands to more than {MAX_NODES} values (aliases "
+                                "of aliases?)")
+    within = (*within, node)
     smap.lines.setdefault(loc, node.start_mark.line + 1)  # a key's own line wins over its value's
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
@@ -59,10 +75,11 @@ def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoad
                                         f"duplicate key {key!r} (first defined on line "
                                         f"{smap.lines[(*loc, key)]})")
             smap.lines[(*loc, key)] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, (*loc, key), smap, loader)
+            out[key] = _construct(value_node, (*loc, key), smap, loader, within)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*loc, i), smap, loader) for i, item in enumerate(node.value)]
+        return [_construct(item, (*loc, i), smap, loader, within)
+                for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -83,7 +100,12 @@ def load_yaml_with_lines(path: str | Path,
 
 def parse_yaml_with_lines(text: str, name: str) -> tuple[Any, SourceMap]:
     smap = SourceMap(name)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        # the reader refuses control characters (e.g. \x08) already here, before the try below
+        # (this escaped as yaml.reader.ReaderError; found by tests/test_fuzz.py)
+        raise ConfigSyntaxError(name, 1, f"invalid YAML: {exc}") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -102,6 +124,10 @@ def parse_yaml_with_lines(text: str, name: str) -> tuple[Any, SourceMap]:
         raise ConfigSyntaxError(name, line, msg) from None
     except yaml.YAMLError as exc:
         raise ConfigSyntaxError(name, 1, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level ("[[[[...") (found by
+        # tests/test_fuzz.py; this escaped as RecursionError)
+        raise ConfigSyntaxError(name, 1, "invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
     return data, smap

@@ -406,7 +406,9 @@ class Daemon:
             if not (isinstance(alarm_id, str) and isinstance(by, str)
                     and (note is None or isinstance(note, str))):
                 raise TypeError("alarm_id and by must be strings")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            # RecursionError: JSON nested too deeply ("[[[[..."), which escaped before (found by
+            # tests/test_fuzz.py)
             self.alarms.refused.reject("bad_command", f"ack command on "
                                        f"{self.uplink.topics.ack}: {exc!r}: {payload[:200]!r}")
             return

@@ -209,6 +209,13 @@ class BusScheduler:
         if pdu is None:
             state.bad_frames += 1
             return None
+        fc = getattr(pdu, "function_code", 0)
+        data = getattr(pdu, "bits" if block.is_bits else "registers", None) or []
+        if not fc & 0x80 and (fc != block.request[1] or len(data) < block.count):
+            # a well-formed answer to another request (other function code, too few values):
+            # block.values() raised IndexError on it (found by tests/test_fuzz.py)
+            state.bad_frames += 1
+            return None
         return pdu
 
     # --- slave health ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ here ever blocks the network loop.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -101,8 +102,15 @@ class MqttDriver:
                 self.rejections.reject("internal_error", f"{type(exc).__name__} on {topic}")
                 continue
             k, off = scale[idx]
+            scaled = value * k + off
+            if math.isinf(scaled):
+                # a finite payload value that the sensor's scale/offset push past float range
+                # (1e308 x 10) must not reach the rules as infinity (found by tests/test_fuzz.py)
+                self.rejections.reject("bad_value", f"topic {topic}: {value!r} scaled is "
+                                       "out of range")
+                continue
             sensors.append(idx)
-            values.append(value * k + off)
+            values.append(scaled)
             times.append(ts)
             qualities.append(quality)
             batteries.append(battery)
