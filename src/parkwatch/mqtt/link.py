@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -130,7 +131,10 @@ class MqttLink:
             listener(False)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self._note_failure("cannot connect")
+        # paho calls this inside its `except OSError`: the error (refused, a TLS certificate
+        # that does not verify, ...) is the exception being handled
+        exc = sys.exc_info()[1]
+        self._note_failure(f"cannot connect: {exc}" if exc is not None else "cannot connect")
 
     def _note_failure(self, why: str) -> None:
         if self._lost_at is None:  # once per outage, not per retry
