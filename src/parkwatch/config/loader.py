@@ -176,6 +176,13 @@ def _ordered(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     return sorted(unique, key=lambda p: p.line)
 
 
+def _holds(node: Any, part: Any) -> bool:
+    """`node[part]` names a place in the YAML data: a key of a mapping, an item of a list."""
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)
+
+
 def load_config(path: str | Path, overrides: dict[Loc, Any] | None = None) -> ParkConfig:
     """Read, validate and cross-check a park config file.
 
@@ -191,9 +198,9 @@ def load_config(path: str | Path, overrides: dict[Loc, Any] | None = None) -> Pa
         for part in loc[:-1]:
             if isinstance(node, dict) and part not in node:
                 node[part] = {}  # overriding a key of a section the file leaves out
-            node = node[part] if isinstance(node, dict) else None
+            node = node[part] if _holds(node, part) else None
         # a file that is not a mapping, or whose section is not one, keeps its mistake for
         # validation to report (this raised TypeError; found by tests/test_fuzz.py)
-        if isinstance(node, dict):
+        if isinstance(node, dict) or _holds(node, loc[-1]):
             node[loc[-1]] = value
     return validate_data(data, smap)
