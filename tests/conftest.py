@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 
 import jsonschema
 import paho.mqtt.client as mqtt
@@ -55,6 +57,22 @@ def example_config(broker: LocalMosquitto, workdir: Path,
     ov = bench_overrides(load_config(EXAMPLE), broker.port, workdir)
     ov.update(overrides or {})
     return load_config(EXAMPLE, ov)
+
+
+def http_json(port: int, method: str, path: str, data: bytes | None = None,
+              token: str | None = None) -> tuple[int, Any]:
+    """(status, JSON body) of a request to a daemon's local API on `port`."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                 headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
 
 
 def lora_park(tmp_path: Path, port: int) -> dict[str, Any]:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any
-from urllib.error import HTTPError
 
 import pytest
 
-from conftest import wait_until
+from conftest import http_json, wait_until
 from parkwatch.daemon.httpapi import state_token
 
 ACK_TOPIC = "parkwatch/v1/xinqiao/commands/ack"
@@ -23,17 +21,8 @@ def call(daemon: Any, method: str, path: str, body: Any = None,
     """(status, JSON) of one request; the daemon's own token unless told otherwise."""
     token = state_token(daemon.state_dir) if token is None else token
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token is not NO_TOKEN:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(f"http://127.0.0.1:{daemon.api.port}{path}", data=data,
-                                 method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
+    return http_json(daemon.api.port, method, path, data,
+                     None if token is NO_TOKEN else token)  # type: ignore[arg-type]
 
 
 def _of(events: list[dict[str, Any]], alarm_id: str, kind: str | None = None

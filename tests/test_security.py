@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import REPO, Subscriber, lora_park, wait_until, write_yaml
+from conftest import REPO, Subscriber, http_json, lora_park, wait_until, write_yaml
 from parkwatch.config import load_config
 from parkwatch.config.delivery import ApiConfig
 from parkwatch.daemon.app import Daemon
@@ -236,18 +236,9 @@ def run_daemon(tmp_path: Path) -> Iterator[Any]:
 
 def api(daemon: Daemon, method: str, path: str, body: Any = None,
         token: str | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token != "":
-        headers["Authorization"] = f"Bearer {token or state_token(daemon.state_dir)}"
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{daemon.api.port}{path}", data=data,
-                                 method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
+    return http_json(daemon.api.port, method, path, data,
+                     None if token == "" else token or state_token(daemon.state_dir))
 
 
 def raised(sub: Subscriber, sensor: str) -> dict[str, Any]:
