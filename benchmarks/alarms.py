@@ -36,14 +36,11 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import datetime as dt
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
-import platform
-import shlex
 import sqlite3
 import statistics
 import subprocess
@@ -56,6 +53,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+from benchinfo import command_line  # noqa: E402
+from benchinfo import machine as bench_machine  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "alarms.json"
 EXAMPLE = ROOT / "examples" / "park.yaml"
 
@@ -442,27 +442,9 @@ def machine(state_parent: Path) -> dict[str, Any]:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run([mosq, "-h"], capture_output=True, text=True, timeout=5)
             version = (out.stdout or out.stderr).splitlines()[0].strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "paho_mqtt": paho.mqtt.__version__,
-        "sqlite": sqlite3.sqlite_version,
-        "mosquitto": version,
-        "state_dir_filesystem": filesystem_of(state_parent.resolve()),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def command_line(argv: list[str]) -> str:
-    def rel(p: str) -> str:
-        path = Path(p).absolute()
-        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else p
-
-    return shlex.join([rel(sys.executable), rel(sys.argv[0]), *argv])
+    return bench_machine(paho_mqtt=paho.mqtt.__version__, sqlite=sqlite3.sqlite_version,
+                         mosquitto=version,
+                         state_dir_filesystem=filesystem_of(state_parent.resolve()))
 
 
 # --- the two measurements ---------------------------------------------------------------------

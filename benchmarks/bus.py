@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+from benchinfo import machine as bench_machine  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "bus.json"
 
 BITS_PER_CHAR = 11  # 8E1, as DESIGN §3.3 assumes
@@ -330,17 +330,7 @@ def machine() -> dict[str, Any]:
     import pymodbus
     import serial
 
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "pyserial": serial.__version__,
-        "pymodbus": pymodbus.__version__,
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    return bench_machine(pyserial=serial.__version__, pymodbus=pymodbus.__version__)
 
 
 def table(cases: list[Case]) -> str:

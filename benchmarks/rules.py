@@ -30,8 +30,6 @@ import argparse
 import datetime as dt
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +40,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+from benchinfo import machine as bench_machine  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -239,8 +239,7 @@ def main() -> int:
                 del park
                 gc.collect()
     result = {"benchmark": "rules", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                          "cpus": os.cpu_count(), "platform": platform.platform()},
+              "machine": bench_machine(numpy=np.__version__),
               "targets_ns_at_1e5": TARGETS_NS, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -54,12 +54,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
-import platform
-import shlex
 import sys
 import tempfile
 import threading
@@ -71,6 +68,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+from benchinfo import command_line  # noqa: E402
+from benchinfo import machine as bench_machine  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "src"))
 
 from parkwatch.config.model import ParkConfig  # noqa: E402
@@ -508,27 +508,10 @@ def machine() -> dict[str, Any]:
         out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "victoria-metrics"],
                              capture_output=True, text=True, timeout=5)
         version = out.stdout.strip() or "?"
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "numpy": np.__version__,
-        "influxdb_client": influxdb_client.__version__,
-        "urllib3": urllib3.__version__,
-        "victoria_metrics": f"{vm} (Debian {version})" if vm else "not installed",
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def command_line(argv: list[str]) -> str:
-    def rel(p: str) -> str:
-        path = Path(p).absolute()
-        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else p
-
-    return shlex.join([rel(sys.executable), rel(sys.argv[0]), *argv])
+    return bench_machine(
+        numpy=np.__version__, influxdb_client=influxdb_client.__version__,
+        urllib3=urllib3.__version__,
+        victoria_metrics=f"{vm} (Debian {version})" if vm else "not installed")
 
 
 def report(r: dict[str, Any]) -> list[str]:

@@ -1,0 +1,37 @@
+"""What every benchmark records beside its figures: the machine it ran on and the command that
+reproduces it (so a JSON result can be compared and rerun)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine(**versions: Any) -> dict[str, Any]:
+    """CPUs, Python, platform and load now, plus the versions the benchmark depends on."""
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        **versions,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def command_line(argv: list[str]) -> str:
+    """The command that ran this benchmark, paths relative to the repository."""
+    def rel(p: str) -> str:
+        path = Path(p).absolute()
+        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else p
+
+    return shlex.join([rel(sys.executable), rel(sys.argv[0]), *argv])
