@@ -340,7 +340,6 @@ class Daemon:
                 if self.recorder is not None:
                     self.recorder.repark(park)
                 self.drivers, self.couriers = drivers, couriers
-                self._publish_status()
 
             self.inbox.barrier(swap).wait(timeout)
             # the drivers a reload replaced hand over: their last readings, still queued,

@@ -151,13 +151,14 @@ class Supervisor:
         d = self.daemon
         try:
             health = d.metrics.health()
+            # a copy taken in one step: the pipeline thread changes the book meanwhile
+            open_alarms = list(d.alarms.book.open.values())
         except Exception as exc:  # never let the status line take the loop down
             return f"status unavailable: {exc!r}"
         up = sum(health["drivers"].values())
-        alarms = d.alarms.counts()
-        active = alarms.get("active_unacknowledged", 0) + alarms.get("active_acknowledged", 0)
+        active = sum(1 for a in open_alarms if a.active)
         line = (f"{'ok' if health['status'] == 'ok' else 'UNHEALTHY'}; "
-                f"{len(d.alarms.book.open)} open alarm(s), {active} active; "
+                f"{len(open_alarms)} open alarm(s), {active} active; "
                 f"drivers {up}/{len(health['drivers'])} up; "
                 f"uplink {'connected' if health['uplink']['connected'] else 'DISCONNECTED'}")
         if health["reasons"]:
