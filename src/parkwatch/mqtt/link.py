@@ -58,8 +58,10 @@ class MqttLink:
                         clean_session=clean_session, protocol=mqtt.MQTTv311)
         c.max_queued_messages_set(0)  # unlimited: an alarm is never dropped client-side
         c.max_inflight_messages_set(100)
-        c.reconnect_delay_set(min_delay=max(1, int(broker.reconnect_min_s)),
-                              max_delay=max(1, int(broker.reconnect_max_s)))
+        # paho doubles the wait from min to max; it takes fractions of a second although its
+        # signature says int (the waits are compared with time.monotonic())
+        c.reconnect_delay_set(min_delay=broker.reconnect_min_s,  # type: ignore[arg-type]
+                              max_delay=broker.reconnect_max_s)  # type: ignore[arg-type]
         c.on_socket_open = lambda _c, _u, sock: set_nodelay(sock)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
