@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -287,11 +288,11 @@ def test_readings_during_a_reload_are_neither_lost_nor_misattributed(bench, seri
         daemon.stop()
     rows = [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
     values = [r["value"] for r in rows if r["sensor"] == "A-1F-WL1"]
-    # all of them, in order, under their own name.  MQTT QoS 1 is at-least-once: the few
-    # messages the old driver took but had not acknowledged when it disconnected are delivered
-    # again to the new one
+    # all of them, in order, under their own name.  MQTT QoS 1 is at-least-once, and a message
+    # is acknowledged only once the pipeline has evaluated it: those the old driver had taken
+    # but not yet settled when it disconnected are delivered again to the new one, once each
     distinct = list(dict.fromkeys(values))
     assert distinct == [k / 1000 for k in range(1, n + 1)]
-    assert len(values) - len(distinct) <= 20
+    assert max(Counter(values).values()) <= 2
     assert not [r for r in rows if r["sensor"] != "A-1F-WL1" and r["sensor"].endswith("WL0")]
     assert daemon.pipeline.dropped_retired == 0

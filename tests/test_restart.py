@@ -156,6 +156,50 @@ def test_sigkill_restart_does_not_raise_open_alarms_again(broker, tmp_path, devi
         sub.close()
 
 
+def test_a_kill_before_the_checkpoint_of_a_reset_does_not_swallow_the_next_press(
+        broker, tmp_path, device):
+    """The snapshot still holds the button latched; the store says its alarm was reset.  The
+    store wins: the next press raises a new alarm (it used to vanish into the stale latch)."""
+    cfg = write_config(tmp_path, broker.port, for_s=0.0)
+    rules = tmp_path / "state" / "rules.npz"
+    sub = Subscriber(broker)
+    first = start(cfg)
+    second = None
+    try:
+        wait_online(sub, 0)
+        time.sleep(1.1)  # the press is then more than min_gap_s after any earlier checkpoint
+        before = rules.stat().st_mtime_ns if rules.exists() else None
+        device.send("B-2F-FB1", {"event": "press"})
+        sub.wait_events(lambda ev: sensor_events(sub, "B-2F-FB1") != [])
+        deadline = time.monotonic() + 5
+        # the checkpoint right after the press's batch: the button latched
+        while not rules.exists() or rules.stat().st_mtime_ns == before:
+            assert time.monotonic() < deadline, "no checkpoint after the press"
+            time.sleep(0.005)
+        saved = rules.stat().st_mtime_ns
+        device.send("B-2F-FB1", {"event": "reset"})
+        sub.wait_events(lambda ev: len(sensor_events(sub, "B-2F-FB1")) == 2)
+        first.kill()  # within the second before the next checkpoint may be taken
+        first.wait(5)
+        assert rules.stat().st_mtime_ns == saved, "the reset reached the snapshot: no test"
+        mark = len(sub.messages)
+        second = start(cfg)
+        wait_online(sub, mark)
+        device.send("B-2F-FB1", {"event": "press"})
+        sub.wait_events(lambda ev: len(sensor_events(sub, "B-2F-FB1")) >= 3)
+        events = sensor_events(sub, "B-2F-FB1")
+        assert [e for e, _, _ in events] == ["raised", "cleared", "raised"]
+        assert events[0][1] != events[2][1]  # a new alarm
+        err = stop(second, signal.SIGTERM)
+        assert "B-2F-FB1 predates their alarm's clearing" in err, err
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        sub.close()
+
+
 def test_changed_limits_reset_only_that_sensors_state(tmp_path):
     """A config reload or restart keeps the state of unchanged sensors only."""
     path = write_config(tmp_path, 1883, for_s=0.0)

@@ -86,8 +86,8 @@ class AlarmService:
             self.book.open[alarm.alarm_id] = alarm
             if alarm.active:
                 self.book.active_by_key[(alarm.sensor, alarm.rule)] = alarm
-                if alarm.latching and i in fresh:
-                    self.engine.set_latched(i, True)  # a fire alarm outlives a config change
+                if alarm.latching:  # a fire alarm outlives a config change and a lost checkpoint
+                    self.engine.set_latched(i, True)
         if orphans:
             self.store.forget(orphans, self.clock())
         self.orphans = orphans

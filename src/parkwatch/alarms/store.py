@@ -199,6 +199,15 @@ class AlarmStore:
                                "ORDER BY changed_at").fetchall()
         return [(source, json.loads(state)) for source, state in rows]
 
+    def cleared_since(self, at: float) -> set[str]:
+        """Sources (sensor or floor ids) with an alarm cleared after `at` (by its rule or an
+        operator's reset) and no alarm active now."""
+        rows = self.db.execute(
+            "SELECT DISTINCT a.source FROM changes c JOIN alarms a ON a.alarm_id=c.alarm_id "
+            "WHERE c.at>? AND c.event='cleared' AND NOT EXISTS (SELECT 1 FROM alarms b "
+            "WHERE b.source=a.source AND b.active=1)", (at,)).fetchall()
+        return {r[0] for r in rows}
+
     def forget(self, alarm_ids: Iterable[str], at: float) -> None:
         """Mark alarms closed whose source left the config (they can never change again)."""
         with transaction(self.db) as db:

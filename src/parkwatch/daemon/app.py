@@ -198,7 +198,7 @@ class Daemon:
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         latched = self._forget_rule_state() if self.store_lost else []
-        fresh = self.keeper.restore()
+        fresh = self.keeper.restore(self.store.cleared_since)
         self.alarms.restore(fresh)
         if latched:
             self._raise_again(latched)

@@ -4,8 +4,13 @@
   transitions (at most once a second) and every ``checkpoint_interval_s`` otherwise, and written
   by a background thread so a large park never stalls the alarm path; written once more on stop.
 
-A crash loses at most the rule state since the last checkpoint; the alarm book tolerates that
-(a raise for an alarm that is already open, or a clear for one already cleared, changes nothing).
+A crash loses at most the rule state since the last checkpoint, and the alarm book tolerates
+most of that: a raise for an alarm that is already open, or a clear for one already cleared,
+changes nothing.  The one loss it cannot tolerate is state still "in alarm" for a source whose
+alarm the store cleared after the snapshot (a button still latched after its reset would
+swallow the next press).  So a snapshot records when it was copied, and at the start every
+source with an alarm cleared after that moment, and none active, starts afresh.  Active fire
+alarms re-latch their buttons whatever the snapshot says.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +41,9 @@ class StateKeeper:
         self.errors = 0
         self._last = 0.0
         self._dirty = False
-        #: the latest copy waiting for the writer, with the engine whose rows it holds
-        self._pending: tuple[RuleEngine, dict[str, np.ndarray]] | None = None
+        #: the latest copy waiting for the writer, with the engine whose rows it holds and the
+        #: time it was taken (every alarm change committed before it is reflected in it)
+        self._pending: tuple[RuleEngine, dict[str, np.ndarray], float] | None = None
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._write_loop, name="parkwatch-state",
@@ -44,17 +51,22 @@ class StateKeeper:
 
     # --- start --------------------------------------------------------------------------
 
-    def restore(self) -> set[int]:
+    def restore(self, changed_since: Callable[[float], Collection[str]] | None = None) -> set[int]:
         """Load rule state; returns the sources (sensors, floors) whose state starts afresh
-        (new, or their config changed), whose open alarms the alarm service then settles."""
+        (new, their config changed, or `changed_since(snapshot time)` names them), whose open
+        alarms the alarm service then settles."""
         try:
-            restored = restore_state(self.engine, self.rules_path)
+            restored = restore_state(self.engine, self.rules_path, changed_since)
         except Exception as exc:  # a damaged snapshot must not keep the gateway down
             aside = self.rules_path.with_name(f"{RULES_FILE}.damaged-{int(time.time())}")
             self.rules_path.replace(aside)
             log.error("rule state %s unreadable (%s); moved to %s, starting afresh",
                       self.rules_path, exc, aside.name)
             restored = restore_state(self.engine, self.rules_path)
+        if restored.lagging:
+            log.warning("rule state of %s predates their alarm's clearing (the daemon stopped "
+                        "before its next checkpoint): it starts afresh",
+                        ", ".join(restored.lagging))
         if restored.saved_at is not None:
             log.info("rule state restored for %d sensor(s)/floor(s), saved %.0f s ago",
                      restored.kept, time.time() - restored.saved_at)
@@ -96,7 +108,7 @@ class StateKeeper:
         """Copy the rule state now; the background thread writes it."""
         self._last = time.monotonic()
         self._dirty = False
-        pending = (self.engine, snapshot_arrays(self.engine))
+        pending = (self.engine, snapshot_arrays(self.engine), time.time())
         with self._cond:
             self._pending = pending
             self._cond.notify()
@@ -113,9 +125,9 @@ class StateKeeper:
                     return
             self._write(*pending)
 
-    def _write(self, engine: RuleEngine, arrays: dict[str, Any]) -> None:
+    def _write(self, engine: RuleEngine, arrays: dict[str, Any], taken: float) -> None:
         try:
-            save_state(engine, self.rules_path, arrays)
+            save_state(engine, self.rules_path, arrays, now=taken)
             self.saves += 1
         except OSError as exc:
             self.errors += 1
@@ -129,4 +141,4 @@ class StateKeeper:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(5.0)
-        self._write(self.engine, snapshot_arrays(self.engine))
+        self._write(self.engine, snapshot_arrays(self.engine), time.time())

@@ -249,6 +249,17 @@ class Pipeline:
         by_source: dict[Any, list[Any]] = {}
         for item in items:
             by_source.setdefault(item[0], []).append(item)
+        try:
+            self._evaluate(by_source)
+        finally:
+            # a source that acknowledges its input (MQTT QoS 1) does so only now, after the
+            # alarm changes are committed, or after a failure that a redelivery would repeat
+            for src, group in by_source.items():
+                settle = getattr(src, "settle", None)
+                if settle is not None:
+                    settle(group)
+
+    def _evaluate(self, by_source: dict[Any, list[Any]]) -> None:
         batch = ReadingBatch.concat([self._decode(src, group)
                                      for src, group in by_source.items()])
         if not len(batch):

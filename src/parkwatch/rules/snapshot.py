@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class Restored:
     reset: list[str] = field(default_factory=list)  # config changed: state starts afresh
     new: int = 0
     gone: list[str] = field(default_factory=list)  # in the snapshot, no longer in the config
+    #: the alarm store cleared their alarms after the snapshot was taken: state starts afresh
+    lagging: list[str] = field(default_factory=list)
     saved_at: float | None = None
 
     @property
@@ -106,8 +109,13 @@ def snapshot_meta(engine: RuleEngine, now: float | None = None) -> dict[str, Any
             "spaces": {name: sa.space for name, sa in engine.state().items()}}
 
 
-def restore_state(engine: RuleEngine, path: Path) -> Restored:
-    """Load a snapshot into a freshly built engine.  A missing file restores nothing."""
+def restore_state(engine: RuleEngine, path: Path,
+                  changed_since: Callable[[float], Collection[str]] | None = None) -> Restored:
+    """Load a snapshot into a freshly built engine.  A missing file restores nothing.
+
+    `changed_since(t)` names the sources whose alarms the alarm store cleared after time `t`:
+    a snapshot taken at `t` may hold them still in alarm, which would swallow the next
+    crossing.  Those start afresh instead."""
     if not path.exists():
         out = Restored()
         out.new = engine.park.size
@@ -117,11 +125,12 @@ def restore_state(engine: RuleEngine, path: Path) -> Restored:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: snapshot format {meta.get('format')}, expected {FORMAT}")
         saved = {k: data[k] for k in data.files if k != "__meta__"}
-    return apply_snapshot(engine, meta, saved, clock_floor=engine.start)
+    lagging = set(changed_since(meta["saved_at"])) if changed_since is not None else set()
+    return apply_snapshot(engine, meta, saved, clock_floor=engine.start, lagging=lagging)
 
 
 def apply_snapshot(engine: RuleEngine, meta: dict[str, Any], saved: dict[str, np.ndarray],
-                   clock_floor: float | None) -> Restored:
+                   clock_floor: float | None, lagging: Collection[str] = ()) -> Restored:
     """Give each sensor (or group) of a freshly built engine its rows of a snapshot, when its
     id and config fingerprint match.  Clocks are raised to `clock_floor` (the start time after
     a restart, None for a reload: no time was lost)."""
@@ -141,6 +150,8 @@ def apply_snapshot(engine: RuleEngine, meta: dict[str, Any], saved: dict[str, np
                 out.new += 1
             elif old_fps[j] != now_fps[space][k]:
                 out.reset.append(ident)
+            elif ident in lagging:
+                out.lagging.append(ident)
             else:
                 new_idx.append(k)
                 old_idx.append(j)

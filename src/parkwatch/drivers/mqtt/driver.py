@@ -3,6 +3,11 @@
 paho's network thread only hands (topic, payload, receive time) to the daemon's inbox; decoding
 happens in bulk on the pipeline thread, so a flood of payloads is parsed in one go and nothing
 here ever blocks the network loop.
+
+A QoS 1/2 message is acknowledged to the broker only after the pipeline has run it through the
+rules and committed the alarm changes it caused (:meth:`MqttDriver.settle`), not on arrival:
+a daemon killed with a fire-button press still in its inbox gets the press again from the
+broker's persistent session when it reconnects, instead of losing it.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class MqttDriver:
                              broker.client_id(park_cfg.gateway.id, f"driver-{cfg.id}"),
                              clean_session=False, on_connected=self._subscribe)
         self.link.client.on_message = self._on_message
+        self.link.client.manual_ack_set(True)  # acknowledged in settle(), after the alarm path
         self.link.client.on_subscribe = lambda *_args: self.subscribed.set()
 
     # --- network thread -----------------------------------------------------------------
@@ -74,7 +80,10 @@ class MqttDriver:
                      len(self.topic_index))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put((self, msg.topic, msg.payload, time.time()))
+        if msg.qos:
+            self.inbox.put((self, msg.topic, msg.payload, time.time(), msg.mid, msg.qos))
+        else:
+            self.inbox.put((self, msg.topic, msg.payload, time.time()))
 
     # --- pipeline thread ----------------------------------------------------------------
     def decode(self, items: list[tuple[Any, str, bytes, float]]) -> ReadingBatch:
@@ -86,7 +95,8 @@ class MqttDriver:
         batteries: list[float] = []
         index, scale, is_button, decode = (self.topic_index, self.scale, self.is_button,
                                            self.decoder.decode)
-        for _, topic, payload, received in items:
+        for item in items:
+            topic, payload, received = item[1], item[2], item[3]
             idx = index.get(topic)
             if idx is None:
                 self.rejections.reject("unknown_sensor", f"topic {excerpt(topic)}")
@@ -116,6 +126,15 @@ class MqttDriver:
             batteries.append(battery)
         self.accepted += len(sensors)
         return ReadingBatch.from_columns(sensors, values, times, qualities, batteries)
+
+    def settle(self, items: list[tuple[Any, ...]]) -> None:
+        """The pipeline is done with these messages (their alarm changes are committed):
+        acknowledge the QoS 1/2 ones to the broker.  One that is never acknowledged (the daemon
+        died first) is delivered again when this client's session reconnects."""
+        ack = self.link.client.ack
+        for item in items:
+            if len(item) > 4:
+                ack(item[4], item[5])
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
