@@ -7,6 +7,11 @@ changes arrive in `seq` order, and the retained state on the uplink is always th
 Delivery is at-least-once: a row is marked delivered only after the target confirmed it (the
 broker's PUBACK, a 2xx answer), so a crash in between sends it again with the same
 (alarm_id, seq), by which receivers deduplicate.
+
+When the store cannot write (its disk is full), alarms must still go out.  The alarm service then
+hands its changes to the couriers in memory (:meth:`Courier.offer`); they are sent after the
+target's committed rows, and when the disk takes them later their rows are marked delivered
+without a second sending.  A mark the disk refuses is kept in memory and written when it can.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import hmac
 import http.client
 import json
 import logging
+import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -161,6 +169,15 @@ class Courier:
         #: self-metrics: called with each delivered row's commit → confirmation seconds
         self.on_delivered = on_delivered
         self.failing = False
+        #: changes the store could not commit yet, to send after the committed rows
+        self._memory: deque[Pending] = deque()
+        self._memory_lock = threading.Lock()
+        #: (alarm_id, seq, subscriber) sent from memory: their rows, once committed, are marked
+        self._sent_from_memory: set[tuple[str, int, str]] = set()
+        #: rows done whose mark the disk refused: id -> (state, at), written when it can
+        self._unmarked: dict[int, tuple[str, float]] = {}
+        #: rows whose failure the disk could not record: id -> retry time
+        self._retry_at: dict[int, float] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"parkwatch-courier-{name}",
@@ -175,6 +192,17 @@ class Courier:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def offer(self, rows: list[Pending]) -> None:
+        """Deliver changes the store could not commit (disk full) from memory meanwhile."""
+        with self._memory_lock:
+            self._memory.extend(rows)
+        self._wake.set()
+
+    @property
+    def in_memory(self) -> int:
+        """Deliveries held in memory only: uncommitted changes, and marks not yet written."""
+        return len(self._memory) + len(self._unmarked)
 
     def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
@@ -197,15 +225,58 @@ class Courier:
         finally:
             outbox.close()
 
+    def _mark(self, outbox: OutboxReader, row_id: int, state: str, at: float) -> None:
+        try:
+            if state == "delivered":
+                outbox.delivered(row_id, at)
+            else:
+                outbox.expired(row_id, at)
+        except sqlite3.Error as exc:
+            if not self._unmarked:
+                log.error("courier %s: cannot record a delivery in the store (%s); kept in "
+                          "memory and written once the store takes it", self.name, exc)
+            self._unmarked[row_id] = (state, at)
+            return
+        self._unmarked.pop(row_id, None)
+
+    def _head(self, outbox: OutboxReader) -> Pending | None:
+        """The next row: the oldest committed one, else the oldest held in memory."""
+        for row_id, (state, at) in list(self._unmarked.items()):
+            self._mark(outbox, row_id, state, at)
+            if row_id in self._unmarked:
+                break  # the disk still refuses: try again next step
+        while (row := outbox.head(self._unmarked)) is not None:
+            key = (row.alarm_id, row.seq, row.subscriber)
+            if key in self._sent_from_memory:  # committed at last; it went out from memory
+                self._sent_from_memory.discard(key)
+                self._mark(outbox, row.id, "delivered", self.clock())
+                continue
+            with self._memory_lock:  # committed before memory got to it: send it from here
+                for held in [m for m in self._memory if (m.alarm_id, m.seq, m.subscriber) == key]:
+                    self._memory.remove(held)
+            retry = self._retry_at.get(row.id)
+            return row if retry is None else replace(row, next_at=max(row.next_at, retry))
+        with self._memory_lock:
+            return self._memory[0] if self._memory else None
+
+    def _done_with_memory_head(self, row: Pending) -> None:
+        with self._memory_lock:
+            if self._memory and self._memory[0] is row:
+                self._memory.popleft()
+
     def _step(self, outbox: OutboxReader) -> None:
         self._wake.clear()
-        row = outbox.head()
+        row = self._head(outbox)
         if row is None:
-            self._sleep(60.0)
+            self._sleep(1.0 if self._unmarked else 60.0)  # a refused mark: try it again soon
             return
+        held = row.id < 0  # from memory: its change is not committed yet
         now = self.clock()
         if row.expires_at <= now:
-            outbox.expired(row.id, now)
+            if held:
+                self._done_with_memory_head(row)
+            else:
+                self._mark(outbox, row.id, "expired", now)
             self.expired += 1
             log.error("delivery to %s of alarm %s seq %d expired after %d attempt(s): given up",
                       row.subscriber, row.alarm_id, row.seq, row.attempts)
@@ -223,14 +294,29 @@ class Courier:
             self.failures += 1
             delay = min(self.backoff.max_s,
                         self.backoff.initial_s * self.backoff.factor ** min(row.attempts, 30))
-            outbox.failed(row.id, now, now + delay, str(exc))
+            if held:
+                with self._memory_lock:
+                    if self._memory and self._memory[0] is row:
+                        self._memory[0] = replace(row, attempts=row.attempts + 1,
+                                                  next_at=now + delay)
+            else:
+                try:
+                    outbox.failed(row.id, now, now + delay, str(exc))
+                    self._retry_at.pop(row.id, None)
+                except sqlite3.Error:
+                    self._retry_at[row.id] = now + delay
             if not self.failing:
                 self.failing = True
                 log.warning("target %s failing (%s); retrying alarm %s seq %d with backoff",
                             self.name, exc, row.alarm_id, row.seq)
             return
         done = self.clock()
-        outbox.delivered(row.id, done)
+        if held:
+            self._done_with_memory_head(row)
+            self._sent_from_memory.add((row.alarm_id, row.seq, row.subscriber))
+        else:
+            self._retry_at.pop(row.id, None)
+            self._mark(outbox, row.id, "delivered", done)
         self.delivered += 1
         self.last_latency_s = done - row.created_at
         if self.on_delivered is not None:

@@ -7,6 +7,10 @@ durable deliveries, top to bottom:
 4. all of it is committed to the store in one transaction;
 5. only then are the couriers woken to deliver, and the escalation timer re-armed.
 
+If the store cannot commit (its disk is full), the changes are held in memory, handed to the
+couriers to deliver from there at once, and committed with the next commit that succeeds: a
+full disk must not silence an alarm.
+
 Everything here runs on the pipeline thread, the only writer of alarms.
 """
 
@@ -48,7 +52,8 @@ class AlarmService:
     def __init__(self, cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
                  clock: Callable[[], float] = time.time,
                  on_committed: Callable[[list[Record]], None] = lambda _r: None,
-                 on_due: Callable[[float | None], None] = lambda _t: None) -> None:
+                 on_due: Callable[[float | None], None] = lambda _t: None,
+                 on_unsaved: Callable[[list[Record]], None] = lambda _r: None) -> None:
         self.cfg = cfg
         self.park = park
         self.engine = engine
@@ -60,6 +65,7 @@ class AlarmService:
         self.operators = {o.id for o in cfg.alarms.operators}
         self.on_committed = on_committed
         self.on_due = on_due
+        self.on_unsaved = on_unsaved  # deliver from memory what the store cannot take
         self.refused = Rejections(log, "operator command")
         self.committed = 0
         self.store_errors = 0
@@ -219,17 +225,20 @@ class AlarmService:
         return len(records)
 
     def _save(self, records: list[Record]) -> None:
-        """Commit, or hold the changes in memory and try again with the next commit (or the
-        status tick): a disk that fails for a while delays deliveries, it loses nothing."""
+        """Commit, or hold the changes in memory, deliver them from there, and try again with
+        the next commit (or the status tick): a disk that fails for a while loses nothing and
+        delays no alarm; only a crash before the disk recovers would forget the held ones."""
         self._unsaved += records
         try:
             self.store.commit(self._unsaved)
         except sqlite3.Error as exc:
             self.store_errors += 1
             if len(self._unsaved) == len(records):  # the first failure of an outage
-                log.error("alarm store %s: cannot commit (%s); %d change(s) held in memory, "
-                          "retried with the next change and every status interval",
+                log.error("alarm store %s: cannot commit (%s); %d change(s) held in memory and "
+                          "delivered from there, committed once the store takes them (retried "
+                          "with the next change and every status interval)",
                           self.store.path, exc, len(self._unsaved))
+            self.on_unsaved(records)
             return
         if len(self._unsaved) > len(records):
             log.warning("alarm store %s: commits again; %d held change(s) saved and sent",

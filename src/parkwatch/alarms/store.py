@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,14 +236,16 @@ class OutboxReader:
         self.db = connect(path, "NORMAL")
         self.target = target
 
-    def head(self) -> Pending | None:
-        """The oldest pending row of this target (deliveries of a target keep their order)."""
+    def head(self, skip: Collection[int] = ()) -> Pending | None:
+        """The oldest pending row of this target (deliveries of a target keep their order),
+        passing over the ids in `skip` (done, but the disk would not take the mark yet)."""
+        holes = ",".join("?" * len(skip))  # SQLite takes an empty NOT IN ()
         row = self.db.execute(
             "SELECT o.id, o.alarm_id, o.seq, o.subscriber, o.reason, o.attempts, o.expires_at, "
             "o.created_at, o.next_at, c.payload FROM outbox o "
             "JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
-            "WHERE o.target=? AND o.state='pending' ORDER BY o.id LIMIT 1",
-            (self.target,)).fetchone()
+            f"WHERE o.target=? AND o.state='pending' AND o.id NOT IN ({holes}) "
+            "ORDER BY o.id LIMIT 1", (self.target, *skip)).fetchone()
         if row is None:
             return None
         return Pending(*row[:9], payload=row[9].encode("utf-8"))

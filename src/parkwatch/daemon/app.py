@@ -26,7 +26,7 @@ from parkwatch.alarms.delivery import (
     WebhookSender,
 )
 from parkwatch.alarms.service import AlarmService, Outcome
-from parkwatch.alarms.store import AlarmStore, Record, StoreReader
+from parkwatch.alarms.store import AlarmStore, Pending, Record, StoreReader
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.config import ConfigError, load_config
 from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
@@ -80,7 +80,8 @@ class Daemon:
         self.couriers = self._couriers()
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
-                                   on_committed=self._committed, on_due=self._arm_escalation)
+                                   on_committed=self._committed, on_due=self._arm_escalation,
+                                   on_unsaved=self._unsaved)
         self.uplink.link.state_listeners.append(self._link_changed)
         self.drivers = [self._driver(cfg, self.park, d.id) for d in cfg.drivers]
         #: the config file's reloads (SIGHUP): counts, and how the last one went
@@ -311,7 +312,7 @@ class Daemon:
                         for n in [UPLINK, *cfg.alarms.targets]}
             engine = RuleEngine(park, start=time.time())
             alarms = AlarmService(cfg, park, engine, self.store, on_committed=self._committed,
-                                  on_due=self._arm_escalation)
+                                  on_due=self._arm_escalation, on_unsaved=self._unsaved)
             remap = np.array([park.index.get(s.id, -1) for s in self.park.sensors], np.int64)
 
             def swap() -> None:  # on the pipeline thread, between two batches
@@ -427,6 +428,19 @@ class Daemon:
         """Alarm changes are on disk: wake the couriers, then tell telemetry."""
         self._wake_couriers()
         self.telemetry.events([r.payload for r in records])
+
+    def _unsaved(self, records: list[Record]) -> None:
+        """The store could not commit these changes: their couriers deliver them from memory."""
+        rows: dict[str, list[Pending]] = {}
+        for r in records:
+            for d in r.deliveries:
+                rows.setdefault(d.target, []).append(Pending(
+                    -1, r.alarm_id, r.seq, d.subscriber, d.reason, 0, d.expires_at, r.at, r.at,
+                    r.payload))
+        for target, pending in rows.items():
+            courier = self.couriers.get(target)
+            if courier is not None:
+                courier.offer(pending)
 
     def _aggregate(self) -> None:
         """Floor loads, sensor limits and the gateway's counters, for Grafana."""
