@@ -63,6 +63,7 @@ class ParkModel:
 
     def __init__(self, cfg: ParkConfig) -> None:
         self.cfg = cfg
+        self._occupants: dict[tuple[str | None, ...], tuple[str, ...]] = {}
         self.sensors: list[SensorInfo] = []
         self.index: dict[str, int] = {}
         buildings = {b.id: b for b in cfg.buildings}
@@ -143,7 +144,16 @@ class ParkModel:
 
     def occupants(self, building: str | None, floor: str | None,
                   zone: str | None) -> tuple[str, ...]:
-        """Tenants occupying a place: the zone (or the whole floor around it), or any of a floor."""
+        """Tenants occupying a place: the zone (or the whole floor around it), or any of a floor.
+        Remembered per place: a large park asks for the same few places thousands of times."""
+        key = (building, floor, zone)
+        known = self._occupants.get(key)
+        if known is None:
+            known = self._occupants[key] = self._find_occupants(building, floor, zone)
+        return known
+
+    def _find_occupants(self, building: str | None, floor: str | None,
+                        zone: str | None) -> tuple[str, ...]:
         out: list[str] = []
         for t in self.cfg.tenants:
             for occ in t.occupies:

@@ -4,17 +4,28 @@ Field engineers fix configs by line number, so every value we load carries its s
 validation errors are mapped back through :class:`SourceMap`.  Duplicate keys are an error
 (PyYAML would silently keep the last one, which is exactly the "silently fixed" config we
 refuse to run on).
+
+libyaml parses (a 10,000-sensor park in a fraction of the pure-Python parser's time, which
+dominated the daemon's start); a file it refuses is parsed again by the pure-Python parser, whose
+messages say more, so a field engineer reads the same error either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from parkwatch.config import parsecache
+
 Loc = tuple[str | int, ...]
+
+#: libyaml's parser, when PyYAML was built with it (its wheels are)
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass
@@ -24,9 +35,13 @@ class SourceMap:
     file: str
     lines: dict[Loc, int] = field(default_factory=dict)
     base_dir: Path | None = None  # relative paths in the config are taken from here
+    #: where the lines come from when they were not needed so far (a cached parse)
+    pending: Callable[[], dict[Loc, int]] | None = None
 
     def line_of(self, loc: Loc) -> int:
         """The line of the deepest known prefix of ``loc`` (1 for the document itself)."""
+        if self.pending is not None:
+            self.lines, self.pending = self.pending(), None
         for cut in range(len(loc), -1, -1):
             line = self.lines.get(tuple(loc[:cut]))
             if line is not None:
@@ -64,7 +79,8 @@ def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoad
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = (key_node.value if key_node.tag == _STR_TAG
+                   else loader.construct_object(key_node, deep=True))
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise ConfigSyntaxError(smap.file, key_node.start_mark.line + 1,
                                         f"mapping key must be a plain value, not {key!r}")
@@ -80,6 +96,8 @@ def _construct(node: yaml.Node, loc: Loc, smap: SourceMap, loader: yaml.SafeLoad
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*loc, i), smap, loader, within)
                 for i, item in enumerate(node.value)]
+    if node.tag == _STR_TAG:
+        return node.value  # most scalars: skip the constructor's bookkeeping
     return loader.construct_object(node, deep=True)
 
 
@@ -93,19 +111,42 @@ def load_yaml_with_lines(path: str | Path,
         raise ConfigSyntaxError(name, 0, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigSyntaxError(name, 0, f"cannot read file: {exc}") from None
-    data, smap = parse_yaml_with_lines(text, name)
+    cached = parsecache.load(Path(path), text)
+    if cached is not None:
+        data, lines = cached
+
+        def pending() -> dict[Loc, int]:  # the cache's line map, else parse for it after all
+            return lines() or parse_yaml_with_lines(text, name)[1].lines
+
+        smap = SourceMap(name, pending=pending)
+    else:
+        data, smap = parse_yaml_with_lines(text, name)
+        parsecache.store(Path(path), text, data, smap.lines)
     smap.base_dir = Path(path).resolve().parent
     return data, smap
 
 
 def parse_yaml_with_lines(text: str, name: str) -> tuple[Any, SourceMap]:
-    smap = SourceMap(name)
     try:
-        loader = yaml.SafeLoader(text)
+        checked = yaml.SafeLoader(text)
     except yaml.YAMLError as exc:
         # the reader refuses control characters (e.g. \x08) already here, before the try below
         # (this escaped as yaml.reader.ReaderError; found by tests/test_fuzz.py)
         raise ConfigSyntaxError(name, 1, f"invalid YAML: {exc}") from None
+    if _FAST_LOADER is not None:
+        fast = _FAST_LOADER(text)
+        try:
+            return _parse(fast, text, name)
+        except (yaml.YAMLError, ConfigSyntaxError) as exc:
+            if isinstance(exc, ConfigSyntaxError) and not exc.message.startswith("invalid YAML"):
+                raise  # ours (a duplicate key, ...): the same whichever parser read the file
+        finally:
+            fast.dispose()
+    return _parse(checked, text, name)
+
+
+def _parse(loader: yaml.SafeLoader, text: str, name: str) -> tuple[Any, SourceMap]:
+    smap = SourceMap(name)
     try:
         node = loader.get_single_node()
         if node is None:

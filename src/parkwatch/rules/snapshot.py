@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,21 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+#: a park's fingerprints, computed once: every checkpoint writes them, and a park (its config)
+#: never changes (a reload builds a new one); they cost about 15 ms per 1,000 sensors
+_FINGERPRINTS: weakref.WeakKeyDictionary[ParkModel, dict[str, list[str]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def fingerprints(park: ParkModel) -> dict[str, list[str]]:
     """Per space ("sensor", "group"): a digest of everything that shapes each one's rule state."""
+    known = _FINGERPRINTS.get(park)
+    if known is None:
+        known = _FINGERPRINTS[park] = _fingerprints(park)
+    return known
+
+
+def _fingerprints(park: ParkModel) -> dict[str, list[str]]:
     cfg = park.cfg
     flapping = cfg.rules.flapping.model_dump() if cfg.rules.flapping else None
     floor = cfg.rules.floor_load.model_dump()
@@ -156,7 +170,8 @@ def apply_snapshot(engine: RuleEngine, meta: dict[str, Any], saved: dict[str, np
                 new_idx.append(k)
                 old_idx.append(j)
                 out.kept_ids.append(ident)
-        out.gone += [i for i in meta["ids"][space] if i not in set(now_ids[space])]
+        now_set = set(now_ids[space])  # once: per id it cost O(n^2), seconds at 10k sensors
+        out.gone += [i for i in meta["ids"][space] if i not in now_set]
         maps[space] = (np.array(new_idx, np.intp), np.array(old_idx, np.intp))
     for name, sa in engine.state().items():
         old = saved.get(name)
