@@ -1,0 +1,302 @@
+"""Alarm latency under load: a reading or a button press on the sensor broker → its event at a
+subscriber on the uplink, p50/p99/max, idle, at 5,000 readings/s and at half the maximum load.
+
+Targets (p99): ≤ 1 ms idle, ≤ 2 ms at 5,000 readings/s, ≤ 10 ms at half the maximum load.
+
+The set-up is ``ingest.py``'s: a private Mosquitto for the sensors, a second one for the
+uplink, a private VictoriaMetrics for telemetry, the daemon as ``parkwatch run --config FILE``
+in a process of its own, on the same generated park of 1,000 MQTT load cells.  The park adds
+8 probe fire buttons (``PB00`` ...) and 8 probe load cells (``PL00`` ...).  Flap detection
+stays on but with ``high: 1.0``, so it never fires: a probe sensor changes state with every
+reading by design, which would otherwise be held back as flapping after a few changes.
+
+**Background load.**  ``mqttload.py`` publishes readings of the 1,000 load cells (values below
+every limit) at the phase's rate, paced every 2 ms, from a process of its own: none (idle),
+5,000/s, and half the maximum sustained rate that ``ingest.py`` found (from
+``benchmarks/results/ingest.json``, or ``--max-rate`` / ``--half-rate``).
+
+**Probes.**  20 a second (``--probe-rate``), in turn on the 16 probe sensors: a button gets
+``{"event":"press"}`` then, on its next turn, ``{"event":"reset"}``; a load cell gets
+12 000 kg (above the 10 000 kg critical limit) then 1 000 kg.  Each is expected to produce one
+``raised`` or ``cleared`` event.  A probe device (a raw socket with TCP_NODELAY, QoS 0, in the
+listener's process) takes ``time.monotonic()`` just before it writes the packet; the
+command-center subscriber (paho, TCP_NODELAY, in the same spawned process, not the daemon's)
+takes it when the event arrives.  ``CLOCK_MONOTONIC`` is one clock for the whole machine.
+Probes start 1 s into the load and stop 1 s before it ends; 32 probes before the first phase
+are a warm-up and not counted.
+
+``--profile`` also samples the daemon with py-spy during each phase (when py-spy is
+installed) and lists where its threads spend their time.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/latency.py       # < 2 min; writes benchmarks/results/latency.json
+    .venv/bin/python benchmarks/latency.py --seconds 10 --half-rate 12000
+
+The exit code is 0 whether or not the targets are met; the output says which are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+from benchinfo import command_line  # noqa: E402
+from ingest import ALARM_VALUE, PARK, Bench, Profile, machine  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "latency.json"
+INGEST = ROOT / "benchmarks" / "results" / "ingest.json"
+PROBES = 8  # fire buttons and as many load cells
+TARGETS_MS = {"idle": 1.0, "5k": 2.0, "half": 10.0}
+NORMAL_VALUE = 1000.0
+
+
+# --- probes ---------------------------------------------------------------------------------
+
+
+def probe_schedule(start: int, count: int) -> list[tuple[str, str, bytes, str]]:
+    """Probes `start` .. `start + count - 1`: (sensor, topic, payload, expected event).  Probe
+    k goes to sensor k mod 16 (buttons first); every other turn of a sensor raises, the
+    next clears."""
+    out = []
+    for k in range(start, start + count):
+        j, turn = k % (2 * PROBES), k // (2 * PROBES)
+        raise_ = turn % 2 == 0
+        if j < PROBES:
+            sid = f"PB{j:02d}"
+            payload = b'{"event":"press"}' if raise_ else b'{"event":"reset"}'
+        else:
+            sid = f"PL{j - PROBES:02d}"
+            payload = b'{"value":%.1f}' % (ALARM_VALUE if raise_ else NORMAL_VALUE)
+        out.append((sid, f"devices/{sid}/up", payload, "raised" if raise_ else "cleared"))
+    return out
+
+
+def match(probes: list[tuple[str, str, bytes, str]], sent: list[float],
+          events: list[tuple[float, str, str, str, int]]) -> list[tuple[str, str, float | None]]:
+    """For each probe the first unused event of its sensor and kind that came after it:
+    (sensor, event, latency s or None when it never came)."""
+    by_key: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(
+        collections.deque)
+    for t, sid, ev, _aid, _seq in sorted(events):
+        by_key[(sid, ev)].append(t)
+    out: list[tuple[str, str, float | None]] = []
+    for (sid, _topic, _payload, ev), t0 in zip(probes, sent, strict=True):
+        q = by_key[(sid, ev)]
+        while q and q[0] < t0:
+            q.popleft()  # an event older than the probe belongs to no probe of this phase
+        out.append((sid, ev, q.popleft() - t0 if q else None))
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
+
+
+def summary(values_s: list[float]) -> dict[str, float]:
+    if not values_s:
+        return {}
+    ms = [v * 1000 for v in values_s]
+    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 3), "p90_ms": round(pct(ms, 90), 3),
+            "p99_ms": round(pct(ms, 99), 3), "max_ms": round(max(ms), 3),
+            "mean_ms": round(statistics.fmean(ms), 3), "min_ms": round(min(ms), 3)}
+
+
+# --- one phase ------------------------------------------------------------------------------
+
+
+def run_phase(b: Bench, name: str, rate: float, seconds: float, probe_rate: float,
+              probe_start: int, last_ts: int, profile_dir: Path | None) -> dict[str, Any]:
+    n_probes = int(probe_rate * max(0.0, seconds - 2.0)) // (4 * PROBES) * (4 * PROBES)
+    probes = probe_schedule(probe_start, n_probes)
+    ts_base = max(int(time.time() * 1000), last_ts + 1)
+    n = int(rate * seconds)
+    if n:
+        b.load.build({"topics": b.topics, "messages": n, "ts_base_ms": ts_base})
+    acc0 = b.daemon.accepted()
+    ev0 = b.listener.ask("count")
+    cpu0 = b.cpu()
+    prof = Profile(b.daemon.pid, profile_dir / f"{name}.txt") if profile_dir else None
+    start_at = time.monotonic() + 0.2
+    result = b.load.send_async(rate, start_at) if n else None
+    sent_times = b.listener.ask("probes", [(t, p) for _s, t, p, _e in probes], probe_rate,
+                                start_at + 1.0)
+    load = result() if result is not None else None
+    time.sleep(0.5)  # the last events
+    profile = prof.stop() if prof else None
+    deadline = time.monotonic() + 10
+    while n and b.daemon.accepted() - acc0 < (load or {}).get("sent", 0) + n_probes and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    cpu1 = b.cpu()
+    accepted = b.daemon.accepted() - acc0
+    events = b.listener.ask("events", ev0)
+    matched = match(probes, sent_times, events)
+    lat = [x for _s, _e, x in matched if x is not None]
+    out: dict[str, Any] = {
+        "phase": name, "rate": rate, "seconds": seconds, "probes": len(probes),
+        "missing": sum(x is None for _s, _e, x in matched),
+        "latency": summary(lat),
+        "by_kind": {
+            label: summary([x for s, e, x in matched if x is not None and s.startswith(pfx)
+                            and e == ev])
+            for label, pfx, ev in (("press → raised", "PB", "raised"),
+                                   ("reset → cleared", "PB", "cleared"),
+                                   ("reading → raised", "PL", "raised"),
+                                   ("reading → cleared", "PL", "cleared"))},
+        "slowest_ms": sorted((round(x * 1000, 3) for x in lat), reverse=True)[:5],
+        "load": None if load is None else {
+            "sent": load["sent"], "achieved_rate": round(load["achieved_rate"], 1),
+            "behind_max_ms": round(load["behind_max_s"] * 1000, 2),
+            "cpu_s": round(load["cpu_s"], 3)},
+        "daemon_accepted": accepted,
+        "daemon_kept_up": accepted >= (load["sent"] if load else 0) + len(probes),
+        "cpu_s": {p: round(cpu1[p] - cpu0[p], 2) for p in cpu0},
+        "last_ts": ts_base + (n // 1000 if n else 0),
+    }
+    target = TARGETS_MS.get(name)
+    if target is not None and lat:
+        out["target_p99_ms"] = target
+        out["met"] = out["latency"]["p99_ms"] <= target and not out["missing"]
+    if profile is not None:
+        out["profile"] = profile
+    return out
+
+
+def half_rate(args: argparse.Namespace) -> tuple[float | None, str]:
+    if args.half_rate:
+        return args.half_rate, "--half-rate"
+    if args.max_rate:
+        return args.max_rate / 2, "--max-rate / 2"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        best = float(json.loads(INGEST.read_text(encoding="utf-8"))["max_sustained_rate"])
+        if best > 0:
+            return best / 2, f"{INGEST.relative_to(ROOT)}: max {best:,.0f}/s, halved"
+    return None, "no ingest result (run benchmarks/ingest.py, or give --max-rate)"
+
+
+def report(res: dict[str, Any]) -> list[str]:
+    lines = [f"  {'phase':<6} {'load/s':>8} {'probes':>6} {'p50':>7} {'p90':>7} {'p99':>7} "
+             f"{'max':>7} ms  {'miss':>4}  {'cpu: daemon':>11} {'mosq':>5}  target p99"]
+    lines.append("  " + "-" * (len(lines[0]) - 2))
+    for p in res["phases"]:
+        s = p["latency"]
+        tgt = p.get("target_p99_ms")
+        verdict = "" if tgt is None else f"≤ {tgt:g} ms: {'PASS' if p.get('met') else 'FAIL'}"
+        lines.append(f"  {p['phase']:<6} {p['rate']:>8,.0f} {p['probes']:>6} "
+                     f"{s.get('p50_ms', math.nan):>7.2f} {s.get('p90_ms', math.nan):>7.2f} "
+                     f"{s.get('p99_ms', math.nan):>7.2f} {s.get('max_ms', math.nan):>7.2f}     "
+                     f"{p['missing']:>4}  {p['cpu_s']['daemon']:>11.2f} "
+                     f"{p['cpu_s']['mosquitto']:>5.2f}  {verdict}")
+        for label, k in p["by_kind"].items():
+            if k:
+                lines.append(f"    {label:<18} p50 {k['p50_ms']:.2f}  p99 {k['p99_ms']:.2f}  "
+                             f"max {k['max_ms']:.2f} ms")
+        if p["load"] and not p["daemon_kept_up"]:
+            lines.append("    the daemon did NOT keep up with this load")
+    for skipped in res.get("skipped", []):
+        lines.append(f"  {skipped}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    ap.add_argument("--probe-rate", type=float, default=20.0, help="probes per second")
+    ap.add_argument("--max-rate", type=float, default=None,
+                    help="the maximum sustained rate (default: from results/ingest.json)")
+    ap.add_argument("--half-rate", type=float, default=None,
+                    help="the rate of the half-load phase itself")
+    ap.add_argument("--phases", nargs="*", default=["idle", "5k", "half"],
+                    choices=["idle", "5k", "half"])
+    ap.add_argument("--profile", type=Path, nargs="?", const=Path("."), default=None,
+                    help="sample the daemon with py-spy during each phase; raw stacks go to "
+                    "this directory (default: a temporary one)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    started = time.monotonic()
+    info = machine()
+    print(f"parkwatch alarm-latency benchmark: {info['nproc']} cores, load {info['loadavg']}, "
+          f"Python {info['python']}, paho-mqtt {info['paho_mqtt']}, {info['mosquitto']}",
+          flush=True)
+    half, half_from = half_rate(args)
+    rates = {"idle": 0.0, "5k": 5000.0, "half": half}
+    phases: list[dict[str, Any]] = []
+    skipped = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="parkwatch-latency-bench-")))
+        profile_dir = None
+        if args.profile is not None:
+            profile_dir = tmp / "profiles" if args.profile == Path(".") else args.profile
+            profile_dir.mkdir(parents=True, exist_ok=True)
+        b = Bench(stack, tmp, probes=PROBES, flapping={"history": 20, "high": 1.0, "low": 0.5})
+        b.start_daemon()
+        b.start_clients()
+        # warm-up: one full raise/clear turn of every probe sensor, idle, not counted
+        warm = run_phase(b, "warmup", 0.0, 2.0 + 4 * PROBES / args.probe_rate,
+                         args.probe_rate, 0, 0, None)
+        probe_next, last_ts = warm["probes"], warm["last_ts"]
+        print(f"  warm-up: {warm['probes']} probes, {warm['missing']} missing", flush=True)
+        for name in args.phases:
+            rate = rates[name]
+            if rate is None:
+                skipped.append(f"half: skipped, {half_from}")
+                continue
+            print(f"  {name}: {rate:,.0f} readings/s for {args.seconds:g} s ...", flush=True)
+            p = run_phase(b, name, rate, args.seconds, args.probe_rate, probe_next, last_ts,
+                          profile_dir)
+            probe_next += p["probes"]
+            last_ts = p["last_ts"]
+            if name == "half":
+                p["rate_from"] = half_from
+            phases.append(p)
+            s = p["latency"]
+            print(f"    p50 {s.get('p50_ms', math.nan):.2f} ms, p99 "
+                  f"{s.get('p99_ms', math.nan):.2f} ms, max {s.get('max_ms', math.nan):.2f} ms,"
+                  f" {p['missing']} missing", flush=True)
+        rc = b.daemon.stop()
+    elapsed = time.monotonic() - started
+    result = {"benchmark": "alarm latency under load", "command": command_line(argv),
+              "machine": info,
+              "settings": {"seconds": args.seconds, "probe_rate": args.probe_rate,
+                           "probe_sensors": 2 * PROBES, "background_sensors": 1000,
+                           "targets_p99_ms": TARGETS_MS, "park": PARK},
+              "warmup": {k: warm[k] for k in ("probes", "missing", "latency")},
+              "phases": phases, "skipped": skipped, "daemon_exit": rc,
+              "runtime_s": round(elapsed, 1)}
+    print()
+    print("\n".join(report(result)))
+    for p in phases:
+        prof = p.get("profile")
+        if not prof:
+            continue
+        print(f"\n  where the daemon's threads spent their samples, {p['phase']} "
+              f"({prof['samples']} samples):")
+        for t, d in prof["threads"].items():
+            print(f"    {t}: {d['samples']}; mostly in "
+                  + ", ".join(f"{f} {c}" for f, c in d["leaf"][:4]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+    print(f"\nran {elapsed:.0f} s; wrote "
+          f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

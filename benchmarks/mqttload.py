@@ -1,0 +1,490 @@
+"""MQTT load for the benchmarks: a raw-socket publisher that is never the bottleneck, a bare
+paho subscriber, and an uplink listener, each in a spawned process of its own.
+
+**Publisher** (:class:`LoadProcess`).  It connects to the broker with a plain TCP socket
+(``TCP_NODELAY``), sends an MQTT 3.1.1 CONNECT (clean session, keep-alive off) and waits for
+the CONNACK.  Before the clock starts it builds every QoS 0 PUBLISH packet of the run into one
+buffer.  Message ``i`` goes to sensor ``i % S`` (round ``i // S``): one reading per message,
+the payload ``{"value":1234.5,"ts":1763800000123}``.  ``ts`` is the run's base time plus the
+round in ms, so every reading of a sensor has its own millisecond: VictoriaMetrics, like
+InfluxDB, keeps one point per series and timestamp.  Then it writes the buffer in chunks of
+many packets per ``sendall``, each chunk due at ``t0 + first_message / rate``, so the rate is
+met every ``chunk_s`` (2 ms) and not only on average; rate 0 means flat out.  It reports what
+it sent, when, how far it fell behind its schedule, and its CPU seconds.
+
+**Bare subscriber** (:func:`bare_drain`).  A paho client that subscribes and, in
+``on_message``, only counts and notes the time: the most a Python subscriber can take from
+the broker, the baseline of ``ingest.py``.  TCP_NODELAY is set in ``on_socket_open``.
+
+**Listener** (:class:`ListenerProcess`).  A command-center client on the uplink broker that
+notes the arrival (``time.monotonic()``) of every alarm event, and a raw-socket "probe device"
+on the sensor broker whose publishes are timed with the same clock (``CLOCK_MONOTONIC`` is
+one clock for the whole machine on Linux), for ``latency.py``.
+
+Used by ``ingest.py`` and ``latency.py``; on its own it measures the bare subscriber::
+
+    .venv/bin/python benchmarks/mqttload.py --messages 300000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHUNK_S = 0.002  # a paced chunk covers this much time
+FLAT_CHUNK = 2000  # packets per sendall when flat out
+
+
+# --- MQTT 3.1.1 packets ---------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(s: bytes) -> bytes:
+    return struct.pack("!H", len(s)) + s
+
+
+def connect_packet(client_id: str, keepalive: int = 0) -> bytes:
+    """CONNECT, MQTT 3.1.1, clean session, no will, no credentials."""
+    body = _str(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", keepalive)
+    body += _str(client_id.encode())
+    return b"\x10" + _varint(len(body)) + body
+
+
+def publish_packet(topic: bytes, payload: bytes) -> bytes:
+    """PUBLISH, QoS 0, not retained."""
+    body = _str(topic) + payload
+    return b"\x30" + _varint(len(body)) + body
+
+
+DISCONNECT = b"\xe0\x00"
+
+
+def set_nodelay(sock: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def raw_connect(host: str, port: int, client_id: str, timeout: float = 10.0) -> socket.socket:
+    """A TCP socket with TCP_NODELAY, MQTT-connected (CONNACK checked)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    set_nodelay(sock)
+    sock.sendall(connect_packet(client_id))
+    ack = b""
+    while len(ack) < 4:
+        more = sock.recv(4 - len(ack))
+        if not more:
+            raise ConnectionError("broker closed the connection before CONNACK")
+        ack += more
+    if ack[0] != 0x20 or ack[3] != 0:
+        raise ConnectionError(f"broker refused the connection: CONNACK {ack.hex()}")
+    sock.settimeout(None)
+    return sock
+
+
+# --- the publisher --------------------------------------------------------------------------
+
+
+def reading_payload(value: float, ts_ms: int | None) -> bytes:
+    if ts_ms is None:
+        return b'{"value":%.1f}' % value
+    return b'{"value":%.1f,"ts":%d}' % (value, ts_ms)
+
+
+def base_value(sensor: int) -> float:
+    """A normal load-cell reading: 1000-1499.9 kg, below every limit the benchmarks set."""
+    return 1000.0 + (sensor * 7919 % 5000) / 10.0
+
+
+def build(plan: dict[str, Any]) -> tuple[bytes, list[int]]:
+    """Every packet of a plan in one buffer, with the offset of each packet (and the end)."""
+    topics = [t.encode() for t in plan["topics"]]
+    s_count = len(topics)
+    n = int(plan["messages"])
+    ts_base = plan.get("ts_base_ms")
+    # sensor -> [(first round, end round, value)]: readings that differ from the normal level
+    overrides: dict[int, list[tuple[int, int, float]]] = {}
+    for s, r0, r1, v in plan.get("overrides", ()):
+        overrides.setdefault(int(s), []).append((int(r0), int(r1), float(v)))
+    heads = [struct.pack("!H", len(t)) + t for t in topics]
+    packets: list[bytes] = []
+    append = packets.append
+    for i in range(n):
+        s, r = i % s_count, i // s_count
+        value = base_value(s)
+        if s in overrides:
+            for r0, r1, v in overrides[s]:
+                if r0 <= r < r1:
+                    value = v
+        payload = reading_payload(value, None if ts_base is None else ts_base + r)
+        body = heads[s] + payload
+        append(b"\x30" + _varint(len(body)) + body)
+    offsets = [0]
+    total = 0
+    for p in packets:
+        total += len(p)
+        offsets.append(total)
+    return b"".join(packets), offsets
+
+
+def send_paced(sock: socket.socket, buf: bytes, offsets: list[int], rate: float,
+               stop: Any, start_at: float | None = None,
+               chunk_s: float = CHUNK_S) -> dict[str, Any]:
+    """Write the packets at `rate` messages/s (0: flat out) in chunks; what was sent, when."""
+    n = len(offsets) - 1
+    view = memoryview(buf)
+    chunk = FLAT_CHUNK if rate <= 0 else max(1, round(rate * chunk_s))
+    if start_at is not None:
+        while (left := start_at - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+    cpu0 = time.process_time()
+    t0 = time.monotonic()
+    behind_max = 0.0
+    sent = 0
+    waits = 0
+    stopped = False
+    while sent < n:
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
+        if rate > 0:
+            due = t0 + sent / rate
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+                waits += 1
+            else:
+                behind_max = max(behind_max, now - due)
+        end = min(n, sent + chunk)
+        sock.sendall(view[offsets[sent]:offsets[end]])
+        sent = end
+    t_end = time.monotonic()
+    return {"sent": sent, "planned": n, "rate": rate, "t0": t0, "t_end": t_end,
+            "seconds": t_end - t0,
+            "achieved_rate": sent / (t_end - t0) if t_end > t0 else 0.0,
+            "behind_max_s": behind_max, "chunk": chunk, "sleeps": waits,
+            "bytes": offsets[sent], "cpu_s": time.process_time() - cpu0, "stopped": stopped}
+
+
+def load_main(host: str, port: int, client_id: str, conn: Any, stop: Any) -> None:
+    """The publisher process: one raw MQTT connection; builds and sends plans on request."""
+    sock = raw_connect(host, port, client_id)
+    try:
+        conn.send("ready")
+        while True:
+            req = conn.recv()
+            if req[0] == "close":
+                break
+            if req[0] == "build":
+                t = time.monotonic()
+                cpu = time.process_time()
+                built = build(req[1])
+                conn.send({"built_s": time.monotonic() - t, "build_cpu_s":
+                           time.process_time() - cpu, "messages": len(built[1]) - 1,
+                           "bytes": len(built[0])})
+            elif req[0] == "send":
+                buf, offsets = built
+                result = send_paced(sock, buf, offsets, req[1], stop, req[2])
+                del built, buf, offsets
+                conn.send(result)
+    finally:
+        with contextlib.suppress(OSError):
+            sock.sendall(DISCONNECT)
+        sock.close()
+        conn.close()
+
+
+class LoadProcess:
+    """A publisher in a spawned process.  `build(plan)` prepares the packets (not timed);
+    `send(rate)` writes them and returns what was sent; `stop()` asks a running send to end
+    early (from any thread)."""
+
+    def __init__(self, host: str, port: int, client_id: str = "bench-load") -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.stop_event = ctx.Event()
+        self.proc = ctx.Process(target=load_main, args=(host, port, client_id, child,
+                                                        self.stop_event),
+                                name="parkwatch-bench-load", daemon=True)
+        self.proc.start()
+        child.close()
+        self.lock = threading.Lock()
+        if not (self.conn.poll(30) and self.conn.recv() == "ready"):
+            self.close()
+            raise RuntimeError(f"load process did not start (exit {self.proc.exitcode})")
+
+    def _ask(self, *req: Any, timeout: float = 300.0) -> Any:
+        with self.lock:
+            self.conn.send(req)
+            if not self.conn.poll(timeout):
+                raise TimeoutError(f"load process did not answer {req[0]}")
+            return self.conn.recv()
+
+    def build(self, plan: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._ask("build", plan))
+
+    def send(self, rate: float, start_at: float | None = None) -> dict[str, Any]:
+        self.stop_event.clear()
+        return dict(self._ask("send", rate, start_at))
+
+    def send_async(self, rate: float, start_at: float | None = None) -> Any:
+        """Start a send; returns a function that waits for its result."""
+        self.stop_event.clear()
+        self.lock.acquire()
+        self.conn.send(("send", rate, start_at))
+
+        def result(timeout: float = 300.0) -> dict[str, Any]:
+            try:
+                if not self.conn.poll(timeout):
+                    raise TimeoutError("load process did not finish its send")
+                return dict(self.conn.recv())
+            finally:
+                self.lock.release()
+        return result
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def close(self) -> None:
+        self.stop_event.set()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.conn.send(("close",))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        self.conn.close()
+
+
+# --- the bare subscriber --------------------------------------------------------------------
+
+
+def _paho_client(client_id: str) -> Any:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    c.on_socket_open = lambda _c, _u, s: set_nodelay(s)
+    c.max_queued_messages_set(0)
+    return c
+
+
+def bare_main(host: str, port: int, topic: str, qos: int, conn: Any) -> None:
+    """The bare subscriber: count, first and last arrival, nothing else."""
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+    subscribed = threading.Event()
+    mono = time.monotonic
+
+    def on_message(_c: Any, _u: Any, _m: Any) -> None:
+        t = mono()
+        if not state["n"]:
+            state["first"] = t
+        state["n"] += 1
+        state["last"] = t
+
+    c = _paho_client("bench-bare")
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.connect(host, port, keepalive=60)
+    c.subscribe(topic, qos=qos)
+    c.loop_start()
+    try:
+        conn.send("ready" if subscribed.wait(10) else "not subscribed")
+        while True:
+            req = conn.recv()
+            if req[0] == "close":
+                break
+            if req[0] == "wait":  # until `count` arrived or nothing came for `idle` s
+                count, idle, limit = req[1], req[2], time.monotonic() + req[3]
+                seen, since = -1, time.monotonic()
+                while state["n"] < count and time.monotonic() < limit:
+                    time.sleep(0.02)
+                    if state["n"] != seen:
+                        seen, since = state["n"], time.monotonic()
+                    elif time.monotonic() - since > idle:
+                        break
+                cpu = time.process_time()
+                conn.send({**state, "cpu_s": cpu})
+            elif req[0] == "reset":
+                state.update(n=0, first=0.0, last=0.0)
+                conn.send("ok")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        conn.close()
+
+
+def bare_drain(host: str, port: int, topic: str, messages: int, *, qos: int = 1,
+               idle_s: float = 2.0, limit_s: float = 60.0,
+               client_id: str = "bench-bare-load") -> dict[str, Any]:
+    """Publish `messages` readings flat out to 1,000 templated topics while a bare paho
+    subscriber (spawned process) drains them; its rate = (received - 1) / (last - first)."""
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=bare_main, args=(host, port, topic, qos, child),
+                       name="parkwatch-bench-bare", daemon=True)
+    proc.start()
+    child.close()
+    load = None
+    try:
+        if not (conn.poll(30) and conn.recv() == "ready"):
+            raise RuntimeError("bare subscriber did not subscribe")
+        load = LoadProcess(host, port, client_id)
+        topics = [topic.replace("+", sensor_id(s)) for s in range(1000)]
+        built = load.build({"topics": topics, "messages": messages,
+                            "ts_base_ms": int(time.time() * 1000)})
+        sent = load.send(0)
+        conn.send(("wait", messages, idle_s, limit_s))
+        got = conn.recv()
+        conn.send(("close",))
+    finally:
+        if load is not None:
+            load.close()
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        conn.close()
+    span = got["last"] - got["first"]
+    return {"sent": sent["sent"], "received": got["n"], "lost": sent["sent"] - got["n"],
+            "publisher_rate": sent["achieved_rate"], "publisher_s": sent["seconds"],
+            "publisher_cpu_s": sent["cpu_s"], "build_s": built["built_s"],
+            "first_after_publish_s": got["first"] - sent["t0"] if got["n"] else None,
+            "drain_s": span,
+            "rate": (got["n"] - 1) / span if span > 0 else 0.0,
+            "subscriber_cpu_s": got["cpu_s"]}
+
+
+def sensor_id(s: int) -> str:
+    """The benchmarks' generated sensor ids: LC0000 ... LC0999."""
+    return f"LC{s:04d}"
+
+
+# --- the listener: uplink events and timed probes -------------------------------------------
+
+
+def listener_main(up: tuple[str, int], sensors_at: tuple[str, int], events_topic: str,
+                  conn: Any) -> None:
+    """Records every alarm event on the uplink (arrival, sensor, event, alarm id, seq) and
+    publishes probe readings on the sensor broker on request, timed with the same clock."""
+    events: list[tuple[float, str, str, str, int]] = []
+    lock = threading.Lock()
+    subscribed = threading.Event()
+
+    def on_message(_c: Any, _u: Any, m: Any) -> None:
+        t = time.monotonic()
+        e = json.loads(m.payload)
+        with lock:
+            events.append((t, e["sensor_id"], e["event"], e["alarm_id"], e["seq"]))
+
+    c = _paho_client("bench-center")
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.connect(up[0], up[1], keepalive=60)
+    c.subscribe(events_topic, qos=1)
+    c.loop_start()
+    probe = raw_connect(sensors_at[0], sensors_at[1], "bench-probe")
+    try:
+        conn.send("ready" if subscribed.wait(10) else "not subscribed")
+        while True:
+            req = conn.recv()
+            if req[0] == "close":
+                break
+            if req[0] == "events":  # every event from index req[1] on
+                with lock:
+                    conn.send(events[req[1]:])
+            elif req[0] == "count":
+                with lock:
+                    conn.send(len(events))
+            elif req[0] == "probes":
+                conn.send(run_probes(probe, *req[1:]))
+    finally:
+        with contextlib.suppress(OSError):
+            probe.sendall(DISCONNECT)
+        probe.close()
+        c.disconnect()
+        c.loop_stop()
+        conn.close()
+
+
+def run_probes(sock: socket.socket, schedule: Sequence[tuple[str, bytes]], rate: float,
+               start_at: float) -> list[float]:
+    """Publish each (topic, payload) of `schedule` at `rate`/s from `start_at` on; the
+    monotonic time taken just before each packet was written."""
+    packets = [publish_packet(t.encode(), p) for t, p in schedule]
+    times: list[float] = []
+    for k, packet in enumerate(packets):
+        due = start_at + k / rate
+        while (left := due - time.monotonic()) > 0:
+            time.sleep(left)
+        t = time.monotonic()
+        sock.sendall(packet)
+        times.append(t)
+    return times
+
+
+class ListenerProcess:
+    def __init__(self, uplink: tuple[str, int], sensors_at: tuple[str, int],
+                 events_topic: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=listener_main,
+                                args=(uplink, sensors_at, events_topic, child),
+                                name="parkwatch-bench-listener", daemon=True)
+        self.proc.start()
+        child.close()
+        if not (self.conn.poll(30) and self.conn.recv() == "ready"):
+            self.close()
+            raise RuntimeError("listener did not subscribe")
+
+    def ask(self, *req: Any, timeout: float = 300.0) -> Any:
+        self.conn.send(req)
+        if not self.conn.poll(timeout):
+            raise TimeoutError(f"listener did not answer {req[0]}")
+        return self.conn.recv()
+
+    def close(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.conn.send(("close",))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        self.conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="bare paho subscriber drain rate on a private "
+                                 "Mosquitto")
+    ap.add_argument("--messages", type=int, default=300_000)
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    from parkwatch.localbroker import LocalMosquitto
+
+    with LocalMosquitto() as broker:
+        r = bare_drain(broker.host, broker.port, "devices/+/up", args.messages)
+    print(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

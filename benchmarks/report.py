@@ -1,0 +1,416 @@
+"""Every benchmark figure next to its target: collects ``benchmarks/results/*.json`` into
+``benchmarks/results/summary.json`` and into the table between ``<!-- bench:begin -->`` and
+``<!-- bench:end -->`` in README.md (inserted after the intro of "## Performance" when missing).
+
+One row per figure: benchmark, case, figure, value, unit, target and met (true, false, or null
+for a figure without a target). A benchmark without a results file gives a "not run" row.
+Nothing is measured here, and the output depends only on the results files: running it twice
+changes nothing.
+
+Run from the repository root (``make bench`` runs it after the benchmarks)::
+
+    .venv/bin/python benchmarks/report.py
+    .venv/bin/python benchmarks/report.py --since 2026-11-23T10:00:00+00:00   # flag older results
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+SUMMARY_NAME = "summary.json"
+
+Row = dict[str, Any]
+Result = dict[str, Any]
+
+# the table's order: the issue's, then the alarm path
+BENCHMARKS = ("ingest", "latency", "rules", "bus", "telemetry", "startup", "alarms")
+# what each benchmark is held to, for its "not run" row
+TARGETS = {
+    "ingest": "≥ 95 % of a bare paho subscriber",
+    "latency": "p99 ≤ 1 ms idle, ≤ 2 ms at 5k/s, ≤ 10 ms at half load",
+    "rules": "≤ 15 ns/sensor thresholds, ≤ 50 ns/sensor all kinds, at 1e5 sensors",
+    "bus": "≥ 90 % of the line limit; 4 buses linear (≥ 90 % of 4 × 1 bus)",
+    "telemetry": "≥ 4× the influxdb-client Point method",
+    "startup": "start → ready ≤ 1.5 s, RSS ≤ 80 MB (10k sensors)",
+    "alarms": "press → raised p99 ≤ 10 s (GB 26875.1)",
+}
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+def _num(x: float) -> str:
+    """A limit as written in a target: 95, 1.5, 10 000."""
+    return f"{x:,g}".replace(",", " ")
+
+
+def target_text(op: str, limit: float, unit: str) -> str:
+    sep = "" if unit in ("×",) else " "
+    return f"{op} {_num(limit)}{sep}{unit}"
+
+
+def judge(value: float | None, op: str, limit: float) -> bool | None:
+    if value is None:
+        return None
+    return value <= limit if op == "≤" else value >= limit
+
+
+def row(benchmark: str, case: str, figure: str, value: float | None, unit: str,
+        target: tuple[str, float] | None = None, met: bool | None = None) -> Row:
+    """One figure. With a target (op, limit in the figure's unit) and no verdict given, the
+    verdict is the comparison; a verdict given (the benchmark's own) takes precedence."""
+    text = None
+    if target is not None:
+        op, limit = target
+        text = target_text(op, limit, unit)
+        if met is None:
+            met = judge(value, op, limit)
+    if isinstance(value, float):
+        value = round(value, 4)
+    return {"benchmark": benchmark, "case": case, "figure": figure, "value": value,
+            "unit": unit, "target": text, "met": None if text is None else met}
+
+
+def not_run(benchmark: str, why: str = "no results file") -> Row:
+    return {"benchmark": benchmark, "case": "—", "figure": f"not run ({why})", "value": None,
+            "unit": None, "target": TARGETS.get(benchmark), "met": None}
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def rows_ingest(res: Result) -> list[Row]:
+    b = "ingest"
+    target = 100.0 * res.get("settings", {}).get("target_ratio", 0.95)
+    case = f"{res.get('settings', {}).get('sensors', 1000):,} MQTT sensors".replace(",", " ")
+    return [
+        row(b, case, "highest sustained rate / bare paho subscriber", _pct(res.get("ratio")), "%",
+            ("≥", target), res.get("met")),
+        row(b, case, "highest sustained rate", res.get("max_sustained_rate"), "readings/s"),
+        row(b, case, "bare paho subscriber", res.get("bare", {}).get("rate"), "messages/s"),
+    ]
+
+
+LATENCY_CASES = {"idle": "idle", "5k": "5k readings/s", "half": "half load"}
+
+
+def rows_latency(res: Result) -> list[Row]:
+    b = "latency"
+    targets = res.get("settings", {}).get("targets_p99_ms", {})
+    out: list[Row] = []
+    seen = set()
+    for p in res.get("phases", []):
+        name = p.get("phase", "?")
+        seen.add(name)
+        case = LATENCY_CASES.get(name, name)
+        if name == "half" and p.get("rate"):
+            case = f"half load ({p['rate']:,.0f}/s)".replace(",", " ")
+        lat = p.get("latency") or {}
+        p99 = "p99" + (f" ({p['missing']} probes without event)" if p.get("missing") else "")
+        tgt = p.get("target_p99_ms", targets.get(name))
+        out.append(row(b, case, "p50", lat.get("p50_ms"), "ms"))
+        out.append(row(b, case, p99, lat.get("p99_ms"), "ms",
+                       None if tgt is None else ("≤", tgt), p.get("met")))
+        out.append(row(b, case, "max", lat.get("max_ms"), "ms"))
+    for name, tgt in targets.items():
+        if name in seen:
+            continue
+        why = next((s.split(": ", 1)[-1] for s in res.get("skipped", [])
+                    if s.startswith(f"{name}:")), "phase not run")
+        r = not_run(b, why)
+        r.update(case=LATENCY_CASES.get(name, name), target=target_text("≤", tgt, "ms"))
+        out.append(r)
+    return out
+
+
+def rows_rules(res: Result) -> list[Row]:
+    b = "rules"
+    out = []
+    for r in res.get("rows", []):
+        if "target_ns" not in r:
+            continue  # only the 1e5 rows have a target; the other sizes show the scaling
+        case = f"{'all kinds' if r['mode'] == 'all' else r['mode']}, {r['order']} order, " + \
+            f"{r['sensors']:,} sensors".replace(",", " ")
+        out.append(row(b, case, "evaluate per sensor (median batch)", r.get("ns_per_sensor"),
+                       "ns", ("≤", r["target_ns"]), r.get("meets_target")))
+    if not out:
+        out.append(not_run(b, "no 1e5-sensor case in the results"))
+    return out
+
+
+def rows_bus(res: Result) -> list[Row]:
+    b = "bus"
+    target = 100.0 * res.get("settings", {}).get("single_target", 0.9)
+    scaling = 100.0 * res.get("settings", {}).get("scaling_target", 0.9)
+    out = []
+    for c in res.get("cases", []):
+        buses = c["buses"]
+        case = f"{c['baud']} baud, {buses} bus{'es' if buses > 1 else ''}"
+        note = f" ({c['t35_violations']} t3.5 violations)" if c.get("t35_violations") else ""
+        if buses == 1:
+            out.append(row(b, case, "polls/s of the line limit" + note, _pct(c.get("ratio")),
+                           "%", ("≥", target), c.get("pass")))
+        else:
+            out.append(row(b, case, "polls/s of the line limit", _pct(c.get("ratio")), "%"))
+            out.append(row(b, case, f"scaling: polls/s of {buses} × 1 bus" + note,
+                           _pct(c.get("scaling")), "%", ("≥", scaling), c.get("pass")))
+    return out
+
+
+def rows_telemetry(res: Result) -> list[Row]:
+    b = "telemetry"
+    methods = res.get("methods", {})
+    base = res.get("baseline", "")
+    case = f"{res.get('workload', {}).get('points', 0):,} points".replace(",", " ")
+    note = "" if res.get("all_points_written", True) else " (not every point written)"
+    return [
+        row(b, case, f"TelemetrySink / best Point method ({base}){note}", res.get("ratio"), "×",
+            ("≥", res.get("target", 4.0)), res.get("met")),
+        row(b, case, "TelemetrySink", methods.get("sink", {}).get("points_per_s"), "points/s"),
+        row(b, case, f"influxdb-client Point ({base})", res.get("baseline_points_per_s"),
+            "points/s"),
+    ]
+
+
+def rows_startup(res: Result) -> list[Row]:
+    b = "startup"
+    s = res.get("summary", {})
+    t = s.get("targets", {})
+    ready, rss = t.get("start_to_ready_s", {}), t.get("rss_mb", {})
+    n = res.get("settings", {}).get("sensors") or res.get("park", {}).get("sensors", 0)
+    runs = res.get("settings", {}).get("runs")
+    case = f"{n:,} sensors".replace(",", " ") + (f", {runs} starts" if runs else "")
+    r_t, m_t = ready.get("target", 1.5), rss.get("target", 80.0)
+    return [
+        row(b, case, "start → READY=1, slowest start", ready.get("max", s.get("ready_max_s")),
+            "s", ("≤", r_t), ready.get("pass")),
+        row(b, case, "start → READY=1, median", s.get("ready_median_s"), "s"),
+        row(b, case, "peak RSS (VmHWM)", rss.get("max_vmhwm", s.get("hwm_max_mb")), "MB",
+            ("≤", m_t), rss.get("pass")),
+        row(b, case, "RSS (VmRSS) at ready and after readings", rss.get("max_vmrss"), "MB",
+            ("≤", m_t)),
+    ]
+
+
+def rows_alarms(res: Result) -> list[Row]:
+    b = "alarms"
+    press = res.get("press") or {}
+    limit_ms = 1000.0 * res.get("settings", {}).get("requirement_s", 10.0)
+    out = []
+    raised = press.get("raised") or {}
+    case = "fire-button press → raised at the command center"
+    out.append(row(b, case, "p50", raised.get("p50_ms"), "ms"))
+    out.append(row(b, case, "p99", raised.get("p99_ms"), "ms", ("≤", limit_ms)))
+    out.append(row(b, case, "max", raised.get("max_ms"), "ms"))
+    for key, case in (("cleared", "reset → cleared"), ("acknowledged", "ack → acknowledged")):
+        out.append(row(b, case, "p99", (press.get(key) or {}).get("p99_ms"), "ms"))
+    burst = res.get("burst") or {}
+    if burst:
+        case = f"burst of {burst.get('cells', 0):,} overloads".replace(",", " ")
+        out.append(row(b, case, "last raised at the command center", burst.get("last_raised_s"),
+                       "s"))
+    return out
+
+
+EXTRACTORS: dict[str, Callable[[Result], list[Row]]] = {
+    "ingest": rows_ingest, "latency": rows_latency, "rules": rows_rules, "bus": rows_bus,
+    "telemetry": rows_telemetry, "startup": rows_startup, "alarms": rows_alarms,
+}
+
+
+def summarise(results: dict[str, Result | None]) -> list[Row]:
+    """Every figure of every benchmark, in the table's order; "not run" for a missing one."""
+    out: list[Row] = []
+    names = [*BENCHMARKS, *sorted(set(results) - set(BENCHMARKS))]
+    for name in names:
+        res = results.get(name)
+        if res is None:
+            out.append(not_run(name))
+        elif name in EXTRACTORS:
+            try:
+                out.extend(EXTRACTORS[name](res))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                out.append(not_run(name, f"unreadable results: {type(exc).__name__} {exc}"))
+        # a results file of a benchmark this report does not know is left out
+    return out
+
+
+# --- where each result comes from ---------------------------------------------------------------
+
+def source(name: str, res: Result | None, since: dt.datetime | None = None) -> dict[str, Any]:
+    """The command and machine line of one result."""
+    if res is None:
+        return {"benchmark": name, "file": None}
+    m = res.get("machine", {})
+    stamp = m.get("timestamp") or res.get("when")
+    out = {"benchmark": name, "file": f"benchmarks/results/{name}.json",
+           "command": res.get("command"), "nproc": m.get("nproc", m.get("cpus")),
+           "python": m.get("python"), "loadavg": (m.get("loadavg") or [None])[0],
+           "timestamp": stamp, "runtime_s": res.get("runtime_s")}
+    if since is not None and stamp:
+        out["earlier_run"] = _when(stamp) < since
+    return out
+
+
+def _when(stamp: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(stamp)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+def fmt_value(value: Any, unit: str | None) -> str:
+    if value is None:
+        return "no figure"
+    if not isinstance(value, int | float):
+        return f"{value} {unit or ''}".strip()
+    if unit == "%":
+        return f"{value:.1f} %"
+    if unit == "×":
+        return f"{value:.1f}×"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "ns":
+        return f"{value:.1f} ns"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    return f"{value:,.0f} {unit}".replace(",", " ")
+
+
+def verdict(r: Row) -> str:
+    if r["figure"].startswith("not run"):
+        return "not run"
+    if r["target"] is None:
+        return "–"
+    return {True: "met", False: "**missed**", None: "no figure"}[r["met"]]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(rows: Iterable[Row]) -> list[str]:
+    lines = ["| benchmark | case | figure | target | met |", "|---|---|---|---|---|"]
+    for r in rows:
+        fig = r["figure"] if r["figure"].startswith("not run") else \
+            f"{r['figure']}: {fmt_value(r['value'], r['unit'])}"
+        lines.append("| " + " | ".join(_cell(c) for c in (
+            r["benchmark"], r["case"], fig, r["target"] or "–", verdict(r))) + " |")
+    return lines
+
+
+def source_line(s: dict[str, Any]) -> str:
+    if s.get("file") is None:
+        return f"- `{s['benchmark']}`: not run (no `benchmarks/results/{s['benchmark']}.json`)"
+    cmd = f"`{s['command']}`" if s.get("command") else "command not recorded"
+    parts = [f"{s['nproc']} cores" if s.get("nproc") else None,
+             f"Python {s['python']}" if s.get("python") else None,
+             s.get("timestamp"),
+             f"load average {s['loadavg']}" if s.get("loadavg") is not None else None,
+             f"ran {s['runtime_s']:.0f} s" if s.get("runtime_s") else None]
+    line = f"- `{s['benchmark']}`: {cmd}; " + ", ".join(p for p in parts if p)
+    if s.get("earlier_run"):
+        line += " (**from an earlier run**: this run did not replace it)"
+    return line
+
+
+def tally(rows: Iterable[Row]) -> tuple[int, int]:
+    """(targets met, targets judged): a figure with a target that has no value counts as not
+    met."""
+    judged = [r for r in rows if r["target"] is not None and not r["figure"].startswith("not run")]
+    return sum(1 for r in judged if r["met"] is True), len(judged)
+
+
+def block(rows: list[Row], sources: list[dict[str, Any]]) -> str:
+    """The README block, markers included."""
+    met, judged = tally(rows)
+    missing = [r["benchmark"] + ("" if r["case"] == "—" else f" ({r['case']})")
+               for r in rows if r["figure"].startswith("not run")]
+    head = (f"**Every figure next to its target** (`make bench` runs all benchmarks, under "
+            f"10 minutes on 2 cores, then `benchmarks/report.py` rewrites this table and "
+            f"`benchmarks/results/summary.json`): {met} of {judged} targets met")
+    if missing:
+        head += f"; not run: {', '.join(dict.fromkeys(missing))}"
+    lines = [BEGIN, "<!-- generated by benchmarks/report.py: edit that, not this block -->",
+             textwrap.fill(head + ".", 100, break_long_words=False, break_on_hyphens=False),
+             "", *table(rows), "", "Where each result comes from:", "",
+             *(source_line(s) for s in sources), END]
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(text: str, new_block: str) -> str:
+    """README text with the block between the markers replaced; without markers, the block is
+    inserted after the first paragraph under "## Performance"."""
+    new_block = new_block.rstrip("\n") + "\n"
+    start, end = text.find(BEGIN), text.find(END)
+    if start >= 0 and end > start:
+        tail = text[end + len(END):]
+        return text[:start] + new_block + tail.removeprefix("\n")
+    if start >= 0 or end >= 0:
+        raise ValueError(f"README has only one of the markers {BEGIN} {END}")
+    lines = text.splitlines(keepends=True)
+    try:
+        i = next(k for k, ln in enumerate(lines) if ln.rstrip() == "## Performance") + 1
+    except StopIteration:
+        raise ValueError("README has no '## Performance' section") from None
+    while i < len(lines) and not lines[i].strip():
+        i += 1  # blank lines after the heading
+    while i < len(lines) and lines[i].strip() and not lines[i].startswith("#"):
+        i += 1  # the intro paragraph
+    return "".join(lines[:i]) + "\n" + new_block + "".join(lines[i:])
+
+
+# --- files --------------------------------------------------------------------------------------
+
+def load_results(folder: Path) -> dict[str, Result | None]:
+    """Every results/<name>.json (the summary excepted); None for a known benchmark without one
+    or with a file that is not JSON."""
+    out: dict[str, Result | None] = dict.fromkeys(BENCHMARKS)
+    for path in sorted(folder.glob("*.json")):
+        if path.name == SUMMARY_NAME:
+            continue
+        try:
+            out[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            out[path.stem] = None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of <name>.json")
+    ap.add_argument("--readme", type=Path, default=README)
+    ap.add_argument("--since", type=_when, default=None, metavar="ISO-TIME",
+                    help="flag results older than this (make bench passes its start time)")
+    args = ap.parse_args(argv)
+    results = load_results(args.results)
+    rows = summarise(results)
+    sources = [source(n, results.get(n), args.since) for n in BENCHMARKS]
+    summary = {"rows": rows, "sources": sources}
+    (args.results / SUMMARY_NAME).write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = args.readme.read_text(encoding="utf-8")
+    args.readme.write_text(replace_block(text, block(rows, sources)), encoding="utf-8")
+    print("\n".join(table(rows)))
+    met, judged = tally(rows)
+    print(f"\n{met} of {judged} targets met; wrote "
+          f"{args.results / SUMMARY_NAME} and the table in {args.readme.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

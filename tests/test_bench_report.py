@@ -1,0 +1,173 @@
+"""benchmarks/report.py: rows from synthetic results, the README block, idempotence. No
+benchmark runs here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("bench_report", REPO / "benchmarks" / "report.py")
+assert _spec is not None and _spec.loader is not None
+report = importlib.util.module_from_spec(_spec)
+sys.modules["bench_report"] = report
+_spec.loader.exec_module(report)
+
+MACHINE = {"nproc": 2, "python": "3.11.7", "loadavg": [0.5, 0.4, 0.3],
+           "timestamp": "2026-11-23T10:00:00+00:00"}
+
+INGEST = {"benchmark": "ingest", "command": ".venv/bin/python benchmarks/ingest.py",
+          "machine": MACHINE, "settings": {"sensors": 1000, "target_ratio": 0.95},
+          "bare": {"rate": 40000.0}, "max_sustained_rate": 30000.0, "ratio": 0.75,
+          "met": False, "runtime_s": 60.0}
+
+LATENCY = {"benchmark": "alarm latency under load", "command": "x", "machine": MACHINE,
+           "settings": {"targets_p99_ms": {"idle": 1.0, "5k": 2.0, "half": 10.0}},
+           "phases": [
+               {"phase": "idle", "rate": 0.0, "missing": 0, "target_p99_ms": 1.0, "met": True,
+                "latency": {"p50_ms": 0.4, "p99_ms": 0.9, "max_ms": 3.0}},
+               {"phase": "5k", "rate": 5000.0, "missing": 2, "target_p99_ms": 2.0, "met": False,
+                "latency": {"p50_ms": 0.5, "p99_ms": 1.5, "max_ms": 4.0}}],
+           "skipped": ["half: skipped, no ingest result (run benchmarks/ingest.py)"]}
+
+RULES = {"benchmark": "rules", "when": "2026-11-22T20:56:48+00:00",
+         "machine": {"python": "3.11.7", "cpus": 2},
+         "rows": [
+             {"mode": "thresholds", "order": "arrival", "sensors": 1003, "ns_per_sensor": 51.8},
+             {"mode": "thresholds", "order": "arrival", "sensors": 99994, "ns_per_sensor": 8.4,
+              "target_ns": 15.0, "meets_target": True},
+             {"mode": "all", "order": "poll", "sensors": 99994, "ns_per_sensor": 55.0,
+              "target_ns": 50.0, "meets_target": False}]}
+
+BUS = {"benchmark": "modbus_rtu bus throughput", "machine": MACHINE,
+       "settings": {"single_target": 0.9, "scaling_target": 0.9},
+       "cases": [
+           {"baud": 9600, "buses": 1, "ratio": 0.985, "scaling": None, "t35_violations": 0,
+            "pass": True},
+           {"baud": 115200, "buses": 4, "ratio": 0.94, "scaling": 0.95, "t35_violations": 3,
+            "pass": False}]}
+
+
+def by_figure(rows: list[dict], prefix: str) -> dict:
+    (hit,) = [r for r in rows if r["figure"].startswith(prefix)]
+    return hit
+
+
+def test_rows_carry_value_unit_target_and_verdict() -> None:
+    rows = report.summarise({"ingest": INGEST, "latency": LATENCY, "rules": RULES, "bus": BUS})
+    assert set(rows[0]) == {"benchmark", "case", "figure", "value", "unit", "target", "met"}
+    ratio = by_figure([r for r in rows if r["benchmark"] == "ingest"], "highest sustained rate /")
+    assert (ratio["value"], ratio["unit"], ratio["target"], ratio["met"]) == (75.0, "%", "≥ 95 %",
+                                                                             False)
+    info = by_figure(rows, "bare paho")
+    assert info["target"] is None and info["met"] is None
+    lat = [r for r in rows if r["benchmark"] == "latency"]
+    assert by_figure([r for r in lat if r["case"] == "idle"], "p99")["met"] is True
+    # the benchmark's own verdict counts: a p99 inside the target with lost probes is a miss
+    p99_5k = by_figure([r for r in lat if r["case"].startswith("5k")], "p99")
+    assert p99_5k["met"] is False and "2 probes" in p99_5k["figure"]
+    half = [r for r in lat if r["case"] == "half load"]
+    assert half[0]["figure"].startswith("not run (skipped, no ingest result")
+    assert half[0]["target"] == "≤ 10 ms"
+    rules = [r for r in rows if r["benchmark"] == "rules"]
+    assert [(r["value"], r["target"], r["met"]) for r in rules] == [
+        (8.4, "≤ 15 ns", True), (55.0, "≤ 50 ns", False)]  # the 1e3 row has no target
+    bus = [r for r in rows if r["benchmark"] == "bus"]
+    one_bus = by_figure([r for r in bus if r["case"] == "9600 baud, 1 bus"], "polls/s")
+    assert (one_bus["value"], one_bus["target"], one_bus["met"]) == (98.5, "≥ 90 %", True)
+    scaling = by_figure(bus, "scaling")
+    assert scaling["value"] == 95.0 and scaling["met"] is False and "3 t3.5" in scaling["figure"]
+
+
+def test_a_missing_benchmark_is_one_not_run_row() -> None:
+    rows = report.summarise({"ingest": INGEST})
+    names = [r["benchmark"] for r in rows if r["figure"].startswith("not run")]
+    assert names == ["latency", "rules", "bus", "telemetry", "startup", "alarms"]
+    startup = next(r for r in rows if r["benchmark"] == "startup")
+    assert startup["value"] is None and startup["met"] is None and "1.5 s" in startup["target"]
+
+
+def test_an_unreadable_result_does_not_stop_the_report() -> None:
+    rows = report.summarise({"bus": {"cases": [{"baud": 9600}]}})
+    assert by_figure([r for r in rows if r["benchmark"] == "bus"], "not run (unreadable")
+
+
+def test_markdown_puts_every_figure_next_to_its_target() -> None:
+    rows = report.summarise({"ingest": INGEST, "rules": RULES})
+    lines = report.table(rows)
+    assert lines[0] == "| benchmark | case | figure | target | met |"
+    assert ("| ingest | 1 000 MQTT sensors | highest sustained rate / bare paho subscriber: "
+            "75.0 % | ≥ 95 % | **missed** |") in lines
+    assert "| rules | thresholds, arrival order, 99 994 sensors | evaluate per sensor (median " \
+        "batch): 8.4 ns | ≤ 15 ns | met |" in lines
+    assert any(ln.startswith("| bus | — | not run") and ln.endswith("| not run |")
+               for ln in lines)
+
+
+README = """# parkwatch
+
+## Performance
+
+Measured on the machine;
+two lines of intro.
+
+**Bus** table follows.
+
+## Layout
+"""
+
+
+def test_block_is_inserted_after_the_intro_then_replaced_in_place() -> None:
+    rows = report.summarise({"ingest": INGEST})
+    sources = [report.source(n, {"ingest": INGEST}.get(n)) for n in report.BENCHMARKS]
+    block = report.block(rows, sources)
+    once = report.replace_block(README, block)
+    assert once.index("two lines of intro.") < once.index(report.BEGIN) \
+        < once.index(report.END) < once.index("**Bus**")
+    assert "two lines of intro.\n\n<!-- bench:begin -->" in once
+    assert "<!-- bench:end -->\n\n**Bus**" in once
+    assert "`.venv/bin/python benchmarks/ingest.py`; 2 cores, Python 3.11.7, " \
+        "2026-11-23T10:00:00+00:00" in once
+    assert "- `bus`: not run" in once
+    assert report.replace_block(once, block) == once  # idempotent
+    other = report.block(report.summarise({}), sources)
+    twice = report.replace_block(once, other)
+    assert twice.count(report.BEGIN) == 1 and "75.0 %" not in twice
+    def outside(text: str) -> tuple[str, str]:
+        return text[:text.index(report.BEGIN)], text[text.index(report.END):]
+    assert outside(twice) == outside(once)
+    with pytest.raises(ValueError):
+        report.replace_block(README + report.BEGIN, block)
+
+
+def test_results_older_than_the_run_are_flagged() -> None:
+    since = dt.datetime(2026, 11, 23, 11, tzinfo=dt.UTC)
+    assert report.source("ingest", INGEST, since)["earlier_run"] is True
+    rules = report.source("rules", RULES, dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+    assert rules["earlier_run"] is False and rules["nproc"] == 2  # the older machine format
+    assert "from an earlier run" in report.source_line(report.source("ingest", INGEST, since))
+    assert "command not recorded" in report.source_line(rules)
+
+
+def test_main_writes_summary_and_readme_and_changes_nothing_when_rerun(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "ingest.json").write_text(json.dumps(INGEST), encoding="utf-8")
+    (results / "rules.json").write_text(json.dumps(RULES), encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text(README, encoding="utf-8")
+    argv = ["--results", str(results), "--readme", str(readme)]
+    assert report.main(argv) == 0
+    first = (readme.read_text(encoding="utf-8"),
+             (results / "summary.json").read_text(encoding="utf-8"))
+    assert report.main(argv) == 0  # summary.json itself is not read as a result
+    assert (readme.read_text(encoding="utf-8"),
+            (results / "summary.json").read_text(encoding="utf-8")) == first
+    summary = json.loads(first[1])
+    assert {r["benchmark"] for r in summary["rows"]} >= {"ingest", "rules", "alarms"}
+    assert "1 of 3 targets met" in first[0].replace("\n", " ")
