@@ -460,6 +460,9 @@ class Daemon:
             self.telemetry.points_text(text, n)
 
     def _wake_couriers(self) -> None:
+        uplink = self.couriers.get(UPLINK)
+        if uplink is not None:  # the command center first: it is the one an operator watches
+            uplink.wake()
         for courier in self.couriers.values():
             courier.wake()
 

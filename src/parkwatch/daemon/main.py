@@ -19,6 +19,10 @@ log = logging.getLogger("parkwatch")
 EXIT_CONFIG = 2
 
 
+#: see run_daemon
+SWITCH_INTERVAL_S = 0.0005
+
+
 def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO",
                record: str | None = None) -> int:
     setup_logging(log_level)
@@ -32,6 +36,10 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
 
     from parkwatch.daemon.app import Daemon
 
+    # a thread woken by an alarm (the pipeline, a courier, a network loop) waits for the GIL
+    # at most this long while another thread is busy (Python's default is 5 ms: a latency
+    # floor under load)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     state = Path(state_dir) if state_dir else cfg.gateway.state_dir
     try:
         state.mkdir(parents=True, exist_ok=True)

@@ -372,8 +372,8 @@ class DaemonMetrics:
                 warnings.append(f"delivery target '{name}' failing (retrying with backoff)")
         unsaved = d.alarms.unsaved  # held by a failing store commit
         if unsaved:
-            reasons.append(f"alarm store failing: {unsaved} alarm change(s) not yet saved "
-                           "or sent")
+            reasons.append(f"alarm store failing: {unsaved} alarm change(s) not yet saved, "
+                           "sent from memory")
         pipeline = self.pipeline_health()
         if not pipeline["running"]:
             reasons.append("alarm pipeline not running")
