@@ -42,7 +42,6 @@ import math
 import multiprocessing as mp
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-from benchinfo import command_line  # noqa: E402
+from benchinfo import command_line, summary  # noqa: E402
 from benchinfo import machine as bench_machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "alarms.json"
@@ -394,22 +393,6 @@ def running(cfg: Any) -> Iterator[tuple[Any, Probes]]:
 
 
 # --- figures ----------------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
-
-
-def summary(values_s: list[float]) -> dict[str, float]:
-    """p50/p90/p99/max/mean in ms."""
-    if not values_s:
-        return {}
-    ms = [v * 1000 for v in values_s]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 3), "p90_ms": round(pct(ms, 90), 3),
-            "p99_ms": round(pct(ms, 99), 3), "max_ms": round(max(ms), 3),
-            "mean_ms": round(statistics.fmean(ms), 3), "min_ms": round(min(ms), 3)}
 
 
 def proc_cpu_s(pid: int) -> float:

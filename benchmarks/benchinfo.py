@@ -4,9 +4,11 @@ reproduces it (so a JSON result can be compared and rerun)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,3 +37,19 @@ def command_line(argv: list[str]) -> str:
         return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else p
 
     return shlex.join([rel(sys.executable), rel(sys.argv[0]), *argv])
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(values)
+    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
+
+
+def summary(values_s: list[float]) -> dict[str, float]:
+    """Latencies given in seconds as n, p50/p90/p99/max/mean/min in ms."""
+    if not values_s:
+        return {}
+    ms = [v * 1000 for v in values_s]
+    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 3), "p90_ms": round(pct(ms, 90), 3),
+            "p99_ms": round(pct(ms, 99), 3), "max_ms": round(max(ms), 3),
+            "mean_ms": round(statistics.fmean(ms), 3), "min_ms": round(min(ms), 3)}

@@ -43,7 +43,6 @@ import collections
 import contextlib
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-from benchinfo import command_line  # noqa: E402
+from benchinfo import command_line, summary  # noqa: E402
 from ingest import ALARM_VALUE, PARK, Bench, Profile, machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "latency.json"
@@ -98,20 +97,6 @@ def match(probes: list[tuple[str, str, bytes, str]], sent: list[float],
             q.popleft()  # an event older than the probe belongs to no probe of this phase
         out.append((sid, ev, q.popleft() - t0 if q else None))
     return out
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
-
-
-def summary(values_s: list[float]) -> dict[str, float]:
-    if not values_s:
-        return {}
-    ms = [v * 1000 for v in values_s]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 3), "p90_ms": round(pct(ms, 90), 3),
-            "p99_ms": round(pct(ms, 99), 3), "max_ms": round(max(ms), 3),
-            "mean_ms": round(statistics.fmean(ms), 3), "min_ms": round(min(ms), 3)}
 
 
 # --- one phase ------------------------------------------------------------------------------
