@@ -225,7 +225,8 @@ def test_a_busy_pipeline_that_makes_progress_is_not_hung(daemon, notify, device,
             time.sleep(2.0)
             pings = [x for x, _ in notify.lines("WATCHDOG") if x > start]
             assert len(pings) >= 4
-            assert max(b - a for a, b in itertools.pairwise(pings)) < 1.0
+            # one ping may come late on a loaded machine; systemd would act only after 2 s
+            assert max(b - a for a, b in itertools.pairwise(pings)) < 1.5
         finally:
             stop.set()
             t.join(5)
