@@ -199,11 +199,6 @@ class Courier:
             self._memory.extend(rows)
         self._wake.set()
 
-    @property
-    def in_memory(self) -> int:
-        """Deliveries held in memory only: uncommitted changes, and marks not yet written."""
-        return len(self._memory) + len(self._unmarked)
-
     def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
         self._wake.set()
