@@ -8,6 +8,13 @@ Delivery is at-least-once: a row is marked delivered only after the target confi
 broker's PUBACK, a 2xx answer), so a crash in between sends it again with the same
 (alarm_id, seq), by which receivers deduplicate.
 
+**Express.**  A courier that has nothing left to carry lets the pipeline thread publish the
+next committed change itself, the moment it is committed (:meth:`Courier.express`); the courier
+then only waits for the broker's confirmation and marks the row.  A change no longer waits for
+the courier's thread to wake and read it back from the store, which was most of the alarm
+latency on a quiet gateway.  Order holds: the pipeline publishes only while the courier is idle
+(every older row delivered), and once it declines, the courier carries the rest in order.
+
 When the store cannot write (its disk is full), alarms must still go out.  The alarm service then
 hands its changes to the couriers in memory (:meth:`Courier.offer`); they are sent after the
 target's committed rows, and when the disk takes them later their rows are marked delivered
@@ -30,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from parkwatch.alarms.store import OutboxReader, Pending
 from parkwatch.alarms.uplink import Topics
@@ -50,6 +57,14 @@ class DeliveryError(Exception):
 
 class Sender(Protocol):
     def send(self, row: Pending) -> None: ...
+
+
+class Publisher(Sender, Protocol):
+    """A sender over MQTT: its publishing and its confirmation can be split (express)."""
+
+    def publish(self, row: Pending) -> list[Any]: ...
+
+    def confirm(self, infos: list[Any]) -> None: ...
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -117,7 +132,26 @@ def _confirm(infos: list, what: str) -> None:
             raise DeliveryError(f"{what}: no PUBACK within {PUBACK_TIMEOUT_S:g} s")
 
 
-class UplinkSender:
+class _MqttPublisher:
+    """Send = publish (QoS 1, queued on the link) + confirm (wait for every PUBACK)."""
+
+    link: MqttLink
+
+    def publish(self, row: Pending) -> list[Any]:
+        raise NotImplementedError
+
+    def send(self, row: Pending) -> None:
+        self.confirm(self.publish(row))
+
+    def confirm(self, infos: list[Any]) -> None:
+        _confirm(infos, self.link.where)
+
+    def _connected(self) -> None:
+        if not self.link.connected.is_set():
+            raise DeliveryError(f"{self.link.where} not connected")
+
+
+class UplinkSender(_MqttPublisher):
     """The command-center contract: the event, then the alarm's retained state (empty when
     closed), both QoS 1 and confirmed by the broker."""
 
@@ -125,28 +159,25 @@ class UplinkSender:
         self.link = link
         self.topics = topics
 
-    def send(self, row: Pending) -> None:
-        if not self.link.connected.is_set():
-            raise DeliveryError(f"{self.link.where} not connected")
+    def publish(self, row: Pending) -> list[Any]:
+        self._connected()
         closed = json.loads(row.payload)["event"] == "closed"
-        _confirm([self.link.publish(self.topics.events, row.payload),
-                  self.link.publish(self.topics.alarm(row.alarm_id),
-                                    b"" if closed else row.payload, retain=True)],
-                 self.link.where)
+        return [self.link.publish(self.topics.events, row.payload),
+                self.link.publish(self.topics.alarm(row.alarm_id),
+                                  b"" if closed else row.payload, retain=True)]
 
 
-class MqttSender:
+class MqttSender(_MqttPublisher):
     """A subscriber's own topic on the uplink broker (e.g. a tenant's app)."""
 
     def __init__(self, link: MqttLink, cfg: MqttTarget) -> None:
         self.link = link
         self.topic = cfg.topic
 
-    def send(self, row: Pending) -> None:
-        if not self.link.connected.is_set():
-            raise DeliveryError(f"{self.link.where} not connected")
-        _confirm([self.link.publish(self.topic.replace("{subscriber}", row.subscriber),
-                                    row.payload)], self.link.where)
+    def publish(self, row: Pending) -> list[Any]:
+        self._connected()
+        return [self.link.publish(self.topic.replace("{subscriber}", row.subscriber),
+                                  row.payload)]
 
 
 class Courier:
@@ -178,6 +209,12 @@ class Courier:
         self._unmarked: dict[int, tuple[str, float]] = {}
         #: rows whose failure the disk could not record: id -> retry time
         self._retry_at: dict[int, float] = {}
+        #: express: the courier sleeps with every row delivered, so the pipeline may publish
+        #: the next ones itself; (alarm_id, seq, subscriber) -> what the sender published
+        self._idle = False
+        self._express_lock = threading.Lock()
+        self._expressed: dict[tuple[str, int, str], list[Any]] = {}
+        self.expressed = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"parkwatch-courier-{name}",
@@ -191,6 +228,24 @@ class Courier:
         return self._thread.is_alive()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def express(self, rows: list[Pending]) -> None:
+        """Committed changes for this target, in commit order (the pipeline thread, right
+        after the commit): published at once when the courier is idle and its sender can
+        split publishing from confirming; else the courier is woken to carry them."""
+        publish = getattr(self.sender, "publish", None)
+        with self._express_lock:
+            if self._idle and publish is not None and (self.ready is None
+                                                        or self.ready.is_set()):
+                try:
+                    for row in rows:
+                        self._expressed[(row.alarm_id, row.seq, row.subscriber)] = publish(row)
+                        self.expressed += 1
+                except DeliveryError:
+                    self._idle = False  # the courier carries this one and the rest, in order
+            else:
+                self._idle = False
         self._wake.set()
 
     def offer(self, rows: list[Pending]) -> None:
@@ -244,6 +299,8 @@ class Courier:
             key = (row.alarm_id, row.seq, row.subscriber)
             if key in self._sent_from_memory:  # committed at last; it went out from memory
                 self._sent_from_memory.discard(key)
+                with self._express_lock:
+                    self._expressed.pop(key, None)
                 self._mark(outbox, row.id, "delivered", self.clock())
                 continue
             with self._memory_lock:  # committed before memory got to it: send it from here
@@ -259,15 +316,32 @@ class Courier:
             if self._memory and self._memory[0] is row:
                 self._memory.popleft()
 
+    def _idle_sleep(self, seconds: float) -> None:
+        """Nothing to carry: sleep, and let the pipeline publish what is committed meanwhile
+        (unless something arrived since the store was read)."""
+        with self._express_lock:
+            if self._wake.is_set():
+                return
+            # not while changes sent from memory wait for their rows: those are only marked
+            self._idle = not self._sent_from_memory and not self._memory
+        self._sleep(seconds)
+
     def _step(self, outbox: OutboxReader) -> None:
+        with self._express_lock:
+            self._idle = False
         self._wake.clear()
         row = self._head(outbox)
         if row is None:
-            self._sleep(1.0 if self._unmarked else 60.0)  # a refused mark: try it again soon
+            if self._unmarked:
+                self._sleep(1.0)  # a refused mark: try it again soon
+            else:
+                self._idle_sleep(60.0)
             return
         held = row.id < 0  # from memory: its change is not committed yet
         now = self.clock()
         if row.expires_at <= now:
+            with self._express_lock:
+                self._expressed.pop((row.alarm_id, row.seq, row.subscriber), None)
             if held:
                 self._done_with_memory_head(row)
             else:
@@ -283,8 +357,13 @@ class Courier:
         if self.ready is not None and not self.ready.is_set():
             self.ready.wait(1.0)
             return
+        with self._express_lock:
+            published = self._expressed.pop((row.alarm_id, row.seq, row.subscriber), None)
         try:
-            self.sender.send(row)
+            if published is not None:
+                self.sender.confirm(published)  # type: ignore[attr-defined]
+            else:
+                self.sender.send(row)
         except DeliveryError as exc:
             self.failures += 1
             delay = min(self.backoff.max_s,
@@ -320,6 +399,12 @@ class Courier:
             self.failing = False
             log.warning("target %s delivers again", self.name)
 
+    @property
+    def idle(self) -> bool:
+        """Asleep with every row delivered: the next committed change is published by the
+        committer itself (express)."""
+        return self._idle
+
     def health(self) -> dict[str, object]:
-        return {"delivered": self.delivered, "failures": self.failures, "expired": self.expired,
-                "failing": self.failing}
+        return {"delivered": self.delivered, "expressed": self.expressed,
+                "failures": self.failures, "expired": self.expired, "failing": self.failing}

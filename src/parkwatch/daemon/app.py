@@ -425,19 +425,21 @@ class Daemon:
     # --- timers ---------------------------------------------------------------------------
 
     def _committed(self, records: list[Record]) -> None:
-        """Alarm changes are on disk: wake the couriers, then tell telemetry."""
-        self._wake_couriers()
+        """Alarm changes are on disk: hand them to the couriers (an idle MQTT courier has them
+        published at once, from this thread), then tell telemetry."""
+        rows = _by_target(records)
+        uplink = rows.pop(UPLINK, None)
+        if uplink is not None and UPLINK in self.couriers:  # the command center first
+            self.couriers[UPLINK].express(uplink)
+        for target, pending in rows.items():
+            courier = self.couriers.get(target)
+            if courier is not None:
+                courier.express(pending)
         self.telemetry.events([r.payload for r in records])
 
     def _unsaved(self, records: list[Record]) -> None:
         """The store could not commit these changes: their couriers deliver them from memory."""
-        rows: dict[str, list[Pending]] = {}
-        for r in records:
-            for d in r.deliveries:
-                rows.setdefault(d.target, []).append(Pending(
-                    -1, r.alarm_id, r.seq, d.subscriber, d.reason, 0, d.expires_at, r.at, r.at,
-                    r.payload))
-        for target, pending in rows.items():
+        for target, pending in _by_target(records).items():
             courier = self.couriers.get(target)
             if courier is not None:
                 courier.offer(pending)
@@ -458,13 +460,6 @@ class Daemon:
                         self.aggregates.sensor_limits(now),
                         self.aggregates.gateway(counts, now)):
             self.telemetry.points_text(text, n)
-
-    def _wake_couriers(self) -> None:
-        uplink = self.couriers.get(UPLINK)
-        if uplink is not None:  # the command center first: it is the one an operator watches
-            uplink.wake()
-        for courier in self.couriers.values():
-            courier.wake()
 
     def _arm_escalation(self, due: float | None) -> None:
         """(Re)arm the one apscheduler job that runs the escalations due next."""
@@ -526,3 +521,15 @@ class Daemon:
             "config": {"loaded_at": rfc3339_ms(self.config_loaded_at),
                        "reloads": dict(self.reloads), "last_reload": self.last_reload},
         }
+
+
+def _by_target(records: list[Record]) -> dict[str, list[Pending]]:
+    """Each change's deliveries as rows for their targets' couriers, in commit order (the id
+    -1: the courier matches them to the store's rows by alarm, seq and subscriber)."""
+    rows: dict[str, list[Pending]] = {}
+    for r in records:
+        for d in r.deliveries:
+            rows.setdefault(d.target, []).append(Pending(
+                -1, r.alarm_id, r.seq, d.subscriber, d.reason, 0, d.expires_at, r.at, r.at,
+                r.payload))
+    return rows

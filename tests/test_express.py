@@ -1,0 +1,149 @@
+"""Express delivery: an idle courier lets the committer publish a change at once, and the order
+of a target's changes holds when it cannot.
+
+A real Mosquitto, a real alarm store and the real uplink sender; the broker is frozen with
+SIGSTOP to keep a courier busy waiting for a PUBACK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from conftest import wait_until
+from parkwatch.alarms.delivery import Courier, UplinkSender
+from parkwatch.alarms.store import AlarmStore, Delivery, OutboxReader, Pending, Record
+from parkwatch.config.brokers import BrokerConfig
+from parkwatch.config.delivery import Backoff
+from parkwatch.localbroker import LocalMosquitto
+from parkwatch.mqtt.link import MqttLink, set_nodelay
+
+EVENTS = "parkwatch/v1/p/events"
+
+
+class _Topics:
+    events = EVENTS
+
+    @staticmethod
+    def alarm(alarm_id: str) -> str:
+        return f"parkwatch/v1/p/alarms/{alarm_id}"
+
+
+class _Center:
+    """The command center's client: every event payload, in arrival order."""
+
+    def __init__(self, broker: LocalMosquitto) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        subscribed = threading.Event()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        c.on_socket_open = lambda _c, _u, s: set_nodelay(s)
+        c.on_message = self._on_message
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.connect(broker.host, broker.port)
+        c.subscribe(EVENTS, qos=1)
+        c.loop_start()
+        assert subscribed.wait(5)
+        self.client = c
+
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.events.append(json.loads(m.payload))
+
+    def keys(self) -> list[tuple[str, int]]:
+        with self.lock:
+            return [(e["alarm_id"], e["seq"]) for e in self.events]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _record(alarm_id: str, seq: int, now: float) -> Record:
+    event = {"alarm_id": alarm_id, "seq": seq, "event": "raised" if seq == 1 else "acknowledged"}
+    return Record(alarm_id=alarm_id, source="A-1F-FB1", rule="fire_button", seq=seq,
+                  event=event["event"], active=True, acknowledged=seq > 1, closed=False,
+                  next_due=None, at=now, state={}, payload=json.dumps(event).encode(),
+                  deliveries=[Delivery("command-center", "uplink", "fire", now + 3600)],
+                  suppressions=[])
+
+
+def _rows(records: list[Record]) -> list[Pending]:
+    return [Pending(-1, r.alarm_id, r.seq, d.subscriber, d.reason, 0, d.expires_at, r.at, r.at,
+                    r.payload) for r in records for d in r.deliveries]
+
+
+@pytest.fixture
+def parts(broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[AlarmStore, Courier, _Center,
+                                                                   LocalMosquitto]]:
+    store = AlarmStore(tmp_path / "alarms.db")
+    link = MqttLink("uplink", BrokerConfig(host=broker.host, port=broker.port), "gw-uplink")
+    link.start()
+    assert link.connected.wait(5)
+    center = _Center(broker)
+    courier = Courier("uplink", UplinkSender(link, _Topics()), tmp_path / "alarms.db",
+                      Backoff(initial_s=0.2, max_s=0.5), ready=link.connected)
+    courier.start()
+    yield store, courier, center, broker
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGCONT)  # never leave a test's broker frozen
+    courier.stop()
+    center.close()
+    link.stop()
+    store.close()
+
+
+def _pending(path: Path) -> int:
+    reader = OutboxReader(path, "uplink")
+    try:
+        return 0 if reader.head() is None else 1
+    finally:
+        reader.close()
+
+
+def test_an_idle_courier_has_the_committer_publish_and_only_confirms(parts, tmp_path):
+    store, courier, center, _broker = parts
+    wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
+    records = [_record("al-1", 1, time.time())]
+    store.commit(records)
+    courier.express(_rows(records))
+    # published from this thread, before the courier woke: it only waits for the PUBACK
+    assert courier.expressed == 1
+    wait_until(lambda: center.keys() == [("al-1", 1)], 5, "the event at the command center")
+    wait_until(lambda: courier.delivered == 1 and _pending(tmp_path / "alarms.db") == 0, 5,
+               "the row marked delivered")
+    time.sleep(0.3)  # the courier does not publish it a second time
+    assert center.keys() == [("al-1", 1)]
+    assert courier.health()["expressed"] == 1 and courier.failures == 0
+
+
+def test_a_busy_courier_declines_and_the_order_of_changes_holds(parts, tmp_path):
+    store, courier, center, broker = parts
+    wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)  # the broker takes packets but confirms nothing
+    first = [_record("al-1", 1, time.time())]
+    store.commit(first)
+    courier.express(_rows(first))  # published, and the courier now waits for its PUBACK
+    wait_until(lambda: not courier.idle, 5, "the courier awake for the first change")
+    later = [_record("al-1", 2, time.time()), _record("al-2", 1, time.time())]
+    store.commit(later)
+    courier.express(_rows(later))  # busy: declined, the courier carries them after the first
+    assert courier.expressed == 1
+    os.kill(broker.proc.pid, signal.SIGCONT)
+    wait_until(lambda: len(center.keys()) >= 3, 15, "all three changes delivered")
+    wait_until(lambda: _pending(tmp_path / "alarms.db") == 0, 5, "the outbox empty")
+    keys = center.keys()
+    assert keys[:3] == [("al-1", 1), ("al-1", 2), ("al-2", 1)], keys
+    assert set(keys) == {("al-1", 1), ("al-1", 2), ("al-2", 1)}  # a repeat only as the same
+    assert courier.expressed == 1
