@@ -1,6 +1,7 @@
 """One MQTT connection with the habits every parkwatch socket needs.
 
-TCP_NODELAY on the socket (paho leaves Nagle on, which cost up to ~40 ms on small bursts),
+paho's client reading its socket in large chunks (:mod:`parkwatch.mqtt.buffered`), TCP_NODELAY
+on the socket (paho leaves Nagle on, which cost up to ~40 ms on small bursts),
 TLS and credentials from the broker config, automatic reconnect with exponential backoff, no
 client-side cap on queued QoS 1 messages, and the connection's loss and recovery each logged
 once.
@@ -22,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from parkwatch.config.brokers import BrokerConfig
+from parkwatch.mqtt.buffered import BufferedClient
 
 log = logging.getLogger("parkwatch.mqtt")
 
@@ -54,8 +56,8 @@ class MqttLink:
         self._ever_connected = False
         self._lost_at: float | None = None
         self._stopping = False
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        clean_session=clean_session, protocol=mqtt.MQTTv311)
+        c = BufferedClient(CallbackAPIVersion.VERSION2, client_id=client_id,
+                           clean_session=clean_session, protocol=mqtt.MQTTv311)
         c.max_queued_messages_set(0)  # unlimited: an alarm is never dropped client-side
         c.max_inflight_messages_set(100)
         # paho doubles the wait from min to max; it takes fractions of a second although its
