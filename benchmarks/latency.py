@@ -10,6 +10,11 @@ in a process of its own, on the same generated park of 1,000 MQTT load cells.  T
 stays on but with ``high: 1.0``, so it never fires: a probe sensor changes state with every
 reading by design, which would otherwise be held back as flapping after a few changes.
 
+**The floor.**  First, a bare paho relay (``mqttload.RelayProcess``) stands in for the
+daemon: each probe becomes an event on the uplink straight from paho's ``on_message``, with no
+rules, no store and no hand-over between threads.  Its idle latency (phase ``relay``) is what
+paho and the two brokers cost on this machine before the daemon does any work.
+
 **Background load.**  ``mqttload.py`` publishes readings of the 1,000 load cells (values below
 every limit) at the phase's rate, paced every 2 ms, from a process of its own: none (idle),
 5,000/s, and half the maximum sustained rate that ``ingest.py`` found (from
@@ -53,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 from benchinfo import command_line, summary  # noqa: E402
 from ingest import ALARM_VALUE, PARK, Bench, Profile, machine  # noqa: E402
+from mqttload import RelayProcess  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "latency.json"
 INGEST = ROOT / "benchmarks" / "results" / "ingest.json"
@@ -205,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the maximum sustained rate (default: from results/ingest.json)")
     ap.add_argument("--half-rate", type=float, default=None,
                     help="the rate of the half-load phase itself")
-    ap.add_argument("--phases", nargs="*", default=["idle", "5k", "half"],
-                    choices=["idle", "5k", "half"])
+    ap.add_argument("--phases", nargs="*", default=["relay", "idle", "5k", "half"],
+                    choices=["relay", "idle", "5k", "half"],
+                    help="relay: the bare paho relay in the daemon's place, idle (the floor)")
     ap.add_argument("--profile", type=Path, nargs="?", const=Path("."), default=None,
                     help="sample the daemon with py-spy during each phase; raw stacks go to "
                     "this directory (default: a temporary one)")
@@ -230,14 +237,32 @@ def main(argv: list[str] | None = None) -> int:
             profile_dir = tmp / "profiles" if args.profile == Path(".") else args.profile
             profile_dir.mkdir(parents=True, exist_ok=True)
         b = Bench(stack, tmp, probes=PROBES, flapping={"history": 20, "high": 1.0, "low": 0.5})
-        b.start_daemon()
         b.start_clients()
+        probe_next = last_ts = 0
+        warm_s = 2.0 + 4 * PROBES / args.probe_rate
+        if "relay" in args.phases:  # the floor first, on the same brokers and probes
+            relay = RelayProcess((b.broker.host, b.broker.port), (b.uplink.host, b.uplink.port),
+                                 f"parkwatch/v1/{PARK}/events", ALARM_VALUE)
+            b.daemon = relay  # type: ignore[assignment]
+            warm = run_phase(b, "warmup", 0.0, warm_s, args.probe_rate, 0, 0, None)
+            print(f"  relay: bare paho relay in the daemon's place, idle, for "
+                  f"{args.seconds:g} s ...", flush=True)
+            p = run_phase(b, "relay", 0.0, args.seconds, args.probe_rate, warm["probes"],
+                          warm["last_ts"], None)
+            relay.stop()
+            phases.append(p)
+            probe_next, last_ts = warm["probes"] + p["probes"], p["last_ts"]
+            s = p["latency"]
+            print(f"    p50 {s.get('p50_ms', math.nan):.2f} ms, p99 "
+                  f"{s.get('p99_ms', math.nan):.2f} ms, {p['missing']} missing", flush=True)
+        b.start_daemon()
         # warm-up: one full raise/clear turn of every probe sensor, idle, not counted
-        warm = run_phase(b, "warmup", 0.0, 2.0 + 4 * PROBES / args.probe_rate,
-                         args.probe_rate, 0, 0, None)
-        probe_next, last_ts = warm["probes"], warm["last_ts"]
+        warm = run_phase(b, "warmup", 0.0, warm_s, args.probe_rate, probe_next, last_ts, None)
+        probe_next, last_ts = probe_next + warm["probes"], warm["last_ts"]
         print(f"  warm-up: {warm['probes']} probes, {warm['missing']} missing", flush=True)
         for name in args.phases:
+            if name == "relay":
+                continue
             rate = rates[name]
             if rate is None:
                 skipped.append(f"half: skipped, {half_from}")

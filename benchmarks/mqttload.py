@@ -16,6 +16,10 @@ it sent, when, how far it fell behind its schedule, and its CPU seconds.
 ``on_message``, only counts and notes the time: the most a Python subscriber can take from
 the broker, the baseline of ``ingest.py``.  TCP_NODELAY is set in ``on_socket_open``.
 
+**Relay** (:class:`RelayProcess`).  A bare paho relay: each probe message on the sensor
+broker is published as an event on the uplink from ``on_message``, with no rules and no store.
+``latency.py`` measures it first, as the floor that paho and the two brokers set.
+
 **Listener** (:class:`ListenerProcess`).  A command-center client on the uplink broker that
 notes the arrival (``time.monotonic()``) of every alarm event, and a raw-socket "probe device"
 on the sensor broker whose publishes are timed with the same clock (``CLOCK_MONOTONIC`` is
@@ -377,6 +381,85 @@ def bare_drain(host: str, port: int, topic: str, messages: int, *, qos: int = 1,
 def sensor_id(s: int) -> str:
     """The benchmarks' generated sensor ids: LC0000 ... LC0999."""
     return f"LC{s:04d}"
+
+
+# --- the bare relay: the latency floor ------------------------------------------------------
+
+
+def relay_main(sensors_at: tuple[str, int], uplink_at: tuple[str, int], events_topic: str,
+               alarm_value: float, conn: Any) -> None:
+    """Each probe message (sensor ids starting with P) on the sensor broker becomes an event
+    on the uplink, published QoS 1 from ``on_message``: paho in, paho out, no rules, no store,
+    no thread hand-over.  The latency of a daemon that did no work at all."""
+    seq: dict[str, int] = {}
+    subscribed = threading.Event()
+    relayed = [0]
+    up = _paho_client("bench-relay-up")
+    up.connect(uplink_at[0], uplink_at[1], keepalive=60)
+    up.loop_start()
+
+    def on_message(_c: Any, _u: Any, m: Any) -> None:
+        sid = m.topic.split("/")[1]
+        if not sid.startswith("P"):
+            return
+        p = json.loads(m.payload)
+        raised = p.get("event") == "press" or p.get("value", 0.0) >= alarm_value
+        seq[sid] = seq.get(sid, 0) + 1
+        relayed[0] += 1
+        up.publish(events_topic, json.dumps({
+            "sensor_id": sid, "event": "raised" if raised else "cleared", "alarm_id": sid,
+            "seq": seq[sid]}).encode(), qos=1)
+
+    c = _paho_client("bench-relay-in")
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.connect(sensors_at[0], sensors_at[1], keepalive=60)
+    c.subscribe("devices/+/up", qos=1)
+    c.loop_start()
+    try:
+        conn.send("ready" if subscribed.wait(10) else "not subscribed")
+        while conn.recv()[0] != "close":
+            conn.send(relayed[0])  # "count"
+    finally:
+        for client in (c, up):
+            client.disconnect()
+            client.loop_stop()
+        conn.close()
+
+
+class RelayProcess:
+    """:func:`relay_main` in a spawned process; stands in for the daemon in ``latency.py``."""
+
+    def __init__(self, sensors_at: tuple[str, int], uplink_at: tuple[str, int],
+                 events_topic: str, alarm_value: float) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=relay_main,
+                                args=(sensors_at, uplink_at, events_topic, alarm_value, child),
+                                name="parkwatch-bench-relay", daemon=True)
+        self.proc.start()
+        child.close()
+        if not (self.conn.poll(30) and self.conn.recv() == "ready"):
+            self.stop()
+            raise RuntimeError("relay did not subscribe")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid or 0
+
+    def accepted(self) -> int:
+        self.conn.send(("count",))
+        return int(self.conn.recv()) if self.conn.poll(10) else 0
+
+    def stop(self) -> int | None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.conn.send(("close",))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        self.conn.close()
+        return self.proc.exitcode
 
 
 # --- the listener: uplink events and timed probes -------------------------------------------
