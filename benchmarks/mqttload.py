@@ -28,6 +28,7 @@ one clock for the whole machine on Linux), for ``latency.py``.
 Used by ``ingest.py`` and ``latency.py``; on its own it measures the bare subscriber::
 
     .venv/bin/python benchmarks/mqttload.py --messages 300000
+    .venv/bin/python benchmarks/mqttload.py --messages 300000 --buffered   # parkwatch's client
 """
 
 from __future__ import annotations
@@ -282,17 +283,22 @@ class LoadProcess:
 # --- the bare subscriber --------------------------------------------------------------------
 
 
-def _paho_client(client_id: str) -> Any:
+def _paho_client(client_id: str, buffered: bool = False) -> Any:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    cls = mqtt.Client
+    if buffered:  # parkwatch's own links' client (src/parkwatch/mqtt/buffered.py)
+        sys.path.insert(0, str(ROOT / "src"))
+        from parkwatch.mqtt.buffered import BufferedClient as cls
+    c = cls(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     c.on_socket_open = lambda _c, _u, s: set_nodelay(s)
     c.max_queued_messages_set(0)
     return c
 
 
-def bare_main(host: str, port: int, topic: str, qos: int, conn: Any) -> None:
+def bare_main(host: str, port: int, topic: str, qos: int, conn: Any,
+              buffered: bool = False) -> None:
     """The bare subscriber: count, first and last arrival, nothing else."""
     state = {"n": 0, "first": 0.0, "last": 0.0}
     subscribed = threading.Event()
@@ -305,7 +311,7 @@ def bare_main(host: str, port: int, topic: str, qos: int, conn: Any) -> None:
         state["n"] += 1
         state["last"] = t
 
-    c = _paho_client("bench-bare")
+    c = _paho_client("bench-bare", buffered)
     c.on_message = on_message
     c.on_subscribe = lambda *_a: subscribed.set()
     c.connect(host, port, keepalive=60)
@@ -339,12 +345,12 @@ def bare_main(host: str, port: int, topic: str, qos: int, conn: Any) -> None:
 
 def bare_drain(host: str, port: int, topic: str, messages: int, *, qos: int = 1,
                idle_s: float = 2.0, limit_s: float = 60.0,
-               client_id: str = "bench-bare-load") -> dict[str, Any]:
+               client_id: str = "bench-bare-load", buffered: bool = False) -> dict[str, Any]:
     """Publish `messages` readings flat out to 1,000 templated topics while a bare paho
     subscriber (spawned process) drains them; its rate = (received - 1) / (last - first)."""
     ctx = mp.get_context("spawn")
     conn, child = ctx.Pipe()
-    proc = ctx.Process(target=bare_main, args=(host, port, topic, qos, child),
+    proc = ctx.Process(target=bare_main, args=(host, port, topic, qos, child, buffered),
                        name="parkwatch-bench-bare", daemon=True)
     proc.start()
     child.close()
@@ -559,12 +565,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="bare paho subscriber drain rate on a private "
                                  "Mosquitto")
     ap.add_argument("--messages", type=int, default=300_000)
+    ap.add_argument("--buffered", action="store_true",
+                    help="paho as parkwatch's links use it: reading 256 KiB at a time")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     from parkwatch.localbroker import LocalMosquitto
 
     with LocalMosquitto() as broker:
-        r = bare_drain(broker.host, broker.port, "devices/+/up", args.messages)
+        r = bare_drain(broker.host, broker.port, "devices/+/up", args.messages,
+                       buffered=args.buffered)
     print(json.dumps(r, indent=1))
     return 0
 

@@ -59,14 +59,6 @@ class Sender(Protocol):
     def send(self, row: Pending) -> None: ...
 
 
-class Publisher(Sender, Protocol):
-    """A sender over MQTT: its publishing and its confirmation can be split (express)."""
-
-    def publish(self, row: Pending) -> list[Any]: ...
-
-    def confirm(self, infos: list[Any]) -> None: ...
-
-
 def sign(secret: str, body: bytes) -> str:
     """The signature header value: ``sha256=`` and the hex HMAC-SHA256 of the body."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
@@ -132,8 +124,9 @@ def _confirm(infos: list, what: str) -> None:
             raise DeliveryError(f"{what}: no PUBACK within {PUBACK_TIMEOUT_S:g} s")
 
 
-class _MqttPublisher:
-    """Send = publish (QoS 1, queued on the link) + confirm (wait for every PUBACK)."""
+class MqttPublisher:
+    """Send = publish (QoS 1, queued on the link) + confirm (wait for every PUBACK); the two
+    halves apart let the committer publish and the courier confirm (express)."""
 
     link: MqttLink
 
@@ -151,7 +144,7 @@ class _MqttPublisher:
             raise DeliveryError(f"{self.link.where} not connected")
 
 
-class UplinkSender(_MqttPublisher):
+class UplinkSender(MqttPublisher):
     """The command-center contract: the event, then the alarm's retained state (empty when
     closed), both QoS 1 and confirmed by the broker."""
 
@@ -167,7 +160,7 @@ class UplinkSender(_MqttPublisher):
                                   b"" if closed else row.payload, retain=True)]
 
 
-class MqttSender(_MqttPublisher):
+class MqttSender(MqttPublisher):
     """A subscriber's own topic on the uplink broker (e.g. a tenant's app)."""
 
     def __init__(self, link: MqttLink, cfg: MqttTarget) -> None:
@@ -234,16 +227,21 @@ class Courier:
         """Committed changes for this target, in commit order (the pipeline thread, right
         after the commit): published at once when the courier is idle and its sender can
         split publishing from confirming; else the courier is woken to carry them."""
-        publish = getattr(self.sender, "publish", None)
+        sender = self.sender
         with self._express_lock:
-            if self._idle and publish is not None and (self.ready is None
-                                                        or self.ready.is_set()):
+            if self._idle and isinstance(sender, MqttPublisher) and (
+                    self.ready is None or self.ready.is_set()):
                 try:
                     for row in rows:
-                        self._expressed[(row.alarm_id, row.seq, row.subscriber)] = publish(row)
+                        key = (row.alarm_id, row.seq, row.subscriber)
+                        self._expressed[key] = sender.publish(row)
                         self.expressed += 1
                 except DeliveryError:
                     self._idle = False  # the courier carries this one and the rest, in order
+                except Exception:  # a sender bug must not fail the batch already committed
+                    self._idle = False
+                    log.exception("courier %s: publishing at commit failed; the courier sends "
+                                  "it", self.name)
             else:
                 self._idle = False
         self._wake.set()
@@ -361,7 +359,8 @@ class Courier:
             published = self._expressed.pop((row.alarm_id, row.seq, row.subscriber), None)
         try:
             if published is not None:
-                self.sender.confirm(published)  # type: ignore[attr-defined]
+                assert isinstance(self.sender, MqttPublisher)  # only such senders publish early
+                self.sender.confirm(published)
             else:
                 self.sender.send(row)
         except DeliveryError as exc:

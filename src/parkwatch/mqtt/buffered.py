@@ -3,9 +3,9 @@
 paho reads a packet with two or three ``recv()`` calls (the command byte, each byte of the
 remaining length, then the rest), and its network loop goes back to ``select()`` after every
 packet.  A flood of small sensor messages costs several system calls each, and that, not the
-broker, limited how fast a paho subscriber drains: measured with ``benchmarks/mqttload.py``'s
-bare subscriber on the 2-core bench machine, 80,700 messages/s stock, 124,700/s reading 256 KiB
-at a time.
+broker, limited how fast a paho subscriber drains.  ``benchmarks/mqttload.py``'s bare
+subscriber on the 2-core bench machine drains 81,100 messages/s stock and 128,300/s with
+``--buffered`` (this client).
 
 :class:`BufferedClient` serves paho's small reads from one large ``recv()`` and lets a read event
 handle every packet already buffered, since ``select()`` cannot see bytes that are no longer
