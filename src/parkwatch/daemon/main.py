@@ -11,6 +11,7 @@ from types import FrameType
 
 from parkwatch.config import ConfigError, load_config
 from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.daemon.memory import one_malloc_arena
 from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
 
@@ -40,6 +41,7 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
     # at most this long while another thread is busy (Python's default is 5 ms: a latency
     # floor under load)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    one_malloc_arena()  # before the first thread: see parkwatch.daemon.memory
     state = Path(state_dir) if state_dir else cfg.gateway.state_dir
     try:
         state.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,60 @@
+"""The daemon keeps one malloc arena: its threads do not each keep pages of their own.
+
+glibc reserves a thread's arena as a heap aligned to 64 MiB; counting such mappings in
+``/proc/self/maps`` after threads have allocated shows how many arenas the process has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+
+PROBE = """
+import json, sys, threading
+from parkwatch.daemon.memory import one_malloc_arena
+took = one_malloc_arena() if sys.argv[1] == "limit" else None
+start = threading.Barrier(6)
+def churn():
+    start.wait()
+    keep = []
+    for i in range(20000):  # 1 KiB objects: past pymalloc, from malloc's arena
+        keep.append(bytearray(1024))
+        if len(keep) > 500:
+            keep.clear()
+threads = [threading.Thread(target=churn) for _ in range(6)]
+for t in threads: t.start()
+for t in threads: t.join()
+arenas = 0
+for line in open("/proc/self/maps"):
+    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+    if lo % (64 << 20) == 0 and len(line.split()) == 5:  # anonymous, 64 MiB aligned
+        arenas += 1
+print(json.dumps({"took": took, "arenas": arenas}))
+"""
+
+
+def arenas(mode: str) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
+                         timeout=60, env=env, check=True)
+    return dict(json.loads(out.stdout))
+
+
+def test_threads_share_one_arena_once_the_daemon_asks_for_it():
+    free = arenas("default")
+    limited = arenas("limit")
+    assert free["arenas"] >= 1  # the probe does make glibc open thread arenas
+    assert limited == {"took": True, "arenas": 0}
+
+
+def test_an_engineers_malloc_arena_max_is_left_alone(monkeypatch):
+    from parkwatch.daemon.memory import one_malloc_arena
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert one_malloc_arena() is False
