@@ -226,6 +226,20 @@ def test_threshold_merge_keeps_only_explicitly_set_keys() -> None:
     assert merged == ThresholdSettings(high_warning=8000, high_critical=10000, deadband=5)
 
 
+
+def test_sensors_given_the_same_keys_share_one_record_of_them(tmp_path: Path) -> None:
+    """Memory: a large park's sensors share pydantic's set of given keys, and overrides
+    still merge by what each sensor gave (copies with changes get a set of their own)."""
+    cfg = load_config(_write(tmp_path, MINIMAL_PARK))
+    by_id = {s.id: s for s in cfg.sensors}
+    assert by_id["LC1"].model_fields_set is by_id["FB1"].model_fields_set
+    assert by_id["LC2"].model_fields_set == by_id["LC1"].model_fields_set | {"thresholds"}
+    changed = by_id["LC1"].model_copy(update={"name": "东区 1"})
+    assert "name" in changed.model_fields_set
+    assert "name" not in by_id["FB1"].model_fields_set
+    assert cfg.thresholds_for(by_id["LC2"]).high_critical is None
+    assert cfg.thresholds_for(by_id["LC1"]).high_critical == 10000
+
 def test_password_from_file(tmp_path: Path) -> None:
     secret = _write(tmp_path, "s3cret  \nsecond line is ignored\n", "mqtt.pass")
     broker = BrokerConfig(host="broker", username="gw1", password_file=secret)

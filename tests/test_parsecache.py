@@ -85,3 +85,26 @@ def test_small_files_and_data_json_cannot_hold_are_not_cached(tmp_path, cache):
     data, _ = yamlsource.load_yaml_with_lines(dated)
     assert data["when"].year == 2026  # a datetime: JSON would turn it into a string
     assert not cache.exists() or not list(cache.glob("config-*.json"))
+
+
+def test_a_large_file_is_first_parsed_by_a_child_process(tmp_path, cache, monkeypatch):
+    """The daemon never holds the parse's garbage: a child fills the cache, the daemon reads
+    it.  The parse in this process is refused and the load still succeeds."""
+    path = big_config(tmp_path / "park.yaml")
+    with monkeypatch.context() as m:
+        no_parsing(m)
+        cfg = load_config(path)
+    assert cfg.park.id == load_config(EXAMPLE).park.id
+    assert len(list(cache.glob("config-*.json"))) == 2
+
+
+def test_a_child_that_cannot_parse_leaves_the_error_to_this_process(tmp_path, cache):
+    text = EXAMPLE.read_text(encoding="utf-8").replace("flush_interval_s: 1.0",
+                                                        "flush_interval_s: [1.0")
+    line = text[:text.index("flush_interval_s: [1.0")].count("\n") + 1
+    path = big_config(tmp_path / "park.yaml", text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"park.yaml:{line + 1}: invalid YAML" in str(err.value)  # where the list breaks
+    assert f"while parsing a flow sequence on line {line}" in str(err.value)
+    assert not list(cache.glob("config-*.json"))

@@ -52,6 +52,11 @@ def _entry(path: Path, text: str) -> tuple[Path, str] | None:
     return where / f"config-{name}.json", key
 
 
+def cacheable(path: Path, text: str) -> bool:
+    """Whether a parse of this file would be kept (large enough, somewhere to keep it)."""
+    return _entry(path, text) is not None
+
+
 def load(path: Path, text: str) -> tuple[Any, Callable[[], Lines | None]] | None:
     """The cached parse of this exact text: the data, and a function that reads its line map
     (only needed for an error message, so it is read only then), or None."""
