@@ -9,8 +9,8 @@ branching.  Timestamps are integer milliseconds.
 
 from __future__ import annotations
 
-import functools
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -24,16 +24,16 @@ from parkwatch.telemetry.schema import ALARM_EVENT, READING_MEASUREMENT
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 _STRING_ESC = str.maketrans({'"': r"\"", "\\": r"\\", "\n": r"\n"})
+_KEY_SPECIAL = re.compile(r"[,= \n]")
 
 #: readings per str.format call sequence; bounds how long one call holds the GIL
 CHUNK = 5000
 
 
-@functools.lru_cache(maxsize=65536)
 def escape_key(text: str) -> str:
-    """A tag key, tag value or field key (remembered: the same few building, floor and tenant
-    names recur in the tags of every sensor of a large park)."""
-    return text.translate(_KEY_ESC)
+    """A tag key, tag value or field key.  Most need no escaping and are returned as they are,
+    not copied: a large park's sensor prefixes then share the config's strings."""
+    return text.translate(_KEY_ESC) if _KEY_SPECIAL.search(text) else text
 
 
 def quote(text: str) -> str:
@@ -62,13 +62,17 @@ def field_value(value: Any) -> str | None:
     return quote(str(value))
 
 
-def line(pre: str, fields: Mapping[str, Any], ms: int) -> str | None:
-    """One point from a prefix; None when no field has a value (such a point is invalid)."""
+def fields_text(fields: Mapping[str, Any]) -> str | None:
+    """The fields part of a line (`k=v,k=v`); None when no field has a value."""
     parts = [f"{escape_key(k)}={v}" for k, raw in fields.items()
              if (v := field_value(raw)) is not None]
-    if not parts:
-        return None
-    return f"{pre}{','.join(parts)} {ms}\n"
+    return ",".join(parts) if parts else None
+
+
+def line(pre: str, fields: Mapping[str, Any], ms: int) -> str | None:
+    """One point from a prefix; None when no field has a value (such a point is invalid)."""
+    text = fields_text(fields)
+    return None if text is None else f"{pre}{text} {ms}\n"
 
 
 def to_ms(ts: np.ndarray) -> np.ndarray:
