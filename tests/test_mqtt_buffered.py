@@ -124,3 +124,35 @@ def test_qos1_acknowledgements_go_out_during_a_flood(broker):
         assert sorted(int(p[9:-1]) for _t, p, _ in sink.got) == list(range(n))
     finally:
         sink.close()
+
+
+def test_wait_written_returns_once_the_packet_is_in_the_socket_and_not_before(broker):
+    """A publisher (the pipeline after a commit) can wait for paho's network thread to write
+    its packet instead of racing it for the GIL; a broker that takes nothing makes the wait
+    time out instead of blocking the publisher."""
+    import os
+    import signal
+
+    c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="writer", protocol=mqtt.MQTTv311)
+    c.max_queued_messages_set(0)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    try:
+        wait_until(c.is_connected)
+        info = c.publish("t/small", b"x" * 100, qos=1)
+        assert c.wait_written(2.0)
+        assert not c._out_packet
+        info.wait_for_publish(5)
+        os.kill(broker.proc.pid, signal.SIGSTOP)  # the broker reads nothing: the socket fills
+        try:
+            c.publish("t/big", b"y" * (32 * 1024 * 1024), qos=1)
+            t0 = time.monotonic()
+            assert not c.wait_written(0.3)
+            assert 0.25 < time.monotonic() - t0 < 2.0
+            assert c._out_packet  # still queued, not dropped
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        assert c.wait_written(20.0)
+    finally:
+        c.disconnect()
+        c.loop_stop()

@@ -49,6 +49,9 @@ log = logging.getLogger("parkwatch.delivery")
 SIGNATURE_HEADER = "X-Parkwatch-Signature"
 #: how long the broker may take to confirm (PUBACK) a QoS 1 publish before we try again
 PUBACK_TIMEOUT_S = 10.0
+#: how long an express publish waits for the link's network thread to write it; the pipeline
+#: goes on after this even when the socket is full (the courier confirms either way)
+EXPRESS_WRITE_S = 0.002
 
 
 class DeliveryError(Exception):
@@ -236,6 +239,9 @@ class Courier:
                         key = (row.alarm_id, row.seq, row.subscriber)
                         self._expressed[key] = sender.publish(row)
                         self.expressed += 1
+                    # the network thread writes it now, not when this thread next lets go of
+                    # the GIL (up to a switch interval later, several times over)
+                    sender.link.wait_written(EXPRESS_WRITE_S)
                 except DeliveryError:
                     self._idle = False  # the courier carries this one and the rest, in order
                 except Exception:  # a sender bug must not fail the batch already committed

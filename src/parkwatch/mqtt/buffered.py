@@ -11,9 +11,19 @@ subscriber on the 2-core bench machine drains 81,100 messages/s stock and 128,30
 handle every packet already buffered, since ``select()`` cannot see bytes that are no longer
 in the socket.  Everything else is paho's own, so MQTT behaviour, TLS and reconnects are
 unchanged.  The buffer belongs to one connection and is dropped with its socket.
+
+It also tells a publishing thread when its packets have left for the socket
+(:meth:`BufferedClient.wait_written`).  paho's network thread writes what another thread
+publishes, and it needs the GIL to do so; a publisher that goes on computing keeps the alarm
+in the queue for up to a GIL switch interval at a time.  Waiting (GIL released) until the
+queue is written lets the network thread write at once.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -27,6 +37,35 @@ BURST = 1000
 class BufferedClient(mqtt.Client):
     _rbuf: bytes = b""
     _rpos: int = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._written = threading.Event()  # set whenever the network thread empties the queue
+        #: the network thread is writing: paho pops a packet before its send() (GIL released)
+        #: and puts back what did not fit, so an empty queue alone does not mean written
+        self._writing = False
+
+    def wait_written(self, timeout: float) -> bool:
+        """Wait until every packet queued so far is handed to the socket, at most `timeout`
+        seconds; False when some is still queued (not connected, the socket is full)."""
+        deadline = time.monotonic() + timeout
+        while self._out_packet or self._writing:
+            self._written.clear()
+            if not (self._out_packet or self._writing):  # written between check and clear
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._written.wait(left):
+                return False
+        return True
+
+    def _packet_write(self) -> MQTTErrorCode:
+        self._writing = True
+        try:
+            return super()._packet_write()
+        finally:
+            self._writing = False
+            if not self._out_packet:
+                self._written.set()
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos

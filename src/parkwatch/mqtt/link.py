@@ -107,6 +107,10 @@ class MqttLink:
                 retain: bool = False) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
+    def wait_written(self, timeout: float) -> bool:
+        """Wait (GIL released) until what was published is written to the broker's socket."""
+        return self.client.wait_written(timeout)
+
     def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, reason: Any,
                     _props: Any) -> None:
         if reason.is_failure:

@@ -90,6 +90,10 @@ class FlappingRule:
     def review(self, sub: ReadingBatch | None, tr: Transitions) -> Transitions:
         """Hold back the changes of flapping sensors; `sub` is the round's usable readings (None
         for the clock's transitions, which are no evaluation)."""
+        if not len(tr) and not self.n_flapping:  # most rounds: no change, and nobody flaps
+            if sub is not None:  # the evaluations still count (the history catches up later)
+                self.evaluations[sub.sensor] = np.take(self.evaluations, sub.sensor) + np.uint32(1)
+            return tr
         slot = self.slot[tr.rule] if len(tr) else np.empty(0, np.int8)
         # limit and rate changes only: the clock's also carries floor alarms, whose sources
         # (groups, numbered after the sensors) are outside `enabled`
