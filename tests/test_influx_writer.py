@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from parkwatch.config.telemetry import InfluxConfig
-from parkwatch.telemetry.writer import InfluxWriter, Outcome
+from parkwatch.telemetry.writer import InfluxWriter, Outcome, Result
 
 TOKEN_ENV = "PARKWATCH_TEST_WRITER_TOKEN"
 LINES = b"load_cell,sensor=A-2F-LC1 value=812.5 1700000000000\n"
@@ -105,6 +105,14 @@ def writer(url: str, **more: Any) -> InfluxWriter:
     return InfluxWriter(InfluxConfig.model_validate(
         {"url": url, "org": "acme park", "bucket": "park/autogen", "secret_env": TOKEN_ENV,
          "timeout_s": 2.0, **more}))
+
+
+def write_once(url: str, **more: Any) -> Result:
+    w = writer(url, **more)
+    try:
+        return w.write(LINES)
+    finally:
+        w.close()
 
 
 def test_a_write_is_one_post_with_token_org_bucket_and_precision(server, monkeypatch):
@@ -204,11 +212,7 @@ def test_a_server_that_is_away_is_a_retry_naming_the_cause(monkeypatch):
     probe = Server()
     port = probe.port
     probe.close()
-    w = writer(f"http://127.0.0.1:{port}")
-    try:
-        result = w.write(LINES)
-    finally:
-        w.close()
+    result = write_once(f"http://127.0.0.1:{port}")
     assert result.outcome is Outcome.RETRY
     assert "Connection refused" in result.error
 
@@ -274,11 +278,7 @@ def test_https_with_the_parks_ca_file(tls_server, pki, monkeypatch):
 
 def test_https_refuses_a_certificate_the_system_cas_did_not_sign(tls_server, monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, "t")
-    w = writer(f"https://127.0.0.1:{tls_server.port}")
-    try:
-        result = w.write(LINES)
-    finally:
-        w.close()
+    result = write_once(f"https://127.0.0.1:{tls_server.port}")
     assert result.outcome is Outcome.RETRY
     assert "CERTIFICATE_VERIFY_FAILED" in result.error
     assert tls_server.script.requests == []  # the token never left the gateway
