@@ -156,3 +156,25 @@ def test_wait_written_returns_once_the_packet_is_in_the_socket_and_not_before(br
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+def test_topic_callbacks_still_win_over_on_message(broker):
+    """The direct dispatch is only for clients without topic callbacks (the uplink's ack
+    topic has one): a message on such a topic goes to its callback, the rest to on_message."""
+    got: dict[str, list[str]] = {"filtered": [], "default": []}
+    c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="dispatch", protocol=mqtt.MQTTv311)
+    c.on_message = lambda _c, _u, m: got["default"].append(m.topic)
+    c.message_callback_add("t/acks/#", lambda _c, _u, m: got["filtered"].append(m.topic))
+    c.connect(broker.host, broker.port)
+    c.subscribe("t/#", qos=1)
+    c.loop_start()
+    try:
+        wait_until(c.is_connected)
+        time.sleep(0.2)
+        for topic in ("t/acks/1", "t/data/1", "t/acks/2"):
+            c.publish(topic, b"x", qos=1).wait_for_publish(5)
+        wait_until(lambda: len(got["filtered"]) + len(got["default"]) == 3)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert got == {"filtered": ["t/acks/1", "t/acks/2"], "default": ["t/data/1"]}
