@@ -53,8 +53,15 @@ def wait_online(sub: Subscriber, after: int) -> None:
 
 
 def sensor_events(sub: Subscriber, sensor: str) -> list[tuple[str, str, str]]:
-    return [(e["event"], e["alarm_id"], e["severity"]) for e in sub.events()
-            if e["sensor_id"] == sensor]
+    """A sensor's events as the command center takes them: a redelivery after a kill (the
+    change was sent but not yet marked delivered) is dropped by its (alarm_id, seq)."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for e in sub.events():
+        if e["sensor_id"] == sensor and (e["alarm_id"], e["seq"]) not in seen:
+            seen.add((e["alarm_id"], e["seq"]))
+            out.append((e["event"], e["alarm_id"], e["severity"]))
+    return out
 
 
 def stop(proc: subprocess.Popen[str], sig: signal.Signals) -> str:
