@@ -88,16 +88,17 @@ def _lines(file: Path, key: str) -> Lines | None:
         return None
 
 
-def store(path: Path, text: str, data: Any, lines: Lines) -> None:
-    """Remember a parse, when JSON holds the data exactly (no dates, no integer keys...)."""
+def store(path: Path, text: str, data: Any, lines: Lines) -> bool:
+    """Remember a parse, when JSON holds the data exactly (no dates, no integer keys...);
+    True once it is kept."""
     entry = _entry(path, text)
     if entry is None:
-        return
+        return False
     file, key = entry
     try:
         dumped = json.dumps(data, ensure_ascii=False, allow_nan=False)
         if json.loads(dumped) != data:
-            return
+            return False
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # the line map first: an entry whose data is there always has its lines
         _write(file.with_suffix(".lines.json"), json.dumps(
@@ -106,6 +107,8 @@ def store(path: Path, text: str, data: Any, lines: Lines) -> None:
         _write(file, f'{{"key": "{key}", "data": {dumped}}}')
     except (OSError, ValueError, TypeError) as exc:
         log.debug("config cache %s not written (%s)", file, exc)
+        return False
+    return True
 
 
 def _write(file: Path, body: str) -> None:

@@ -164,8 +164,7 @@ def parse_into_cache(path: str) -> int:
         data, smap = parse_yaml_with_lines(text, path)
     except (OSError, UnicodeDecodeError, ConfigSyntaxError):
         return 1
-    parsecache.store(Path(path), text, data, smap.lines)
-    return 0 if parsecache.load(Path(path), text) is not None else 1
+    return 0 if parsecache.store(Path(path), text, data, smap.lines) else 1
 
 
 def parse_yaml_with_lines(text: str, name: str) -> tuple[Any, SourceMap]:
