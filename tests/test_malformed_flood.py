@@ -63,3 +63,31 @@ def test_flood_of_malformed_payloads_is_counted_and_survived(daemon, subscriber,
     device.send("A-2F-LC1", {"value": 100})
     events = subscriber.wait_events(lambda ev: len(ev) == 3)
     assert events[-1]["event"] == "cleared" and events[-1]["sensor_id"] == "A-2F-LC1"
+
+
+def test_flood_of_valid_readings_is_all_accepted_and_acknowledged(daemon, broker, subscriber,
+                                                                  device):
+    """A burst of QoS 1 readings reaches the driver many packets to a socket read (the bulk
+    path of ``BufferedClient``): every one is accepted, the last value of each sensor is the
+    one the rules hold, and every one is acknowledged, so the broker sends nothing again."""
+    sensors = ["A-2F-LC1", "B-B1-WL1", "A-1F-WL1"]
+    n = 6_000
+    lora = daemon.drivers[0]
+    before = lora.accepted
+    infos = [device.publish(f"devices/{sensors[k % 3]}/up", b'{"value":%d.5}' % (k % 50))
+             for k in range(n)]
+    for info in infos:
+        info.wait_for_publish(10)
+    wait_until(lambda: lora.accepted - before >= n, timeout=30, what="every reading accepted")
+    assert lora.accepted - before == n and not lora.rejections.count
+    assert daemon.counts()["pipeline_errors"] == 0
+    # once the pipeline is through with them (a barrier queued behind the flood) and the
+    # acknowledgements are written, the driver's session holds no unacknowledged message: a
+    # reconnect gets nothing again
+    daemon.inbox.barrier(lambda: None).wait(10)
+    assert lora.link.wait_written(5)
+    lora.link.client.reconnect()
+    wait_until(lambda: lora.link.connected.is_set(), timeout=10, what="the driver reconnected")
+    device.send("A-2F-LC1", {"value": 1.5})
+    wait_until(lambda: lora.accepted - before >= n + 1, timeout=10, what="one more reading")
+    assert lora.accepted - before == n + 1

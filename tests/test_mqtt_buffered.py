@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
@@ -27,8 +28,12 @@ from mqttload import DISCONNECT, publish_packet, raw_connect
 
 
 class _Sink:
-    def __init__(self, broker: LocalMosquitto, qos: int, manual_ack: bool = False) -> None:
+    """A subscriber on t/#; with `batch`, whole packets also come in bulk, as a driver's do."""
+
+    def __init__(self, broker: LocalMosquitto, qos: int, manual_ack: bool = False,
+                 batch: bool = False) -> None:
         self.got: list[tuple[str, bytes, float]] = []
+        self.batched = 0  # messages that came through on_publish_batch
         self.lock = threading.Lock()
         subscribed = threading.Event()
         c = BufferedClient(CallbackAPIVersion.VERSION2, client_id=f"sink-{qos}",
@@ -37,6 +42,8 @@ class _Sink:
         if manual_ack:
             c.manual_ack_set(True)
         c.on_message = self._on_message
+        if batch:
+            c.on_publish_batch = self._on_batch
         c.on_subscribe = lambda *_a: subscribed.set()
         c.connect(broker.host, broker.port)
         c.subscribe("t/#", qos=qos)
@@ -49,6 +56,16 @@ class _Sink:
             self.got.append((m.topic, m.payload, time.monotonic()))
         if self.manual_ack:
             self.client.ack(m.mid, m.qos)
+
+    def _on_batch(self, publishes: list[tuple[str, bytes, int, int]]) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.got.extend((topic, payload, now) for topic, payload, _mid, _qos in publishes)
+            self.batched += len(publishes)
+        if self.manual_ack:
+            for _topic, _payload, mid, qos in publishes:
+                assert qos == 1 and mid > 0
+                self.client.ack(mid, qos)
 
     def count(self) -> int:
         with self.lock:
@@ -71,8 +88,9 @@ def _burst(broker: LocalMosquitto, packets: list[bytes]) -> float:
         sock.close()
 
 
-def test_small_and_large_messages_arrive_intact_and_in_order(broker):
-    sink = _Sink(broker, qos=0)
+@pytest.mark.parametrize("batch", [False, True], ids=["on_message", "batch"])
+def test_small_and_large_messages_arrive_intact_and_in_order(broker, batch):
+    sink = _Sink(broker, qos=0, batch=batch)
     try:
         big = bytes(range(256)) * (CHUNK * 2 // 256 + 7)  # spans several chunks
         msgs = [(f"t/{k % 37}", b'{"value":%d}' % k) for k in range(3 * BURST)]
@@ -81,12 +99,15 @@ def test_small_and_large_messages_arrive_intact_and_in_order(broker):
         _burst(broker, [publish_packet(t.encode(), p) for t, p in msgs])
         wait_until(lambda: sink.count() == len(msgs), 15, "every message")
         assert [(t, p) for t, p, _ in sink.got] == msgs
+        if batch:  # most whole packets are parsed in bulk; the first of each read is paho's
+            assert sink.batched > len(msgs) // 2
     finally:
         sink.close()
 
 
-def test_a_burst_read_at_once_is_handled_at_once(broker):
-    sink = _Sink(broker, qos=0)
+@pytest.mark.parametrize("batch", [False, True], ids=["on_message", "batch"])
+def test_a_burst_read_at_once_is_handled_at_once(broker, batch):
+    sink = _Sink(broker, qos=0, batch=batch)
     try:
         for round_ in range(5):  # nothing else arrives after each burst to wake the loop
             before = sink.count()
@@ -102,10 +123,11 @@ def test_a_burst_read_at_once_is_handled_at_once(broker):
         sink.close()
 
 
-def test_qos1_acknowledgements_go_out_during_a_flood(broker):
+@pytest.mark.parametrize("batch", [False, True], ids=["on_message", "batch"])
+def test_qos1_acknowledgements_go_out_during_a_flood(broker, batch):
     """A subscriber that acknowledges by hand (as the MQTT driver does) is sent the whole
     flood: the broker stops at its in-flight limit unless PUBACKs keep coming back."""
-    sink = _Sink(broker, qos=1, manual_ack=True)
+    sink = _Sink(broker, qos=1, manual_ack=True, batch=batch)
     try:
         n = 10 * BURST
         pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv311)
@@ -178,3 +200,67 @@ def test_topic_callbacks_still_win_over_on_message(broker):
         c.disconnect()
         c.loop_stop()
     assert got == {"filtered": ["t/acks/1", "t/acks/2"], "default": ["t/data/1"]}
+
+
+# --- the bulk PUBLISH parser, on bytes laid out by hand --------------------------------------
+
+
+def _publish(topic: bytes, payload: bytes, qos: int = 0, mid: int = 0) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+    body += payload
+    n, length = len(body), bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        length.append(digit | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([0x30 | qos << 1]) + bytes(length) + body
+
+
+def _parse(buf: bytes, manual_ack: bool = True, protocol: int = mqtt.MQTTv311,
+           limit: int = BURST) -> tuple[list[tuple[str, bytes, int, int]], int]:
+    """What _publish_batch hands over from `buf`, and where it leaves the rest for paho."""
+    c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="parse", protocol=protocol)
+    c.manual_ack_set(manual_ack)
+    got: list[tuple[str, bytes, int, int]] = []
+    c.on_publish_batch = got.extend
+    c._rbuf, c._rpos = buf, 0
+    taken = c._publish_batch(limit)
+    assert taken == len(got)
+    return got, c._rpos
+
+
+def test_bulk_parser_takes_whole_qos0_and_qos1_publishes_of_any_length():
+    packets = [_publish(b"a/1", b'{"value":1}'), _publish(b"a/2", b"", qos=1, mid=7),
+               _publish(b"a/3", b"x" * 200), _publish(b"a/4", b"y" * 20_000, qos=1, mid=65535),
+               _publish(b"a/\xc3\xa9", b"z")]
+    got, pos = _parse(b"".join(packets))
+    assert got == [("a/1", b'{"value":1}', 0, 0), ("a/2", b"", 7, 1), ("a/3", b"x" * 200, 0, 0),
+                   ("a/4", b"y" * 20_000, 65535, 1), ("a/\u00e9", b"z", 0, 0)]
+    assert pos == sum(map(len, packets))
+
+
+def test_bulk_parser_stops_where_paho_must_take_over():
+    one = _publish(b"a/1", b"1")
+    ping = b"\xd0\x00"  # PINGRESP
+    assert _parse(one + ping + one) == ([("a/1", b"1", 0, 0)], len(one))
+    whole = _publish(b"a/2", b"z" * 300)
+    for cut in (1, 2, 3, len(whole) - 1):  # cut inside the header, the length, the payload
+        assert _parse(one + whole[:cut]) == ([("a/1", b"1", 0, 0)], len(one))
+    assert _parse(one + _publish(b"a/2", b"2", qos=2, mid=3))[1] == len(one)  # QoS 2: paho's
+    assert _parse(_publish(b"a/2", b"2", qos=1, mid=3), manual_ack=False) == ([], 0)
+    assert _parse(one, protocol=mqtt.MQTTv5) == ([], 0)  # properties: paho's
+    assert _parse(one + one + one, limit=2) == ([("a/1", b"1", 0, 0)] * 2, 2 * len(one))
+
+
+def test_bulk_parser_leaves_malformed_packets_to_paho():
+    one = _publish(b"a/1", b"1")
+    bad = [
+        b"\x30\x05\x00\x09a/1xx",          # the topic runs past the packet
+        b"\x30\x02\x00\x00",               # an empty topic (MQTT 3.1.1 forbids it)
+        b"\x32\x05\x00\x03a/1",            # QoS 1 without room for its message id
+        b"\x30\x01\x00",                   # too short for a topic length
+        b"\x30\xff\xff\xff\xff\x01" + b"\x00" * 8,  # a remaining length of five bytes
+    ]
+    for packet in bad:
+        assert _parse(one + packet + one) == ([("a/1", b"1", 0, 0)], len(one)), packet

@@ -327,3 +327,51 @@ def test_utf16_looking_garbage_is_not_read_as_a_number() -> None:
 def test_bare_contact_value_from_a_button(raw: bytes, value: float) -> None:
     got, _, quality, _ = DEC.decode(raw, True, NOW)
     assert (got, quality) == (value, Quality.GOOD)
+
+
+# --- the fast path ------------------------------------------------------------------------
+
+FAST_DECODERS = [DEC, decoder(time_unit="ms"), decoder(time_unit="s"), decoder(time_field=None),
+                 decoder(battery_field=None), decoder(value_field="v", time_field="t")]
+fast_doc = st.fixed_dictionaries(
+    {"value": st.one_of(st.floats(), st.integers(-(2**60), 2**60), json_leaf)},
+    optional={"ts": st.one_of(st.integers(0, 2 * int(NOW * 1000)),
+                              st.floats(NOW - 2 * SKEW, NOW + 2 * SKEW), json_leaf),
+              "battery": json_value, "v": json_leaf, "t": json_leaf})
+
+
+def outcome(d: PayloadDecoder, decode: Any, raw: bytes, is_button: bool) -> Any:
+    try:
+        return decode(raw, is_button, NOW)
+    except Rejected as exc:
+        return exc.reason
+
+
+@settings(max_examples=600, deadline=None)
+@given(doc=st.one_of(fast_doc, payload_doc), is_button=st.booleans(),
+       k=st.integers(0, len(FAST_DECODERS) - 1), spaced=st.booleans())
+def test_fast_path_reads_exactly_what_the_general_path_reads(doc: Any, is_button: bool, k: int,
+                                                             spaced: bool) -> None:
+    """decode() reads the common shape itself; it must agree with _decode(), the reference,
+    on every payload: the same reading (bit for bit, NaN battery as NaN) or the same reason."""
+    d = FAST_DECODERS[k]
+    raw = json.dumps(doc, separators=(", ", ": ") if spaced else (",", ":")).encode()
+    if spaced:
+        raw = b" " + raw + b"\n"
+    fast, general = outcome(d, d.decode, raw, is_button), outcome(d, d._decode, raw, is_button)
+    assert repr(fast) == repr(general)
+
+
+def test_fast_path_shapes() -> None:
+    """The flood shape and its near misses: each read as the general path reads it."""
+    ms = int(NOW * 1000) + 123
+    value, ts, quality, battery = dec(b'{"value":1234.5,"ts":%d}' % ms)
+    assert (value, ts, quality) == (1234.5, ms / 1000.0, Quality.GOOD) and math.isnan(battery)
+    got = dec(b'{"value":1234.5,"ts":%d,"battery":87}' % ms)
+    assert got == (1234.5, ms / 1000.0, Quality.GOOD, 87.0)
+    assert dec(b'{"value":1234,"ts":%d}' % int(NOW))[:2] == (1234.0, NOW)
+    assert reason(b'{"value":1234.5,"ts":%d}' % (ms + 10**9)) == "bad_timestamp"
+    assert reason(b'{"value":Infinity}') == "bad_value"
+    assert reason(b'{"value":true}') == "bad_value"
+    assert reason(b'{"value":1}{"value":2}') == "malformed_json"
+    assert dec('{"value":1.5,"note":"größe"}'.encode())[0] == 1.5  # not ASCII: general path

@@ -16,6 +16,12 @@ Without topic-specific callbacks (``message_callback_add``; a sensor driver has 
 message goes straight to ``on_message``: paho matched every message's topic against its empty
 filter tree first, about 8 % of a driver thread's time under a flood.
 
+A client given :attr:`BufferedClient.on_publish_batch` (a sensor driver) gets the QoS 0 and 1
+PUBLISH packets that are already whole in the buffer as one list, parsed in a single loop
+(MQTT 3.1.1 only), instead of paho building an ``MQTTMessage`` per packet through half a dozen
+calls.  Any other packet, a partial one, QoS 2, or anything malformed stops the loop there and
+is left to paho, which handles it as it always does.
+
 It also tells a publishing thread when its packets have left for the socket
 (:meth:`BufferedClient.wait_written`).  paho's network thread writes what another thread
 publishes, and it needs the GIL to do so; a publisher that goes on computing keeps the alarm
@@ -27,10 +33,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+
+#: (topic, payload, message id, QoS) of one PUBLISH packet
+Publish = tuple[str, bytes, int, int]
 
 #: bytes asked of the socket at a time (a TLS socket returns at most one record, 16 KiB)
 CHUNK = 256 * 1024
@@ -38,9 +48,27 @@ CHUNK = 256 * 1024
 BURST = 1000
 
 
+def _remaining_length(buf: bytes, pos: int) -> tuple[int, int]:
+    """An MQTT remaining length (7 bits a byte, at most 4 bytes) at `pos`: (length, where the
+    packet's variable header starts), or (0, -1) if the buffer ends first or it is too long."""
+    length = 0
+    for k in range(4):
+        if pos + k >= len(buf):
+            return 0, -1
+        byte = buf[pos + k]
+        length |= (byte & 0x7F) << (7 * k)
+        if not byte & 0x80:
+            return length, pos + k + 1
+    return 0, -1
+
+
 class BufferedClient(mqtt.Client):
     _rbuf: bytes = b""
     _rpos: int = 0
+    #: called on the network thread with the whole PUBLISH packets parsed from the buffer at
+    #: once; the first packet of each read, and every packet the fast loop does not take,
+    #: still goes to ``on_message``.  QoS 1 packets come here only with manual acks.
+    on_publish_batch: Callable[[list[Publish]], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,13 +135,68 @@ class BufferedClient(mqtt.Client):
         rc = super().loop_read(max_packets)
         handled = 0
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
-            handled += 1
+            taken = 0
+            if self.on_publish_batch is not None and self._in_packet["command"] == 0:
+                taken = self._publish_batch(BURST - handled % BURST)
+            if taken:
+                handled += taken
+            else:
+                handled += 1
+                rc = super().loop_read(max_packets)
             if handled % BURST == 0:  # a flood must not hold back acknowledgements and pings
                 if self.want_write():
                     self.loop_write()
                 self.loop_misc()
-            rc = super().loop_read(max_packets)
         return rc
+
+    def _publish_batch(self, limit: int) -> int:
+        """Parse up to `limit` whole QoS 0/1 PUBLISH packets from the buffer and hand them to
+        :attr:`on_publish_batch`; how many were taken (0: the next packet is paho's)."""
+        if self._protocol not in (mqtt.MQTTv311, mqtt.MQTTv31):
+            return 0  # MQTT 5 carries properties: paho's to decode
+        buf, pos = self._rbuf, self._rpos
+        end_buf = len(buf)
+        max_qos = 1 if self._manual_ack else 0  # an automatic puback is paho's to send
+        out: list[Publish] = []
+        append = out.append
+        while pos < end_buf and len(out) < limit:
+            command = buf[pos]
+            qos = (command & 0x06) >> 1
+            if command & 0xF0 != 0x30 or qos > max_qos or pos + 2 > end_buf:
+                break
+            length, start = buf[pos + 1], pos + 2  # the remaining length, 1 to 4 bytes
+            if length & 0x80:
+                length, start = _remaining_length(buf, pos + 1)
+                if start < 0:
+                    break  # cut short, or more than 4 bytes: paho's to read or refuse
+            stop = start + length
+            if stop > end_buf or length < 2:
+                break
+            topic_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
+            body = topic_end + 2 if qos else topic_end
+            if topic_end == start + 2 or body > stop:
+                break  # an empty topic, or lengths that do not add up: paho refuses it
+            mid = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
+            append((buf[start + 2:topic_end].decode("utf-8", "replace"), buf[body:stop],
+                    mid, qos))
+            pos = stop
+        if not out:
+            return 0
+        self._rpos = pos
+        now = mqtt.time_func()
+        with self._msgtime_mutex:
+            self._last_bytes_received = now
+        callback = self.on_publish_batch
+        if callback is not None:
+            with self._in_callback_mutex:
+                try:
+                    callback(out)
+                except Exception as err:  # as paho's on_message
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish_batch: "
+                                   "%s", err)
+                    if not self.suppress_exceptions:
+                        raise
+        return len(out)
 
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0  # never parse one connection's bytes on the next

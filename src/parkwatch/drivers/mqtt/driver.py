@@ -68,6 +68,7 @@ class MqttDriver:
                              broker.client_id(park_cfg.gateway.id, f"driver-{cfg.id}"),
                              clean_session=False, on_connected=self._subscribe)
         self.link.client.on_message = self._on_message
+        self.link.client.on_publish_batch = self._on_publishes
         self.link.client.manual_ack_set(True)  # acknowledged in settle(), after the alarm path
         self.link.client.on_subscribe = lambda *_args: self.subscribed.set()
 
@@ -84,6 +85,14 @@ class MqttDriver:
             self.inbox.put((self, msg.topic, msg.payload, time.time(), msg.mid, msg.qos))
         else:
             self.inbox.put((self, msg.topic, msg.payload, time.time()))
+
+    def _on_publishes(self, publishes: list[tuple[str, bytes, int, int]]) -> None:
+        """A flood's whole packets, parsed in bulk by the client (see ``BufferedClient``)."""
+        received = time.time()
+        put = self.inbox.put
+        for topic, payload, mid, qos in publishes:
+            put((self, topic, payload, received, mid, qos) if qos else
+                (self, topic, payload, received))
 
     # --- pipeline thread ----------------------------------------------------------------
     def decode(self, items: list[tuple[Any, str, bytes, float]]) -> ReadingBatch:
