@@ -160,3 +160,25 @@ def test_readings_use_only_the_schema_names():
 def test_the_schema_document_is_the_schema():
     doc = (Path(__file__).parents[1] / "docs/telemetry.md").read_text(encoding="utf-8")
     assert markdown() in doc, "docs/telemetry.md is out of date: paste schema.markdown()"
+
+
+def test_slices_that_free_the_gil_write_the_same_text(monkeypatch):
+    """A chunk is formatted SLICE readings at a time (another thread may take the GIL between
+    two slices); the text is the same, line for line and in order, as in one go."""
+    n = lineproto.SLICE * 3 + 11
+    rng = np.random.default_rng(7)
+    values = rng.normal(1000, 300, n)
+    values[rng.random(n) < 0.2] = np.nan  # every line shape, interleaved
+    battery = np.where(rng.random(n) < 0.3, rng.uniform(0, 100, n), np.nan)
+    batch = ReadingBatch.from_columns((np.arange(n) % len(PARK)).tolist(), values.tolist(),
+                                      (1.7e9 + np.arange(n) * 1e-3).tolist(),
+                                      rng.integers(0, 3, n).tolist(), battery.tolist())
+    plain = ReadingBatch.from_columns([0] * n, [1.0] * n, [1.7e9] * n, [0] * n)  # one shape
+
+    def text(b: ReadingBatch) -> str:
+        return "".join(t for t, _k in ReadingLines(PARK)(b))
+
+    sliced, sliced_plain = text(batch), text(plain)
+    monkeypatch.setattr(lineproto, "SLICE", n + 1)
+    assert sliced == text(batch) and sliced_plain == text(plain)
+    assert sliced.count("\n") == n
