@@ -13,11 +13,11 @@ broker's persistent session when it reconnects, instead of losing it.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 
 from parkwatch.config.model import ParkConfig
@@ -37,9 +37,11 @@ class MqttDriver:
         self.cfg = cfg
         self.id = cfg.id
         self.inbox = inbox
-        self.topic_index: dict[str, int] = {}
-        self.scale: dict[int, tuple[float, float]] = {}
-        self.is_button: dict[int, bool] = {}
+        #: topic -> (sensor index, is a fire button): one lookup a message
+        self.routes: dict[str, tuple[int, bool]] = {}
+        # a reading's value is value * scale + offset (vectorised over a batch, by sensor)
+        self._scale = np.ones(park.size)
+        self._offset = np.zeros(park.size)
         self.filters: list[str] = []
         templated = False
         for info in park.sensors:
@@ -47,10 +49,10 @@ class MqttDriver:
             if s.driver != cfg.id:
                 continue
             topic = sensor_topic(cfg, s.id, s.address)
-            self.topic_index[topic] = info.index
             button = bool(park.kind[info.index] == KIND_CODE["fire_button"])
-            self.is_button[info.index] = button
-            self.scale[info.index] = (1.0, 0.0) if button else (s.scale, s.offset)
+            self.routes[topic] = (info.index, button)
+            if not button:
+                self._scale[info.index], self._offset[info.index] = s.scale, s.offset
             if s.address:
                 self.filters.append(topic)
             else:
@@ -78,7 +80,7 @@ class MqttDriver:
             link.client.subscribe([(f, self.cfg.qos) for f in self.filters])
             log.info("driver %s: subscribed to %s for %d sensor(s)", self.id,
                      ", ".join(self.filters[:3]) + (" …" if len(self.filters) > 3 else ""),
-                     len(self.topic_index))
+                     len(self.routes))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.qos:
@@ -98,43 +100,42 @@ class MqttDriver:
     def decode(self, items: list[tuple[Any, str, bytes, float]]) -> ReadingBatch:
         """Turn queued messages into readings; count and log (rate-limited) the rest."""
         sensors: list[int] = []
-        values: list[float] = []
-        times: list[float] = []
-        qualities: list[int] = []
-        batteries: list[float] = []
-        index, scale, is_button, decode = (self.topic_index, self.scale, self.is_button,
-                                           self.decoder.decode)
+        readings: list[tuple[float, float, int, float]] = []  # (value, ts, quality, battery)
+        routes, decode, reject = self.routes, self.decoder.decode, self.rejections.reject
         for item in items:
-            topic, payload, received = item[1], item[2], item[3]
-            idx = index.get(topic)
-            if idx is None:
-                self.rejections.reject("unknown_sensor", f"topic {excerpt(topic)}")
+            topic, payload = item[1], item[2]
+            route = routes.get(topic)
+            if route is None:
+                reject("unknown_sensor", f"topic {excerpt(topic)}")
                 continue
             try:
-                value, ts, quality, battery = decode(payload, is_button[idx], received)
+                readings.append(decode(payload, route[1], item[3]))
             except Rejected as exc:
-                self.rejections.reject(exc.reason, f"topic {topic}: {exc.detail}; payload "
-                                       f"{excerpt(payload)}")
+                reject(exc.reason, f"topic {topic}: {exc.detail}; payload {excerpt(payload)}")
                 continue
             except Exception as exc:  # a decoder bug must cost one payload, not the driver
                 log.exception("driver %s: unexpected error decoding %s", self.id, topic)
-                self.rejections.reject("internal_error", f"{type(exc).__name__} on {topic}")
+                reject("internal_error", f"{type(exc).__name__} on {topic}")
                 continue
-            k, off = scale[idx]
-            scaled = value * k + off
-            if math.isinf(scaled):
-                # a finite payload value that the sensor's scale/offset push past float range
-                # (1e308 x 10) must not reach the rules as infinity (found by tests/test_fuzz.py)
-                self.rejections.reject("bad_value", f"topic {topic}: {value!r} scaled is "
-                                       "out of range")
-                continue
-            sensors.append(idx)
-            values.append(scaled)
-            times.append(ts)
-            qualities.append(quality)
-            batteries.append(battery)
-        self.accepted += len(sensors)
-        return ReadingBatch.from_columns(sensors, values, times, qualities, batteries)
+            sensors.append(route[0])
+        if not sensors:
+            return ReadingBatch.empty()
+        sensor = np.fromiter(sensors, np.int32, len(sensors))
+        cols = np.array(readings, dtype=np.float64).reshape(len(sensors), 4)
+        value = cols[:, 0] * self._scale[sensor] + self._offset[sensor]
+        batch = ReadingBatch(sensor, value, cols[:, 1].copy(), cols[:, 2].astype(np.uint8),
+                             cols[:, 3].copy())
+        out_of_range = np.isinf(value)
+        if out_of_range.any():
+            # a finite payload value that the sensor's scale/offset push past float range
+            # (1e308 x 10) must not reach the rules as infinity (found by tests/test_fuzz.py)
+            topics = {route[0]: t for t, route in self.routes.items()}
+            for k in np.flatnonzero(out_of_range).tolist():
+                reject("bad_value", f"topic {topics[int(sensor[k])]}: {cols[k, 0]!r} scaled "
+                       "is out of range")
+            batch = batch.take(~out_of_range)
+        self.accepted += len(batch)
+        return batch
 
     def settle(self, items: list[tuple[Any, ...]]) -> None:
         """The pipeline is done with these messages (their alarm changes are committed):
@@ -160,5 +161,5 @@ class MqttDriver:
 
     def health(self) -> dict[str, Any]:
         return {"type": "mqtt", "connected": self.link.connected.is_set(),
-                "sensors": len(self.topic_index), "accepted": self.accepted,
+                "sensors": len(self.routes), "accepted": self.accepted,
                 "rejected": dict(self.rejections.total)}
