@@ -1,4 +1,5 @@
-"""The daemon keeps one malloc arena: its threads do not each keep pages of their own.
+"""The daemon keeps one malloc arena: its threads do not each keep pages of their own.  And
+large blocks keep mappings of their own, whatever large blocks were freed before.
 
 glibc reserves a thread's arena as a heap aligned to 64 MiB; counting such mappings in
 ``/proc/self/maps`` after threads have allocated shows how many arenas the process has.
@@ -58,3 +59,39 @@ def test_an_engineers_malloc_arena_max_is_left_alone(monkeypatch):
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert one_malloc_arena() is False
+
+
+MMAP_PROBE = """
+import ctypes, json, sys
+from parkwatch.daemon.memory import fixed_mmap_threshold
+took = fixed_mmap_threshold() if sys.argv[1] == "fixed" else None
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = MallInfo2
+big = bytearray(4 << 20)  # mapped; freeing it raises glibc's own threshold to 4 MiB
+del big
+before = mallinfo2().hblks
+block = bytearray(1 << 20)  # a 1 MiB block after that: a mapping, or a hole in the heap
+print(json.dumps({"took": took, "mapped": mallinfo2().hblks - before}))
+"""
+
+
+def mapped(mode: str, **env: str) -> dict[str, object]:
+    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    out = subprocess.run([sys.executable, "-c", MMAP_PROBE, mode], capture_output=True,
+                         text=True, timeout=60, env={**environ, **env}, check=True)
+    return dict(json.loads(out.stdout))
+
+
+def test_large_blocks_keep_mappings_of_their_own_after_a_large_one_was_freed():
+    """glibc's default moves a 1 MiB block onto the heap once a 4 MiB one was freed; with the
+    threshold fixed it still gets a mapping, returned to the system when it is freed."""
+    assert mapped("default") == {"took": None, "mapped": 0}
+    assert mapped("fixed") == {"took": True, "mapped": 1}
+
+
+def test_an_engineers_mmap_threshold_is_left_alone():
+    assert mapped("fixed", MALLOC_MMAP_THRESHOLD_="131072")["took"] is False

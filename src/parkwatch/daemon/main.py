@@ -11,7 +11,7 @@ from types import FrameType
 
 from parkwatch.config import ConfigError, load_config
 from parkwatch.daemon.logsetup import setup_logging
-from parkwatch.daemon.memory import one_malloc_arena
+from parkwatch.daemon.memory import fixed_mmap_threshold, one_malloc_arena
 from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
 
@@ -42,6 +42,7 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
     # floor under load)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     one_malloc_arena()  # before the first thread: see parkwatch.daemon.memory
+    fixed_mmap_threshold()
     state = Path(state_dir) if state_dir else cfg.gateway.state_dir
     try:
         state.mkdir(parents=True, exist_ok=True)
