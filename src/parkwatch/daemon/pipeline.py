@@ -239,7 +239,7 @@ class Pipeline:
         keep = sensor >= 0
         if not keep.all():
             self.dropped_retired += int(np.count_nonzero(~keep))
-        moved = batch.take(np.flatnonzero(keep))
+        moved = batch.take(keep.nonzero()[0])
         moved.sensor = sensor[keep].astype(np.int32)
         return moved
 

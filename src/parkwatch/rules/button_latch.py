@@ -14,6 +14,12 @@ from parkwatch.readings import ReadingBatch
 from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
+#: plain ints for numpy comparisons: numpy asks an IntEnum member's class for a dozen
+#: attributes it lacks, each through the enum metaclass (a microsecond a use)
+_NORMAL = int(Severity.NORMAL)
+_CRITICAL = int(Severity.CRITICAL)
+
+
 PRESS = 1.0
 RESET = 0.0
 
@@ -40,7 +46,7 @@ class ButtonLatchRule:
                                   _NOT_A_BUTTON)
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
-        busy = np.flatnonzero(batch.value == np.take(self.awaits, batch.sensor))
+        busy = (batch.value == self.awaits.take(batch.sensor)).nonzero()[0]
         if busy.shape[0] == 0:
             return Transitions.empty()
         batch = batch.take(busy)
@@ -49,11 +55,11 @@ class ButtonLatchRule:
         now = np.where(v == PRESS, True, np.where(v == RESET, False, was))
         self.latched[idx] = now
         self.awaits[idx] = np.where(self.enabled[idx], np.where(now, RESET, PRESS), _NOT_A_BUTTON)
-        ch = np.flatnonzero(was != now)
+        ch = (was != now).nonzero()[0]
         if ch.shape[0] == 0:
             return Transitions.empty()
-        sev = np.where(now[ch], Severity.CRITICAL, Severity.NORMAL)
-        return Transitions.build(idx[ch], self.code, Severity.CRITICAL - sev, sev, v[ch],
+        sev = np.where(now[ch], _CRITICAL, _NORMAL)
+        return Transitions.build(idx[ch], self.code, _CRITICAL - sev, sev, v[ch],
                                  np.full(ch.shape[0], np.nan), batch.ts[ch])
 
     def state(self) -> dict[str, StateArray]:

@@ -17,6 +17,13 @@ from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
+#: plain ints for numpy comparisons: numpy asks an IntEnum member's class for a dozen
+#: attributes it lacks, each through the enum metaclass (a microsecond a use)
+_COMM_FAIL = int(Quality.COMM_FAIL)
+_WARNING = int(Severity.WARNING)
+_NORMAL = int(Severity.NORMAL)
+
+
 
 class CommFaultRule:
     rules: ClassVar[tuple[str, ...]] = ("comm_fault",)
@@ -46,22 +53,22 @@ class CommFaultRule:
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, ts = batch.sensor, batch.ts
-        fail = batch.quality == Quality.COMM_FAIL
+        fail = batch.quality == _COMM_FAIL
         if self.watching == 0 and not fail.any():
             return Transitions.empty()
-        since = np.take(self.fail_since, idx)
-        was = np.take(self.raised, idx)
+        since = self.fail_since.take(idx)
+        was = self.raised.take(idx)
         before = int(np.count_nonzero(~np.isnan(since) | was))
         since = np.where(fail, np.where(np.isnan(since), ts, since), np.nan)
         self.fail_since[idx] = since
         now = np.where(fail, was | (ts - since >= self.after[idx]), False)
         self.raised[idx] = now
         self.watching += int(np.count_nonzero(~np.isnan(since) | now)) - before
-        ch = np.flatnonzero(was != now)
+        ch = (was != now).nonzero()[0]
         if ch.shape[0] == 0:
             return Transitions.empty()
-        sev = np.where(now[ch], Severity.WARNING, Severity.NORMAL)
-        old = np.where(now[ch], Severity.NORMAL, Severity.WARNING)
+        sev = np.where(now[ch], _WARNING, _NORMAL)
+        old = np.where(now[ch], _NORMAL, _WARNING)
         return Transitions.build(idx[ch], self.code, old, sev, batch.value[ch],
                                  self.after[idx[ch]], ts[ch])
 

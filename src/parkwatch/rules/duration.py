@@ -57,8 +57,8 @@ class Durations:
                 ts: np.ndarray) -> tuple[Fired, Fired]:
         """Feed raw levels of distinct channels; (confirmations that were already due before
         these readings, confirmations they cause at once)."""
-        p_all = np.take(self.pending, idx)
-        work = np.flatnonzero((raw != p_all) | (p_all != np.take(self.level, idx)))
+        p_all = self.pending.take(idx)
+        work = ((raw != p_all) | (p_all != self.level.take(idx))).nonzero()[0]
         if work.shape[0] == 0:
             return Fired.none(), Fired.none()
         i = idx[work]
@@ -66,7 +66,7 @@ class Durations:
         c, s, pv = self.level[i], self.since[i], self.value[i]
         up, down = self.up_s[i], self.down_s[i]
         due = (p != c) & (s + np.where(p > c, up, down) <= ts)
-        f1 = np.flatnonzero(due)
+        f1 = due.nonzero()[0]
         early = Fired(work[f1], c[f1], p[f1], pv[f1],
                       s[f1] + np.where(p[f1] > c[f1], up[f1], down[f1]))
         c = np.where(due, p, c)
@@ -74,7 +74,7 @@ class Durations:
         s = np.where(raw == c, np.nan, np.where(same_way, s, ts))
         hold = np.where(raw > c, up, down)
         now = (raw != c) & (s + hold <= ts)
-        f2 = np.flatnonzero(now)
+        f2 = now.nonzero()[0]
         late = Fired(work[f2], c[f2], raw[f2], value[f2], s[f2] + hold[f2])
         self.level[i] = np.where(now, raw, c)
         self.pending[i] = raw
@@ -86,7 +86,7 @@ class Durations:
         """Confirm every pending level whose hold has elapsed by `now`; (channels, fired)."""
         p, c = self.pending, self.level
         hold = np.where(p > c, self.up_s, self.down_s)
-        idx = np.flatnonzero((p != c) & (self.since + hold <= now))
+        idx = ((p != c) & (self.since + hold <= now)).nonzero()[0]
         fired = Fired(np.arange(idx.shape[0]), c[idx], p[idx], self.value[idx],
                       self.since[idx] + hold[idx])
         self.level[idx] = p[idx]

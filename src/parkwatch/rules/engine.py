@@ -23,6 +23,13 @@ from parkwatch.rules.levels import StateArray
 from parkwatch.rules.registry import RULE_KINDS
 from parkwatch.rules.transitions import Transitions
 
+#: plain ints for numpy comparisons: numpy asks an IntEnum member's class for a dozen
+#: attributes it lacks, each through the enum metaclass (a microsecond a use)
+_GOOD = int(Quality.GOOD)
+_HEARTBEAT = int(Quality.HEARTBEAT)
+_TEST = int(Quality.TEST)
+
+
 
 def occurrence_rank(sensor: np.ndarray) -> np.ndarray:
     """For each reading, how many earlier readings of the same sensor the batch holds."""
@@ -52,7 +59,7 @@ def _run(kind: Any, bit: int, bits: np.ndarray | None, sub: ReadingBatch,
             return Transitions.empty()
         if count < on.shape[0] and not (getattr(kind, "harmless_for_others", False)
                                         and count * 2 >= on.shape[0]):
-            keep = np.flatnonzero(on)
+            keep = on.nonzero()[0]
             sub = sub.take(keep)
             previous = None if previous is None else previous[keep]
     if getattr(kind, "uses_last_ts", False):
@@ -118,7 +125,7 @@ class RuleEngine:
     def _distinct(self, sensor: np.ndarray) -> bool:
         pos = np.arange(sensor.shape[0], dtype=np.int32)
         self._stamp[sensor] = pos
-        return bool(np.array_equal(np.take(self._stamp, sensor), pos))
+        return bool(np.array_equal(self._stamp.take(sensor), pos))
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         if len(batch) == 0:
@@ -138,24 +145,24 @@ class RuleEngine:
         return Transitions.concat(parts)
 
     def _round(self, sub: ReadingBatch) -> list[Transitions]:
-        previous = np.take(self.last_ts, sub.sensor)
+        previous = self.last_ts.take(sub.sensor)
         fresh = sub.ts >= previous
         if not fresh.all():
             self.stats["out_of_order"] += int(fresh.shape[0] - np.count_nonzero(fresh))
-            keep = np.flatnonzero(fresh)
+            keep = fresh.nonzero()[0]
             sub, previous = sub.take(keep), previous[keep]
         self.last_ts[sub.sensor] = sub.ts
-        bits = np.take(self.bits, sub.sensor) if self.split else None
+        bits = self.bits.take(sub.sensor) if self.split else None
         parts = [t for kind, bit in self.kinds_all
                  if len(t := _run(kind, bit, bits, sub, previous))]
-        usable = (sub.quality == Quality.GOOD) & np.isfinite(sub.value)
+        usable = (sub.quality == _GOOD) & np.isfinite(sub.value)
         if not usable.all():
             # heartbeats and test presses only prove liveness; anything else is unusable data
-            alive = (sub.quality == Quality.HEARTBEAT) | (sub.quality == Quality.TEST)
+            alive = (sub.quality == _HEARTBEAT) | (sub.quality == _TEST)
             n_alive = int(np.count_nonzero(alive))
             self.stats["liveness"] += n_alive
             self.stats["unusable"] += int(usable.shape[0] - np.count_nonzero(usable)) - n_alive
-            keep = np.flatnonzero(usable)
+            keep = usable.nonzero()[0]
             sub = sub.take(keep)
             bits = None if bits is None else bits[keep]
         self.stats["evaluated"] += len(sub)

@@ -92,13 +92,17 @@ class FlappingRule:
         for the clock's transitions, which are no evaluation)."""
         if not len(tr) and not self.n_flapping:  # most rounds: no change, and nobody flaps
             if sub is not None:  # the evaluations still count (the history catches up later)
-                self.evaluations[sub.sensor] = np.take(self.evaluations, sub.sensor) + np.uint32(1)
+                self.evaluations[sub.sensor] = self.evaluations.take(sub.sensor) + np.uint32(1)
             return tr
         slot = self.slot[tr.rule] if len(tr) else np.empty(0, np.int8)
         # limit and rate changes only: the clock's also carries floor alarms, whose sources
         # (groups, numbered after the sensors) are outside `enabled`
-        tracked = np.flatnonzero(slot >= 0)
+        tracked = (slot >= 0).nonzero()[0]
         tracked = tracked[self.enabled[tr.sensor[tracked]]]
+        if not tracked.shape[0] and not self.n_flapping:  # e.g. a fire button's change alone
+            if sub is not None:
+                self.evaluations[sub.sensor] = self.evaluations.take(sub.sensor) + np.uint32(1)
+            return tr
         s_t, c_t = tr.sensor[tracked], slot[tracked].astype(np.intp)
         last = tracked[_last_per_key(s_t * len(TRACKED) + c_t)] if tracked.shape[0] else tracked
         self.true[tr.sensor[last], self.slot[tr.rule[last]]] = tr.new[last]
@@ -110,14 +114,14 @@ class FlappingRule:
         extra: list[Transitions] = []
         if sub is not None:
             r = sub.sensor
-            before = np.take(self.evaluations, r)
+            before = self.evaluations.take(r)
             self.evaluations[r] = before + np.uint32(1)
             self._mark[s_t] = True
-            changed = np.take(self._mark, r)
+            changed = self._mark.take(r)
             self._mark[s_t] = False
             # only sensors with a change now, or flapping, can move
-            live = changed | np.take(self.flapping, r) if self.n_flapping else changed
-            r_pos = np.flatnonzero(live)
+            live = changed | self.flapping.take(r) if self.n_flapping else changed
+            r_pos = live.nonzero()[0]
             r, changed, before = r[r_pos], changed[r_pos], before[r_pos]
             gap = (before - self.aligned[r]).astype(np.uint64)  # evaluations not yet shifted in
             h = np.where(gap < 64, self.hist[r] << np.minimum(gap, np.uint64(63)), 0)
@@ -129,7 +133,7 @@ class FlappingRule:
             now = np.where(was, share >= self.low, share > self.high)
             self.flapping[r] = now
             self.n_flapping += int(np.count_nonzero(now)) - int(np.count_nonzero(was))
-            enter, leave = np.flatnonzero(~was & now), np.flatnonzero(was & ~now)
+            enter, leave = (~was & now).nonzero()[0], (was & ~now).nonzero()[0]
             if enter.shape[0]:
                 s = r[enter]
                 peak = np.maximum(np.maximum(self.true[s].max(axis=1), self.shown[s].max(axis=1)),
@@ -146,7 +150,7 @@ class FlappingRule:
             last_s = stay[_last_per_key(tr.sensor[stay])]
             s = tr.sensor[last_s]
             worst = self.true[s].max(axis=1)
-            up = np.flatnonzero(worst > self.peak[s])
+            up = (worst > self.peak[s]).nonzero()[0]
             if up.shape[0]:
                 s, new = s[up], worst[up]
                 extra.append(Transitions.build(s, self.code, self.peak[s], new,
@@ -163,7 +167,7 @@ class FlappingRule:
             extra.append(self._leave(r[leave], share[leave], sub.ts[r_pos[leave]]))
         held = np.zeros(len(tr), bool)
         held[tracked] = was_row | now_row
-        out = tr.take(np.flatnonzero(~held)) if held.any() else tr
+        out = tr.take((~held).nonzero()[0]) if held.any() else tr
         return Transitions.concat([out, *extra]) if extra else out
 
     def _leave(self, s: np.ndarray, share: np.ndarray, ts: np.ndarray) -> Transitions:

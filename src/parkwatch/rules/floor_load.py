@@ -24,6 +24,14 @@ from parkwatch.rules.duration import Durations, Fired
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_of
 from parkwatch.rules.transitions import Severity, Transitions
 
+#: plain ints for numpy comparisons: numpy asks an IntEnum member's class for a dozen
+#: attributes it lacks, each through the enum metaclass (a microsecond a use)
+_GOOD = int(Quality.GOOD)
+_COMM_FAIL = int(Quality.COMM_FAIL)
+_WARNING = int(Severity.WARNING)
+_NORMAL = int(Severity.NORMAL)
+
+
 
 class FloorLoadRule:
     rules: ClassVar[tuple[str, ...]] = ("floor_load", "floor_data")
@@ -89,8 +97,8 @@ class FloorLoadRule:
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         """Take the cells' news; the groups are judged in :meth:`settle`."""
         idx, q, v, ts = batch.sensor, batch.quality, batch.value, batch.ts
-        good = (q == Quality.GOOD) & np.isfinite(v)
-        fail = q == Quality.COMM_FAIL
+        good = (q == _GOOD) & np.isfinite(v)
+        fail = q == _COMM_FAIL
         if good.all():
             g_idx, v_g, ts_g = idx, v, ts
             self._news[idx] = self._batch
@@ -127,7 +135,7 @@ class FloorLoadRule:
             when = np.where(self.failed[m], self.fail_ts[m], when)
         g_when = np.full(len(self.warn), -np.inf)
         np.maximum.at(g_when, self.member_group[touched], when[touched])
-        groups = np.flatnonzero(g_when > -np.inf)
+        groups = (g_when > -np.inf).nonzero()[0]
         return self._judge(groups, g_when[groups])
 
     def _judge(self, groups: np.ndarray, at: np.ndarray) -> Transitions:
@@ -160,11 +168,11 @@ class FloorLoadRule:
         was = self.data_raised[groups]
         bad = n_bad > 0
         now_data = np.where(bad, True, np.where(complete, False, was))
-        ch = np.flatnonzero(was != now_data)
+        ch = (was != now_data).nonzero()[0]
         if ch.shape[0]:
-            sev = np.where(now_data[ch], Severity.WARNING, Severity.NORMAL)
+            sev = np.where(now_data[ch], _WARNING, _NORMAL)
             parts.append(Transitions.build(
-                self.base + groups[ch], self.data_code, Severity.WARNING - sev, sev,
+                self.base + groups[ch], self.data_code, _WARNING - sev, sev,
                 n_bad[ch].astype(float), np.full(ch.shape[0], np.nan), at[ch]))
         self.data_raised[groups] = now_data
         # load: only a complete sum is compared with the capacity
@@ -201,7 +209,7 @@ class FloorLoadRule:
             parts.append(self._emit(idx, fired))
         if self.members.shape[0]:
             due = self._stale_due()
-            groups = np.flatnonzero(~self.data_raised & (due <= now))
+            groups = (~self.data_raised & (due <= now)).nonzero()[0]
             if groups.shape[0]:
                 parts.append(self._judge(groups, due[groups]))
         return Transitions.concat(parts)

@@ -67,14 +67,14 @@ class NoDataRule:
         heard = np.maximum(previous, self.start)
         if not self.n_raised and not (ts - heard >= self.shortest).any():
             return Transitions.empty()  # the usual case: nobody was silent, nobody raised
-        after = np.take(self.after, idx)
+        after = self.after.take(idx)
         # a silence that ended with this reading but was not noticed in time is still reported
         overdue = heard + after <= ts
-        was = np.take(self.raised, idx)
-        ended = np.flatnonzero(was | overdue)
+        was = self.raised.take(idx)
+        ended = (was | overdue).nonzero()[0]
         if ended.shape[0] == 0:
             return Transitions.empty()
-        late = np.flatnonzero(~was & overdue)
+        late = (~was & overdue).nonzero()[0]
         self.raised[idx[ended]] = False
         self.n_raised = int(np.count_nonzero(self.raised))
         s = idx[late]
@@ -89,7 +89,7 @@ class NoDataRule:
 
     def tick(self, now: float) -> Transitions:
         heard = self.heard
-        s = np.flatnonzero(self.enabled & ~self.raised & (heard + self.after <= now))
+        s = (self.enabled & ~self.raised & (heard + self.after <= now)).nonzero()[0]
         if s.shape[0] == 0:
             return Transitions.empty()
         self.raised[s] = True

@@ -103,23 +103,23 @@ class RateOfRiseRule:
             self._rebase(float(batch.ts[0]))
         low, early = self.screen.split(batch.sensor, batch.value, batch.ts - self.base)
         # low but a sample may be due: nothing to judge, maybe a sample to keep
-        sample = np.flatnonzero(low & ~early)
+        sample = (low & ~early).nonzero()[0]
         if sample.shape[0]:
             self._keep_samples(batch.take(sample))
-        busy = np.flatnonzero(~low)
+        busy = (~low).nonzero()[0]
         return evaluate_busy(batch, busy, self._evaluate, self._rescreen)
 
     def _keep_samples(self, batch: ReadingBatch) -> None:
         """Readings at rest whose value is too low to judge: only keep them as samples when
         the newest is a step old (and screen the next one)."""
         idx, ts = batch.sensor, batch.ts
-        t_last = np.take(self._t2, idx).imag
-        step = np.take(self.step, idx)
-        push = np.flatnonzero(~(ts - t_last < step) & (step < np.inf))
+        t_last = self._t2.take(idx).imag
+        step = self.step.take(idx)
+        push = (~(ts - t_last < step) & (step < np.inf)).nonzero()[0]
         if push.shape[0] == 0:
             return
         ip, tp, vp = idx[push], ts[push], batch.value[push]
-        v_last = np.take(self._v2, ip).imag
+        v_last = self._v2.take(ip).imag
         self._t2[ip] = _pair(t_last[push], tp)
         self._v2[ip] = _pair(v_last, vp)
         lowest = np.fmin(v_last, vp)
@@ -129,9 +129,9 @@ class RateOfRiseRule:
 
     def _evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, v, ts = batch.sensor, batch.value, batch.ts
-        t_hist = np.take(self._t2, idx).view(np.float64).reshape(-1, SLOTS)
-        v_hist = np.take(self._v2, idx).view(np.float64).reshape(-1, SLOTS)
-        window = np.take(self.window, idx)
+        t_hist = self._t2.take(idx).view(np.float64).reshape(-1, SLOTS)
+        v_hist = self._v2.take(idx).view(np.float64).reshape(-1, SLOTS)
+        window = self.window.take(idx)
         # the baseline: the oldest sample inside the window (none: NaN, not judged)
         earliest = ts - window
         t0, v0 = np.full(idx.shape[0], np.nan), np.full(idx.shape[0], np.nan)
@@ -143,20 +143,20 @@ class RateOfRiseRule:
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = (v - v0) / span * 60.0
         judged = span >= window * 0.5  # False for no baseline (NaN span) too
-        cur = np.take(self.level, idx)
-        new = np.where(judged, high_level(rate, cur, np.take(self.warn, idx),
-                                          np.take(self.crit, idx), np.take(self.db, idx)), cur)
-        changed = np.flatnonzero(new != cur)
+        cur = self.level.take(idx)
+        new = np.where(judged, high_level(rate, cur, self.warn.take(idx),
+                                          self.crit.take(idx), self.db.take(idx)), cur)
+        changed = (new != cur).nonzero()[0]
         self.level[idx[changed]] = new[changed]
         # keep this reading as a sample when the newest is a step old (or there is none)
-        step = np.take(self.step, idx)  # NaN for sensors without rate limits: never kept
-        push = np.flatnonzero(~(ts - t_hist[:, SLOTS - 1] < step) & (step < np.inf))
+        step = self.step.take(idx)  # NaN for sensors without rate limits: never kept
+        push = (~(ts - t_hist[:, SLOTS - 1] < step) & (step < np.inf)).nonzero()[0]
         if push.shape[0]:
             ip = idx[push]
             self._t2[ip] = _pair(t_hist[push, 1], ts[push])
             self._v2[ip] = _pair(v_hist[push, 1], v[push])
         # a pending rate alarm carries the latest judged rate
-        shown = np.where(judged, rate, np.take(self.durations.value, idx))
+        shown = np.where(judged, rate, self.durations.value.take(idx))
         early, late = self.durations.observe(idx, new, shown, ts)
         return Transitions.concat([self._emit(idx, early), self._emit(idx, late)])
 

@@ -45,16 +45,16 @@ class Screen:
         """Positions of the readings that must be evaluated (sensors `idx`, distinct); `x1`
         only with two bounds."""
         if x1 is None:
-            return np.flatnonzero(~(x0 < np.take(self._pairs, idx)))
-        b = np.take(self._pairs, idx).view(np.float32)
+            return (~(x0 < self._pairs.take(idx))).nonzero()[0]
+        b = self._pairs.take(idx).view(np.float32)
         quiet = x0 < b[0::2]
         quiet &= x1 < b[1::2]
-        return np.flatnonzero(~quiet)
+        return (~quiet).nonzero()[0]
 
     def split(self, idx: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray,
                                                                               np.ndarray]:
         """The two tests apart: (``x0 < bound0``, ``x1 < bound1``) per reading."""
-        b = np.take(self._pairs, idx).view(np.float32)
+        b = self._pairs.take(idx).view(np.float32)
         return x0 < b[0::2], x1 < b[1::2]
 
     def set(self, idx: np.ndarray, b0: np.ndarray | float,

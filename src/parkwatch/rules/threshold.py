@@ -97,17 +97,17 @@ class ThresholdRule:
 
     def _evaluate(self, batch: ReadingBatch) -> Transitions:
         idx, v, ts = batch.sensor, batch.value, batch.ts
-        cur = np.take(self.level, idx)
-        hw, hc, db, _ = np.take(self.high, idx, axis=0).T
+        cur = self.level.take(idx)
+        hw, hc, db, _ = self.high.take(idx, axis=0).T
         new_hi = high_level(v, np.maximum(cur, 0), hw, hc, db)
         if self.any_low:
-            new_lo = high_level(-v, np.maximum(-cur, 0), np.take(self.nlw, idx),
-                                np.take(self.nlc, idx), db)
+            new_lo = high_level(-v, np.maximum(-cur, 0), self.nlw.take(idx),
+                                self.nlc.take(idx), db)
             new_lo = np.where(new_hi > 0, 0, new_lo)
             new = np.where(new_hi > 0, new_hi, -new_lo)
         else:
             new_lo, new = None, new_hi
-        changed = np.flatnonzero(new != cur)
+        changed = (new != cur).nonzero()[0]
         self.level[idx[changed]] = new[changed]
         if not self.timed:
             return self._plain(idx, v, ts, cur, new_hi, new_lo)
@@ -122,12 +122,12 @@ class ThresholdRule:
     def _plain(self, idx: np.ndarray, v: np.ndarray, ts: np.ndarray, cur: np.ndarray,
                new_hi: np.ndarray, new_lo: np.ndarray | None) -> Transitions:
         old_hi = np.maximum(cur, 0)
-        ch = np.flatnonzero(old_hi != new_hi)
+        ch = (old_hi != new_hi).nonzero()[0]
         hi = Fired(ch, old_hi[ch], new_hi[ch], v[ch], ts[ch])
         if new_lo is None:
             return self._emit(idx, hi, self.high_code, self.hw, self.hc)
         old_lo = np.maximum(-cur, 0)
-        ch = np.flatnonzero(old_lo != new_lo)
+        ch = (old_lo != new_lo).nonzero()[0]
         return self._fired(idx, hi, Fired(ch, old_lo[ch], new_lo[ch], v[ch], ts[ch]))
 
     def _fired(self, idx: np.ndarray, hi: Fired, lo: Fired) -> Transitions:

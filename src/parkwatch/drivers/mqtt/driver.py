@@ -122,7 +122,8 @@ class MqttDriver:
             return ReadingBatch.empty()
         sensor = np.fromiter(sensors, np.int32, len(sensors))
         cols = np.array(readings, dtype=np.float64).reshape(len(sensors), 4)
-        value = cols[:, 0] * self._scale[sensor] + self._offset[sensor]
+        with np.errstate(over="ignore"):  # out of range is rejected below, with its topic
+            value = cols[:, 0] * self._scale[sensor] + self._offset[sensor]
         batch = ReadingBatch(sensor, value, cols[:, 1].copy(), cols[:, 2].astype(np.uint8),
                              cols[:, 3].copy())
         out_of_range = np.isinf(value)
