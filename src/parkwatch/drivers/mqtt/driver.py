@@ -43,6 +43,7 @@ class MqttDriver:
         self._scale = np.ones(park.size)
         self._offset = np.zeros(park.size)
         self.filters: list[str] = []
+        self._scaled = False  # some sensor of this driver has a scale or an offset
         templated = False
         for info in park.sensors:
             s = info.config
@@ -51,8 +52,9 @@ class MqttDriver:
             topic = sensor_topic(cfg, s.id, s.address)
             button = bool(park.kind[info.index] == KIND_CODE["fire_button"])
             self.routes[topic] = (info.index, button)
-            if not button:
+            if not button and (s.scale != 1.0 or s.offset != 0.0):
                 self._scale[info.index], self._offset[info.index] = s.scale, s.offset
+                self._scaled = True
             if s.address:
                 self.filters.append(topic)
             else:
@@ -121,20 +123,22 @@ class MqttDriver:
         if not sensors:
             return ReadingBatch.empty()
         sensor = np.fromiter(sensors, np.int32, len(sensors))
-        cols = np.array(readings, dtype=np.float64).reshape(len(sensors), 4)
-        with np.errstate(over="ignore"):  # out of range is rejected below, with its topic
-            value = cols[:, 0] * self._scale[sensor] + self._offset[sensor]
-        batch = ReadingBatch(sensor, value, cols[:, 1].copy(), cols[:, 2].astype(np.uint8),
-                             cols[:, 3].copy())
-        out_of_range = np.isinf(value)
-        if out_of_range.any():
-            # a finite payload value that the sensor's scale/offset push past float range
-            # (1e308 x 10) must not reach the rules as infinity (found by tests/test_fuzz.py)
-            topics = {route[0]: t for t, route in self.routes.items()}
-            for k in np.flatnonzero(out_of_range).tolist():
-                reject("bad_value", f"topic {topics[int(sensor[k])]}: {cols[k, 0]!r} scaled "
-                       "is out of range")
-            batch = batch.take(~out_of_range)
+        # one row per column (value, ts, quality, battery), each contiguous
+        cols = np.array(readings, dtype=np.float64).T.copy()
+        batch = ReadingBatch(sensor, cols[0], cols[1], cols[2].astype(np.uint8), cols[3])
+        if self._scaled:
+            raw = cols[0].copy()
+            with np.errstate(over="ignore"):  # out of range is rejected below, with its topic
+                batch.value = raw * self._scale[sensor] + self._offset[sensor]
+            out_of_range = np.isinf(batch.value)
+            if out_of_range.any():
+                # a finite payload value that the sensor's scale/offset push past float range
+                # (1e308 x 10) must not reach the rules as infinity (found by tests/test_fuzz.py)
+                topics = {route[0]: t for t, route in self.routes.items()}
+                for k in out_of_range.nonzero()[0].tolist():
+                    reject("bad_value", f"topic {topics[int(sensor[k])]}: {raw[k]!r} scaled "
+                           "is out of range")
+                batch = batch.take(~out_of_range)
         self.accepted += len(batch)
         return batch
 
