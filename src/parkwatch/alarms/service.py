@@ -21,7 +21,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import fields
 from enum import StrEnum
 from typing import Any
 
@@ -36,6 +36,9 @@ from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Severity, Transitions
 
 log = logging.getLogger("parkwatch.alarms")
+
+#: an alarm's state as the store keeps it: its fields, all plain values or tuples of them
+_ALARM_FIELDS = tuple(f.name for f in fields(Alarm))
 
 
 class Outcome(StrEnum):
@@ -207,7 +210,7 @@ class AlarmService:
             told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
                                                         if s != "uplink"))))
             alarm.told = told
-            state = asdict(alarm)
+            state = {name: getattr(alarm, name) for name in _ALARM_FIELDS}  # flat: no deepcopy
             state.update(sensor=self.park.ident(alarm.sensor), severity=int(alarm.severity),
                          seq=snap.seq, told=list(told))
             records.append(Record(
