@@ -13,6 +13,7 @@ broker's persistent session when it reconnects, instead of losing it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -37,13 +38,10 @@ class MqttDriver:
         self.cfg = cfg
         self.id = cfg.id
         self.inbox = inbox
-        #: topic -> (sensor index, is a fire button): one lookup a message
-        self.routes: dict[str, tuple[int, bool]] = {}
-        # a reading's value is value * scale + offset (vectorised over a batch, by sensor)
-        self._scale = np.ones(park.size)
-        self._offset = np.zeros(park.size)
+        #: topic -> (sensor index, is a fire button, (scale, offset) or None): one lookup a
+        #: message; value = raw * scale + offset
+        self.routes: dict[str, tuple[int, bool, tuple[float, float] | None]] = {}
         self.filters: list[str] = []
-        self._scaled = False  # some sensor of this driver has a scale or an offset
         templated = False
         for info in park.sensors:
             s = info.config
@@ -51,10 +49,8 @@ class MqttDriver:
                 continue
             topic = sensor_topic(cfg, s.id, s.address)
             button = bool(park.kind[info.index] == KIND_CODE["fire_button"])
-            self.routes[topic] = (info.index, button)
-            if not button and (s.scale != 1.0 or s.offset != 0.0):
-                self._scale[info.index], self._offset[info.index] = s.scale, s.offset
-                self._scaled = True
+            scaled = not button and (s.scale != 1.0 or s.offset != 0.0)
+            self.routes[topic] = (info.index, button, (s.scale, s.offset) if scaled else None)
             if s.address:
                 self.filters.append(topic)
             else:
@@ -111,7 +107,7 @@ class MqttDriver:
                 reject("unknown_sensor", f"topic {excerpt(topic)}")
                 continue
             try:
-                readings.append(decode(payload, route[1], item[3]))
+                reading = decode(payload, route[1], item[3])
             except Rejected as exc:
                 reject(exc.reason, f"topic {topic}: {exc.detail}; payload {excerpt(payload)}")
                 continue
@@ -119,28 +115,25 @@ class MqttDriver:
                 log.exception("driver %s: unexpected error decoding %s", self.id, topic)
                 reject("internal_error", f"{type(exc).__name__} on {topic}")
                 continue
+            if route[2] is not None:
+                k, off = route[2]
+                value = reading[0] * k + off
+                if math.isinf(value):
+                    # a finite payload value that the sensor's scale/offset push past float
+                    # range (1e308 x 10) must not reach the rules as infinity (tests/test_fuzz.py)
+                    reject("bad_value", f"topic {topic}: {reading[0]!r} scaled is out of range")
+                    continue
+                reading = (value, *reading[1:])
+            readings.append(reading)
             sensors.append(route[0])
         if not sensors:
             return ReadingBatch.empty()
-        sensor = np.fromiter(sensors, np.int32, len(sensors))
-        # one row per column (value, ts, quality, battery), each contiguous
-        cols = np.array(readings, dtype=np.float64).T.copy()
-        batch = ReadingBatch(sensor, cols[0], cols[1], cols[2].astype(np.uint8), cols[3])
-        if self._scaled:
-            raw = cols[0].copy()
-            with np.errstate(over="ignore"):  # out of range is rejected below, with its topic
-                batch.value = raw * self._scale[sensor] + self._offset[sensor]
-            out_of_range = np.isinf(batch.value)
-            if out_of_range.any():
-                # a finite payload value that the sensor's scale/offset push past float range
-                # (1e308 x 10) must not reach the rules as infinity (found by tests/test_fuzz.py)
-                topics = {route[0]: t for t, route in self.routes.items()}
-                for k in out_of_range.nonzero()[0].tolist():
-                    reject("bad_value", f"topic {topics[int(sensor[k])]}: {raw[k]!r} scaled "
-                           "is out of range")
-                batch = batch.take(~out_of_range)
-        self.accepted += len(batch)
-        return batch
+        n = len(sensors)
+        values, times, qualities, batteries = zip(*readings, strict=True)
+        self.accepted += n
+        return ReadingBatch(np.fromiter(sensors, np.int32, n), np.fromiter(values, np.float64, n),
+                            np.fromiter(times, np.float64, n), np.fromiter(qualities, np.uint8, n),
+                            np.fromiter(batteries, np.float64, n))
 
     def settle(self, items: list[tuple[Any, ...]]) -> None:
         """The pipeline is done with these messages (their alarm changes are committed):
