@@ -33,7 +33,10 @@ above the 10 000 kg critical limit, from a quarter to three quarters of the step
 The first step runs at 95 % of the bare rate.  After a failure, the next rate is just below
 what the daemon got through in the failed step (its accepted count over the step's time);
 then the search halves the gap (geometrically) between the highest rate that passed and the
-lowest that failed, until they are within ``--resolution`` or the time budget is spent.
+lowest that failed, until they are within ``--resolution`` or the time budget is spent.  While
+every step passes it goes up by 10 % a step, up to three times the bare rate (``CEILING``): the
+maximum it reports is one that was found, not a floor, since the latency benchmark's half load
+is half of it.
 
 Run from the repository root::
 
@@ -455,11 +458,16 @@ def run_step(b: Bench, k: int, rate: float, seconds: float, max_lag: float, abor
     return step
 
 
+#: the search looks for the highest sustained rate up to this multiple of the bare subscriber's
+#: drain rate (the latency benchmark's half load is half of what it finds)
+CEILING = 3.0
+
+
 def next_rate(steps: list[dict[str, Any]], bare: float, resolution: float,
               min_rate: float) -> float | None:
     """The next rate to try, or None when the search is done: a rate that failed lies within
     `resolution` above the highest that passed (or nothing passed down to `min_rate`, or a
-    rate above the bare subscriber's passed)."""
+    rate of CEILING times the bare subscriber's passed)."""
     passed = [s["rate"] for s in steps if s["pass"]]
     failed = [s for s in steps if not s["pass"]]
     lo = max(passed, default=None)
@@ -476,7 +484,7 @@ def next_rate(steps: list[dict[str, Any]], bare: float, resolution: float,
         nxt = 0.97 * guess if guess is not None and guess < hi else 0.7 * hi
         return max(min_rate, min(nxt, 0.9 * hi))
     if hi is None:
-        return None if lo >= 1.05 * bare else min(lo * 1.1, 1.1 * bare)
+        return None if lo >= 0.999 * CEILING * bare else min(lo * 1.1, CEILING * bare)
     top = hi
     if guess is not None and lo * (1 + resolution) < guess * 1.05 < hi:
         top = guess * 1.05  # above this it failed already once, overloaded

@@ -32,6 +32,10 @@ from parkwatch.readings import ReadingBatch
 log = logging.getLogger("parkwatch.drivers.mqtt")
 
 
+def _never(_payload: bytes, _now: float) -> None:
+    return None
+
+
 class MqttDriver:
     def __init__(self, cfg: MqttDriverConfig, park: ParkModel, inbox: Any,
                  park_cfg: ParkConfig) -> None:
@@ -100,14 +104,18 @@ class MqttDriver:
         sensors: list[int] = []
         readings: list[tuple[float, float, int, float]] = []  # (value, ts, quality, battery)
         routes, decode, reject = self.routes, self.decoder.decode, self.rejections.reject
+        read = self.decoder.read_common or _never
         for item in items:
             topic, payload = item[1], item[2]
             route = routes.get(topic)
             if route is None:
                 reject("unknown_sensor", f"topic {excerpt(topic)}")
                 continue
+            # a flood's common shape first (a button's payload is an event: decode's)
+            reading = None if route[1] else read(payload, item[3])
             try:
-                reading = decode(payload, route[1], item[3])
+                if reading is None:
+                    reading = decode(payload, route[1], item[3])
             except Rejected as exc:
                 reject(exc.reason, f"topic {topic}: {exc.detail}; payload {excerpt(payload)}")
                 continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +82,63 @@ def _top_key(path: str | None) -> str | None:
     return path if path and "." not in path else None
 
 
+#: (value, device time, quality, battery)
+Reading = tuple[float, float, int, float]
+
+
+def _common_reader(value_field: str, time_field: str | None, time_unit: str,
+                   battery_field: str | None, max_bytes: int,
+                   max_skew_s: float) -> Callable[[bytes, float], Reading | None] | None:
+    """A reader of the common shape: a JSON object whose value is a finite number and whose
+    time (if any) an integer or float near the gateway clock.  It answers None for anything
+    else, which the general path then reads, or rejects with its reason.  Its settings live
+    in the closure: a flood calls it for every message."""
+    value_key, time_key, battery_key = (_top_key(value_field), _top_key(time_field),
+                                        _top_key(battery_field))
+    if value_key is None or (time_field and time_key is None) or (
+            battery_field and battery_key is None):
+        return None  # dotted paths: the general path's get_path
+    ms_above = {"ms": -math.inf, "auto": 1e11}.get(time_unit, math.inf)  # ms beyond this
+    good = Quality.GOOD
+    nan = math.nan
+
+    def read(payload: bytes, now: float) -> Reading | None:
+        if len(payload) > max_bytes:
+            return None
+        try:
+            doc, end = _scan(payload.decode("utf-8"), 0)
+        except (ValueError, StopIteration, RecursionError):  # UnicodeDecodeError too
+            return None
+        if end != len(payload) or doc.__class__ is not dict:  # not ASCII, spaces, not an object
+            return None
+        value = doc.get(value_key)
+        if value.__class__ is int and -_EXACT <= value <= _EXACT:
+            value = float(value)
+        if value.__class__ is not float or value - value != 0.0:  # not a finite number
+            return None
+        ts = now
+        if time_key is not None:
+            t = doc.get(time_key)
+            if t is not None:
+                if not ((t.__class__ is int and -_EXACT <= t <= _EXACT)
+                        or (t.__class__ is float and t - t == 0.0)):
+                    return None
+                ts = t / 1000.0 if t > ms_above else float(t)
+                if not abs(ts - now) <= max_skew_s:
+                    return None
+        battery = nan
+        if battery_key is not None:
+            b = doc.get(battery_key)
+            if b is not None:
+                b = number(b)
+                if b is None or not 0.0 <= b <= 100.0:
+                    return None  # the general path ignores it, and says nothing either
+                battery = b
+        return value, ts, good, battery
+
+    return read
+
+
 class PayloadDecoder:
     def __init__(self, value_field: str, time_field: str | None, time_unit: str,
                  event_field: str, battery_field: str | None, max_bytes: int,
@@ -92,46 +150,16 @@ class PayloadDecoder:
         self.battery_field = battery_field
         self.max_bytes = max_bytes
         self.max_skew_s = max_skew_s
-        # the fast path: one-key value and time fields, and the time in s, ms or auto
-        self._value_key = _top_key(value_field)
-        self._time_key = _top_key(time_field)
-        self._battery_key = _top_key(battery_field)
-        self._fast = (self._value_key is not None
-                      and (time_field is None or self._time_key is not None)
-                      and (battery_field is None or self._battery_key is not None))
-        #: a device time above this is in milliseconds
-        self._ms_above = {"ms": -math.inf, "auto": 1e11}.get(time_unit, math.inf)
+        #: the flood's shape, read without the general path's reasons; None when the fields
+        #: are dotted paths (the general path reads those)
+        self.read_common: Callable[[bytes, float], Reading | None] | None = _common_reader(
+            value_field, time_field, time_unit, battery_field, max_bytes, max_skew_s)
 
-    def decode(self, payload: bytes, is_button: bool,
-               now: float) -> tuple[float, float, int, float]:
-        if self._fast and not is_button and len(payload) <= self.max_bytes:
-            try:
-                doc, end = _scan(payload.decode("utf-8"), 0)
-            except (ValueError, StopIteration, RecursionError):  # UnicodeDecodeError too
-                end = -1
-            if end == len(payload) and doc.__class__ is dict:
-                value = doc.get(self._value_key)
-                if value.__class__ is int and -_EXACT <= value <= _EXACT:
-                    value = float(value)
-                if value.__class__ is float and value - value == 0.0:  # finite
-                    ts = now
-                    if self._time_key is not None:
-                        t = doc.get(self._time_key)
-                        if t is not None:
-                            if not ((t.__class__ is int and -_EXACT <= t <= _EXACT)
-                                    or (t.__class__ is float and t - t == 0.0)):
-                                return self._decode(payload, is_button, now)
-                            ts = t / 1000.0 if t > self._ms_above else float(t)
-                            if not abs(ts - now) <= self.max_skew_s:
-                                return self._decode(payload, is_button, now)
-                    battery = math.nan
-                    if self._battery_key is not None:
-                        b = doc.get(self._battery_key)
-                        if b is not None:
-                            b = number(b)
-                            if b is not None and 0.0 <= b <= 100.0:
-                                battery = b
-                    return value, ts, Quality.GOOD, battery
+    def decode(self, payload: bytes, is_button: bool, now: float) -> Reading:
+        if self.read_common is not None and not is_button:
+            reading = self.read_common(payload, now)
+            if reading is not None:
+                return reading
         return self._decode(payload, is_button, now)
 
     def _decode(self, payload: bytes, is_button: bool,
