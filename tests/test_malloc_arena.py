@@ -95,3 +95,35 @@ def test_large_blocks_keep_mappings_of_their_own_after_a_large_one_was_freed():
 
 def test_an_engineers_mmap_threshold_is_left_alone():
     assert mapped("fixed", MALLOC_MMAP_THRESHOLD_="131072")["took"] is False
+
+
+def test_settle_heap_collects_the_start_s_garbage_and_freezes_the_rest():
+    """After settle_heap, what the start left in reference cycles is gone, and what lives on
+    is out of the collector's sight: a full collection no longer walks it."""
+    import gc
+    import weakref
+
+    from parkwatch.daemon.memory import settle_heap
+
+    class Node:
+        pass
+
+    try:
+        garbage = Node()
+        garbage.me = garbage  # a cycle: only the collector frees it
+        gone = weakref.ref(garbage)
+        del garbage
+        kept = [Node() for _ in range(1000)]
+        held = Node()
+        held.me = held  # a cycle alive at the start, dropped by a later reload
+        dropped = weakref.ref(held)
+        frozen = settle_heap()
+        assert gone() is None
+        assert frozen >= len(kept) and gc.get_freeze_count() == frozen
+        del held
+        gc.collect()
+        assert dropped() is not None  # frozen: out of the collector's sight
+        settle_heap()  # a reload's: unfrozen, collected, frozen again
+        assert dropped() is None
+    finally:
+        gc.unfreeze()

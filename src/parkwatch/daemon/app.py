@@ -33,6 +33,7 @@ from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.httpapi import ApiServer, state_token
+from parkwatch.daemon.memory import settle_heap
 from parkwatch.daemon.metrics import DaemonMetrics
 from parkwatch.daemon.pipeline import Inbox, Pipeline
 from parkwatch.daemon.reload import ReloadPlan, ReloadRefused, plan_reload
@@ -284,6 +285,7 @@ class Daemon:
         self.last_reload = {"ok": ok, "at": rfc3339_ms(now), "error": error}
         if ok:
             self.config_loaded_at = now
+            settle_heap()  # the new park's tables are as long-lived as the old ones were
         else:
             log.error("reload failed, still running on the previous config: %s", error)
         self.inbox.call(self._publish_status)

@@ -11,7 +11,7 @@ from types import FrameType
 
 from parkwatch.config import ConfigError, load_config
 from parkwatch.daemon.logsetup import setup_logging
-from parkwatch.daemon.memory import fixed_mmap_threshold, one_malloc_arena
+from parkwatch.daemon.memory import fixed_mmap_threshold, one_malloc_arena, settle_heap
 from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
 
@@ -73,6 +73,7 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
     daemon.start()
+    settle_heap()  # see parkwatch.daemon.memory
     try:
         supervisor.run()
     finally:
