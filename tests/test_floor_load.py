@@ -19,6 +19,8 @@ from textwrap import dedent
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import Device, Subscriber, wait_until
 from parkwatch.config import load_config
@@ -380,3 +382,42 @@ def test_e2e_floor_overload_and_a_silent_cell(floor_daemon: Any, broker: LocalMo
                             (DATA, "cleared"), (LOAD, "cleared")]
     (cleared,) = _floor(events, LOAD, "cleared")
     assert cleared["value"] == kn(2_000) and cleared["alarm_id"] == warning["alarm_id"]
+
+
+def _stale_due_everywhere(rule: Any) -> float:
+    """When floor_load's tick next matters, worked out from every cell of every group (what
+    the rule keeps up to date for the groups each batch touches)."""
+    due = math.inf
+    for g, start in enumerate(rule.starts):
+        if rule.data_raised[g]:
+            continue
+        for m in rule.members[start:start + rule.sizes[g]]:
+            due = min(due, math.inf if rule.failed[m] else rule.good_ts[m] + rule.stale_after)
+    if rule.durations.active:
+        due = min(due, rule.durations.next_due())
+    return due
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(
+    st.floats(0.5, 40), st.sampled_from(["tick", "E1", "W1", "W2", "E1W2", "all"]),
+    st.sampled_from([Quality.GOOD, Quality.GOOD, Quality.COMM_FAIL, Quality.UNSTABLE]),
+    st.floats(0, 40_000)), min_size=1, max_size=25))
+def test_the_kept_stale_times_match_a_scan_of_every_cell(tmp_path_factory: Any,
+                                                        steps: list[Any]) -> None:
+    """Whatever the batches, ticks, failures and unusable readings: the time the floor rule
+    says its next tick matters is the one a scan of all its cells gives, and the engine's
+    kept next_due is up to date."""
+    rig = Rig(tmp_path_factory.mktemp("floor"), FLOOR)
+    rule = rig.engine.kinds["floor_load"]
+    t = 0.0
+    for gap, what, quality, kg in steps:
+        t += gap
+        if what == "tick":
+            rig.tick(t)
+        else:
+            cells = {"E1W2": ["E1", "W2"], "all": ["E1", "W1", "W2"]}.get(what, [what])
+            rig.feed(t, *[(c, kg, quality) for c in cells])
+        assert rule.next_due() == _stale_due_everywhere(rule)
+        # and the engine's kept answer is every kind's, as of this step
+        assert rig.engine.next_due() == min(k.next_due() for k in rig.engine.tickers)

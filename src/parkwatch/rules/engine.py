@@ -100,6 +100,9 @@ class RuleEngine:
             if getattr(kind, "uses_last_ts", False):
                 kind.last_ts = self.last_ts
         self._stamp = np.full(n, -1, np.int32)
+        #: next_due() as of the last change of state (None: to be worked out again); the
+        #: pipeline asks before and after every batch, and some kinds scan every sensor
+        self._due: float | None = None
         self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0}
 
     def state(self) -> dict[str, StateArray]:
@@ -111,6 +114,7 @@ class RuleEngine:
 
     def restored(self) -> None:
         """The state arrays were overwritten (a restore): kinds rebuild what they derive."""
+        self._due = None
         for kind in self.kinds.values():
             if hasattr(kind, "restored"):
                 kind.restored()
@@ -119,6 +123,7 @@ class RuleEngine:
         """Set a fire button's latch from outside the readings: off for an operator's explicit
         reset, on to keep a fire alarm latched when the button's config changed."""
         latch = self.kinds["button_latch"]
+        self._due = None
         latch.latched[sensor] = on
         latch.restored()
 
@@ -130,6 +135,7 @@ class RuleEngine:
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         if len(batch) == 0:
             return Transitions.empty()
+        self._due = None
         if batch.sensor.dtype != np.intp:  # the index type numpy gathers fastest with
             batch = ReadingBatch(batch.sensor.astype(np.intp), batch.value, batch.ts,
                                  batch.quality, batch.battery)
@@ -178,6 +184,7 @@ class RuleEngine:
 
     def tick(self, now: float) -> Transitions:
         """Let time pass to `now`: durations elapse, silences grow, cells go stale."""
+        self._due = None
         tr = Transitions.concat([kind.tick(now) for kind in self.tickers])
         for kind in self.reviewers:
             if len(tr):
@@ -186,4 +193,6 @@ class RuleEngine:
 
     def next_due(self) -> float:
         """When :meth:`tick` would next change anything (inf: never without readings)."""
-        return min((kind.next_due() for kind in self.tickers), default=np.inf)
+        if self._due is None:
+            self._due = min((kind.next_due() for kind in self.tickers), default=np.inf)
+        return self._due
