@@ -10,6 +10,7 @@ import platform
 import shlex
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,21 @@ def machine(**versions: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         **versions,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "cpu_probe_ms": cpu_probe_ms(),
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def cpu_probe_ms() -> float:
+    """How long a fixed piece of pure-Python work takes now, best of three (ms).  On a shared
+    virtual machine the same code runs up to twice as slowly in one hour as in the next, and
+    the load average does not show it; this does, next to every result."""
+    best = math.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        sum(i * i for i in range(200_000))
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1000, 1)
 
 
 def command_line(argv: list[str]) -> str:

@@ -18,7 +18,7 @@ report = importlib.util.module_from_spec(_spec)
 sys.modules["bench_report"] = report
 _spec.loader.exec_module(report)
 
-MACHINE = {"nproc": 2, "python": "3.11.7", "loadavg": [0.5, 0.4, 0.3],
+MACHINE = {"nproc": 2, "python": "3.11.7", "loadavg": [0.5, 0.4, 0.3], "cpu_probe_ms": 12.4,
            "timestamp": "2026-11-23T10:00:00+00:00"}
 
 INGEST = {"benchmark": "ingest", "command": ".venv/bin/python benchmarks/ingest.py",
@@ -171,3 +171,12 @@ def test_main_writes_summary_and_readme_and_changes_nothing_when_rerun(tmp_path:
     summary = json.loads(first[1])
     assert {r["benchmark"] for r in summary["rows"]} >= {"ingest", "rules", "alarms"}
     assert "1 of 3 targets met" in first[0].replace("\n", " ")
+
+
+def test_each_source_line_says_how_fast_the_machine_was() -> None:
+    """The load average misses a shared virtual machine's slow hours; the speed probe, taken
+    as each benchmark starts, shows them next to the result."""
+    line = report.source_line(report.source("ingest", INGEST))
+    assert "load average 0.5" in line and "speed probe 12.4 ms" in line
+    old = {**INGEST, "machine": {k: v for k, v in MACHINE.items() if k != "cpu_probe_ms"}}
+    assert "speed probe" not in report.source_line(report.source("ingest", old))
