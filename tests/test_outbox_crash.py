@@ -114,6 +114,27 @@ def wait_online(sub: Subscriber, after: int, timeout: float = 10.0) -> None:
     raise AssertionError("daemon did not come online")
 
 
+def wait_listening(sub: Subscriber, device: Device, timeout: float = 10.0) -> None:
+    """Until the daemon's driver is subscribed: "online" on the uplink does not say so, and a
+    press the broker accepts before that is dropped (there is no session to queue it for).
+    A water level beyond its critical limit, sent until its alarm is raised, then cleared."""
+    sensor, levels = next(iter(WATER.items()))
+
+    def seen(event: str) -> bool:
+        return any(json.loads(p)["sensor_id"] == sensor and json.loads(p)["event"] == event
+                   for _k, p in uplink_events(sub))
+
+    deadline = time.monotonic() + timeout
+    while not seen("raised"):
+        assert time.monotonic() < deadline, "the daemon never heard the sensors"
+        device.send(sensor, {"value": levels[1]})
+        time.sleep(0.2)
+    device.send(sensor, {"value": levels[-1]})
+    while not seen("cleared"):
+        assert time.monotonic() < deadline, "the probe alarm was not cleared"
+        time.sleep(0.05)
+
+
 def query(db_path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     db = sqlite3.connect(db_path, timeout=10)
     try:
@@ -152,6 +173,7 @@ def test_sigkill_between_commit_and_delivery_loses_no_change(broker, tmp_path, d
             procs.append(proc)
             wait_online(sub, mark)
             if n == 0:  # from now on the broker keeps the daemon's session while it is down
+                wait_listening(sub, device)
                 devices.start()
             time.sleep(after)
             proc.send_signal(signal.SIGKILL)
