@@ -24,7 +24,6 @@ _WARNING = int(Severity.WARNING)
 _NORMAL = int(Severity.NORMAL)
 
 
-
 class CommFaultRule:
     rules: ClassVar[tuple[str, ...]] = ("comm_fault",)
     #: sees every fresh reading, not only the usable ones: COMM_FAIL is its input

@@ -30,7 +30,6 @@ _HEARTBEAT = int(Quality.HEARTBEAT)
 _TEST = int(Quality.TEST)
 
 
-
 def occurrence_rank(sensor: np.ndarray) -> np.ndarray:
     """For each reading, how many earlier readings of the same sensor the batch holds."""
     n = sensor.shape[0]

@@ -34,7 +34,6 @@ _WARNING = int(Severity.WARNING)
 _NORMAL = int(Severity.NORMAL)
 
 
-
 #: members of some groups: positions (None: all), each one's group's place, each group's first
 Selection = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 
