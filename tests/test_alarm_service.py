@@ -368,7 +368,7 @@ def test_fire_ladder_escalates_and_reminds_until_acknowledged(make: Any, clock: 
     alarm_id = raised["alarm_id"]
     first = g.told(raised)
     assert "district" not in first
-    assert g.armed[-1] == T0 + 60  # the apscheduler job is armed for the first step
+    assert g.armed[-1] == T0 + 60  # the escalation timer is armed for the first step
     clock.t = T0 + 59.9
     assert g.service.escalate_due() == 0
     clock.t = T0 + 60

@@ -1,4 +1,4 @@
-"""Escalation on the running daemon: the apscheduler timer fires the step on time, and a daemon
+"""Escalation on the running daemon: the escalation timer fires the step on time, and a daemon
 restarted half-way up the ladder fires the next step on time, once (the store re-arms it)."""
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sqlite3
@@ -13,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from parkwatch import __version__
 from parkwatch.alarms.delivery import (
@@ -37,6 +34,7 @@ from parkwatch.daemon.memory import settle_heap
 from parkwatch.daemon.metrics import DaemonMetrics
 from parkwatch.daemon.pipeline import Inbox, Pipeline
 from parkwatch.daemon.reload import ReloadPlan, ReloadRefused, plan_reload
+from parkwatch.daemon.timers import Timers
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
@@ -79,7 +77,7 @@ class Daemon:
             lambda: self._mqtt_ack(p)))
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
         self.couriers = self._couriers()
-        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.timers = Timers()
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
                                    on_committed=self._committed, on_due=self._arm_escalation,
                                    on_unsaved=self._unsaved)
@@ -94,17 +92,13 @@ class Daemon:
                                  recorder=self.recorder, on_batch=self.telemetry.readings,
                                  on_evaluated=self.metrics.observe_rules)
         self.api = self._api()
-        self.scheduler.add_job(lambda: self.inbox.call(self._tick), "interval",
-                               seconds=cfg.gateway.status_interval_s, id="status",
-                               max_instances=1, coalesce=True)
-        self.scheduler.add_job(lambda: self.inbox.call(self.keeper.checkpoint), "interval",
-                               seconds=cfg.gateway.checkpoint_interval_s, id="checkpoint",
-                               max_instances=1, coalesce=True)
-        self.scheduler.add_job(lambda: self.inbox.call(self._aggregate), "interval",
-                               seconds=cfg.telemetry.aggregates_interval_s, id="aggregates",
-                               max_instances=1, coalesce=True)
-        self.scheduler.add_job(lambda: self.inbox.call(self._purge), "interval", seconds=3600,
-                               id="purge", max_instances=1, coalesce=True)
+        self.timers.every("status", cfg.gateway.status_interval_s,
+                          lambda: self.inbox.call(self._tick))
+        self.timers.every("checkpoint", cfg.gateway.checkpoint_interval_s,
+                          lambda: self.inbox.call(self.keeper.checkpoint))
+        self.timers.every("aggregates", cfg.telemetry.aggregates_interval_s,
+                          lambda: self.inbox.call(self._aggregate))
+        self.timers.every("purge", 3600, lambda: self.inbox.call(self._purge))
 
     def _open_store(self) -> AlarmStore:
         try:
@@ -213,7 +207,7 @@ class Daemon:
         self.pipeline.start()
         for driver in self.drivers:
             driver.start()
-        self.scheduler.start()
+        self.timers.start()
         if self.api is not None:
             self.api.start()
         log.info("parkwatch %s started: park %s, gateway %s, %d sensor(s), %d driver(s), "
@@ -223,7 +217,7 @@ class Daemon:
     def stop(self, timeout: float = 1.5) -> None:
         """Stop inputs first, let the pipeline drain, then say offline and disconnect."""
         deadline = time.monotonic() + timeout
-        self.scheduler.shutdown(wait=False)
+        self.timers.stop(0.2)
         if self.api is not None:
             self.api.stop()
         for driver in self.drivers:
@@ -243,7 +237,7 @@ class Daemon:
     def workers(self) -> dict[str, bool]:
         """Whether each long-running loop the alarm path needs is alive, by what it does (the
         systemd watchdog is fed only while all are)."""
-        out = {"alarm pipeline": self.pipeline.running, "scheduler": self.scheduler.running,
+        out = {"alarm pipeline": self.pipeline.running, "timers": self.timers.running,
                "rule state writer": self.keeper.alive, "telemetry": self.telemetry.alive,
                "uplink broker link": self.uplink.link.alive}
         out.update({f"courier {name}": c.alive for name, c in dict(self.couriers).items()})
@@ -464,14 +458,8 @@ class Daemon:
             self.telemetry.points_text(text, n)
 
     def _arm_escalation(self, due: float | None) -> None:
-        """(Re)arm the one apscheduler job that runs the escalations due next."""
-        if due is None:
-            with contextlib.suppress(JobLookupError):
-                self.scheduler.remove_job("escalation")
-            return
-        self.scheduler.add_job(lambda: self.inbox.call(self.alarms.escalate_due), "date",
-                               run_date=datetime.fromtimestamp(due, UTC), id="escalation",
-                               replace_existing=True, misfire_grace_time=None)
+        """(Re)arm the one timer that runs the escalations due next (None: none is due)."""
+        self.timers.at("escalation", due, lambda: self.inbox.call(self.alarms.escalate_due))
 
     def _purge(self) -> None:
         dropped = self.store.purge(time.time() - self.cfg.alarms.outbox_retention_s)

@@ -30,5 +30,3 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("apscheduler",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -13,8 +13,8 @@ no cost to the bus) and it is re-probed after ``reprobe_s``, doubling up to ``ba
 so one dead slave cannot stall the others.  A port that errors or vanishes is closed and
 reopened with backoff.  Losses and recoveries are logged once each.
 
-The loop is a thread of its own rather than apscheduler jobs: a half-duplex bus needs one
-serialised queue with priorities and millisecond timing, which a thread pool cannot give.
+The loop is a thread of its own rather than jobs on the daemon's timers: a half-duplex bus
+needs one serialised queue with priorities and millisecond timing.
 """
 
 from __future__ import annotations
