@@ -11,19 +11,25 @@ the repository root and the tests run from there.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from parkwatch.cli import main as cli_main
 from parkwatch.config import ConfigError, load_config
 from parkwatch.config.brokers import BrokerConfig
-from parkwatch.config.model import ThresholdSettings
+from parkwatch.config.compact import compact_context
+from parkwatch.config.model import ParkConfig, ThresholdSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKEN_DIR = REPO_ROOT / "tests" / "configs" / "broken"
@@ -239,6 +245,58 @@ def test_sensors_given_the_same_keys_share_one_record_of_them(tmp_path: Path) ->
     assert "name" not in by_id["FB1"].model_fields_set
     assert cfg.thresholds_for(by_id["LC2"]).high_critical is None
     assert cfg.thresholds_for(by_id["LC1"]).high_critical == 10000
+
+
+def _large_park(tmp_path: Path, n: int) -> tuple[Path, dict]:
+    data = yaml.safe_load(MINIMAL_PARK)
+    data["sensors"] += [
+        {"id": f"LC-{k}", "kind": "load_cell", "building": "A", "floor": "2F", "driver": "lora",
+         **({"thresholds": {"high_warning": 5000 + k}} if k % 7 == 0 else {}),
+         **({"name": f"东区 {k}"} if k % 3 == 0 else {})}
+        for k in range(n)]
+    return _write(tmp_path, yaml.safe_dump(data, allow_unicode=True)), data
+
+
+def test_the_loaded_config_is_an_equal_compact_copy_of_the_validated_one(tmp_path: Path) -> None:
+    path, data = _large_park(tmp_path, 300)
+    cfg = load_config(path)
+    plain = ParkConfig.model_validate(data)  # pydantic's own models, not rebuilt
+    assert cfg == plain
+    assert cfg.model_dump() == plain.model_dump()
+    for mine, theirs in zip(cfg.sensors, plain.sensors, strict=True):
+        assert type(mine) is type(theirs)
+        assert mine == theirs and hash(mine) == hash(theirs)
+        assert mine.model_fields_set == theirs.model_fields_set
+        assert cfg.thresholds_for(mine) == plain.thresholds_for(theirs)
+    s = cfg.sensors[-3]  # LC-297, which has a name
+    with pytest.raises(ValidationError, match="frozen"):
+        s.name = "changed"  # still frozen
+    assert s.model_copy(update={"name": "x"}).name == "x"
+    assert s.name == "东区 297"
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11),
+                    reason="the compact layout is CPython 3.11's (other versions lay out "
+                    "objects otherwise)")
+def test_a_large_park_keeps_its_sensors_in_under_half_the_memory(tmp_path: Path) -> None:
+    """Memory: 10,000 sensors are held for the daemon's whole life (see config/compact.py)."""
+    _, data = _large_park(tmp_path, 2000)
+
+    def held(make: Callable[[], object]) -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            kept = make()
+            gc.collect()
+            size = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        del kept
+        return size / len(data["sensors"])
+
+    as_validated = held(lambda: ParkConfig.model_validate(data).sensors)
+    as_loaded = held(lambda: ParkConfig.model_validate(data, context=compact_context()).sensors)
+    assert as_loaded < as_validated / 2, (as_loaded, as_validated)  # 272 against 1,454 bytes
 
 def test_password_from_file(tmp_path: Path) -> None:
     secret = _write(tmp_path, "s3cret  \nsecond line is ignored\n", "mqtt.pass")

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
+
+from parkwatch.config.compact import compact_model, prime_shared_keys
 
 ID_PATTERN = r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u9fff]{0,63}$"
 
@@ -35,3 +45,12 @@ class Strict(BaseModel):
         str_strip_whitespace=True,
         validate_default=True,
     )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        prime_shared_keys(cls)  # before any instance: see parkwatch.config.compact
+
+    @model_validator(mode="after")
+    def _compact(self, info: ValidationInfo) -> Self:
+        return compact_model(self, info.context)

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from parkwatch.config.compact import compact_context
 from parkwatch.config.crosscheck import cross_check
 from parkwatch.config.model import ParkConfig
 from parkwatch.config.yamlsource import ConfigSyntaxError, Loc, SourceMap, load_yaml_with_lines
@@ -154,7 +155,7 @@ def validate_data(data: Any, smap: SourceMap) -> ParkConfig:
         raise ConfigError([ConfigProblem(smap.file, 1, "", "the file must be a mapping of "
                                          "sections (park, gateway, brokers, ...)")])
     try:
-        cfg = ParkConfig.model_validate(data, context={"base_dir": smap.base_dir})
+        cfg = ParkConfig.model_validate(data, context=compact_context(base_dir=smap.base_dir))
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -168,31 +169,7 @@ def validate_data(data: Any, smap: SourceMap) -> ParkConfig:
             ConfigProblem(smap.file, smap.line_of(loc), format_path(loc), msg)
             for loc, msg in cross
         ]))
-    share_fields_sets(cfg)
     return cfg
-
-
-def share_fields_sets(cfg: BaseModel) -> None:
-    """Let models that were given the same keys share one record of which keys were given.
-
-    pydantic keeps a set of the keys each model was given (``model_fields_set``): 728 bytes for
-    a sensor naming six of them, 7 MB of a 10,000-sensor park's memory for sets that hold the
-    same few combinations.  The config is frozen, and pydantic copies the set before changing
-    it (``model_copy(update=…)``), so one shared set per combination is never written to.
-    """
-    shared: dict[frozenset[str], set[str]] = {}
-    todo: list[Any] = [cfg]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, BaseModel):
-            given = node.__pydantic_fields_set__
-            object.__setattr__(node, "__pydantic_fields_set__",
-                               shared.setdefault(frozenset(given), given))
-            todo.extend(node.__dict__.values())
-        elif isinstance(node, list | tuple):
-            todo.extend(node)
-        elif isinstance(node, dict):
-            todo.extend(node.values())
 
 
 def _ordered(problems: list[ConfigProblem]) -> list[ConfigProblem]:
