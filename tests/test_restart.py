@@ -21,7 +21,7 @@ from conftest import REPO, Subscriber
 from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
-from parkwatch.rules.snapshot import restore_state, save_state
+from parkwatch.rules.snapshot import plain_fields, restore_state, save_state
 from test_daemon_process import write_config as daemon_config
 
 PY = [sys.executable, "-m", "parkwatch"]
@@ -228,3 +228,18 @@ def test_changed_limits_reset_only_that_sensors_state(tmp_path):
     assert level[a2] == 1 and level[a3] == 0
     # clocks of the last sign of life start at the new start, not in the past
     assert np.all(engine2.kinds["no_data"].heard >= 500.0)
+
+
+def test_fingerprints_read_the_fields_a_dump_would_give(tmp_path):
+    """The fingerprints read each sensor field by field (a dump would give every compact model
+    a dict to keep): the result must be the dump, or a gateway upgraded across this change
+    would reset the rule state of every sensor, latched fire alarms included."""
+    example = load_config(REPO / "src" / "parkwatch" / "examples" / "park.yaml")
+    mine = load_config(write_config(tmp_path, 1883, for_s=0.0))
+    changed = load_config(write_config(tmp_path, 1883, for_s=0.0),
+                          {("sensors", 7, "thresholds"): {"high_warning": 9500, "deadband": 5},
+                           ("sensors", 7, "rate"): {"window_s": 30}})
+    sensors = [*example.sensors, *mine.sensors, *changed.sensors]
+    assert any(s.thresholds is not None for s in sensors)
+    for s in sensors:
+        assert plain_fields(s, exclude="name") == s.model_dump(exclude={"name"}), s.id

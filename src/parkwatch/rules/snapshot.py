@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
@@ -47,6 +48,17 @@ def fingerprints(park: ParkModel) -> dict[str, list[str]]:
     return known
 
 
+def plain_fields(model: BaseModel, exclude: str | None = None) -> dict[str, Any]:
+    """``model.model_dump()``, read field by field: a dump would leave each compact config
+    model with a ``__dict__`` of its own to keep (64 bytes a sensor; see config/compact.py)."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        if name != exclude:
+            value = getattr(model, name)
+            out[name] = plain_fields(value) if isinstance(value, BaseModel) else value
+    return out
+
+
 def _fingerprints(park: ParkModel) -> dict[str, list[str]]:
     cfg = park.cfg
     flapping = cfg.rules.flapping.model_dump() if cfg.rules.flapping else None
@@ -58,7 +70,7 @@ def _fingerprints(park: ParkModel) -> dict[str, list[str]]:
         # park-wide settings count only for the sensors they apply to: editing flap detection
         # must not reset (and so clear) a latched fire alarm
         sensors.append(_digest({
-            "sensor": s.model_dump(exclude={"name"}),
+            "sensor": plain_fields(s, exclude="name"),
             "limits": limits.model_dump() if limits else None,
             "rate": rate.model_dump() if rate else None,
             "no_data": cfg.no_data_for(s).model_dump(),
