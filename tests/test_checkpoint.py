@@ -22,7 +22,8 @@ def test_the_writer_keeps_no_copy_of_the_rule_state_once_it_is_written(tmp_path,
     once it is on disk the writer thread, waiting for the next one, must not hold it."""
     engine = RuleEngine(ParkModel(load_config(EXAMPLE)))
     keeper = checkpoint.StateKeeper(engine, tmp_path, min_gap_s=0.0)
-    keeper.restore()  # starts the writer
+    keeper.restore()
+    keeper.start()
     copies: list[weakref.ref[np.ndarray]] = []
     taken = checkpoint.snapshot_arrays
 

@@ -51,6 +51,11 @@ class StateKeeper:
 
     # --- start --------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the writer (after :meth:`restore`: a checkpoint must not replace the state
+        before it is read)."""
+        self._thread.start()
+
     def restore(self, changed_since: Callable[[float], Collection[str]] | None = None) -> set[int]:
         """Load rule state; returns the sources (sensors, floors) whose state starts afresh
         (new, their config changed, or `changed_since(snapshot time)` names them), whose open
@@ -74,7 +79,6 @@ class StateKeeper:
             log.warning("config changed for %s: their rule state starts afresh",
                         ", ".join(restored.reset))
         kept = set(restored.kept_ids)
-        self._thread.start()
         return {i for i, ident in enumerate(self.park.idents()) if ident not in kept}
 
     @property
