@@ -339,7 +339,7 @@ def mqtt_driver(park_cfg: ParkConfig) -> MqttDriver:
 def test_mqtt_messages_are_accepted_or_counted(mqtt_driver: MqttDriver, data: Any) -> None:
     """Through the driver's decode: accepted + rejected == messages, no 'internal_error' (a
     decoder exception), and nothing accepted is infinite."""
-    topics = [*mqtt_driver.routes, "devices/ghost/up"]
+    topics = [*mqtt_driver.topics(), "devices/ghost/up"]
     items = [(mqtt_driver, data.draw(st.sampled_from(topics)), data.draw(mqtt_payload()),
               1_795_000_000.0) for _ in range(data.draw(st.integers(1, 4)))]
     accepted, rejected = mqtt_driver.accepted, mqtt_driver.rejections.count
