@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
 from conftest import REPO, Subscriber
@@ -243,3 +244,42 @@ def test_fingerprints_read_the_fields_a_dump_would_give(tmp_path):
     assert any(s.thresholds is not None for s in sensors)
     for s in sensors:
         assert plain_fields(s, exclude="name") == s.model_dump(exclude={"name"}), s.id
+
+
+def test_a_snapshot_of_the_previous_format_restores(tmp_path):
+    """Format 1 kept a fingerprint string a row; a gateway upgraded to format 2 must restore
+    it (state kept where the config is unchanged, reset where it changed), not start afresh."""
+    path = write_config(tmp_path, 1883, for_s=0.0)
+    park = ParkModel(load_config(path))
+    engine = RuleEngine(park, start=100.0)
+    from parkwatch.readings import ReadingBatch
+
+    a2, a3 = park.index["A-2F-LC1"], park.index["A-3F-LC1"]
+    engine.evaluate(ReadingBatch.from_columns([a2, a3], [9000.0, 9000.0], [101.0, 101.0], [0, 0]))
+    snap = tmp_path / "rules.npz"
+    save_state(engine, snap)
+    with np.load(snap) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays.pop("__meta__")))
+    assert meta["format"] == 2 and isinstance(meta["fingerprints"]["sensor"], str)
+    w = len(meta["fingerprints"]["sensor"]) // len(meta["ids"]["sensor"])
+    meta["format"] = 1
+    meta["fingerprints"] = {space: [fps[i:i + w] for i in range(0, len(fps), w)]
+                            for space, fps in meta["fingerprints"].items()}
+    np.savez(snap, __meta__=np.array(json.dumps(meta)), **arrays)
+
+    changed = load_config(path, {("sensors", 7, "thresholds"): {"high_warning": 9500}})
+    engine2 = RuleEngine(ParkModel(changed), start=500.0)
+    restored = restore_state(engine2, snap)
+    assert restored.reset == ["A-3F-LC1"]
+    assert restored.kept == len(park) + len(park.groups) - 1
+    level = engine2.kinds["threshold"].level
+    assert level[a2] == 1 and level[a3] == 0
+
+
+def test_a_snapshot_of_an_unknown_format_is_refused(tmp_path):
+    park = ParkModel(load_config(write_config(tmp_path, 1883, for_s=0.0)))
+    snap = tmp_path / "rules.npz"
+    np.savez(snap, __meta__=np.array(json.dumps({"format": 9})))
+    with pytest.raises(ValueError, match="snapshot format 9, this parkwatch reads 1, 2"):
+        restore_state(RuleEngine(park), snap)

@@ -26,22 +26,28 @@ from pydantic import BaseModel
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
 
-FORMAT = 1
+FORMAT = 2
+#: formats this version restores: 1 kept each row's fingerprint as a string of its own
+READS = (1, 2)
+#: a fingerprint: the first 64 bits of a SHA-256, in hex
+DIGEST_CHARS = 16
 
 
 def _digest(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
 
 
 #: a park's fingerprints, computed once: every checkpoint writes them, and a park (its config)
 #: never changes (a reload builds a new one); they cost about 15 ms per 1,000 sensors
-_FINGERPRINTS: weakref.WeakKeyDictionary[ParkModel, dict[str, list[str]]] = (
+_FINGERPRINTS: weakref.WeakKeyDictionary[ParkModel, dict[str, str]] = (
     weakref.WeakKeyDictionary())
 
 
-def fingerprints(park: ParkModel) -> dict[str, list[str]]:
-    """Per space ("sensor", "group"): a digest of everything that shapes each one's rule state."""
+def fingerprints(park: ParkModel) -> dict[str, str]:
+    """Per space ("sensor", "group"): a digest of everything that shapes each one's rule state,
+    row after row in one string (DIGEST_CHARS each: a string a row was 0.6 MB more with
+    10,000 sensors)."""
     known = _FINGERPRINTS.get(park)
     if known is None:
         known = _FINGERPRINTS[park] = _fingerprints(park)
@@ -59,7 +65,7 @@ def plain_fields(model: BaseModel, exclude: str | None = None) -> dict[str, Any]
     return out
 
 
-def _fingerprints(park: ParkModel) -> dict[str, list[str]]:
+def _fingerprints(park: ParkModel) -> dict[str, str]:
     cfg = park.cfg
     flapping = cfg.rules.flapping.model_dump() if cfg.rules.flapping else None
     floor = cfg.rules.floor_load.model_dump()
@@ -81,7 +87,7 @@ def _fingerprints(park: ParkModel) -> dict[str, list[str]]:
     groups = [_digest({"id": g.id, "capacity": g.capacity_kn, "floor": floor,
                        "members": [park.sensors[m].id for m in g.members]})
               for g in park.groups]
-    return {"sensor": sensors, "group": groups}
+    return {"sensor": "".join(sensors), "group": "".join(groups)}
 
 
 @dataclass
@@ -148,8 +154,9 @@ def restore_state(engine: RuleEngine, path: Path,
         return out
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["__meta__"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: snapshot format {meta.get('format')}, expected {FORMAT}")
+        if meta.get("format") not in READS:
+            raise ValueError(f"{path}: snapshot format {meta.get('format')}, this parkwatch "
+                             f"reads {', '.join(map(str, READS))}")
         saved = {k: data[k] for k in data.files if k != "__meta__"}
     lagging = set(changed_since(meta["saved_at"])) if changed_since is not None else set()
     return apply_snapshot(engine, meta, saved, clock_floor=engine.start, lagging=lagging)
@@ -168,13 +175,16 @@ def apply_snapshot(engine: RuleEngine, meta: dict[str, Any], saved: dict[str, np
     maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for space in ("sensor", "group"):
         old_pos = {i: k for k, i in enumerate(meta["ids"][space])}
-        old_fps = meta["fingerprints"][space]
+        was = meta["fingerprints"][space]
+        if not isinstance(was, str):  # format 1: a string a row
+            was = "".join(was)
+        now, w = now_fps[space], DIGEST_CHARS
         new_idx, old_idx = [], []
         for k, ident in enumerate(now_ids[space]):
             j = old_pos.get(ident)
             if j is None:
                 out.new += 1
-            elif old_fps[j] != now_fps[space][k]:
+            elif was[j * w:(j + 1) * w] != now[k * w:(k + 1) * w]:
                 out.reset.append(ident)
             elif ident in lagging:
                 out.lagging.append(ident)
