@@ -260,8 +260,9 @@ def test_a_snapshot_of_the_previous_format_restores(tmp_path):
     save_state(engine, snap)
     with np.load(snap) as data:
         arrays = {k: data[k] for k in data.files}
-    meta = json.loads(str(arrays.pop("__meta__")))
+    meta = json.loads(arrays.pop("__meta__").tobytes())
     assert meta["format"] == 2 and isinstance(meta["fingerprints"]["sensor"], str)
+    # format 1: the meta as a numpy str, a fingerprint string a row
     w = len(meta["fingerprints"]["sensor"]) // len(meta["ids"]["sensor"])
     meta["format"] = 1
     meta["fingerprints"] = {space: [fps[i:i + w] for i in range(0, len(fps), w)]
@@ -280,6 +281,6 @@ def test_a_snapshot_of_the_previous_format_restores(tmp_path):
 def test_a_snapshot_of_an_unknown_format_is_refused(tmp_path):
     park = ParkModel(load_config(write_config(tmp_path, 1883, for_s=0.0)))
     snap = tmp_path / "rules.npz"
-    np.savez(snap, __meta__=np.array(json.dumps({"format": 9})))
+    np.savez(snap, __meta__=np.frombuffer(json.dumps({"format": 9}).encode(), np.uint8))
     with pytest.raises(ValueError, match="snapshot format 9, this parkwatch reads 1, 2"):
         restore_state(RuleEngine(park), snap)

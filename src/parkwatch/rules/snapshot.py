@@ -116,7 +116,10 @@ def save_state(engine: RuleEngine, path: Path, arrays: dict[str, np.ndarray] | N
     meta = snapshot_meta(engine, now)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+        # UTF-8 bytes: as a numpy str (format 1) it took 4 bytes a character, and twice that
+        # while written (2.8 MB for 10,000 sensors, at every checkpoint)
+        np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
+                 **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -153,13 +156,22 @@ def restore_state(engine: RuleEngine, path: Path,
         out.new = engine.park.size
         return out
     with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["__meta__"]))
+        meta = _meta(data["__meta__"])
         if meta.get("format") not in READS:
             raise ValueError(f"{path}: snapshot format {meta.get('format')}, this parkwatch "
                              f"reads {', '.join(map(str, READS))}")
         saved = {k: data[k] for k in data.files if k != "__meta__"}
     lagging = set(changed_since(meta["saved_at"])) if changed_since is not None else set()
     return apply_snapshot(engine, meta, saved, clock_floor=engine.start, lagging=lagging)
+
+
+def _meta(stored: np.ndarray) -> dict[str, Any]:
+    """A snapshot's meta: UTF-8 bytes (format 2) or a numpy str (format 1)."""
+    text = stored.tobytes().decode("utf-8") if stored.dtype == np.uint8 else str(stored)
+    meta = json.loads(text)
+    if not isinstance(meta, dict):
+        raise ValueError("snapshot meta is not a JSON object")
+    return meta
 
 
 def apply_snapshot(engine: RuleEngine, meta: dict[str, Any], saved: dict[str, np.ndarray],
