@@ -11,8 +11,8 @@ engineer who sets that variable (in the unit's ``Environment=``) decides instead
 glibc also serves a large block (from 128 KiB by default) with a mapping of its own, returned to the
 system when freed, but it raises that threshold to the size of every such block freed, up to
 32 MiB.  After the start (a parse, a restore) large blocks of a batch or a telemetry body then
-come from the heap and leave holes there that stay resident.  A fixed threshold keeps them in
-mappings of their own (4.5 MB less under load with 10,000 sensors, benchmarks/startup.py);
+come from the heap and leave holes there that stay resident.  A threshold fixed at 128 KiB keeps
+them in mappings of their own (6 MB less under load with 10,000 sensors, benchmarks/startup.py);
 ``MALLOC_MMAP_THRESHOLD_`` in the environment decides instead.
 
 Python's cycle collector, now and then (when the objects that outlived its younger
@@ -35,8 +35,10 @@ log = logging.getLogger("parkwatch")
 #: mallopt's parameter numbers (glibc's malloc.h)
 M_ARENA_MAX = -8
 M_MMAP_THRESHOLD = -3
-#: blocks from this size get a mapping of their own (twice glibc's starting value, kept fixed)
-MMAP_THRESHOLD = 256 * 1024
+#: blocks from this size get a mapping of their own (glibc's starting value, kept fixed).  256 KiB
+#: let a batch's arrays and socket reads under load leave 2 MB more in the heap (VmHWM 80.9
+#: against 79.3 MB, benchmarks/startup.py), at no cost to ingest measured (benchmarks/ingest.py)
+MMAP_THRESHOLD = 128 * 1024
 
 
 def _mallopt(param: int, value: int, env: str) -> bool:
