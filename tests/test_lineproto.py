@@ -179,6 +179,10 @@ def test_slices_that_free_the_gil_write_the_same_text(monkeypatch):
         return "".join(t for t, _k in ReadingLines(PARK)(b))
 
     sliced, sliced_plain = text(batch), text(plain)
+    # what the sink sends: the same text, as UTF-8 pieces of at most SLICE lines
+    pieces = [p for ps, _k in ReadingLines(PARK).encoded(batch) for p in ps]
+    assert b"".join(pieces).decode() == sliced
+    assert len(pieces) > 3 and all(p.count(b"\n") <= lineproto.SLICE for p in pieces)
     monkeypatch.setattr(lineproto, "SLICE", n + 1)
     assert sliced == text(batch) and sliced_plain == text(plain)
     assert sliced.count("\n") == n

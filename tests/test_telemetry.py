@@ -163,10 +163,10 @@ class OrderedWriter:
         self.where = inner.where
         self.taken: list[bytes] = []
 
-    def write(self, payload: bytes) -> Result:
+    def write(self, payload: bytes | list[bytes]) -> Result:
         result = self.inner.write(payload)
         if result.outcome.value == "ok":
-            self.taken.append(payload)
+            self.taken.append(payload if isinstance(payload, bytes) else b"".join(payload))
         return result
 
     def close(self) -> None:

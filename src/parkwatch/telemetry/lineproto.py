@@ -102,42 +102,49 @@ class ReadingLines:
 
     def __call__(self, batch: ReadingBatch) -> Iterable[tuple[str, int]]:
         """(text, points) chunks of at most CHUNK points, in the batch's order of chunks."""
-        for start in range(0, len(batch), CHUNK):
-            part = batch.take(slice(start, start + CHUNK)) if len(batch) > CHUNK else batch
-            yield self._chunk(part), len(part)
+        for part in self._parts(batch):
+            yield "".join(self._slices(part)), len(part)
 
-    def _chunk(self, b: ReadingBatch) -> str:
+    def encoded(self, batch: ReadingBatch) -> Iterable[tuple[list[bytes], int]]:
+        """The same text as UTF-8, in pieces of at most SLICE lines, to be sent as they are:
+        joined, 5,000 lines were 0.75 MB held twice over (text and bytes) at every write."""
+        for part in self._parts(batch):
+            yield [piece.encode("utf-8") for piece in self._slices(part)], len(part)
+
+    @staticmethod
+    def _parts(batch: ReadingBatch) -> Iterable[ReadingBatch]:
+        for start in range(0, len(batch), CHUNK):
+            yield batch.take(slice(start, start + CHUNK)) if len(batch) > CHUNK else batch
+
+    def _slices(self, b: ReadingBatch) -> Iterable[str]:
+        """The lines of one chunk, SLICE at a time (each slice one C-level join: another thread
+        can take the GIL between two); its columns are made Python objects a slice at a time."""
         pre = self.prefix[b.sensor]
         ms = to_ms(b.ts)
         finite = np.isfinite(b.value)
         battery = np.isfinite(b.battery)
         if finite.all() and not battery.any():  # the common case: one shape, no masks
-            return _formatted(self._SHAPES[0][2].format, [pre.tolist(), b.value.tolist(),
-                                                          b.quality.tolist(), ms.tolist()])
-        out: list[str] = []
+            yield from _formatted(self._SHAPES[0][2].format,
+                                  [pre, b.value, b.quality, ms])
+            return
         for has_value, has_battery, shape in self._SHAPES:
             m = (finite if has_value else ~finite) & (battery if has_battery else ~battery)
             if not m.any():
                 continue
-            cols: list[list[Any]] = [pre[m].tolist()]
+            cols: list[np.ndarray] = [pre[m]]
             if has_value:
-                cols.append(b.value[m].tolist())
-            cols.append(b.quality[m].tolist())
+                cols.append(b.value[m])
+            cols.append(b.quality[m])
             if has_battery:
-                cols.append(b.battery[m].tolist())
-            cols.append(ms[m].tolist())
-            out.append(_formatted(shape.format, cols))
-        return "".join(out)
+                cols.append(b.battery[m])
+            cols.append(ms[m])
+            yield from _formatted(shape.format, cols)
 
 
-def _formatted(fmt: Any, cols: list[list[Any]]) -> str:
-    """``fmt`` over the columns, joined; in slices of SLICE readings so that another thread
-    can take the GIL between two of them."""
-    n = len(cols[0])
-    if n <= SLICE:
-        return "".join(map(fmt, *cols))
-    return "".join(["".join(map(fmt, *[c[i:i + SLICE] for c in cols]))
-                    for i in range(0, n, SLICE)])
+def _formatted(fmt: Any, cols: list[np.ndarray]) -> Iterable[str]:
+    """``fmt`` over the columns, SLICE rows to a string."""
+    for i in range(0, len(cols[0]), SLICE):
+        yield "".join(map(fmt, *[c[i:i + SLICE].tolist() for c in cols]))
 
 
 def rfc3339_to_ms(text: str) -> int:

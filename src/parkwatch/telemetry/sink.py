@@ -185,7 +185,7 @@ class TelemetrySink:
 
     def _flush(self, items: list[tuple[str, Any, int]]) -> None:
         events: list[str] = []
-        texts: list[str] = []
+        texts: list[bytes] = []
         n = 0
         first_ms = 0
         for kind, data, points in items:
@@ -196,18 +196,18 @@ class TelemetrySink:
             elif kind == "readings":
                 if not texts:
                     first_ms = int(to_ms(data.ts[:1])[0])
-                for text, k in self.lines(data):
-                    texts.append(text)
+                for pieces, k in self.lines.encoded(data):
+                    texts += pieces
                     n += k
                     if n >= self.cfg.batch_points:
                         self._send(TELEMETRY, texts, n, first_ms)
                         texts, n = [], 0
             else:
-                texts.append(data)
+                texts.append(data.encode("utf-8"))
                 n += points
-        events = [e for e in events if e]
-        if events:
-            self._send(EVENTS, events, len(events), 0)
+        encoded = [e.encode("utf-8") for e in events if e]
+        if encoded:
+            self._send(EVENTS, encoded, len(encoded), 0)
         if texts:
             self._send(TELEMETRY, texts, n, first_ms)
 
@@ -220,16 +220,16 @@ class TelemetrySink:
             self.rejected.reject("bad_event", f"alarm event not written: {exc!r}")
             return ""
 
-    def _send(self, lane: str, texts: list[str], points: int, first_ms: int) -> None:
-        payload = "".join(texts).encode("utf-8")
+    def _send(self, lane: str, pieces: list[bytes], points: int, first_ms: int) -> None:
+        """Write one batch (its pieces as they are: no joined copy), or spool it."""
         if (self.writer is not None and self.spool.empty(lane) and time.time() >= self._retry_at
                 and not (self._stop and self.up is not True)):  # stopping: no slow first tries
-            outcome = self._write(payload, points)
+            outcome = self._write(pieces, points)
             if outcome is not Outcome.RETRY:
                 if outcome is Outcome.OK:
                     self.points["written"] += points
                 return
-        if self.spool.append(lane, payload, points, first_ms):
+        if self.spool.append(lane, b"".join(pieces), points, first_ms):
             self.points["spooled"] += points
 
     def _replay(self) -> None:
@@ -251,7 +251,7 @@ class TelemetrySink:
             if self.spool.empty():
                 log.info("telemetry: spool drained")
 
-    def _write(self, payload: bytes, points: int) -> Outcome:
+    def _write(self, payload: bytes | list[bytes], points: int) -> Outcome:
         assert self.writer is not None
         result = self.writer.write(payload)
         if result.outcome is Outcome.OK:

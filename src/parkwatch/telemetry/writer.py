@@ -15,10 +15,10 @@ cannot help).
 from __future__ import annotations
 
 import enum
-import gzip
 import http.client
 import json
 import ssl
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -86,14 +86,23 @@ class InfluxWriter:
                                                timeout=self.cfg.timeout_s, context=self._tls)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.cfg.timeout_s)
 
-    def write(self, payload: bytes) -> Result:
-        body = gzip.compress(payload, compresslevel=5) if self.cfg.gzip else payload
+    def write(self, payload: bytes | list[bytes]) -> Result:
+        """POST one batch: bytes, or pieces sent one after another (never joined)."""
+        pieces = [payload] if isinstance(payload, bytes) else payload
+        body: bytes | list[bytes]
+        if self.cfg.gzip:
+            packer = zlib.compressobj(5, zlib.DEFLATED, 31)  # 31: the gzip format
+            body = b"".join([*map(packer.compress, pieces), packer.flush()])
+            headers = self._headers
+        else:
+            body = pieces
+            headers = {**self._headers, "Content-Length": str(sum(map(len, pieces)))}
         kept = self._conn is not None
         while True:
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.request("POST", self._target, body, self._headers)
+                self._conn.request("POST", self._target, body, headers)
                 answer = self._conn.getresponse()
                 text = answer.read()
             except STALE as exc:
