@@ -1,4 +1,4 @@
-"""The rule-state keeper's writer thread: what it holds between two checkpoints."""
+"""The rule-state keeper: the copy it takes, the file it writes, what its writer thread holds."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 import parkwatch.daemon.checkpoint as checkpoint
+import parkwatch.rules.snapshot as snapshot
 from conftest import wait_until
 from parkwatch.config.loader import load_config
 from parkwatch.park import ParkModel
@@ -41,3 +42,38 @@ def test_the_writer_keeps_no_copy_of_the_rule_state_once_it_is_written(tmp_path,
                    what="the written copy released")
     finally:
         keeper.close()
+
+
+def test_the_snapshot_file_is_what_numpy_reads_for_any_array():
+    """The checkpoint writes its npz itself (each array from its own memory, no copy on the
+    way): np.load must read back every dtype and shape exactly, empty and 0-d ones too."""
+    import io
+
+    arrays = {"f": np.array([1.5, np.nan, -np.inf]), "b": np.array([True, False]),
+              "empty": np.zeros((0, 3)), "scalar": np.array(3.5),
+              "nd": np.arange(12.0).reshape(3, 2, 2), "u64": np.array([2**64 - 1], np.uint64),
+              "transposed": np.arange(6.0).reshape(2, 3).T, "i8": np.array([-1, 5], np.int8),
+              "flapping.thr": np.full((4, 3, 2), np.nan)}
+    buf = io.BytesIO()
+    snapshot._write_npz(buf, arrays)
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as back:
+        assert sorted(back.files) == sorted(arrays)
+        for name, a in arrays.items():
+            got = back[name]
+            assert got.dtype == a.dtype and got.shape == a.shape, name
+            assert np.array_equal(got, a, equal_nan=a.dtype.kind == "f"), name
+
+
+def test_the_checkpoint_copy_is_a_copy():
+    """The copy is taken between batches and written later: the rules changing their state in
+    the meantime must not change it."""
+    engine = RuleEngine(ParkModel(load_config(EXAMPLE)))
+    copy = snapshot.snapshot_arrays(engine)
+    state = {name: sa.array for name, sa in engine.state().items()}
+    assert sorted(copy) == sorted(state)
+    for name, a in state.items():
+        assert copy[name].dtype == a.dtype and copy[name].shape == a.shape
+        assert copy[name].flags.c_contiguous and copy[name].flags.aligned
+        assert np.array_equal(copy[name], a, equal_nan=a.dtype.kind == "f"), name
+        assert not np.shares_memory(copy[name], a)
