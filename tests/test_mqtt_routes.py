@@ -1,16 +1,24 @@
 """Which sensor an MQTT message is: the driver cuts the sensor id out of its topic template
 (it keeps no topic per sensor), so these are the cases a table lookup used to settle by
 itself: another driver's sensor, a sensor on a fixed address of its own, extra or missing
-topic levels, and scaling only for the sensors that have it."""
+topic levels, and scaling only for the sensors that have it.  And when a driver counts as
+connected: only once the broker has acknowledged its subscription."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import textwrap
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
+from conftest import wait_until
 from parkwatch.config import load_config
 from parkwatch.drivers.mqtt.driver import MqttDriver
 from parkwatch.park import ParkModel
@@ -29,6 +37,7 @@ PARK = textwrap.dedent("""\
     drivers:
       - {id: lora, type: mqtt, broker: local, topic: "site/{sensor_id}/up"}
       - {id: wifi, type: mqtt, broker: local, topic: "wifi/{sensor_id}"}
+      - {id: spare, type: mqtt, broker: local, topic: "spare/{sensor_id}"}
     sensors:
       - {id: LC1, kind: load_cell, building: A, floor: 1F, driver: lora}
       - {id: LC2, kind: load_cell, building: A, floor: 1F, driver: lora, scale: 2.0, offset: 1}
@@ -99,3 +108,58 @@ def test_each_driver_lists_its_sensors_topics(drivers):
     assert drivers["wifi"].topics() == ["wifi/LC9"]
     assert drivers["lora"].filters == ["site/+/up", "legacy/pump-room/level"]
     assert drivers["lora"].health()["sensors"] == 4
+
+
+def _code(value: int) -> ReasonCode:
+    return ReasonCode(PacketTypes.SUBACK, identifier=value)
+
+
+def test_a_driver_is_connected_only_once_its_subscription_is_acknowledged(drivers, caplog):
+    """On a first start the broker drops what is published before the subscription (no
+    session holds it): health, and so READY=1 and /healthz, wait for the SUBACK; a refusal
+    (the broker's ACL) is logged with the filters it refused."""
+    lora = drivers["lora"]
+    lora.link.connected.set()  # as the network thread does on CONNACK
+    lora._subscribe(lora.link)  # (no broker here: the SUBACK is played below)
+    assert lora.health()["connected"] is False
+    with caplog.at_level(logging.ERROR, logger="parkwatch.drivers.mqtt"):
+        lora._on_subscribe(None, None, 1, [_code(0), _code(0x80)])
+    assert lora.health()["connected"] is False
+    assert "refused the subscription to legacy/pump-room/level" in caplog.text
+    assert "ACL" in caplog.text
+    lora._on_subscribe(None, None, 2, [_code(0), _code(1)])
+    assert lora.health()["connected"] is True
+    lora._subscribe(lora.link)  # a reconnect: not connected again until the next SUBACK
+    assert lora.health()["connected"] is False
+
+
+def test_a_driver_without_sensors_has_nothing_to_wait_for(drivers):
+    spare = drivers["spare"]
+    assert spare.filters == []
+    spare.link.connected.set()
+    spare._subscribe(spare.link)
+    assert spare.health()["connected"] is True
+
+
+def test_a_reading_sent_once_the_driver_says_connected_arrives(broker, tmp_path):
+    """The user-visible side, on a real Mosquitto: a driver that says it is connected hears
+    the very next reading (QoS 0: nothing would bring back one the broker dropped)."""
+    path = tmp_path / "park.yaml"
+    path.write_text(PARK.replace("port: 1883", f"port: {broker.port}"), encoding="utf-8")
+    cfg = load_config(path)
+    park = ParkModel(cfg)
+    inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    lora = MqttDriver(next(d for d in cfg.drivers if d.id == "lora"), park, inbox, cfg)
+    device = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    device.connect(broker.host, broker.port)
+    device.loop_start()
+    lora.start()
+    try:
+        wait_until(lambda: lora.health()["connected"], 10, "the driver connected")
+        device.publish("site/LC1/up", b'{"value": 5.5}', qos=0).wait_for_publish(5)
+        item = inbox.get(timeout=5)
+        assert (item[1], item[2]) == ("site/LC1/up", b'{"value": 5.5}')
+    finally:
+        lora.stop()
+        device.loop_stop()
+        device.disconnect()

@@ -139,7 +139,8 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("parkwatch_modbus_quarantined", "gauge", ("driver", "slave"),
      "1 while a Modbus slave is quarantined (polled only now and then) after timeouts."),
     ("parkwatch_driver_connected", "gauge", ("driver", "type"),
-     "1 when a driver has its port open and its device talking, or its broker connected."),
+     "1 when a driver has its port open and its device talking, or its broker connected and "
+     "its subscription acknowledged."),
     ("parkwatch_broker_connected", "gauge", ("broker", "role"),
      "1 when an MQTT link is connected to its broker; role is uplink or driver:<driver id>."),
     ("parkwatch_state_saves_total", "counter", (),

@@ -77,6 +77,9 @@ class MqttDriver:
         self.decoder = PayloadDecoder(cfg.value_field, cfg.time_field, cfg.time_unit,
                                       cfg.event_field, cfg.battery_field, cfg.max_payload_bytes,
                                       cfg.max_clock_skew_s)
+        #: the broker acknowledged this connection's subscription: until then a reading
+        #: published on a first start is dropped by the broker (no session holds it), so the
+        #: driver is not "connected" in its health (nor the daemon READY) before it
         self.subscribed = threading.Event()
         self.accepted = 0
         self.rejections = Rejections(log, f"driver {cfg.id}")
@@ -87,15 +90,28 @@ class MqttDriver:
         self.link.client.on_message = self._on_message
         self.link.client.on_publish_batch = self._on_publishes
         self.link.client.manual_ack_set(True)  # acknowledged in settle(), after the alarm path
-        self.link.client.on_subscribe = lambda *_args: self.subscribed.set()
+        self.link.client.on_subscribe = self._on_subscribe
 
     # --- network thread -----------------------------------------------------------------
     def _subscribe(self, link: MqttLink) -> None:
+        self.subscribed.clear()
         if self.filters:
             link.client.subscribe([(f, self.cfg.qos) for f in self.filters])
             log.info("driver %s: subscribed to %s for %d sensor(s)", self.id,
                      ", ".join(self.filters[:3]) + (" …" if len(self.filters) > 3 else ""),
                      self.sensors)
+        else:  # no sensors: nothing to wait for
+            self.subscribed.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[Any],
+                      _props: Any = None) -> None:
+        refused = [f for f, code in zip(self.filters, codes, strict=False)
+                   if getattr(code, "is_failure", False)]
+        if refused:  # typically the broker's ACL: those sensors would never be heard
+            log.error("driver %s: broker '%s' refused the subscription to %s; check the ACL "
+                      "of this gateway's user", self.id, self.cfg.broker, ", ".join(refused))
+            return
+        self.subscribed.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.qos:
@@ -198,6 +214,7 @@ class MqttDriver:
                 for i, how in enumerate(self._how) if how]
 
     def health(self) -> dict[str, Any]:
-        return {"type": "mqtt", "connected": self.link.connected.is_set(),
+        return {"type": "mqtt",
+                "connected": self.link.connected.is_set() and self.subscribed.is_set(),
                 "sensors": self.sensors, "accepted": self.accepted,
                 "rejected": dict(self.rejections.total)}
