@@ -119,6 +119,8 @@ def test_a_driver_is_connected_only_once_its_subscription_is_acknowledged(driver
     session holds it): health, and so READY=1 and /healthz, wait for the SUBACK; a refusal
     (the broker's ACL) is logged with the filters it refused."""
     lora = drivers["lora"]
+    told: list[bool] = []  # the daemon publishes its status on each
+    lora.state_listeners.append(told.append)
     lora.link.connected.set()  # as the network thread does on CONNACK
     lora._subscribe(lora.link)  # (no broker here: the SUBACK is played below)
     assert lora.health()["connected"] is False
@@ -127,9 +129,17 @@ def test_a_driver_is_connected_only_once_its_subscription_is_acknowledged(driver
     assert lora.health()["connected"] is False
     assert "refused the subscription to legacy/pump-room/level" in caplog.text
     assert "ACL" in caplog.text
-    lora._on_subscribe(None, None, 2, [_code(0), _code(1)])
+    assert "driver lora: subscribed" not in caplog.text
+    with caplog.at_level(logging.INFO, logger="parkwatch.drivers.mqtt"):
+        lora._on_subscribe(None, None, 2, [_code(0), _code(1)])
     assert lora.health()["connected"] is True
-    lora._subscribe(lora.link)  # a reconnect: not connected again until the next SUBACK
+    assert "driver lora: subscribed to site/+/up, legacy/pump-room/level for 4" in caplog.text
+    assert told == [True]  # not at the CONNACK, nor at the refusal: at the granted SUBACK
+    lora.link.connected.clear()
+    lora._link_state(False)  # the link lost, as MqttLink tells its listeners
+    assert told == [True, False]
+    lora.link.connected.set()
+    lora._subscribe(lora.link)  # the reconnect: not connected again until the next SUBACK
     assert lora.health()["connected"] is False
 
 

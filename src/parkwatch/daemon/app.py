@@ -125,7 +125,7 @@ class Daemon:
     def _driver(self, cfg: ParkConfig, park: ParkModel, driver_id: str) -> Any:
         dcfg = next(d for d in cfg.drivers if d.id == driver_id)
         driver = DRIVER_KINDS[dcfg.type].driver_class()(dcfg, park, self.inbox, cfg)
-        getattr(driver, "link", driver).state_listeners.append(self._link_changed)
+        driver.state_listeners.append(self._link_changed)
         return driver
 
     def _forget_rule_state(self) -> list[int]:

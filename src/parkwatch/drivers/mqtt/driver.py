@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -91,17 +92,28 @@ class MqttDriver:
         self.link.client.on_publish_batch = self._on_publishes
         self.link.client.manual_ack_set(True)  # acknowledged in settle(), after the alarm path
         self.link.client.on_subscribe = self._on_subscribe
+        #: told True once the subscription is acknowledged, False when the link is lost (the
+        #: daemon publishes its status on either)
+        self.state_listeners: list[Callable[[bool], None]] = []
+        self.link.state_listeners.append(self._link_state)
 
     # --- network thread -----------------------------------------------------------------
     def _subscribe(self, link: MqttLink) -> None:
         self.subscribed.clear()
         if self.filters:
             link.client.subscribe([(f, self.cfg.qos) for f in self.filters])
-            log.info("driver %s: subscribed to %s for %d sensor(s)", self.id,
-                     ", ".join(self.filters[:3]) + (" …" if len(self.filters) > 3 else ""),
-                     self.sensors)
         else:  # no sensors: nothing to wait for
-            self.subscribed.set()
+            self._heard()
+
+    def _link_state(self, up: bool) -> None:
+        if not up:
+            for listener in self.state_listeners:
+                listener(False)
+
+    def _heard(self) -> None:
+        self.subscribed.set()
+        for listener in self.state_listeners:
+            listener(True)
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[Any],
                       _props: Any = None) -> None:
@@ -111,7 +123,10 @@ class MqttDriver:
             log.error("driver %s: broker '%s' refused the subscription to %s; check the ACL "
                       "of this gateway's user", self.id, self.cfg.broker, ", ".join(refused))
             return
-        self.subscribed.set()
+        self._heard()
+        log.info("driver %s: subscribed to %s for %d sensor(s)", self.id,
+                 ", ".join(self.filters[:3]) + (" …" if len(self.filters) > 3 else ""),
+                 self.sensors)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.qos:
