@@ -3,7 +3,7 @@ cycle collector's, settled once the daemon runs.
 
 glibc's malloc gives each thread that allocates under contention an arena of its own (up to
 eight per core), and an arena keeps the pages it once used.  The daemon's dozen threads
-(network loops, couriers, the telemetry writer, the scheduler) spend most of their time waiting
+(network loops, couriers, the telemetry writer, the timers) spend most of their time waiting
 for the GIL, so the arenas buy no speed, only resident memory: about 11 MB with 10,000 sensors
 under load (benchmarks/startup.py).  One arena is what ``MALLOC_ARENA_MAX=1`` gives; an
 engineer who sets that variable (in the unit's ``Environment=``) decides instead.

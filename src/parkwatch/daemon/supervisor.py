@@ -8,7 +8,7 @@
   first status line is a true one.
 * ``WATCHDOG=1`` is sent only while the alarm path is alive: the pipeline made progress within
   half the watchdog timeout (it answered a probe queued behind the readings, or finished a
-  batch), and every long-running loop (drivers, couriers, broker link, scheduler, writers)
+  batch), and every long-running loop (drivers, couriers, broker link, timers, writers)
   still runs.  A rule that hangs or a loop that dies silences the pings, and systemd restarts
   the daemon: at most 1.5 × ``WatchdogSec=`` after the hang.
 * ``STATUS=`` carries a one-line summary, sent when it changes (``systemctl status`` shows it).
