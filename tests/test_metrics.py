@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import REPO, wait_until
 from parkwatch import __version__
 from parkwatch.daemon import metrics as metrics_module
-from parkwatch.daemon.metrics import HAZARDS, METRICS, OPEN_STATES
+from parkwatch.daemon.metrics import HAZARDS, METRICS, OPEN_STATES, STANDARD
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -110,17 +110,32 @@ def test_metrics_count_readings_rejections_alarms_and_deliveries(daemon, subscri
 def test_every_exposed_family_is_in_METRICS_and_vice_versa(daemon):
     _, _, body = get(daemon, "/metrics")
     text = body.decode("utf-8")
-    exposed = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.MULTILINE))
-    assert set(exposed) == set(METRICS)
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.MULTILINE))
+    assert set(helps) == set(METRICS) | set(STANDARD)
+    exposed = {name: h for name, h in helps.items() if name not in STANDARD}
     assert exposed == METRICS  # the help text Grafana's authors read is the one exposed
-    assert set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE)) == set(METRICS)
+    assert set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE)) == set(helps)
     names = {f.name for f in text_string_to_metric_families(text)}
-    assert {n.removesuffix("_total") for n in METRICS} == names
+    assert {n.removesuffix("_total") for n in helps} == names
+
+
+def test_the_process_own_figures_are_exposed_for_this_daemon(daemon):
+    """Memory, CPU and open files of the daemon's process, and the garbage collector's work:
+    what a maintainer compares with the gateway's memory budget."""
+    samples = scrape(daemon)
+    value = {name: v for (name, labels), v in samples.items() if not labels}
+    with open("/proc/self/status", encoding="ascii") as f:  # the tests run the daemon in-process
+        rss = int(next(line for line in f if line.startswith("VmRSS:")).split()[1]) * 1024
+    assert 0.5 * rss < value["process_resident_memory_bytes"] < 2 * rss
+    assert value["process_open_fds"] > 3 and value["process_cpu_seconds_total"] > 0
+    assert any(name == "python_gc_collections_total" and ("generation", "0") in labels
+               for name, labels in samples)
+    assert any(name == "python_info" for name, _ in samples)
 
 
 def test_every_metric_is_documented():
     doc = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
-    missing = [name for name in METRICS if f"`{name}`" not in doc]
+    missing = [name for name in (*METRICS, *STANDARD) if f"`{name}`" not in doc]
     assert not missing, f"docs/metrics.md does not describe {missing}"
 
 

@@ -13,7 +13,9 @@ counters, atomic under the GIL) and tolerate a count that moves while it is read
 read through a short-lived read-only store connection of the scraping thread.
 
 Each daemon has its own :class:`CollectorRegistry` (tests run several daemons in one process),
-never prometheus-client's global default registry.
+never prometheus-client's global default registry.  Beside the daemon's own families it carries
+prometheus-client's standard ones for any Python process (:data:`STANDARD`): memory, CPU and
+open files from ``/proc``, the garbage collector, and the interpreter's version.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
@@ -153,6 +161,15 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
 METRICS: dict[str, str] = {name: text for name, _kind, _labels, text in _SPEC}
 _KIND = {name: (kind, labels) for name, kind, labels, _text in _SPEC}
 
+#: prometheus-client's standard families for a Python process, as exposed (Linux: the process_*
+#: ones read ``/proc/self``); a maintainer compares the resident memory with the 80 MB budget
+STANDARD = (
+    "process_virtual_memory_bytes", "process_resident_memory_bytes",
+    "process_start_time_seconds", "process_cpu_seconds_total", "process_open_fds",
+    "process_max_fds", "python_gc_objects_collected_total",
+    "python_gc_objects_uncollectable_total", "python_gc_collections_total", "python_info",
+)
+
 Family = CounterMetricFamily | GaugeMetricFamily
 
 
@@ -181,6 +198,9 @@ class DaemonMetrics:
         self._telemetry_failed = False
         self.registry = CollectorRegistry()
         self.registry.register(self)
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     # --- observers, called by the pipeline and the couriers --------------------------------
 
