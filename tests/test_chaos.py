@@ -278,9 +278,9 @@ def test_broker_restarted_repeatedly_daemon_reconnects_fast_and_loses_no_alarm_c
     proc = start_daemon(cfg, log)
     cycles: list[dict[str, Any]] = []
     try:
+        # a driver counts as connected once the broker acknowledged its subscription
         wait_until(lambda: any(s["state"] == "online" and s["drivers"]["lora"]["connected"]
                                for s in statuses(sub)), 20, "the daemon online")
-        time.sleep(0.3)  # the driver's subscription is acknowledged
         devices.start()
         for n, down in enumerate(DOWN_S, start=1):
             time.sleep(UP_S)

@@ -433,7 +433,8 @@ def test_no_secret_in_logs_metrics_status_or_retained_status(pki, tls_broker, cc
                    "the retained status")
         wait_until(lambda: any("lora-bad" in x or "refused" in x for x in lines), 10,
                    "the refused login")
-        time.sleep(0.5)  # the lora driver subscribes
+        wait_until(lambda: any("driver lora: subscribed to" in x for x in lines), 10,
+                   "the broker to acknowledge the lora driver's subscription")
         press(netserver, "A-3F-FB1")
         raised(cc, "A-3F-FB1")
 
