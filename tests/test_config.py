@@ -416,3 +416,10 @@ def test_problems_are_ordered_by_line(
     printed = capsys.readouterr().err.splitlines()
     assert printed[:-1] == [str(p) for p in problems]
     assert printed[-1] == f"{config}: {len(problems)} problem(s); not valid"
+
+
+def test_a_password_in_the_influxdb_url_is_refused_without_repeating_it(at_repo_root: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(_case("telemetry_url_with_password").path)
+    printed = "\n".join(str(p) for p in excinfo.value.problems)
+    assert "telemetry.influxdb.url" in printed and "hunter2" not in printed

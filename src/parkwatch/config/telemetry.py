@@ -25,7 +25,8 @@ class InfluxConfig(Secret):
     `user:password` (or empty without auth), the org `-` and the bucket `database/retention`.
     """
 
-    url: str = Field(description="base URL, e.g. http://127.0.0.1:8086")
+    url: str = Field(description="base URL, e.g. http://127.0.0.1:8086; a path prefix may "
+                     "follow, a query string or a user and password may not")
     org: str = Field("-", min_length=1, description="organisation (1.8: '-')")
     bucket: str = Field(min_length=1, description="bucket (1.8: 'database/retention_policy')")
     timeout_s: float = Field(10.0, gt=0, le=300, description="a write that takes longer failed")
@@ -40,6 +41,15 @@ class InfluxConfig(Secret):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL with a host, e.g. "
                              f"http://127.0.0.1:8086; got {url!r}")
+        if parts.username is not None or parts.password is not None:
+            # not echoed: the URL holds a secret
+            raise ValueError("must not carry a user or password; put the token in secret_file "
+                             "or secret_env (InfluxDB 1.8: 'user:password' as the token)")
+        if parts.query or parts.fragment or url.endswith(("?", "#")):
+            # the write request's own query (org, bucket, precision) would silently replace it
+            raise ValueError(f"must not carry a query string or fragment: org and bucket are "
+                             f"keys of their own, and parkwatch adds the write API's query "
+                             f"itself; got {url!r}")
         return url.rstrip("/")
 
 
