@@ -27,7 +27,11 @@ def decode(registers: list[int] | np.ndarray, offsets: np.ndarray, dtype: str,
     else:
         # the wire holds the value's bytes a,b,c,d at the positions the order names
         data = data[:, np.argsort(_PERMUTATION[order])]
-    return np.ascontiguousarray(data).view(_DTYPES[dtype]).reshape(-1).astype(np.float64)
+    values = np.ascontiguousarray(data).view(_DTYPES[dtype]).reshape(-1)
+    # a device's float32 NaN may be a signalling one, which the CPU flags on the cast: it stays
+    # NaN, and the rule engine counts it as unusable, so the flag is no news
+    with np.errstate(invalid="ignore"):
+        return values.astype(np.float64)
 
 
 def encode(value: float, dtype: str, order: str) -> list[int]:
