@@ -1,4 +1,4 @@
-# parkwatch: `make bench` runs every benchmark and rewrites the results table in README.md.
+# parkwatch: `make bench` runs every benchmark and rewrites the results tables in README.md.
 # `./dev` stays the entry point for setup, tests and the demo; this file only adds the
 # benchmark run (GNU make, Debian package `make`).
 
@@ -38,9 +38,9 @@ BENCH_TARGETS := $(addprefix bench-,$(BENCHES))
 help:
 	@echo "make bench        ./dev setup, then every benchmark ($(BENCHES)), then the report:"
 	@echo "                  benchmarks/results/*.json, benchmarks/results/summary.json and the"
-	@echo "                  table in README.md (under 10 minutes on 2 cores)"
+	@echo "                  tables in README.md (under 10 minutes on 2 cores)"
 	@echo "make bench-NAME   one benchmark alone (NAME: $(BENCHES)); no report"
-	@echo "make report       rewrite summary.json and the README table from the results present"
+	@echo "make report       rewrite summary.json and the README tables from the results present"
 	@echo "options: BUS_ARGS RULES_ARGS ALARMS_ARGS TELEMETRY_ARGS INGEST_ARGS LATENCY_ARGS"
 	@echo "         STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+from benchinfo import command_line  # noqa: E402
 from benchinfo import machine as bench_machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bus.json"
@@ -351,6 +352,7 @@ def table(cases: list[Case]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=6.0, help="measured time per case")
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before it")
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="all simulated buses of a case in one process (default: one each)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    started = time.monotonic()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     bauds = [int(b) for b in args.bauds.split(",")]
 
@@ -399,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    note: {c.failed_polls} failed polls, {c.timeouts} timeouts, "
                   f"{c.bad_frames} bad frames, {c.collisions} collisions")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": "modbus_rtu bus throughput", "machine": info,
+    result = {"benchmark": "modbus_rtu bus throughput", "command": command_line(argv),
+              "machine": info, "runtime_s": round(time.monotonic() - started, 1),
               "settings": {"seconds": args.seconds, "warmup": args.warmup,
                            "slaves_per_bus": args.slaves, "bits_per_char": BITS_PER_CHAR,
                            "request_bytes": REQUEST_CHARS, "response_bytes": RESPONSE_CHARS,

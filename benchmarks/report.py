@@ -4,6 +4,14 @@
 
 One row per figure: benchmark, case, figure, value, unit, target and met (true, false, or null
 for a figure without a target). A benchmark without a results file gives a "not run" row.
+
+Two benchmarks also get their detail table in a block of its own further down the README, from
+their results file alone: ``bus`` (one row per case: polls/s against the line limit, scaling,
+target and verdict) between ``<!-- bench-bus:begin -->`` and ``<!-- bench-bus:end -->``, and
+``rules`` (one row per mode and size: ns/sensor in each order, the reference, the target at 1e5)
+between ``<!-- bench-rules:begin -->`` and ``<!-- bench-rules:end -->``; a block without its
+markers is inserted after the block before it. A figure the results do not hold is "–".
+
 Nothing is measured here, and the output depends only on the results files: running it twice
 changes nothing.
 
@@ -357,16 +365,25 @@ def block(rows: list[Row], sources: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _swap(text: str, new_block: str, begin: str, end: str) -> str | None:
+    """Text with the block between the markers replaced; None when it has neither marker."""
+    new_block = new_block.rstrip("\n") + "\n"
+    start, stop = text.find(begin), text.find(end)
+    if start >= 0 and stop > start:
+        tail = text[stop + len(end):]
+        return text[:start] + new_block + tail.removeprefix("\n")
+    if start >= 0 or stop >= 0:
+        raise ValueError(f"README has only one of the markers {begin} {end}")
+    return None
+
+
 def replace_block(text: str, new_block: str) -> str:
     """README text with the block between the markers replaced; without markers, the block is
     inserted after the first paragraph under "## Performance"."""
+    swapped = _swap(text, new_block, BEGIN, END)
+    if swapped is not None:
+        return swapped
     new_block = new_block.rstrip("\n") + "\n"
-    start, end = text.find(BEGIN), text.find(END)
-    if start >= 0 and end > start:
-        tail = text[end + len(END):]
-        return text[:start] + new_block + tail.removeprefix("\n")
-    if start >= 0 or end >= 0:
-        raise ValueError(f"README has only one of the markers {BEGIN} {END}")
     lines = text.splitlines(keepends=True)
     try:
         i = next(k for k, ln in enumerate(lines) if ln.rstrip() == "## Performance") + 1
@@ -377,6 +394,204 @@ def replace_block(text: str, new_block: str) -> str:
     while i < len(lines) and lines[i].strip() and not lines[i].startswith("#"):
         i += 1  # the intro paragraph
     return "".join(lines[:i]) + "\n" + new_block + "".join(lines[i:])
+
+
+# --- the detail tables of bus and rules ---------------------------------------------------------
+
+DETAILS = ("bus", "rules")  # in the README's order
+DASH = "–"
+RULES_MODES = {"thresholds": "thresholds", "all": "all kinds"}
+RULES_ORDERS = ("arrival", "poll")
+RULES_TARGET_SIZE = 100_000
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench-{name}:begin -->", f"<!-- bench-{name}:end -->"
+
+
+def _fixed(x: float | None, digits: int = 1) -> str:
+    return DASH if x is None else f"{x:,.{digits}f}".replace(",", " ")
+
+
+def _percent(ratio: float | None) -> str:
+    return DASH if ratio is None else fmt_value(100.0 * ratio, "%")
+
+
+def _word(met: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "no figure"}[met]
+
+
+def _md(head: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(_cell(c) for c in cells) + " |" for cells in body)]
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, 100, break_long_words=False, break_on_hyphens=False)
+
+
+def _latest_run(res: Result) -> str:
+    cmd = f"`{res['command']}`" if res.get("command") else "command not recorded"
+    stamp = (res.get("machine") or {}).get("timestamp") or res.get("when")
+    return f"Latest run: {cmd}" + (f", {stamp}" if stamp else "")
+
+
+BUS_FAULTS = (("t35_violations", "t3.5 violations"), ("failed_polls", "failed polls"),
+              ("timeouts", "timeouts"), ("bad_frames", "bad frames"),
+              ("collisions", "collisions"))
+
+
+def bus_detail(res: Result) -> list[str]:
+    """The bus table (one row per case, in the run's order) and the line faults, if any."""
+    s = res.get("settings", {})
+    single, scaling = 100.0 * s.get("single_target", 0.9), 100.0 * s.get("scaling_target", 0.9)
+    cases = res.get("cases", [])
+    multi = sorted({c["buses"] for c in cases if c["buses"] > 1})
+    head = ["baud", "buses", "polls/s", "line limit", "% of limit",
+            f"scaling vs {multi[0] if len(multi) == 1 else 'n'} × one bus", "target"]
+    body = []
+    for c in cases:
+        one = c["buses"] == 1
+        tgt = target_text("≥", single, "%") if one else \
+            f"linear, {target_text('≥', scaling, '%')} of {c['buses']} × one bus"
+        body.append([str(c["baud"]), str(c["buses"]), _fixed(c.get("polls_per_s")),
+                     _fixed(c.get("theoretical_per_s")), _percent(c.get("ratio")),
+                     DASH if one else _percent(c.get("scaling")), f"{tgt}: {_word(c.get('pass'))}"])
+    run = _latest_run(res)
+    if "slaves_per_bus" in s and "seconds" in s:
+        run += (f"; {s['slaves_per_bus']} slaves per bus, {s.get('warmup', 0):g} s warm-up and "
+                f"{s['seconds']:g} s measured per case")
+    faults = []
+    for c in cases:
+        found = [f"{label} {c[k]}" for k, label in BUS_FAULTS if c.get(k)]
+        if found:
+            faults.append(f"{c['baud']} baud, {c['buses']} bus{'es' if c['buses'] > 1 else ''} "
+                          f"({', '.join(found)})")
+    if faults:
+        note = ("Line faults (a t3.5 violation fails its case; -1: a simulator did not "
+                "report): " + "; ".join(faults) + ".")
+    elif cases and all(k in c for c in cases for k, _ in BUS_FAULTS):
+        note = ("No case had a t3.5 violation, a failed poll, a timeout, a bad frame or a "
+                "collision.")
+    else:
+        note = ""
+    return [_fill(run + "."), "", *_md(head, body), *(["", _fill(note)] if note else [])]
+
+
+def _rules_met(r: Result) -> bool | None:
+    met = r.get("meets_target")
+    return judge(r.get("ns_per_sensor"), "≤", r["target_ns"]) if met is None else met
+
+
+def _rules_verdict(orders: dict[str, Result]) -> str:
+    """"≤ 15 ns: met" when every order is judged alike, else the verdict of each order."""
+    judged = {o: r for o, r in orders.items() if r.get("target_ns") is not None}
+    if not judged:
+        return DASH
+    tgt = target_text("≤", next(iter(judged.values()))["target_ns"], "ns")
+    words = {o: _word(_rules_met(r)) for o, r in judged.items()}
+    if len(set(words.values())) == 1 and set(words) == set(RULES_ORDERS):
+        return f"{tgt}: {next(iter(words.values()))}"
+    return f"{tgt}: " + ", ".join(f"{o} {w}" for o, w in words.items())
+
+
+def _ns(x: float | None) -> str:
+    return DASH if x is None else f"{x:.1f}" if x >= 1 else f"{x:.2f}"
+
+
+def rules_detail(res: Result) -> list[str]:
+    """The rules table: one row per mode and size run, each order in a column; the target
+    size, when the run left it out, is a "not run" row (other sizes are just not shown)."""
+    runs = res.get("rows", [])
+    targets = res.get("targets_ns_at_1e5", {})
+    modes = list(dict.fromkeys([*RULES_MODES, *(r["mode"] for r in runs)]))
+    cells: dict[tuple[str, int], dict[str, Result]] = {}
+    for r in runs:
+        cells.setdefault((r["mode"], r["sensors"]), {})[r["order"]] = r
+    body = []
+    for mode in modes:
+        sizes = sorted(n for m, n in cells if m == mode)
+        missing = [n for n in (RULES_TARGET_SIZE,) if not any(abs(k - n) < 0.05 * n
+                                                              for k in sizes)]
+        for n in sorted([*sizes, *missing]):
+            name = RULES_MODES.get(mode, mode)
+            if n in missing:
+                tgt = DASH
+                if n == RULES_TARGET_SIZE and mode in targets:
+                    tgt = f"{target_text('≤', targets[mode], 'ns')}: not run"
+                body.append([name, f"1e{len(str(n)) - 1}: not run", DASH, DASH, DASH, tgt])
+                continue
+            orders = {o: cells[mode, n][o] for o in
+                      sorted(cells[mode, n], key=lambda o: (o not in RULES_ORDERS, o))}
+            ref = next((r for r in orders.values()
+                        if r.get("reference_ns_per_sensor") is not None), None)
+            ref_cell = DASH if ref is None else _fixed(ref["reference_ns_per_sensor"], 0) + (
+                f" ({ref['speedup']:.0f}×)" if ref.get("speedup") else "")
+            body.append([name, f"{n:,}".replace(",", " ")] + [
+                _fixed(orders.get(o, {}).get("ns_per_sensor")) for o in RULES_ORDERS]
+                + [ref_cell, _rules_verdict(orders)])
+    head = ["rules", "sensors", "arrival ns/sensor", "poll ns/sensor",
+            "reference ns/sensor (speed-up)", "target at 1e5"]
+    out = [_fill(_latest_run(res) + "; medians of the timed batches:"), "", *_md(head, body)]
+    judged = [r for r in runs if r.get("target_ns") is not None]
+    if judged:
+        missed = [f"{RULES_MODES.get(r['mode'], r['mode'])}, {r['order']} order "
+                  f"({_ns(r.get('ns_per_sensor'))} ns)"
+                  for r in judged if _rules_met(r) is not True]
+        met = len(judged) - len(missed)
+        out += ["", _fill(f"Targets at 1e5 sensors: {met} of {len(judged)} met"
+                          + (f"; missed: {'; '.join(missed)}." if missed else "."))]
+        big = [(mode, {r["order"]: r for r in judged if r["mode"] == mode}) for mode in modes]
+        out += ["", _fill("At 1e5 sensors, per sensor in arrival / poll order: the mean batch "
+                          "(the table has the median) and `next_due()`, which the pipeline asks "
+                          "between batches:"), ""]
+        for mode, orders in big:
+            if orders:
+                mean = " / ".join(_ns(orders.get(o, {}).get("ns_per_sensor_mean"))
+                                  for o in RULES_ORDERS)
+                due = " / ".join(_ns(orders.get(o, {}).get("next_due_ns_per_sensor"))
+                                 for o in RULES_ORDERS)
+                out.append(f"- {RULES_MODES.get(mode, mode)}: mean {mean} ns, "
+                           f"`next_due()` {due} ns")
+    else:
+        out += ["", "No 1e5-sensor case in this run: the targets are not judged."]
+    return out
+
+
+DETAIL_LINES: dict[str, Callable[[Result], list[str]]] = {"bus": bus_detail,
+                                                          "rules": rules_detail}
+
+
+def detail_block(name: str, res: Result | None) -> str:
+    """The README block of one benchmark's detail table, markers included."""
+    begin, end = markers(name)
+    file = f"benchmarks/results/{name}.json"
+    lines = [begin, f"<!-- generated by benchmarks/report.py from {file}: edit that, not this "
+             "block -->"]
+    if res is None:
+        lines.append(f"Not run: no readable `{file}`.")
+    else:
+        try:
+            lines.extend(DETAIL_LINES[name](res))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            lines.append(f"Unreadable `{file}`: {type(exc).__name__} {exc}.")
+    return "\n".join([*lines, end]) + "\n"
+
+
+def replace_detail(text: str, name: str, new_block: str) -> str:
+    """README text with the detail block of ``name`` replaced; without its markers, the block
+    is inserted after the main block, or after the detail block before it in DETAILS."""
+    begin, end = markers(name)
+    swapped = _swap(text, new_block, begin, end)
+    if swapped is not None:
+        return swapped
+    anchors = [END, *(markers(d)[1] for d in DETAILS[:DETAILS.index(name)])]
+    found = [text.find(a) + len(a) for a in anchors if a in text]
+    if not found:
+        raise ValueError(f"README has neither {begin} nor {END}")
+    i = max(found)
+    i += text[i:i + 1] == "\n"
+    return text[:i] + "\n" + new_block.rstrip("\n") + "\n" + text[i:]
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -408,12 +623,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"rows": rows, "sources": sources}
     (args.results / SUMMARY_NAME).write_text(
         json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    text = args.readme.read_text(encoding="utf-8")
-    args.readme.write_text(replace_block(text, block(rows, sources)), encoding="utf-8")
+    text = replace_block(args.readme.read_text(encoding="utf-8"), block(rows, sources))
+    for name in DETAILS:
+        text = replace_detail(text, name, detail_block(name, results.get(name)))
+    args.readme.write_text(text, encoding="utf-8")
     print("\n".join(table(rows)))
     met, judged = tally(rows)
-    print(f"\n{met} of {judged} targets met; wrote "
-          f"{args.results / SUMMARY_NAME} and the table in {args.readme.name}")
+    print(f"\n{met} of {judged} targets met; wrote {args.results / SUMMARY_NAME} and the "
+          f"tables in {args.readme.name} (all figures, {', '.join(DETAILS)})")
     return 0
 
 

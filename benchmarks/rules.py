@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+from benchinfo import command_line  # noqa: E402
 from benchinfo import machine as bench_machine  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
@@ -185,7 +186,8 @@ def measure_reference(park: ParkModel, reps: int) -> float | None:
     return statistics.median(times) / len(park) * 1e9
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--modes", nargs="+", default=["thresholds", "all"],
@@ -197,7 +199,8 @@ def main() -> int:
     ap.add_argument("--reference-max", type=int, default=100_000,
                     help="largest size run through the (slow) reference")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rules.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    started = time.monotonic()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,8 +241,10 @@ def main() -> int:
                           f"{target}", flush=True)
                 del park
                 gc.collect()
-    result = {"benchmark": "rules", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    result = {"benchmark": "rules", "command": command_line(argv),
+              "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": bench_machine(numpy=np.__version__),
+              "runtime_s": round(time.monotonic() - started, 1),
               "targets_ns_at_1e5": TARGETS_NS, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

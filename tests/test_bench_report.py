@@ -180,3 +180,170 @@ def test_each_source_line_says_how_fast_the_machine_was() -> None:
     assert "load average 0.5" in line and "speed probe 12.4 ms" in line
     old = {**INGEST, "machine": {k: v for k, v in MACHINE.items() if k != "cpu_probe_ms"}}
     assert "speed probe" not in report.source_line(report.source("ingest", old))
+
+
+# --- the detail tables of bus and rules ----------------------------------------------------
+
+BUS_FULL = {"benchmark": "modbus_rtu bus throughput",
+            "command": ".venv/bin/python benchmarks/bus.py", "machine": MACHINE,
+            "settings": {"seconds": 6.0, "warmup": 1.0, "slaves_per_bus": 10,
+                         "single_target": 0.9, "scaling_target": 0.9},
+            "cases": [
+                {"baud": 9600, "buses": 1, "polls_per_s": 35.8318, "theoretical_per_s": 36.3636,
+                 "ratio": 0.9854, "scaling": None, "t35_violations": 0, "failed_polls": 0,
+                 "timeouts": 0, "bad_frames": 0, "collisions": 0, "pass": True},
+                {"baud": 115200, "buses": 4, "polls_per_s": 734.8, "theoretical_per_s": 780.75,
+                 "ratio": 0.9411, "scaling": 0.85, "t35_violations": 2, "failed_polls": 0,
+                 "timeouts": 1, "bad_frames": 0, "collisions": 0, "pass": False}]}
+
+RULES_FULL = {"benchmark": "rules",
+              "command": ".venv/bin/python benchmarks/rules.py --sizes 1000 100000",
+              "machine": MACHINE, "targets_ns_at_1e5": {"thresholds": 15.0, "all": 50.0},
+              "rows": [
+                  {"mode": "thresholds", "order": "arrival", "sensors": 1003,
+                   "ns_per_sensor": 40.25, "reference_ns_per_sensor": 1418.9, "speedup": 35.2},
+                  {"mode": "thresholds", "order": "poll", "sensors": 1003, "ns_per_sensor": 40.5},
+                  {"mode": "thresholds", "order": "arrival", "sensors": 99994,
+                   "ns_per_sensor": 7.64, "ns_per_sensor_mean": 7.76,
+                   "next_due_ns_per_sensor": 0.012, "target_ns": 15.0, "meets_target": True},
+                  {"mode": "thresholds", "order": "poll", "sensors": 99994,
+                   "ns_per_sensor": 7.29, "ns_per_sensor_mean": 7.4,
+                   "next_due_ns_per_sensor": 0.011, "target_ns": 15.0, "meets_target": True},
+                  {"mode": "all", "order": "arrival", "sensors": 99994, "ns_per_sensor": 56.21,
+                   "ns_per_sensor_mean": 66.42, "next_due_ns_per_sensor": 10.04,
+                   "target_ns": 50.0, "meets_target": False},
+                  {"mode": "all", "order": "poll", "sensors": 99994, "ns_per_sensor": 46.9,
+                   "ns_per_sensor_mean": 51.25, "next_due_ns_per_sensor": 10.28,
+                   "target_ns": 50.0, "meets_target": True}]}
+
+
+def test_bus_table_is_rendered_from_the_results() -> None:
+    lines = report.bus_detail(BUS_FULL)
+    assert lines[0].startswith("Latest run: `.venv/bin/python benchmarks/bus.py`, "
+                               "2026-11-23T10:00:00+00:00; 10 slaves per bus")
+    assert "| baud | buses | polls/s | line limit | % of limit | scaling vs 4 × one bus | " \
+        "target |" in lines
+    assert "| 9600 | 1 | 35.8 | 36.4 | 98.5 % | – | ≥ 90 %: met |" in lines
+    assert "| 115200 | 4 | 734.8 | 780.8 | 94.1 % | 85.0 % | linear, ≥ 90 % of 4 × one bus: " \
+        "**missed** |" in lines
+    assert "115200 baud, 4 buses (t3.5 violations 2, timeouts 1)." in " ".join(lines[-1].split())
+    clean = {**BUS_FULL, "cases": BUS_FULL["cases"][:1]}
+    assert report.bus_detail(clean)[-1].startswith("No case had a t3.5 violation")
+    # a figure the results do not hold is a dash, and no claim about faults is made
+    sparse = report.bus_detail(BUS)
+    assert "| 9600 | 1 | – | – | 98.5 % | – | ≥ 90 %: met |" in sparse
+    assert not any(ln.startswith("No case") for ln in sparse)
+    assert sparse[0] == "Latest run: command not recorded, 2026-11-23T10:00:00+00:00."
+
+
+def test_rules_table_is_rendered_from_the_results() -> None:
+    lines = report.rules_detail(RULES_FULL)
+    assert lines[0].startswith("Latest run: `.venv/bin/python benchmarks/rules.py --sizes 1000 "
+                               "100000`")
+    assert "| rules | sensors | arrival ns/sensor | poll ns/sensor | reference ns/sensor " \
+        "(speed-up) | target at 1e5 |" in lines
+    body = [ln for ln in lines if ln.startswith(("| thresholds", "| all kinds"))]
+    assert body == [
+        "| thresholds | 1 003 | 40.2 | 40.5 | 1 419 (35×) | – |",
+        "| thresholds | 99 994 | 7.6 | 7.3 | – | ≤ 15 ns: met |",
+        "| all kinds | 99 994 | 56.2 | 46.9 | – | ≤ 50 ns: arrival **missed**, poll met |"]
+    text = "\n".join(lines)
+    assert "Targets at 1e5 sensors: 3 of 4 met; missed: all kinds, arrival order (56.2 ns)." \
+        in text
+    assert "- all kinds: mean 66.4 / 51.2 ns, `next_due()` 10.0 / 10.3 ns" in lines
+    assert "- thresholds: mean 7.8 / 7.4 ns, `next_due()` 0.01 / 0.01 ns" in lines
+
+
+def test_rules_table_without_a_1e5_run_judges_nothing() -> None:
+    lines = report.rules_detail(RULES)  # the older format: no targets, no poll order at 1e3
+    assert "| thresholds | 1 003 | 51.8 | – | – | – |" in lines
+    assert "| thresholds | 99 994 | 8.4 | – | – | ≤ 15 ns: arrival met |" in lines
+    small = report.rules_detail({**RULES_FULL, "rows": RULES_FULL["rows"][:2]})
+    assert "| all kinds | 1e5: not run | – | – | – | ≤ 50 ns: not run |" in small
+    assert small[-1] == "No 1e5-sensor case in this run: the targets are not judged."
+
+
+def test_a_detail_block_says_when_its_results_are_missing_or_unreadable() -> None:
+    missing = report.detail_block("bus", None)
+    assert missing.startswith("<!-- bench-bus:begin -->\n<!-- generated by benchmarks/report.py")
+    assert "Not run: no readable `benchmarks/results/bus.json`." in missing
+    assert missing.endswith("<!-- bench-bus:end -->\n")
+    assert "Unreadable `benchmarks/results/rules.json`" in report.detail_block(
+        "rules", {"rows": [{"mode": "all"}]})
+
+
+DETAIL_README = f"""# parkwatch
+
+## Performance
+
+Intro.
+
+{report.BEGIN}
+old main table
+{report.END}
+
+**Modbus RTU bus throughput**: prose before.
+
+{report.markers("bus")[0]}
+| 9600 | 1 | 1.0 | stale |
+{report.markers("bus")[1]}
+
+Prose after the bus table.
+
+{report.markers("rules")[0]}
+stale rules table
+{report.markers("rules")[1]}
+
+Prose after the rules table.
+"""
+
+
+def test_detail_blocks_are_replaced_in_place_and_nothing_else_changes() -> None:
+    text = DETAIL_README
+    for name, res in (("bus", BUS_FULL), ("rules", RULES_FULL)):
+        text = report.replace_detail(text, name, report.detail_block(name, res))
+    assert "stale" not in text and "| 9600 | 1 | 35.8 | 36.4 | 98.5 % |" in text
+    assert "prose before.\n\n<!-- bench-bus:begin -->" in text
+    assert "<!-- bench-bus:end -->\n\nProse after the bus table." in text
+    assert "<!-- bench-rules:end -->\n\nProse after the rules table.\n" in text
+    assert text.index("Prose after the bus table") < text.index("Targets at 1e5 sensors")
+    assert "old main table" in text
+    again = text
+    for name, res in (("bus", BUS_FULL), ("rules", RULES_FULL)):
+        again = report.replace_detail(again, name, report.detail_block(name, res))
+    assert again == text  # idempotent
+    with pytest.raises(ValueError):
+        report.replace_detail(DETAIL_README.replace(report.markers("rules")[1], ""), "rules",
+                              report.detail_block("rules", RULES_FULL))
+
+
+def test_detail_blocks_without_markers_follow_the_main_block_in_order() -> None:
+    text = report.replace_block(README, report.block(report.summarise({}), []))
+    for name, res in (("bus", BUS_FULL), ("rules", RULES_FULL)):
+        text = report.replace_detail(text, name, report.detail_block(name, res))
+    assert text.index(report.END) < text.index(report.markers("bus")[0]) \
+        < text.index(report.markers("bus")[1]) < text.index(report.markers("rules")[0]) \
+        < text.index(report.markers("rules")[1]) < text.index("**Bus** table follows.")
+    assert f"{report.END}\n\n{report.markers('bus')[0]}" in text
+    assert f"{report.markers('rules')[1]}\n\n**Bus** table follows." in text
+    with pytest.raises(ValueError):
+        report.replace_detail(README, "bus", report.detail_block("bus", BUS_FULL))
+
+
+def test_main_rewrites_the_detail_blocks_of_the_readme(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "bus.json").write_text(json.dumps(BUS_FULL), encoding="utf-8")
+    (results / "rules.json").write_text(json.dumps(RULES_FULL), encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text(DETAIL_README, encoding="utf-8")
+    argv = ["--results", str(results), "--readme", str(readme)]
+    assert report.main(argv) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert "stale" not in text and "old main table" not in text
+    assert "| 115200 | 4 | 734.8 | 780.8 | 94.1 % | 85.0 % |" in text
+    assert "| all kinds | 99 994 | 56.2 | 46.9 | – | ≤ 50 ns: arrival **missed**, poll met |" \
+        in text
+    assert all(text.count(m) == 1 for n in report.DETAILS for m in report.markers(n))
+    assert report.main(argv) == 0
+    assert readme.read_text(encoding="utf-8") == text
