@@ -5,12 +5,15 @@
 One row per figure: benchmark, case, figure, value, unit, target and met (true, false, or null
 for a figure without a target). A benchmark without a results file gives a "not run" row.
 
-Two benchmarks also get their detail table in a block of its own further down the README, from
-their results file alone: ``bus`` (one row per case: polls/s against the line limit, scaling,
-target and verdict) between ``<!-- bench-bus:begin -->`` and ``<!-- bench-bus:end -->``, and
-``rules`` (one row per mode and size: ns/sensor in each order, the reference, the target at 1e5)
-between ``<!-- bench-rules:begin -->`` and ``<!-- bench-rules:end -->``; a block without its
-markers is inserted after the block before it. A figure the results do not hold is "–".
+Four benchmarks also get their detail table in a block of its own further down the README, from
+their results file alone, between ``<!-- bench-NAME:begin -->`` and ``<!-- bench-NAME:end -->``:
+``bus`` (one row per case: polls/s against the line limit, scaling, target and verdict),
+``rules`` (one row per mode and size: ns/sensor in each order, the reference, the target at 1e5),
+``alarms`` (one row per stage of press → raised: what it spans, p50 and p99, then the end to end
+figures) and ``telemetry`` (one row per method: points/s, seconds, times the best ``Point``
+method, the target; then serialisation alone and the server alone). A block without its markers
+is inserted after the block before it. A figure the results do not hold is "–"; a missing or
+unreadable results file gives a one-line notice.
 
 Nothing is measured here, and the output depends only on the results files: running it twice
 changes nothing.
@@ -396,9 +399,9 @@ def replace_block(text: str, new_block: str) -> str:
     return "".join(lines[:i]) + "\n" + new_block + "".join(lines[i:])
 
 
-# --- the detail tables of bus and rules ---------------------------------------------------------
+# --- the detail tables: bus, rules, alarms, telemetry -------------------------------------------
 
-DETAILS = ("bus", "rules")  # in the README's order
+DETAILS = ("bus", "rules", "alarms", "telemetry")  # in the README's order
 DASH = "–"
 RULES_MODES = {"thresholds": "thresholds", "all": "all kinds"}
 RULES_ORDERS = ("arrival", "poll")
@@ -558,8 +561,123 @@ def rules_detail(res: Result) -> list[str]:
     return out
 
 
-DETAIL_LINES: dict[str, Callable[[Result], list[str]]] = {"bus": bus_detail,
-                                                          "rules": rules_detail}
+ALARM_STAGES = ("broker_in", "queue", "decode", "rules", "alarms", "commit", "pickup",
+                "broker_out")  # alarms.py's, device to command center
+
+
+def _ms(x: float | None) -> str:
+    return DASH if x is None else f"{x:.2f}"
+
+
+def alarms_detail(res: Result) -> list[str]:
+    """Where press → raised goes: one row per stage (the run's description, p50 and p99), then
+    the end-to-end figures; a stage the run did not time is a row of dashes."""
+    run = _latest_run(res)
+    press = res.get("press")
+    if not press:
+        return [_fill(run + "; no press cycles in this run, so no stage figures.")]
+    raised = press.get("raised") or {}
+    what = (res.get("settings") or {}).get("stages") or {}
+    timed = raised.get("stages") or {}
+    names = list(dict.fromkeys([*ALARM_STAGES, *what, *timed]))
+    body = [[f"`{n}`", what.get(n, DASH), _ms((timed.get(n) or {}).get("p50_ms")),
+             _ms((timed.get(n) or {}).get("p99_ms"))] for n in names]
+    body.append(["press → `raised`", "end to end: device publish → the command center's "
+                 "on_message", _ms(raised.get("p50_ms")), _ms(raised.get("p99_ms"))])
+    buttons, cycles = press.get("buttons"), press.get("cycles")
+    if cycles and buttons:
+        run += (f"; {cycles} press cycles over {len(buttons)} MQTT fire buttons"
+                + (f", {press['warmup']} warm-up cycles not counted" if press.get("warmup")
+                   else ""))
+    out = [_fill(run + ":"), "", *_md(["stage", "what", "p50 ms", "p99 ms"], body)]
+    p50s = {n: (timed.get(n) or {}).get("p50_ms") for n in names}
+    known = {n: v for n, v in p50s.items() if v is not None}
+    if known and len(known) == len(p50s) and raised.get("p50_ms") is not None:
+        longest = max(known, key=known.__getitem__)
+        out += ["", _fill(f"At the median the stages add up to {_ms(sum(known.values()))} ms of "
+                          f"the total's {_ms(raised['p50_ms'])} ms; the longest is `{longest}`, "
+                          f"{_ms(known[longest])} ms. A p99 is each stage's own: the p99s do not "
+                          "add up.")]
+    if press.get("error"):
+        out += ["", _fill(f"The run reported an error: {press['error']}.")]
+    return out
+
+
+TELEMETRY_METHODS = {"sink": "parkwatch `TelemetrySink` (bulk line protocol)",
+                     "point_sync": "influxdb-client `Point`, synchronous writes",
+                     "point_batching": "influxdb-client `Point`, batching `WriteOptions`"}
+
+
+def _count(x: float | None) -> str:
+    return _fixed(x, 0)
+
+
+def telemetry_detail(res: Result) -> list[str]:
+    """The telemetry table (one row per method: points/s, seconds, times the best `Point`
+    method, the target), then serialisation alone and the server alone."""
+    s, w = res.get("settings") or {}, res.get("workload") or {}
+    methods = res.get("methods") or {}
+    base = res.get("baseline")
+    base_rate = res.get("baseline_points_per_s", (methods.get(base) or {}).get("points_per_s"))
+    batch = s.get("batch_points")
+    target = res.get("target", s.get("target_ratio", 4.0))
+    body = []
+    for key in dict.fromkeys(["sink", *([base] if base else []), *TELEMETRY_METHODS, *methods]):
+        m = methods.get(key) or {}
+        rate = m.get("points_per_s")
+        label = TELEMETRY_METHODS.get(key, f"`{key}`")
+        if key == "point_sync" and batch:
+            label += f" of {_count(batch)}"
+        if key == base:
+            label += " (the baseline)"
+        times = res.get("ratio") if key == "sink" else \
+            None if rate is None or not base_rate else rate / base_rate
+        tgt = DASH
+        if key == "sink":
+            met = res.get("met")
+            tgt = f"{target_text('≥', target, '×')}: " \
+                f"{_word(judge(times, '≥', target) if met is None else met)}"
+        body.append([label, _count(rate), _fixed(m.get("seconds"), 3),
+                     DASH if times is None else fmt_value(times, "×"), tgt])
+    head = ["method", "points/s", "seconds", "× the best `Point` method", "target"]
+    run = _latest_run(res)
+    if w.get("sensors") and w.get("rounds") and w.get("points"):
+        run += (f"; {_count(w['sensors'])} sensors × {w['rounds']} rounds = "
+                f"{_count(w['points'])} points")
+    if batch:
+        run += f", batches of {_count(batch)}"
+    out = [_fill(run + ":"), "", *_md(head, body)]
+    lost = [TELEMETRY_METHODS.get(k, k) for k, m in methods.items()
+            if m.get("complete") is False or (m.get("server") or {}).get("ok") is False]
+    if lost:
+        out += ["", _fill("Not every point reached the server (such a method fails the target): "
+                          + "; ".join(lost) + ".")]
+    elif methods and all("ok" in (m.get("server") or {}) for m in methods.values()):
+        out += ["", "Every method got every point onto the server (checked after its time)."]
+    ser = res.get("serialise") or {}
+    alone = {c.get("in_flight"): c for c in res.get("server_alone") or []}
+    one = (alone.get(1) or {}).get("points_per_s")
+    sink = methods.get("sink") or {}
+    share = DASH if sink.get("points_per_s") is None or not one else \
+        f"{100.0 * sink['points_per_s'] / one:.0f} %"
+    more = "".join(f" ({_count(c.get('points_per_s'))} with {k} writes in flight)"
+                   for k, c in alone.items() if k != 1)
+    text = (f"Serialisation alone (no network): the sink turns "
+            f"{_count((ser.get('sink') or {}).get('points_per_s'))} readings/s into line "
+            f"protocol, `Point` objects {_count((ser.get('point') or {}).get('points_per_s'))}/s."
+            f" The server alone, fed ready-made line protocol one write at a time, takes "
+            f"{_count(one)} points/s{more}, so the sink runs at about {share} of what this server "
+            "accepts from one writer.")
+    thread, secs = (sink.get("cpu") or {}).get("sink_thread_s"), sink.get("seconds")
+    if thread is not None and secs:
+        text += (f" The sink's thread was busy {100.0 * thread / secs:.0f} % of its time; the "
+                 "rest it waited for the server's answers.")
+    return [*out, "", _fill(text)]
+
+
+DETAIL_LINES: dict[str, Callable[[Result], list[str]]] = {
+    "bus": bus_detail, "rules": rules_detail, "alarms": alarms_detail,
+    "telemetry": telemetry_detail}
 
 
 def detail_block(name: str, res: Result | None) -> str:

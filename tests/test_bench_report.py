@@ -270,6 +270,141 @@ def test_a_detail_block_says_when_its_results_are_missing_or_unreadable() -> Non
     assert missing.endswith("<!-- bench-bus:end -->\n")
     assert "Unreadable `benchmarks/results/rules.json`" in report.detail_block(
         "rules", {"rows": [{"mode": "all"}]})
+    assert "Not run: no readable `benchmarks/results/alarms.json`." in report.detail_block(
+        "alarms", None)
+    assert "Unreadable `benchmarks/results/alarms.json`" in report.detail_block(
+        "alarms", {"press": {"raised": {"stages": {"commit": 0.9}}}})
+    assert "Not run: no readable `benchmarks/results/telemetry.json`." in report.detail_block(
+        "telemetry", None)
+    assert "Unreadable `benchmarks/results/telemetry.json`" in report.detail_block(
+        "telemetry", {"methods": {"sink": 491010}})
+
+
+# --- the detail tables of alarms and telemetry ---------------------------------------------
+
+STAGE_NAMES = ("broker_in", "queue", "decode", "rules", "alarms", "commit", "pickup",
+               "broker_out")
+STAGE_P50 = (0.586, 0.073, 0.126, 0.345, 0.394, 0.892, 0.037, 0.436)
+STAGE_P99 = (0.792, 0.139, 0.202, 0.444, 0.503, 1.935, 0.089, 0.796)
+
+ALARMS_FULL = {"benchmark": "alarms", "command": ".venv/bin/python benchmarks/alarms.py",
+               "machine": MACHINE,
+               "settings": {"cycles": 200, "warmup": 5, "requirement_s": 10.0,
+                            "stages": {n: f"what {n} spans" for n in STAGE_NAMES}},
+               "press": {"buttons": ["A-1F-FB1", "A-2F-FB1"], "cycles": 200, "warmup": 5,
+                         "gap_s": 0.05, "error": None,
+                         "raised": {"p50_ms": 2.937, "p99_ms": 4.299, "max_ms": 4.567,
+                                    "stages": {n: {"p50_ms": a, "p99_ms": b} for n, a, b in
+                                               zip(STAGE_NAMES, STAGE_P50, STAGE_P99,
+                                                   strict=True)}}}}
+
+SERVER_OK = {"ok": True}
+TELEMETRY_FULL = {
+    "benchmark": "telemetry", "command": ".venv/bin/python benchmarks/telemetry.py",
+    "machine": MACHINE, "settings": {"batch_points": 5000, "target_ratio": 4.0},
+    "workload": {"sensors": 10000, "rounds": 100, "points": 1000000},
+    "serialise": {"sink": {"points_per_s": 1753444}, "point": {"points_per_s": 85292}},
+    "methods": {
+        "sink": {"seconds": 2.037, "points_per_s": 491010, "complete": True,
+                 "cpu": {"sink_thread_s": 0.58}, "server": SERVER_OK},
+        "point_batching": {"seconds": 20.129, "points_per_s": 49679, "complete": True,
+                           "server": SERVER_OK},
+        "point_sync": {"seconds": 14.209, "points_per_s": 70377, "complete": True,
+                       "server": SERVER_OK}},
+    "server_alone": [{"in_flight": 1, "seconds": 1.079, "points_per_s": 926741},
+                     {"in_flight": 2, "seconds": 1.021, "points_per_s": 978996}],
+    "baseline": "point_sync", "baseline_points_per_s": 70377, "ratio": 6.98, "target": 4.0,
+    "all_points_written": True, "met": True}
+
+
+def test_alarms_table_is_rendered_from_the_results() -> None:
+    lines = report.alarms_detail(ALARMS_FULL)
+    assert " ".join(lines[0].split()) == ("Latest run: `.venv/bin/python benchmarks/alarms.py`, "
+                        "2026-11-23T10:00:00+00:00; 200 press cycles over 2 MQTT fire buttons, "
+                        "5 warm-up cycles not counted:")
+    assert "| stage | what | p50 ms | p99 ms |" in lines
+    body = [ln for ln in lines if ln.startswith("| `") or ln.startswith("| press")]
+    assert body == [
+        "| `broker_in` | what broker_in spans | 0.59 | 0.79 |",
+        "| `queue` | what queue spans | 0.07 | 0.14 |",
+        "| `decode` | what decode spans | 0.13 | 0.20 |",
+        "| `rules` | what rules spans | 0.34 | 0.44 |",
+        "| `alarms` | what alarms spans | 0.39 | 0.50 |",
+        "| `commit` | what commit spans | 0.89 | 1.94 |",
+        "| `pickup` | what pickup spans | 0.04 | 0.09 |",
+        "| `broker_out` | what broker_out spans | 0.44 | 0.80 |",
+        "| press → `raised` | end to end: device publish → the command center's on_message | "
+        "2.94 | 4.30 |"]
+    text = " ".join(" ".join(lines).split())
+    assert "the stages add up to 2.89 ms of the total's 2.94 ms; the longest is `commit`, " \
+        "0.89 ms." in text
+    assert "error" not in text
+    failed = {**ALARMS_FULL, "press": {**ALARMS_FULL["press"], "error": "no subscriber"}}
+    assert report.alarms_detail(failed)[-1] == "The run reported an error: no subscriber."
+
+
+def test_alarms_table_shows_a_stage_without_figures_as_dashes() -> None:
+    raised = ALARMS_FULL["press"]["raised"]
+    stages = {n: s for n, s in raised["stages"].items() if n != "pickup"}
+    stages["commit"] = {"p50_ms": 0.892}
+    sparse = {"command": "x", "press": {"raised": {"p50_ms": 2.937, "stages": stages}}}
+    lines = report.alarms_detail(sparse)
+    assert lines[0] == "Latest run: `x`:"
+    assert "| `pickup` | – | – | – |" in lines and "| `commit` | – | 0.89 | – |" in lines
+    assert "| press → `raised` | end to end: device publish → the command center's on_message " \
+        "| 2.94 | – |" in lines
+    assert not any("add up" in ln for ln in lines)  # a stage short: no sum is claimed
+    (only,) = report.alarms_detail({"machine": MACHINE, "press": None})
+    assert " ".join(only.split()) == ("Latest run: command not recorded, "
+                                      "2026-11-23T10:00:00+00:00; no press cycles in this run, "
+                                      "so no stage figures.")
+
+
+def test_telemetry_table_is_rendered_from_the_results() -> None:
+    lines = report.telemetry_detail(TELEMETRY_FULL)
+    assert " ".join(lines[0].split()) == (
+        "Latest run: `.venv/bin/python benchmarks/telemetry.py`, 2026-11-23T10:00:00+00:00; "
+        "10 000 sensors × 100 rounds = 1 000 000 points, batches of 5 000:")
+    assert "| method | points/s | seconds | × the best `Point` method | target |" in lines
+    body = [ln for ln in lines if ln.startswith(("| parkwatch", "| influxdb"))]
+    assert body == [
+        "| parkwatch `TelemetrySink` (bulk line protocol) | 491 010 | 2.037 | 7.0× | ≥ 4×: met |",
+        "| influxdb-client `Point`, synchronous writes of 5 000 (the baseline) | 70 377 | 14.209 "
+        "| 1.0× | – |",
+        "| influxdb-client `Point`, batching `WriteOptions` | 49 679 | 20.129 | 0.7× | – |"]
+    text = " ".join(" ".join(lines).split())
+    assert "Every method got every point onto the server" in text
+    assert "the sink turns 1 753 444 readings/s into line protocol, `Point` objects 85 292/s." \
+        in text
+    assert "takes 926 741 points/s (978 996 with 2 writes in flight), so the sink runs at about " \
+        "53 % of what this server accepts from one writer." in text
+    assert "The sink's thread was busy 28 % of its time" in text
+    lost = {**TELEMETRY_FULL, "met": False, "methods": {
+        **TELEMETRY_FULL["methods"],
+        "sink": {**TELEMETRY_FULL["methods"]["sink"], "server": {"ok": False}}}}
+    lines = report.telemetry_detail(lost)
+    assert any(ln.endswith("| 7.0× | ≥ 4×: **missed** |") for ln in lines)
+    assert "Not every point reached the server (such a method fails the target): parkwatch " \
+        "`TelemetrySink` (bulk line protocol)." in " ".join(" ".join(lines).split())
+
+
+def test_telemetry_figures_the_results_do_not_hold_are_dashes() -> None:
+    sparse = {"machine": MACHINE, "ratio": 3.5, "baseline": "point_batching",
+              "methods": {"sink": {"points_per_s": 400000},
+                          "point_batching": {"points_per_s": 100000, "seconds": 10.0}}}
+    lines = report.telemetry_detail(sparse)
+    assert lines[0] == "Latest run: command not recorded, 2026-11-23T10:00:00+00:00:"
+    body = [ln for ln in lines if ln.startswith(("| parkwatch", "| influxdb"))]
+    assert body == [
+        "| parkwatch `TelemetrySink` (bulk line protocol) | 400 000 | – | 3.5× | ≥ 4×: "
+        "**missed** |",
+        "| influxdb-client `Point`, batching `WriteOptions` (the baseline) | 100 000 | 10.000 | "
+        "1.0× | – |",
+        "| influxdb-client `Point`, synchronous writes | – | – | – | – |"]
+    text = " ".join(" ".join(lines).split())
+    assert "the sink turns – readings/s into line protocol, `Point` objects –/s." in text
+    assert "takes – points/s, so the sink runs at about – of what" in text
+    assert "Every method" not in text and "busy" not in text  # nothing claimed without figures
 
 
 DETAIL_README = f"""# parkwatch
@@ -295,21 +430,44 @@ stale rules table
 {report.markers("rules")[1]}
 
 Prose after the rules table.
+
+**Where the alarm latency goes**: prose before.
+
+{report.markers("alarms")[0]}
+| `commit` | stale | 9.99 | 9.99 |
+{report.markers("alarms")[1]}
+
+Prose after the alarms table.
+
+{report.markers("telemetry")[0]}
+| stale telemetry table |
+{report.markers("telemetry")[1]}
+
+Prose after the telemetry table.
 """
+
+DETAIL_RESULTS = {"bus": BUS_FULL, "rules": RULES_FULL, "alarms": ALARMS_FULL,
+                  "telemetry": TELEMETRY_FULL}
 
 
 def test_detail_blocks_are_replaced_in_place_and_nothing_else_changes() -> None:
     text = DETAIL_README
-    for name, res in (("bus", BUS_FULL), ("rules", RULES_FULL)):
+    for name, res in DETAIL_RESULTS.items():
         text = report.replace_detail(text, name, report.detail_block(name, res))
     assert "stale" not in text and "| 9600 | 1 | 35.8 | 36.4 | 98.5 % |" in text
     assert "prose before.\n\n<!-- bench-bus:begin -->" in text
     assert "<!-- bench-bus:end -->\n\nProse after the bus table." in text
     assert "<!-- bench-rules:end -->\n\nProse after the rules table.\n" in text
     assert text.index("Prose after the bus table") < text.index("Targets at 1e5 sensors")
+    assert "prose before.\n\n<!-- bench-alarms:begin -->" in text
+    assert "<!-- bench-alarms:end -->\n\nProse after the alarms table.\n" in text
+    assert "<!-- bench-telemetry:end -->\n\nProse after the telemetry table.\n" in text
+    assert text.index("Prose after the rules table") < text.index("| `commit` | what commit") \
+        < text.index("Prose after the alarms table") < text.index("| 491 010 | 2.037 |") \
+        < text.index("Prose after the telemetry table")
     assert "old main table" in text
     again = text
-    for name, res in (("bus", BUS_FULL), ("rules", RULES_FULL)):
+    for name, res in DETAIL_RESULTS.items():
         again = report.replace_detail(again, name, report.detail_block(name, res))
     assert again == text  # idempotent
     with pytest.raises(ValueError):
@@ -319,13 +477,14 @@ def test_detail_blocks_are_replaced_in_place_and_nothing_else_changes() -> None:
 
 def test_detail_blocks_without_markers_follow_the_main_block_in_order() -> None:
     text = report.replace_block(README, report.block(report.summarise({}), []))
-    for name, res in (("bus", BUS_FULL), ("rules", RULES_FULL)):
+    for name, res in DETAIL_RESULTS.items():
         text = report.replace_detail(text, name, report.detail_block(name, res))
-    assert text.index(report.END) < text.index(report.markers("bus")[0]) \
-        < text.index(report.markers("bus")[1]) < text.index(report.markers("rules")[0]) \
-        < text.index(report.markers("rules")[1]) < text.index("**Bus** table follows.")
+    places = [text.index(m) for n in report.DETAILS for m in report.markers(n)]
+    assert text.index(report.END) < places[0] and places == sorted(places) \
+        and places[-1] < text.index("**Bus** table follows.")
     assert f"{report.END}\n\n{report.markers('bus')[0]}" in text
-    assert f"{report.markers('rules')[1]}\n\n**Bus** table follows." in text
+    assert f"{report.markers('rules')[1]}\n\n{report.markers('alarms')[0]}" in text
+    assert f"{report.markers('telemetry')[1]}\n\n**Bus** table follows." in text
     with pytest.raises(ValueError):
         report.replace_detail(README, "bus", report.detail_block("bus", BUS_FULL))
 
@@ -333,8 +492,8 @@ def test_detail_blocks_without_markers_follow_the_main_block_in_order() -> None:
 def test_main_rewrites_the_detail_blocks_of_the_readme(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
-    (results / "bus.json").write_text(json.dumps(BUS_FULL), encoding="utf-8")
-    (results / "rules.json").write_text(json.dumps(RULES_FULL), encoding="utf-8")
+    for name, res in DETAIL_RESULTS.items():
+        (results / f"{name}.json").write_text(json.dumps(res), encoding="utf-8")
     readme = tmp_path / "README.md"
     readme.write_text(DETAIL_README, encoding="utf-8")
     argv = ["--results", str(results), "--readme", str(readme)]
@@ -344,6 +503,8 @@ def test_main_rewrites_the_detail_blocks_of_the_readme(tmp_path: Path) -> None:
     assert "| 115200 | 4 | 734.8 | 780.8 | 94.1 % | 85.0 % |" in text
     assert "| all kinds | 99 994 | 56.2 | 46.9 | – | ≤ 50 ns: arrival **missed**, poll met |" \
         in text
+    assert "| `commit` | what commit spans | 0.89 | 1.94 |" in text
+    assert "| parkwatch `TelemetrySink` (bulk line protocol) | 491 010 | 2.037 | 7.0× |" in text
     assert all(text.count(m) == 1 for n in report.DETAILS for m in report.markers(n))
     assert report.main(argv) == 0
     assert readme.read_text(encoding="utf-8") == text
