@@ -18,7 +18,7 @@ import pytest
 
 from conftest import VALIDATOR
 from parkwatch.alarms.service import AlarmService, Outcome
-from parkwatch.alarms.store import AlarmStore, StoreReader
+from parkwatch.alarms.store import FOLD_EVERY, AlarmStore, StoreReader
 from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
@@ -568,3 +568,71 @@ def test_a_failing_disk_delays_changes_but_loses_none(make: Any, clock: Clock,
         ("A-1F-FB1", "raised"), ("A-1F-WL1", "raised")]
     assert g.told(g.events()[0]) == A_TENANTS | LANDLORD | OFFICERS
     assert "commits again; 2 held change(s)" in caplog.text
+
+
+# --- the write-ahead log, folded after delivery starts ----------------------------------------
+
+
+def folded_changes(path: Path) -> int:
+    """Changes in the database file alone, its write-ahead log ignored: what folds (SQLite
+    checkpoints) have copied there."""
+    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM changes").fetchone()[0])
+    except sqlite3.DatabaseError:  # not even the table is in the file yet
+        return 0
+    finally:
+        db.close()
+
+
+def test_the_store_folds_its_log_every_so_many_commits(make: Any, clock: Clock) -> None:
+    g = make()
+    for k in range(FOLD_EVERY - 1):
+        clock.t += 1
+        g.transition("A-1F-WL1", "high_threshold", *((N, W) if k % 2 == 0 else (W, N)), 33, 30)
+    assert g.store.folds == 0 and folded_changes(g.path) == 0  # all of it still in the log
+    assert g.seen() == FOLD_EVERY - 1
+    clock.t += 1
+    g.transition("A-1F-WL1", "high_threshold", W, N, 20, 30)
+    assert g.store.folds == 1 and folded_changes(g.path) == g.seen() >= FOLD_EVERY
+
+
+def test_the_fold_comes_after_the_changes_are_handed_to_the_couriers(make: Any) -> None:
+    """The fold's fsyncs of the database file must not delay the change that made it due."""
+    g = make()
+    g.store.unfolded = FOLD_EVERY - 1  # the next commit makes a fold due
+    handed: list[tuple[int, int]] = []
+    g.service.on_committed = lambda records: handed.append((len(records),
+                                                            folded_changes(g.path)))
+    g.readings("A-1F-FB1", 1.0)
+    assert handed == [(1, 0)]  # the couriers had it before the fold
+    assert folded_changes(g.path) == 1 and g.store.unfolded == 0
+
+
+def test_a_fold_the_disk_refuses_is_logged_once_and_loses_nothing(
+        make: Any, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="parkwatch.alarms")
+    g = make()
+    real_db = g.store.db
+
+    class FullDisk:  # the checkpoint cannot write the database file; commits still can
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql.startswith("PRAGMA wal_checkpoint"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real_db.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_db, name)
+
+    g.store.db = FullDisk()  # type: ignore[assignment]
+    for k in range(2 * FOLD_EVERY):
+        clock.t += 1
+        g.transition("A-1F-WL1", "high_threshold", *((N, W) if k % 2 == 0 else (W, N)), 33, 30)
+    assert caplog.text.count("cannot fold the write-ahead log") == 1
+    assert g.store.folds == 0 and g.seen() == 2 * FOLD_EVERY  # every change committed
+    g.store.db = real_db
+    for k in range(FOLD_EVERY):
+        clock.t += 1
+        g.transition("A-1F-WL1", "high_threshold", *((N, W) if k % 2 == 0 else (W, N)), 33, 30)
+    assert g.store.folds == 1 and folded_changes(g.path) == 3 * FOLD_EVERY
+    assert "folds into the database again" in caplog.text

@@ -5,7 +5,9 @@ durable deliveries, top to bottom:
 2. a raise is matched to a declared drill and an escalation ladder;
 3. each change becomes its contract event and is routed to subscribers (or suppressed);
 4. all of it is committed to the store in one transaction;
-5. only then are the couriers woken to deliver, and the escalation timer re-armed.
+5. only then are the couriers woken to deliver (an idle one's publish is made right here), the
+   store's write-ahead log folded into its database file when due, and the escalation timer
+   re-armed.
 
 If the store cannot commit (its disk is full), the changes are held in memory, handed to the
 couriers to deliver from there at once, and committed with the next commit that succeeds: a
@@ -249,6 +251,7 @@ class AlarmService:
         self.committed += len(self._unsaved)
         saved, self._unsaved = self._unsaved, []
         self.on_committed(saved)
+        self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
 
     def retry_unsaved(self) -> None:
         if self._unsaved:

@@ -14,6 +14,7 @@ receivers drop by (alarm_id, seq)).  HTTP API threads read on theirs.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator
@@ -23,6 +24,12 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+log = logging.getLogger("parkwatch.alarms")
+
+#: commits between two folds of the write-ahead log into the database file (an alarm change is
+#: about 15 pages of log); SQLite's own checkpoint at 1,000 pages stays on as the backstop
+FOLD_EVERY = 16
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -166,9 +173,13 @@ class AlarmStore:
             elif int(row[0]) != SCHEMA_VERSION:
                 raise ValueError(f"{path}: alarm store schema {row[0]}, this parkwatch reads "
                                  f"{SCHEMA_VERSION}")
+        self.unfolded = 0  # commits since the log was last folded
+        self.folds = 0
+        self._fold_failing = False
 
     def commit(self, records: Iterable[Record]) -> None:
         """Write changes with their deliveries in one durable transaction."""
+        self.unfolded += 1
         with transaction(self.db) as db:
             for r in records:
                 text = r.payload.decode("utf-8")
@@ -192,6 +203,31 @@ class AlarmStore:
                     "VALUES (?,?,?,?,?,?,?)",
                     [(r.alarm_id, r.seq, s.subscriber, s.cause, s.ref, s.reason, r.at)
                      for s in r.suppressions])
+
+    def fold(self) -> None:
+        """Every :data:`FOLD_EVERY` commits, copy the write-ahead log into the database file (a
+        passive checkpoint; the log then starts over).  The alarm service calls it once a
+        commit's changes are on their way: SQLite's automatic checkpoint runs inside the commit
+        that fills the log, and its fsyncs of the database file delayed that change's delivery
+        by a millisecond or more.  A fold that fails (a full disk) loses nothing: the changes
+        stay in the log, and the next fold tries again."""
+        if self.unfolded < FOLD_EVERY:
+            return
+        self.unfolded = 0
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # all: no open read
+        except sqlite3.Error as exc:
+            if not self._fold_failing:
+                log.warning("alarm store %s: cannot fold the write-ahead log into the database "
+                            "(%s); it grows until this works again, nothing is lost", self.path,
+                            exc)
+                self._fold_failing = True
+            return
+        self.folds += 1
+        if self._fold_failing:
+            log.info("alarm store %s: the write-ahead log folds into the database again",
+                     self.path)
+            self._fold_failing = False
 
     def open_alarms(self) -> list[tuple[str, dict[str, Any]]]:
         """(source, state) of every alarm that is not closed, oldest first."""
