@@ -115,8 +115,9 @@ def test_an_idle_courier_has_the_committer_publish_and_only_confirms(parts, tmp_
     store, courier, center, _broker = parts
     wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
     records = [_record("al-1", 1, time.time())]
+    mark = courier.idle_mark()
     store.commit(records)
-    courier.express(_rows(records))
+    courier.express(_rows(records), mark)
     # published from this thread, before the courier woke: it only waits for the PUBACK
     assert courier.expressed == 1
     wait_until(lambda: center.keys() == [("al-1", 1)], 5, "the event at the command center")
@@ -133,12 +134,15 @@ def test_a_busy_courier_declines_and_the_order_of_changes_holds(parts, tmp_path)
     assert broker.proc is not None
     os.kill(broker.proc.pid, signal.SIGSTOP)  # the broker takes packets but confirms nothing
     first = [_record("al-1", 1, time.time())]
+    mark = courier.idle_mark()
     store.commit(first)
-    courier.express(_rows(first))  # published, and the courier now waits for its PUBACK
+    courier.express(_rows(first), mark)  # published, and the courier now waits for its PUBACK
     wait_until(lambda: not courier.idle, 5, "the courier awake for the first change")
     later = [_record("al-1", 2, time.time()), _record("al-2", 1, time.time())]
+    mark = courier.idle_mark()
+    assert mark is None
     store.commit(later)
-    courier.express(_rows(later))  # busy: declined, the courier carries them after the first
+    courier.express(_rows(later), mark)  # busy: declined, the courier carries them after the first
     assert courier.expressed == 1
     os.kill(broker.proc.pid, signal.SIGCONT)
     wait_until(lambda: len(center.keys()) >= 3, 15, "all three changes delivered")
@@ -147,3 +151,29 @@ def test_a_busy_courier_declines_and_the_order_of_changes_holds(parts, tmp_path)
     assert keys[:3] == [("al-1", 1), ("al-1", 2), ("al-2", 1)], keys
     assert set(keys) == {("al-1", 1), ("al-1", 2), ("al-2", 1)}  # a repeat only as the same
     assert courier.expressed == 1
+
+
+def test_rows_the_courier_carried_itself_before_the_dispatch_are_not_published_again(
+        parts, tmp_path):
+    """The cause of duplicates in a storm: the courier, idle when the committer asked, woke
+    between the commit and the dispatch, read the new row from the outbox, delivered it and fell
+    idle again; handed the same row to publish, it must decline."""
+    store, courier, center, _broker = parts
+    wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
+    records = [_record("al-1", 1, time.time())]
+    mark = courier.idle_mark()
+    assert mark is not None
+    store.commit(records)
+    courier.wake()  # woken for any reason: it reads the outbox and carries the row itself
+    wait_until(lambda: courier.delivered == 1 and courier.idle, 5,
+               "the courier done with the row and idle again")
+    courier.express(_rows(records), mark)  # the dispatch that came late
+    assert courier.expressed == 0
+    # a later change arrives after anything published before it: once it is there, a second
+    # copy of the first would have arrived too
+    later = [_record("al-2", 1, time.time())]
+    mark = courier.idle_mark()
+    store.commit(later)
+    courier.express(_rows(later), mark)
+    wait_until(lambda: center.keys()[-1:] == [("al-2", 1)], 5, "the later change")
+    assert center.keys() == [("al-1", 1), ("al-2", 1)]

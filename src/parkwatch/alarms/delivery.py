@@ -14,6 +14,9 @@ then only waits for the broker's confirmation and marks the row.  A change no lo
 the courier's thread to wake and read it back from the store, which was most of the alarm
 latency on a quiet gateway.  Order holds: the pipeline publishes only while the courier is idle
 (every older row delivered), and once it declines, the courier carries the rest in order.
+The committer asks for the courier's idle mark before it commits (:meth:`Courier.idle_mark`)
+and hands it back with the rows: a courier that has read the outbox since (and so may have
+delivered those very rows itself) declines, so no change is ever published twice.
 
 When the store cannot write (its disk is full), alarms must still go out.  The alarm service then
 hands its changes to the couriers in memory (:meth:`Courier.offer`); they are sent after the
@@ -208,6 +211,8 @@ class Courier:
         #: express: the courier sleeps with every row delivered, so the pipeline may publish
         #: the next ones itself; (alarm_id, seq, subscriber) -> what the sender published
         self._idle = False
+        #: how many times the courier has fallen idle: an idle mark names one idle spell
+        self._idle_spells = 0
         self._express_lock = threading.Lock()
         self._expressed: dict[tuple[str, int, str], list[Any]] = {}
         self.expressed = 0
@@ -226,14 +231,21 @@ class Courier:
     def wake(self) -> None:
         self._wake.set()
 
-    def express(self, rows: list[Pending]) -> None:
-        """Committed changes for this target, in commit order (the pipeline thread, right
-        after the commit): published at once when the courier is idle and its sender can
-        split publishing from confirming; else the courier is woken to carry them."""
+    def idle_mark(self) -> int | None:
+        """Before a commit: this idle spell's mark, or None while the courier is busy."""
+        with self._express_lock:
+            return self._idle_spells if self._idle else None
+
+    def express(self, rows: list[Pending], mark: int | None) -> None:
+        """Committed changes for this target, in commit order (the committing thread, right
+        after the commit), with the courier's :meth:`idle_mark` from before that commit:
+        published at once when the courier has been idle all along (it cannot have read them
+        from the outbox) and its sender can split publishing from confirming; else the
+        courier is woken to carry them."""
         sender = self.sender
         with self._express_lock:
-            if self._idle and isinstance(sender, MqttPublisher) and (
-                    self.ready is None or self.ready.is_set()):
+            if self._idle and mark == self._idle_spells and isinstance(sender, MqttPublisher) \
+                    and (self.ready is None or self.ready.is_set()):
                 try:
                     for row in rows:
                         key = (row.alarm_id, row.seq, row.subscriber)
@@ -328,6 +340,8 @@ class Courier:
                 return
             # not while changes sent from memory wait for their rows: those are only marked
             self._idle = not self._sent_from_memory and not self._memory
+            if self._idle:
+                self._idle_spells += 1
         self._sleep(seconds)
 
     def _step(self, outbox: OutboxReader) -> None:

@@ -5,9 +5,12 @@ durable deliveries, top to bottom:
 2. a raise is matched to a declared drill and an escalation ladder;
 3. each change becomes its contract event and is routed to subscribers (or suppressed);
 4. all of it is committed to the store in one transaction;
-5. only then are the couriers woken to deliver (an idle one's publish is made right here), the
-   store's write-ahead log folded into its database file when due, and the escalation timer
-   re-armed.
+5. only then does the dispatcher (:mod:`parkwatch.alarms.dispatch`) hand it to the couriers (an
+   idle one's publish is made right here), the store's write-ahead log is folded into its
+   database file when due, and the escalation timer re-armed.
+
+Escalation steps and reminders wait in a heap ordered by when they fall due, so the cost of a
+change does not grow with the number of open alarms (nothing here scans them per batch).
 
 If the store cannot commit (its disk is full), the changes are held in memory, handed to the
 couriers to deliver from there at once, and committed with the next commit that succeeds: a
@@ -18,6 +21,7 @@ Everything here runs on the pipeline thread, the only writer of alarms.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import sqlite3
@@ -27,6 +31,7 @@ from dataclasses import fields
 from enum import StrEnum
 from typing import Any
 
+from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.event import EventBuilder, encode
 from parkwatch.alarms.lifecycle import Alarm, AlarmBook, Change
 from parkwatch.alarms.routing import Router
@@ -56,9 +61,8 @@ class Outcome(StrEnum):
 class AlarmService:
     def __init__(self, cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
                  clock: Callable[[], float] = time.time,
-                 on_committed: Callable[[list[Record]], None] = lambda _r: None,
-                 on_due: Callable[[float | None], None] = lambda _t: None,
-                 on_unsaved: Callable[[list[Record]], None] = lambda _r: None) -> None:
+                 dispatcher: Dispatcher | None = None,
+                 on_due: Callable[[float | None], None] = lambda _t: None) -> None:
         self.cfg = cfg
         self.park = park
         self.engine = engine
@@ -68,15 +72,17 @@ class AlarmService:
         self.builder = EventBuilder(park)
         self.router = Router(cfg, park)
         self.operators = {o.id for o in cfg.alarms.operators}
-        self.on_committed = on_committed
+        self.dispatcher = dispatcher if dispatcher is not None else Dispatcher()
         self.on_due = on_due
-        self.on_unsaved = on_unsaved  # deliver from memory what the store cannot take
         self.refused = Rejections(log, "operator command")
         self.committed = 0
         self.store_errors = 0
         self.orphans: list[str] = []
         self._unsaved: list[Record] = []  # changes a failed commit holds until the next one
         self._armed: float | None = None
+        #: (due, alarm_id) of every escalation step or reminder to come; an entry whose alarm
+        #: has closed or moved on is stale and dropped when it reaches the top
+        self._due: list[tuple[float, str]] = []
 
     # --- start ----------------------------------------------------------------------------
 
@@ -95,6 +101,7 @@ class AlarmService:
             alarm = Alarm(**{**state, "sensor": i, "severity": Severity(state["severity"]),
                              "told": tuple(state["told"])})
             self.book.open[alarm.alarm_id] = alarm
+            self._schedule(alarm)
             if alarm.active:
                 self.book.active_by_key[(alarm.sensor, alarm.rule)] = alarm
                 if alarm.latching:  # a fire alarm outlives a config change and a lost checkpoint
@@ -158,10 +165,7 @@ class AlarmService:
         """Escalation steps and reminders that have fallen due; each fires once."""
         now = self.clock()
         changes: list[Change] = []
-        for alarm in list(self.book.open.values()):
-            due = alarm.next_due
-            if due is None or due > now:
-                continue
+        while (alarm := self._pop_due(now)) is not None:
             ladder = self.router.ladders[alarm.ladder]
             while alarm.next_step_at is not None and alarm.next_step_at <= now:
                 level = alarm.escalation_level + 1
@@ -173,11 +177,32 @@ class AlarmService:
                 missed = math.floor((now - alarm.next_reminder_at) / every)
                 alarm.next_reminder_at += (missed + 1) * every  # one reminder for a long gap
                 changes.append(self.book.remind(alarm))
+            self._schedule(alarm)
         return self._commit(changes)
 
     def next_due(self) -> float | None:
-        due = [a.next_due for a in self.book.open.values() if a.next_due is not None]
-        return min(due) if due else None
+        """When the next escalation step or reminder falls due (None: none will)."""
+        heap, open_ = self._due, self.book.open
+        while heap:
+            due, alarm_id = heap[0]
+            alarm = open_.get(alarm_id)
+            if alarm is not None and alarm.next_due == due:
+                return due
+            heapq.heappop(heap)  # stale: the alarm closed, was acknowledged or moved on
+        return None
+
+    def _pop_due(self, now: float) -> Alarm | None:
+        """The next alarm whose escalation step or reminder is due by `now`, taken off the
+        heap (its next one goes back on with :meth:`_schedule`)."""
+        due = self.next_due()
+        if due is None or due > now:
+            return None
+        return self.book.open[heapq.heappop(self._due)[1]]
+
+    def _schedule(self, alarm: Alarm) -> None:
+        due = alarm.next_due
+        if due is not None:
+            heapq.heappush(self._due, (due, alarm.alarm_id))
 
     # --- the commit ----------------------------------------------------------------------
 
@@ -190,6 +215,7 @@ class AlarmService:
         alarm.next_step_at = now + ladder.steps[0].after_s if ladder.steps else None
         alarm.next_reminder_at = (now + ladder.reminder_every_s
                                   if ladder.reminder_every_s else None)
+        self._schedule(alarm)
 
     def _commit(self, changes: list[Change]) -> int:
         if not changes:
@@ -234,6 +260,7 @@ class AlarmService:
         the next commit (or the status tick): a disk that fails for a while loses nothing and
         delays no alarm; only a crash before the disk recovers would forget the held ones."""
         self._unsaved += records
+        ticket = self.dispatcher.prepare()
         try:
             self.store.commit(self._unsaved)
         except sqlite3.Error as exc:
@@ -243,14 +270,14 @@ class AlarmService:
                           "delivered from there, committed once the store takes them (retried "
                           "with the next change and every status interval)",
                           self.store.path, exc, len(self._unsaved))
-            self.on_unsaved(records)
+            self.dispatcher.hold(records)
             return
         if len(self._unsaved) > len(records):
             log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
                         self.store.path, len(self._unsaved) - len(records))
         self.committed += len(self._unsaved)
         saved, self._unsaved = self._unsaved, []
-        self.on_committed(saved)
+        self.dispatcher.dispatch(saved, ticket)
         self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
 
     def retry_unsaved(self) -> None:

@@ -22,8 +22,9 @@ from parkwatch.alarms.delivery import (
     UplinkSender,
     WebhookSender,
 )
+from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.service import AlarmService, Outcome
-from parkwatch.alarms.store import AlarmStore, Pending, Record, StoreReader
+from parkwatch.alarms.store import AlarmStore, StoreReader
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.config import ConfigError, load_config
 from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
@@ -81,11 +82,11 @@ class Daemon:
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self._mqtt_ack(p)))
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
-        self.couriers = self._couriers()
+        self.dispatcher = Dispatcher(on_events=self.telemetry.events)
+        self.dispatcher.couriers = self._couriers()
         self.timers = Timers()
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
-                                   on_committed=self._committed, on_due=self._arm_escalation,
-                                   on_unsaved=self._unsaved)
+                                   dispatcher=self.dispatcher, on_due=self._arm_escalation)
         self.uplink.link.state_listeners.append(self._link_changed)
         self.drivers = [self._driver(cfg, self.park, d.id) for d in cfg.drivers]
         #: the config file's reloads (SIGHUP): counts, and how the last one went
@@ -206,8 +207,7 @@ class Daemon:
         self.uplink.start()
         for alarm_id in self.alarms.orphans:
             self.uplink.forget(alarm_id)
-        for courier in self.couriers.values():
-            courier.start()
+        self.dispatcher.start()
         self.telemetry.start()
         self.pipeline.start()
         for driver in self.drivers:
@@ -232,12 +232,20 @@ class Daemon:
         self.telemetry.stop(max(0.2, deadline - time.monotonic() - 0.5))
         if self.recorder is not None:
             self.recorder.close()
-        for courier in self.couriers.values():  # what is undelivered waits in the outbox
-            courier.stop(max(0.1, deadline - time.monotonic() - 0.3))
+        self.dispatcher.stop(max(0.1, deadline - time.monotonic() - 0.3))
         self.uplink.stop(max(0.1, deadline - time.monotonic()))
         self.reader.close()
         self.store.close()
         log.info("parkwatch stopped")
+
+    @property
+    def couriers(self) -> dict[str, Courier]:
+        """The dispatcher's couriers by target name."""
+        return self.dispatcher.couriers
+
+    @couriers.setter
+    def couriers(self, couriers: dict[str, Courier]) -> None:
+        self.dispatcher.couriers = couriers
 
     def workers(self) -> dict[str, bool]:
         """Whether each long-running loop the alarm path needs is alive, by what it does (the
@@ -312,8 +320,8 @@ class Daemon:
             couriers = {n: old_couriers[n] if n in old_couriers else fresh_couriers[n]
                         for n in [UPLINK, *cfg.alarms.targets]}
             engine = RuleEngine(park, start=time.time())
-            alarms = AlarmService(cfg, park, engine, self.store, on_committed=self._committed,
-                                  on_due=self._arm_escalation, on_unsaved=self._unsaved)
+            alarms = AlarmService(cfg, park, engine, self.store, dispatcher=self.dispatcher,
+                                  on_due=self._arm_escalation)
             remap = np.array([park.index.get(s.id, -1) for s in self.park.sensors], np.int64)
 
             def swap() -> None:  # on the pipeline thread, between two batches
@@ -425,26 +433,6 @@ class Daemon:
 
     # --- timers ---------------------------------------------------------------------------
 
-    def _committed(self, records: list[Record]) -> None:
-        """Alarm changes are on disk: hand them to the couriers (an idle MQTT courier has them
-        published at once, from this thread), then tell telemetry."""
-        rows = _by_target(records)
-        uplink = rows.pop(UPLINK, None)
-        if uplink is not None and UPLINK in self.couriers:  # the command center first
-            self.couriers[UPLINK].express(uplink)
-        for target, pending in rows.items():
-            courier = self.couriers.get(target)
-            if courier is not None:
-                courier.express(pending)
-        self.telemetry.events([r.payload for r in records])
-
-    def _unsaved(self, records: list[Record]) -> None:
-        """The store could not commit these changes: their couriers deliver them from memory."""
-        for target, pending in _by_target(records).items():
-            courier = self.couriers.get(target)
-            if courier is not None:
-                courier.offer(pending)
-
     def _aggregate(self) -> None:
         """Floor loads, sensor limits and the gateway's counters, for Grafana."""
         now = time.time()
@@ -517,14 +505,3 @@ class Daemon:
                        "reloads": dict(self.reloads), "last_reload": self.last_reload},
         }
 
-
-def _by_target(records: list[Record]) -> dict[str, list[Pending]]:
-    """Each change's deliveries as rows for their targets' couriers, in commit order (the id
-    -1: the courier matches them to the store's rows by alarm, seq and subscriber)."""
-    rows: dict[str, list[Pending]] = {}
-    for r in records:
-        for d in r.deliveries:
-            rows.setdefault(d.target, []).append(Pending(
-                -1, r.alarm_id, r.seq, d.subscriber, d.reason, 0, d.expires_at, r.at, r.at,
-                r.payload))
-    return rows

@@ -1,0 +1,82 @@
+"""The dispatch stage: hands each committed alarm change to the couriers of its targets.
+
+The dispatcher owns the couriers (one per target, see :mod:`parkwatch.alarms.delivery`); the
+alarm service calls it around each commit and never reaches past it.
+
+**Why a ticket.**  A courier that is idle lets the committing thread publish a change itself
+(express).  The dispatcher asks each courier *before* the commit whether it is idle
+(:meth:`Dispatcher.prepare`), and a courier publishes at :meth:`Dispatcher.dispatch` only if it
+has stayed idle, without reading the outbox, since then.  Otherwise a courier that woke between
+the commit and the dispatch could read the new rows from the store, deliver them, fall idle
+again and then be handed the same rows to publish: one change sent twice in normal operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from parkwatch.alarms.delivery import Courier
+from parkwatch.alarms.store import Pending, Record
+from parkwatch.config.delivery import UPLINK
+
+#: per target, the courier's idle mark before a commit (None: busy then)
+Ticket = dict[str, int | None]
+
+
+class Dispatcher:
+    """Couriers by target name, and the hand-over of committed (or unsaved) changes."""
+
+    def __init__(self, on_events: Callable[[list[bytes]], None] = lambda _p: None) -> None:
+        #: target name → courier; replaced whole (never changed in place) on a reload, so a
+        #: reader on another thread always sees one consistent mapping
+        self.couriers: dict[str, Courier] = {}
+        self.on_events = on_events  # the committed events, e.g. to telemetry
+
+    def __iter__(self) -> Iterator[Courier]:
+        return iter(dict(self.couriers).values())
+
+    def prepare(self) -> Ticket:
+        """Before a commit: which couriers are idle, and since when."""
+        return {name: c.idle_mark() for name, c in self.couriers.items()}
+
+    def dispatch(self, records: list[Record], ticket: Ticket | None = None) -> None:
+        """Committed changes: each target's rows to its courier in commit order, the command
+        center first; an idle courier (per `ticket`) has them published from this thread."""
+        ticket = ticket or {}
+        rows = by_target(records)
+        uplink = rows.pop(UPLINK, None)
+        couriers = self.couriers
+        if uplink is not None and UPLINK in couriers:
+            couriers[UPLINK].express(uplink, ticket.get(UPLINK))
+        for target, pending in rows.items():
+            courier = couriers.get(target)
+            if courier is not None:
+                courier.express(pending, ticket.get(target))
+        self.on_events([r.payload for r in records])
+
+    def hold(self, records: list[Record]) -> None:
+        """Changes the store could not commit (disk full): delivered from memory meanwhile."""
+        for target, pending in by_target(records).items():
+            courier = self.couriers.get(target)
+            if courier is not None:
+                courier.offer(pending)
+
+    def start(self) -> None:
+        for courier in self:
+            courier.start()
+
+    def stop(self, timeout: float) -> None:
+        for courier in self:  # what is undelivered waits in the outbox
+            courier.stop(timeout)
+
+
+def by_target(records: list[Record]) -> dict[str, list[Pending]]:
+    """Each change's deliveries as rows for their targets' couriers, in commit order (the id
+    -1: the courier matches them to the store's rows by alarm, seq and subscriber)."""
+    rows: dict[str, list[Pending]] = {}
+    for r in records:
+        for d in r.deliveries:
+            rows.setdefault(d.target, []).append(Pending(
+                -1, r.alarm_id, r.seq, d.subscriber, d.reason, 0, d.expires_at, r.at, r.at,
+                r.payload))
+    return rows
