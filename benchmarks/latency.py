@@ -17,8 +17,21 @@ paho and the two brokers cost on this machine before the daemon does any work.
 
 **Background load.**  ``mqttload.py`` publishes readings of the 1,000 load cells (values below
 every limit) at the phase's rate, paced every 2 ms, from a process of its own: none (idle),
-5,000/s, and half the maximum sustained rate that ``ingest.py`` found (from
-``benchmarks/results/ingest.json``, or ``--max-rate`` / ``--half-rate``).
+5,000/s, and half the maximum sustained rate.
+
+**The maximum, found in the same run.**  Between the 5k and the half phase, this script looks
+for the maximum itself, on the same brokers, VictoriaMetrics and daemon process that the half
+phase then loads: ``ingest.py``'s steps (``run_step``: ``--search-step-seconds`` of readings
+with 10 alarms raised and cleared; a step passes when the daemon keeps up, every point is
+stored and every event arrives) and its search (``next_rate``: up 10 % a step while they pass,
+just under what the daemon got through after a failure, then halving the gap), until the
+lowest failing rate is within ``--search-resolution`` of the highest passing one, after
+``--search-steps`` steps or after ``--search-budget`` s.  The half phase runs at half the
+highest rate that passed, seconds later.  A ``results/ingest.json`` on disk (which may come
+from another hour or another machine) only chooses the first rate tried; it is never the
+maximum.  ``--max-rate`` or ``--half-rate`` skip the search.  The JSON's ``max_rate`` says
+where the maximum came from: the search's steps, when the passing step was measured, and
+whether the search converged.
 
 **Probes.**  20 a second (``--probe-rate``), in turn on the 16 probe sensors: a button gets
 ``{"event":"press"}`` then, on its next turn, ``{"event":"reset"}``; a load cell gets
@@ -35,8 +48,8 @@ installed) and lists where its threads spend their time.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/latency.py       # < 2 min; writes benchmarks/results/latency.json
-    .venv/bin/python benchmarks/latency.py --seconds 10 --half-rate 12000
+    .venv/bin/python benchmarks/latency.py    # < 2.5 min; writes benchmarks/results/latency.json
+    .venv/bin/python benchmarks/latency.py --seconds 10 --half-rate 12000   # no search
 
 The exit code is 0 whether or not the targets are met; the output says which are.
 """
@@ -46,6 +59,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import datetime as dt
 import json
 import math
 import sys
@@ -56,8 +70,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-from benchinfo import command_line, summary  # noqa: E402
-from ingest import ALARM_VALUE, PARK, Bench, Profile, machine  # noqa: E402
+from benchinfo import command_line, cpu_probe_ms, summary  # noqa: E402
+from ingest import ALARM_VALUE, PARK, Bench, Profile, machine, next_rate, run_step  # noqa: E402
 from mqttload import RelayProcess  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "latency.json"
@@ -65,6 +79,8 @@ INGEST = ROOT / "benchmarks" / "results" / "ingest.json"
 PROBES = 8  # fire buttons and as many load cells
 TARGETS_MS = {"idle": 1.0, "5k": 2.0, "half": 10.0}
 NORMAL_VALUE = 1000.0
+#: the search's first rate when no results/ingest.json suggests one
+SEARCH_START = 40_000.0
 
 
 # --- probes ---------------------------------------------------------------------------------
@@ -166,16 +182,119 @@ def run_phase(b: Bench, name: str, rate: float, seconds: float, probe_rate: floa
     return out
 
 
-def half_rate(args: argparse.Namespace) -> tuple[float | None, str]:
-    if args.half_rate:
-        return args.half_rate, "--half-rate"
-    if args.max_rate:
-        return args.max_rate / 2, "--max-rate / 2"
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        best = float(json.loads(INGEST.read_text(encoding="utf-8"))["max_sustained_rate"])
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def search_start(args: argparse.Namespace, probe_ms: float | None) -> tuple[float, str]:
+    """The first rate the search tries, and why: ``--search-start``; else the maximum in
+    results/ingest.json, scaled by the two runs' speed probes (that file may come from another
+    hour or machine: it is only a starting point); else SEARCH_START."""
+    if args.search_start:
+        return args.search_start, "--search-start"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        res = json.loads(INGEST.read_text(encoding="utf-8"))
+        best = float(res["max_sustained_rate"])
         if best > 0:
-            return best / 2, f"{INGEST.relative_to(ROOT)}: max {best:,.0f}/s, halved"
-    return None, "no ingest result (run benchmarks/ingest.py, or give --max-rate)"
+            m = res.get("machine") or {}
+            how = f"the maximum of {INGEST.relative_to(ROOT)} of {m.get('timestamp', '?')}, " \
+                f"{best:,.0f}/s"
+            then = m.get("cpu_probe_ms")
+            if then and probe_ms:
+                best *= float(then) / probe_ms
+                how += f", × its speed probe / this run's ({then:g} / {probe_ms:g} ms)"
+            return best, how
+    return SEARCH_START, "default (no results/ingest.json)"
+
+
+def search_max(b: Bench, args: argparse.Namespace, last_ts: int) -> tuple[dict[str, Any], int]:
+    """The highest rate the daemon sustains now, with ingest.py's steps and search: a step
+    passes when the daemon keeps up, VictoriaMetrics stores every reading and every expected
+    event arrives.  Returns the record for latency.json's ``max_rate`` and the last device
+    time used."""
+    started = time.monotonic()
+    t_start = _now()
+    probe_ms = cpu_probe_ms()  # the machine's speed now, for the first rate
+    seed, seed_from = search_start(args, probe_ms)
+    print(f"  max-rate search: from {seed:,.0f}/s ({seed_from}), {args.search_step_seconds:g} s "
+          f"steps, resolution {args.search_resolution:.0%}, budget {args.search_budget:g} s",
+          flush=True)
+    steps: list[dict[str, Any]] = []
+    queue = [seed]
+    while queue and len(steps) < args.search_steps:
+        if time.monotonic() - started > args.search_budget:
+            print("    time budget spent", flush=True)
+            break
+        rate = queue.pop(0)
+        step = run_step(b, len(steps), rate, args.search_step_seconds, 0.25, 1.0, 5.0, last_ts)
+        step["at"] = _now()
+        last_ts = step["last_ts"]
+        steps.append(step)
+        why = "" if step["pass"] else ": FAIL (" + ", ".join(
+            w for w, bad in (("backlog", not step["keeps_up"]),
+                             ("points missing", not step["stored_all"]),
+                             ("events missing", not step["events_all"])) if bad) + ")"
+        print(f"    {rate:,.0f}/s -> daemon {step['daemon_rate']:,.0f}/s, drain "
+              f"{step['drain_s']:.3f} s{why or ': pass'}", flush=True)
+        if not step["keeps_up"]:
+            time.sleep(1.0)  # run_step waited for the backlog; let the daemon settle
+        nxt = next_rate(steps, seed, args.search_resolution, 0.01 * seed)
+        if nxt is not None:
+            queue.append(nxt)
+    passed = [s for s in steps if s["pass"]]
+    best = max(passed, key=lambda s: s["rate"], default=None)
+    failed = [s["rate"] for s in steps if not s["pass"]]
+    lowest_failed = min(failed, default=None)
+    converged = best is not None and lowest_failed is not None and \
+        lowest_failed <= best["rate"] * (1 + args.search_resolution)
+    record: dict[str, Any] = {
+        "source": "search", "rate": best["rate"] if best else None,
+        "measured_at": best["at"] if best else None,
+        "lowest_failed_rate": lowest_failed, "converged": converged,
+        "search": {
+            "started_at": t_start, "runtime_s": round(time.monotonic() - started, 1),
+            "cpu_probe_ms": probe_ms,
+            "start_rate": round(seed, 1), "start_from": seed_from,
+            "step_s": args.search_step_seconds, "resolution": args.search_resolution,
+            "max_steps": args.search_steps, "budget_s": args.search_budget,
+            "steps": [{k: s[k] for k in (
+                "rate", "at", "pass", "keeps_up", "stored_all", "events_all", "stopped_early",
+                "daemon_rate", "sent", "drain_s", "worst_lag_s", "points_stored",
+                "points_expected", "events_received", "events_expected", "cpu_s")}
+                for s in steps]}}
+    if best is None:
+        print("    no rate passed", flush=True)
+    else:
+        print(f"    maximum: {best['rate']:,.0f}/s (measured {best['at']}"
+              + (f"; {lowest_failed:,.0f}/s failed" if lowest_failed else "; none failed: a "
+                 "lower bound") + ")", flush=True)
+    return record, last_ts
+
+
+def given_max(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The maximum (or the half rate) from the command line: no search."""
+    if args.half_rate:
+        return {"source": "--half-rate", "rate": None, "half_rate": args.half_rate}
+    if args.max_rate:
+        return {"source": "--max-rate", "rate": args.max_rate}
+    return None
+
+
+def half_from(mx: dict[str, Any]) -> tuple[float | None, str]:
+    """The half phase's rate and where it came from, for the JSON and the output."""
+    if mx["source"] == "--half-rate":
+        return mx["half_rate"], "--half-rate"
+    if mx["source"] == "--max-rate":
+        return mx["rate"] / 2, f"--max-rate {mx['rate']:,.0f}/s, halved"
+    if mx["rate"] is None:
+        tried = [s["rate"] for s in mx["search"]["steps"]]
+        return None, ("no rate passed in this run's max-rate search" + (
+            f" (lowest tried {min(tried):,.0f}/s)" if tried else " (no step ran)"))
+    failed = mx.get("lowest_failed_rate")
+    return mx["rate"] / 2, (
+        f"half of {mx['rate']:,.0f}/s, the highest rate sustained in this run's search "
+        f"(measured {mx['measured_at']}; " + (f"{failed:,.0f}/s failed" if failed else
+                                              "no rate failed: a lower bound") + ")")
 
 
 def report(res: dict[str, Any]) -> list[str]:
@@ -199,6 +318,9 @@ def report(res: dict[str, Any]) -> list[str]:
             lines.append("    the daemon did NOT keep up with this load")
     for skipped in res.get("skipped", []):
         lines.append(f"  {skipped}")
+    half = next((p for p in res["phases"] if p["phase"] == "half"), None)
+    if half is not None:
+        lines.append(f"  half load: {half.get('rate_from', '?')}")
     return lines
 
 
@@ -208,9 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     ap.add_argument("--probe-rate", type=float, default=20.0, help="probes per second")
     ap.add_argument("--max-rate", type=float, default=None,
-                    help="the maximum sustained rate (default: from results/ingest.json)")
+                    help="the maximum sustained rate (default: searched for in this run)")
     ap.add_argument("--half-rate", type=float, default=None,
-                    help="the rate of the half-load phase itself")
+                    help="the rate of the half-load phase itself (no search)")
+    ap.add_argument("--search-start", type=float, default=None,
+                    help="the search's first rate (default: results/ingest.json's maximum, "
+                    f"else {SEARCH_START:,.0f})")
+    ap.add_argument("--search-step-seconds", type=float, default=5.0,
+                    help="load per search step (ingest.py's default)")
+    ap.add_argument("--search-resolution", type=float, default=0.05,
+                    help="the search stops when the lowest failing rate is within this of the "
+                    "highest passing one")
+    ap.add_argument("--search-steps", type=int, default=7, help="at most this many steps")
+    ap.add_argument("--search-budget", type=float, default=55.0,
+                    help="s of search after which no new step starts")
     ap.add_argument("--phases", nargs="*", default=["relay", "idle", "5k", "half"],
                     choices=["relay", "idle", "5k", "half"],
                     help="relay: the bare paho relay in the daemon's place, idle (the floor)")
@@ -225,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"parkwatch alarm-latency benchmark: {info['nproc']} cores, load {info['loadavg']}, "
           f"Python {info['python']}, paho-mqtt {info['paho_mqtt']}, {info['mosquitto']}",
           flush=True)
-    half, half_from = half_rate(args)
-    rates = {"idle": 0.0, "5k": 5000.0, "half": half}
+    max_rate = given_max(args)
+    rates: dict[str, float | None] = {"idle": 0.0, "5k": 5000.0}
     phases: list[dict[str, Any]] = []
     skipped = []
     with contextlib.ExitStack() as stack:
@@ -263,17 +396,24 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.phases:
             if name == "relay":
                 continue
+            rate_from = None
+            if name == "half":
+                if max_rate is None:  # the maximum now, on this daemon, just before the phase
+                    max_rate, last_ts = search_max(b, args, last_ts)
+                    time.sleep(2.0)  # the search's last step's telemetry and events
+                rates["half"], rate_from = half_from(max_rate)
             rate = rates[name]
             if rate is None:
-                skipped.append(f"half: skipped, {half_from}")
+                skipped.append(f"half: skipped, {rate_from}")
+                print(f"  half: skipped, {rate_from}", flush=True)
                 continue
             print(f"  {name}: {rate:,.0f} readings/s for {args.seconds:g} s ...", flush=True)
             p = run_phase(b, name, rate, args.seconds, args.probe_rate, probe_next, last_ts,
                           profile_dir)
             probe_next += p["probes"]
             last_ts = p["last_ts"]
-            if name == "half":
-                p["rate_from"] = half_from
+            if rate_from is not None:
+                p["rate_from"] = rate_from
             phases.append(p)
             s = p["latency"]
             print(f"    p50 {s.get('p50_ms', math.nan):.2f} ms, p99 "
@@ -287,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                            "probe_sensors": 2 * PROBES, "background_sensors": 1000,
                            "targets_p99_ms": TARGETS_MS, "park": PARK},
               "warmup": {k: warm[k] for k in ("probes", "missing", "latency")},
-              "phases": phases, "skipped": skipped, "daemon_exit": rc,
+              "max_rate": max_rate, "phases": phases, "skipped": skipped, "daemon_exit": rc,
               "runtime_s": round(elapsed, 1)}
     print()
     print("\n".join(report(result)))

@@ -8,7 +8,8 @@ for a figure without a target). A benchmark without a results file gives a "not 
 Four benchmarks also get their detail table in a block of its own further down the README, from
 their results file alone, between ``<!-- bench-NAME:begin -->`` and ``<!-- bench-NAME:end -->``:
 ``bus`` (one row per case: polls/s against the line limit, scaling, target and verdict),
-``rules`` (one row per mode and size: ns/sensor in each order, the reference, the target at 1e5),
+``rules`` (one row per mode and size: ns/sensor in each order, the floor timed in the same run
+and the multiple of it, the reference, the target at 1e5),
 ``alarms`` (one row per stage of press → raised: what it spans, p50 and p99, then the end to end
 figures) and ``telemetry`` (one row per method: points/s, seconds, times the best ``Point``
 method, the target; then serialisation alone and the server alone). A block without its markers
@@ -136,6 +137,13 @@ def rows_latency(res: Result) -> list[Row]:
         out.append(row(b, case, p99, lat.get("p99_ms"), "ms",
                        None if tgt is None else ("≤", tgt), p.get("met")))
         out.append(row(b, case, "max", lat.get("max_ms"), "ms"))
+        mx = res.get("max_rate") or {}
+        if name == "half" and mx.get("rate"):  # where the half comes from
+            how = "found by this run's search" if mx.get("source") == "search" else \
+                f"given ({mx.get('source')})"
+            if mx.get("source") == "search" and mx.get("measured_at"):
+                how += f" at {mx['measured_at']}"
+            out.append(row(b, case, f"maximum sustained rate, {how}", mx["rate"], "readings/s"))
     for name, tgt in targets.items():
         if name in seen:
             continue
@@ -502,9 +510,20 @@ def _ns(x: float | None) -> str:
     return DASH if x is None else f"{x:.1f}" if x >= 1 else f"{x:.2f}"
 
 
+def _per_order(orders: dict[str, Result], key: str, fmt: Callable[[float], str]) -> str:
+    """"a / p": one figure per order (arrival / poll), "–" for an order without it; "–" alone
+    when no order has it."""
+    vals = [orders.get(o, {}).get(key) for o in RULES_ORDERS]
+    if all(v is None for v in vals):
+        return DASH
+    return " / ".join(DASH if v is None else fmt(v) for v in vals)
+
+
 def rules_detail(res: Result) -> list[str]:
-    """The rules table: one row per mode and size run, each order in a column; the target
-    size, when the run left it out, is a "not run" row (other sizes are just not shown)."""
+    """The rules table: one row per mode and size run, each order in a column, then the floor
+    (gather, compare, flatnonzero: timed in the same run) and the engine's multiple of it in
+    each order; the target size, when the run left it out, is a "not run" row (other sizes
+    are just not shown)."""
     runs = res.get("rows", [])
     targets = res.get("targets_ns_at_1e5", {})
     modes = list(dict.fromkeys([*RULES_MODES, *(r["mode"] for r in runs)]))
@@ -522,7 +541,8 @@ def rules_detail(res: Result) -> list[str]:
                 tgt = DASH
                 if n == RULES_TARGET_SIZE and mode in targets:
                     tgt = f"{target_text('≤', targets[mode], 'ns')}: not run"
-                body.append([name, f"1e{len(str(n)) - 1}: not run", DASH, DASH, DASH, tgt])
+                body.append([name, f"1e{len(str(n)) - 1}: not run", DASH, DASH, DASH, DASH,
+                             DASH, tgt])
                 continue
             orders = {o: cells[mode, n][o] for o in
                       sorted(cells[mode, n], key=lambda o: (o not in RULES_ORDERS, o))}
@@ -532,10 +552,18 @@ def rules_detail(res: Result) -> list[str]:
                 f" ({ref['speedup']:.0f}×)" if ref.get("speedup") else "")
             body.append([name, f"{n:,}".replace(",", " ")] + [
                 _fixed(orders.get(o, {}).get("ns_per_sensor")) for o in RULES_ORDERS]
-                + [ref_cell, _rules_verdict(orders)])
+                + [_per_order(orders, "floor_ns_per_sensor", _ns),
+                   _per_order(orders, "x_floor", lambda x: fmt_value(x, "×")),
+                   ref_cell, _rules_verdict(orders)])
     head = ["rules", "sensors", "arrival ns/sensor", "poll ns/sensor",
+            "floor ns/sensor (arrival / poll)", "× floor (arrival / poll)",
             "reference ns/sensor (speed-up)", "target at 1e5"]
     out = [_fill(_latest_run(res) + "; medians of the timed batches:"), "", *_md(head, body)]
+    if any(r.get("x_floor") is not None for r in runs):
+        out += ["", _fill("The floor is the least work any rule engine does for a threshold "
+                          "check: each reading's limit gathered (`limit[sensor]`), one compare, "
+                          "`np.flatnonzero`; timed in the same run on the same batches, so its "
+                          "multiple depends less on the machine than the nanoseconds do.")]
     judged = [r for r in runs if r.get("target_ns") is not None]
     if judged:
         missed = [f"{RULES_MODES.get(r['mode'], r['mode'])}, {r['order']} order "

@@ -84,6 +84,30 @@ def test_rows_carry_value_unit_target_and_verdict() -> None:
     assert scaling["value"] == 95.0 and scaling["met"] is False and "3 t3.5" in scaling["figure"]
 
 
+def test_the_half_load_says_where_its_maximum_came_from() -> None:
+    half = {"phase": "half", "rate": 30000.0, "missing": 0, "target_p99_ms": 10.0, "met": True,
+            "latency": {"p50_ms": 3.0, "p99_ms": 9.0, "max_ms": 12.0},
+            "rate_from": "half of 60,000/s, the highest rate sustained in this run's search"}
+    found = {**LATENCY, "phases": [*LATENCY["phases"], half], "skipped": [],
+             "max_rate": {"source": "search", "rate": 60000.0,
+                          "measured_at": "2026-11-23T10:01:02+00:00",
+                          "lowest_failed_rate": 62000.0, "converged": True}}
+    rows = [r for r in report.summarise({"latency": found}) if r["case"].startswith("half")]
+    assert {r["case"] for r in rows} == {"half load (30 000/s)"}
+    mx = by_figure(rows, "maximum sustained rate")
+    assert mx["figure"] == "maximum sustained rate, found by this run's search at " \
+        "2026-11-23T10:01:02+00:00"
+    assert (mx["value"], mx["unit"], mx["target"]) == (60000.0, "readings/s", None)
+    assert by_figure(rows, "p99")["met"] is True
+    given = {**found, "max_rate": {"source": "--max-rate", "rate": 60000.0}}
+    rows = report.summarise({"latency": given})
+    assert by_figure(rows, "maximum sustained rate")["figure"].endswith("given (--max-rate)")
+    # the half rate given directly: no maximum to show
+    direct = {**found, "max_rate": {"source": "--half-rate", "rate": None, "half_rate": 30000.0}}
+    assert not [r for r in report.summarise({"latency": direct})
+                if r["figure"].startswith("maximum")]
+
+
 def test_a_missing_benchmark_is_one_not_run_row() -> None:
     rows = report.summarise({"ingest": INGEST})
     names = [r["benchmark"] for r in rows if r["figure"].startswith("not run")]
@@ -201,17 +225,22 @@ RULES_FULL = {"benchmark": "rules",
               "machine": MACHINE, "targets_ns_at_1e5": {"thresholds": 15.0, "all": 50.0},
               "rows": [
                   {"mode": "thresholds", "order": "arrival", "sensors": 1003,
-                   "ns_per_sensor": 40.25, "reference_ns_per_sensor": 1418.9, "speedup": 35.2},
-                  {"mode": "thresholds", "order": "poll", "sensors": 1003, "ns_per_sensor": 40.5},
+                   "ns_per_sensor": 40.25, "reference_ns_per_sensor": 1418.9, "speedup": 35.2,
+                   "floor_ns_per_sensor": 3.12, "x_floor": 12.9},
+                  {"mode": "thresholds", "order": "poll", "sensors": 1003, "ns_per_sensor": 40.5,
+                   "floor_ns_per_sensor": 3.04, "x_floor": 13.32},
                   {"mode": "thresholds", "order": "arrival", "sensors": 99994,
                    "ns_per_sensor": 7.64, "ns_per_sensor_mean": 7.76,
-                   "next_due_ns_per_sensor": 0.012, "target_ns": 15.0, "meets_target": True},
+                   "next_due_ns_per_sensor": 0.012, "target_ns": 15.0, "meets_target": True,
+                   "floor_ns_per_sensor": 0.84, "x_floor": 9.1},
                   {"mode": "thresholds", "order": "poll", "sensors": 99994,
                    "ns_per_sensor": 7.29, "ns_per_sensor_mean": 7.4,
-                   "next_due_ns_per_sensor": 0.011, "target_ns": 15.0, "meets_target": True},
+                   "next_due_ns_per_sensor": 0.011, "target_ns": 15.0, "meets_target": True,
+                   "floor_ns_per_sensor": 0.71, "x_floor": 10.27},
                   {"mode": "all", "order": "arrival", "sensors": 99994, "ns_per_sensor": 56.21,
                    "ns_per_sensor_mean": 66.42, "next_due_ns_per_sensor": 10.04,
-                   "target_ns": 50.0, "meets_target": False},
+                   "target_ns": 50.0, "meets_target": False,
+                   "floor_ns_per_sensor": 0.83, "x_floor": 67.72},
                   {"mode": "all", "order": "poll", "sensors": 99994, "ns_per_sensor": 46.9,
                    "ns_per_sensor_mean": 51.25, "next_due_ns_per_sensor": 10.28,
                    "target_ns": 50.0, "meets_target": True}]}
@@ -240,14 +269,18 @@ def test_rules_table_is_rendered_from_the_results() -> None:
     lines = report.rules_detail(RULES_FULL)
     assert lines[0].startswith("Latest run: `.venv/bin/python benchmarks/rules.py --sizes 1000 "
                                "100000`")
-    assert "| rules | sensors | arrival ns/sensor | poll ns/sensor | reference ns/sensor " \
-        "(speed-up) | target at 1e5 |" in lines
+    assert "| rules | sensors | arrival ns/sensor | poll ns/sensor | floor ns/sensor " \
+        "(arrival / poll) | × floor (arrival / poll) | reference ns/sensor (speed-up) | " \
+        "target at 1e5 |" in lines
     body = [ln for ln in lines if ln.startswith(("| thresholds", "| all kinds"))]
+    # the multiple of the floor timed in the same run, per order; an order without it is "–"
     assert body == [
-        "| thresholds | 1 003 | 40.2 | 40.5 | 1 419 (35×) | – |",
-        "| thresholds | 99 994 | 7.6 | 7.3 | – | ≤ 15 ns: met |",
-        "| all kinds | 99 994 | 56.2 | 46.9 | – | ≤ 50 ns: arrival **missed**, poll met |"]
+        "| thresholds | 1 003 | 40.2 | 40.5 | 3.1 / 3.0 | 12.9× / 13.3× | 1 419 (35×) | – |",
+        "| thresholds | 99 994 | 7.6 | 7.3 | 0.84 / 0.71 | 9.1× / 10.3× | – | ≤ 15 ns: met |",
+        "| all kinds | 99 994 | 56.2 | 46.9 | 0.83 / – | 67.7× / – | – | ≤ 50 ns: arrival "
+        "**missed**, poll met |"]
     text = "\n".join(lines)
+    assert "The floor is the least work any rule engine does for a threshold check" in text
     assert "Targets at 1e5 sensors: 3 of 4 met; missed: all kinds, arrival order (56.2 ns)." \
         in text
     assert "- all kinds: mean 66.4 / 51.2 ns, `next_due()` 10.0 / 10.3 ns" in lines
@@ -256,10 +289,11 @@ def test_rules_table_is_rendered_from_the_results() -> None:
 
 def test_rules_table_without_a_1e5_run_judges_nothing() -> None:
     lines = report.rules_detail(RULES)  # the older format: no targets, no poll order at 1e3
-    assert "| thresholds | 1 003 | 51.8 | – | – | – |" in lines
-    assert "| thresholds | 99 994 | 8.4 | – | – | ≤ 15 ns: arrival met |" in lines
+    assert "| thresholds | 1 003 | 51.8 | – | – | – | – | – |" in lines
+    assert "| thresholds | 99 994 | 8.4 | – | – | – | – | ≤ 15 ns: arrival met |" in lines
+    assert not any(ln.startswith("The floor is") for ln in lines)  # no floor in older results
     small = report.rules_detail({**RULES_FULL, "rows": RULES_FULL["rows"][:2]})
-    assert "| all kinds | 1e5: not run | – | – | – | ≤ 50 ns: not run |" in small
+    assert "| all kinds | 1e5: not run | – | – | – | – | – | ≤ 50 ns: not run |" in small
     assert small[-1] == "No 1e5-sensor case in this run: the targets are not judged."
 
 
@@ -501,8 +535,8 @@ def test_main_rewrites_the_detail_blocks_of_the_readme(tmp_path: Path) -> None:
     text = readme.read_text(encoding="utf-8")
     assert "stale" not in text and "old main table" not in text
     assert "| 115200 | 4 | 734.8 | 780.8 | 94.1 % | 85.0 % |" in text
-    assert "| all kinds | 99 994 | 56.2 | 46.9 | – | ≤ 50 ns: arrival **missed**, poll met |" \
-        in text
+    assert "| all kinds | 99 994 | 56.2 | 46.9 | 0.83 / – | 67.7× / – | – | ≤ 50 ns: arrival " \
+        "**missed**, poll met |" in text
     assert "| `commit` | what commit spans | 0.89 | 1.94 |" in text
     assert "| parkwatch `TelemetrySink` (bulk line protocol) | 491 010 | 2.037 | 7.0× |" in text
     assert all(text.count(m) == 1 for n in report.DETAILS for m in report.markers(n))
