@@ -8,175 +8,63 @@ Delivery is at-least-once: a row is marked delivered only after the target confi
 broker's PUBACK, a 2xx answer), so a crash in between sends it again with the same
 (alarm_id, seq), by which receivers deduplicate.
 
-**Express.**  A courier that has nothing left to carry lets the pipeline thread publish the
+**Throughput.**  A courier reads the outbox ahead in chunks, from a cursor (outbox ids grow in
+commit order, so a row never appears behind the cursor), and keeps up to :data:`WINDOW` rows in
+flight to an MQTT target before it waits for their confirmations, in order.  It writes its
+marks (delivered, expired) in one transaction when its read-ahead runs dry, or every
+:data:`MARK_BATCH` rows: in a storm, one write per chunk instead of one per row, and far fewer
+collisions with the committer's transactions.  A crash before the marks are written sends those
+rows again; receivers drop them by (alarm_id, seq).
+
+**Express.**  A courier that has nothing left to carry lets the committing thread publish the
 next committed change itself, the moment it is committed (:meth:`Courier.express`); the courier
-then only waits for the broker's confirmation and marks the row.  A change no longer waits for
-the courier's thread to wake and read it back from the store, which was most of the alarm
-latency on a quiet gateway.  Order holds: the pipeline publishes only while the courier is idle
-(every older row delivered), and once it declines, the courier carries the rest in order.
-The committer asks for the courier's idle mark before it commits (:meth:`Courier.idle_mark`)
-and hands it back with the rows: a courier that has read the outbox since (and so may have
-delivered those very rows itself) declines, so no change is ever published twice.
+then only waits for the broker's confirmation and marks the row.  Order holds: the committer
+publishes only while the courier is idle (every older row delivered), and once it declines,
+the courier carries the rest in order.  The committer asks for the courier's idle mark before
+it commits (:meth:`Courier.idle_mark`) and hands it back with the rows: a courier that has read
+the outbox since (and so may have delivered those very rows itself) declines, so no change is
+ever published twice.
 
 When the store cannot write (its disk is full), alarms must still go out.  The alarm service then
 hands its changes to the couriers in memory (:meth:`Courier.offer`); they are sent after the
 target's committed rows, and when the disk takes them later their rows are marked delivered
-without a second sending.  A mark the disk refuses is kept in memory and written when it can.
+without a second sending.  Marks the disk refuses are kept in memory and written when it can.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import http.client
-import json
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
 from parkwatch.alarms.store import OutboxReader, Pending
-from parkwatch.alarms.uplink import Topics
-from parkwatch.config.delivery import Backoff, MqttTarget, WebhookTarget
-from parkwatch.mqtt.link import MqttLink
+from parkwatch.config.delivery import Backoff
 
 log = logging.getLogger("parkwatch.delivery")
 
-SIGNATURE_HEADER = "X-Parkwatch-Signature"
-#: how long the broker may take to confirm (PUBACK) a QoS 1 publish before we try again
-PUBACK_TIMEOUT_S = 10.0
-#: how long an express publish waits for the link's network thread to write it; the pipeline
+#: how long an express publish waits for the link's network thread to write it; the committer
 #: goes on after this even when the socket is full (the courier confirms either way)
 EXPRESS_WRITE_S = 0.002
+#: rows read from the outbox at a time
+READ_AHEAD = 256
+#: rows published to an MQTT target before the courier waits for their confirmations
+WINDOW = 32
+#: delivered rows whose marks may wait for one transaction
+MARK_BATCH = 256
+
+Key = tuple[str, int, str]
 
 
-class DeliveryError(Exception):
-    """The target did not take the delivery; it is retried after a backoff."""
-
-
-class Sender(Protocol):
-    def send(self, row: Pending) -> None: ...
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The signature header value: ``sha256=`` and the hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect of a POST would be followed as a bodiless GET: treat it as a failure."""
-
-    def redirect_request(self, *_args: object, **_kw: object) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-class WebhookSender:
-    """POSTs the event JSON; any answer but 2xx, a timeout or a refused connection is a failure."""
-
-    def __init__(self, name: str, cfg: WebhookTarget) -> None:
-        self.name = name
-        self.url = str(cfg.url)
-        self.timeout = cfg.timeout_s
-        self.secret = cfg.secret()
-
-    def send(self, row: Pending) -> None:
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": "parkwatch",
-            "X-Parkwatch-Subscriber": row.subscriber,
-            "X-Parkwatch-Delivery": f"{row.alarm_id}/{row.seq}",
-        }
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign(self.secret, row.payload)
-        req = urllib.request.Request(self.url, data=row.payload, headers=headers, method="POST")
-        try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
-                resp.read(65536)
-        except urllib.error.HTTPError as exc:  # any answer but 2xx, redirects included
-            raise DeliveryError(f"HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
-
-
-class LogSender:
-    def __init__(self, name: str) -> None:
-        self.log = logging.getLogger(f"parkwatch.notify.{name}")
-
-    def send(self, row: Pending) -> None:
-        event = json.loads(row.payload)
-        self.log.info("to %s: %s (alarm %s seq %d, %s)", row.subscriber, event["message"],
-                      row.alarm_id, row.seq, row.reason)
-
-
-def _confirm(infos: list, what: str) -> None:
-    deadline = time.monotonic() + PUBACK_TIMEOUT_S
-    for info in infos:
-        try:
-            info.wait_for_publish(max(0.01, deadline - time.monotonic()))
-        except (RuntimeError, ValueError) as exc:
-            raise DeliveryError(f"{what}: {exc}") from None
-        if not info.is_published():
-            raise DeliveryError(f"{what}: no PUBACK within {PUBACK_TIMEOUT_S:g} s")
-
-
-class MqttPublisher:
-    """Send = publish (QoS 1, queued on the link) + confirm (wait for every PUBACK); the two
-    halves apart let the committer publish and the courier confirm (express)."""
-
-    link: MqttLink
-
-    def publish(self, row: Pending) -> list[Any]:
-        raise NotImplementedError
-
-    def send(self, row: Pending) -> None:
-        self.confirm(self.publish(row))
-
-    def confirm(self, infos: list[Any]) -> None:
-        _confirm(infos, self.link.where)
-
-    def _connected(self) -> None:
-        if not self.link.connected.is_set():
-            raise DeliveryError(f"{self.link.where} not connected")
-
-
-class UplinkSender(MqttPublisher):
-    """The command-center contract: the event, then the alarm's retained state (empty when
-    closed), both QoS 1 and confirmed by the broker."""
-
-    def __init__(self, link: MqttLink, topics: Topics) -> None:
-        self.link = link
-        self.topics = topics
-
-    def publish(self, row: Pending) -> list[Any]:
-        self._connected()
-        closed = json.loads(row.payload)["event"] == "closed"
-        return [self.link.publish(self.topics.events, row.payload),
-                self.link.publish(self.topics.alarm(row.alarm_id),
-                                  b"" if closed else row.payload, retain=True)]
-
-
-class MqttSender(MqttPublisher):
-    """A subscriber's own topic on the uplink broker (e.g. a tenant's app)."""
-
-    def __init__(self, link: MqttLink, cfg: MqttTarget) -> None:
-        self.link = link
-        self.topic = cfg.topic
-
-    def publish(self, row: Pending) -> list[Any]:
-        self._connected()
-        return [self.link.publish(self.topic.replace("{subscriber}", row.subscriber),
-                                  row.payload)]
+def _key(row: Pending) -> Key:
+    return (row.alarm_id, row.seq, row.subscriber)
 
 
 class Courier:
@@ -199,22 +87,24 @@ class Courier:
         #: self-metrics: called with each delivered row's commit → confirmation seconds
         self.on_delivered = on_delivered
         self.failing = False
+        #: committed rows read ahead, in commit order, and the last outbox id read
+        self._queue: deque[Pending] = deque()
+        self._cursor = 0
+        #: (id, state, at) of rows done whose marks are not written yet
+        self._marks: list[tuple[int, str, float]] = []
+        self._marks_failing = False
         #: changes the store could not commit yet, to send after the committed rows
         self._memory: deque[Pending] = deque()
         self._memory_lock = threading.Lock()
         #: (alarm_id, seq, subscriber) sent from memory: their rows, once committed, are marked
-        self._sent_from_memory: set[tuple[str, int, str]] = set()
-        #: rows done whose mark the disk refused: id -> (state, at), written when it can
-        self._unmarked: dict[int, tuple[str, float]] = {}
-        #: rows whose failure the disk could not record: id -> retry time
-        self._retry_at: dict[int, float] = {}
-        #: express: the courier sleeps with every row delivered, so the pipeline may publish
+        self._sent_from_memory: set[Key] = set()
+        #: express: the courier sleeps with every row delivered, so the committer may publish
         #: the next ones itself; (alarm_id, seq, subscriber) -> what the sender published
         self._idle = False
         #: how many times the courier has fallen idle: an idle mark names one idle spell
         self._idle_spells = 0
         self._express_lock = threading.Lock()
-        self._expressed: dict[tuple[str, int, str], list[Any]] = {}
+        self._expressed: dict[Key, list[Any]] = {}
         self.expressed = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -248,8 +138,7 @@ class Courier:
                     and (self.ready is None or self.ready.is_set()):
                 try:
                     for row in rows:
-                        key = (row.alarm_id, row.seq, row.subscriber)
-                        self._expressed[key] = sender.publish(row)
+                        self._expressed[_key(row)] = sender.publish(row)
                         self.expressed += 1
                     # the network thread writes it now, not when this thread next lets go of
                     # the GIL (up to a switch interval later, several times over)
@@ -289,51 +178,64 @@ class Courier:
                     log.exception("courier %s: unexpected error; retrying in 1 s", self.name)
                     self._sleep(1.0)
         finally:
+            self._flush_marks(outbox)
             outbox.close()
 
-    def _mark(self, outbox: OutboxReader, row_id: int, state: str, at: float) -> None:
-        try:
-            if state == "delivered":
-                outbox.delivered(row_id, at)
-            else:
-                outbox.expired(row_id, at)
-        except sqlite3.Error as exc:
-            if not self._unmarked:
-                log.error("courier %s: cannot record a delivery in the store (%s); kept in "
-                          "memory and written once the store takes it", self.name, exc)
-            self._unmarked[row_id] = (state, at)
-            return
-        self._unmarked.pop(row_id, None)
+    # --- the outbox --------------------------------------------------------------------
 
-    def _head(self, outbox: OutboxReader) -> Pending | None:
-        """The next row: the oldest committed one, else the oldest held in memory."""
-        for row_id, (state, at) in list(self._unmarked.items()):
-            self._mark(outbox, row_id, state, at)
-            if row_id in self._unmarked:
-                break  # the disk still refuses: try again next step
-        while (row := outbox.head(self._unmarked)) is not None:
-            key = (row.alarm_id, row.seq, row.subscriber)
+    def _flush_marks(self, outbox: OutboxReader) -> bool:
+        """Write the marks that wait, in one transaction; False when the disk refuses."""
+        if not self._marks:
+            return True
+        try:
+            outbox.mark(self._marks)
+        except sqlite3.Error as exc:
+            if not self._marks_failing:
+                log.error("courier %s: cannot record deliveries in the store (%s); kept in "
+                          "memory and written once the store takes them", self.name, exc)
+                self._marks_failing = True
+            return False
+        self._marks = []
+        if self._marks_failing:
+            log.info("courier %s: deliveries are recorded in the store again", self.name)
+            self._marks_failing = False
+        return True
+
+    def _refill(self, outbox: OutboxReader) -> None:
+        """Read the next committed rows after the cursor; a row that already went out from
+        memory is only marked."""
+        for row in outbox.after(self._cursor, READ_AHEAD):
+            self._cursor = row.id
+            key = _key(row)
             if key in self._sent_from_memory:  # committed at last; it went out from memory
                 self._sent_from_memory.discard(key)
                 with self._express_lock:
                     self._expressed.pop(key, None)
-                self._mark(outbox, row.id, "delivered", self.clock())
+                self._marks.append((row.id, "delivered", self.clock()))
                 continue
             with self._memory_lock:  # committed before memory got to it: send it from here
-                for held in [m for m in self._memory if (m.alarm_id, m.seq, m.subscriber) == key]:
+                for held in [m for m in self._memory if _key(m) == key]:
                     self._memory.remove(held)
-            retry = self._retry_at.get(row.id)
-            return row if retry is None else replace(row, next_at=max(row.next_at, retry))
+            self._queue.append(row)
+
+    def _head(self) -> Pending | None:
+        """The next row: the oldest committed one, else the oldest held in memory."""
+        if self._queue:
+            return self._queue[0]
         with self._memory_lock:
             return self._memory[0] if self._memory else None
 
-    def _done_with_memory_head(self, row: Pending) -> None:
+    def _pop(self, row: Pending) -> None:
+        """`row`, the head, is done with."""
+        if row.id >= 0:
+            self._queue.popleft()
+            return
         with self._memory_lock:
             if self._memory and self._memory[0] is row:
                 self._memory.popleft()
 
     def _idle_sleep(self, seconds: float) -> None:
-        """Nothing to carry: sleep, and let the pipeline publish what is committed meanwhile
+        """Nothing to carry: sleep, and let the committer publish what is committed meanwhile
         (unless something arrived since the store was read)."""
         with self._express_lock:
             if self._wake.is_set():
@@ -344,29 +246,27 @@ class Courier:
                 self._idle_spells += 1
         self._sleep(seconds)
 
+    # --- one step ------------------------------------------------------------------------
+
     def _step(self, outbox: OutboxReader) -> None:
         with self._express_lock:
             self._idle = False
         self._wake.clear()
-        row = self._head(outbox)
+        if not self._queue:
+            self._flush_marks(outbox)
+            self._refill(outbox)
+        elif len(self._marks) >= MARK_BATCH:
+            self._flush_marks(outbox)
+        row = self._head()
         if row is None:
-            if self._unmarked:
+            if self._marks:
                 self._sleep(1.0)  # a refused mark: try it again soon
             else:
                 self._idle_sleep(60.0)
             return
-        held = row.id < 0  # from memory: its change is not committed yet
         now = self.clock()
         if row.expires_at <= now:
-            with self._express_lock:
-                self._expressed.pop((row.alarm_id, row.seq, row.subscriber), None)
-            if held:
-                self._done_with_memory_head(row)
-            else:
-                self._mark(outbox, row.id, "expired", now)
-            self.expired += 1
-            log.error("delivery to %s of alarm %s seq %d expired after %d attempt(s): given up",
-                      row.subscriber, row.alarm_id, row.seq, row.attempts)
+            self._expire(row, now)
             return
         wait = row.next_at - now
         if wait > 0:
@@ -375,48 +275,97 @@ class Courier:
         if self.ready is not None and not self.ready.is_set():
             self.ready.wait(1.0)
             return
-        with self._express_lock:
-            published = self._expressed.pop((row.alarm_id, row.seq, row.subscriber), None)
-        try:
-            if published is not None:
-                assert isinstance(self.sender, MqttPublisher)  # only such senders publish early
-                self.sender.confirm(published)
-            else:
-                self.sender.send(row)
-        except DeliveryError as exc:
-            self.failures += 1
-            delay = min(self.backoff.max_s,
-                        self.backoff.initial_s * self.backoff.factor ** min(row.attempts, 30))
-            if held:
-                with self._memory_lock:
-                    if self._memory and self._memory[0] is row:
-                        self._memory[0] = replace(row, attempts=row.attempts + 1,
-                                                  next_at=now + delay)
-            else:
-                try:
-                    outbox.failed(row.id, now, now + delay, str(exc))
-                    self._retry_at.pop(row.id, None)
-                except sqlite3.Error:
-                    self._retry_at[row.id] = now + delay
-            if not self.failing:
-                self.failing = True
-                log.warning("target %s failing (%s); retrying alarm %s seq %d with backoff",
-                            self.name, exc, row.alarm_id, row.seq)
-            return
-        done = self.clock()
-        if held:
-            self._done_with_memory_head(row)
-            self._sent_from_memory.add((row.alarm_id, row.seq, row.subscriber))
-        else:
-            self._retry_at.pop(row.id, None)
-            self._mark(outbox, row.id, "delivered", done)
-        self.delivered += 1
-        self.last_latency_s = done - row.created_at
-        if self.on_delivered is not None:
-            self.on_delivered(self.last_latency_s)
-        if self.failing:
+        rows = self._window(row, now)
+        done, error = self._send(rows)
+        finished = self.clock()
+        for sent in rows[:done]:
+            self._delivered(sent, finished)
+        if error is not None:
+            self._failed(rows[done], now, error, outbox)
+        elif self.failing:
             self.failing = False
             log.warning("target %s delivers again", self.name)
+
+    def _window(self, head: Pending, now: float) -> list[Pending]:
+        """The rows to send now: the head, and for an MQTT target the committed rows behind
+        it that are due too, up to :data:`WINDOW`."""
+        if head.id < 0 or not isinstance(self.sender, MqttPublisher):
+            return [head]
+        rows = [head]
+        for row in list(self._queue)[1:WINDOW]:
+            if row.next_at > now or row.expires_at <= now:
+                break
+            rows.append(row)
+        return rows
+
+    def _send(self, rows: list[Pending]) -> tuple[int, DeliveryError | None]:
+        """Send `rows` in order: how many the target confirmed, and the error that stopped
+        the rest (None: all of them)."""
+        sender = self.sender
+        if not isinstance(sender, MqttPublisher):
+            try:
+                sender.send(rows[0])
+            except DeliveryError as exc:
+                return 0, exc
+            return 1, None
+        published: list[list[Any]] = []
+        error: DeliveryError | None = None
+        for row in rows:
+            with self._express_lock:
+                infos = self._expressed.pop(_key(row), None)
+            try:
+                published.append(infos if infos is not None else sender.publish(row))
+            except DeliveryError as exc:
+                error = exc
+                break
+        for k, infos in enumerate(published):
+            try:
+                sender.confirm(infos)
+            except DeliveryError as exc:
+                return k, exc
+        return len(published), error
+
+    def _delivered(self, row: Pending, at: float) -> None:
+        self._pop(row)
+        if row.id < 0:  # from memory: its row is marked once it is committed
+            self._sent_from_memory.add(_key(row))
+        else:
+            self._marks.append((row.id, "delivered", at))
+        self.delivered += 1
+        self.last_latency_s = at - row.created_at
+        if self.on_delivered is not None:
+            self.on_delivered(self.last_latency_s)
+
+    def _expire(self, row: Pending, now: float) -> None:
+        with self._express_lock:
+            self._expressed.pop(_key(row), None)
+        self._pop(row)
+        if row.id >= 0:
+            self._marks.append((row.id, "expired", now))
+        self.expired += 1
+        log.error("delivery to %s of alarm %s seq %d expired after %d attempt(s): given up",
+                  row.subscriber, row.alarm_id, row.seq, row.attempts)
+
+    def _failed(self, row: Pending, now: float, exc: DeliveryError,
+                outbox: OutboxReader) -> None:
+        """The head failed: it waits for its backoff (the rows behind it wait with it)."""
+        self.failures += 1
+        delay = min(self.backoff.max_s,
+                    self.backoff.initial_s * self.backoff.factor ** min(row.attempts, 30))
+        again = replace(row, attempts=row.attempts + 1, next_at=now + delay)
+        if row.id >= 0:
+            self._queue[0] = again
+            # for the record (the API shows attempts); the retry itself is kept here
+            with contextlib.suppress(sqlite3.Error):
+                outbox.failed(row.id, now, now + delay, str(exc))
+        else:
+            with self._memory_lock:
+                if self._memory and self._memory[0] is row:
+                    self._memory[0] = again
+        if not self.failing:
+            self.failing = True
+            log.warning("target %s failing (%s); retrying alarm %s seq %d with backoff",
+                        self.name, exc, row.alarm_id, row.seq)
 
     @property
     def idle(self) -> bool:

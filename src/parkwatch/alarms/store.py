@@ -17,7 +17,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +84,27 @@ CREATE TABLE IF NOT EXISTS suppressions (
 );
 CREATE INDEX IF NOT EXISTS suppressions_alarm ON suppressions (alarm_id, seq);
 """
+
+
+#: the most rows one statement inserts (256 × 11 columns stays far below SQLite's 32,766
+#: parameters per statement)
+_CHUNK = 256
+
+
+def _insert(db: sqlite3.Connection, head: str, width: int, rows: list[Any],
+            tail: str = "") -> None:
+    """``head VALUES (...), (...) tail`` with all of `rows`, flattened, as few statements as
+    chunks of a power of two rows take: each statement is one step in SQLite with the GIL
+    released, where a statement per row let go of it and took it back once per row (with
+    other threads busy, each take can wait a whole switch interval).  Power-of-two chunks
+    keep the distinct statements, which sqlite3 caches, to a handful per table."""
+    start = 0
+    while start < len(rows):
+        n = min(_CHUNK, 1 << ((len(rows) - start).bit_length() - 1))
+        values = ",".join([f"({','.join('?' * width)})"] * n)
+        db.execute(f"{head} VALUES {values} {tail}",
+                   [v for row in rows[start:start + n] for v in row])
+        start += n
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,31 +199,35 @@ class AlarmStore:
         self._fold_failing = False
 
     def commit(self, records: Iterable[Record]) -> None:
-        """Write changes with their deliveries in one durable transaction."""
+        """Write changes with their deliveries in one durable transaction.
+
+        Each table gets its rows in a few multi-row statements (:func:`_insert`)."""
+        alarms: list[Any] = []
+        changes: list[Any] = []
+        outbox: list[Any] = []
+        suppressions: list[Any] = []
+        for r in records:
+            text = r.payload.decode("utf-8")
+            alarms.append((r.alarm_id, r.source, r.rule, r.seq, r.active, r.acknowledged,
+                           r.closed, r.next_due, r.at, json.dumps(r.state, ensure_ascii=False),
+                           text))
+            changes.append((r.alarm_id, r.seq, r.event, r.at, text))
+            outbox += [(r.alarm_id, r.seq, d.subscriber, d.target, d.reason, r.at, r.at,
+                        d.expires_at) for d in r.deliveries]
+            suppressions += [(r.alarm_id, r.seq, s.subscriber, s.cause, s.ref, s.reason, r.at)
+                             for s in r.suppressions]
         self.unfolded += 1
         with transaction(self.db) as db:
-            for r in records:
-                text = r.payload.decode("utf-8")
-                db.execute(
-                    "INSERT INTO alarms VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (alarm_id) DO "
-                    "UPDATE SET seq=excluded.seq, active=excluded.active, "
-                    "acknowledged=excluded.acknowledged, closed=excluded.closed, "
-                    "next_due=excluded.next_due, changed_at=excluded.changed_at, "
-                    "state=excluded.state, event=excluded.event",
-                    (r.alarm_id, r.source, r.rule, r.seq, r.active, r.acknowledged, r.closed,
-                     r.next_due, r.at, json.dumps(r.state, ensure_ascii=False), text))
-                db.execute("INSERT INTO changes VALUES (?,?,?,?,?)",
-                           (r.alarm_id, r.seq, r.event, r.at, text))
-                db.executemany(
-                    "INSERT OR IGNORE INTO outbox (alarm_id, seq, subscriber, target, reason, "
-                    "created_at, next_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
-                    [(r.alarm_id, r.seq, d.subscriber, d.target, d.reason, r.at, r.at,
-                      d.expires_at) for d in r.deliveries])
-                db.executemany(
-                    "INSERT INTO suppressions (alarm_id, seq, subscriber, cause, ref, reason, at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    [(r.alarm_id, r.seq, s.subscriber, s.cause, s.ref, s.reason, r.at)
-                     for s in r.suppressions])
+            _insert(db, "INSERT INTO alarms", 11, alarms,
+                    "ON CONFLICT (alarm_id) DO UPDATE SET seq=excluded.seq, "
+                    "active=excluded.active, acknowledged=excluded.acknowledged, "
+                    "closed=excluded.closed, next_due=excluded.next_due, "
+                    "changed_at=excluded.changed_at, state=excluded.state, event=excluded.event")
+            _insert(db, "INSERT INTO changes", 5, changes)
+            _insert(db, "INSERT OR IGNORE INTO outbox (alarm_id, seq, subscriber, target, "
+                    "reason, created_at, next_at, expires_at)", 8, outbox)
+            _insert(db, "INSERT INTO suppressions (alarm_id, seq, subscriber, cause, ref, "
+                    "reason, at)", 7, suppressions)
 
     def fold(self) -> None:
         """Every :data:`FOLD_EVERY` commits, copy the write-ahead log into the database file (a
@@ -272,30 +297,31 @@ class OutboxReader:
         self.db = connect(path, "NORMAL")
         self.target = target
 
-    def head(self, skip: Collection[int] = ()) -> Pending | None:
-        """The oldest pending row of this target (deliveries of a target keep their order),
-        passing over the ids in `skip` (done, but the disk would not take the mark yet)."""
-        holes = ",".join("?" * len(skip))  # SQLite takes an empty NOT IN ()
-        row = self.db.execute(
-            "SELECT o.id, o.alarm_id, o.seq, o.subscriber, o.reason, o.attempts, o.expires_at, "
-            "o.created_at, o.next_at, c.payload FROM outbox o "
-            "JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
-            f"WHERE o.target=? AND o.state='pending' AND o.id NOT IN ({holes}) "
-            "ORDER BY o.id LIMIT 1", (self.target, *skip)).fetchone()
-        if row is None:
-            return None
-        return Pending(*row[:9], payload=row[9].encode("utf-8"))
+    _ROWS = ("SELECT o.id, o.alarm_id, o.seq, o.subscriber, o.reason, o.attempts, o.expires_at, "
+             "o.created_at, o.next_at, c.payload FROM outbox o "
+             "JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
+             "WHERE o.target=? AND o.state='pending' AND o.id>? ORDER BY o.id LIMIT ?")
 
-    def delivered(self, row_id: int, at: float) -> None:
-        self.db.execute("UPDATE outbox SET state='delivered', done_at=?, attempts=attempts+1 "
-                        "WHERE id=?", (at, row_id))
+    def after(self, cursor: int, limit: int) -> list[Pending]:
+        """The oldest pending rows of this target with an id above `cursor`, in order (ids
+        grow in commit order, so deliveries of a target keep their order)."""
+        rows = self.db.execute(self._ROWS, (self.target, cursor, limit)).fetchall()
+        return [Pending(*r[:9], payload=r[9].encode("utf-8")) for r in rows]
+
+    def head(self) -> Pending | None:
+        """The oldest pending row of this target."""
+        rows = self.after(0, 1)
+        return rows[0] if rows else None
+
+    def mark(self, marks: Iterable[tuple[int, str, float]]) -> None:
+        """Rows done, as (id, 'delivered' or 'expired', when), in one transaction."""
+        with transaction(self.db) as db:
+            db.executemany("UPDATE outbox SET state=?, done_at=?, attempts=attempts+(?='delivered')"
+                           " WHERE id=?", [(state, at, state, i) for i, state, at in marks])
 
     def failed(self, row_id: int, at: float, retry_at: float, error: str) -> None:
         self.db.execute("UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? "
                         "WHERE id=?", (retry_at, error[:500], row_id))
-
-    def expired(self, row_id: int, at: float) -> None:
-        self.db.execute("UPDATE outbox SET state='expired', done_at=? WHERE id=?", (at, row_id))
 
     def close(self) -> None:
         self.db.close()

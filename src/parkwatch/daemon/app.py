@@ -14,15 +14,9 @@ from typing import Any
 import numpy as np
 
 from parkwatch import __version__
-from parkwatch.alarms.delivery import (
-    Courier,
-    LogSender,
-    MqttSender,
-    Sender,
-    UplinkSender,
-    WebhookSender,
-)
+from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import Dispatcher
+from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import AlarmStore, StoreReader
 from parkwatch.alarms.uplink import UplinkPublisher
