@@ -83,10 +83,11 @@ def test_flood_of_valid_readings_is_all_accepted_and_acknowledged(daemon, broker
     wait_until(lambda: lora.accepted - before >= n, timeout=30, what="every reading accepted")
     assert lora.accepted - before == n and not lora.rejections.count
     assert daemon.counts()["pipeline_errors"] == 0
-    # once the pipeline is through with them (a barrier queued behind the flood) and the
-    # acknowledgements are written, the driver's session holds no unacknowledged message: a
-    # reconnect gets nothing again
-    daemon.inbox.barrier(lambda: None).wait(10)
+    # once the pipeline is through with them (a barrier queued behind the flood), their alarm
+    # changes are committed (the acknowledgements are sent after that) and the acknowledgements
+    # are written, the driver's session holds no unacknowledged message: a reconnect gets
+    # nothing again
+    assert daemon.inbox.barrier(daemon.committer.flush).wait(10)
     assert lora.link.wait_written(5)
     lora.link.client.reconnect()
     wait_until(lambda: lora.link.connected.is_set(), timeout=10, what="the driver reconnected")

@@ -281,7 +281,7 @@ class Courier:
         for sent in rows[:done]:
             self._delivered(sent, finished)
         if error is not None:
-            self._failed(rows[done], now, error, outbox)
+            self._failed(rows[done], finished, error, outbox)  # the backoff runs from here
         elif self.failing:
             self.failing = False
             log.warning("target %s delivers again", self.name)

@@ -3,20 +3,17 @@ durable deliveries, top to bottom:
 
 1. the lifecycle (:class:`AlarmBook`) turns it into changes (raised, acknowledged, ...);
 2. a raise is matched to a declared drill and an escalation ladder;
-3. each change becomes its contract event and is routed to subscribers (or suppressed);
-4. all of it is committed to the store in one transaction;
-5. only then does the dispatcher (:mod:`parkwatch.alarms.dispatch`) hand it to the couriers (an
-   idle one's publish is made right here), the store's write-ahead log is folded into its
-   database file when due, and the escalation timer re-armed.
+3. each change becomes its contract event (built once) and is routed to subscribers (or
+   suppressed), and the escalation timer is re-armed;
+4. the commit stage (:mod:`parkwatch.alarms.commit`) writes the changes to the store, grouped
+   with whatever else waits, and only then does the dispatcher
+   (:mod:`parkwatch.alarms.dispatch`) hand them to the couriers.
 
 Escalation steps and reminders wait in a heap ordered by when they fall due, so the cost of a
 change does not grow with the number of open alarms (nothing here scans them per batch).
 
-If the store cannot commit (its disk is full), the changes are held in memory, handed to the
-couriers to deliver from there at once, and committed with the next commit that succeeds: a
-full disk must not silence an alarm.
-
-Everything here runs on the pipeline thread, the only writer of alarms.
+Everything here runs on the pipeline thread, the only owner of the open alarms.  An operator's
+command returns once its change is on disk.
 """
 
 from __future__ import annotations
@@ -24,13 +21,13 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import fields
 from enum import StrEnum
 from typing import Any
 
+from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.event import EventBuilder, encode
 from parkwatch.alarms.lifecycle import Alarm, AlarmBook, Change
@@ -61,7 +58,7 @@ class Outcome(StrEnum):
 class AlarmService:
     def __init__(self, cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
                  clock: Callable[[], float] = time.time,
-                 dispatcher: Dispatcher | None = None,
+                 dispatcher: Dispatcher | None = None, committer: Committer | None = None,
                  on_due: Callable[[float | None], None] = lambda _t: None) -> None:
         self.cfg = cfg
         self.park = park
@@ -72,13 +69,12 @@ class AlarmService:
         self.builder = EventBuilder(park)
         self.router = Router(cfg, park)
         self.operators = {o.id for o in cfg.alarms.operators}
-        self.dispatcher = dispatcher if dispatcher is not None else Dispatcher()
+        #: the commit stage; without one given, each change commits at once on this thread
+        self.committer = committer if committer is not None else Committer(
+            store, dispatcher if dispatcher is not None else Dispatcher(), threaded=False)
         self.on_due = on_due
         self.refused = Rejections(log, "operator command")
-        self.committed = 0
-        self.store_errors = 0
         self.orphans: list[str] = []
-        self._unsaved: list[Record] = []  # changes a failed commit holds until the next one
         self._armed: float | None = None
         #: (due, alarm_id) of every escalation step or reminder to come; an entry whose alarm
         #: has closed or moved on is stale and dropped when it reaches the top
@@ -110,6 +106,7 @@ class AlarmService:
             self.store.forget(orphans, self.clock())
         self.orphans = orphans
         self._commit(self.book.clear_sources(fresh))
+        self.committer.flush()
         if self.book.open:
             log.info("%d open alarm(s) restored from the store", len(self.book.open))
         self._arm()
@@ -117,7 +114,8 @@ class AlarmService:
     # --- inputs -----------------------------------------------------------------------------
 
     def apply(self, transitions: Transitions) -> int:
-        """Rule transitions in; returns the number of alarm changes committed."""
+        """Rule transitions in; returns the number of alarm changes handed to the commit
+        stage (committed at once without a thread of its own)."""
         return self._commit(self.book.apply(transitions))
 
     def _command(self, what: str, alarm_id: str, by: str, via: str,
@@ -146,6 +144,7 @@ class AlarmService:
         log.info("alarm %s acknowledged by %s via %s%s", alarm_id, by, via,
                  f": {note}" if note else "")
         self._commit(changes)
+        self.committer.flush()
         return Outcome.DONE
 
     def reset(self, alarm_id: str, by: str, note: str | None = None,
@@ -159,6 +158,7 @@ class AlarmService:
         log.warning("fire alarm %s reset by operator %s via %s%s", alarm_id, by, via,
                     f": {note}" if note else "")
         self._commit(changes)
+        self.committer.flush()
         return Outcome.DONE
 
     def escalate_due(self) -> int:
@@ -225,12 +225,13 @@ class AlarmService:
         for change in changes:
             alarm = self.book.open.get(change.alarm.alarm_id, change.alarm)
             snap = change.alarm
+            event = self.builder.build(change)
             if change.event == "raised":
-                drill = self.router.drill_for(self.builder.build(change), now)
+                drill = self.router.drill_for(event, now)
                 if drill is not None:
                     alarm.drill, alarm.drill_id = True, drill.id
                     snap.drill, snap.drill_id = True, drill.id  # type: ignore[misc]
-            event = self.builder.build(change)
+                    event["drill"] = True
             if alarm.ladder < 0 and alarm.active and not alarm.acknowledged and (
                     change.event in ("raised", "severity_changed")):
                 self._start_ladder(alarm, event, now)
@@ -251,48 +252,33 @@ class AlarmService:
             for s in decision.suppressions:
                 log.info("alarm %s seq %d: %s not told (%s)", snap.alarm_id, snap.seq,
                          s.subscriber, s.reason)
-        self._save(records)
+        self.committer.submit(records)
         self._arm()
         return len(records)
 
-    def _save(self, records: list[Record]) -> None:
-        """Commit, or hold the changes in memory, deliver them from there, and try again with
-        the next commit (or the status tick): a disk that fails for a while loses nothing and
-        delays no alarm; only a crash before the disk recovers would forget the held ones."""
-        self._unsaved += records
-        ticket = self.dispatcher.prepare()
-        try:
-            self.store.commit(self._unsaved)
-        except sqlite3.Error as exc:
-            self.store_errors += 1
-            if len(self._unsaved) == len(records):  # the first failure of an outage
-                log.error("alarm store %s: cannot commit (%s); %d change(s) held in memory and "
-                          "delivered from there, committed once the store takes them (retried "
-                          "with the next change and every status interval)",
-                          self.store.path, exc, len(self._unsaved))
-            self.dispatcher.hold(records)
-            return
-        if len(self._unsaved) > len(records):
-            log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
-                        self.store.path, len(self._unsaved) - len(records))
-        self.committed += len(self._unsaved)
-        saved, self._unsaved = self._unsaved, []
-        self.dispatcher.dispatch(saved, ticket)
-        self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
-
     def retry_unsaved(self) -> None:
-        if self._unsaved:
-            self._save([])
+        self.committer.retry()
 
     @property
     def unsaved(self) -> int:
         """Alarm changes a failing store commit still holds (not yet on disk nor sent)."""
-        return len(self._unsaved)
+        return self.committer.unsaved
+
+    @property
+    def committed(self) -> int:
+        return self.committer.committed
+
+    @property
+    def store_errors(self) -> int:
+        return self.committer.store_errors
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.committer.dispatcher
 
     def adopt(self, old: AlarmService) -> None:
         """Take over a predecessor's counters (a reload): the metrics never run backwards."""
-        self.committed, self.store_errors, self.refused = (old.committed, old.store_errors,
-                                                           old.refused)
+        self.refused = old.refused
 
     def _arm(self) -> None:
         due = self.next_due()

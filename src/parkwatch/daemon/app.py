@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from parkwatch import __version__
+from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
@@ -59,7 +60,8 @@ class Daemon:
         self.started_at = time.time()
         self.park = ParkModel(cfg)
         self.engine = RuleEngine(self.park, start=self.started_at)
-        self.keeper = StateKeeper(self.engine, self.state_dir)
+        self.keeper = StateKeeper(self.engine, self.state_dir,
+                                  committed=lambda: self.committer.flush())
         self.recorder = Recorder(record, self.park) if record is not None else None
         self.inbox = Inbox()
         self.store_path = self.state_dir / STORE_FILE
@@ -78,9 +80,10 @@ class Daemon:
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
         self.dispatcher = Dispatcher(on_events=self.telemetry.events)
         self.dispatcher.couriers = self._couriers()
+        self.committer = Committer(self.store, self.dispatcher)
         self.timers = Timers()
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
-                                   dispatcher=self.dispatcher, on_due=self._arm_escalation)
+                                   committer=self.committer, on_due=self._arm_escalation)
         self.uplink.link.state_listeners.append(self._link_changed)
         self.drivers = [self._driver(cfg, self.park, d.id) for d in cfg.drivers]
         #: the config file's reloads (SIGHUP): counts, and how the last one went
@@ -155,6 +158,7 @@ class Daemon:
             np.array(buttons), self.engine.kinds["button_latch"].code,
             np.full(n, Severity.NORMAL), np.full(n, Severity.CRITICAL), np.ones(n),
             np.full(n, np.nan), np.full(n, time.time())))
+        self.committer.flush()
         self.keeper.changed()
 
     def _couriers(self) -> dict[str, Courier]:
@@ -195,6 +199,7 @@ class Daemon:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         latched, fresh = self._latched, self._fresh
         self.keeper.start()
+        self.committer.start()
         self.alarms.restore(fresh)
         if latched:
             self._raise_again(latched)
@@ -222,6 +227,7 @@ class Daemon:
         for driver in self.drivers:
             driver.stop()
         self.pipeline.stop(max(0.1, deadline - time.monotonic() - 0.5))
+        self.committer.stop(max(0.1, deadline - time.monotonic() - 0.5))
         self.keeper.close()
         self.telemetry.stop(max(0.2, deadline - time.monotonic() - 0.5))
         if self.recorder is not None:
@@ -244,7 +250,8 @@ class Daemon:
     def workers(self) -> dict[str, bool]:
         """Whether each long-running loop the alarm path needs is alive, by what it does (the
         systemd watchdog is fed only while all are)."""
-        out = {"alarm pipeline": self.pipeline.running, "timers": self.timers.running,
+        out = {"alarm pipeline": self.pipeline.running, "alarm committer": self.committer.alive,
+               "timers": self.timers.running,
                "rule state writer": self.keeper.alive, "telemetry": self.telemetry.alive,
                "uplink broker link": self.uplink.link.alive}
         out.update({f"courier {name}": c.alive for name, c in dict(self.couriers).items()})
@@ -314,13 +321,14 @@ class Daemon:
             couriers = {n: old_couriers[n] if n in old_couriers else fresh_couriers[n]
                         for n in [UPLINK, *cfg.alarms.targets]}
             engine = RuleEngine(park, start=time.time())
-            alarms = AlarmService(cfg, park, engine, self.store, dispatcher=self.dispatcher,
+            alarms = AlarmService(cfg, park, engine, self.store, committer=self.committer,
                                   on_due=self._arm_escalation)
             remap = np.array([park.index.get(s.id, -1) for s in self.park.sensors], np.int64)
 
             def swap() -> None:  # on the pipeline thread, between two batches
                 old = self.alarms
                 old.retry_unsaved()
+                self.committer.flush()
                 if old.unsaved:
                     raise ReloadRefused([f"the alarm store is failing ({old.unsaved} alarm "
                                          "change(s) not yet saved)"])

@@ -33,8 +33,12 @@ RULES_FILE = "rules.npz"
 
 
 class StateKeeper:
-    def __init__(self, engine: RuleEngine, state_dir: Path, min_gap_s: float = 1.0) -> None:
+    def __init__(self, engine: RuleEngine, state_dir: Path, min_gap_s: float = 1.0,
+                 committed: Callable[[], object] = lambda: None) -> None:
         self.engine, self.park = engine, engine.park
+        #: waits until every alarm change made so far is on disk: a copy must never hold a
+        #: rule state whose alarm a crash could still lose
+        self.committed = committed
         self.rules_path = state_dir / RULES_FILE
         self.min_gap_s = min_gap_s
         self.saves = 0
@@ -112,6 +116,7 @@ class StateKeeper:
         """Copy the rule state now; the background thread writes it."""
         self._last = time.monotonic()
         self._dirty = False
+        self.committed()
         pending = (self.engine, snapshot_arrays(self.engine), time.time())
         with self._cond:
             self._pending = pending

@@ -252,12 +252,12 @@ class Pipeline:
         try:
             self._evaluate(by_source)
         finally:
-            # a source that acknowledges its input (MQTT QoS 1) does so only now, after the
-            # alarm changes are committed, or after a failure that a redelivery would repeat
-            for src, group in by_source.items():
-                settle = getattr(src, "settle", None)
-                if settle is not None:
-                    settle(group)
+            # a source that acknowledges its input (MQTT QoS 1) does so only once the alarm
+            # changes are committed, or after a failure that a redelivery would repeat
+            settles = [(settle, group) for src, group in by_source.items()
+                       if (settle := getattr(src, "settle", None)) is not None]
+            if settles:
+                self.alarms.committer.after(lambda: _settle(settles))
 
     def _evaluate(self, by_source: dict[Any, list[Any]]) -> None:
         batch = ReadingBatch.concat([self._decode(src, group)
@@ -274,3 +274,8 @@ class Pipeline:
         self.deliver(transitions)
         if self.on_batch is not None:
             self.on_batch(batch)
+
+
+def _settle(settles: list[tuple[Callable[[list[Any]], None], list[Any]]]) -> None:
+    for settle, group in settles:
+        settle(group)

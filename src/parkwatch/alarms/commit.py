@@ -1,0 +1,180 @@
+"""The commit stage: alarm changes to the store in groups, then to the dispatcher.
+
+**Group commit.**  In the daemon the commit runs on a thread of its own.  The pipeline hands
+over each batch's changes (:meth:`Committer.submit`) and goes on evaluating the next batch
+while the store writes and fsyncs; whatever was handed over meanwhile is written together in
+the next transaction, with one fsync.  Groups grow with the backlog by themselves, and the
+fsync (milliseconds) no longer stops the evaluation of readings.  The order of changes is the
+order of submission, and nothing is handed to a courier before it is on disk.
+
+**After the commit.**  What must wait for a batch's changes to be on disk (acknowledging its
+MQTT messages to the broker, so a crash before the commit has the broker send them again) is
+handed over with them, and runs right after their transaction, in submission order
+(:meth:`Committer.after`).  Work that needs every change so far on disk (an operator's
+command answered, the rule state saved, a reload) waits with :meth:`Committer.flush`.
+
+If the store cannot commit (its disk is full), the changes are held in memory, handed to the
+couriers to deliver from there at once, and committed with the next commit that succeeds (or
+:meth:`Committer.retry`): a full disk must not silence an alarm.
+
+Without a thread (``threaded=False``: tools, tests) each submission commits at once, on the
+caller's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from parkwatch.alarms.dispatch import Dispatcher
+from parkwatch.alarms.store import AlarmStore, Record
+
+log = logging.getLogger("parkwatch.alarms")
+
+#: one submission: changes (maybe none) and what runs once they are on disk
+_Item = tuple[list[Record], Callable[[], None] | None]
+
+
+class Committer:
+    def __init__(self, store: AlarmStore, dispatcher: Dispatcher, threaded: bool = True) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.threaded = threaded
+        self.committed = 0  # changes on disk
+        self.groups = 0  # transactions that wrote them
+        self.store_errors = 0
+        self._unsaved: list[Record] = []  # changes a failed commit holds until the next one
+        self._queue: list[_Item] = []
+        self._busy = False
+        self._stopping = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="parkwatch-committer",
+                                        daemon=True)
+
+    # --- the pipeline's side -------------------------------------------------------------
+
+    def submit(self, records: list[Record], after: Callable[[], None] | None = None) -> None:
+        """Commit `records` (in order after everything submitted before), then run `after`."""
+        if not self.threaded:
+            self._commit_group([(records, after)])
+            return
+        with self._cond:
+            self._queue.append((records, after))
+            self._cond.notify_all()
+
+    def after(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once every change submitted so far is on disk: at once if none waits."""
+        if not self.threaded:
+            fn()
+            return
+        with self._cond:
+            if self._queue or self._busy:
+                self._queue.append(([], fn))
+                self._cond.notify_all()
+                return
+        fn()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every change submitted so far is committed (or held, if the store
+        refuses); False when that took longer than `timeout`."""
+        if not self.threaded:
+            return True
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def retry(self) -> None:
+        """Try again to commit the changes a failing store holds (the status tick)."""
+        if self._unsaved:
+            self.submit([])
+
+    @property
+    def unsaved(self) -> int:
+        """Alarm changes a failing store commit still holds (not yet on disk)."""
+        return len(self._unsaved)
+
+    @property
+    def waiting(self) -> int:
+        """Submissions not yet committed."""
+        return len(self._queue)
+
+    # --- the thread ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.threaded:
+            self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return not self.threaded or self._thread.is_alive()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Commit what was submitted, then end the thread."""
+        if not self.threaded or not self._thread.is_alive():
+            return
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                group, self._queue = self._queue, []
+                self._busy = True
+            try:
+                self._commit_group(group)
+            except Exception:  # the alarm path must outlive any one bad group
+                log.exception("alarm committer: a group of %d submission(s) failed", len(group))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    # --- one group -----------------------------------------------------------------------
+
+    def _commit_group(self, group: list[_Item]) -> None:
+        self._save([r for records, _ in group for r in records])
+        for _, after in group:
+            if after is not None:
+                after()
+
+    def _save(self, records: list[Record]) -> None:
+        """Commit, or hold the changes in memory, deliver them from there, and try again with
+        the next commit (or the status tick): a disk that fails for a while loses nothing and
+        delays no alarm; only a crash before the disk recovers would forget the held ones."""
+        if not records and not self._unsaved:
+            return
+        self._unsaved += records
+        ticket = self.dispatcher.prepare()
+        try:
+            self.store.commit(self._unsaved)
+        except sqlite3.Error as exc:
+            self.store_errors += 1
+            if len(self._unsaved) == len(records):  # the first failure of an outage
+                log.error("alarm store %s: cannot commit (%s); %d change(s) held in memory and "
+                          "delivered from there, committed once the store takes them (retried "
+                          "with the next change and every status interval)",
+                          self.store.path, exc, len(self._unsaved))
+            self.dispatcher.hold(records)
+            return
+        if len(self._unsaved) > len(records):
+            log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
+                        self.store.path, len(self._unsaved) - len(records))
+        self.committed += len(self._unsaved)
+        self.groups += 1
+        saved, self._unsaved = self._unsaved, []
+        self.dispatcher.dispatch(saved, ticket)
+        self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
