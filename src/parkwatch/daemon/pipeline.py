@@ -8,10 +8,17 @@ lone fire-button press is evaluated the moment it arrives and a flood is evaluat
 Time-driven rules (durations, no-data, stale floor cells) are served by the same thread: it
 waits for input only until the rule engine's next deadline, then lets the clock tick, so a
 pending duration fires when it falls due, not at the next poll.
+
+**Fire first.**  A driver puts fire-button input in the inbox's urgent lane
+(:meth:`Inbox.put_urgent`).  The pipeline empties that lane before every slice of ordinary
+input (at most :data:`SLICE` items), so a press never waits behind a backlog of readings queued
+before it, only behind the slice in hand.  Every message of a button goes through the lane, so
+one sensor's readings are never reordered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -33,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("parkwatch.pipeline")
 
 _STOP = object()
+#: put in the ordinary queue to wake the pipeline for urgent input
+_WAKE = object()
+#: ordinary items evaluated between two looks at the urgent lane
+SLICE = 4096
 
 
 class Barrier:
@@ -88,11 +99,18 @@ _CALLS = _Calls()
 
 
 class Inbox:
-    """Where drivers drop raw input: (decoder, ...) tuples, decoded later in bulk."""
+    """Where drivers drop raw input: (decoder, ...) tuples, decoded later in bulk; fire-button
+    input in an urgent lane of its own, evaluated first."""
 
     def __init__(self) -> None:
         self.queue: SimpleQueue[Any] = SimpleQueue()
         self.put = self.queue.put
+        self.urgent: SimpleQueue[Any] = SimpleQueue()
+
+    def put_urgent(self, item: Any) -> None:
+        """Input that must not wait behind the ordinary queue (a fire button's)."""
+        self.urgent.put(item)
+        self.queue.put(_WAKE)
 
     def call(self, fn: Any) -> None:
         """Run ``fn()`` on the pipeline thread, in turn with the readings."""
@@ -168,26 +186,44 @@ class Pipeline:
             except Empty:
                 pass
             marks = [k for k, item in enumerate(items)
-                     if item is _STOP or item.__class__ is Barrier]
+                     if item is _STOP or item is _WAKE or item.__class__ is Barrier]
             stop = False
             if marks:
                 start = 0
                 for k in marks:
                     if start < k:
-                        self._guarded(self.process, items[start:k])
+                        self._ordinary(items[start:k])
+                    self._urgent()  # a barrier or a stop comes after what was queued before
                     if items[k] is _STOP:
                         stop = True
-                    else:
+                    elif items[k] is not _WAKE:
                         self._guarded(items[k].run)
                     start = k + 1
                 items = items[start:]
             if items:
-                self._guarded(self.process, items)
+                self._ordinary(items)
             if self.engine.next_due() <= self.clock():  # a steady flood must not starve the clock
                 floor = self._tick_due()
             self.last_loop = time.monotonic()
             if stop:
                 return
+
+    def _urgent(self) -> None:
+        """Evaluate everything in the urgent lane, as one batch."""
+        lane = self.inbox.urgent
+        if lane.empty():
+            return
+        items = []
+        with contextlib.suppress(Empty):
+            while True:
+                items.append(lane.get_nowait())
+        self._guarded(self.process, items)
+
+    def _ordinary(self, items: list[Any]) -> None:
+        """Ordinary input, a slice at a time, the urgent lane emptied before each."""
+        for start in range(0, len(items), SLICE):
+            self._urgent()
+            self._guarded(self.process, items[start:start + SLICE])
 
     def _tick_due(self) -> float:
         """Tick; the least wait before the next one (0, or 1 s if the tick did not help)."""

@@ -4,6 +4,9 @@ paho's network thread only hands (topic, payload, receive time) to the daemon's 
 happens in bulk on the pipeline thread, so a flood of payloads is parsed in one go and nothing
 here ever blocks the network loop.
 
+A fire button's messages go to the inbox's urgent lane, evaluated before the ordinary queue:
+a press must not wait behind the readings of a flood that arrived before it.
+
 A QoS 1/2 message is acknowledged to the broker only after the pipeline has run it through the
 rules and committed the alarm changes it caused (:meth:`MqttDriver.settle`), not on arrival:
 a daemon killed with a fire-button press still in its inbox gets the press again from the
@@ -58,6 +61,8 @@ class MqttDriver:
         #: (scale, offset) of the sensors whose value = raw * scale + offset is not raw
         self._scale: dict[int, tuple[float, float]] = {}
         self._fixed: dict[str, int] = {}
+        #: the topics of this driver's fire buttons: their messages take the urgent lane
+        self._urgent: set[str] = set()
         self.filters: list[str] = []
         self.sensors = 0
         for info in park.sensors:
@@ -73,6 +78,8 @@ class MqttDriver:
             if s.address:
                 self._fixed[s.address] = info.index
                 self.filters.append(s.address)
+            if button:
+                self._urgent.add(s.address or sensor_topic(cfg, s.id, None))
         if self.sensors > len(self._fixed):
             self.filters.insert(0, subscription(cfg))
         self.decoder = PayloadDecoder(cfg.value_field, cfg.time_field, cfg.time_unit,
@@ -129,18 +136,23 @@ class MqttDriver:
                  self.sensors)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        put = self.inbox.put_urgent if msg.topic in self._urgent else self.inbox.put
         if msg.qos:
-            self.inbox.put((self, msg.topic, msg.payload, time.time(), msg.mid, msg.qos))
+            put((self, msg.topic, msg.payload, time.time(), msg.mid, msg.qos))
         else:
-            self.inbox.put((self, msg.topic, msg.payload, time.time()))
+            put((self, msg.topic, msg.payload, time.time()))
 
     def _on_publishes(self, publishes: list[tuple[str, bytes, int, int]]) -> None:
         """A flood's whole packets, parsed in bulk by the client (see ``BufferedClient``)."""
         received = time.time()
-        put = self.inbox.put
+        put, urgent = self.inbox.put, self._urgent
         for topic, payload, mid, qos in publishes:
-            put((self, topic, payload, received, mid, qos) if qos else
-                (self, topic, payload, received))
+            item = ((self, topic, payload, received, mid, qos) if qos else
+                    (self, topic, payload, received))
+            if topic in urgent:
+                self.inbox.put_urgent(item)
+            else:
+                put(item)
 
     # --- pipeline thread ----------------------------------------------------------------
     def decode(self, items: list[tuple[Any, str, bytes, float]]) -> ReadingBatch:

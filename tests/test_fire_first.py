@@ -1,0 +1,115 @@
+"""Fire first on MQTT: a button press is evaluated before the readings queued ahead of it, and
+no sensor's readings are ever reordered.
+
+The example park's daemon in-process on a real Mosquitto; its pipeline is held on a gate while
+a backlog of load-cell readings builds up behind it, so the order in which it then evaluates
+them is deterministic."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import Device, Subscriber, wait_until
+from parkwatch.readings import ReadingBatch
+
+BACKLOG = 5_000
+LOAD_CELLS = ("A-2F-LC1", "A-2F-LC2", "A-3F-LC1", "B-2F-LC1")
+BUTTON = "A-3F-FB1"
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """Opened by the test; at the latest when it ends, so the pipeline is never left held."""
+    g = threading.Event()
+    yield g
+    g.set()
+
+
+def _hold(daemon: Any, gate: threading.Event) -> list[list[int]]:
+    """Hold the pipeline on `gate`; returns the sensors of each batch it evaluates from then
+    on, in order."""
+    held = threading.Event()
+
+    def wait() -> None:
+        held.set()
+        gate.wait(30)
+
+    daemon.inbox.call(wait)
+    assert held.wait(5)
+    batches: list[list[int]] = []
+    on_batch = daemon.pipeline.on_batch
+
+    def record(batch: ReadingBatch) -> None:
+        batches.append(batch.sensor.tolist())
+        if on_batch is not None:
+            on_batch(batch)
+
+    daemon.pipeline.on_batch = record
+    return batches
+
+
+def _queued(daemon: Any, ordinary: int, urgent: int) -> bool:
+    return (daemon.inbox.queue.qsize() >= ordinary
+            and daemon.inbox.urgent.qsize() >= urgent)
+
+
+def test_a_press_behind_a_backlog_of_readings_is_evaluated_first(
+        daemon: Any, device: Device, subscriber: Subscriber, gate: threading.Event) -> None:
+    batches = _hold(daemon, gate)
+    lora = daemon.drivers[0]
+    before = lora.accepted
+    infos = [device.publish(f"devices/{LOAD_CELLS[k % 4]}/up", b'{"value": %d}' % (k % 500))
+             for k in range(BACKLOG)]
+    infos.append(device.publish(f"devices/{BUTTON}/up", b'{"event": "press"}'))
+    for info in infos:
+        info.wait_for_publish(10)
+    # all of it waits in the inbox: the readings in the queue, the press in its lane (with its
+    # wake-up mark in the queue behind the readings)
+    wait_until(lambda: _queued(daemon, BACKLOG + 1, 1), 10, "the backlog in the inbox")
+    gate.set()
+    wait_until(lambda: sum(len(b) for b in batches) >= BACKLOG + 1, 30,
+               "every message evaluated")
+    assert lora.accepted - before == BACKLOG + 1
+    button = daemon.park.index[BUTTON]
+    assert batches[0] == [button], batches[0][:10]
+    raised = subscriber.wait_events(
+        lambda ev: any(e["sensor_id"] == BUTTON and e["event"] == "raised" for e in ev))
+    assert [e["sensor_id"] for e in raised] == [BUTTON]
+
+
+def test_one_sensors_readings_keep_their_order_in_either_lane(
+        daemon: Any, device: Device, subscriber: Subscriber, gate: threading.Event) -> None:
+    """A button pressed, reset and pressed again, and a load cell crossing its limit and back
+    twice, all inside a backlog: each raises and clears in the order sent."""
+    _hold(daemon, gate)
+    lora = daemon.drivers[0]
+    before = lora.accepted
+    cell = "B-2F-LC1"
+    steps = [(BUTTON, b'{"event": "press"}'), (cell, b'{"value": 9000}'),
+             (BUTTON, b'{"event": "reset"}'), (cell, b'{"value": 100}'),
+             (BUTTON, b'{"event": "press"}'), (cell, b'{"value": 9100}'),
+             (cell, b'{"value": 50}')]
+    infos = []
+    sent = 0
+    for sensor, payload in steps:
+        for k in range(1_000):  # a stretch of other readings between the steps
+            infos.append(device.publish(f"devices/{LOAD_CELLS[k % 3]}/up",
+                                        b'{"value": %d}' % (k % 400)))
+        infos.append(device.publish(f"devices/{sensor}/up", payload))
+        sent += 1_001
+    for info in infos:
+        info.wait_for_publish(10)
+    wait_until(lambda: _queued(daemon, sent, 3), 10, "the backlog in the inbox")
+    gate.set()
+    wait_until(lambda: lora.accepted - before == sent, 30, "every message evaluated")
+    events = subscriber.wait_events(lambda ev: len(
+        [e for e in ev if e["sensor_id"] in (BUTTON, cell)]) >= 7)
+    by_sensor = {s: [(e["event"], e["severity"]) for e in events if e["sensor_id"] == s]
+                 for s in (BUTTON, cell)}
+    assert [e for e, _ in by_sensor[BUTTON]] == ["raised", "cleared", "raised"]
+    assert by_sensor[cell] == [("raised", "warning"), ("cleared", "warning"),
+                               ("raised", "warning"), ("cleared", "warning")]
