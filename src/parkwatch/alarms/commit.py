@@ -11,7 +11,9 @@ order of submission, and nothing is handed to a courier before it is on disk.
 MQTT messages to the broker, so a crash before the commit has the broker send them again) is
 handed over with them, and runs right after their transaction, in submission order
 (:meth:`Committer.after`).  Work that needs every change so far on disk (an operator's
-command answered, the rule state saved, a reload) waits with :meth:`Committer.flush`.
+command answered, a reload) waits with :meth:`Committer.flush`; the rule-state writer waits,
+on its own thread, until the changes made before its copy are on disk
+(:meth:`Committer.durable`), so the pipeline never stops for it.
 
 If the store cannot commit (its disk is full), the changes are held in memory, handed to the
 couriers to deliver from there at once, and committed with the next commit that succeeds (or
@@ -48,6 +50,9 @@ class Committer:
         self.store_errors = 0
         self._unsaved: list[Record] = []  # changes a failed commit holds until the next one
         self._queue: list[_Item] = []
+        #: submissions so far, and how many of them are on disk (a failing store holds back)
+        self.submitted = 0
+        self._durable = 0
         self._busy = False
         self._stopping = False
         self._cond = threading.Condition()
@@ -59,9 +64,11 @@ class Committer:
     def submit(self, records: list[Record], after: Callable[[], None] | None = None) -> None:
         """Commit `records` (in order after everything submitted before), then run `after`."""
         if not self.threaded:
-            self._commit_group([(records, after)])
+            self.submitted += 1
+            self._commit_group([(records, after)], self.submitted)
             return
         with self._cond:
+            self.submitted += 1
             self._queue.append((records, after))
             self._cond.notify_all()
 
@@ -72,6 +79,7 @@ class Committer:
             return
         with self._cond:
             if self._queue or self._busy:
+                self.submitted += 1
                 self._queue.append(([], fn))
                 self._cond.notify_all()
                 return
@@ -87,6 +95,18 @@ class Committer:
             while self._queue or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def durable(self, mark: int, timeout: float) -> bool:
+        """Wait until the first `mark` submissions are on disk (see :attr:`submitted`); False
+        when they are not within `timeout` (a slow or failing store)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._durable < mark:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return False
                 self._cond.wait(left)
         return True
@@ -133,9 +153,10 @@ class Committer:
                 if not self._queue:
                     return
                 group, self._queue = self._queue, []
+                upto = self.submitted
                 self._busy = True
             try:
-                self._commit_group(group)
+                self._commit_group(group, upto)
             except Exception:  # the alarm path must outlive any one bad group
                 log.exception("alarm committer: a group of %d submission(s) failed", len(group))
             finally:
@@ -145,18 +166,20 @@ class Committer:
 
     # --- one group -----------------------------------------------------------------------
 
-    def _commit_group(self, group: list[_Item]) -> None:
-        self._save([r for records, _ in group for r in records])
+    def _commit_group(self, group: list[_Item], upto: int) -> None:
+        if self._save([r for records, _ in group for r in records]):
+            self._durable = upto
         for _, after in group:
             if after is not None:
                 after()
 
-    def _save(self, records: list[Record]) -> None:
+    def _save(self, records: list[Record]) -> bool:
         """Commit, or hold the changes in memory, deliver them from there, and try again with
         the next commit (or the status tick): a disk that fails for a while loses nothing and
-        delays no alarm; only a crash before the disk recovers would forget the held ones."""
+        delays no alarm; only a crash before the disk recovers would forget the held ones.
+        True when everything so far is on disk."""
         if not records and not self._unsaved:
-            return
+            return True
         self._unsaved += records
         ticket = self.dispatcher.prepare()
         try:
@@ -169,7 +192,7 @@ class Committer:
                           "with the next change and every status interval)",
                           self.store.path, exc, len(self._unsaved))
             self.dispatcher.hold(records)
-            return
+            return False
         if len(self._unsaved) > len(records):
             log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
                         self.store.path, len(self._unsaved) - len(records))
@@ -178,3 +201,4 @@ class Committer:
         saved, self._unsaved = self._unsaved, []
         self.dispatcher.dispatch(saved, ticket)
         self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
+        return True

@@ -60,8 +60,7 @@ class Daemon:
         self.started_at = time.time()
         self.park = ParkModel(cfg)
         self.engine = RuleEngine(self.park, start=self.started_at)
-        self.keeper = StateKeeper(self.engine, self.state_dir,
-                                  committed=lambda: self.committer.flush())
+        self.keeper = StateKeeper(self.engine, self.state_dir)
         self.recorder = Recorder(record, self.park) if record is not None else None
         self.inbox = Inbox()
         self.store_path = self.state_dir / STORE_FILE
@@ -81,6 +80,7 @@ class Daemon:
         self.dispatcher = Dispatcher(on_events=self.telemetry.events)
         self.dispatcher.couriers = self._couriers()
         self.committer = Committer(self.store, self.dispatcher)
+        self.keeper.committer = self.committer
         self.timers = Timers()
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
                                    committer=self.committer, on_due=self._arm_escalation)

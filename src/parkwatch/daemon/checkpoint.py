@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from parkwatch.alarms.commit import Committer
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.snapshot import restore_state, save_state, snapshot_arrays
 
@@ -34,20 +35,21 @@ RULES_FILE = "rules.npz"
 
 class StateKeeper:
     def __init__(self, engine: RuleEngine, state_dir: Path, min_gap_s: float = 1.0,
-                 committed: Callable[[], object] = lambda: None) -> None:
+                 committer: Committer | None = None) -> None:
         self.engine, self.park = engine, engine.park
-        #: waits until every alarm change made so far is on disk: a copy must never hold a
-        #: rule state whose alarm a crash could still lose
-        self.committed = committed
+        #: a copy is written only once every alarm change made before it is on disk: a file
+        #: must never hold a rule state whose alarm a crash could still lose
+        self.committer = committer
         self.rules_path = state_dir / RULES_FILE
         self.min_gap_s = min_gap_s
         self.saves = 0
         self.errors = 0
         self._last = 0.0
         self._dirty = False
-        #: the latest copy waiting for the writer, with the engine whose rows it holds and the
-        #: time it was taken (every alarm change committed before it is reflected in it)
-        self._pending: tuple[RuleEngine, dict[str, np.ndarray], float] | None = None
+        #: the latest copy waiting for the writer, with the engine whose rows it holds, the
+        #: time it was taken (every alarm change committed before it is reflected in it) and
+        #: the commit stage's submissions then
+        self._pending: tuple[RuleEngine, dict[str, np.ndarray], float, int] | None = None
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._write_loop, name="parkwatch-state",
@@ -116,8 +118,8 @@ class StateKeeper:
         """Copy the rule state now; the background thread writes it."""
         self._last = time.monotonic()
         self._dirty = False
-        self.committed()
-        pending = (self.engine, snapshot_arrays(self.engine), time.time())
+        mark = self.committer.submitted if self.committer is not None else 0
+        pending = (self.engine, snapshot_arrays(self.engine), time.time(), mark)
         with self._cond:
             self._pending = pending
             self._cond.notify()
@@ -132,10 +134,22 @@ class StateKeeper:
                 pending, self._pending = self._pending, None
                 if pending is None:
                     return
-            self._write(*pending)
+            if not self._durable(pending[3]):
+                continue  # stopping: the final save on close writes the quiet state
+            self._write(*pending[:3])
             # the copy is as large as the rule state (2 MB with 10,000 sensors): not kept
             # while the thread waits for the next one
             del pending
+
+    def _durable(self, mark: int) -> bool:
+        """Wait until the alarm changes made before a copy are on disk; False if stopped."""
+        if self.committer is None:
+            return True
+        while not self.committer.durable(mark, 1.0):
+            with self._cond:
+                if self._stop:
+                    return False
+        return True
 
     def _write(self, engine: RuleEngine, arrays: dict[str, Any], taken: float) -> None:
         try:
