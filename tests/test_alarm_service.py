@@ -19,7 +19,7 @@ import pytest
 from conftest import VALIDATOR
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import FOLD_EVERY, AlarmStore, StoreReader
-from parkwatch.config import load_config
+from parkwatch.config import ConfigError, load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.engine import RuleEngine
@@ -211,6 +211,50 @@ def test_ack_refusals_change_nothing(make: Any) -> None:
     assert g.service.acknowledge(alarm_id, "张三") is Outcome.ALREADY  # no second ack event
     assert names(g.events()) == ["raised", "acknowledged"]
     assert g.events()[-1]["acked_by"] == "王工"
+
+
+def test_a_cleared_alarm_nobody_acknowledged_is_closed_by_policy_and_recorded_so(
+        make: Any, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="parkwatch.alarms")
+    g = make(alarms__close_unacknowledged_after_s={"overload": 3600, "water": 7200})
+    load = g.transition("A-2F-LC1", "high_threshold", N, W, 8100, 8000)[0]["alarm_id"]
+    water = g.transition("A-1F-WL1", "high_threshold", N, W, 33, 30)[0]["alarm_id"]
+    fire = g.readings("A-1F-FB1", 1.0)[0]["alarm_id"]
+    clock.t += 10
+    g.transition("A-2F-LC1", "high_threshold", W, N, 100, 8000)
+    g.transition("A-1F-WL1", "high_threshold", W, N, 10, 30)
+    assert g.service.acknowledge(fire, "王工") is Outcome.DONE  # a fire is acknowledged...
+    g.readings("A-1F-FB1", 0.0)  # ...and reset: closed the usual way
+    clock.t = T0 + 10 + 3599
+    assert g.service.escalate_due() == 0
+    clock.t = T0 + 10 + 3600
+    assert g.service.escalate_due() == 1  # the load alarm, an hour after it cleared
+    closed = g.events()[-1]
+    assert (closed["alarm_id"], closed["event"], closed["acknowledged"], closed["active"],
+            closed["acked_by"]) == (load, "closed", True, False, "parkwatch:auto_close")
+    assert "自动关闭" in closed["message"]
+    assert g.row(load)["closed"] == 1 and load not in g.service.book.open
+    detail = StoreReader(g.path).alarm(load)
+    assert detail is not None and detail["details"]["auto_closed"] is True
+    assert f"alarm {load} closed automatically" in caplog.text
+    # the water alarm is acknowledged before its time: closed by the person, not the policy
+    assert g.service.acknowledge(water, "张三") is Outcome.DONE
+    assert "自动关闭" not in g.events()[-1]["message"]
+    clock.t = T0 + 10 + 7200
+    assert g.service.escalate_due() == 0 and g.service.next_due() is None
+
+
+def test_a_fire_alarm_is_never_closed_by_policy(make: Any, clock: Clock) -> None:
+    with pytest.raises(ConfigError) as err:
+        make(alarms__close_unacknowledged_after_s={"fire": 60, "fault": 60})
+    assert "close_unacknowledged_after_s" in str(err.value)
+    assert "never closed without an acknowledgement" in str(err.value)
+    g = make(alarms__close_unacknowledged_after_s={"fault": 60, "overload": 60})
+    fire = g.readings("A-1F-FB1", 1.0)[0]["alarm_id"]
+    assert g.service.reset(fire, "王工") is Outcome.DONE  # cleared, not acknowledged
+    clock.t = T0 + 30 * 86_400
+    g.service.escalate_due()
+    assert fire in g.service.book.open and not g.row(fire)["closed"]
 
 
 def test_fire_alarm_clears_on_device_reset_only(make: Any, clock: Clock) -> None:

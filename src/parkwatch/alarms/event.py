@@ -94,7 +94,7 @@ class EventBuilder:
             "event": words(change.event), "value": _fmt(a.value, unit),
             "threshold": _fmt(a.threshold, unit), "tenants": "、".join(src.tenant_names),
             "by": a.acked_by or "",
-        })
+        }, auto_closed=a.auto_closed and change.event == "closed")
         return {
             "schema": SCHEMA_ID,
             "alarm_id": a.alarm_id,

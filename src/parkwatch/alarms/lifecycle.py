@@ -19,6 +19,9 @@ from parkwatch.alarms.ids import new_alarm_id
 from parkwatch.rules.registry import RULE_NAMES
 from parkwatch.rules.transitions import Severity, Transitions
 
+#: `acked_by` of an alarm closed by the park's policy (an operator id cannot contain ':')
+AUTO_CLOSE_BY = "parkwatch:auto_close"
+
 
 @dataclass(slots=True)
 class Alarm:
@@ -50,6 +53,10 @@ class Alarm:
     told: tuple[str, ...] = ()
     reset_by: str | None = None
     reset_note: str | None = None
+    #: when a cleared alarm nobody acknowledged is closed by the park's policy (None: never),
+    #: and whether it was
+    close_at: float | None = None
+    auto_closed: bool = False
 
     @property
     def closed(self) -> bool:
@@ -62,7 +69,9 @@ class Alarm:
 
     @property
     def next_due(self) -> float | None:
-        due = [t for t in (self.next_step_at, self.next_reminder_at) if t is not None]
+        """When its clock next moves it: an escalation step, a reminder or its closing."""
+        due = [t for t in (self.next_step_at, self.next_reminder_at, self.close_at)
+               if t is not None]
         return min(due) if due else None
 
 
@@ -156,6 +165,19 @@ class AlarmBook:
     def remind(self, alarm: Alarm) -> Change:
         return self._change(alarm, "reminder", self.clock())
 
+    def auto_close(self, alarm: Alarm) -> Change:
+        """Close a cleared alarm nobody acknowledged, by the park's policy (never a fire)."""
+        if alarm.active or alarm.acknowledged or alarm.latching:
+            raise ValueError(f"alarm {alarm.alarm_id} is not a cleared, unacknowledged, "
+                             "non-fire alarm")
+        now = self.clock()
+        alarm.auto_closed, alarm.close_at = True, None
+        # the contract's closed event is acknowledged: by the policy, under a name no
+        # operator can have
+        alarm.acknowledged, alarm.acked_by, alarm.acked_at = True, AUTO_CLOSE_BY, now
+        alarm.ack_note = "closed by alarms.close_unacknowledged_after_s"
+        return self._close(alarm, now)
+
     def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> list[Change]:
         """Acknowledge an open alarm; closes it when it has already cleared."""
         alarm = self.open.get(alarm_id)
@@ -166,6 +188,7 @@ class AlarmBook:
         now = self.clock()
         alarm.acknowledged, alarm.acked_by, alarm.acked_at, alarm.ack_note = True, by, now, note
         alarm.next_step_at = alarm.next_reminder_at = None  # escalation stops at the ack
+        alarm.close_at = None
         changes = [self._change(alarm, "acknowledged", now)]
         if alarm.closed:
             changes.append(self._close(alarm, now))

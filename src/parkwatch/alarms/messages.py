@@ -1,7 +1,8 @@
 """Human-readable alarm messages (Chinese by default), from configurable templates.
 
-Templates are looked up as '{rule}.{event}', then '{rule}', then 'default'; they are Python
-format strings over :data:`PLACEHOLDERS`.  An unknown placeholder is a config error, so a
+Templates are looked up as '{rule}.{event}', then '{rule}', then 'default'; an alarm closed
+by the park's policy (``alarms.close_unacknowledged_after_s``) has 'auto_closed'.  They are
+Python format strings over :data:`PLACEHOLDERS`.  An unknown placeholder is a config error, so a
 template can never fail at alarm time.
 """
 
@@ -81,6 +82,7 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "floor_data.raised": "【荷载数据不全】{place} 有 {value} 个称重传感器无有效数据，楼面荷载无法计算，请检查传感器",
         "floor_data.cleared": "【荷载数据恢复】{place} 全部称重传感器已恢复，楼面荷载重新计算",
         "default": "【{kind}{event}】{place} {sensor} 当前 {value}",
+        "auto_closed": "【自动关闭】{place} {sensor} 的{rule}报警已恢复，超过规定时间无人确认，已按园区策略自动关闭",
     },
     "en": {
         "button_latch.raised": "FIRE: alarm button {sensor} pressed at {place}; verify and evacuate now!",
@@ -103,6 +105,7 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "floor_data.raised": "Floor load at {place} unknown: {value} load cell(s) without good data; check them",
         "floor_data.cleared": "Floor load at {place} complete again",
         "default": "{kind} {event} at {place}: {sensor} reads {value}",
+        "auto_closed": "{rule} alarm of {sensor} at {place} cleared and nobody acknowledged it in time: closed automatically by the park's policy",
     },
 }
 
@@ -122,7 +125,11 @@ class MessageFormatter:
     def word(self, key: str) -> str:
         return self.words.get(key, key)
 
-    def render(self, rule: str, event: str, fields: dict[str, Any]) -> str:
+    def render(self, rule: str, event: str, fields: dict[str, Any],
+               auto_closed: bool = False) -> str:
+        """The message of an event; an alarm closed by policy has the 'auto_closed' one."""
+        if auto_closed:
+            return self.templates["auto_closed"].format_map(_Blank(fields))
         template = (self.templates.get(f"{rule}.{event}") or self.templates.get(rule)
                     or self.templates["default"])
         return template.format_map(_Blank(fields))

@@ -31,7 +31,7 @@ from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.event import EventBuilder, encode
 from parkwatch.alarms.lifecycle import Alarm, AlarmBook, Change
-from parkwatch.alarms.routing import Router
+from parkwatch.alarms.routing import Router, hazard
 from parkwatch.alarms.store import AlarmStore, Record
 from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel
@@ -69,6 +69,7 @@ class AlarmService:
         self.builder = EventBuilder(park)
         self.router = Router(cfg, park)
         self.operators = {o.id for o in cfg.alarms.operators}
+        self.close_after = cfg.alarms.close_unacknowledged_after_s
         #: the commit stage; without one given, each change commits at once on this thread
         self.committer = committer if committer is not None else Committer(
             store, dispatcher if dispatcher is not None else Dispatcher(), threaded=False)
@@ -162,10 +163,16 @@ class AlarmService:
         return Outcome.DONE
 
     def escalate_due(self) -> int:
-        """Escalation steps and reminders that have fallen due; each fires once."""
+        """Escalation steps, reminders and closings that have fallen due; each fires once."""
         now = self.clock()
         changes: list[Change] = []
         while (alarm := self._pop_due(now)) is not None:
+            if alarm.close_at is not None and alarm.close_at <= now:
+                log.info("alarm %s closed automatically: cleared %.0f s ago and nobody "
+                         "acknowledged it (alarms.close_unacknowledged_after_s)",
+                         alarm.alarm_id, now - alarm.changed_at)
+                changes.append(self.book.auto_close(alarm))
+                continue
             ladder = self.router.ladders[alarm.ladder]
             while alarm.next_step_at is not None and alarm.next_step_at <= now:
                 level = alarm.escalation_level + 1
@@ -235,6 +242,11 @@ class AlarmService:
             if alarm.ladder < 0 and alarm.active and not alarm.acknowledged and (
                     change.event in ("raised", "severity_changed")):
                 self._start_ladder(alarm, event, now)
+            elif change.event == "cleared" and not alarm.acknowledged and not alarm.latching:
+                after = self.close_after.get(hazard(event))
+                if after is not None:  # closed by the park's policy unless acknowledged first
+                    alarm.close_at = now + after
+                    self._schedule(alarm)
             decision = self.router.route(alarm, event, now)
             told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
                                                         if s != "uplink"))))

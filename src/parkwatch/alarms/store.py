@@ -357,7 +357,7 @@ class StoreReader:
         state = json.loads(row[1])
         out: dict[str, Any] = {"alarm": json.loads(row[0])}
         out["details"] = {k: state.get(k) for k in ("ack_note", "reset_by", "reset_note",
-                                                     "drill_id", "told")}
+                                                     "drill_id", "told", "auto_closed")}
         out["details"]["next_escalation_at"] = row[2]
         out["changes"] = [
             {"seq": s, "event": e, "at": at} for s, e, at in self.db.execute(

@@ -138,8 +138,9 @@ def _check_templates(cfg: ParkConfig) -> list[Problem]:
     for key, template in cfg.alarms.messages.items():
         loc: Loc = ("alarms", "messages", key)
         rule, _, event = key.partition(".")
-        if key != "default" and (rule not in RULE_NAMES or (event and event not in EVENTS)):
-            out.append((loc, f"unknown message key '{key}': use 'default', a rule "
+        if key not in ("default", "auto_closed") and (
+                rule not in RULE_NAMES or (event and event not in EVENTS)):
+            out.append((loc, f"unknown message key '{key}': use 'default', 'auto_closed', a rule "
                         f"({', '.join(RULE_NAMES)}) or rule.event with an event of "
                         f"{', '.join(EVENTS)}"))
             continue

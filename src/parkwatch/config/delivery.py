@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, HttpUrl, model_validator
+from pydantic import AwareDatetime, Field, HttpUrl, field_validator, model_validator
 
 from parkwatch.config.base import ConfigPath, Id, Strict
 
 Hazard = Literal["fire", "overload", "water", "fault"]
+#: how long after it cleared an unacknowledged alarm is closed: up to a year
+_CloseAfter = Annotated[float, Field(gt=0, le=365 * 86_400)]
 HAZARDS: tuple[str, ...] = ("fire", "overload", "water", "fault")
 SeverityName = Literal["info", "warning", "critical"]
 
@@ -250,3 +252,15 @@ class DeliveryConfig(Strict):
     outbox_retention_s: float = Field(7 * 86_400.0, ge=3600, le=365 * 86_400,
                                       description="closed alarms and their deliveries are "
                                       "kept this long in the store")
+    close_unacknowledged_after_s: dict[Hazard, _CloseAfter] = (
+        Field(default_factory=dict, description="per kind of hazard (overload, water, fault): "
+              "an alarm that cleared and that nobody acknowledged is closed this long after "
+              "it cleared, recorded as closed automatically; never for fire"))
+
+    @field_validator("close_unacknowledged_after_s")
+    @classmethod
+    def _never_fire(cls, value: dict[str, float]) -> dict[str, float]:
+        if "fire" in value:
+            raise ValueError("a fire alarm is never closed without an acknowledgement: remove "
+                             "'fire' (overload, water and fault alarms may be closed this way)")
+        return value

@@ -331,7 +331,8 @@ class AlarmsConfig(DeliveryConfig):
     language: Literal["zh", "en"] = Field("zh", description="language of the default messages")
     messages: dict[str, str] = Field(
         default_factory=dict,
-        description="message templates by '{rule}.{event}', '{rule}' or 'default'; "
+        description="message templates by '{rule}.{event}', '{rule}', 'default' or "
+        "'auto_closed' (an alarm closed by close_unacknowledged_after_s); "
         "placeholders are listed in docs/contract.md",
     )
 
