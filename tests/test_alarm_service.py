@@ -593,10 +593,10 @@ def test_a_failing_disk_delays_changes_but_loses_none(make: Any, clock: Clock,
     real_commit = g.store.commit
     failing = [True]
 
-    def commit(records: Any) -> None:
+    def commit(records: Any, marks: Any = ()) -> None:
         if failing[0]:
             raise sqlite3.OperationalError("disk I/O error")
-        real_commit(records)
+        real_commit(records, marks)
 
     g.store.commit = commit  # type: ignore[method-assign]
     g.readings("A-1F-FB1", 1.0)

@@ -82,10 +82,10 @@ def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
     topics = Topics(cfg)
     center = _Center(broker, topics.events)
     dispatcher = Dispatcher()
+    committer = Committer(store, dispatcher)  # its own thread, as in the daemon
     dispatcher.couriers = {UPLINK: Courier(UPLINK, UplinkSender(link, topics),
                                            tmp_path / "alarms.db", Backoff(initial_s=0.2),
-                                           ready=link.connected)}
-    committer = Committer(store, dispatcher)  # its own thread, as in the daemon
+                                           ready=link.connected, marks=committer.mark)}
     service = AlarmService(cfg, park, engine, store, committer=committer)
     committer.start()
     dispatcher.start()
@@ -122,6 +122,7 @@ def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
         sys.setswitchinterval(switch)
         committer.stop(2.0)
         dispatcher.stop(2.0)
+        committer.close()
         center.close()
         link.stop()
         store.close()

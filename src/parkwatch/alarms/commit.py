@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 
 from parkwatch.alarms.dispatch import Dispatcher
-from parkwatch.alarms.store import AlarmStore, Record
+from parkwatch.alarms.store import AlarmStore, Mark, Record
 
 log = logging.getLogger("parkwatch.alarms")
 
@@ -50,11 +50,18 @@ class Committer:
         self.store_errors = 0
         self._unsaved: list[Record] = []  # changes a failed commit holds until the next one
         self._queue: list[_Item] = []
+        #: the couriers' delivery marks, written with the next group (this thread is the
+        #: store's only writer: a courier's own transactions collided with the commits, and
+        #: SQLite's busy handler then slept for up to 100 ms at a time)
+        self._marks: list[Mark] = []
+        #: store maintenance (purge, forget) to run on this thread between groups
+        self._chores: list[Callable[[], None]] = []
         #: submissions so far, and how many of them are on disk (a failing store holds back)
         self.submitted = 0
         self._durable = 0
         self._busy = False
         self._stopping = False
+        self._marks_failing = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="parkwatch-committer",
                                         daemon=True)
@@ -92,12 +99,30 @@ class Committer:
             return True
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._busy:
+            while self._queue or self._chores or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
                     return False
                 self._cond.wait(left)
         return True
+
+    def mark(self, marks: list[Mark]) -> None:
+        """A courier's rows done: written with the next group (at once if none waits)."""
+        if not self.threaded:
+            self._write_marks(marks)
+            return
+        with self._cond:
+            self._marks += marks
+            self._cond.notify_all()
+
+    def chore(self, fn: Callable[[], None]) -> None:
+        """Run store maintenance on the writer thread, between two groups."""
+        if not self.threaded:
+            fn()
+            return
+        with self._cond:
+            self._chores.append(fn)
+            self._cond.notify_all()
 
     def durable(self, mark: int, timeout: float) -> bool:
         """Wait until the first `mark` submissions are on disk (see :attr:`submitted`); False
@@ -136,8 +161,17 @@ class Committer:
     def alive(self) -> bool:
         return not self.threaded or self._thread.is_alive()
 
+    def close(self) -> None:
+        """After :meth:`stop` and once the couriers have stopped: write the marks they handed
+        over last, on this thread (the store has no other writer any more)."""
+        with self._cond:
+            marks, self._marks = self._marks, []
+        if marks:
+            self._write_marks(marks)
+
     def stop(self, timeout: float = 1.0) -> None:
-        """Commit what was submitted, then end the thread."""
+        """Commit what was submitted, then end the thread (marks handed over later wait for
+        :meth:`close`)."""
         if not self.threaded or not self._thread.is_alive():
             return
         with self._cond:
@@ -148,15 +182,22 @@ class Committer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while not (self._queue or self._marks or self._chores or self._stopping):
                     self._cond.wait()
-                if not self._queue:
+                if not (self._queue or self._marks or self._chores):
                     return
                 group, self._queue = self._queue, []
+                marks, self._marks = self._marks, []
+                chores, self._chores = self._chores, []
                 upto = self.submitted
                 self._busy = True
             try:
-                self._commit_group(group, upto)
+                for chore in chores:
+                    chore()
+                if group:
+                    self._commit_group(group, upto, marks)
+                elif marks:
+                    self._write_marks(marks)
             except Exception:  # the alarm path must outlive any one bad group
                 log.exception("alarm committer: a group of %d submission(s) failed", len(group))
             finally:
@@ -166,26 +207,54 @@ class Committer:
 
     # --- one group -----------------------------------------------------------------------
 
-    def _commit_group(self, group: list[_Item], upto: int) -> None:
-        if self._save([r for records, _ in group for r in records]):
+    def _write_marks(self, marks: list[Mark]) -> None:
+        try:
+            self.store.commit([], marks)
+        except sqlite3.Error as exc:
+            self._requeue(marks, exc)
+            return
+        self._marks_written()
+
+    def _marks_written(self) -> None:
+        if self._marks_failing:
+            log.info("alarm store %s: deliveries are recorded again", self.store.path)
+            self._marks_failing = False
+
+    def _requeue(self, marks: list[Mark], exc: sqlite3.Error) -> None:
+        """Marks the disk refused wait for the next write (a mark lost in a crash means one
+        delivery sent again)."""
+        with self._cond:
+            if not self._marks_failing:
+                log.error("alarm store %s: cannot record deliveries (%s); kept in memory and "
+                          "written once the store takes them", self.store.path, exc)
+                self._marks_failing = True
+            self._marks[:0] = marks
+
+    def _commit_group(self, group: list[_Item], upto: int,
+                      marks: list[Mark] | None = None) -> None:
+        if self._save([r for records, _ in group for r in records], marks or []):
             self._durable = upto
         for _, after in group:
             if after is not None:
                 after()
 
-    def _save(self, records: list[Record]) -> bool:
+    def _save(self, records: list[Record], marks: list[Mark]) -> bool:
         """Commit, or hold the changes in memory, deliver them from there, and try again with
         the next commit (or the status tick): a disk that fails for a while loses nothing and
         delays no alarm; only a crash before the disk recovers would forget the held ones.
         True when everything so far is on disk."""
         if not records and not self._unsaved:
+            if marks:
+                self._write_marks(marks)
             return True
         self._unsaved += records
         ticket = self.dispatcher.prepare()
         try:
-            self.store.commit(self._unsaved)
+            self.store.commit(self._unsaved, marks)
         except sqlite3.Error as exc:
             self.store_errors += 1
+            if marks:
+                self._requeue(marks, exc)
             if len(self._unsaved) == len(records):  # the first failure of an outage
                 log.error("alarm store %s: cannot commit (%s); %d change(s) held in memory and "
                           "delivered from there, committed once the store takes them (retried "
@@ -196,6 +265,8 @@ class Committer:
         if len(self._unsaved) > len(records):
             log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
                         self.store.path, len(self._unsaved) - len(records))
+        if marks:
+            self._marks_written()
         self.committed += len(self._unsaved)
         self.groups += 1
         saved, self._unsaved = self._unsaved, []

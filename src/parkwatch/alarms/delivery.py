@@ -11,9 +11,10 @@ broker's PUBACK, a 2xx answer), so a crash in between sends it again with the sa
 **Throughput.**  A courier reads the outbox ahead in chunks, from a cursor (outbox ids grow in
 commit order, so a row never appears behind the cursor), and keeps up to :data:`WINDOW` rows in
 flight to an MQTT target before it waits for their confirmations, in order.  It writes its
-marks (delivered, expired) in one transaction when its read-ahead runs dry, or every
-:data:`MARK_BATCH` rows: in a storm, one write per chunk instead of one per row, and far fewer
-collisions with the committer's transactions.  A crash before the marks are written sends those
+marks (delivered, expired) when its read-ahead runs dry, or every :data:`MARK_BATCH` rows,
+handing them to the commit stage, the store's only writer, which writes them with its next
+group: a courier's own write transactions collided with the commits, and SQLite's busy handler
+then slept for up to 100 ms at a time.  A crash before the marks are written sends those
 rows again; receivers drop them by (alarm_id, seq).
 
 **Express.**  A courier that has nothing left to carry lets the committing thread publish the
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
-from parkwatch.alarms.store import OutboxReader, Pending
+from parkwatch.alarms.store import Mark, OutboxReader, Pending
 from parkwatch.config.delivery import Backoff
 
 log = logging.getLogger("parkwatch.delivery")
@@ -73,7 +74,8 @@ class Courier:
     def __init__(self, name: str, sender: Sender, store_path: Path, backoff: Backoff,
                  clock: Callable[[], float] = time.time,
                  ready: threading.Event | None = None,
-                 on_delivered: Callable[[float], None] | None = None) -> None:
+                 on_delivered: Callable[[float], None] | None = None,
+                 marks: Callable[[list[Mark]], None] | None = None) -> None:
         self.name = name
         self.sender = sender
         self.store_path = store_path
@@ -91,8 +93,11 @@ class Courier:
         self._queue: deque[Pending] = deque()
         self._cursor = 0
         #: (id, state, at) of rows done whose marks are not written yet
-        self._marks: list[tuple[int, str, float]] = []
+        self._marks: list[Mark] = []
         self._marks_failing = False
+        #: where the marks are written: the store's writer (the commit stage), which takes
+        #: them with its next group; None: on this courier's own connection
+        self._mark_sink = marks
         #: changes the store could not commit yet, to send after the committed rows
         self._memory: deque[Pending] = deque()
         self._memory_lock = threading.Lock()
@@ -186,6 +191,10 @@ class Courier:
     def _flush_marks(self, outbox: OutboxReader) -> bool:
         """Write the marks that wait, in one transaction; False when the disk refuses."""
         if not self._marks:
+            return True
+        if self._mark_sink is not None:
+            marks, self._marks = self._marks, []
+            self._mark_sink(marks)
             return True
         try:
             outbox.mark(self._marks)

@@ -104,7 +104,8 @@ class AlarmService:
                 if alarm.latching:  # a fire alarm outlives a config change and a lost checkpoint
                     self.engine.set_latched(i, True)
         if orphans:
-            self.store.forget(orphans, self.clock())
+            now = self.clock()
+            self.committer.chore(lambda: self.store.forget(orphans, now))
         self.orphans = orphans
         self._commit(self.book.clear_sources(fresh))
         self.committer.flush()

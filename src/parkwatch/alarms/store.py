@@ -107,6 +107,25 @@ def _insert(db: sqlite3.Connection, head: str, width: int, rows: list[Any],
         start += n
 
 
+#: a courier's outbox row done: (id, 'delivered' or 'expired', when)
+Mark = tuple[int, str, float]
+
+
+def _mark(db: sqlite3.Connection, marks: Iterable[Mark]) -> None:
+    """Set rows delivered or expired, a few hundred ids per statement (each row keeps the
+    latest time of its statement's rows: at most a chunk's read-ahead apart)."""
+    by_state: dict[str, list[Mark]] = {}
+    for m in marks:
+        by_state.setdefault(m[1], []).append(m)
+    for state, rows in by_state.items():
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start:start + _CHUNK]
+            done = max(m[2] for m in chunk)
+            db.execute(f"UPDATE outbox SET state=?, done_at=?, attempts=attempts+? WHERE id IN "
+                       f"({','.join('?' * len(chunk))})",
+                       [state, done, int(state == "delivered"), *(m[0] for m in chunk)])
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One (change, subscriber) to deliver through a target."""
@@ -198,8 +217,9 @@ class AlarmStore:
         self.folds = 0
         self._fold_failing = False
 
-    def commit(self, records: Iterable[Record]) -> None:
-        """Write changes with their deliveries in one durable transaction.
+    def commit(self, records: Iterable[Record], marks: Iterable[Mark] = ()) -> None:
+        """Write changes with their deliveries, and the couriers' delivery marks, in one
+        durable transaction.
 
         Each table gets its rows in a few multi-row statements (:func:`_insert`)."""
         alarms: list[Any] = []
@@ -228,6 +248,7 @@ class AlarmStore:
                     "reason, created_at, next_at, expires_at)", 8, outbox)
             _insert(db, "INSERT INTO suppressions (alarm_id, seq, subscriber, cause, ref, "
                     "reason, at)", 7, suppressions)
+            _mark(db, marks)
 
     def fold(self) -> None:
         """Every :data:`FOLD_EVERY` commits, copy the write-ahead log into the database file (a
@@ -313,11 +334,11 @@ class OutboxReader:
         rows = self.after(0, 1)
         return rows[0] if rows else None
 
-    def mark(self, marks: Iterable[tuple[int, str, float]]) -> None:
-        """Rows done, as (id, 'delivered' or 'expired', when), in one transaction."""
+    def mark(self, marks: Iterable[Mark]) -> None:
+        """Rows done, in one transaction of this connection (a courier without a committer
+        to write them: tools and tests)."""
         with transaction(self.db) as db:
-            db.executemany("UPDATE outbox SET state=?, done_at=?, attempts=attempts+(?='delivered')"
-                           " WHERE id=?", [(state, at, state, i) for i, state, at in marks])
+            _mark(db, marks)
 
     def failed(self, row_id: int, at: float, retry_at: float, error: str) -> None:
         self.db.execute("UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? "

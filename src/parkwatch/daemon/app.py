@@ -78,8 +78,8 @@ class Daemon:
             lambda: self._mqtt_ack(p)))
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
         self.dispatcher = Dispatcher(on_events=self.telemetry.events)
-        self.dispatcher.couriers = self._couriers()
         self.committer = Committer(self.store, self.dispatcher)
+        self.dispatcher.couriers = self._couriers()
         self.keeper.committer = self.committer
         self.timers = Timers()
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
@@ -166,7 +166,8 @@ class Daemon:
         link = self.uplink.link
         out = {UPLINK: Courier(UPLINK, UplinkSender(link, self.uplink.topics), self.store_path,
                                Backoff(initial_s=1.0, max_s=30.0), ready=link.connected,
-                               on_delivered=self.metrics.delivery_observer(UPLINK))}
+                               on_delivered=self.metrics.delivery_observer(UPLINK),
+                               marks=self.committer.mark)}
         for name in self.cfg.alarms.targets:
             out[name] = self._courier(self.cfg, name)
         return out
@@ -181,7 +182,8 @@ class Daemon:
         else:
             sender, backoff, ready = WebhookSender(name, target), target.retry, None
         return Courier(name, sender, self.store_path, backoff, ready=ready,
-                       on_delivered=self.metrics.delivery_observer(name))
+                       on_delivered=self.metrics.delivery_observer(name),
+                       marks=self.committer.mark)
 
     def _api(self) -> ApiServer | None:
         api = self.cfg.api
@@ -233,6 +235,7 @@ class Daemon:
         if self.recorder is not None:
             self.recorder.close()
         self.dispatcher.stop(max(0.1, deadline - time.monotonic() - 0.3))
+        self.committer.close()  # the couriers' last delivery marks
         self.uplink.stop(max(0.1, deadline - time.monotonic()))
         self.reader.close()
         self.store.close()
@@ -457,9 +460,15 @@ class Daemon:
         self.timers.at("escalation", due, lambda: self.inbox.call(self.alarms.escalate_due))
 
     def _purge(self) -> None:
-        dropped = self.store.purge(time.time() - self.cfg.alarms.outbox_retention_s)
-        if dropped:
-            log.info("alarm store: %d closed alarm(s) past retention removed", dropped)
+        """Closed alarms past retention, removed on the store's writer thread."""
+        before = time.time() - self.cfg.alarms.outbox_retention_s
+
+        def purge() -> None:
+            dropped = self.store.purge(before)
+            if dropped:
+                log.info("alarm store: %d closed alarm(s) past retention removed", dropped)
+
+        self.committer.chore(purge)
 
     def _tick(self) -> None:
         for driver in self.drivers:
