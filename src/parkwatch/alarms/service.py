@@ -23,14 +23,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import fields
 from enum import StrEnum
 from typing import Any
 
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.event import EventBuilder, encode
-from parkwatch.alarms.lifecycle import Alarm, AlarmBook, Change
+from parkwatch.alarms.lifecycle import Alarm, AlarmBook, Change, alarm_state
 from parkwatch.alarms.routing import Router, hazard
 from parkwatch.alarms.store import AlarmStore, Record
 from parkwatch.config.model import ParkConfig
@@ -40,9 +39,6 @@ from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Severity, Transitions
 
 log = logging.getLogger("parkwatch.alarms")
-
-#: an alarm's state as the store keeps it: its fields, all plain values or tuples of them
-_ALARM_FIELDS = tuple(f.name for f in fields(Alarm))
 
 
 class Outcome(StrEnum):
@@ -252,7 +248,7 @@ class AlarmService:
             told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
                                                         if s != "uplink"))))
             alarm.told = told
-            state = {name: getattr(alarm, name) for name in _ALARM_FIELDS}  # flat: no deepcopy
+            state = alarm_state(alarm)
             state.update(sensor=self.park.ident(alarm.sensor), severity=int(alarm.severity),
                          seq=snap.seq, told=list(told))
             records.append(Record(
