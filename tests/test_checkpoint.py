@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import parkwatch.daemon.checkpoint as checkpoint
 import parkwatch.rules.snapshot as snapshot
@@ -77,3 +78,35 @@ def test_the_checkpoint_copy_is_a_copy():
         assert copy[name].flags.c_contiguous and copy[name].flags.aligned
         assert np.array_equal(copy[name], a, equal_nan=a.dtype.kind == "f"), name
         assert not np.shares_memory(copy[name], a)
+
+
+def test_copies_of_a_large_rule_state_are_spread_out_to_a_share_of_the_time(
+        tmp_path, monkeypatch):
+    """While alarms keep changing, the rule state is copied and written at most once a
+    second, and on a park whose state takes long to save, only as often as keeps that work
+    within checkpoint.BUDGET of the time (capped at MAX_GAP_S)."""
+    engine = RuleEngine(ParkModel(load_config(EXAMPLE)))
+    clock = [1000.0]
+    keeper = checkpoint.StateKeeper(engine, tmp_path, clock=lambda: clock[0])
+    keeper.restore()
+    keeper.start()
+    saved = checkpoint.save_state
+
+    def slow_save(*args: Any, **kwargs: Any) -> None:  # a write that takes 50 ms of the clock
+        saved(*args, **kwargs)
+        clock[0] += 0.05
+
+    monkeypatch.setattr(checkpoint, "save_state", slow_save)
+    try:
+        keeper.changed()  # the first change is saved at once
+        wait_until(lambda: keeper.saves == 1, timeout=10, what="the first copy written")
+        assert keeper.gap_s == pytest.approx(0.05 / checkpoint.BUDGET) == 5.0
+        keeper.changed()  # another change right after: it waits
+        assert keeper.maybe_checkpoint() == pytest.approx(5.0 - 0.05)
+        clock[0] += 4.9
+        assert keeper.maybe_checkpoint() == pytest.approx(0.05) and keeper.saves == 1
+        clock[0] += 0.1
+        assert keeper.maybe_checkpoint() == float("inf")  # copied now
+        wait_until(lambda: keeper.saves == 2, timeout=10, what="the second copy written")
+    finally:
+        keeper.close()
