@@ -1,13 +1,17 @@
 """The alarm path from a rule transition (or an operator's command, or the escalation clock) to
 durable deliveries, top to bottom:
 
-1. the lifecycle (:class:`AlarmBook`) turns it into changes (raised, acknowledged, ...);
-2. a raise is matched to a declared drill and an escalation ladder;
-3. each change becomes its contract event (built once) and is routed to subscribers (or
-   suppressed), and the escalation timer is re-armed;
-4. the commit stage (:mod:`parkwatch.alarms.commit`) writes the changes to the store, grouped
-   with whatever else waits, and only then does the dispatcher
-   (:mod:`parkwatch.alarms.dispatch`) hand them to the couriers.
+1. **lifecycle**: the alarm book (:class:`AlarmBook`) turns it into changes (raised,
+   acknowledged, ...);
+2. **route** (:meth:`AlarmService._route`): each change becomes its contract event (built
+   once), a raise is matched to a declared drill, its escalation ladder or closing policy
+   starts, and the change is routed to subscribers (or suppressed);
+3. **commit** (:mod:`parkwatch.alarms.commit`): the changes are written to the store, grouped
+   with whatever else waits, on a thread of their own;
+4. **dispatch** (:mod:`parkwatch.alarms.dispatch`): only then are they handed to the couriers.
+
+Before these, the pipeline (:mod:`parkwatch.daemon.pipeline`) **decodes** the drivers' input
+and the rule engine **evaluates** it into transitions.
 
 Escalation steps and reminders wait in a heap ordered by when they fall due, so the cost of a
 change does not grow with the number of open alarms (nothing here scans them per batch).
@@ -222,48 +226,59 @@ class AlarmService:
         self._schedule(alarm)
 
     def _commit(self, changes: list[Change]) -> int:
+        """The stages after the lifecycle, in order: route (each change's event built once,
+        its timers set, its subscribers chosen), then commit and dispatch (the commit stage,
+        which hands what is on disk to the dispatcher)."""
         if not changes:
             return 0
         now = self.clock()
-        records: list[Record] = []
-        for change in changes:
-            alarm = self.book.open.get(change.alarm.alarm_id, change.alarm)
-            snap = change.alarm
-            event = self.builder.build(change)
-            if change.event == "raised":
-                drill = self.router.drill_for(event, now)
-                if drill is not None:
-                    alarm.drill, alarm.drill_id = True, drill.id
-                    snap.drill, snap.drill_id = True, drill.id  # type: ignore[misc]
-                    event["drill"] = True
-            if alarm.ladder < 0 and alarm.active and not alarm.acknowledged and (
-                    change.event in ("raised", "severity_changed")):
-                self._start_ladder(alarm, event, now)
-            elif change.event == "cleared" and not alarm.acknowledged and not alarm.latching:
-                after = self.close_after.get(hazard(event))
-                if after is not None:  # closed by the park's policy unless acknowledged first
-                    alarm.close_at = now + after
-                    self._schedule(alarm)
-            decision = self.router.route(alarm, event, now)
-            told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
-                                                        if s != "uplink"))))
-            alarm.told = told
-            state = alarm_state(alarm)
-            state.update(sensor=self.park.ident(alarm.sensor), severity=int(alarm.severity),
-                         seq=snap.seq, told=list(told))
-            records.append(Record(
-                alarm_id=snap.alarm_id, source=self.park.ident(snap.sensor), rule=snap.rule,
-                seq=snap.seq, event=change.event, active=snap.active,
-                acknowledged=snap.acknowledged, closed=change.event == "closed",
-                next_due=alarm.next_due if not snap.closed else None, at=now, state=state,
-                payload=encode(event), deliveries=decision.deliveries,
-                suppressions=decision.suppressions))
-            for s in decision.suppressions:
-                log.info("alarm %s seq %d: %s not told (%s)", snap.alarm_id, snap.seq,
-                         s.subscriber, s.reason)
+        records = [self._route(change, now) for change in changes]
         self.committer.submit(records)
         self._arm()
         return len(records)
+
+    def _route(self, change: Change, now: float) -> Record:
+        """One change as the store keeps it: its contract event, its drill, ladder and
+        closing, and who is told (or muted, and why)."""
+        alarm = self.book.open.get(change.alarm.alarm_id, change.alarm)
+        snap = change.alarm
+        event = self.builder.build(change)
+        if change.event == "raised":
+            drill = self.router.drill_for(event, now)
+            if drill is not None:
+                alarm.drill, alarm.drill_id = True, drill.id
+                snap.drill, snap.drill_id = True, drill.id  # type: ignore[misc]
+                event["drill"] = True
+        self._timers(alarm, change.event, event, now)
+        decision = self.router.route(alarm, event, now)
+        told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
+                                                    if s != "uplink"))))
+        alarm.told = told
+        state = alarm_state(alarm)
+        state.update(sensor=self.park.ident(alarm.sensor), severity=int(alarm.severity),
+                     seq=snap.seq, told=list(told))
+        for s in decision.suppressions:
+            log.info("alarm %s seq %d: %s not told (%s)", snap.alarm_id, snap.seq,
+                     s.subscriber, s.reason)
+        return Record(
+            alarm_id=snap.alarm_id, source=self.park.ident(snap.sensor), rule=snap.rule,
+            seq=snap.seq, event=change.event, active=snap.active,
+            acknowledged=snap.acknowledged, closed=change.event == "closed",
+            next_due=alarm.next_due if not snap.closed else None, at=now, state=state,
+            payload=encode(event), deliveries=decision.deliveries,
+            suppressions=decision.suppressions)
+
+    def _timers(self, alarm: Alarm, what: str, event: dict[str, Any], now: float) -> None:
+        """A raise (or a first severity change) starts its escalation ladder; a clear nobody
+        acknowledged starts the park's closing policy."""
+        if alarm.ladder < 0 and alarm.active and not alarm.acknowledged and (
+                what in ("raised", "severity_changed")):
+            self._start_ladder(alarm, event, now)
+        elif what == "cleared" and not alarm.acknowledged and not alarm.latching:
+            after = self.close_after.get(hazard(event))
+            if after is not None:  # closed by the park's policy unless acknowledged first
+                alarm.close_at = now + after
+                self._schedule(alarm)
 
     def retry_unsaved(self) -> None:
         self.committer.retry()
