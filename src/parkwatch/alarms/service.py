@@ -26,6 +26,7 @@ import heapq
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -43,6 +44,15 @@ from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Severity, Transitions
 
 log = logging.getLogger("parkwatch.alarms")
+
+
+#: the states of an open alarm (cleared and acknowledged is closed)
+OPEN_STATES = ("active_unacknowledged", "active_acknowledged", "cleared_unacknowledged")
+
+
+def _state(alarm: Alarm) -> str:
+    return (f"{'active' if alarm.active else 'cleared'}_"
+            f"{'' if alarm.acknowledged else 'un'}acknowledged")
 
 
 class Outcome(StrEnum):
@@ -70,6 +80,9 @@ class AlarmService:
         self.router = Router(cfg, park)
         self.operators = {o.id for o in cfg.alarms.operators}
         self.close_after = cfg.alarms.close_unacknowledged_after_s
+        #: open alarms by (hazard, state), kept with every change: a scrape or a status must
+        #: not walk 100,000 open alarms
+        self.tally: Counter[tuple[str, str]] = Counter()
         #: the commit stage; without one given, each change commits at once on this thread
         self.committer = committer if committer is not None else Committer(
             store, dispatcher if dispatcher is not None else Dispatcher(), threaded=False)
@@ -99,6 +112,7 @@ class AlarmService:
                              "told": tuple(state["told"])})
             self.book.open[alarm.alarm_id] = alarm
             self._schedule(alarm)
+            self.tally[(self._hazard(alarm), _state(alarm))] += 1
             if alarm.active:
                 self.book.active_by_key[(alarm.sensor, alarm.rule)] = alarm
                 if alarm.latching:  # a fire alarm outlives a config change and a lost checkpoint
@@ -250,6 +264,7 @@ class AlarmService:
                 snap.drill, snap.drill_id = True, drill.id  # type: ignore[misc]
                 event["drill"] = True
         self._timers(alarm, change.event, event, now)
+        self._count(hazard(event), change.event, snap)
         decision = self.router.route(alarm, event, now)
         told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
                                                     if s != "uplink"))))
@@ -267,6 +282,12 @@ class AlarmService:
             next_due=alarm.next_due if not snap.closed else None, at=now, state=state,
             payload=encode(event), deliveries=decision.deliveries,
             suppressions=decision.suppressions)
+
+    def _hazard(self, alarm: Alarm) -> str:
+        """fire, overload, water or fault, as the routing sees it."""
+        sensors = self.park.sensors
+        kind = sensors[alarm.sensor].config.kind if alarm.sensor < len(sensors) else None
+        return hazard({"rule": alarm.rule, "sensor_kind": kind})
 
     def _timers(self, alarm: Alarm, what: str, event: dict[str, Any], now: float) -> None:
         """A raise (or a first severity change) starts its escalation ladder; a clear nobody
@@ -314,10 +335,24 @@ class AlarmService:
 
     def counts(self) -> dict[str, int]:
         """Open alarms by state (active/cleared × unacknowledged/acknowledged)."""
-        out = {"active_unacknowledged": 0, "active_acknowledged": 0,
-               "cleared_unacknowledged": 0}
-        for a in self.book.open.values():
-            key = ("active" if a.active else "cleared") + (
-                "_acknowledged" if a.acknowledged else "_unacknowledged")
-            out[key] = out.get(key, 0) + 1
+        out = dict.fromkeys(OPEN_STATES, 0)
+        for (_hz, state), n in list(self.tally.items()):
+            out[state] += n
         return out
+
+    def _count(self, hz: str, what: str, snap: Alarm) -> None:
+        """Keep :attr:`tally` with a change: where the alarm was counted, and where it is now
+        (a cleared and acknowledged alarm is closed: counted no more)."""
+        tally = self.tally
+        if what == "raised":
+            tally[(hz, "active_unacknowledged")] += 1
+        elif what == "acknowledged":
+            tally[(hz, f"{'active' if snap.active else 'cleared'}_unacknowledged")] -= 1
+            if snap.active:
+                tally[(hz, "active_acknowledged")] += 1
+        elif what == "cleared":
+            tally[(hz, f"active_{'' if snap.acknowledged else 'un'}acknowledged")] -= 1
+            if not snap.acknowledged:
+                tally[(hz, "cleared_unacknowledged")] += 1
+        elif what == "closed" and snap.auto_closed:
+            tally[(hz, "cleared_unacknowledged")] -= 1

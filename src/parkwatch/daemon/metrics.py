@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 
 from parkwatch import __version__
-from parkwatch.alarms.routing import hazard
+from parkwatch.alarms.service import OPEN_STATES
 from parkwatch.alarms.store import StoreReader
 from parkwatch.config.delivery import UPLINK
 from parkwatch.timefmt import rfc3339_ms
@@ -56,7 +56,6 @@ JSON = "application/json"
 #: open alarm (see :meth:`parkwatch.alarms.service.AlarmService.counts`): every pair is exposed,
 #: zero or not, so that dashboards always have the series
 HAZARDS = ("fire", "overload", "water", "fault")
-OPEN_STATES = ("active_unacknowledged", "active_acknowledged", "cleared_unacknowledged")
 #: the readings that reached the rule engine, each counted under exactly one outcome
 RULE_OUTCOMES = ("evaluated", "out_of_order", "unusable", "liveness")
 
@@ -263,10 +262,7 @@ class DaemonMetrics:
         d = self.daemon
         counts: Counter[tuple[str, str]] = Counter(
             {(kind, state): 0 for kind in HAZARDS for state in OPEN_STATES})
-        for alarm in list(d.alarms.book.open.values()):
-            state = ("active" if alarm.active else "cleared") + (
-                "_acknowledged" if alarm.acknowledged else "_unacknowledged")
-            counts[(self.hazard_of(alarm.rule, alarm.sensor), state)] += 1
+        counts.update(dict(d.alarms.tally))  # kept with every change: no walk of the alarms
         for (kind, state), n in sorted(counts.items()):
             fams["parkwatch_open_alarms"].add_metric([kind, state], n)
         fams["parkwatch_alarm_changes_total"].add_metric([], d.alarms.committed)
@@ -277,12 +273,6 @@ class DaemonMetrics:
             refused.update(dict(api.refused.total))
         for reason, n in sorted(refused.items()):
             fams["parkwatch_refused_commands_total"].add_metric([reason], n)
-
-    def hazard_of(self, rule: str, sensor: int) -> str:
-        """fire, overload, water or fault, as the alarm's routing sees it."""
-        sensors = self.daemon.park.sensors
-        kind = sensors[sensor].config.kind if sensor < len(sensors) else None  # groups: load
-        return hazard({"rule": rule, "sensor_kind": kind})
 
     def _collect_delivery(self, fams: dict[str, Family]) -> None:
         d = self.daemon
