@@ -69,10 +69,11 @@ STAGE_HELP = {
     "queue": "inbox → the pipeline thread takes it (wake-up)",
     "decode": "→ the rule engine starts (JSON payloads to a reading batch)",
     "rules": "RuleEngine.evaluate",
-    "alarms": "→ the store commit starts (lifecycle, routing, contract event JSON)",
-    "commit": "the SQLite transaction, synchronous=FULL",
-    "pickup": "commit done → the uplink publish starts (express: on the pipeline thread; "
-              "else the courier's wake-up and outbox query)",
+    "alarms": "→ the store commit starts (lifecycle, routing, contract event JSON, the "
+              "hand-over to the commit stage's thread)",
+    "commit": "the SQLite transaction (the group), synchronous=FULL",
+    "pickup": "commit done → the uplink publish starts (express: on the commit stage's "
+              "thread; else the courier's wake-up and outbox read)",
     "broker_out": "publish → the subscriber's on_message (Mosquitto, paho)",
 }
 
@@ -317,10 +318,10 @@ class Probes:
             self.evaluations.append((t, time.monotonic()))
             return out
 
-        def probe_commit(records: Any) -> None:
+        def probe_commit(records: Any, marks: Any = ()) -> None:
             records = list(records)
             t = time.monotonic()
-            commit(records)
+            commit(records, marks)
             self.commits.append((t, time.monotonic(),
                                  [(r.alarm_id, r.seq, r.event) for r in records]))
 
