@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 # In this order: latency.py reads the half-load rate from the ingest.json just written.
-BENCHES := bus rules alarms telemetry ingest latency startup
+BENCHES := bus rules alarms telemetry ingest latency peers startup
 
 # Options per benchmark, chosen to keep `make bench` under 10 minutes on 2 cores (defaults noted
 # are the scripts' own; override on the command line, e.g. `make bench RULES_ARGS=`).
@@ -20,6 +20,12 @@ TELEMETRY_ARGS ?=
 # this caps the worst case at about 2.5 min
 INGEST_ARGS ?= --budget 120
 LATENCY_ARGS ?=
+# parkwatch against Node-RED and a bare paho relay (installs Node-RED 4.1.15 into
+# ~/.cache/parkwatch-bench the first time, about 30 s; without Node.js and npm that column is
+# skipped). `make bench-peers`: its defaults, about 7 min. `make bench` gives it about 3 min
+# (PEERS_BENCH_ARGS: shorter steps and fixed-rate phases, so the search stops sooner).
+PEERS_ARGS ?=
+PEERS_BENCH_ARGS ?= --budget 150 --seconds 3 --latency-seconds 5
 STARTUP_ARGS ?=
 
 bus_ARGS = $(BUS_ARGS)
@@ -28,6 +34,7 @@ alarms_ARGS = $(ALARMS_ARGS)
 telemetry_ARGS = $(TELEMETRY_ARGS)
 ingest_ARGS = $(INGEST_ARGS)
 latency_ARGS = $(LATENCY_ARGS)
+peers_ARGS = $(if $(ALL_BENCHES),$(PEERS_BENCH_ARGS),$(PEERS_ARGS))
 startup_ARGS = $(STARTUP_ARGS)
 
 BENCH_TARGETS := $(addprefix bench-,$(BENCHES))
@@ -42,6 +49,7 @@ help:
 	@echo "make bench-NAME   one benchmark alone (NAME: $(BENCHES)); no report"
 	@echo "make report       rewrite summary.json and the README tables from the results present"
 	@echo "options: BUS_ARGS RULES_ARGS ALARMS_ARGS TELEMETRY_ARGS INGEST_ARGS LATENCY_ARGS"
+	@echo "         PEERS_ARGS (make bench-peers) PEERS_BENCH_ARGS (peers in make bench)"
 	@echo "         STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
 
 setup:
@@ -57,6 +65,7 @@ endef
 
 # Every benchmark runs even when one before it fails; the report then marks the results this
 # run did not replace, and make fails at the end.
+bench: ALL_BENCHES := 1
 bench: setup
 	@start=$$(date +%s); since=$$(date -u +%Y-%m-%dT%H:%M:%S+00:00); failed=(); \
 	$(foreach b,$(BENCHES),$(call run_bench,$(b))) \

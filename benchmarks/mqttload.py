@@ -20,12 +20,22 @@ the broker, the baseline of ``ingest.py``.  TCP_NODELAY is set in ``on_socket_op
 broker is published as an event on the uplink from ``on_message``, with no rules and no store.
 ``latency.py`` measures it first, as the floor that paho and the two brokers set.
 
+The **threshold relay** (``RelayProcess(..., limits=...)``, :func:`threshold_relay_main`) is
+``peers.py``'s floor: the same paho in and out, with a threshold and hysteresis per sensor in
+``on_message`` and one alert per change of state.
+
 **Listener** (:class:`ListenerProcess`).  A command-center client on the uplink broker that
 notes the arrival (``time.monotonic()``) of every alarm event, and a raw-socket "probe device"
 on the sensor broker whose publishes are timed with the same clock (``CLOCK_MONOTONIC`` is
-one clock for the whole machine on Linux), for ``latency.py``.
+one clock for the whole machine on Linux), for ``latency.py``.  With ``raw=True`` it keeps
+each message's payload as it came, for ``peers.py``'s checker, which reads several formats.
 
-Used by ``ingest.py`` and ``latency.py``; on its own it measures the bare subscriber::
+Readings of the form ``{"id":"WL0001","v":123.4,"ts":1763800000123}`` (``peers.py``): a plan
+with ``ids`` and ``values`` (one value per message, in tenths); ``send(..., times=True)``
+also returns when each chunk was written, so a reading's send time is known.
+
+Used by ``ingest.py``, ``latency.py`` and ``peers.py``; on its own it measures the bare
+subscriber::
 
     .venv/bin/python benchmarks/mqttload.py --messages 300000
     .venv/bin/python benchmarks/mqttload.py --messages 300000 --buffered   # parkwatch's client
@@ -121,11 +131,17 @@ def base_value(sensor: int) -> float:
 
 
 def build(plan: dict[str, Any]) -> tuple[bytes, list[int]]:
-    """Every packet of a plan in one buffer, with the offset of each packet (and the end)."""
+    """Every packet of a plan in one buffer, with the offset of each packet (and the end).
+
+    With ``ids`` (one per topic) and ``values`` (one per message, in tenths of the unit) the
+    payloads are ``{"id":...,"v":...,"ts":...}``; ``ts_base_ms`` is required then."""
     topics = [t.encode() for t in plan["topics"]]
     s_count = len(topics)
     n = int(plan["messages"])
     ts_base = plan.get("ts_base_ms")
+    if plan.get("ids") is not None:
+        return _build_idv(topics, [i.encode() for i in plan["ids"]], plan["values"], n,
+                          int(ts_base))
     # sensor -> [(first round, end round, value)]: readings that differ from the normal level
     overrides: dict[int, list[tuple[int, int, float]]] = {}
     for s, r0, r1, v in plan.get("overrides", ()):
@@ -151,10 +167,37 @@ def build(plan: dict[str, Any]) -> tuple[bytes, list[int]]:
     return b"".join(packets), offsets
 
 
+def _build_idv(topics: list[bytes], ids: list[bytes], values: Any, n: int,
+               ts_base: int) -> tuple[bytes, list[int]]:
+    """`build` for ``{"id","v","ts"}`` payloads: message i is sensor i % S, round i // S, its
+    value ``values[i] / 10`` (integer tenths: the text is exact, and so is what a parser makes
+    of it)."""
+    s_count = len(topics)
+    tenths = values.tolist() if hasattr(values, "tolist") else list(values)
+    heads = [struct.pack("!H", len(t)) + t + b'{"id":"' + i + b'","v":'
+             for t, i in zip(topics, ids, strict=True)]
+    packets: list[bytes] = []
+    append = packets.append
+    offsets = [0]
+    total = 0
+    for k in range(n):
+        s, r = k % s_count, k // s_count
+        v = int(tenths[k])
+        sign, v = ("-", -v) if v < 0 else ("", v)
+        body = heads[s] + b'%s%d.%d,"ts":%d}' % (sign.encode(), v // 10, v % 10, ts_base + r)
+        packet = b"\x30" + _varint(len(body)) + body
+        append(packet)
+        total += len(packet)
+        offsets.append(total)
+    return b"".join(packets), offsets
+
+
 def send_paced(sock: socket.socket, buf: bytes, offsets: list[int], rate: float,
                stop: Any, start_at: float | None = None,
-               chunk_s: float = CHUNK_S) -> dict[str, Any]:
-    """Write the packets at `rate` messages/s (0: flat out) in chunks; what was sent, when."""
+               chunk_s: float = CHUNK_S, times: bool = False) -> dict[str, Any]:
+    """Write the packets at `rate` messages/s (0: flat out) in chunks; what was sent, when.
+    With `times`, also ``chunk_times``: (index of the chunk's first packet, monotonic time just
+    before it was written) for every chunk."""
     n = len(offsets) - 1
     view = memoryview(buf)
     chunk = FLAT_CHUNK if rate <= 0 else max(1, round(rate * chunk_s))
@@ -167,6 +210,7 @@ def send_paced(sock: socket.socket, buf: bytes, offsets: list[int], rate: float,
     sent = 0
     waits = 0
     stopped = False
+    chunk_times: list[tuple[int, float]] = []
     while sent < n:
         if stop is not None and stop.is_set():
             stopped = True
@@ -180,6 +224,8 @@ def send_paced(sock: socket.socket, buf: bytes, offsets: list[int], rate: float,
             else:
                 behind_max = max(behind_max, now - due)
         end = min(n, sent + chunk)
+        if times:
+            chunk_times.append((sent, time.monotonic()))
         sock.sendall(view[offsets[sent]:offsets[end]])
         sent = end
     t_end = time.monotonic()
@@ -187,7 +233,8 @@ def send_paced(sock: socket.socket, buf: bytes, offsets: list[int], rate: float,
             "seconds": t_end - t0,
             "achieved_rate": sent / (t_end - t0) if t_end > t0 else 0.0,
             "behind_max_s": behind_max, "chunk": chunk, "sleeps": waits,
-            "bytes": offsets[sent], "cpu_s": time.process_time() - cpu0, "stopped": stopped}
+            "bytes": offsets[sent], "cpu_s": time.process_time() - cpu0, "stopped": stopped,
+            **({"chunk_times": chunk_times} if times else {})}
 
 
 def load_main(host: str, port: int, client_id: str, conn: Any, stop: Any) -> None:
@@ -208,7 +255,8 @@ def load_main(host: str, port: int, client_id: str, conn: Any, stop: Any) -> Non
                            "bytes": len(built[0])})
             elif req[0] == "send":
                 buf, offsets = built
-                result = send_paced(sock, buf, offsets, req[1], stop, req[2])
+                result = send_paced(sock, buf, offsets, req[1], stop, req[2],
+                                    times=len(req) > 3 and bool(req[3]))
                 del built, buf, offsets
                 conn.send(result)
     finally:
@@ -247,15 +295,16 @@ class LoadProcess:
     def build(self, plan: dict[str, Any]) -> dict[str, Any]:
         return dict(self._ask("build", plan))
 
-    def send(self, rate: float, start_at: float | None = None) -> dict[str, Any]:
+    def send(self, rate: float, start_at: float | None = None,
+             times: bool = False) -> dict[str, Any]:
         self.stop_event.clear()
-        return dict(self._ask("send", rate, start_at))
+        return dict(self._ask("send", rate, start_at, times))
 
-    def send_async(self, rate: float, start_at: float | None = None) -> Any:
+    def send_async(self, rate: float, start_at: float | None = None, times: bool = False) -> Any:
         """Start a send; returns a function that waits for its result."""
         self.stop_event.clear()
         self.lock.acquire()
-        self.conn.send(("send", rate, start_at))
+        self.conn.send(("send", rate, start_at, times))
 
         def result(timeout: float = 300.0) -> dict[str, Any]:
             try:
@@ -433,16 +482,75 @@ def relay_main(sensors_at: tuple[str, int], uplink_at: tuple[str, int], events_t
         conn.close()
 
 
+def threshold_relay_main(sensors_at: tuple[str, int], uplink_at: tuple[str, int],
+                         in_topic: str, out_topic: str, limits: dict[str, tuple[float, float]],
+                         conn: Any) -> None:
+    """The floor of ``peers.py``: readings ``{"id","v","ts"}`` (QoS 0 on `in_topic`) go
+    through a threshold with hysteresis per sensor in paho's ``on_message`` (raised when
+    ``v >= limit``, cleared when ``v < limit - deadband``), and each change is published at
+    once as ``{"sensor_id","event","value","ts"}`` (QoS 1 on `out_topic`): no store, no
+    thread hand-over, no batching."""
+    raised: set[str] = set()
+    subscribed = threading.Event()
+    readings = [0]
+    up = _paho_client("bench-floor-up")
+    up.connect(uplink_at[0], uplink_at[1], keepalive=60)
+    up.loop_start()
+    loads, dumps, publish = json.loads, json.dumps, up.publish
+
+    def on_message(_c: Any, _u: Any, m: Any) -> None:
+        readings[0] += 1
+        p = loads(m.payload)
+        sid, v = p["id"], p["v"]
+        lim = limits.get(sid)
+        if lim is None:
+            return
+        if sid in raised:
+            if v >= lim[0] - lim[1]:
+                return
+            raised.discard(sid)
+            event = "cleared"
+        else:
+            if v < lim[0]:
+                return
+            raised.add(sid)
+            event = "raised"
+        publish(out_topic, dumps({"sensor_id": sid, "event": event, "value": v,
+                                  "ts": p["ts"]}).encode(), qos=1)
+
+    c = _paho_client("bench-floor-in")
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.connect(sensors_at[0], sensors_at[1], keepalive=60)
+    c.subscribe(in_topic, qos=0)
+    c.loop_start()
+    try:
+        conn.send("ready" if subscribed.wait(10) else "not subscribed")
+        while conn.recv()[0] != "close":
+            conn.send(readings[0])  # "count"
+    finally:
+        for client in (c, up):
+            client.disconnect()
+            client.loop_stop()
+        conn.close()
+
+
 class RelayProcess:
-    """:func:`relay_main` in a spawned process; stands in for the daemon in ``latency.py``."""
+    """:func:`relay_main` in a spawned process; stands in for the daemon in ``latency.py``.
+    With `limits` (sensor id -> (limit, deadband)) it is :func:`threshold_relay_main` instead,
+    reading `in_topic`: ``peers.py``'s floor."""
 
     def __init__(self, sensors_at: tuple[str, int], uplink_at: tuple[str, int],
-                 events_topic: str, alarm_value: float) -> None:
+                 events_topic: str, alarm_value: float = 0.0, *,
+                 limits: dict[str, tuple[float, float]] | None = None,
+                 in_topic: str = "bench/sensors/+") -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=relay_main,
-                                args=(sensors_at, uplink_at, events_topic, alarm_value, child),
-                                name="parkwatch-bench-relay", daemon=True)
+        target, args = (relay_main, (sensors_at, uplink_at, events_topic, alarm_value, child)) \
+            if limits is None else \
+            (threshold_relay_main, (sensors_at, uplink_at, in_topic, events_topic, limits, child))
+        self.proc = ctx.Process(target=target, args=args, name="parkwatch-bench-relay",
+                                daemon=True)
         self.proc.start()
         child.close()
         if not (self.conn.poll(30) and self.conn.recv() == "ready"):
@@ -472,15 +580,20 @@ class RelayProcess:
 
 
 def listener_main(up: tuple[str, int], sensors_at: tuple[str, int], events_topic: str,
-                  conn: Any) -> None:
-    """Records every alarm event on the uplink (arrival, sensor, event, alarm id, seq) and
-    publishes probe readings on the sensor broker on request, timed with the same clock."""
-    events: list[tuple[float, str, str, str, int]] = []
+                  conn: Any, raw: bool = False) -> None:
+    """Records every alarm event on the uplink (arrival, sensor, event, alarm id, seq; with
+    `raw`: arrival and payload as it came) and publishes probe readings on the sensor broker
+    on request, timed with the same clock."""
+    events: list[Any] = []
     lock = threading.Lock()
     subscribed = threading.Event()
 
     def on_message(_c: Any, _u: Any, m: Any) -> None:
         t = time.monotonic()
+        if raw:
+            with lock:
+                events.append((t, m.payload))
+            return
         e = json.loads(m.payload)
         with lock:
             events.append((t, e["sensor_id"], e["event"], e["alarm_id"], e["seq"]))
@@ -533,11 +646,11 @@ def run_probes(sock: socket.socket, schedule: Sequence[tuple[str, bytes]], rate:
 
 class ListenerProcess:
     def __init__(self, uplink: tuple[str, int], sensors_at: tuple[str, int],
-                 events_topic: str) -> None:
+                 events_topic: str, raw: bool = False) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=listener_main,
-                                args=(uplink, sensors_at, events_topic, child),
+                                args=(uplink, sensors_at, events_topic, child, raw),
                                 name="parkwatch-bench-listener", daemon=True)
         self.proc.start()
         child.close()

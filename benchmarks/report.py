@@ -5,14 +5,16 @@
 One row per figure: benchmark, case, figure, value, unit, target and met (true, false, or null
 for a figure without a target). A benchmark without a results file gives a "not run" row.
 
-Four benchmarks also get their detail table in a block of its own further down the README, from
+Five benchmarks also get their detail table in a block of its own further down the README, from
 their results file alone, between ``<!-- bench-NAME:begin -->`` and ``<!-- bench-NAME:end -->``:
 ``bus`` (one row per case: polls/s against the line limit, scaling, target and verdict),
 ``rules`` (one row per mode and size: ns/sensor in each order, the floor timed in the same run
 and the multiple of it, the reference, the target at 1e5),
 ``alarms`` (one row per stage of press → raised: what it spans, p50 and p99, then the end to end
-figures) and ``telemetry`` (one row per method: points/s, seconds, times the best ``Point``
-method, the target; then serialisation alone and the server alone). A block without its markers
+figures), ``telemetry`` (one row per method: points/s, seconds, times the best ``Point``
+method, the target; then serialisation alone and the server alone) and ``peers`` (per workload,
+one row per figure: parkwatch, Node-RED and the bare relay side by side, and parkwatch's ratio
+to each). A block without its markers
 is inserted after the block before it. A figure the results do not hold is "–"; a missing or
 unreadable results file gives a one-line notice.
 
@@ -46,8 +48,11 @@ SUMMARY_NAME = "summary.json"
 Row = dict[str, Any]
 Result = dict[str, Any]
 
+#: a ratio shown with two decimals ("0.97×"), where one would round a miss up to "1.0×"
+RATIO = "ratio"
+
 # the table's order: the issue's, then the alarm path
-BENCHMARKS = ("ingest", "latency", "rules", "bus", "telemetry", "startup", "alarms")
+BENCHMARKS = ("ingest", "latency", "rules", "bus", "telemetry", "startup", "alarms", "peers")
 # what each benchmark is held to, for its "not run" row
 TARGETS = {
     "ingest": "≥ 95 % of a bare paho subscriber",
@@ -57,6 +62,7 @@ TARGETS = {
     "telemetry": "≥ 4× the influxdb-client Point method",
     "startup": "start → ready ≤ 1.5 s, RSS ≤ 80 MB (10k sensors)",
     "alarms": "press → raised p99 ≤ 10 s (GB 26875.1)",
+    "peers": "storm ≥ 1×, quiet ≥ 3× Node-RED's rate; p99 ≤ Node-RED's; no duplicates",
 }
 
 
@@ -68,6 +74,8 @@ def _num(x: float) -> str:
 
 
 def target_text(op: str, limit: float, unit: str) -> str:
+    if unit == RATIO:
+        unit = "×"
     sep = "" if unit in ("×",) else " "
     return f"{op} {_num(limit)}{sep}{unit}"
 
@@ -244,9 +252,57 @@ def rows_alarms(res: Result) -> list[Row]:
     return out
 
 
+PEERS_WORKLOADS = {"storm": "storm: 5 % of readings change an alarm's state",
+                   "quiet": "quiet: 10 alarm changes a second"}
+#: issue 20: parkwatch's highest rate against Node-RED's, per workload
+PEERS_RATE_TARGETS = {"storm": 1.0, "quiet": 3.0}
+PEERS_SYSTEMS = {"parkwatch": "parkwatch", "node-red": "Node-RED", "floor": "bare paho relay"}
+
+
+def _peer(res: Result, workload: str, system: str) -> Result:
+    """One system's results on one workload, {} when it did not run."""
+    got = ((res.get("results") or {}).get(workload) or {}).get(system) or {}
+    return got if "steps" in got else {}
+
+
+def _peer_fixed(r: Result, rate: str, key: str) -> float | None:
+    return ((r.get("fixed") or {}).get(rate) or {}).get(key)
+
+
+def _peer_ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def rows_peers(res: Result) -> list[Row]:
+    """Per workload: parkwatch's highest rate against Node-RED's, its p99 at 1k/s and 5k/s
+    against Node-RED's, and its duplicates (issue 20's targets)."""
+    b = "peers"
+    out: list[Row] = []
+    for wl, case in PEERS_WORKLOADS.items():
+        if wl not in (res.get("results") or {}):
+            continue
+        pw, nr = _peer(res, wl, "parkwatch"), _peer(res, wl, "node-red")
+        cut = "" if pw.get("search_complete", True) else " (search cut short: at least)"
+        out.append(row(b, case, "highest rate, parkwatch / Node-RED",
+                       _peer_ratio(pw.get("max_rate"), nr.get("max_rate")), RATIO,
+                       ("≥", PEERS_RATE_TARGETS[wl])))
+        out.append(row(b, case, "highest rate, parkwatch" + cut, pw.get("max_rate"),
+                       "readings/s"))
+        for rate, label in (("1000", "1k/s"), ("5000", "5k/s")):
+            out.append(row(b, case, f"p99 at {label}, parkwatch / Node-RED",
+                           _peer_ratio(_peer_fixed(pw, rate, "p99_ms"),
+                                       _peer_fixed(nr, rate, "p99_ms")), RATIO, ("≤", 1.0)))
+        out.append(row(b, case, "parkwatch duplicates (an alarm_id and seq twice)",
+                       pw.get("duplicates"), "events", ("≤", 0)))
+    if not out:
+        out.append(not_run(b, "no workload in the results"))
+    return out
+
+
 EXTRACTORS: dict[str, Callable[[Result], list[Row]]] = {
     "ingest": rows_ingest, "latency": rows_latency, "rules": rows_rules, "bus": rows_bus,
     "telemetry": rows_telemetry, "startup": rows_startup, "alarms": rows_alarms,
+    "peers": rows_peers,
 }
 
 
@@ -301,6 +357,8 @@ def fmt_value(value: Any, unit: str | None) -> str:
         return f"{value:.1f} %"
     if unit == "×":
         return f"{value:.1f}×"
+    if unit == RATIO:
+        return f"{value:.2f}×"
     if unit == "ms":
         return f"{value:.2f} ms"
     if unit == "s":
@@ -409,7 +467,7 @@ def replace_block(text: str, new_block: str) -> str:
 
 # --- the detail tables: bus, rules, alarms, telemetry -------------------------------------------
 
-DETAILS = ("bus", "rules", "alarms", "telemetry")  # in the README's order
+DETAILS = ("bus", "rules", "alarms", "telemetry", "peers")  # in the README's order
 DASH = "–"
 RULES_MODES = {"thresholds": "thresholds", "all": "all kinds"}
 RULES_ORDERS = ("arrival", "poll")
@@ -703,9 +761,67 @@ def telemetry_detail(res: Result) -> list[str]:
     return [*out, "", _fill(text)]
 
 
+PEERS_FIGURES: list[tuple[str, Callable[[Result], float | None], Callable[[float], str]]] = [
+    ("highest rate, readings/s", lambda r: r.get("max_rate") or None, _count),
+    ("p50 at 1k/s, ms", lambda r: _peer_fixed(r, "1000", "p50_ms"), _ms),
+    ("p99 at 1k/s, ms", lambda r: _peer_fixed(r, "1000", "p99_ms"), _ms),
+    ("p50 at 5k/s, ms", lambda r: _peer_fixed(r, "5000", "p50_ms"), _ms),
+    ("p99 at 5k/s, ms", lambda r: _peer_fixed(r, "5000", "p99_ms"), _ms),
+    ("CPU per reading at 5k/s, µs", lambda r: _peer_fixed(r, "5000", "cpu_us_per_reading"),
+     _fixed),
+    ("peak RSS, MB", lambda r: r.get("peak_rss_mb"), _fixed),
+    ("duplicates", lambda r: r.get("duplicates"), _count),
+]
+
+
+def _times(x: float | None) -> str:
+    return DASH if x is None else fmt_value(x, RATIO)
+
+
+def peers_detail(res: Result) -> list[str]:
+    """Per workload, one row per figure: the three systems side by side and parkwatch's ratio
+    to Node-RED and to the floor; then what was skipped or cut short."""
+    body = []
+    notes = []
+    m = res.get("machine") or {}
+    for wl in PEERS_WORKLOADS:
+        if wl not in (res.get("results") or {}):
+            continue
+        per = {s: _peer(res, wl, s) for s in PEERS_SYSTEMS}
+        for name, get, fmt in PEERS_FIGURES:
+            vals = {s: (get(r) if r else None) for s, r in per.items()}
+            cells = [DASH if v is None else fmt(v) for v in vals.values()]
+            ratios = [_times(None if name == "duplicates" else
+                             _peer_ratio(vals["parkwatch"], vals[o]))
+                      for o in ("node-red", "floor")]
+            body.append([wl, name, *cells, *ratios])
+        for s, label in PEERS_SYSTEMS.items():
+            raw = ((res.get("results") or {}).get(wl) or {}).get(s) or {}
+            if "skipped" in raw:
+                notes.append(f"{wl}, {label}: skipped ({raw['skipped']})")
+            elif "error" in raw:
+                notes.append(f"{wl}, {label}: failed ({raw['error']})")
+            elif raw and not raw.get("search_complete", True):
+                notes.append(f"{wl}, {label}: the search was cut short by the time budget, "
+                             f"so its highest rate is a lower bound")
+    run = _latest_run(res)
+    nr = m.get("node_red")
+    if nr:
+        run += f"; Node-RED {nr} on Node.js {m.get('node') or '?'}"
+    if m.get("cpu_probe_ms"):
+        run += (f"; speed probe {m['cpu_probe_ms']} ms, load average "
+                f"{(m.get('loadavg') or ['?'])[0]}")
+    head = ["workload", "figure", *PEERS_SYSTEMS.values(), "parkwatch / Node-RED",
+            "parkwatch / floor"]
+    out = [_fill(run + ":"), "", *_md(head, body)]
+    if notes:
+        out += ["", _fill("; ".join(notes) + ".")]
+    return out
+
+
 DETAIL_LINES: dict[str, Callable[[Result], list[str]]] = {
     "bus": bus_detail, "rules": rules_detail, "alarms": alarms_detail,
-    "telemetry": telemetry_detail}
+    "telemetry": telemetry_detail, "peers": peers_detail}
 
 
 def detail_block(name: str, res: Result | None) -> str:
