@@ -295,7 +295,7 @@ class Probes:
         self.sends: dict[tuple[str, int], tuple[float, float]] = {}
         self._published: dict[int, tuple[tuple[str, int], float]] = {}
         drivers = tuple(daemon.drivers)
-        put, commit = daemon.inbox.put, daemon.store.commit
+        put, put_urgent, commit = daemon.inbox.put, daemon.inbox.put_urgent, daemon.store.commit
         process, evaluate = daemon.pipeline.process, daemon.engine.evaluate
         sender = daemon.couriers["uplink"].sender
         publish, confirm = sender.publish, sender.confirm
@@ -304,6 +304,11 @@ class Probes:
             if type(item) is tuple and len(item) >= 4 and item[0] in drivers:  # QoS 1: 6
                 self.inbox.append((time.monotonic(), item[1]))
             put(item)
+
+        def probe_put_urgent(item: Any) -> None:  # a fire button's lane
+            if type(item) is tuple and len(item) >= 4 and item[0] in drivers:
+                self.inbox.append((time.monotonic(), item[1]))
+            put_urgent(item)
 
         def probe_process(items: Any) -> None:
             self.batches.append(time.monotonic())
@@ -341,6 +346,7 @@ class Probes:
                     self.sends.setdefault(key, (t, time.monotonic()))
 
         daemon.inbox.put = probe_put
+        daemon.inbox.put_urgent = probe_put_urgent
         daemon.pipeline.process = probe_process
         daemon.engine.evaluate = probe_evaluate
         daemon.store.commit = probe_commit
