@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import example_config, wait_until
+from conftest import Subscriber, example_config, wait_until
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import Dispatcher
@@ -29,7 +25,7 @@ from parkwatch.alarms.uplink import Topics
 from parkwatch.config.delivery import UPLINK, Backoff
 from parkwatch.daemon.main import SWITCH_INTERVAL_S
 from parkwatch.localbroker import LocalMosquitto
-from parkwatch.mqtt.link import MqttLink, set_nodelay
+from parkwatch.mqtt.link import MqttLink
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES
@@ -37,37 +33,6 @@ from parkwatch.rules.transitions import Severity, Transitions
 
 CHANGES = 50_000
 N, W = int(Severity.NORMAL), int(Severity.WARNING)
-
-
-class _Center:
-    """The command center's event subscriber: (alarm_id, seq) of every event, as received."""
-
-    def __init__(self, broker: LocalMosquitto, topic: str) -> None:
-        self.keys: list[tuple[str, int]] = []
-        self.lock = threading.Lock()
-        subscribed = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        c.on_socket_open = lambda _c, _u, s: set_nodelay(s)
-        c.on_message = self._on_message
-        c.on_subscribe = lambda *_a: subscribed.set()
-        c.connect(broker.host, broker.port)
-        c.subscribe(topic, qos=1)
-        c.loop_start()
-        assert subscribed.wait(5)
-        self.client = c
-
-    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
-        e = json.loads(m.payload)
-        with self.lock:
-            self.keys.append((e["alarm_id"], e["seq"]))
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.keys)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
@@ -80,7 +45,7 @@ def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
     link.start()
     assert link.connected.wait(5)
     topics = Topics(cfg)
-    center = _Center(broker, topics.events)
+    center = Subscriber(broker, topics.events)
     dispatcher = Dispatcher()
     committer = Committer(store, dispatcher)  # its own thread, as in the daemon
     dispatcher.couriers = {UPLINK: Courier(UPLINK, UplinkSender(link, topics),
@@ -111,13 +76,13 @@ def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
                 np.full(n, 1.0)))
         assert committer.flush() and service.committed == made == CHANGES
         courier = dispatcher.couriers[UPLINK]
-        wait_until(lambda: center.count() >= CHANGES, 120, "every change at the center")
+        wait_until(lambda: len(center.messages) >= CHANGES, 120, "every change at the center")
         wait_until(lambda: courier.delivered >= CHANGES, 30, "every change confirmed")
         # a last change: anything published before it arrives before it (one target's order)
         service.apply(Transitions.build(sensors[:1], rule, np.array([W if up[0] else N]),
                                         np.array([N if up[0] else W]), np.ones(1),
                                         np.full(1, 30.0), np.ones(1)))
-        wait_until(lambda: center.count() > CHANGES, 10, "the last change")
+        wait_until(lambda: len(center.messages) > CHANGES, 10, "the last change")
     finally:
         sys.setswitchinterval(switch)
         committer.stop(2.0)
@@ -126,8 +91,7 @@ def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
         center.close()
         link.stop()
         store.close()
-    with center.lock:
-        keys = list(center.keys)
+    keys = [(e["alarm_id"], e["seq"]) for e in (json.loads(p) for _t, p, _r in center.messages)]
     repeats = [k for k, n in Counter(keys).items() if n > 1]
     assert not repeats, f"{len(repeats)} change(s) delivered twice, e.g. {repeats[:3]}"
     assert len(keys) == CHANGES + 1
