@@ -78,6 +78,10 @@ def test_metrics_count_readings_rejections_alarms_and_deliveries(daemon, subscri
             assert ("parkwatch_open_alarms",
                     frozenset({"kind": kind, "state": state}.items())) in after
     assert value(after, "parkwatch_alarm_changes_total") >= 1
+    # the raise was committed in a transaction of its own or with others
+    assert 1 <= value(after, "parkwatch_alarm_commits_total") <= value(
+        after, "parkwatch_alarm_changes_total")
+    assert ("parkwatch_alarm_commit_queue_length", frozenset()) in after
     assert value(after, "parkwatch_rule_readings_total", outcome="evaluated") >= 2
 
     assert value(after, "parkwatch_deliveries_total", target="uplink") >= 1

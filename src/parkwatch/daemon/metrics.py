@@ -106,6 +106,10 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
      "Alarm changes (raised, cleared, acknowledged, ...) committed to the alarm store."),
     ("parkwatch_alarm_store_errors_total", "counter", (),
      "Failed commits to the alarm store (the changes are held and retried)."),
+    ("parkwatch_alarm_commits_total", "counter", (),
+     "Transactions that committed alarm changes (each a group of one or more batches)."),
+    ("parkwatch_alarm_commit_queue_length", "gauge", (),
+     "Batches of alarm changes handed to the commit stage and not yet committed."),
     ("parkwatch_refused_commands_total", "counter", ("reason",),
      "Operator commands and API requests refused, by reason."),
     ("parkwatch_outbox_pending", "gauge", ("target",),
@@ -267,6 +271,8 @@ class DaemonMetrics:
             fams["parkwatch_open_alarms"].add_metric([kind, state], n)
         fams["parkwatch_alarm_changes_total"].add_metric([], d.alarms.committed)
         fams["parkwatch_alarm_store_errors_total"].add_metric([], d.alarms.store_errors)
+        fams["parkwatch_alarm_commits_total"].add_metric([], d.committer.groups)
+        fams["parkwatch_alarm_commit_queue_length"].add_metric([], d.committer.waiting)
         refused: Counter[str] = Counter(dict(d.alarms.refused.total))
         api = getattr(d, "api", None)
         if api is not None:
