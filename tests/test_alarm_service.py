@@ -19,7 +19,8 @@ import pytest
 
 from conftest import VALIDATOR
 from parkwatch.alarms.service import AlarmService, Outcome
-from parkwatch.alarms.store import FOLD_EVERY, AlarmStore, StoreReader
+from parkwatch.alarms.store import FOLD_EVERY, AlarmStore
+from parkwatch.alarms.views import StoreReader
 from parkwatch.config import ConfigError, load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch

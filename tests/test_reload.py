@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLE, Device, Subscriber, wait_until
-from parkwatch.alarms.store import StoreReader
+from parkwatch.alarms.views import StoreReader
 from parkwatch.config import load_config
 from parkwatch.daemon.app import Daemon
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides

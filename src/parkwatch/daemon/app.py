@@ -19,8 +19,9 @@ from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
 from parkwatch.alarms.service import AlarmService, Outcome
-from parkwatch.alarms.store import AlarmStore, StoreReader
+from parkwatch.alarms.store import AlarmStore
 from parkwatch.alarms.uplink import UplinkPublisher
+from parkwatch.alarms.views import StoreReader
 from parkwatch.config import ConfigError, load_config
 from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig

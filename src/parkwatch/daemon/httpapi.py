@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from parkwatch.alarms.service import Outcome
-from parkwatch.alarms.store import StoreReader
+from parkwatch.alarms.views import StoreReader
 from parkwatch.ratelog import Rejections
 
 log = logging.getLogger("parkwatch.api")

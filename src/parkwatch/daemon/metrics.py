@@ -39,7 +39,7 @@ from prometheus_client.exposition import generate_latest
 
 from parkwatch import __version__
 from parkwatch.alarms.service import OPEN_STATES
-from parkwatch.alarms.store import StoreReader
+from parkwatch.alarms.views import StoreReader
 from parkwatch.config.delivery import UPLINK
 from parkwatch.timefmt import rfc3339_ms
 
