@@ -164,6 +164,8 @@ class Committer:
     def close(self) -> None:
         """After :meth:`stop` and once the couriers have stopped: write the marks they handed
         over last, on this thread (the store has no other writer any more)."""
+        if self.threaded and self._thread.is_alive():
+            return  # still committing (stop timed out): never two writers on one connection
         with self._cond:
             marks, self._marks = self._marks, []
         if marks:

@@ -115,18 +115,17 @@ Mark = tuple[int, str, float]
 
 
 def _mark(db: sqlite3.Connection, marks: Iterable[Mark]) -> None:
-    """Set rows delivered or expired, a few hundred ids per statement (each row keeps the
-    latest time of its statement's rows: at most a chunk's read-ahead apart)."""
+    """Set rows delivered or expired: one statement per state, whatever the number of rows,
+    its ids as one JSON array (one statement text, so the statement cache keeps the inserts'
+    few; each row takes the latest time of its state's marks: at most a read-ahead apart)."""
     by_state: dict[str, list[Mark]] = {}
     for m in marks:
         by_state.setdefault(m[1], []).append(m)
     for state, rows in by_state.items():
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start:start + _CHUNK]
-            done = max(m[2] for m in chunk)
-            db.execute(f"UPDATE outbox SET state=?, done_at=?, attempts=attempts+? WHERE id IN "
-                       f"({','.join('?' * len(chunk))})",
-                       [state, done, int(state == "delivered"), *(m[0] for m in chunk)])
+        db.execute("UPDATE outbox SET state=?1, done_at=?2, attempts=attempts+?3 "
+                   "WHERE id IN (SELECT value FROM json_each(?4))",
+                   (state, max(m[2] for m in rows), int(state == "delivered"),
+                    json.dumps([m[0] for m in rows])))
 
 
 @dataclass(frozen=True, slots=True)
