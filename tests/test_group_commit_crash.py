@@ -27,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import REPO, Subscriber, lora_park, wait_until, write_yaml
@@ -113,6 +114,7 @@ def accepted(api_port: int) -> int:
                if line.startswith(b"parkwatch_readings_accepted_total{"))
 
 
+@pytest.mark.timeout(600)  # half a minute here, with four daemon starts
 def test_sigkill_during_group_commits_loses_no_press_and_no_change(
         broker: LocalMosquitto, tmp_path: Path) -> None:
     api_port = free_port()

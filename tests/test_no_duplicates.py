@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import Subscriber, example_config, wait_until
 from parkwatch.alarms.commit import Committer
@@ -35,6 +36,7 @@ CHANGES = 50_000
 N, W = int(Severity.NORMAL), int(Severity.WARNING)
 
 
+@pytest.mark.timeout(900)  # about a minute here; a slow or busy machine may take several
 def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
         broker: LocalMosquitto, tmp_path: Path) -> None:
     cfg = example_config(broker, tmp_path)
@@ -76,7 +78,7 @@ def test_a_fault_free_flood_of_50000_changes_arrives_once_each_in_order(
                 np.full(n, 1.0)))
         assert committer.flush() and service.committed == made == CHANGES
         courier = dispatcher.couriers[UPLINK]
-        wait_until(lambda: len(center.messages) >= CHANGES, 120, "every change at the center")
+        wait_until(lambda: len(center.messages) >= CHANGES, 600, "every change at the center")
         wait_until(lambda: courier.delivered >= CHANGES, 30, "every change confirmed")
         # a last change: anything published before it arrives before it (one target's order)
         service.apply(Transitions.build(sensors[:1], rule, np.array([W if up[0] else N]),
