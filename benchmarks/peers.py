@@ -68,8 +68,9 @@ the search halves the gap (geometrically) between the highest pass and the lowes
 starting from just below what the system got through when it fell behind, until they are within
 ``--resolution`` (8 %), after 12 steps, or when the pair's share of ``--budget`` is spent (at
 least one search step). Each step lasts ``--seconds`` (4 s) and records the system's CPU
-seconds per reading, the load average and (parkwatch) its open alarms; each pair records the
-system's peak RSS (``VmHWM``).
+seconds per reading, the load average and (parkwatch) its open alarms and each of its threads'
+CPU time (``parkwatch_thread_cpu_seconds_total``: the cost of each stage, also per alarm
+change); each pair records the system's peak RSS (``VmHWM``).
 
 Run from the repository root::
 
@@ -264,6 +265,10 @@ class System:
     def extra(self) -> dict[str, Any]:
         return {}
 
+    def threads(self) -> dict[str, float]:
+        """CPU seconds so far by thread (stage), where the system tells."""
+        return {}
+
     def stop(self) -> dict[str, Any]:
         return {}
 
@@ -292,6 +297,16 @@ class Parkwatch(System):
                     n += float(line.rsplit(" ", 1)[1])
             return {"open_alarms": int(n)}
         return {}
+
+    def threads(self) -> dict[str, float]:
+        """``parkwatch_thread_cpu_seconds_total`` by thread: the cost of each stage."""
+        out: dict[str, float] = {}
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.daemon._get("/metrics").decode().splitlines():
+                if line.startswith("parkwatch_thread_cpu_seconds_total{"):
+                    name = line.split('thread="', 1)[1].split('"', 1)[0]
+                    out[name] = float(line.rsplit(" ", 1)[1])
+        return out
 
     def stop(self) -> dict[str, Any]:
         log = self.daemon.log_file.read_text(errors="replace")
@@ -475,6 +490,7 @@ class Pair:
         exp_idx, exp_up = simulate(vals, self.state.copy())
         ev0 = self.checker.ask("count")
         cpu0 = self.cpu()
+        threads0 = self.sys.threads()
         start_at = time.monotonic() + 0.05
         result = self.b.load.send_async(rate, start_at, times=True)
         # abort when the alerts fall more than abort_lag behind the readings that cause them
@@ -510,6 +526,7 @@ class Pair:
             time.sleep(0.05)
         waited = time.monotonic() - sent["t_end"]
         cpu1 = self.cpu()
+        threads1 = self.sys.threads()
         events = self.checker.ask("events", ev0)
         self.last_ts = ts_base + rounds
         res = check(events, exp_idx, exp_up, ts_base, rounds, sent["chunk_times"])
@@ -550,6 +567,13 @@ class Pair:
             "cpu_us_per_reading": round(1e6 * d_cpu["system"] / n_sent, 2) if n_sent else None,
             "loadavg": round(os.getloadavg()[0], 2), **self.sys.extra(),
         }
+        if threads1:  # each stage's CPU per reading and per expected alert (alarm change)
+            d_thr = {k: v - threads0.get(k, 0.0) for k, v in threads1.items()}
+            step["threads_cpu_s"] = {k: round(v, 3) for k, v in
+                                     sorted(d_thr.items(), key=lambda kv: -kv[1]) if v > 0}
+            if len(exp_idx):
+                step["threads_cpu_us_per_change"] = {
+                    k: round(1e6 * v / len(exp_idx), 1) for k, v in step["threads_cpu_s"].items()}
         if not step["pass"]:
             step["quiesce_s"] = round(self.quiesce(), 2)
         return step
@@ -683,6 +707,8 @@ def pair_summary(steps: list[dict[str, Any]], rates: list[float]) -> dict[str, A
                                   "pass": s["pass"], "fail_reasons": s["fail_reasons"],
                                   "cpu_us_per_reading": s["cpu_us_per_reading"],
                                   "duplicates": s["duplicates"], "loadavg": s["loadavg"]}
+            if "threads_cpu_us_per_change" in s:
+                fixed[f"{rate:g}"]["threads_cpu_us_per_change"] = s["threads_cpu_us_per_change"]
     return {
         "max_rate": best["rate"] if best else 0.0,
         "max_rate_cpu_us_per_reading": best["cpu_us_per_reading"] if best else None,

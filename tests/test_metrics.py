@@ -190,3 +190,25 @@ def test_the_endpoints_need_no_token(daemon, path):
     status, _, _ = get(daemon, path)
     assert status in (200, 503)
     assert daemon.api.refused.count == 0
+
+
+def test_thread_cpu_names_the_stages_and_grows_with_their_work(daemon, device):
+    """Which stage uses the core: each of the daemon's threads by name, and the pipeline's
+    CPU time grows while readings arrive."""
+    def pipeline_cpu() -> float:
+        return value(scrape(daemon), "parkwatch_thread_cpu_seconds_total",
+                     thread="parkwatch-pipeline")
+
+    threads = {dict(labels)["thread"] for name, labels in scrape(daemon)
+               if name == "parkwatch_thread_cpu_seconds_total"}
+    assert {"MainThread", "parkwatch-pipeline", "parkwatch-committer",
+            "parkwatch-courier-uplink"} <= threads
+    before = pipeline_cpu()
+
+    def busy() -> bool:
+        for k in range(200):
+            device.send("A-2F-LC2", {"value": 100 + k % 7})
+        return pipeline_cpu() > before
+
+    wait_until(busy, timeout=60,
+               what="the pipeline thread's CPU time to grow while a device sends readings")

@@ -41,6 +41,7 @@ from parkwatch import __version__
 from parkwatch.alarms.service import OPEN_STATES
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config.delivery import UPLINK
+from parkwatch.daemon.threadcpu import cpu_by_thread_name
 from parkwatch.timefmt import rfc3339_ms
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
      "Always 1; the labels say which parkwatch runs for which park on which gateway."),
     ("parkwatch_start_time_seconds", "gauge", (),
      "When the daemon started, in seconds since the Unix epoch."),
+    ("parkwatch_thread_cpu_seconds_total", "counter", ("thread",),
+     "CPU time (user and system) of each of the daemon's threads, by thread name: what each "
+     "stage costs (Linux only)."),
     ("parkwatch_config_last_reload_successful", "gauge", (),
      "0 when the last reload of the config (SIGHUP) failed and the daemon still runs on the "
      "config before it; 1 otherwise (also before any reload)."),
@@ -254,6 +258,8 @@ class DaemonMetrics:
         for outcome, n in sorted(d.reloads.items()):
             fams["parkwatch_config_reloads_total"].add_metric([outcome], n)
         fams["parkwatch_config_loaded_time_seconds"].add_metric([], d.config_loaded_at)
+        for thread, seconds in sorted(cpu_by_thread_name().items()):
+            fams["parkwatch_thread_cpu_seconds_total"].add_metric([thread], seconds)
         stats = dict(d.engine.stats)
         for outcome in RULE_OUTCOMES:
             fams["parkwatch_rule_readings_total"].add_metric([outcome], stats.get(outcome, 0))
