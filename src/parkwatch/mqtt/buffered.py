@@ -22,6 +22,23 @@ PUBLISH packets that are already whole in the buffer as one list, parsed in a si
 calls.  Any other packet, a partial one, QoS 2, or anything malformed stops the loop there and
 is left to paho, which handles it as it always does.
 
+A client that publishes QoS 1 (the uplink) has its PUBACKs confirmed the same way: with MQTT
+3.1.1 or 3.1, every whole PUBACK already in the buffer is handled in one loop that does for each
+what paho's ``_handle_pubackcomp`` and ``_do_on_publish`` do (the same locks, ``on_publish``
+called with the same arguments, the message marked published and dropped, a queued message
+sent into the freed in-flight slot by paho's ``_update_inflight``), without paho's three reads
+per packet and its decoding: paho builds a ``ReasonCode`` and a ``Properties`` for every
+PUBACK although an MQTT 3.1.1 PUBACK carries neither, and under an alarm storm that was most of
+the uplink's network thread.  A PUBREC or PUBCOMP, MQTT 5, a partial or malformed packet, or a
+mid the client does not know stops the loop there and is left to paho.  paho's ``loop_read``
+reads on while messages are in flight, so ``_packet_read`` fills the buffer itself and hands a
+PUBACK at its start back to :meth:`BufferedClient.loop_read`: the first PUBACK of a read is
+taken too, and every one counts towards ``BURST``.  What a caller could tell apart: a VERSION2
+``on_publish`` gets a success ``ReasonCode`` and an empty ``Properties`` of its own, but copied
+from a template (:func:`_fresh`), not built; a subclass overriding ``_handle_pubackcomp`` or
+``_packet_read`` does not see these PUBACKs; the time of the last bytes received is noted once
+per loop, not per packet.
+
 It also tells a publishing thread when its packets have left for the socket
 (:meth:`BufferedClient.wait_written`).  paho's network thread writes what another thread
 publishes, and it needs the GIL to do so; a publisher that goes on computing keeps the alarm
@@ -37,7 +54,10 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 #: (topic, payload, message id, QoS) of one PUBLISH packet
 Publish = tuple[str, bytes, int, int]
@@ -46,6 +66,21 @@ Publish = tuple[str, bytes, int, int]
 CHUNK = 256 * 1024
 #: buffered packets handled between two chances to write (QoS acks) and keep the link alive
 BURST = 1000
+
+_SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
+#: what paho's decode_puback gives an MQTT 3.1.1 PUBACK (copied, never handed out: see _fresh)
+_PUBACK_REASON = ReasonCode(PacketTypes.PUBACK)
+_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
+
+
+def _fresh(template: Any) -> Any:
+    """A new object equal to `template`, as its ``__init__`` left it, with its own top-level
+    dicts and lists (a callback may change what it is given); the lists inside those (the
+    packet types of each ``Properties.properties`` entry) are shared with the template."""
+    obj = object.__new__(type(template))
+    obj.__dict__.update({k: v.copy() if type(v) in (dict, list) else v
+                         for k, v in template.__dict__.items()})
+    return obj
 
 
 def _remaining_length(buf: bytes, pos: int) -> tuple[int, int]:
@@ -69,6 +104,10 @@ class BufferedClient(mqtt.Client):
     #: once; the first packet of each read, and every packet the fast loop does not take,
     #: still goes to ``on_message``.  QoS 1 packets come here only with manual acks.
     on_publish_batch: Callable[[list[Publish]], None] | None = None
+    #: PUBACKs confirmed by the fast loop, not by paho (tests and benchmarks read it)
+    fast_pubacks: int = 0
+    #: the next packet is paho's: the fast loops declined it (see _packet_read)
+    _to_paho: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -134,20 +173,109 @@ class BufferedClient(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
         handled = 0
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
+        while rc == _SUCCESS and self._rpos < len(self._rbuf):
             taken = 0
-            if self.on_publish_batch is not None and self._in_packet["command"] == 0:
-                taken = self._publish_batch(BURST - handled % BURST)
+            if self._in_packet["command"] == 0:
+                if self.on_publish_batch is not None:
+                    taken = self._publish_batch(BURST - handled % BURST)
+                if not taken:
+                    taken, rc = self._puback_batch(BURST - handled % BURST)
+                    if rc != _SUCCESS:  # as paho's loop_read: an error is handled, AGAIN ends
+                        return self._loop_rc_handle(rc) if rc > 0 else _SUCCESS
             if taken:
                 handled += taken
             else:
                 handled += 1
+                self._to_paho = True
                 rc = super().loop_read(max_packets)
             if handled % BURST == 0:  # a flood must not hold back acknowledgements and pings
                 if self.want_write():
                     self.loop_write()
                 self.loop_misc()
         return rc
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """paho's, except that a PUBACK at the start of a packet is left in the buffer for
+        loop_read's fast loop (MQTT_ERR_AGAIN ends paho's loop_read, which otherwise reads on
+        while messages are in flight); the buffer is filled first if it is empty, as paho's
+        read of the command byte would (with its errors and log lines)."""
+        if self._to_paho or self._in_packet["command"] != 0 or \
+                self._protocol not in (mqtt.MQTTv311, mqtt.MQTTv31):
+            self._to_paho = False
+            return super()._packet_read()
+        if self._rpos >= len(self._rbuf):
+            try:
+                buf = super()._sock_recv(CHUNK)
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except TimeoutError as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "timeout on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            except OSError as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if not buf:
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            self._rbuf, self._rpos = buf, 0
+        if self._rbuf[self._rpos] == 0x40:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        return super()._packet_read()
+
+    def _puback_batch(self, limit: int) -> tuple[int, MQTTErrorCode]:
+        """Confirm up to `limit` whole MQTT 3.1.1 PUBACKs from the buffer, each as paho's
+        ``_handle_pubackcomp`` would; (how many were taken, the error that stopped them)."""
+        if self._protocol not in (mqtt.MQTTv311, mqtt.MQTTv31):
+            return 0, _SUCCESS  # MQTT 5 carries reason codes and properties: paho's
+        buf, pos = self._rbuf, self._rpos
+        end_buf = len(buf)
+        out_messages, out_mutex = self._out_messages, self._out_message_mutex
+        taken, rc = 0, _SUCCESS
+        while taken < limit and pos + 4 <= end_buf and buf[pos] == 0x40 and buf[pos + 1] == 2:
+            mid = (buf[pos + 2] << 8) | buf[pos + 3]
+            if mid not in out_messages:
+                break  # paho logs and ignores it
+            pos += 4
+            taken += 1
+            self._rpos = pos  # read, as paho has read a packet before handling it
+            if self._on_log is not None or self._logger is not None:
+                self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received PUBACK (Mid: %d)", mid)
+            with out_mutex:
+                if mid in out_messages:
+                    rc = self._confirm(mid)
+            if rc != _SUCCESS or self._rbuf is not buf:  # an error; a callback closed the socket
+                break
+        if taken:
+            self.fast_pubacks += taken
+            now = mqtt.time_func()
+            with self._msgtime_mutex:
+                self._last_bytes_received = now
+        return taken, rc
+
+    def _confirm(self, mid: int) -> MQTTErrorCode:
+        """paho's ``_do_on_publish`` for an MQTT 3.1.1 PUBACK, under ``_out_message_mutex``."""
+        with self._callback_mutex:
+            on_publish: Any = self._on_publish  # VERSION1's or VERSION2's signature
+        if on_publish:
+            with self._in_callback_mutex:
+                try:
+                    if self._callback_api_version == CallbackAPIVersion.VERSION1:
+                        on_publish(self, self._userdata, mid)
+                    elif self._callback_api_version == CallbackAPIVersion.VERSION2:
+                        on_publish(self, self._userdata, mid,
+                                   _fresh(_PUBACK_REASON), _fresh(_PUBACK_PROPERTIES))
+                    else:
+                        raise RuntimeError("Unsupported callback API version")
+                except Exception as err:  # as paho: logged, and raised unless suppressed
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+        msg = self._out_messages.pop(mid)
+        msg.info._set_as_published()
+        if msg.qos > 0:
+            self._inflight_messages -= 1
+            if self._max_inflight_messages > 0:
+                return self._update_inflight()
+        return _SUCCESS
 
     def _publish_batch(self, limit: int) -> int:
         """Parse up to `limit` whole QoS 0/1 PUBLISH packets from the buffer and hand them to
@@ -200,4 +328,5 @@ class BufferedClient(mqtt.Client):
 
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0  # never parse one connection's bytes on the next
+        self._to_paho = False
         super()._sock_close()
