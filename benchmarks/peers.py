@@ -234,7 +234,8 @@ def parkwatch_park(b: Bench, state_dir: Path) -> dict[str, Any]:
     """ingest.py's park with 1,000 MQTT water gauges instead of its load cells."""
     data = park_data(b.broker.port, b.uplink.port, b.api_port, None, state_dir, sensors=0)
     data["drivers"] = [{"id": "lora", "type": "mqtt", "broker": "sensors", "topic": IN_TOPIC,
-                        "qos": 0, "value_field": "v", "time_field": "ts", "time_unit": "ms"}]
+                        "qos": 0, "value_field": "v", "time_field": "ts", "time_unit": "ms",
+                        "process": os.environ.get("PARKWATCH_BENCH_DRIVER_PROCESS", "1") == "1"}]
     data["rules"] = {"flapping": None}
     data["sensors"] = [
         {"id": sid, "kind": "water_level", "driver": "lora",
@@ -242,6 +243,17 @@ def parkwatch_park(b: Bench, state_dir: Path) -> dict[str, Any]:
         for sid, (lim, db) in limits_table().items()]
     data["telemetry"] = {"readings": False}
     return data
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            with contextlib.suppress(OSError, ValueError), open(f"/proc/{p}/stat", "rb") as f:
+                if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                    out.append(int(p))
+    return out
 
 
 class System:
@@ -287,6 +299,10 @@ class Parkwatch(System):
         self.daemon = b.start_daemon()
         self.proc_pid = self.daemon.pid
         self.argv = ["parkwatch", "run", "--config", "<generated park.yaml>"]
+
+    def pids(self) -> list[int]:
+        """The daemon and its worker processes (``process: true`` drivers)."""
+        return [self.proc_pid, *children(self.proc_pid)]
 
     def extra(self) -> dict[str, Any]:
         """Open alarms (nobody acknowledges here, so every raised alarm stays open)."""

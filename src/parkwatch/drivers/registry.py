@@ -19,7 +19,7 @@ from parkwatch.drivers.serial_indicator.config import (
 @dataclass(frozen=True)
 class DriverKind:
     config_model: type
-    driver_path: str  # "module:Class", imported when a daemon starts such a driver
+    driver_path: str  # "module:Class" (or factory), imported when a daemon starts such a driver
     #: (park config, driver index) -> [(key path, message)]: checks across drivers and sensors
     cross_check: Callable[[Any, int], list[tuple[tuple[str | int, ...], str]]] | None = None
 
@@ -31,7 +31,7 @@ class DriverKind:
 
 
 DRIVER_KINDS: dict[str, DriverKind] = {
-    "mqtt": DriverKind(MqttDriverConfig, "parkwatch.drivers.mqtt.driver:MqttDriver",
+    "mqtt": DriverKind(MqttDriverConfig, "parkwatch.drivers.mqtt.process:mqtt_driver",
                        check_mqtt_driver),
     "modbus_rtu": DriverKind(ModbusRtuDriverConfig,
                              "parkwatch.drivers.modbus_rtu.driver:ModbusRtuDriver",

@@ -35,6 +35,11 @@ class MqttDriverConfig(Strict):
         86_400.0, gt=0, description="device timestamps further than this from now are rejected"
     )
 
+    process: bool = Field(
+        False, description="receive and decode in a process of its own: a second core for a "
+        "flood of readings (thousands a second); the daemon gets them decoded, a batch at a "
+        "time. A worker that dies is started again.")
+
     report_interval_s: float | None = Field(
         None, gt=0, le=604_800, description="how often the devices report or send a heartbeat "
         "(a sensor's own report_interval_s wins); unset: their silence is not watched")
