@@ -727,3 +727,29 @@ def test_the_open_alarm_tally_is_kept_with_every_kind_of_change(make: Any,
     assert sum(counts.values()) == len(g.service.book.open)
     again = g.restart()
     assert +again.service.tally == _walked(again) == +g.service.tally
+
+
+def test_telemetry_gets_each_event_as_built_and_it_matches_the_delivered_bytes(
+        make: Any, clock: Clock) -> None:
+    """The dispatcher hands telemetry the event dicts (no second parse of the payload): each
+    is, once committed, exactly the event the store delivers, so the telemetry line is the
+    one the payload gives."""
+    from parkwatch.alarms.routing import hazard as telemetry_hazard
+    from parkwatch.telemetry.lineproto import event_line
+
+    g = make()
+    got: list[Any] = []
+    g.service.committer.dispatcher.on_events = got.extend
+    alarm_id = g.transition("A-1F-WL1", "high_threshold", N, W, 33, 30)[0]["alarm_id"]
+    clock.t += 5
+    g.transition("A-1F-WL1", "high_threshold", W, C, 52, 50)
+    g.readings("A-3F-FB1", 1.0)  # a fire button's press
+    clock.t += 5
+    assert g.service.acknowledge(alarm_id, "王工", "pump started") is Outcome.DONE
+    g.transition("A-1F-WL1", "high_threshold", C, N, 20, 50)
+    delivered = g.events()
+    assert len(got) == len(delivered) >= 5 and all(isinstance(e, dict) for e in got)
+    for doc, event in zip(got, delivered, strict=True):
+        assert json.loads(json.dumps(doc, ensure_ascii=False)) == event
+        assert event_line(doc, telemetry_hazard(doc)) == event_line(event,
+                                                                    telemetry_hazard(event))

@@ -14,6 +14,7 @@ again and then be handed the same rows to publish: one change sent twice in norm
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.store import Pending, Record
@@ -26,7 +27,7 @@ Ticket = dict[str, int | None]
 class Dispatcher:
     """Couriers by target name, and the hand-over of committed (or unsaved) changes."""
 
-    def __init__(self, on_events: Callable[[list[bytes]], None] = lambda _p: None) -> None:
+    def __init__(self, on_events: Callable[[list[Any]], None] = lambda _p: None) -> None:
         #: target name → courier; replaced whole (never changed in place) on a reload, so a
         #: reader on another thread always sees one consistent mapping
         self.couriers: dict[str, Courier] = {}
@@ -52,7 +53,7 @@ class Dispatcher:
             courier = couriers.get(target)
             if courier is not None:
                 courier.express(pending, ticket.get(target))
-        self.on_events([r.payload for r in records])
+        self.on_events([r.doc or r.payload for r in records])
 
     def hold(self, records: list[Record]) -> None:
         """Changes the store could not commit (disk full): delivered from memory meanwhile."""
@@ -78,5 +79,5 @@ def by_target(records: list[Record]) -> dict[str, list[Pending]]:
         for d in r.deliveries:
             rows.setdefault(d.target, []).append(Pending(
                 -1, r.alarm_id, r.seq, d.subscriber, d.reason, 0, d.expires_at, r.at, r.at,
-                r.payload))
+                r.payload, r.event))
     return rows

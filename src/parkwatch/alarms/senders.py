@@ -133,7 +133,7 @@ class UplinkSender(MqttPublisher):
 
     def publish(self, row: Pending) -> list[Any]:
         self._connected()
-        closed = json.loads(row.payload)["event"] == "closed"
+        closed = (row.event or json.loads(row.payload)["event"]) == "closed"
         return [self.link.publish(self.topics.events, row.payload),
                 self.link.publish(self.topics.alarm(row.alarm_id),
                                   b"" if closed else row.payload, retain=True)]

@@ -281,7 +281,7 @@ class AlarmService:
             acknowledged=snap.acknowledged, closed=change.event == "closed",
             next_due=alarm.next_due if not snap.closed else None, at=now, state=state,
             payload=encode(event), deliveries=decision.deliveries,
-            suppressions=decision.suppressions)
+            suppressions=decision.suppressions, doc=event)
 
     def _hazard(self, alarm: Alarm) -> str:
         """fire, overload, water or fault, as the routing sees it."""

@@ -183,6 +183,8 @@ class Record:
     payload: bytes
     deliveries: list[Delivery]
     suppressions: list[Suppression]
+    #: the event as built (not stored): telemetry writes it without parsing the payload again
+    doc: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,8 @@ class Pending:
     created_at: float
     next_at: float
     payload: bytes
+    #: the change's event name ("raised", ..., "closed"): a sender need not parse the payload
+    event: str = ""
 
 
 def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -342,7 +346,7 @@ class OutboxReader:
         self.target = target
 
     _ROWS = ("SELECT o.id, o.alarm_id, o.seq, o.subscriber, o.reason, o.attempts, o.expires_at, "
-             "o.created_at, o.next_at, c.payload FROM outbox o "
+             "o.created_at, o.next_at, c.payload, c.event FROM outbox o "
              "JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
              "WHERE o.target=? AND o.state='pending' AND o.id>? ORDER BY o.id LIMIT ?")
 
@@ -350,7 +354,7 @@ class OutboxReader:
         """The oldest pending rows of this target with an id above `cursor`, in order (ids
         grow in commit order, so deliveries of a target keep their order)."""
         rows = self.db.execute(self._ROWS, (self.target, cursor, limit)).fetchall()
-        return [Pending(*r[:9], payload=r[9].encode("utf-8")) for r in rows]
+        return [Pending(*r[:9], payload=r[9].encode("utf-8"), event=r[10]) for r in rows]
 
     def head(self) -> Pending | None:
         """The oldest pending row of this target."""

@@ -74,8 +74,8 @@ class TelemetrySink:
             return
         self._put("readings", batch, len(batch), urgent=False)
 
-    def events(self, payloads: list[bytes]) -> None:
-        """Committed alarm events (contract JSON): written at once."""
+    def events(self, payloads: list[bytes | dict[str, Any]]) -> None:
+        """Committed alarm events (contract JSON, or the event as built): written at once."""
         if payloads:
             self._put("events", payloads, len(payloads), urgent=True)
 
@@ -211,9 +211,9 @@ class TelemetrySink:
         if texts:
             self._send(TELEMETRY, texts, n, first_ms)
 
-    def _event(self, payload: bytes) -> str:
+    def _event(self, payload: bytes | dict[str, Any]) -> str:
         try:
-            event = json.loads(payload)
+            event = payload if isinstance(payload, dict) else json.loads(payload)
             return event_line(event, hazard(event))
         except (ValueError, KeyError, TypeError) as exc:
             self.points["rejected"] += 1
