@@ -5,7 +5,10 @@ floor), one after another, through the same generator, brokers and checker.
 change of a sensor's alarm state to the uplink broker:
 
 * ``parkwatch``: ``parkwatch run --config FILE`` as a process of its own, doing all its work:
-  a generated park (``ingest.park_data``) of 1,000 MQTT water gauges, each with its own
+  its MQTT driver with ``process: true`` (a worker process receives and decodes the readings;
+  ``PARKWATCH_BENCH_DRIVER_PROCESS=0`` keeps it in the daemon, for an A/B pair; the system's
+  CPU is the daemon's and its worker's), a generated park (``ingest.park_data``) of 1,000 MQTT
+  water gauges, each with its own
   ``high_critical`` limit and deadband, flap detection off (``rules.flapping: null``),
   readings not written to telemetry (``telemetry.readings: false``; aggregates and events
   still go to the spool), every change committed to the SQLite alarm store before it is
