@@ -61,6 +61,11 @@ of its reading, and the generator was not stopped for falling ``--abort-lag`` (1
 and every expected alert arrives exactly once and in order for its sensor: no alert missing,
 none extra, no duplicate, none out of order.
 
+**Fire first.**  After parkwatch's storm search, 40 fire-button presses (each on a button of its
+own, ``FB000`` ...: a button's alarm latches) 5 a second, timed from the press to its
+``raised`` event: first idle, then during the storm at half the highest rate that passed; the
+JSON holds both latency summaries and the ratio of their p99s.
+
 **Each system and workload**: a fresh start (readiness checked with an alert of its own); a
 warm-up of 4 s at 5,000/s, not counted and never stopped early (for the storm it is the ramp);
 the fixed rates (``--rates``, default 1,000 and 5,000/s, each for ``--latency-seconds``,
@@ -128,6 +133,9 @@ STORM_HALF = 20  # readings beyond the limit, then as many back: 1/20 = 5 % chan
 WARMUP = (5000.0, 4.0)  # rate, s: 20 rounds, the storm's ramp (see storm_values)
 MIN_RATE, CEILING = 250.0, 300_000.0
 MAX_STEPS = 12
+#: fire-button presses timed when idle, and as many during the storm at half the maximum (each
+#: on a button of its own: a button's alarm latches)
+FIRE_PRESSES, FIRE_RATE = 40, 5.0
 
 
 def sensor_id(s: int) -> str:
@@ -244,6 +252,9 @@ def parkwatch_park(b: Bench, state_dir: Path) -> dict[str, Any]:
         {"id": sid, "kind": "water_level", "driver": "lora",
          "thresholds": {"high_critical": lim, "deadband": db}}
         for sid, (lim, db) in limits_table().items()]
+    data["sensors"] += [
+        {"id": f"FB{k:03d}", "kind": "fire_button", "building": "A", "floor": "1F",
+         "driver": "lora"} for k in range(2 * FIRE_PRESSES)]
     data["telemetry"] = {"readings": False}
     return data
 
@@ -598,6 +609,47 @@ class Pair:
         return step
 
 
+def fire_probe(pair: Pair, storm_rate: float) -> dict[str, Any]:
+    """Fire-button presses (on ``bench/sensors/FB...``, fire first on MQTT) timed from the
+    press to its ``raised`` event, idle and then during the storm at `storm_rate`: what the
+    storm costs a press, as the ratio of the p99s."""
+    out: dict[str, Any] = {"storm_rate": round(storm_rate, 1), "presses": FIRE_PRESSES,
+                           "press_rate": FIRE_RATE}
+    for phase, first in (("idle", 0), ("storm", FIRE_PRESSES)):
+        ids = [f"FB{k:03d}" for k in range(first, first + FIRE_PRESSES)]
+        now_ms = int(time.time() * 1000)
+        schedule = [(IN_TOPIC.replace("{sensor_id}", i),
+                     b'{"id":"%s","event":"press","ts":%d}' % (i.encode(), now_ms))
+                    for i in ids]
+        ev0 = pair.checker.ask("count")
+        result = None
+        if phase == "storm":  # the readings run from before the first press to after the last
+            seconds = FIRE_PRESSES / FIRE_RATE + 2.0
+            vals = pair.values(storm_rate, seconds)
+            pair.b.load.build({"topics": pair.topics, "ids": pair.ids, "values": vals,
+                               "messages": len(vals),
+                               "ts_base_ms": max(now_ms, pair.last_ts + 1)})
+            pair.last_ts = max(now_ms, pair.last_ts + 1) + len(vals) // SENSORS
+            result = pair.b.load.send_async(storm_rate, time.monotonic() + 0.05)
+        sent = pair.checker.ask("probes", schedule, FIRE_RATE, time.monotonic() + 1.0)
+        if result is not None:
+            result()
+        deadline = time.monotonic() + pair.args.settle
+        raised: dict[str, float] = {}
+        while time.monotonic() < deadline and len(raised) < len(ids):
+            for t, payload in pair.checker.ask("events", ev0):
+                e = json.loads(payload)
+                if e["event"] == "raised" and e["sensor_id"] in ids:
+                    raised.setdefault(e["sensor_id"], t)
+            time.sleep(0.2)
+        lat = [raised[i] - t0 for i, t0 in zip(ids, sent, strict=True) if i in raised]
+        out[phase] = {**summary(lat), "missing": len(ids) - len(lat)}
+        pair.quiesce()
+    idle99, storm99 = out["idle"].get("p99_ms"), out["storm"].get("p99_ms")
+    out["p99_ratio"] = round(storm99 / idle99, 2) if idle99 and storm99 else None
+    return out
+
+
 def next_rate(steps: list[dict[str, Any]], resolution: float) -> float | None:
     """The next rate to try, or None when the search is done (see the module's doc)."""
     passed = [s["rate"] for s in steps if s["pass"]]
@@ -699,6 +751,12 @@ def run_pair(b: Bench, system_name: str, workload: str, args: argparse.Namespace
             steps.append(pair.step("search", nxt, args.seconds))
             searched += 1
             _print_step(system_name, steps[-1])
+        best = max((s["rate"] for s in steps if s["pass"]), default=0.0)
+        if system_name == "parkwatch" and workload == "storm" and best:
+            out["fire_probe"] = fp = fire_probe(pair, best / 2)
+            print(f"    parkwatch fire press p99 idle {fp['idle'].get('p99_ms')} ms, during the "
+                  f"storm at {best / 2:,.0f}/s {fp['storm'].get('p99_ms')} ms "
+                  f"(×{fp['p99_ratio']})", flush=True)
         last_ts = pair.last_ts
     finally:
         out["peak_rss_mb"] = system.rss_mb()
@@ -743,6 +801,10 @@ def pair_summary(steps: list[dict[str, Any]], rates: list[float]) -> dict[str, A
 # --- the report -----------------------------------------------------------------------------
 
 
+def _fire(r: dict[str, Any] | None, phase: str) -> float | None:
+    return (((r or {}).get("fire_probe") or {}).get(phase) or {}).get("p99_ms")
+
+
 def _fixed_fig(r: dict[str, Any] | None, rate: str, key: str) -> float | None:
     return ((r or {}).get("fixed", {}).get(rate) or {}).get(key)
 
@@ -756,6 +818,8 @@ FIGURES: list[tuple[str, Any, str]] = [
     ("CPU µs/reading at 5k/s", lambda r: _fixed_fig(r, "5000", "cpu_us_per_reading"), "lower"),
     ("peak RSS MB", lambda r: r.get("peak_rss_mb"), "lower"),
     ("duplicates", lambda r: r.get("duplicates"), "lower"),
+    ("fire press p99 ms idle", lambda r: _fire(r, "idle"), "lower"),
+    ("fire p99 ms, storm ½ max", lambda r: _fire(r, "storm"), "lower"),
 ]
 
 
