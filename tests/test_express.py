@@ -21,7 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
-from parkwatch.alarms.delivery import Courier
+from parkwatch.alarms.delivery import WINDOW, Courier
 from parkwatch.alarms.senders import UplinkSender
 from parkwatch.alarms.store import AlarmStore, Delivery, OutboxReader, Pending, Record
 from parkwatch.config.brokers import BrokerConfig
@@ -178,3 +178,65 @@ def test_rows_the_courier_carried_itself_before_the_dispatch_are_not_published_a
     courier.express(_rows(later), mark)
     wait_until(lambda: center.keys()[-1:] == [("al-2", 1)], 5, "the later change")
     assert center.keys() == [("al-1", 1), ("al-2", 1)]
+
+
+def _backlog(store: AlarmStore, courier: Courier, broker: LocalMosquitto, n: int) -> None:
+    """A storm's backlog: the broker frozen, the courier waiting for the PUBACKs of its window
+    with `n` older changes queued behind it."""
+    wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    store.commit([_record(f"wl-{k}", 1, time.time()) for k in range(n)])
+    courier.wake()
+    wait_until(lambda: not courier.idle and courier.read_mark() > 0, 5,
+               "the courier busy with the backlog")
+
+
+def test_a_fire_raise_overtakes_a_busy_couriers_backlog_once(parts, tmp_path):
+    """Fire first to the command center: a fire alarm's first change, committed while the
+    courier works through a backlog, is published at once, ahead of the backlog it has not
+    sent yet, and still only once."""
+    store, courier, center, broker = parts
+    _backlog(store, courier, broker, 200)
+    fire = [_record("fire-1", 1, time.time())]
+    reads = courier.read_mark()
+    store.commit(fire)
+    assert courier.express(_rows(fire), courier.idle_mark()) is False  # busy
+    assert courier.priority(_rows(fire), reads) is True
+    os.kill(broker.proc.pid, signal.SIGCONT)
+    wait_until(lambda: len(center.keys()) >= 201, 30, "the backlog and the fire raise")
+    _after_a_marker(store, courier, center, tmp_path)
+    keys = center.keys()[:-1]
+    # behind at most the window the courier had in flight, ahead of the rest of the backlog
+    assert keys.index(("fire-1", 1)) <= WINDOW, keys.index(("fire-1", 1))
+    assert sorted(keys) == sorted({*keys}) and len(keys) == 201  # each exactly once
+    assert courier.health()["prioritised"] == 1
+
+
+def test_a_fire_raise_the_courier_has_read_already_is_left_to_it(parts, tmp_path):
+    """The courier read the outbox after the commit began: it may hold the fire row already,
+    so the committer must not publish it too."""
+    store, courier, center, broker = parts
+    _backlog(store, courier, broker, 10)
+    fire = [_record("fire-1", 1, time.time())]
+    reads = courier.read_mark()
+    store.commit(fire)
+    courier._begin_read()  # the courier began a read of the outbox since
+    assert courier.priority(_rows(fire), reads) is False
+    os.kill(broker.proc.pid, signal.SIGCONT)
+    wait_until(lambda: center.keys().count(("fire-1", 1)) > 0, 30,
+               "the fire raise, by the courier")
+    _after_a_marker(store, courier, center, tmp_path)
+    assert center.keys().count(("fire-1", 1)) == 1 and courier.health()["prioritised"] == 0
+
+
+def _after_a_marker(store: AlarmStore, courier: Courier, center: _Center, path: Path) -> None:
+    """Once the outbox is empty, one more change through the idle courier: anything published
+    before it (a second copy, say) has arrived once it has."""
+    wait_until(lambda: _pending(path / "alarms.db") == 0, 10, "the outbox empty")
+    wait_until(lambda: courier.idle, 5, "the courier idle")
+    marker = [_record("marker", 1, time.time())]
+    mark = courier.idle_mark()
+    store.commit(marker)
+    courier.express(_rows(marker), mark)
+    wait_until(lambda: center.keys()[-1:] == [("marker", 1)], 10, "the marker")

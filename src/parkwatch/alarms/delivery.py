@@ -17,14 +17,8 @@ group: a courier's own write transactions collided with the commits, and SQLite'
 then slept for up to 100 ms at a time.  A crash before the marks are written sends those
 rows again; receivers drop them by (alarm_id, seq).
 
-**Express.**  A courier that has nothing left to carry lets the committing thread publish the
-next committed change itself, the moment it is committed (:meth:`Courier.express`); the courier
-then only waits for the broker's confirmation and marks the row.  Order holds: the committer
-publishes only while the courier is idle (every older row delivered), and once it declines,
-the courier carries the rest in order.  The committer asks for the courier's idle mark before
-it commits (:meth:`Courier.idle_mark`) and hands it back with the rows: a courier that has read
-the outbox since (and so may have delivered those very rows itself) declines, so no change is
-ever published twice.
+**Express** and **fire first**: the committing thread may publish a change itself, the moment
+it is committed (:mod:`parkwatch.alarms.express`); the courier then only confirms and marks it.
 
 When the store cannot write (its disk is full), alarms must still go out.  The alarm service then
 hands its changes to the couriers in memory (:meth:`Courier.offer`); they are sent after the
@@ -45,15 +39,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from parkwatch.alarms.express import ExpressLane, Key, key_of
 from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
 from parkwatch.alarms.store import Mark, OutboxReader, Pending
 from parkwatch.config.delivery import Backoff
 
 log = logging.getLogger("parkwatch.delivery")
 
-#: how long an express publish waits for the link's network thread to write it; the committer
-#: goes on after this even when the socket is full (the courier confirms either way)
-EXPRESS_WRITE_S = 0.002
 #: rows read from the outbox at a time
 READ_AHEAD = 256
 #: rows published to an MQTT target before the courier waits for their confirmations
@@ -61,14 +53,7 @@ WINDOW = 32
 #: delivered rows whose marks may wait for one transaction
 MARK_BATCH = 256
 
-Key = tuple[str, int, str]
-
-
-def _key(row: Pending) -> Key:
-    return (row.alarm_id, row.seq, row.subscriber)
-
-
-class Courier:
+class Courier(ExpressLane):
     """Carries one target's outbox rows, retrying with backoff until delivered or expired."""
 
     def __init__(self, name: str, sender: Sender, store_path: Path, backoff: Backoff,
@@ -103,14 +88,7 @@ class Courier:
         self._memory_lock = threading.Lock()
         #: (alarm_id, seq, subscriber) sent from memory: their rows, once committed, are marked
         self._sent_from_memory: set[Key] = set()
-        #: express: the courier sleeps with every row delivered, so the committer may publish
-        #: the next ones itself; (alarm_id, seq, subscriber) -> what the sender published
-        self._idle = False
-        #: how many times the courier has fallen idle: an idle mark names one idle spell
-        self._idle_spells = 0
-        self._express_lock = threading.Lock()
-        self._expressed: dict[Key, list[Any]] = {}
-        self.expressed = 0
+        self._init_express()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"parkwatch-courier-{name}",
@@ -124,38 +102,6 @@ class Courier:
         return self._thread.is_alive()
 
     def wake(self) -> None:
-        self._wake.set()
-
-    def idle_mark(self) -> int | None:
-        """Before a commit: this idle spell's mark, or None while the courier is busy."""
-        with self._express_lock:
-            return self._idle_spells if self._idle else None
-
-    def express(self, rows: list[Pending], mark: int | None) -> None:
-        """Committed changes for this target, in commit order (the committing thread, right
-        after the commit), with the courier's :meth:`idle_mark` from before that commit:
-        published at once when the courier has been idle all along (it cannot have read them
-        from the outbox) and its sender can split publishing from confirming; else the
-        courier is woken to carry them."""
-        sender = self.sender
-        with self._express_lock:
-            if self._idle and mark == self._idle_spells and isinstance(sender, MqttPublisher) \
-                    and (self.ready is None or self.ready.is_set()):
-                try:
-                    for row in rows:
-                        self._expressed[_key(row)] = sender.publish(row)
-                        self.expressed += 1
-                    # the network thread writes it now, not when this thread next lets go of
-                    # the GIL (up to a switch interval later, several times over)
-                    sender.link.wait_written(EXPRESS_WRITE_S)
-                except DeliveryError:
-                    self._idle = False  # the courier carries this one and the rest, in order
-                except Exception:  # a sender bug must not fail the batch already committed
-                    self._idle = False
-                    log.exception("courier %s: publishing at commit failed; the courier sends "
-                                  "it", self.name)
-            else:
-                self._idle = False
         self._wake.set()
 
     def offer(self, rows: list[Pending]) -> None:
@@ -213,9 +159,10 @@ class Courier:
     def _refill(self, outbox: OutboxReader) -> None:
         """Read the next committed rows after the cursor; a row that already went out from
         memory is only marked."""
+        self._begin_read()
         for row in outbox.after(self._cursor, READ_AHEAD):
             self._cursor = row.id
-            key = _key(row)
+            key = key_of(row)
             if key in self._sent_from_memory:  # committed at last; it went out from memory
                 self._sent_from_memory.discard(key)
                 with self._express_lock:
@@ -223,7 +170,7 @@ class Courier:
                 self._marks.append((row.id, "delivered", self.clock()))
                 continue
             with self._memory_lock:  # committed before memory got to it: send it from here
-                for held in [m for m in self._memory if _key(m) == key]:
+                for held in [m for m in self._memory if key_of(m) == key]:
                     self._memory.remove(held)
             self._queue.append(row)
 
@@ -321,7 +268,7 @@ class Courier:
         error: DeliveryError | None = None
         for row in rows:
             with self._express_lock:
-                infos = self._expressed.pop(_key(row), None)
+                infos = self._expressed.pop(key_of(row), None)
             try:
                 published.append(infos if infos is not None else sender.publish(row))
             except DeliveryError as exc:
@@ -337,7 +284,7 @@ class Courier:
     def _delivered(self, row: Pending, at: float) -> None:
         self._pop(row)
         if row.id < 0:  # from memory: its row is marked once it is committed
-            self._sent_from_memory.add(_key(row))
+            self._sent_from_memory.add(key_of(row))
         else:
             self._marks.append((row.id, "delivered", at))
         self.delivered += 1
@@ -347,7 +294,7 @@ class Courier:
 
     def _expire(self, row: Pending, now: float) -> None:
         with self._express_lock:
-            self._expressed.pop(_key(row), None)
+            self._expressed.pop(key_of(row), None)
         self._pop(row)
         if row.id >= 0:
             self._marks.append((row.id, "expired", now))
@@ -376,12 +323,7 @@ class Courier:
             log.warning("target %s failing (%s); retrying alarm %s seq %d with backoff",
                         self.name, exc, row.alarm_id, row.seq)
 
-    @property
-    def idle(self) -> bool:
-        """Asleep with every row delivered: the next committed change is published by the
-        committer itself (express)."""
-        return self._idle
-
     def health(self) -> dict[str, object]:
         return {"delivered": self.delivered, "expressed": self.expressed,
+                "prioritised": self.prioritised,
                 "failures": self.failures, "expired": self.expired, "failing": self.failing}

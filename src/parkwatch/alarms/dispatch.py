@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from parkwatch.alarms.delivery import Courier
+from parkwatch.alarms.routing import hazard
 from parkwatch.alarms.store import Pending, Record
 from parkwatch.config.delivery import UPLINK
 
-#: per target, the courier's idle mark before a commit (None: busy then)
-Ticket = dict[str, int | None]
+#: per target, the courier's idle mark (None: busy then) and read mark before a commit
+Ticket = dict[str, tuple[int | None, int]]
 
 
 class Dispatcher:
@@ -38,21 +39,27 @@ class Dispatcher:
 
     def prepare(self) -> Ticket:
         """Before a commit: which couriers are idle, and since when."""
-        return {name: c.idle_mark() for name, c in self.couriers.items()}
+        return {name: (c.idle_mark(), c.read_mark()) for name, c in self.couriers.items()}
 
     def dispatch(self, records: list[Record], ticket: Ticket | None = None) -> None:
         """Committed changes: each target's rows to its courier in commit order, the command
-        center first; an idle courier (per `ticket`) has them published from this thread."""
+        center first; an idle courier (per `ticket`) has them published from this thread, a
+        busy one the fire alarms raised among them (see :mod:`parkwatch.alarms.express`)."""
         ticket = ticket or {}
         rows = by_target(records)
-        uplink = rows.pop(UPLINK, None)
+        fire = {(r.alarm_id, r.seq) for r in records if r.seq == 1 and r.event == "raised"
+                and r.doc is not None and hazard(r.doc) == "fire"}
         couriers = self.couriers
-        if uplink is not None and UPLINK in couriers:
-            couriers[UPLINK].express(uplink, ticket.get(UPLINK))
-        for target, pending in rows.items():
+        for target in sorted(rows, key=lambda t: t != UPLINK):  # the command center first
             courier = couriers.get(target)
-            if courier is not None:
-                courier.express(pending, ticket.get(target))
+            if courier is None:
+                continue
+            pending = rows[target]
+            idle, reads = ticket.get(target, (None, -1))
+            if not courier.express(pending, idle) and fire:
+                first = [p for p in pending if (p.alarm_id, p.seq) in fire]
+                if first:
+                    courier.priority(first, reads)
         self.on_events([r.doc or r.payload for r in records])
 
     def hold(self, records: list[Record]) -> None:

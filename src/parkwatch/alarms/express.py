@@ -1,0 +1,133 @@
+"""The committer's side doors into a courier: publishing a change the moment it is committed.
+
+**Express.**  A courier that has nothing left to carry lets the committing thread publish the
+next committed change itself (:meth:`ExpressLane.express`); the courier then only waits for the
+broker's confirmation and marks the row.  Order holds: the committer publishes only while the
+courier is idle (every older row delivered), and once it declines, the courier carries the rest
+in order.  The committer asks for the courier's idle mark before it commits
+(:meth:`ExpressLane.idle_mark`) and hands it back with the rows: a courier that has read the
+outbox since (and so may have delivered those very rows itself) declines, so no change is ever
+published twice.
+
+**Fire first.**  A fire alarm raised while the courier works through a storm's backlog must
+not wait behind it (GB 26875.1 gives the whole chain 10 s).  Its first change (``seq`` 1: the
+alarm has nothing before it, so no order of its own can break) is published by the committer
+even while the courier is busy (:meth:`ExpressLane.priority`), unless the courier has read the
+outbox since the commit began (:meth:`ExpressLane.read_mark`): then it may hold the row
+already, and carries it in turn.  The courier later finds the row published and only confirms
+and marks it.  Other alarms' changes keep their order; only the fire raise overtakes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
+from parkwatch.alarms.store import Pending
+
+log = logging.getLogger("parkwatch.delivery")
+
+#: how long a committer's publish waits for the link's network thread to write it; the
+#: committer goes on after this even when the socket is full (the courier confirms either way)
+EXPRESS_WRITE_S = 0.002
+
+Key = tuple[str, int, str]
+
+
+def key_of(row: Pending) -> Key:
+    return (row.alarm_id, row.seq, row.subscriber)
+
+
+class ExpressLane:
+    """A courier's state the committing thread may touch, under one lock."""
+
+    name: str
+    sender: Sender
+    ready: threading.Event | None
+    _wake: threading.Event
+
+    def _init_express(self) -> None:
+        #: asleep with every row delivered (the committer may publish the next ones itself)
+        self._idle = False
+        #: how many times the courier has fallen idle: an idle mark names one idle spell
+        self._idle_spells = 0
+        #: how many times the courier has begun to read the outbox
+        self._reads = 0
+        self._express_lock = threading.Lock()
+        #: (alarm_id, seq, subscriber) -> what the committer published, for the courier to
+        #: confirm instead of publishing
+        self._expressed: dict[Key, list[Any]] = {}
+        self.expressed = 0
+        self.prioritised = 0
+
+    def idle_mark(self) -> int | None:
+        """Before a commit: this idle spell's mark, or None while the courier is busy."""
+        with self._express_lock:
+            return self._idle_spells if self._idle else None
+
+    def read_mark(self) -> int:
+        """Before a commit: how many reads of the outbox the courier has begun."""
+        with self._express_lock:
+            return self._reads
+
+    def _begin_read(self) -> None:
+        """The courier is about to read the outbox (the rows it gets are its to send)."""
+        with self._express_lock:
+            self._reads += 1
+
+    def _can_publish(self) -> bool:
+        return isinstance(self.sender, MqttPublisher) and (
+            self.ready is None or self.ready.is_set())
+
+    def express(self, rows: list[Pending], mark: int | None) -> bool:
+        """Committed changes for this target, in commit order (the committing thread, right
+        after the commit), with the courier's :meth:`idle_mark` from before that commit:
+        published at once when the courier has been idle all along (it cannot have read them
+        from the outbox) and its sender can split publishing from confirming; else the
+        courier is woken to carry them.  True when published here."""
+        done = False
+        with self._express_lock:
+            if self._idle and mark == self._idle_spells and self._can_publish():
+                done = self._publish(rows)
+            self._idle = done and self._idle  # declined: the courier carries them in order
+        self._wake.set()
+        return done
+
+    def priority(self, rows: list[Pending], mark: int) -> bool:
+        """Fire alarms' first changes, committed while the courier is busy, with its
+        :meth:`read_mark` from before that commit: published at once unless the courier has
+        read the outbox since.  True when published here."""
+        with self._express_lock:
+            if mark != self._reads or not self._can_publish():
+                return False
+            done = self._publish(rows)
+            self.prioritised += len(rows) if done else 0
+        return done
+
+    def _publish(self, rows: list[Pending]) -> bool:
+        """Publish `rows` for the courier to confirm (the lock held): False when the sender
+        refused one (the courier then sends it, and those after it, itself)."""
+        sender = self.sender
+        assert isinstance(sender, MqttPublisher)
+        try:
+            for row in rows:
+                self._expressed[key_of(row)] = sender.publish(row)
+                self.expressed += 1
+            # the network thread writes it now, not when this thread next lets go of the GIL
+            # (up to a switch interval later, several times over)
+            sender.link.wait_written(EXPRESS_WRITE_S)
+        except DeliveryError:
+            return False
+        except Exception:  # a sender bug must not fail the batch already committed
+            log.exception("courier %s: publishing at commit failed; the courier sends it",
+                          self.name)
+            return False
+        return True
+
+    @property
+    def idle(self) -> bool:
+        """Asleep with every row delivered: the next committed change is published by the
+        committer itself (express)."""
+        return self._idle
