@@ -171,10 +171,19 @@ def test_healthz_turns_503_while_the_uplink_broker_is_down(daemon, broker):
 
 def test_a_hung_pipeline_is_unhealthy_and_metrics_still_answer(daemon, monkeypatch):
     monkeypatch.setattr(metrics_module, "STUCK_AFTER_S", 0.2)
+    # healthy first: a fresh daemon is unhealthy until its serial drivers have opened their
+    # ports, and that 503 is not the one this test waits for
+    wait_until(lambda: health(daemon)[0] == 200, timeout=30, what="a healthy daemon")
     release = threading.Event()
     daemon.inbox.call(lambda: release.wait(10))  # the pipeline thread hangs in a batch
+
+    def stuck() -> bool:
+        status, body = health(daemon)
+        return status == 503 and any(r.startswith("alarm pipeline stuck")
+                                     for r in body["reasons"])
+
     try:
-        wait_until(lambda: health(daemon)[0] == 503, what="/healthz to call the pipeline stuck")
+        wait_until(stuck, what="/healthz to call the pipeline stuck")
         status, body = health(daemon)
         assert status == 503 and body["status"] == "unhealthy"
         assert [r for r in body["reasons"] if r.startswith("alarm pipeline stuck")]
