@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from parkwatch.alarms.groupwrite import GROUP_SQL, mark, write_group
 
 SCHEMA_VERSION = 1
 
@@ -90,61 +91,8 @@ CREATE INDEX IF NOT EXISTS suppressions_alarm ON suppressions (alarm_id, seq);
 """
 
 
-#: One group commit is one SQLite statement: the group, as one JSON document, inserted into a
-#: temporary table whose trigger writes it into the tables.  The whole transaction, its fsync
-#: included, then runs in one step with the GIL released.  A statement per table (or per row)
-#: let go of the GIL and took it back each time, and with the pipeline busy each take could
-#: wait a whole switch interval: the commit stage spent most of an alarm storm waiting for
-#: the GIL, not writing.  (``->>``: SQLite 3.38; a JSON ``true`` reads as 1.)
-_GROUP = """
-CREATE TEMP TABLE IF NOT EXISTS commit_group (doc TEXT NOT NULL);
-CREATE TEMP TRIGGER IF NOT EXISTS commit_group_apply AFTER INSERT ON commit_group BEGIN
-    INSERT INTO alarms (alarm_id, source, rule, seq, active, acknowledged, closed,
-                             next_due, changed_at, state, event)
-        SELECT r.value->>0, r.value->>1, r.value->>2, r.value->>3, r.value->>4, r.value->>5,
-               r.value->>6, r.value->>7, r.value->>8, r.value->>9, r.value->>10
-        FROM json_each(NEW.doc, '$.r') AS r WHERE true
-        ON CONFLICT (alarm_id) DO UPDATE SET seq=excluded.seq, active=excluded.active,
-            acknowledged=excluded.acknowledged, closed=excluded.closed,
-            next_due=excluded.next_due, changed_at=excluded.changed_at, state=excluded.state,
-            event=excluded.event;
-    INSERT INTO changes (alarm_id, seq, event, at, payload)
-        SELECT r.value->>0, r.value->>3, r.value->>11, r.value->>8, r.value->>10
-        FROM json_each(NEW.doc, '$.r') AS r;
-    INSERT OR IGNORE INTO outbox (alarm_id, seq, subscriber, target, reason, created_at,
-                                       next_at, expires_at)
-        SELECT o.value->>0, o.value->>1, o.value->>2, o.value->>3, o.value->>4, o.value->>5,
-               o.value->>5, o.value->>6
-        FROM json_each(NEW.doc, '$.o') AS o;
-    INSERT INTO suppressions (alarm_id, seq, subscriber, cause, ref, reason, at)
-        SELECT s.value->>0, s.value->>1, s.value->>2, s.value->>3, s.value->>4, s.value->>5,
-               s.value->>6
-        FROM json_each(NEW.doc, '$.s') AS s;
-    UPDATE outbox SET state='delivered', done_at=NEW.doc->>'$.dt', attempts=attempts+1
-        WHERE id IN (SELECT value FROM json_each(NEW.doc, '$.d'));
-    UPDATE outbox SET state='expired', done_at=NEW.doc->>'$.et'
-        WHERE id IN (SELECT value FROM json_each(NEW.doc, '$.e'));
-    DELETE FROM commit_group;
-END;
-"""
-
-
 #: a courier's outbox row done: (id, 'delivered' or 'expired', when)
 Mark = tuple[int, str, float]
-
-
-def _mark(db: sqlite3.Connection, marks: Iterable[Mark]) -> None:
-    """Set rows delivered or expired: one statement per state, whatever the number of rows,
-    its ids as one JSON array (one statement text, so the statement cache keeps the inserts'
-    few; each row takes the latest time of its state's marks: at most a read-ahead apart)."""
-    by_state: dict[str, list[Mark]] = {}
-    for m in marks:
-        by_state.setdefault(m[1], []).append(m)
-    for state, rows in by_state.items():
-        db.execute("UPDATE outbox SET state=?1, done_at=?2, attempts=attempts+?3 "
-                   "WHERE id IN (SELECT value FROM json_each(?4))",
-                   (state, max(m[2] for m in rows), int(state == "delivered"),
-                    json.dumps([m[0] for m in rows])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +172,6 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
-def _real(x: float | None) -> float | None:
-    """A time for the JSON document, which has no infinity: "never" as a time beyond any
-    clock (1e300 s), and NaN as NULL (as SQLite stores a NaN bound as a parameter)."""
-    if x is None or -1e300 < x < 1e300:
-        return x
-    return None if x != x else math.copysign(1e300, x)
-
-
 class AlarmStore:
     """The pipeline thread's handle on the store (the writer of alarms and changes)."""
 
@@ -246,36 +186,16 @@ class AlarmStore:
             elif int(row[0]) != SCHEMA_VERSION:
                 raise ValueError(f"{path}: alarm store schema {row[0]}, this parkwatch reads "
                                  f"{SCHEMA_VERSION}")
-        self.db.executescript(_GROUP)  # this connection's own (TEMP), so made at each open
+        self.db.executescript(GROUP_SQL)  # this connection's own (TEMP): made at each open
         self.unfolded = 0  # commits since the log was last folded
         self.folds = 0
         self._fold_failing = False
 
     def commit(self, records: Iterable[Record], marks: Iterable[Mark] = ()) -> None:
         """Write changes with their deliveries, and the couriers' delivery marks, in one
-        durable transaction: one statement (see :data:`_GROUP`).  Each row of a state takes
-        the latest time of that state's marks (they are at most a read-ahead apart)."""
-        rows: list[Any] = []
-        outbox: list[Any] = []
-        suppressions: list[Any] = []
-        dumps = json.dumps
-        for r in records:
-            rows.append((r.alarm_id, r.source, r.rule, r.seq, r.active, r.acknowledged,
-                         r.closed, _real(r.next_due), r.at, dumps(r.state, ensure_ascii=False),
-                         r.payload.decode("utf-8"), r.event))
-            outbox += [(r.alarm_id, r.seq, d.subscriber, d.target, d.reason, r.at,
-                        _real(d.expires_at)) for d in r.deliveries]
-            suppressions += [(r.alarm_id, r.seq, s.subscriber, s.cause, s.ref, s.reason, r.at)
-                             for s in r.suppressions]
-        doc: dict[str, Any] = {"r": rows, "o": outbox, "s": suppressions}
-        for m in marks:
-            key, at = ("d", "dt") if m[1] == "delivered" else ("e", "et")
-            doc.setdefault(key, []).append(m[0])
-            doc[at] = max(doc.get(at, m[2]), m[2])
+        durable transaction (:func:`parkwatch.alarms.groupwrite.write_group`)."""
         self.unfolded += 1
-        self.db.execute("INSERT INTO commit_group VALUES (?)",
-                        (dumps(doc, ensure_ascii=False, allow_nan=False),))
-
+        write_group(self.db, list(records), list(marks))
 
     def fold(self) -> None:
         """Every :data:`FOLD_EVERY` commits, copy the write-ahead log into the database file (a
@@ -365,7 +285,7 @@ class OutboxReader:
         """Rows done, in one transaction of this connection (a courier without a committer
         to write them: tools and tests)."""
         with transaction(self.db) as db:
-            _mark(db, marks)
+            mark(db, marks)
 
     def failed(self, row_id: int, at: float, retry_at: float, error: str) -> None:
         self.db.execute("UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? "
