@@ -66,8 +66,10 @@ def test_values_oscillating_inside_the_band_produce_no_events(daemon, subscriber
     subscriber.wait_events(lambda ev: _of(ev, "A-1F-WL1", "raised"))
     for v in [29, 28, 30.5, 27.5, 29.9, 28.1, 31, 27.01] * 5:
         device.send("A-1F-WL1", {"value": v})
-    device.send("A-3F-FB1", "press")  # a marker: once it arrives, everything before did too
-    events = subscriber.wait_events(lambda ev: _of(ev, "A-3F-FB1", "raised"))
+    # a marker: an ordinary alarm's raise goes out in commit order, so once it arrives,
+    # everything before did too (a fire press would not do: fire overtakes the queue)
+    device.send("A-2F-LC2", {"value": 10_250})
+    events = subscriber.wait_events(lambda ev: _of(ev, "A-2F-LC2", "raised"))
     assert [e["event"] for e in _of(events, "A-1F-WL1")] == ["raised"]
     assert daemon.counts()["evaluated"] >= 42
 
