@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from pathlib import Path
@@ -82,30 +81,30 @@ def test_live_slaves_keep_their_schedule_while_a_dead_one_is_quarantined(tmp_pat
     inbox = Collect()
     drv = ModbusRtuDriver(cfg.drivers[0], park, inbox, cfg)
     drv.start()
+    live = [park.index[f"LC{i:02d}"] for i in range(1, 11) if i != 7]
     try:
-        time.sleep(3.0)
-        health = drv.health()
-        assert health["slaves"][7]["quarantined"] is True
-        dead_requests = bus.stats.per_slave.get(7, 0)
-        # every live slave polled at least once per interval + one timeout, throughout
-        limit = 0.25 + 0.1 + 0.02
-        for i in range(1, 11):
-            if i == 7:
-                continue
-            times = inbox.good_times(park.index[f"LC{i:02d}"])
-            times = [t for t in times if t > times[0] + 0.5]  # after the first, settling round
-            gaps = [b - a for a, b in itertools.pairwise(times)]
-            assert len(times) >= 8 and max(gaps) <= limit, (i, max(gaps))
-        # the dead slave costs the bus only its re-probes (backoff 0.5 s doubling to 1 s)
-        assert 2 <= dead_requests <= 8
+        wait_until(lambda: drv.health()["slaves"][7]["quarantined"], timeout=30,
+                   what="the dead slave quarantined")
+        # counted in polls, not seconds, so that a busy machine cannot fail it: once the dead
+        # slave is quarantined, every live slave keeps being polled, all of them alike
+        start = {s: len(inbox.good_times(s)) for s in live}
+        dead_before = bus.stats.per_slave.get(7, 0)
+        wait_until(lambda: min(len(inbox.good_times(s)) - start[s] for s in live) >= 12,
+                   timeout=60, what="12 more polls of every live slave")
+        polls = [len(inbox.good_times(s)) - start[s] for s in live]
+        dead_requests = bus.stats.per_slave.get(7, 0) - dead_before
+        assert max(polls) - min(polls) <= 2, polls  # no live slave skipped for the dead one
+        # the dead slave costs the bus only its re-probes (every 1 s at most, against a live
+        # slave's poll every 0.25 s): not one per round
+        assert dead_requests <= 2 + max(polls) // 3, (dead_requests, polls)
         assert any(q == Quality.COMM_FAIL for _, s, _, _, q in inbox.items
                    if s == park.index["LC07"])
         # it recovers by itself when it answers again
         bus.slaves[7].alive = True
         bus.set_sensor("LC07", 1234.5)
-        wait_until(lambda: not drv.health()["slaves"][7]["quarantined"], timeout=3)
+        wait_until(lambda: not drv.health()["slaves"][7]["quarantined"], timeout=30)
         wait_until(lambda: any(v == 1234.5 and q == Quality.GOOD for _, s, v, _, q in inbox.items
-                               if s == park.index["LC07"]), timeout=2)
+                               if s == park.index["LC07"]), timeout=30)
         assert bus.t35_violations == 0
     finally:
         drv.stop()
