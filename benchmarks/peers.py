@@ -318,25 +318,23 @@ class Parkwatch(System):
         """The daemon and its worker processes (``process: true`` drivers)."""
         return [self.proc_pid, *children(self.proc_pid)]
 
+    def _samples(self, family: str) -> list[tuple[str, float]] | None:
+        """(labels text, value) of each sample of `family` on /metrics; None if unreadable."""
+        with contextlib.suppress(OSError, ValueError):
+            return [(line[len(family) + 1:].rsplit("}", 1)[0], float(line.rsplit(" ", 1)[1]))
+                    for line in self.daemon._get("/metrics").decode().splitlines()
+                    if line.startswith(family + "{")]
+        return None
+
     def extra(self) -> dict[str, Any]:
         """Open alarms (nobody acknowledges here, so every raised alarm stays open)."""
-        with contextlib.suppress(OSError, ValueError):
-            n = 0.0
-            for line in self.daemon._get("/metrics").decode().splitlines():
-                if line.startswith("parkwatch_open_alarms{"):
-                    n += float(line.rsplit(" ", 1)[1])
-            return {"open_alarms": int(n)}
-        return {}
+        got = self._samples("parkwatch_open_alarms")
+        return {} if got is None else {"open_alarms": int(sum(v for _, v in got))}
 
     def threads(self) -> dict[str, float]:
         """``parkwatch_thread_cpu_seconds_total`` by thread: the cost of each stage."""
-        out: dict[str, float] = {}
-        with contextlib.suppress(OSError, ValueError):
-            for line in self.daemon._get("/metrics").decode().splitlines():
-                if line.startswith("parkwatch_thread_cpu_seconds_total{"):
-                    name = line.split('thread="', 1)[1].split('"', 1)[0]
-                    out[name] = float(line.rsplit(" ", 1)[1])
-        return out
+        return {labels.split('thread="', 1)[1].split('"', 1)[0]: v
+                for labels, v in self._samples("parkwatch_thread_cpu_seconds_total") or []}
 
     def stop(self) -> dict[str, Any]:
         log = self.daemon.log_file.read_text(errors="replace")

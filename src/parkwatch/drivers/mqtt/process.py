@@ -141,8 +141,9 @@ class MqttProcessDriver:
                 return
             if msg[0] == "batch":
                 _, urgent, sensor, value, ts, quality, battery, ack_id, rejected = msg
-                self.rejections.total.clear()
-                self.rejections.total.update(rejected)
+                total = self.rejections.total  # set, never cleared: a scrape reading it
+                for reason, n in rejected.items():  # meanwhile must not see a counter drop
+                    total[reason] = n
                 if len(sensor) or ack_id is not None:
                     item = (self, ReadingBatch(sensor, value, ts, quality, battery), ack_id)
                     (urgent_put if urgent else put)(item)

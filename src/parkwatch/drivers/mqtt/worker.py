@@ -29,7 +29,8 @@ import contextlib
 import logging
 import signal
 import threading
-from queue import Empty
+import time
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from parkwatch.config.model import ParkConfig
@@ -49,8 +50,6 @@ class _Inbox:
     """What the driver puts its messages into: the ordinary and the urgent (fire) lane."""
 
     def __init__(self) -> None:
-        from queue import SimpleQueue
-
         self.queue: SimpleQueue[Any] = SimpleQueue()
         self.urgent: SimpleQueue[Any] = SimpleQueue()
         self.put = self.queue.put
@@ -125,8 +124,6 @@ class Worker:
         return urgent, ordinary
 
     def _sender(self) -> None:
-        import time
-
         last_summary = time.monotonic()
         while not self._stop.is_set():
             urgent, ordinary = self._take(SUMMARY_S)
