@@ -118,6 +118,7 @@ from benchinfo import command_line, summary  # noqa: E402
 from benchinfo import machine as bench_machine  # noqa: E402
 from ingest import PARK, Bench, mosquitto_version, park_data, proc_cpu_s, proc_hwm_mb  # noqa: E402
 from mqttload import ListenerProcess, LoadProcess, RelayProcess  # noqa: E402
+from stages import Snapshot, between, snapshot  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "peers.json"
 SYSTEMS = ("parkwatch", "node-red", "floor")
@@ -295,6 +296,10 @@ class System:
         """CPU seconds so far by thread (stage), where the system tells."""
         return {}
 
+    def stages(self) -> Snapshot:
+        """The alarm path's latency histograms so far, where the system has them."""
+        return {}
+
     def stop(self) -> dict[str, Any]:
         return {}
 
@@ -335,6 +340,12 @@ class Parkwatch(System):
         """``parkwatch_thread_cpu_seconds_total`` by thread: the cost of each stage."""
         return {labels.split('thread="', 1)[1].split('"', 1)[0]: v
                 for labels, v in self._samples("parkwatch_thread_cpu_seconds_total") or []}
+
+    def stages(self) -> Snapshot:
+        """Evaluation, the commit stage and delivery to the uplink (benchmarks/stages.py)."""
+        with contextlib.suppress(OSError, ValueError):
+            return snapshot(self.daemon._get("/metrics").decode())
+        return {}
 
     def stop(self) -> dict[str, Any]:
         log = self.daemon.log_file.read_text(errors="replace")
@@ -519,6 +530,7 @@ class Pair:
         ev0 = self.checker.ask("count")
         cpu0 = self.cpu()
         threads0 = self.sys.threads()
+        stages0 = self.sys.stages()
         start_at = time.monotonic() + 0.05
         result = self.b.load.send_async(rate, start_at, times=True)
         # abort when the alerts fall more than abort_lag behind the readings that cause them
@@ -555,6 +567,7 @@ class Pair:
         waited = time.monotonic() - sent["t_end"]
         cpu1 = self.cpu()
         threads1 = self.sys.threads()
+        stages1 = self.sys.stages()
         events = self.checker.ask("events", ev0)
         self.last_ts = ts_base + rounds
         res = check(events, exp_idx, exp_up, ts_base, rounds, sent["chunk_times"])
@@ -602,6 +615,8 @@ class Pair:
             if len(exp_idx):
                 step["threads_cpu_us_per_change"] = {
                     k: round(1e6 * v / len(exp_idx), 1) for k, v in step["threads_cpu_s"].items()}
+        if stages1:  # where an alarm's time went, by the daemon's own histograms
+            step["stages"] = between(stages0, stages1)
         if not step["pass"]:
             step["quiesce_s"] = round(self.quiesce(), 2)
         return step
@@ -784,6 +799,8 @@ def pair_summary(steps: list[dict[str, Any]], rates: list[float]) -> dict[str, A
                                   "duplicates": s["duplicates"], "loadavg": s["loadavg"]}
             if "threads_cpu_us_per_change" in s:
                 fixed[f"{rate:g}"]["threads_cpu_us_per_change"] = s["threads_cpu_us_per_change"]
+            if "stages" in s:
+                fixed[f"{rate:g}"]["stages"] = s["stages"]
     return {
         "max_rate": best["rate"] if best else 0.0,
         "max_rate_cpu_us_per_reading": best["cpu_us_per_reading"] if best else None,

@@ -21,7 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
-from parkwatch.alarms.delivery import WINDOW, Courier
+from parkwatch.alarms.delivery import READ_AHEAD, WINDOW, Courier
 from parkwatch.alarms.senders import UplinkSender
 from parkwatch.alarms.store import AlarmStore, Delivery, OutboxReader, Pending, Record
 from parkwatch.config.brokers import BrokerConfig
@@ -213,21 +213,52 @@ def test_a_fire_raise_overtakes_a_busy_couriers_backlog_once(parts, tmp_path):
     assert courier.health()["prioritised"] == 1
 
 
-def test_a_fire_raise_the_courier_has_read_already_is_left_to_it(parts, tmp_path):
+def test_a_fire_raise_the_courier_has_read_already_is_left_to_it_and_sent_first(
+        parts, tmp_path):
     """The courier read the outbox after the commit began: it may hold the fire row already,
-    so the committer must not publish it too."""
+    so the committer must not publish it too.  The courier sends it next, ahead of the
+    backlog it has read and the backlog it has not (beyond its read-ahead)."""
     store, courier, center, broker = parts
-    _backlog(store, courier, broker, 10)
+    _backlog(store, courier, broker, 2 * READ_AHEAD + 10)
     fire = [_record("fire-1", 1, time.time())]
     reads = courier.read_mark()
     store.commit(fire)
     courier._begin_read()  # the courier began a read of the outbox since
     assert courier.priority(_rows(fire), reads) is False
     os.kill(broker.proc.pid, signal.SIGCONT)
-    wait_until(lambda: center.keys().count(("fire-1", 1)) > 0, 30,
-               "the fire raise, by the courier")
+    wait_until(lambda: len(center.keys()) >= 2 * READ_AHEAD + 11, 60,
+               "the backlog and the fire raise")
     _after_a_marker(store, courier, center, tmp_path)
-    assert center.keys().count(("fire-1", 1)) == 1 and courier.health()["prioritised"] == 0
+    keys = center.keys()[:-1]
+    # behind at most the window the courier had in flight
+    assert keys.index(("fire-1", 1)) <= WINDOW, keys.index(("fire-1", 1))
+    assert sorted(keys) == sorted({*keys}) and len(keys) == 2 * READ_AHEAD + 11
+    assert courier.health()["prioritised"] == 0
+
+
+def test_a_fire_raise_in_the_couriers_read_ahead_moves_to_its_front(parts, tmp_path):
+    """Committed with a backlog the courier then read: named by the committer, the fire raise
+    goes out after the window in flight, not after the 100 changes read before it; the others
+    keep their order."""
+    store, courier, center, broker = parts
+    wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    reads = courier.read_mark()
+    backlog = [_record(f"wl-{k}", 1, time.time()) for k in range(100)]
+    fire = [_record("fire-1", 1, time.time())]
+    store.commit(backlog + fire)
+    courier.wake()
+    wait_until(lambda: not courier.idle and courier.read_mark() > reads, 5,
+               "the courier busy with the backlog and the fire row")
+    assert courier.priority(_rows(fire), reads) is False  # it has read since: its to send
+    os.kill(broker.proc.pid, signal.SIGCONT)
+    wait_until(lambda: len(center.keys()) >= 101, 30, "the backlog and the fire raise")
+    _after_a_marker(store, courier, center, tmp_path)
+    keys = center.keys()[:-1]
+    assert keys.index(("fire-1", 1)) <= WINDOW, keys.index(("fire-1", 1))
+    others = [k for k in keys if k != ("fire-1", 1)]
+    assert others == [(f"wl-{k}", 1) for k in range(100)]
 
 
 def _after_a_marker(store: AlarmStore, courier: Courier, center: _Center, path: Path) -> None:

@@ -7,6 +7,12 @@ the next transaction, with one fsync.  Groups grow with the backlog by themselve
 fsync (milliseconds) no longer stops the evaluation of readings.  The order of changes is the
 order of submission, and nothing is handed to a courier before it is on disk.
 
+**Fire first.**  A fire alarm's first change (:func:`~parkwatch.alarms.dispatch.fire_raise`)
+is not queued behind the changes submitted before it: the next group commits it first, in a
+transaction of its own, and hands it to the dispatcher before the rest of that group is
+written.  Nothing of its own alarm can come before it, so no alarm's order changes; the
+other changes keep theirs.
+
 **After the commit.**  What must wait for a batch's changes to be on disk (acknowledging its
 MQTT messages to the broker, so a crash before the commit has the broker send them again) is
 handed over with them, and runs right after their transaction, in submission order
@@ -31,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from parkwatch.alarms.dispatch import Dispatcher
+from parkwatch.alarms.dispatch import Dispatcher, fire_raise
 from parkwatch.alarms.store import AlarmStore, Mark, Record
 
 log = logging.getLogger("parkwatch.alarms")
@@ -50,6 +56,8 @@ class Committer:
         self.store_errors = 0
         self._unsaved: list[Record] = []  # changes a failed commit holds until the next one
         self._queue: list[_Item] = []
+        #: fire alarms' first changes, committed ahead of the queue
+        self._urgent: list[Record] = []
         #: the couriers' delivery marks, written with the next group (this thread is the
         #: store's only writer: a courier's own transactions collided with the commits, and
         #: SQLite's busy handler then slept for up to 100 ms at a time)
@@ -62,6 +70,10 @@ class Committer:
         self._busy = False
         self._stopping = False
         self._marks_failing = False
+        #: self-metrics: called with ("queued", s) for the oldest batch of a transaction and
+        #: ("written", s) for its write and fsync
+        self.on_commit: Callable[[str, float], None] | None = None
+        self._since: float | None = None  # when the oldest waiting submission came
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="parkwatch-committer",
                                         daemon=True)
@@ -74,9 +86,16 @@ class Committer:
             self.submitted += 1
             self._commit_group([(records, after)], self.submitted)
             return
+        urgent = [r for r in records if r.seq == 1 and fire_raise(r)]
+        if urgent:
+            records = [r for r in records if not (r.seq == 1 and fire_raise(r))]
         with self._cond:
             self.submitted += 1
-            self._queue.append((records, after))
+            if self._since is None:
+                self._since = time.monotonic()
+            self._urgent += urgent
+            if records or after is not None or not urgent:
+                self._queue.append((records, after))
             self._cond.notify_all()
 
     def after(self, fn: Callable[[], None]) -> None:
@@ -85,7 +104,7 @@ class Committer:
             fn()
             return
         with self._cond:
-            if self._queue or self._busy:
+            if self._queue or self._urgent or self._busy:
                 self.submitted += 1
                 self._queue.append(([], fn))
                 self._cond.notify_all()
@@ -99,7 +118,7 @@ class Committer:
             return True
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._chores or self._busy:
+            while self._queue or self._urgent or self._chores or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
                     return False
@@ -149,7 +168,7 @@ class Committer:
     @property
     def waiting(self) -> int:
         """Submissions not yet committed."""
-        return len(self._queue)
+        return len(self._queue) + bool(self._urgent)
 
     # --- the thread ----------------------------------------------------------------------
 
@@ -184,18 +203,25 @@ class Committer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._queue or self._marks or self._chores or self._stopping):
+                while not (self._queue or self._urgent or self._marks or self._chores
+                           or self._stopping):
                     self._cond.wait()
-                if not (self._queue or self._marks or self._chores):
+                if not (self._queue or self._urgent or self._marks or self._chores):
                     return
                 group, self._queue = self._queue, []
+                urgent, self._urgent = self._urgent, []
+                since, self._since = self._since, None
                 marks, self._marks = self._marks, []
                 chores, self._chores = self._chores, []
                 upto = self.submitted
                 self._busy = True
             try:
+                if since is not None and self.on_commit is not None:
+                    self.on_commit("queued", time.monotonic() - since)
                 for chore in chores:
                     chore()
+                if urgent:  # fire first: a transaction of its own, ahead of the group
+                    self._commit_group([(urgent, None)], None if group else upto)
                 if group:
                     self._commit_group(group, upto, marks)
                 elif marks:
@@ -232,9 +258,12 @@ class Committer:
                 self._marks_failing = True
             self._marks[:0] = marks
 
-    def _commit_group(self, group: list[_Item], upto: int,
+    def _commit_group(self, group: list[_Item], upto: int | None,
                       marks: list[Mark] | None = None) -> None:
-        if self._save([r for records, _ in group for r in records], marks or []):
+        """`group`'s changes and `marks` in one transaction; then the first `upto`
+        submissions are on disk (None: not known yet)."""
+        if self._save([r for records, _ in group for r in records], marks or []) and (
+                upto is not None):
             self._durable = upto
         for _, after in group:
             if after is not None:
@@ -251,6 +280,7 @@ class Committer:
             return True
         self._unsaved += records
         ticket = self.dispatcher.prepare()
+        started = time.monotonic()
         try:
             self.store.commit(self._unsaved, marks)
         except sqlite3.Error as exc:
@@ -267,6 +297,8 @@ class Committer:
         if len(self._unsaved) > len(records):
             log.warning("alarm store %s: commits again; %d held change(s) saved and sent",
                         self.store.path, len(self._unsaved) - len(records))
+        if self.on_commit is not None:
+            self.on_commit("written", time.monotonic() - started)
         if marks:
             self._marks_written()
         self.committed += len(self._unsaved)

@@ -88,6 +88,8 @@ class Courier(ExpressLane):
         self._memory_lock = threading.Lock()
         #: (alarm_id, seq, subscriber) sent from memory: their rows, once committed, are marked
         self._sent_from_memory: set[Key] = set()
+        #: fire raises read ahead of the cursor (:meth:`_promote`), to skip when it gets there
+        self._early: set[Key] = set()
         self._init_express()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -163,6 +165,9 @@ class Courier(ExpressLane):
         for row in outbox.after(self._cursor, READ_AHEAD):
             self._cursor = row.id
             key = key_of(row)
+            if key in self._early:  # a fire raise read ahead of its turn: queued already
+                self._early.discard(key)
+                continue
             if key in self._sent_from_memory:  # committed at last; it went out from memory
                 self._sent_from_memory.discard(key)
                 with self._express_lock:
@@ -173,6 +178,29 @@ class Courier(ExpressLane):
                 for held in [m for m in self._memory if key_of(m) == key]:
                     self._memory.remove(held)
             self._queue.append(row)
+
+    def _promote(self, outbox: OutboxReader) -> None:
+        """Fire raises the committer named (:meth:`priority`) to the front of the queue, in
+        their order (nothing of their own alarms is ahead of them); one not read yet is
+        read now, and skipped when the cursor reaches it."""
+        with self._express_lock:
+            keys, self._first = self._first, {}
+        queued = {key: r for r in self._queue if (key := key_of(r)) in keys}
+        first = []
+        for key in keys:
+            row = queued.get(key)
+            if row is None and key not in self._early:
+                row = outbox.pending(*key)
+                if row is None or row.id <= self._cursor:  # delivered (its mark waits)
+                    continue
+                self._early.add(key)
+            if row is not None:
+                first.append(row)
+        if first and self._queue and self._queue[0] is not first[0]:
+            chosen = {id(r) for r in first}
+            self._queue = deque([*first, *(r for r in self._queue if id(r) not in chosen)])
+        elif first and not self._queue:
+            self._queue.extend(first)
 
     def _head(self) -> Pending | None:
         """The next row: the oldest committed one, else the oldest held in memory."""
@@ -213,6 +241,8 @@ class Courier(ExpressLane):
             self._refill(outbox)
         elif len(self._marks) >= MARK_BATCH:
             self._flush_marks(outbox)
+        if self._first:
+            self._promote(outbox)
         row = self._head()
         if row is None:
             if self._marks:

@@ -47,8 +47,7 @@ class Dispatcher:
         busy one the fire alarms raised among them (see :mod:`parkwatch.alarms.express`)."""
         ticket = ticket or {}
         rows = by_target(records)
-        fire = {(r.alarm_id, r.seq) for r in records if r.seq == 1 and r.event == "raised"
-                and r.doc is not None and hazard(r.doc) == "fire"}
+        fire = {(r.alarm_id, r.seq) for r in records if fire_raise(r)}
         couriers = self.couriers
         for target in sorted(rows, key=lambda t: t != UPLINK):  # the command center first
             courier = couriers.get(target)
@@ -76,6 +75,12 @@ class Dispatcher:
     def stop(self, timeout: float) -> None:
         for courier in self:  # what is undelivered waits in the outbox
             courier.stop(timeout)
+
+
+def fire_raise(r: Record) -> bool:
+    """A fire alarm's first change: it may overtake every other alarm's changes (nothing of
+    its own comes before it), on its way to disk and to the command center."""
+    return r.seq == 1 and r.event == "raised" and r.doc is not None and hazard(r.doc) == "fire"
 
 
 def by_target(records: list[Record]) -> dict[str, list[Pending]]:

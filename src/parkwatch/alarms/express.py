@@ -14,8 +14,9 @@ not wait behind it (GB 26875.1 gives the whole chain 10 s).  Its first change (`
 alarm has nothing before it, so no order of its own can break) is published by the committer
 even while the courier is busy (:meth:`ExpressLane.priority`), unless the courier has read the
 outbox since the commit began (:meth:`ExpressLane.read_mark`): then it may hold the row
-already, and carries it in turn.  The courier later finds the row published and only confirms
-and marks it.  Other alarms' changes keep their order; only the fire raise overtakes them.
+already, and sends it before the rows ahead of it, as soon as the rows in flight are confirmed.
+The courier later finds a row the committer published and only confirms and marks it.  Other
+alarms' changes keep their order; only the fire raise overtakes them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ log = logging.getLogger("parkwatch.delivery")
 #: how long a committer's publish waits for the link's network thread to write it; the
 #: committer goes on after this even when the socket is full (the courier confirms either way)
 EXPRESS_WRITE_S = 0.002
+#: fire raises a courier remembers to send first at most (beyond: a row delivered before it
+#: was named leaves its name behind; the oldest names are dropped)
+FIRST_MAX = 1024
 
 Key = tuple[str, int, str]
 
@@ -61,6 +65,8 @@ class ExpressLane:
         self._expressed: dict[Key, list[Any]] = {}
         self.expressed = 0
         self.prioritised = 0
+        #: fire raises the committer left to the courier: sent before the rows ahead of them
+        self._first: dict[Key, None] = {}
 
     def idle_mark(self) -> int | None:
         """Before a commit: this idle spell's mark, or None while the courier is busy."""
@@ -98,9 +104,13 @@ class ExpressLane:
     def priority(self, rows: list[Pending], mark: int) -> bool:
         """Fire alarms' first changes, committed while the courier is busy, with its
         :meth:`read_mark` from before that commit: published at once unless the courier has
-        read the outbox since.  True when published here."""
+        read the outbox since (then the courier sends them first).  True when published
+        here."""
         with self._express_lock:
             if mark != self._reads or not self._can_publish():
+                self._first.update(dict.fromkeys(key_of(r) for r in rows))
+                while len(self._first) > FIRST_MAX:
+                    del self._first[next(iter(self._first))]
                 return False
             done = self._publish(rows)
             self.prioritised += len(rows) if done else 0

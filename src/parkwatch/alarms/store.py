@@ -276,6 +276,15 @@ class OutboxReader:
         rows = self.db.execute(self._ROWS, (self.target, cursor, limit)).fetchall()
         return [Pending(*r[:9], payload=r[9].encode("utf-8"), event=r[10]) for r in rows]
 
+    def pending(self, alarm_id: str, seq: int, subscriber: str) -> Pending | None:
+        """One change's row for this target, if it still waits for delivery."""
+        row = self.db.execute(
+            self._ROWS.replace("o.id>? ORDER BY o.id LIMIT ?",
+                               "o.alarm_id=? AND o.seq=? AND o.subscriber=?"),
+            (self.target, alarm_id, seq, subscriber)).fetchone()
+        return None if row is None else Pending(*row[:9], payload=row[9].encode("utf-8"),
+                                                event=row[10])
+
     def head(self) -> Pending | None:
         """The oldest pending row of this target."""
         rows = self.after(0, 1)

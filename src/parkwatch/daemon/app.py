@@ -80,6 +80,7 @@ class Daemon:
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
         self.dispatcher = Dispatcher(on_events=self.telemetry.events)
         self.committer = Committer(self.store, self.dispatcher)
+        self.committer.on_commit = self.metrics.observe_commit
         self.dispatcher.couriers = self._couriers()
         self.keeper.committer = self.committer
         self.timers = Timers()

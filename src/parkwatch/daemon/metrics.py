@@ -72,6 +72,11 @@ RULE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0, 10.0,
                    30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 
+#: the commit stage: a batch's wait for it and a transaction's write and fsync, both well
+#: under a millisecond on an idle gateway; seconds mean a failing disk or a backlog
+COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                  0.25, 1.0, 10.0)
+
 # (name as exposed, type, labels, help). Counters end in _total, as they are exposed.
 _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("parkwatch_info", "gauge", ("version", "park", "gateway"),
@@ -112,6 +117,10 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
      "Failed commits to the alarm store (the changes are held and retried)."),
     ("parkwatch_alarm_commits_total", "counter", (),
      "Transactions that committed alarm changes (each a group of one or more batches)."),
+    ("parkwatch_alarm_commit_seconds", "histogram", ("phase",),
+     "The commit stage, per transaction of alarm changes: how long the oldest batch in it "
+     "waited for the stage (phase=queued), and how long the write and fsync took "
+     "(phase=written)."),
     ("parkwatch_alarm_commit_queue_length", "gauge", (),
      "Batches of alarm changes handed to the commit stage and not yet committed."),
     ("parkwatch_refused_commands_total", "counter", ("reason",),
@@ -201,7 +210,11 @@ class DaemonMetrics:
         self.rule_seconds = _histogram("parkwatch_rule_evaluation_seconds", RULE_BUCKETS)
         self.delivery_seconds = _histogram("parkwatch_delivery_latency_seconds",
                                            LATENCY_BUCKETS)
+        self.commit_seconds = _histogram("parkwatch_alarm_commit_seconds", COMMIT_BUCKETS)
+        self._hists = (self.rule_seconds, self.delivery_seconds, self.commit_seconds)
         self._rule_child = {what: self.rule_seconds.labels(what) for what in ("batch", "tick")}
+        self._commit_child = {phase: self.commit_seconds.labels(phase)
+                              for phase in ("queued", "written")}
         self._telemetry_failed = False
         self.registry = CollectorRegistry()
         self.registry.register(self)
@@ -214,6 +227,10 @@ class DaemonMetrics:
     def observe_rules(self, what: str, seconds: float) -> None:
         """The pipeline's rule evaluation of one batch (what="batch") or tick ("tick")."""
         self._rule_child[what].observe(seconds)
+
+    def observe_commit(self, phase: str, seconds: float) -> None:
+        """The commit stage's wait for a transaction (phase="queued") or its write ("written")."""
+        self._commit_child[phase].observe(seconds)
 
     def delivery_observer(self, target: str) -> Callable[[float], None]:
         """What a target's courier calls with each delivered row's commit → confirmation time
@@ -229,8 +246,8 @@ class DaemonMetrics:
             if _KIND[name][0] == "histogram":
                 continue
             yield _family(name)
-        yield from self.rule_seconds.describe()
-        yield from self.delivery_seconds.describe()
+        for h in self._hists:
+            yield from h.describe()
 
     def collect(self) -> Iterator[Metric]:
         fams = {name: _family(name) for name in METRICS if _KIND[name][0] != "histogram"}
@@ -239,7 +256,7 @@ class DaemonMetrics:
         self._collect_delivery(fams)
         self._collect_drivers(fams)
         self._collect_telemetry(fams)
-        hists = {h.describe()[0].name: h for h in (self.rule_seconds, self.delivery_seconds)}
+        hists = {h.describe()[0].name: h for h in self._hists}
         for name in METRICS:
             if name in fams:
                 yield fams[name]

@@ -1,0 +1,80 @@
+"""Fire first through the commit stage: a fire alarm's first change is written ahead of the
+changes queued before it, in a transaction of its own; every other change keeps its order, and
+what waits for a submission to be on disk still waits for all of it.
+
+A real alarm store on disk and the real committer thread; the order of commits is read back
+from the outbox, whose ids grow in commit order."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from parkwatch.alarms.commit import Committer
+from parkwatch.alarms.dispatch import Dispatcher
+from parkwatch.alarms.store import AlarmStore, Delivery, Record
+
+AT = 1_765_000_000.0
+
+
+def _record(alarm_id: str, seq: int, kind: str) -> Record:
+    event = "raised" if seq == 1 else "acknowledged"
+    rule = "button_latch" if kind == "fire_button" else "high_threshold"
+    doc = {"alarm_id": alarm_id, "seq": seq, "event": event, "rule": rule, "sensor_kind": kind}
+    return Record(alarm_id=alarm_id, source=f"S-{alarm_id}", rule=rule, seq=seq, event=event,
+                  active=True, acknowledged=seq > 1, closed=False, next_due=None, at=AT + seq,
+                  state={}, payload=json.dumps(doc).encode(),
+                  deliveries=[Delivery("command-center", "uplink", "all", AT + 3600)],
+                  suppressions=[], doc=doc)
+
+
+def _outbox_order(store: AlarmStore) -> list[tuple[str, int]]:
+    return [(a, s) for a, s in store.db.execute("SELECT alarm_id, seq FROM outbox ORDER BY id")]
+
+
+def test_a_fire_raise_is_committed_ahead_of_the_changes_queued_before_it(tmp_path: Path) -> None:
+    store = AlarmStore(tmp_path / "alarms.db")
+    dispatched: list[list[tuple[str, int]]] = []
+
+    class Recording(Dispatcher):
+        def dispatch(self, records, ticket=None):  # type: ignore[no-untyped-def]
+            dispatched.append([(r.alarm_id, r.seq) for r in records])
+
+    committer = Committer(store, Recording())
+    committer.start()
+    entered, go = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the committer busy with a group while more is submitted
+        entered.set()
+        go.wait(30)
+
+    settled: list[list[tuple[str, int]]] = []
+    try:
+        committer.chore(hold)
+        assert entered.wait(10)
+        committer.submit([_record("wl-1", 1, "water_level"), _record("wl-2", 1, "water_level")])
+        # a batch holding both a water alarm and a fire press: only the fire raise goes first,
+        # and what waits for this submission waits for all of it
+        committer.submit([_record("wl-3", 1, "water_level"), _record("fb-1", 1, "fire_button")],
+                         after=lambda: settled.append(_outbox_order(store)))
+        # a later change of a fire alarm is no raise: it keeps its place
+        committer.submit([_record("fb-0", 2, "fire_button")])
+        go.set()
+        assert committer.flush(30)
+        assert committer.durable(committer.submitted, 5)
+    finally:
+        go.set()
+        committer.stop(10)
+        store.close()
+    store = AlarmStore(tmp_path / "alarms.db")
+    try:
+        assert _outbox_order(store) == [("fb-1", 1), ("wl-1", 1), ("wl-2", 1), ("wl-3", 1),
+                                        ("fb-0", 2)]
+    finally:
+        store.close()
+    # written and handed on first, in a transaction of its own; then the rest as one group
+    assert dispatched == [[("fb-1", 1)], [("wl-1", 1), ("wl-2", 1), ("wl-3", 1), ("fb-0", 2)]]
+    assert committer.groups == 2 and committer.committed == 5
+    # the submission's `after` ran once its water change was on disk too
+    assert len(settled) == 1 and ("wl-3", 1) in settled[0]
