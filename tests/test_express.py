@@ -70,9 +70,11 @@ class _Center:
         self.client.loop_stop()
 
 
-def _record(alarm_id: str, seq: int, now: float) -> Record:
+def _record(alarm_id: str, seq: int, now: float, sensor: str | None = None) -> Record:
     event = {"alarm_id": alarm_id, "seq": seq, "event": "raised" if seq == 1 else "acknowledged"}
-    return Record(alarm_id=alarm_id, source="A-1F-FB1", rule="fire_button", seq=seq,
+    if sensor is not None:
+        event["sensor_id"] = sensor
+    return Record(alarm_id=alarm_id, source=sensor or "A-1F-FB1", rule="fire_button", seq=seq,
                   event=event["event"], active=True, acknowledged=seq > 1, closed=False,
                   next_due=None, at=now, state={}, payload=json.dumps(event).encode(),
                   deliveries=[Delivery("command-center", "uplink", "fire", now + 3600)],
@@ -259,6 +261,40 @@ def test_a_fire_raise_in_the_couriers_read_ahead_moves_to_its_front(parts, tmp_p
     assert keys.index(("fire-1", 1)) <= WINDOW, keys.index(("fire-1", 1))
     others = [k for k in keys if k != ("fire-1", 1)]
     assert others == [(f"wl-{k}", 1) for k in range(100)]
+
+
+def test_a_fire_raise_left_to_the_courier_stays_behind_its_own_sensors_rows(parts, tmp_path):
+    """A button reset just before it was pressed again: the first alarm's acknowledgement,
+    in the courier's backlog read or unread, goes out before the new alarm's raise."""
+    store, courier, center, broker = parts
+    wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    reads = courier.read_mark()
+    read = [_record(f"wl-{k}", 1, time.time(), "WL1") for k in range(60)]
+    read[40] = _record("fb1-a", 2, time.time(), "FB1")  # read by the courier, in its queue
+    store.commit(read)
+    courier.wake()
+    wait_until(lambda: not courier.idle and courier.read_mark() > reads, 5,
+               "the courier busy with what it read")
+    unread = [_record(f"wl-{k}", 1, time.time(), "WL1") for k in range(60, 120)]
+    unread[30] = _record("fb2-a", 2, time.time(), "FB2")  # after its cursor, still unread
+    store.commit(unread)
+    fire = [_record("fb1-b", 1, time.time(), "FB1"), _record("fb2-b", 1, time.time(), "FB2"),
+            _record("fb3-a", 1, time.time(), "FB3")]
+    store.commit(fire)
+    courier._begin_read()
+    assert courier.priority(_rows(fire), reads, ["FB1", "FB2", "FB3"]) is False
+    os.kill(broker.proc.pid, signal.SIGCONT)
+    wait_until(lambda: len(center.keys()) >= 123, 30, "every change")
+    _after_a_marker(store, courier, center, tmp_path)
+    keys = center.keys()[:-1]
+    at = {k: keys.index(k) for k in (("fb1-a", 2), ("fb1-b", 1), ("fb2-a", 2), ("fb2-b", 1),
+                                     ("fb3-a", 1))}
+    assert at[("fb3-a", 1)] <= WINDOW + 1, at  # nothing of FB3 ahead: straight after the window
+    assert at[("fb1-a", 2)] < at[("fb1-b", 1)] < 60, at  # behind FB1's row, ahead of the rest
+    assert at[("fb2-a", 2)] < at[("fb2-b", 1)], at  # FB2's row unread: it keeps its turn
+    assert sorted(keys) == sorted({*keys}) and len(keys) == 123
 
 
 def _after_a_marker(store: AlarmStore, courier: Courier, center: _Center, path: Path) -> None:

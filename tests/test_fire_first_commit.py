@@ -18,13 +18,14 @@ from parkwatch.alarms.store import AlarmStore, Delivery, Record
 AT = 1_765_000_000.0
 
 
-def _record(alarm_id: str, seq: int, kind: str) -> Record:
-    event = "raised" if seq == 1 else "acknowledged"
+def _record(alarm_id: str, seq: int, kind: str, source: str | None = None,
+            event: str | None = None) -> Record:
+    event = event or ("raised" if seq == 1 else "acknowledged")
     rule = "button_latch" if kind == "fire_button" else "high_threshold"
     doc = {"alarm_id": alarm_id, "seq": seq, "event": event, "rule": rule, "sensor_kind": kind}
-    return Record(alarm_id=alarm_id, source=f"S-{alarm_id}", rule=rule, seq=seq, event=event,
-                  active=True, acknowledged=seq > 1, closed=False, next_due=None, at=AT + seq,
-                  state={}, payload=json.dumps(doc).encode(),
+    return Record(alarm_id=alarm_id, source=source or f"S-{alarm_id}", rule=rule, seq=seq,
+                  event=event, active=True, acknowledged=seq > 1, closed=False, next_due=None,
+                  at=AT + seq, state={}, payload=json.dumps(doc).encode(),
                   deliveries=[Delivery("command-center", "uplink", "all", AT + 3600)],
                   suppressions=[], doc=doc)
 
@@ -78,3 +79,37 @@ def test_a_fire_raise_is_committed_ahead_of_the_changes_queued_before_it(tmp_pat
     assert committer.groups == 2 and committer.committed == 5
     # the submission's `after` ran once its water change was on disk too
     assert len(settled) == 1 and ("wl-3", 1) in settled[0]
+
+
+def test_a_fire_raise_never_overtakes_a_change_of_its_own_sensor(tmp_path: Path) -> None:
+    """A button reset and pressed again: its first alarm's clear, queued or handed over in the
+    same batch, stays ahead of the new alarm's raise; a press on another button overtakes."""
+    store = AlarmStore(tmp_path / "alarms.db")
+    committer = Committer(store, Dispatcher())
+    committer.start()
+    entered, go = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        go.wait(30)
+
+    try:
+        committer.chore(hold)
+        assert entered.wait(10)
+        committer.submit([_record("wl-1", 1, "water_level"),
+                          _record("fb1-a", 2, "fire_button", "FB1", "cleared")])
+        committer.submit([_record("fb1-b", 1, "fire_button", "FB1")])  # FB1's clear is queued
+        # one batch: FB2 pressed, reset and pressed again, and a press on FB3
+        committer.submit([_record("fb2-a", 1, "fire_button", "FB2"),
+                          _record("fb2-a", 2, "fire_button", "FB2", "cleared"),
+                          _record("fb2-b", 1, "fire_button", "FB2"),
+                          _record("fb3-a", 1, "fire_button", "FB3")])
+        go.set()
+        assert committer.flush(30)
+        assert _outbox_order(store) == [
+            ("fb2-a", 1), ("fb3-a", 1),  # ahead: nothing of their sensors before them
+            ("wl-1", 1), ("fb1-a", 2), ("fb1-b", 1), ("fb2-a", 2), ("fb2-b", 1)]
+    finally:
+        go.set()
+        committer.stop(10)
+        store.close()

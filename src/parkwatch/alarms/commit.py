@@ -10,8 +10,9 @@ order of submission, and nothing is handed to a courier before it is on disk.
 **Fire first.**  A fire alarm's first change (:func:`~parkwatch.alarms.dispatch.fire_raise`)
 is not queued behind the changes submitted before it: the next group commits it first, in a
 transaction of its own, and hands it to the dispatcher before the rest of that group is
-written.  Nothing of its own alarm can come before it, so no alarm's order changes; the
-other changes keep theirs.
+written.  Nothing of its own alarm can come before it, and it overtakes nothing of its own
+sensor (a button's earlier alarm, reset just before the press): one sensor's changes keep
+their order, and so do all the others.
 
 **After the commit.**  What must wait for a batch's changes to be on disk (acknowledging its
 MQTT messages to the broker, so a crash before the commit has the broker send them again) is
@@ -86,10 +87,11 @@ class Committer:
             self.submitted += 1
             self._commit_group([(records, after)], self.submitted)
             return
-        urgent = [r for r in records if r.seq == 1 and fire_raise(r)]
-        if urgent:
-            records = [r for r in records if not (r.seq == 1 and fire_raise(r))]
         with self._cond:
+            urgent = _overtaking(records, self._queue)
+            if urgent:
+                chosen = {id(r) for r in urgent}
+                records = [r for r in records if id(r) not in chosen]
             self.submitted += 1
             if self._since is None:
                 self._since = time.monotonic()
@@ -307,3 +309,17 @@ class Committer:
         self.dispatcher.dispatch(saved, ticket)
         self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
         return True
+
+
+def _overtaking(records: list[Record], queued: list[_Item]) -> list[Record]:
+    """The fire raises among `records` that may be committed ahead of the queue: no change
+    of their sensor is queued, or submitted with them, before them."""
+    if not any(r.seq == 1 and fire_raise(r) for r in records):
+        return []
+    ahead = {r.source for items, _ in queued for r in items}
+    out = []
+    for r in records:
+        if r.source not in ahead and r.seq == 1 and fire_raise(r):
+            out.append(r)
+        ahead.add(r.source)
+    return out

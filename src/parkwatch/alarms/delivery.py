@@ -29,6 +29,7 @@ without a second sending.  Marks the disk refuses are kept in memory and written
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 import threading
@@ -180,27 +181,35 @@ class Courier(ExpressLane):
             self._queue.append(row)
 
     def _promote(self, outbox: OutboxReader) -> None:
-        """Fire raises the committer named (:meth:`priority`) to the front of the queue, in
-        their order (nothing of their own alarms is ahead of them); one not read yet is
-        read now, and skipped when the cursor reaches it."""
+        """Fire raises the committer named (:meth:`priority`) move ahead of the queue, past
+        every row that is not of their own sensor (nothing of their own alarms is ahead of
+        them).  One not read yet is read now, and skipped when the cursor gets there,
+        unless a row of its sensor waits unread before it: then it keeps its turn."""
         with self._express_lock:
-            keys, self._first = self._first, {}
-        queued = {key: r for r in self._queue if (key := key_of(r)) in keys}
-        first = []
-        for key in keys:
-            row = queued.get(key)
-            if row is None and key not in self._early:
-                row = outbox.pending(*key)
-                if row is None or row.id <= self._cursor:  # delivered (its mark waits)
+            named, self._first = self._first, {}
+        queue = list(self._queue)
+        front = 0  # fire raises moved to the very front, kept in their order
+        for key, source in named.items():
+            # how its events name it (none given: it overtakes every row)
+            mention = json.dumps(source, ensure_ascii=False) if source else None
+            at = next((i for i, r in enumerate(queue) if key_of(r) == key), None)
+            if at is None:
+                if key in self._early:
                     continue
+                row = outbox.pending(*key)
+                if row is None or row.id <= self._cursor or (mention is not None and (
+                        outbox.mentioned(self._cursor, row.id, mention))):
+                    continue  # delivered already (its mark waits), or it keeps its turn
                 self._early.add(key)
-            if row is not None:
-                first.append(row)
-        if first and self._queue and self._queue[0] is not first[0]:
-            chosen = {id(r) for r in first}
-            self._queue = deque([*first, *(r for r in self._queue if id(r) not in chosen)])
-        elif first and not self._queue:
-            self._queue.extend(first)
+                at = len(queue)
+            else:
+                row = queue.pop(at)
+            needle = mention.encode("utf-8") if mention is not None else None
+            same = [i for i in range(at) if needle is not None and needle in queue[i].payload]
+            at = same[-1] + 1 if same else front
+            queue.insert(at, row)
+            front += at <= front
+        self._queue = deque(queue)
 
     def _head(self) -> Pending | None:
         """The next row: the oldest committed one, else the oldest held in memory."""

@@ -47,7 +47,7 @@ class Dispatcher:
         busy one the fire alarms raised among them (see :mod:`parkwatch.alarms.express`)."""
         ticket = ticket or {}
         rows = by_target(records)
-        fire = {(r.alarm_id, r.seq) for r in records if fire_raise(r)}
+        fire = {(r.alarm_id, r.seq): r.source for r in records if fire_raise(r)}
         couriers = self.couriers
         for target in sorted(rows, key=lambda t: t != UPLINK):  # the command center first
             courier = couriers.get(target)
@@ -58,7 +58,7 @@ class Dispatcher:
             if not courier.express(pending, idle) and fire:
                 first = [p for p in pending if (p.alarm_id, p.seq) in fire]
                 if first:
-                    courier.priority(first, reads)
+                    courier.priority(first, reads, [fire[p.alarm_id, p.seq] for p in first])
         self.on_events([r.doc or r.payload for r in records])
 
     def hold(self, records: list[Record]) -> None:

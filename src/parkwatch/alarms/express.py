@@ -65,8 +65,9 @@ class ExpressLane:
         self._expressed: dict[Key, list[Any]] = {}
         self.expressed = 0
         self.prioritised = 0
-        #: fire raises the committer left to the courier: sent before the rows ahead of them
-        self._first: dict[Key, None] = {}
+        #: fire raises the committer left to the courier, with their sensors: sent before the
+        #: rows ahead of them that are not of their sensor
+        self._first: dict[Key, str] = {}
 
     def idle_mark(self) -> int | None:
         """Before a commit: this idle spell's mark, or None while the courier is busy."""
@@ -101,14 +102,15 @@ class ExpressLane:
         self._wake.set()
         return done
 
-    def priority(self, rows: list[Pending], mark: int) -> bool:
+    def priority(self, rows: list[Pending], mark: int, sources: list[str] | None = None) -> bool:
         """Fire alarms' first changes, committed while the courier is busy, with its
         :meth:`read_mark` from before that commit: published at once unless the courier has
-        read the outbox since (then the courier sends them first).  True when published
-        here."""
+        read the outbox since (then the courier sends them first, but after anything of their
+        `sources`, the sensors they belong to).  True when published here."""
         with self._express_lock:
             if mark != self._reads or not self._can_publish():
-                self._first.update(dict.fromkeys(key_of(r) for r in rows))
+                self._first.update(zip(map(key_of, rows), sources or [""] * len(rows),
+                                       strict=True))
                 while len(self._first) > FIRST_MAX:
                     del self._first[next(iter(self._first))]
                 return False

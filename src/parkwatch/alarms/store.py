@@ -285,6 +285,15 @@ class OutboxReader:
         return None if row is None else Pending(*row[:9], payload=row[9].encode("utf-8"),
                                                 event=row[10])
 
+    def mentioned(self, cursor: int, before: int, text: str) -> bool:
+        """Whether a row of this target after `cursor` and before `before` waits whose
+        event contains `text` (a sensor's id as JSON: a row of that sensor)."""
+        return self.db.execute(
+            "SELECT 1 FROM outbox o JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
+            "WHERE o.target=? AND o.state='pending' AND o.id>? AND o.id<? "
+            "AND instr(c.payload, ?) > 0 LIMIT 1",
+            (self.target, cursor, before, text)).fetchone() is not None
+
     def head(self) -> Pending | None:
         """The oldest pending row of this target."""
         rows = self.after(0, 1)
