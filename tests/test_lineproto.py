@@ -186,3 +186,51 @@ def test_slices_that_free_the_gil_write_the_same_text(monkeypatch):
     monkeypatch.setattr(lineproto, "SLICE", n + 1)
     assert sliced == text(batch) and sliced_plain == text(plain)
     assert sliced.count("\n") == n
+
+
+def _event_line_by_the_generic_path(event: dict[str, Any], hazard: str) -> str | None:
+    """`event_line` as tags and fields handed to `prefix` and `line` (the fast path must write
+    exactly this)."""
+    tags = {k: event.get(k) for k in ("park", "building", "floor", "zone")}
+    tags.update(sensor=event.get("sensor_id"), sensor_kind=event.get("sensor_kind"),
+                hazard=hazard, rule=event.get("rule"), severity=event.get("severity"),
+                event=event.get("event"))
+    value, threshold = event.get("value"), event.get("threshold")
+    fields = {
+        "alarm_id": event["alarm_id"], "seq": int(event["seq"]),
+        "active": bool(event.get("active")), "acknowledged": bool(event.get("acknowledged")),
+        "value": float(value) if isinstance(value, int | float) else None,
+        "threshold": float(threshold) if isinstance(threshold, int | float) else None,
+        "escalation_level": int(event.get("escalation_level") or 0),
+        "drill": bool(event.get("drill")),
+        "tenants": ",".join(event.get("tenants") or []) or None,
+        "acked_by": event.get("acked_by"), "message": event.get("message") or "",
+    }
+    return lineproto.line(lineproto.prefix("alarm_event", {
+        k: str(v) if v is not None else None for k, v in tags.items()}), fields,
+        lineproto.rfc3339_to_ms(event["changed_at"]))
+
+
+def test_an_alarm_events_line_is_the_generic_paths_for_every_shape_of_event():
+    rng = np.random.default_rng(26)
+    texts = ["", "A", "a b", "x,y=z", 'say "hi"', "back\\slash", "one\ntwo", "王工 已确认"]
+    numbers = [None, 0, 7, 1.5, -0.0, float("nan"), float("inf"), True, "12"]
+    seen = 0
+    for k in range(2000):
+        def pick(options: list[Any]) -> Any:
+            return options[int(rng.integers(len(options)))]
+        event = _event(
+            alarm_id=f"p-{pick(texts)}-{k}", seq=int(rng.integers(1, 9)),
+            event=pick(["raised", "cleared", "acknowledged", "closed"]),
+            park=pick(texts), building=pick([None, *texts]), floor=pick([None, *texts]),
+            zone=pick([None, *texts]), sensor_id=pick(texts), rule=pick(["button_latch", None]),
+            severity=pick(["critical", "warning", None, ""]), active=pick([True, False, None]),
+            acknowledged=pick([True, False]), value=pick(numbers), threshold=pick(numbers),
+            escalation_level=pick([None, 0, 2]), drill=pick([True, False, None]),
+            tenants=pick([None, [], ["huaxin"], ["a,b", "c d"]]),
+            acked_by=pick([None, *texts]), message=pick([None, *texts]),
+            changed_at=f"2026-11-22T08:00:0{k % 10}.{k % 1000:03d}Z")
+        hazard = pick(["fire", "water", "overload", "fault"])
+        assert event_line(event, hazard) == _event_line_by_the_generic_path(event, hazard), event
+        seen += 1
+    assert seen == 2000
