@@ -164,3 +164,32 @@ def _ppid(pid: int) -> int:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError):
         return -1
+
+
+@pytest.mark.parametrize("n", [0, 1, 1000])
+def test_a_batch_crosses_the_pipe_as_it_was_sent(n: int) -> None:
+    """The worker's batch frame: every column, bit for bit (NaN batteries, the urgent flag and
+    the ack id too), in arrays the daemon may write to; a pickled message is not a frame."""
+    import pickle
+
+    import numpy as np
+
+    from parkwatch.drivers.mqtt import wire
+    from parkwatch.readings import ReadingBatch
+
+    rng = np.random.default_rng(n)
+    battery = np.where(rng.random(n) < 0.5, rng.uniform(0, 100, n), np.nan)
+    sent = ReadingBatch(rng.integers(0, 20_000, n).astype(np.int32), rng.normal(0, 1e4, n),
+                        1.7e9 + rng.random(n), rng.integers(0, 7, n).astype(np.uint8), battery)
+    for urgent, ack in ((True, None), (False, 7), (False, 2**40)):
+        got_urgent, got, got_ack = wire.decode(wire.encode(urgent, sent, ack)) or (None, None,
+                                                                                 None)
+        assert (got_urgent, got_ack) == (urgent, ack)
+        assert got is not None and len(got) == n
+        for col in ("sensor", "value", "ts", "quality", "battery"):
+            a, b = getattr(sent, col), getattr(got, col)
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), col
+        got.value[:] = 0.0  # the daemon's own arrays, not views of a read-only buffer
+    assert wire.decode(pickle.dumps(("state", True), protocol=5)) is None
+    with pytest.raises(ValueError):
+        wire.decode(wire.encode(False, sent, None) + b"x")

@@ -20,9 +20,11 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from parkwatch.config.model import ParkConfig
+from parkwatch.drivers.mqtt import wire
 from parkwatch.drivers.mqtt.config import MqttDriverConfig
 from parkwatch.drivers.mqtt.driver import MqttDriver
 from parkwatch.drivers.mqtt.worker import worker_main
@@ -136,17 +138,24 @@ class MqttProcessDriver:
         put, urgent_put = self.inbox.put, self.inbox.put_urgent
         while True:
             try:
-                msg = conn.recv()
+                data = conn.recv_bytes()
             except (EOFError, OSError):
                 return
-            if msg[0] == "batch":
-                _, urgent, sensor, value, ts, quality, battery, ack_id, rejected = msg
+            try:
+                frame = wire.decode(data)
+            except ValueError:  # a worker's bug: never the daemon's end
+                log.exception("driver %s: a batch from the worker process is unreadable",
+                              self.id)
+                continue
+            if frame is not None:
+                urgent, batch, ack_id = frame
+                (urgent_put if urgent else put)((self, batch, ack_id))
+                continue
+            msg = ForkingPickler.loads(data)
+            if msg[0] == "rejected":
                 total = self.rejections.total  # set, never cleared: a scrape reading it
-                for reason, n in rejected.items():  # meanwhile must not see a counter drop
+                for reason, n in msg[1].items():  # meanwhile must not see a counter drop
                     total[reason] = n
-                if len(sensor) or ack_id is not None:
-                    item = (self, ReadingBatch(sensor, value, ts, quality, battery), ack_id)
-                    (urgent_put if urgent else put)(item)
             elif msg[0] == "state":
                 self._up(bool(msg[1]))
 

@@ -8,11 +8,13 @@ in the daemon (it *is* :class:`~parkwatch.drivers.mqtt.driver.MqttDriver`, with 
 its own), and sends the daemon the decoded readings in batches of numpy arrays.  The daemon's
 side is :class:`parkwatch.drivers.mqtt.process.MqttProcessDriver`.
 
-**Messages to the daemon** (``multiprocessing`` connection, pickled):
+**Messages to the daemon** (``multiprocessing`` connection; all but the batches pickled):
 
-* ``("batch", urgent, sensor, value, ts, quality, battery, ack_id, rejected)``: readings in
-  arrival order; ``urgent`` for fire buttons (the daemon's urgent lane); ``ack_id`` names the
-  QoS 1/2 messages behind them (None: none); ``rejected`` the driver's rejection totals.
+* a batch: readings in arrival order, as a frame of bytes (:mod:`~parkwatch.drivers.mqtt.wire`):
+  ``urgent`` for fire buttons (the daemon's urgent lane), the ack id naming the QoS 1/2
+  messages behind them (none: -1);
+* ``("rejected", totals)``: the driver's rejection totals, before the next batch, when they
+  changed;
 * ``("state", connected)``: subscribed (True) or the link lost (False).
 
 **Messages from the daemon**: ``("ack", [ack_id, ...])`` once the alarm changes those
@@ -35,6 +37,7 @@ from typing import Any
 
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.drivers.mqtt import wire
 from parkwatch.drivers.mqtt.driver import MqttDriver
 from parkwatch.park import ParkModel
 
@@ -145,11 +148,13 @@ class Worker:
                 ack_id = self._next_ack
                 self._acks[ack_id] = settle
         rejected = self.driver.rejections.count
-        if not len(batch) and ack_id is None and rejected == self._rejected:
-            return
-        self._rejected = rejected
-        self._send(("batch", urgent, batch.sensor, batch.value, batch.ts, batch.quality,
-                    batch.battery, ack_id, dict(self.driver.rejections.total)))
+        if rejected != self._rejected:
+            self._rejected = rejected
+            self._send(("rejected", dict(self.driver.rejections.total)))
+        if len(batch) or ack_id is not None:
+            frame = wire.encode(urgent, batch, ack_id)
+            with self._send_lock, contextlib.suppress(OSError, ValueError):
+                self.conn.send_bytes(frame)
 
 
 def worker_main(cfg: ParkConfig, driver_id: str, conn: Any, log_level: int) -> None:
