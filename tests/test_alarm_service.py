@@ -649,7 +649,8 @@ def test_the_fold_comes_after_the_changes_are_handed_to_the_couriers(make: Any) 
     g.store.unfolded = FOLD_EVERY - 1  # the next commit makes a fold due
     handed: list[tuple[int, int]] = []
     g.service.dispatcher.dispatch = (  # type: ignore[method-assign]
-        lambda records, _ticket=None: handed.append((len(records), folded_changes(g.path))))
+        lambda records, _ticket=None, _waits=None: handed.append(
+            (len(records), folded_changes(g.path))))
     g.readings("A-1F-FB1", 1.0)
     assert handed == [(1, 0)]  # the couriers had it before the fold
     assert folded_changes(g.path) == 1 and g.store.unfolded == 0

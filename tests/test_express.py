@@ -297,6 +297,46 @@ def test_a_fire_raise_left_to_the_courier_stays_behind_its_own_sensors_rows(part
     assert sorted(keys) == sorted({*keys}) and len(keys) == 123
 
 
+def test_a_fire_raise_is_not_published_past_a_waiting_row_of_its_sensor(parts, tmp_path):
+    """The commit stage's own publish of a fire raise: not while a change of the same button
+    (its first alarm, reset just before the press) still waits in the courier's backlog; the
+    courier then sends it, after that change and ahead of the rest."""
+    from parkwatch.alarms.dispatch import Dispatcher
+
+    store, courier, center, broker = parts
+    dispatcher = Dispatcher()
+    dispatcher.couriers = {"uplink": courier}
+    wait_until(lambda: courier.idle, 5, "the courier idle with an empty outbox")
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    backlog = [_record(f"wl-{k}", 1, time.time(), "WL1") for k in range(80)]
+    backlog[50] = _record("fb1-a", 2, time.time(), "FB1")
+    store.commit(backlog)
+    courier.wake()
+    wait_until(lambda: not courier.idle and courier.read_mark() > 0, 5,
+               "the courier busy with the backlog")
+    fire = [_record("fb1-b", 1, time.time(), "FB1"), _record("fb2-a", 1, time.time(), "FB2")]
+    for r in fire:
+        r.doc = {"rule": "button_latch", "sensor_kind": "fire_button"}
+    ticket = dispatcher.prepare()
+    store.commit(fire[:1])
+    dispatcher.dispatch(fire[:1], ticket, lambda target, r: store.sensor_waits(
+        target, r.source, r.alarm_id, r.seq))
+    assert courier.health()["prioritised"] == 0  # FB1's change waits: left to the courier
+    ticket = dispatcher.prepare()
+    store.commit(fire[1:])
+    dispatcher.dispatch(fire[1:], ticket, lambda target, r: store.sensor_waits(
+        target, r.source, r.alarm_id, r.seq))
+    assert courier.health()["prioritised"] == 1  # nothing of FB2 waits: published at once
+    os.kill(broker.proc.pid, signal.SIGCONT)
+    wait_until(lambda: len(center.keys()) >= 82, 30, "every change")
+    _after_a_marker(store, courier, center, tmp_path)
+    keys = center.keys()[:-1]
+    assert keys.index(("fb2-a", 1)) <= WINDOW, keys
+    assert keys.index(("fb1-a", 2)) < keys.index(("fb1-b", 1)) <= 52, keys
+    assert sorted(keys) == sorted({*keys}) and len(keys) == 82
+
+
 def _after_a_marker(store: AlarmStore, courier: Courier, center: _Center, path: Path) -> None:
     """Once the outbox is empty, one more change through the idle courier: anything published
     before it (a second copy, say) has arrived once it has."""

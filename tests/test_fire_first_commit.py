@@ -39,7 +39,7 @@ def test_a_fire_raise_is_committed_ahead_of_the_changes_queued_before_it(tmp_pat
     dispatched: list[list[tuple[str, int]]] = []
 
     class Recording(Dispatcher):
-        def dispatch(self, records, ticket=None):  # type: ignore[no-untyped-def]
+        def dispatch(self, records, ticket=None, waits=None):  # type: ignore[no-untyped-def]
             dispatched.append([(r.alarm_id, r.seq) for r in records])
 
     committer = Committer(store, Recording())

@@ -306,9 +306,14 @@ class Committer:
         self.committed += len(self._unsaved)
         self.groups += 1
         saved, self._unsaved = self._unsaved, []
-        self.dispatcher.dispatch(saved, ticket)
+        self.dispatcher.dispatch(saved, ticket, self._sensor_waits)
         self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
         return True
+
+
+    def _sensor_waits(self, target: str, record: Record) -> bool:
+        """Whether a row of `record`'s sensor, other than its own, waits for `target`."""
+        return self.store.sensor_waits(target, record.source, record.alarm_id, record.seq)
 
 
 def _overtaking(records: list[Record], queued: list[_Item]) -> list[Record]:

@@ -41,13 +41,16 @@ class Dispatcher:
         """Before a commit: which couriers are idle, and since when."""
         return {name: (c.idle_mark(), c.read_mark()) for name, c in self.couriers.items()}
 
-    def dispatch(self, records: list[Record], ticket: Ticket | None = None) -> None:
+    def dispatch(self, records: list[Record], ticket: Ticket | None = None,
+                 waits: Callable[[str, Record], bool] | None = None) -> None:
         """Committed changes: each target's rows to its courier in commit order, the command
         center first; an idle courier (per `ticket`) has them published from this thread, a
-        busy one the fire alarms raised among them (see :mod:`parkwatch.alarms.express`)."""
+        busy one the fire alarms raised among them (see :mod:`parkwatch.alarms.express`).
+        `waits(target, record)`: whether a row of the record's sensor still waits for that
+        target (then its fire raise is left to the courier, which keeps the sensor's order)."""
         ticket = ticket or {}
         rows = by_target(records)
-        fire = {(r.alarm_id, r.seq): r.source for r in records if fire_raise(r)}
+        fire = {(r.alarm_id, r.seq): r for r in records if fire_raise(r)}
         couriers = self.couriers
         for target in sorted(rows, key=lambda t: t != UPLINK):  # the command center first
             courier = couriers.get(target)
@@ -56,9 +59,12 @@ class Dispatcher:
             pending = rows[target]
             idle, reads = ticket.get(target, (None, -1))
             if not courier.express(pending, idle) and fire:
-                first = [p for p in pending if (p.alarm_id, p.seq) in fire]
+                first = [fire[p.alarm_id, p.seq] for p in pending if (p.alarm_id, p.seq) in fire]
                 if first:
-                    courier.priority(first, reads, [fire[p.alarm_id, p.seq] for p in first])
+                    courier.priority(
+                        [p for p in pending if (p.alarm_id, p.seq) in fire], reads,
+                        [r.source for r in first],
+                        publish=waits is None or not any(waits(target, r) for r in first))
         self.on_events([r.doc or r.payload for r in records])
 
     def hold(self, records: list[Record]) -> None:

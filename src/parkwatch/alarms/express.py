@@ -102,13 +102,15 @@ class ExpressLane:
         self._wake.set()
         return done
 
-    def priority(self, rows: list[Pending], mark: int, sources: list[str] | None = None) -> bool:
+    def priority(self, rows: list[Pending], mark: int, sources: list[str] | None = None,
+                 publish: bool = True) -> bool:
         """Fire alarms' first changes, committed while the courier is busy, with its
         :meth:`read_mark` from before that commit: published at once unless the courier has
-        read the outbox since (then the courier sends them first, but after anything of their
-        `sources`, the sensors they belong to).  True when published here."""
+        read the outbox since, or `publish` is False (a row of their sensor still waits): then
+        the courier sends them first, but after anything of their `sources`, the sensors they
+        belong to.  True when published here."""
         with self._express_lock:
-            if mark != self._reads or not self._can_publish():
+            if not publish or mark != self._reads or not self._can_publish():
                 self._first.update(zip(map(key_of, rows), sources or [""] * len(rows),
                                        strict=True))
                 while len(self._first) > FIRST_MAX:

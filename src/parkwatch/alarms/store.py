@@ -161,6 +161,16 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     return db
 
 
+def waiting(db: sqlite3.Connection, target: str, text: str, where: str,
+            params: tuple[Any, ...]) -> bool:
+    """Whether a row for `target` that also meets `where` waits whose event contains `text`
+    (a sensor's id as JSON: a change of that sensor)."""
+    return db.execute(
+        "SELECT 1 FROM outbox o JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
+        f"WHERE o.target=? AND o.state='pending' AND instr(c.payload, ?) > 0 AND {where} "
+        "LIMIT 1", (target, text, *params)).fetchone() is not None
+
+
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("BEGIN IMMEDIATE")
@@ -196,6 +206,13 @@ class AlarmStore:
         durable transaction (:func:`parkwatch.alarms.groupwrite.write_group`)."""
         self.unfolded += 1
         write_group(self.db, list(records), list(marks))
+
+    def sensor_waits(self, target: str, source: str, alarm_id: str, seq: int) -> bool:
+        """Whether a change of `source` (a sensor's id, as its events name it) other than
+        (`alarm_id`, `seq`) waits for delivery to `target` (one delivered whose mark is not
+        written yet counts too)."""
+        return waiting(self.db, target, json.dumps(source, ensure_ascii=False),
+                       "NOT (o.alarm_id=? AND o.seq=?)", (alarm_id, seq))
 
     def fold(self) -> None:
         """Every :data:`FOLD_EVERY` commits, copy the write-ahead log into the database file (a
@@ -288,11 +305,7 @@ class OutboxReader:
     def mentioned(self, cursor: int, before: int, text: str) -> bool:
         """Whether a row of this target after `cursor` and before `before` waits whose
         event contains `text` (a sensor's id as JSON: a row of that sensor)."""
-        return self.db.execute(
-            "SELECT 1 FROM outbox o JOIN changes c ON c.alarm_id=o.alarm_id AND c.seq=o.seq "
-            "WHERE o.target=? AND o.state='pending' AND o.id>? AND o.id<? "
-            "AND instr(c.payload, ?) > 0 LIMIT 1",
-            (self.target, cursor, before, text)).fetchone() is not None
+        return waiting(self.db, self.target, text, "o.id>? AND o.id<?", (cursor, before))
 
     def head(self) -> Pending | None:
         """The oldest pending row of this target."""
