@@ -88,6 +88,20 @@ def lora_park(tmp_path: Path, port: int) -> dict[str, Any]:
     return data
 
 
+def bench_module(name: str) -> Any:
+    """A benchmark's module (benchmarks/<name>.py, not a package), imported by path."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}",
+                                                  REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[f"bench_{name}"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_yaml(data: dict[str, Any], path: Path) -> Path:
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path

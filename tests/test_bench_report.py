@@ -4,19 +4,15 @@ benchmark runs here."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import bench_module
+
 REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_report", REPO / "benchmarks" / "report.py")
-assert _spec is not None and _spec.loader is not None
-report = importlib.util.module_from_spec(_spec)
-sys.modules["bench_report"] = report
-_spec.loader.exec_module(report)
+report = bench_module("report")
 
 MACHINE = {"nproc": 2, "python": "3.11.7", "loadavg": [0.5, 0.4, 0.3], "cpu_probe_ms": 12.4,
            "timestamp": "2026-11-23T10:00:00+00:00"}

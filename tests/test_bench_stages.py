@@ -3,20 +3,12 @@ the daemon's /metrics serves it (prometheus_client's own histograms and text for
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from conftest import bench_module
 from parkwatch.daemon.metrics import COMMIT_BUCKETS, LATENCY_BUCKETS
 
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_stages", REPO / "benchmarks" / "stages.py")
-assert _spec is not None and _spec.loader is not None
-stages = importlib.util.module_from_spec(_spec)
-sys.modules["bench_stages"] = stages
-_spec.loader.exec_module(stages)
+stages = bench_module("stages")
 
 
 def test_a_steps_stages_are_what_was_observed_between_two_scrapes() -> None:
