@@ -107,7 +107,8 @@ def test_the_half_load_says_where_its_maximum_came_from() -> None:
 def test_a_missing_benchmark_is_one_not_run_row() -> None:
     rows = report.summarise({"ingest": INGEST})
     names = [r["benchmark"] for r in rows if r["figure"].startswith("not run")]
-    assert names == ["latency", "rules", "bus", "telemetry", "startup", "alarms", "peers"]
+    assert names == ["latency", "rules", "bus", "telemetry", "startup", "alarms", "peers",
+                     "openalarms"]
     startup = next(r for r in rows if r["benchmark"] == "startup")
     assert startup["value"] is None and startup["met"] is None and "1.5 s" in startup["target"]
 
@@ -619,3 +620,25 @@ def test_peers_table_is_rendered_from_the_results() -> None:
         "rate is a lower bound." in " ".join(" ".join(lines).split())
     assert "Unreadable `benchmarks/results/peers.json`" in report.detail_block(
         "peers", {"results": {"storm": "not a mapping"}})
+
+
+def test_open_alarms_and_the_fire_press_in_a_storm_are_held_to_their_targets() -> None:
+    openalarms = {"benchmark": "openalarms", "command": "x", "machine": MACHINE,
+                  "settings": {"open": 100_000},
+                  "cpu": {"ratio": 1.013, "target_ratio": 1.1, "meets_target": True},
+                  "burst": {"target_s": 2.0, "burst_s": {"100000": 7.96, "0": 1.5}}}
+    peers = {"benchmark": "peers", "command": "x", "machine": MACHINE, "results": {"storm": {
+        "parkwatch": {"steps": [], "max_rate": 20_000, "duplicates": 0,
+                      "fire_probe": {"p99_ratio": 6.58}},
+        "node-red": {"steps": [], "max_rate": 12_000}}}}
+    rows = report.summarise({"openalarms": openalarms, "peers": peers})
+    mine = [(r["figure"], r["value"], r["target"], r["met"]) for r in rows
+            if r["benchmark"] == "openalarms"]
+    assert mine == [("CPU per reading, open / none", 1.013, "≤ 1.1×", True),
+                    ("last at the command center, 0 open", 1.5, "≤ 2 s", True),
+                    ("last at the command center, 100 000 open", 7.96, "≤ 2 s", False)]
+    fire = by_figure([r for r in rows if r["benchmark"] == "peers"], "fire press p99")
+    assert (fire["value"], fire["target"], fire["met"]) == (6.58, "≤ 2×", False)
+    # a run without the open-alarms benchmark says so, with what it would be held to
+    missing = [r for r in report.summarise({}) if r["benchmark"] == "openalarms"]
+    assert missing[0]["figure"].startswith("not run") and "2 s" in missing[0]["target"]
