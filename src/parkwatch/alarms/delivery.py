@@ -72,7 +72,8 @@ class Courier(ExpressLane):
         self.failures = 0
         self.expired = 0
         self.last_latency_s: float | None = None
-        #: self-metrics: called with each delivered row's commit → confirmation seconds
+        #: self-metrics: called with each delivered row's seconds from its change (routing)
+        #: to the target's confirmation
         self.on_delivered = on_delivered
         self.failing = False
         #: committed rows read ahead, in commit order, and the last outbox id read

@@ -3,9 +3,10 @@
 
 Nothing is counted twice: the daemon's parts already count what they do (drivers, rule engine,
 alarm service, couriers, state keeper, telemetry sink), and a custom collector reads those
-counters at scrape time.  Only what no part measures is measured here, in two histograms: how
-long the rule engine takes per batch and per clock tick, and how long an alarm change takes
-from its commit to the target's confirmation.
+counters at scrape time.  Only what no part measures is measured here, in three histograms:
+how long the rule engine takes per batch and per clock tick, how long the commit stage takes
+per transaction, and how long an alarm change takes from its routing to the target's
+confirmation.
 
 Both endpoints run on the HTTP server's threads, never on the pipeline thread: they must answer
 while the pipeline is hung, which is when they matter most.  They only read (copies of dicts and
@@ -67,7 +68,7 @@ STUCK_AFTER_S = 10.0
 #: rule evaluation: microseconds for a lone button press, milliseconds for a flood
 RULE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                 0.1, 0.25, 0.5, 1.0)
-#: commit → confirmed delivery: milliseconds when the target is up; 3 s and 10 s are the
+#: change → confirmed delivery: milliseconds when the target is up; 3 s and 10 s are the
 #: regulatory relay and notification limits; minutes to hours while a target is away
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0, 10.0,
                    30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
@@ -136,7 +137,8 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("parkwatch_deliveries_expired_total", "counter", ("target",),
      "Alarm changes given up on because they could not be delivered before they expired."),
     ("parkwatch_delivery_latency_seconds", "histogram", ("target",),
-     "Time from an alarm change's commit to the target's confirmation."),
+     "Time from an alarm change (its routing, just before the commit stage) to the target's "
+     "confirmation."),
     ("parkwatch_target_up", "gauge", ("target",),
      "1 when a delivery target takes deliveries, 0 while it fails or its broker is "
      "disconnected."),
@@ -202,7 +204,7 @@ def _histogram(name: str, buckets: tuple[float, ...]) -> Histogram:
 
 
 class DaemonMetrics:
-    """One daemon's metrics: its registry, its two histograms, and the collector that reads
+    """One daemon's metrics: its registry, its three histograms, and the collector that reads
     every other figure from the daemon's parts at scrape time."""
 
     def __init__(self, daemon: Daemon) -> None:
@@ -233,7 +235,7 @@ class DaemonMetrics:
         self._commit_child[phase].observe(seconds)
 
     def delivery_observer(self, target: str) -> Callable[[float], None]:
-        """What a target's courier calls with each delivered row's commit → confirmation time
+        """What a target's courier calls with each delivered row's change → confirmation time
         (the series exists, at zero, before the first delivery)."""
         child = self.delivery_seconds.labels(target)
         return lambda seconds: child.observe(max(0.0, seconds))
