@@ -164,7 +164,11 @@ class Courier(ExpressLane):
         """Read the next committed rows after the cursor; a row that already went out from
         memory is only marked."""
         self._begin_read()
-        for row in outbox.after(self._cursor, READ_AHEAD):
+        try:
+            rows = outbox.after(self._cursor, READ_AHEAD)
+        finally:
+            self._end_read()
+        for row in rows:
             self._cursor = row.id
             key = key_of(row)
             if key in self._early:  # a fire raise read ahead of its turn: queued already

@@ -13,7 +13,8 @@ published twice.
 not wait behind it (GB 26875.1 gives the whole chain 10 s).  Its first change (``seq`` 1: the
 alarm has nothing before it, so no order of its own can break) is published by the committer
 even while the courier is busy (:meth:`ExpressLane.priority`), unless the courier has read the
-outbox since the commit began (:meth:`ExpressLane.read_mark`): then it may hold the row
+outbox since the commit began, or was reading it then (:meth:`ExpressLane.read_mark`): then it
+may hold the row
 already, and sends it before the rows ahead of it, as soon as the rows in flight are confirmed.
 The courier later finds a row the committer published and only confirms and marks it.  Other
 alarms' changes keep their order; only the fire raise overtakes them.
@@ -57,8 +58,10 @@ class ExpressLane:
         self._idle = False
         #: how many times the courier has fallen idle: an idle mark names one idle spell
         self._idle_spells = 0
-        #: how many times the courier has begun to read the outbox
+        #: how many times the courier has begun to read the outbox, and whether it is reading
+        #: now (its read's snapshot of the store may begin after a commit it began before)
         self._reads = 0
+        self._reading = False
         self._express_lock = threading.Lock()
         #: (alarm_id, seq, subscriber) -> what the committer published, for the courier to
         #: confirm instead of publishing
@@ -75,14 +78,21 @@ class ExpressLane:
             return self._idle_spells if self._idle else None
 
     def read_mark(self) -> int:
-        """Before a commit: how many reads of the outbox the courier has begun."""
+        """Before a commit: how many reads of the outbox the courier has begun, or -1 while
+        it is in the middle of one (that read may yet see the commit: the store fixes what a
+        read sees when its query starts, not when the courier decides to read)."""
         with self._express_lock:
-            return self._reads
+            return -1 if self._reading else self._reads
 
     def _begin_read(self) -> None:
         """The courier is about to read the outbox (the rows it gets are its to send)."""
         with self._express_lock:
             self._reads += 1
+            self._reading = True
+
+    def _end_read(self) -> None:
+        with self._express_lock:
+            self._reading = False
 
     def _can_publish(self) -> bool:
         return isinstance(self.sender, MqttPublisher) and (
