@@ -528,9 +528,9 @@ class Pair:
                                    "messages": n, "ts_base_ms": ts_base})
         exp_idx, exp_up = simulate(vals, self.state.copy())
         ev0 = self.checker.ask("count")
-        cpu0 = self.cpu()
-        threads0 = self.sys.threads()
+        threads0 = self.sys.threads()  # scrapes of /metrics: before the CPU window opens
         stages0 = self.sys.stages()
+        cpu0 = self.cpu()
         start_at = time.monotonic() + 0.05
         result = self.b.load.send_async(rate, start_at, times=True)
         # abort when the alerts fall more than abort_lag behind the readings that cause them

@@ -193,3 +193,5 @@ def test_a_batch_crosses_the_pipe_as_it_was_sent(n: int) -> None:
     assert wire.decode(pickle.dumps(("state", True), protocol=5)) is None
     with pytest.raises(ValueError):
         wire.decode(wire.encode(False, sent, None) + b"x")
+    with pytest.raises(ValueError):  # cut short inside its header
+        wire.decode(wire.encode(False, sent, None)[:5])

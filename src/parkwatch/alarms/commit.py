@@ -310,7 +310,6 @@ class Committer:
         self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
         return True
 
-
     def _sensor_waits(self, target: str, record: Record) -> bool:
         """Whether a row of `record`'s sensor, other than its own, waits for `target`."""
         return self.store.sensor_waits(target, record.source, record.alarm_id, record.seq)

@@ -59,12 +59,12 @@ class Dispatcher:
             pending = rows[target]
             idle, reads = ticket.get(target, (None, -1))
             if not courier.express(pending, idle) and fire:
-                first = [fire[p.alarm_id, p.seq] for p in pending if (p.alarm_id, p.seq) in fire]
+                first = [(p, fire[p.alarm_id, p.seq]) for p in pending
+                         if (p.alarm_id, p.seq) in fire]
                 if first:
                     courier.priority(
-                        [p for p in pending if (p.alarm_id, p.seq) in fire], reads,
-                        [r.source for r in first],
-                        publish=waits is None or not any(waits(target, r) for r in first))
+                        [p for p, _ in first], reads, [r.source for _, r in first],
+                        publish=waits is None or not any(waits(target, r) for _, r in first))
         self.on_events([r.doc or r.payload for r in records])
 
     def hold(self, records: list[Record]) -> None:

@@ -13,11 +13,11 @@ published twice.
 not wait behind it (GB 26875.1 gives the whole chain 10 s).  Its first change (``seq`` 1: the
 alarm has nothing before it, so no order of its own can break) is published by the committer
 even while the courier is busy (:meth:`ExpressLane.priority`), unless the courier has read the
-outbox since the commit began, or was reading it then (:meth:`ExpressLane.read_mark`): then it
-may hold the row
-already, and sends it before the rows ahead of it, as soon as the rows in flight are confirmed.
-The courier later finds a row the committer published and only confirms and marks it.  Other
-alarms' changes keep their order; only the fire raise overtakes them.
+outbox since the commit began, or was reading it then (:meth:`ExpressLane.read_mark`), or a
+change of the same sensor still waits: then the courier may hold the row already, or must send
+that change first, and it sends the row next, once the rows in flight are confirmed and behind
+any row of its own sensor.  The courier later finds a row the committer published and only
+confirms and marks it.  Other changes keep their order; only the fire raise overtakes them.
 """
 
 from __future__ import annotations

@@ -157,7 +157,8 @@ _EVENT_TAGS = (("building", "building"), ("event", "event"), ("floor", "floor"),
                ("hazard", None), ("park", "park"), ("rule", "rule"), ("sensor", "sensor_id"),
                ("sensor_kind", "sensor_kind"), ("severity", "severity"), ("zone", "zone"))
 _BOOL = {True: "true", False: "false"}
-_last_changed: list[Any] = [None, 0]  # (changed_at text, its ms): events come many to a ms
+#: (changed_at text, its ms), replaced whole: events come many to a millisecond
+_last_changed: tuple[str | None, int] = (None, 0)
 
 
 def _number(value: Any) -> str | None:
@@ -195,9 +196,9 @@ def event_line(event: Mapping[str, Any], hazard: str) -> str:
         fields.append(f"acked_by={acked_by}")
     if (message := field_value(get("message") or "")) is not None:
         fields.append(f"message={message}")
+    global _last_changed
     changed = event["changed_at"]
     last = _last_changed
     if last[0] != changed:
-        last[1] = rfc3339_to_ms(changed)
-        last[0] = changed
+        last = _last_changed = (changed, rfc3339_to_ms(changed))
     return f"{','.join(tags)} {','.join(fields)} {last[1]}\n"

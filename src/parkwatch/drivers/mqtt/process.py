@@ -143,16 +143,15 @@ class MqttProcessDriver:
                 return
             try:
                 frame = wire.decode(data)
-            except ValueError:  # a worker's bug: never the daemon's end
-                log.exception("driver %s: a batch from the worker process is unreadable",
+                msg = ForkingPickler.loads(data) if frame is None else None
+            except Exception:  # a worker's bug: never the daemon's end
+                log.exception("driver %s: a message from the worker process is unreadable",
                               self.id)
                 continue
             if frame is not None:
                 urgent, batch, ack_id = frame
                 (urgent_put if urgent else put)((self, batch, ack_id))
-                continue
-            msg = ForkingPickler.loads(data)
-            if msg[0] == "rejected":
+            elif msg[0] == "rejected":
                 total = self.rejections.total  # set, never cleared: a scrape reading it
                 for reason, n in msg[1].items():  # meanwhile must not see a counter drop
                     total[reason] = n

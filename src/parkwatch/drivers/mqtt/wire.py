@@ -39,6 +39,8 @@ def decode(data: bytes | bytearray) -> tuple[bool, ReadingBatch, int | None] | N
     The arrays are views of a writable copy of `data`."""
     if not data or data[0] != TAG:
         return None
+    if len(data) < _HEAD.size:
+        raise ValueError(f"batch frame of {len(data)} bytes, shorter than its header")
     _tag, urgent, ack_id, n = _HEAD.unpack_from(data)
     if len(data) != _HEAD.size + 29 * n:
         raise ValueError(f"batch frame of {len(data)} bytes for {n} readings")
