@@ -108,6 +108,12 @@ class Courier(ExpressLane):
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def carrying(self) -> bool:
+        """Awake with committed rows to carry, to a target that takes them."""
+        return not self._idle and not self.failing and (
+            self.ready is None or self.ready.is_set())
+
     def offer(self, rows: list[Pending]) -> None:
         """Deliver changes the store could not commit (disk full) from memory meanwhile."""
         with self._memory_lock:
@@ -308,16 +314,23 @@ class Courier(ExpressLane):
             except DeliveryError as exc:
                 return 0, exc
             return 1, None
-        published: list[list[Any]] = []
+        with self._express_lock:  # what the committer published already is only confirmed
+            expressed = [key_of(row) in self._expressed for row in rows]
         error: DeliveryError | None = None
-        for row in rows:
-            with self._express_lock:
-                infos = self._expressed.pop(key_of(row), None)
-            try:
-                published.append(infos if infos is not None else sender.publish(row))
-            except DeliveryError as exc:
-                error = exc
-                break
+        fresh: list[list[Any]] = []
+        try:
+            fresh = sender.publish_rows([r for r, e in zip(rows, expressed, strict=True) if not e])
+        except DeliveryError as exc:
+            error = exc
+        published: list[list[Any]] = []
+        unsent = iter(fresh)
+        for row, e in zip(rows, expressed, strict=True):
+            if e:
+                with self._express_lock:
+                    infos = self._expressed.pop(key_of(row))
+            elif (infos := next(unsent, None)) is None:
+                break  # the publishing failed from here
+            published.append(infos)
         for k, infos in enumerate(published):
             try:
                 sender.confirm(infos)

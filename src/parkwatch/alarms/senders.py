@@ -22,6 +22,7 @@ from parkwatch.alarms.store import Pending
 from parkwatch.alarms.uplink import Topics
 from parkwatch.config.delivery import MqttTarget, WebhookTarget
 from parkwatch.mqtt.link import MqttLink
+from parkwatch.mqtt.manypublish import Message
 
 log = logging.getLogger("parkwatch.delivery")
 
@@ -105,12 +106,28 @@ def _confirm(infos: list, what: str) -> None:
 
 class MqttPublisher:
     """Send = publish (QoS 1, queued on the link) + confirm (wait for every PUBACK); the two
-    halves apart let the committer publish and the courier confirm (express)."""
+    halves apart let the committer publish and the courier confirm (express).  A row is a
+    few messages (:meth:`messages`); a courier's window of rows goes to the link's network
+    thread at once (:meth:`publish_rows`)."""
 
     link: MqttLink
 
-    def publish(self, row: Pending) -> list[Any]:
+    def messages(self, row: Pending) -> list[Message]:
+        """What is published for `row`: (topic, payload, retain), in order."""
         raise NotImplementedError
+
+    def publish(self, row: Pending) -> list[Any]:
+        self._connected()
+        return [self.link.publish(t, p, retain=r) for t, p, r in self.messages(row)]
+
+    def publish_rows(self, rows: list[Pending]) -> list[list[Any]]:
+        """:meth:`publish` for each of `rows`, in order, in one hand-over to the link."""
+        if not rows:
+            return []
+        self._connected()
+        per_row = [self.messages(row) for row in rows]
+        infos = iter(self.link.publish_many([m for msgs in per_row for m in msgs]))
+        return [[next(infos) for _ in msgs] for msgs in per_row]
 
     def send(self, row: Pending) -> None:
         self.confirm(self.publish(row))
@@ -131,12 +148,10 @@ class UplinkSender(MqttPublisher):
         self.link = link
         self.topics = topics
 
-    def publish(self, row: Pending) -> list[Any]:
-        self._connected()
+    def messages(self, row: Pending) -> list[Message]:
         closed = (row.event or json.loads(row.payload)["event"]) == "closed"
-        return [self.link.publish(self.topics.events, row.payload),
-                self.link.publish(self.topics.alarm(row.alarm_id),
-                                  b"" if closed else row.payload, retain=True)]
+        return [(self.topics.events, row.payload, False),
+                (self.topics.alarm(row.alarm_id), b"" if closed else row.payload, True)]
 
 
 class MqttSender(MqttPublisher):
@@ -146,7 +161,5 @@ class MqttSender(MqttPublisher):
         self.link = link
         self.topic = cfg.topic
 
-    def publish(self, row: Pending) -> list[Any]:
-        self._connected()
-        return [self.link.publish(self.topic.replace("{subscriber}", row.subscriber),
-                                  row.payload)]
+    def messages(self, row: Pending) -> list[Message]:
+        return [(self.topic.replace("{subscriber}", row.subscriber), row.payload, False)]

@@ -16,7 +16,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.mqtt.buffered import BufferedClient
+from parkwatch.mqtt.manypublish import Message, publish_many
 
 log = logging.getLogger("parkwatch.mqtt")
 
@@ -59,7 +60,9 @@ class MqttLink:
         c = BufferedClient(CallbackAPIVersion.VERSION2, client_id=client_id,
                            clean_session=clean_session, protocol=mqtt.MQTTv311)
         c.max_queued_messages_set(0)  # unlimited: an alarm is never dropped client-side
-        c.max_inflight_messages_set(100)
+        # no client-side window: the couriers keep their own (a window here made paho scan
+        # every message in flight for each PUBACK, and queued an express fire raise behind it)
+        c.max_inflight_messages_set(0)
         # paho doubles the wait from min to max; it takes fractions of a second although its
         # signature says int (the waits are compared with time.monotonic())
         c.reconnect_delay_set(min_delay=broker.reconnect_min_s,  # type: ignore[arg-type]
@@ -106,6 +109,11 @@ class MqttLink:
     def publish(self, topic: str, payload: bytes, *, qos: int = 1,
                 retain: bool = False) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_many(self, messages: Sequence[Message]) -> list[mqtt.MQTTMessageInfo]:
+        """QoS 1 messages (topic, payload, retain), in order, handed to the network thread
+        together (:mod:`parkwatch.mqtt.manypublish`)."""
+        return publish_many(self.client, messages)
 
     def wait_written(self, timeout: float) -> bool:
         """Wait (GIL released) until what was published is written to the broker's socket."""
