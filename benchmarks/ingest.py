@@ -96,7 +96,10 @@ def park_data(sensors_port: int, uplink_port: int, api_port: int, vm_url: str | 
         "gateway": {"id": "bench-gw", "state_dir": str(state_dir), "status_interval_s": 30},
         "brokers": {"sensors": {"host": "127.0.0.1", "port": sensors_port},
                     "center": {"host": "127.0.0.1", "port": uplink_port}},
-        "uplink": {"broker": "center"},
+        # the command center's courier in a process of its own (the setting docs/install.md
+        # gives a large park); PARKWATCH_BENCH_UPLINK_PROCESS=0 runs it in the daemon's
+        "uplink": {"broker": "center",
+                   "process": os.environ.get("PARKWATCH_BENCH_UPLINK_PROCESS", "1") == "1"},
         "api": {"listen": "127.0.0.1", "port": api_port},
         "landlord": {"id": "landlord", "name": "基准实业"},
         "buildings": [{"id": b, "floors": [

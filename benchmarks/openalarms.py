@@ -649,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="one more burst with --open alarms, py-spy sampling the daemon (which "
                     "slows it): the seconds each thread held the GIL, and where")
+    ap.add_argument("--profile-raw", type=Path, default=None,
+                    help="with --profile, keep py-spy's raw samples here (for flamegraph.pl)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     started = time.monotonic()
@@ -704,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("  the same burst again, profiled (py-spy --gil; not a figure):",
                       flush=True)
                 r = burst_run(b, args.open, args, tmp / "burst-profiled", cache,
-                              profile=tmp / "burst-profile.txt")
+                              profile=args.profile_raw or tmp / "burst-profile.txt")
                 _print_burst(r)
                 _print_profile(r.get("profile") or {})
                 res["burst"]["profiled"] = r

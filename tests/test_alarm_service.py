@@ -754,3 +754,43 @@ def test_telemetry_gets_each_event_as_built_and_it_matches_the_delivered_bytes(
         assert json.loads(json.dumps(doc, ensure_ascii=False)) == event
         assert event_line(doc, telemetry_hazard(doc)) == event_line(event,
                                                                     telemetry_hazard(event))
+
+
+def test_a_storms_changes_are_routed_in_chunks_with_fire_raises_first(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """A batch's changes go to the commit stage a chunk at a time (a storm's first changes are
+    written and delivered while the rest are routed), fire alarms' first changes ahead of the
+    others, except behind a change of their own sensor."""
+    from parkwatch.alarms import service as service_module
+
+    monkeypatch.setattr(service_module, "ROUTE_CHUNK", 2)
+    g = Gateway(tmp_path, Clock(), {})
+    cells = [i for i in g.park.idents() if "-LC" in i][:4]
+    first, second = "A-3F-FB1", next(i for i in g.park.idents()
+                                     if "-FB" in i and i != "A-3F-FB1")
+    comm, latch, high = (RULE_NAMES.index(r) for r in ("comm_fault", "button_latch",
+                                                       "high_threshold"))
+    nan = math.nan
+
+    def rows(sensors: list[str], rule: int, old: int, new: int) -> Transitions:
+        n = len(sensors)
+        return Transitions.build(np.array([g.idx(s) for s in sensors]), rule,
+                                 np.full(n, old), np.full(n, new), np.full(n, 1.0),
+                                 np.full(n, nan), np.full(n, g.clock()))
+
+    g.service.apply(rows([first], comm, N, W))  # the button's link fault is open
+    before = g.seen()
+    groups = g.service.committer.groups
+    g.service.apply(Transitions.concat([
+        rows(cells[:2], high, N, C),
+        rows([first], comm, W, N),  # the fault clears, then the same button is pressed
+        rows([first], latch, N, C),
+        rows(cells[2:], high, N, C),
+        rows([second], latch, N, C)]))
+    order = [(e["sensor_id"], e["rule"], e["event"]) for e in g.events()[before:]]
+    assert order == [
+        (second, "button_latch", "raised"),  # nothing of its sensor before it: first
+        (cells[0], "high_threshold", "raised"), (cells[1], "high_threshold", "raised"),
+        (first, "comm_fault", "cleared"), (first, "button_latch", "raised"),
+        (cells[2], "high_threshold", "raised"), (cells[3], "high_threshold", "raised")]
+    assert g.service.committer.groups - groups == 4  # 7 changes, 2 at a time

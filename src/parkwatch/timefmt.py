@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 
-_last: list[object] = [None, ""]  # (whole second, its text): events come many to a second
+#: whole second -> its text: events come many to a second, and one event names a few seconds
+#: (its reading's, its raise's, its change's), so a single remembered second kept missing
+_seconds: dict[int, str] = {}
+_SECONDS_MAX = 64
 
 
 def rfc3339_ms(ts: float) -> str:
     """1763800000.1234 -> '2025-11-22T08:26:40.123Z'."""
-    ms = round(ts * 1000.0)
-    secs, milli = divmod(ms, 1000)
-    last = _last
-    if last[0] != secs:
-        last[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        last[0] = secs
-    return f"{last[1]}.{milli:03d}Z"
+    secs, milli = divmod(round(ts * 1000.0), 1000)
+    text = _seconds.get(secs)
+    if text is None:
+        if len(_seconds) >= _SECONDS_MAX:
+            _seconds.clear()
+        text = _seconds[secs] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{text}.{milli:03d}Z"

@@ -172,6 +172,11 @@ class Committer:
         """Submissions not yet committed."""
         return len(self._queue) + bool(self._urgent)
 
+    @property
+    def busy(self) -> bool:
+        """Changes wait to be committed, or a group is being written."""
+        return bool(self._queue or self._urgent or self._busy)
+
     # --- the thread ----------------------------------------------------------------------
 
     def start(self) -> None:

@@ -14,12 +14,18 @@ again and then be handed the same rows to publish: one change sent twice in norm
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.routing import hazard
 from parkwatch.alarms.store import Pending, Record
 from parkwatch.config.delivery import UPLINK
+
+if TYPE_CHECKING:
+    from parkwatch.alarms.courierproc import CourierProcess
+
+#: a target's courier: a thread of the daemon, or the uplink's in a process of its own
+AnyCourier = Union[Courier, "CourierProcess"]
 
 #: per target, the courier's idle mark (None: busy then) and read mark before a commit
 Ticket = dict[str, tuple[int | None, int]]
@@ -31,11 +37,15 @@ class Dispatcher:
     def __init__(self, on_events: Callable[[list[Any]], None] = lambda _p: None) -> None:
         #: target name → courier; replaced whole (never changed in place) on a reload, so a
         #: reader on another thread always sees one consistent mapping
-        self.couriers: dict[str, Courier] = {}
+        self.couriers: dict[str, AnyCourier] = {}
         self.on_events = on_events  # the committed events, e.g. to telemetry
 
-    def __iter__(self) -> Iterator[Courier]:
+    def __iter__(self) -> Iterator[AnyCourier]:
         return iter(dict(self.couriers).values())
+
+    def carrying(self) -> bool:
+        """Whether some courier has committed rows to carry to a target that takes them."""
+        return any(c.carrying for c in self)
 
     def prepare(self) -> Ticket:
         """Before a commit: which couriers are idle, and since when."""

@@ -66,9 +66,18 @@ class EventBuilder:
         cfg = park.cfg
         self.gateway = cfg.gateway.id
         self.messages = MessageFormatter(cfg.alarms.language, cfg.alarms.messages)
+        self._sources: dict[tuple[int, str], _Source] = {}
 
     def _source(self, a: Alarm) -> _Source:
-        """Where an alarm comes from: a sensor, or a floor/zone (group) for its load."""
+        """Where an alarm comes from: a sensor, or a floor/zone (group) for its load (the
+        park does not change under a builder: a reload builds a new one)."""
+        key = (a.sensor, a.rule)
+        src = self._sources.get(key)
+        if src is None:
+            src = self._sources[key] = self._describe(a)
+        return src
+
+    def _describe(self, a: Alarm) -> _Source:
         n = len(self.park.sensors)
         if a.sensor >= n:
             g = self.park.groups[a.sensor - n]
@@ -126,5 +135,9 @@ class EventBuilder:
         }
 
 
+#: json.dumps with arguments builds an encoder every call; one serves every event
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _encode(event).encode("utf-8")

@@ -121,14 +121,23 @@ class ExpressLane:
         belong to.  True when published here."""
         with self._express_lock:
             if not publish or mark != self._reads or not self._can_publish():
-                self._first.update(zip(map(key_of, rows), sources or [""] * len(rows),
-                                       strict=True))
-                while len(self._first) > FIRST_MAX:
-                    del self._first[next(iter(self._first))]
+                self._name_first(list(map(key_of, rows)), sources or [""] * len(rows))
                 return False
             done = self._publish(rows)
             self.prioritised += len(rows) if done else 0
         return done
+
+    def send_first(self, keys: list[Key], sources: list[str]) -> None:
+        """Fire raises for the courier to send first, behind anything of their `sources`
+        (the courier in a process of its own is told so; nothing publishes them here)."""
+        with self._express_lock:
+            self._name_first(keys, sources)
+        self._wake.set()
+
+    def _name_first(self, keys: list[Key], sources: list[str]) -> None:
+        self._first.update(zip(keys, sources, strict=True))
+        while len(self._first) > FIRST_MAX:
+            del self._first[next(iter(self._first))]
 
     def _publish(self, rows: list[Pending]) -> bool:
         """Publish `rows` for the courier to confirm (the lock held): False when the sender

@@ -94,6 +94,10 @@ def write_group(db: sqlite3.Connection, records: list[Record], marks: list[Mark]
     db.execute("COMMIT")
 
 
+#: json.dumps(state, ensure_ascii=False) without building an encoder for every change
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _rows(records: list[Record], plain: bool) -> tuple[list[Any], ...]:
     """(alarms, changes, outbox, suppressions) rows; `plain`: as SQL parameters, else for
     the JSON document (times made finite, the change's fields folded into its alarm row)."""
@@ -101,12 +105,12 @@ def _rows(records: list[Record], plain: bool) -> tuple[list[Any], ...]:
     changes: list[Any] = []
     outbox: list[Any] = []
     suppressions: list[Any] = []
-    dumps = json.dumps
+    dumps = _dumps
     real = (lambda x: x) if plain else _real
     for r in records:
         text = r.payload.decode("utf-8")
         row = (r.alarm_id, r.source, r.rule, r.seq, r.active, r.acknowledged, r.closed,
-               real(r.next_due), r.at, dumps(r.state, ensure_ascii=False), text)
+               real(r.next_due), r.at, dumps(r.state), text)
         if plain:
             alarms.append(row)
             changes.append((r.alarm_id, r.seq, r.event, r.at, text))

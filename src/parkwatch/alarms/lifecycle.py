@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from operator import attrgetter
+from typing import Any
 
 from parkwatch.alarms.ids import new_alarm_id
 from parkwatch.rules.registry import RULE_NAMES
@@ -81,9 +82,19 @@ ALARM_FIELDS = tuple(f.name for f in fields(Alarm))
 _values = attrgetter(*ALARM_FIELDS)
 
 
-def alarm_state(alarm: Alarm) -> dict[str, object]:
-    """The alarm's fields by name (plain values and tuples: no deep copy needed)."""
-    return dict(zip(ALARM_FIELDS, _values(alarm), strict=True))
+def _state_function() -> Callable[[Alarm], dict[str, object]]:
+    """One dict display of every field, compiled once from the dataclass's own field names
+    (every change of every alarm builds its state: this takes half the time of
+    ``dict(zip(names, values))``)."""
+    body = ", ".join(f"{name!r}: a.{name}" for name in ALARM_FIELDS)
+    scope: dict[str, Any] = {}
+    exec(f"def alarm_state(a):\n    return {{{body}}}", scope)
+    fn: Callable[[Alarm], dict[str, object]] = scope["alarm_state"]
+    fn.__doc__ = "The alarm's fields by name (plain values and tuples: no deep copy needed)."
+    return fn
+
+
+alarm_state = _state_function()
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,9 @@ log = logging.getLogger("parkwatch.alarms")
 
 
 #: the states of an open alarm (cleared and acknowledged is closed)
+#: changes routed before they are handed to the commit stage together
+ROUTE_CHUNK = 128
+
 OPEN_STATES = ("active_unacknowledged", "active_acknowledged", "cleared_unacknowledged")
 
 
@@ -87,6 +90,10 @@ class AlarmService:
         self.committer = committer if committer is not None else Committer(
             store, dispatcher if dispatcher is not None else Dispatcher(), threaded=False)
         self.on_due = on_due
+        #: changes are being routed and handed to the commit stage (the pipeline's thread),
+        #: and when that last began (time.monotonic)
+        self.routing = False
+        self.changed_at = -math.inf
         self.refused = Rejections(log, "operator command")
         self.orphans: list[str] = []
         self._armed: float | None = None
@@ -246,10 +253,34 @@ class AlarmService:
         if not changes:
             return 0
         now = self.clock()
-        records = [self._route(change, now) for change in changes]
-        self.committer.submit(records)
+        self.routing = True
+        self.changed_at = time.monotonic()
+        try:
+            for part in self._parts(changes):
+                self.committer.submit([self._route(change, now) for change in part])
+        finally:
+            self.routing = False
         self._arm()
-        return len(records)
+        return len(changes)
+
+    def _parts(self, changes: list[Change]) -> list[list[Change]]:
+        """`changes` in the order they are routed and handed to the commit stage, at most
+        :data:`ROUTE_CHUNK` at a time, so a storm's changes are written and delivered while
+        the rest are routed: fire raises first (those no earlier change of their sensor
+        precedes), then the others in their order."""
+        first = [c for c in changes if c.event == "raised" and c.alarm.seq == 1
+                 and self._hazard(c.alarm) == "fire"]
+        if first:
+            seen: set[int] = set()
+            ahead: set[int] = set()
+            for c in changes:
+                if c.event == "raised" and c.alarm.seq == 1 and c.alarm.sensor not in seen:
+                    ahead.add(id(c))
+                seen.add(c.alarm.sensor)
+            first = [c for c in first if id(c) in ahead]
+            chosen = {id(c) for c in first}
+            changes = first + [c for c in changes if id(c) not in chosen]
+        return [changes[i:i + ROUTE_CHUNK] for i in range(0, len(changes), ROUTE_CHUNK)]
 
     def _route(self, change: Change, now: float) -> Record:
         """One change as the store keeps it: its contract event, its drill, ladder and

@@ -29,7 +29,8 @@ class BrokerConfig(Strict):
     client_id_prefix: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.\-]{1,40}$",
         description="MQTT client ids on this broker start with this (default parkwatch-"
-        "{gateway}); each connection adds its role: -uplink, -driver-{id}",
+        "{gateway}); each connection adds its role: -uplink, -uplink-alarms (with "
+        "`uplink.process`), -driver-{id}",
     )
     username: str | None = Field(None, description="MQTT user name")
     password_file: ConfigPath | None = Field(

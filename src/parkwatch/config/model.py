@@ -60,6 +60,11 @@ class UplinkConfig(Strict):
         "parkwatch/v1", pattern=r"^[^+#]+[^/+#]$", description="contract prefix; change only "
         "with the contract version"
     )
+    process: bool = Field(
+        False, description="carry the alarm events to the command center from a process of "
+        "its own, on its own broker connection (client id …-uplink-alarms): a second core "
+        "for the deliveries when many alarms change at once"
+    )
 
 
 class Party(Strict):

@@ -15,8 +15,10 @@ import numpy as np
 
 from parkwatch import __version__
 from parkwatch.alarms.commit import Committer
+from parkwatch.alarms.courierproc import CourierProcess
+from parkwatch.alarms.courierworker import UPLINK_BACKOFF
 from parkwatch.alarms.delivery import Courier
-from parkwatch.alarms.dispatch import Dispatcher
+from parkwatch.alarms.dispatch import AnyCourier, Dispatcher
 from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import AlarmStore
@@ -50,6 +52,8 @@ from parkwatch.timefmt import rfc3339_ms
 log = logging.getLogger("parkwatch")
 
 STORE_FILE = "alarms.db"
+#: alarm changes this recent still count as a storm in progress (telemetry waits for it)
+STORM_GAP_S = 0.25
 
 
 class Daemon:
@@ -81,6 +85,7 @@ class Daemon:
         self.dispatcher = Dispatcher(on_events=self.telemetry.events)
         self.committer = Committer(self.store, self.dispatcher)
         self.committer.on_commit = self.metrics.observe_commit
+        self.telemetry.alarms_busy = self._alarms_busy  # alarms first, telemetry after
         self.dispatcher.couriers = self._couriers()
         self.keeper.committer = self.committer
         self.timers = Timers()
@@ -117,6 +122,13 @@ class Daemon:
                       "alarms", self.store_path, exc, aside.name)
             self.store_lost = True
             return AlarmStore(self.store_path)
+
+    def _alarms_busy(self) -> bool:
+        """Alarm changes are being routed, committed or carried, or came moments ago (the
+        stages hand over to each other: a storm has short gaps in each)."""
+        alarms = self.alarms
+        return (alarms.routing or time.monotonic() - alarms.changed_at < STORM_GAP_S
+                or self.committer.busy or self.dispatcher.carrying())
 
     def _link_changed(self, _up: bool) -> None:
         """The gateway status is refreshed whenever a broker link or a port comes or goes."""
@@ -163,13 +175,18 @@ class Daemon:
         self.committer.flush()
         self.keeper.changed()
 
-    def _couriers(self) -> dict[str, Courier]:
+    def _couriers(self) -> dict[str, AnyCourier]:
         """One courier per target: the command-center contract, then each configured one."""
         link = self.uplink.link
-        out = {UPLINK: Courier(UPLINK, UplinkSender(link, self.uplink.topics), self.store_path,
-                               Backoff(initial_s=1.0, max_s=30.0), ready=link.connected,
-                               on_delivered=self.metrics.delivery_observer(UPLINK),
-                               marks=self.committer.mark)}
+        out: dict[str, AnyCourier] = {}
+        if self.cfg.uplink.process:
+            out[UPLINK] = CourierProcess(self.cfg, self.store_path, self.committer.mark,
+                                         self.metrics.delivery_observer(UPLINK))
+        else:
+            out[UPLINK] = Courier(UPLINK, UplinkSender(link, self.uplink.topics),
+                                  self.store_path, UPLINK_BACKOFF, ready=link.connected,
+                                  on_delivered=self.metrics.delivery_observer(UPLINK),
+                                  marks=self.committer.mark)
         for name in self.cfg.alarms.targets:
             out[name] = self._courier(self.cfg, name)
         return out
@@ -244,12 +261,12 @@ class Daemon:
         log.info("parkwatch stopped")
 
     @property
-    def couriers(self) -> dict[str, Courier]:
+    def couriers(self) -> dict[str, AnyCourier]:
         """The dispatcher's couriers by target name."""
         return self.dispatcher.couriers
 
     @couriers.setter
-    def couriers(self, couriers: dict[str, Courier]) -> None:
+    def couriers(self, couriers: dict[str, AnyCourier]) -> None:
         self.dispatcher.couriers = couriers
 
     def workers(self) -> dict[str, bool]:

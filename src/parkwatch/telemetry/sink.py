@@ -8,8 +8,12 @@ to alarms; everything else happens on the sink's own thread:
                     → replay the spool in order while the server takes it
 
 Flushes happen when `batch_points` are waiting or `flush_interval_s` has passed, alarm events
-at once.  Order is kept per lane: while a lane has spooled records, new batches of that lane
-join the spool behind them instead of overtaking them.  A crash loses at most what waits in
+at once, except while the alarm path is busy (:attr:`TelemetrySink.alarms_busy`: changes wait
+to be committed or carried to the command center): then the sink holds its flush for up to
+:data:`YIELD_MAX_S`, so that building line protocol does not take the interpreter from the
+alarms themselves in a storm; the points wait in memory, bounded as always.  Order is kept
+per lane: while a lane has spooled records, new batches of that lane join the spool behind
+them instead of overtaking them.  A crash loses at most what waits in
 memory (one flush interval); see :mod:`parkwatch.telemetry.spool` for what is on disk.
 """
 
@@ -20,6 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,9 @@ REPLAY_BUDGET_S = 0.5  # replay this long per round, then look at new data again
 #: points waiting in memory beyond this (the thread cannot keep up: a disk that stalls, a
 #: serialisation slower than the flood) drop the oldest waiting readings, counted as overflow
 MAX_WAITING_FLUSHES = 20
+#: the longest a flush waits for a busy alarm path, and how often it looks again meanwhile
+YIELD_MAX_S = 5.0
+YIELD_POLL_S = 0.05
 
 
 class TelemetrySink:
@@ -63,6 +71,10 @@ class TelemetrySink:
         self.last_error = ""
         self._retry_at = 0.0
         self._backoff = self.cfg.retry.initial_s
+        #: whether alarm changes wait to be committed or delivered (the daemon sets it)
+        self.alarms_busy: Callable[[], bool] = lambda: False
+        #: flushes held for a busy alarm path (tests and /metrics read it)
+        self.yielded = 0
         self._thread = threading.Thread(target=self._run, name="parkwatch-telemetry",
                                         daemon=True)
 
@@ -166,6 +178,7 @@ class TelemetrySink:
                         if wait == 0.0:
                             break
                     self._cond.wait(wait)
+                self._yield_to_alarms()
                 items = list(self._waiting)
                 self._waiting.clear()
                 self._waiting_points = 0
@@ -182,6 +195,27 @@ class TelemetrySink:
                 log.exception("telemetry: flush failed")
             if stopping:
                 return
+
+    def _yield_to_alarms(self) -> None:
+        """Hold the flush (the condition held) while the alarm path is busy, up to
+        :data:`YIELD_MAX_S`; a stop never waits."""
+        until = time.monotonic() + YIELD_MAX_S
+        held = False
+        while not self._stop and self._busy():
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            held = True
+            self._cond.wait(min(YIELD_POLL_S, left))
+        self.yielded += held
+
+    def _busy(self) -> bool:
+        try:
+            return self.alarms_busy()
+        except Exception:  # a question about the alarm path must never stop telemetry
+            log.exception("telemetry: asking whether the alarm path is busy failed")
+            self.alarms_busy = lambda: False
+            return False
 
     def _flush(self, items: list[tuple[str, Any, int]]) -> None:
         events: list[str] = []

@@ -1,0 +1,144 @@
+"""The uplink courier's process: the command center's deliveries on a core of their own.
+
+One Python process runs Python on one core at a time.  In a burst of alarm changes, carrying
+them to the command center (reading the outbox, publishing two QoS 1 messages a change,
+handling the broker's PUBACKs) cost the interpreter almost as much as routing and committing
+them, and both waited for each other.  With ``uplink.process: true`` the uplink's courier runs
+here instead: it *is* :class:`~parkwatch.alarms.delivery.Courier` with
+:class:`~parkwatch.alarms.senders.UplinkSender`, on a broker connection of its own (client id
+``…-uplink-alarms``), reading the store's outbox from its own connection.  The daemon keeps
+its own uplink connection for the gateway status, its last will and the operators' commands;
+its side is :class:`parkwatch.alarms.courierproc.CourierProcess`.
+
+**Messages to the daemon** (``multiprocessing`` connection, pickled):
+
+* ``("marks", [(id, state, at), ...])``: rows delivered or expired, for the daemon's commit
+  stage (the store's only writer) to record;
+* ``("stats", {...}, [latency_s, ...])``: the courier's counters and the latencies of the rows
+  delivered since the last report, when they changed;
+* ``("state", connected)``: its broker connection came or went.
+
+**Messages from the daemon**: ``("wake",)`` (rows were committed), ``("first", [(alarm_id,
+seq, subscriber, sensor), ...])`` (fire raises to send ahead, see
+:mod:`parkwatch.alarms.express`), ``("offer", [Pending, ...])`` (changes the store could not
+commit, to send from memory), ``("stop",)``.  The end of the connection (the daemon died)
+ends this process too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from parkwatch.alarms.delivery import Courier
+from parkwatch.alarms.senders import UplinkSender
+from parkwatch.alarms.store import Mark
+from parkwatch.alarms.uplink import Topics
+from parkwatch.config.delivery import UPLINK, Backoff
+from parkwatch.config.model import ParkConfig
+from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.mqtt.link import MqttLink
+
+log = logging.getLogger("parkwatch.delivery")
+
+#: how often the counters and latencies are reported at most
+REPORT_S = 0.1
+#: the courier's backoff for the command center (the daemon's own uplink courier uses it too)
+UPLINK_BACKOFF = Backoff(initial_s=1.0, max_s=30.0)
+
+
+class CourierWorker:
+    def __init__(self, cfg: ParkConfig, store_path: Path, conn: Any) -> None:
+        self.conn = conn
+        self._send_lock = threading.Lock()
+        broker = cfg.brokers[cfg.uplink.broker]
+        self.link = MqttLink("uplink-alarms", broker,
+                             broker.client_id(cfg.gateway.id, "uplink-alarms"),
+                             clean_session=False)
+        self.link.state_listeners.append(lambda up: self._send(("state", up)))
+        self._latencies: list[float] = []
+        self._lock = threading.Lock()
+        self.courier = Courier(UPLINK, UplinkSender(self.link, Topics(cfg)), store_path,
+                               UPLINK_BACKOFF, ready=self.link.connected,
+                               on_delivered=self._delivered, marks=self._marks)
+        self._stop = threading.Event()
+        self._reported: dict[str, Any] = {}
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            self.conn.send(msg)  # a daemon gone: the command loop ends this process
+
+    def _delivered(self, latency_s: float) -> None:
+        with self._lock:
+            self._latencies.append(latency_s)
+
+    def _marks(self, marks: list[Mark]) -> None:
+        self._report()  # the counters first: a mark tells the daemon a row is delivered
+        self._send(("marks", marks))
+
+    def _report(self) -> None:
+        c = self.courier
+        stats = {"delivered": c.delivered, "failures": c.failures, "expired": c.expired,
+                 "failing": c.failing, "idle": c.idle, "last_latency_s": c.last_latency_s}
+        with self._lock:
+            latencies, self._latencies = self._latencies, []
+        if latencies or stats != self._reported:
+            self._reported = stats
+            self._send(("stats", stats, latencies))
+
+    def _reporter(self) -> None:
+        while not self._stop.wait(REPORT_S):
+            self._report()
+
+    def run(self) -> None:
+        reporter = threading.Thread(target=self._reporter, name="parkwatch-courier-report",
+                                    daemon=True)
+        self.link.start()
+        self.courier.start()
+        reporter.start()
+        try:
+            self._commands()
+        finally:
+            self.courier.stop(5.0)  # its last marks go to the daemon
+            self._stop.set()
+            reporter.join(1.0)
+            self._report()
+            self.link.stop()
+
+    def _commands(self) -> None:
+        """The daemon's wake-ups, fire raises, held changes and stop, until it says stop or
+        goes away."""
+        courier = self.courier
+        while True:
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            what = msg[0]
+            if what == "wake":
+                courier.wake()
+            elif what == "first":
+                courier.send_first([(a, s, sub) for a, s, sub, _ in msg[1]],
+                                   [sensor for *_, sensor in msg[1]])
+            elif what == "offer":
+                courier.offer(msg[1])
+            elif what == "stop":
+                return
+
+
+def courier_main(cfg: ParkConfig, store_path: str, conn: Any, log_level: int) -> None:
+    """The child process's entry point."""
+    # Ctrl-C, a reload and systemd's stop (sent to every process of the unit) are the
+    # daemon's to handle: it stops this process itself, once its last changes are committed
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    setup_logging(logging.getLevelName(log_level))
+    try:
+        CourierWorker(cfg, Path(store_path), conn).run()
+    except Exception:
+        log.exception("courier %s: process failed", UPLINK)
+        raise
