@@ -416,6 +416,9 @@ def burst_park(b: Bench, state_dir: Path, sensors: int) -> dict[str, Any]:
                      sensors=sensors, probes=1)
     data["rules"]["flapping"] = None
     data["telemetry"]["readings"] = False
+    # decoding in the driver's worker process, as peers.py's parkwatch (the setting
+    # docs/install.md gives a large park); PARKWATCH_BENCH_DRIVER_PROCESS=0: in the daemon
+    data["drivers"][0]["process"] = os.environ.get("PARKWATCH_BENCH_DRIVER_PROCESS", "1") == "1"
     return data
 
 

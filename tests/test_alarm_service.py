@@ -794,3 +794,21 @@ def test_a_storms_changes_are_routed_in_chunks_with_fire_raises_first(tmp_path: 
         (first, "comm_fault", "cleared"), (first, "button_latch", "raised"),
         (cells[2], "high_threshold", "raised"), (cells[3], "high_threshold", "raised")]
     assert g.service.committer.groups - groups == 4  # 7 changes, 2 at a time
+
+
+def test_a_missing_limit_survives_a_restart_as_not_a_number(tmp_path: Path) -> None:
+    """A fire button's alarm has no limit (NaN); its stored state says null, and the restored
+    alarm has NaN again, not None."""
+    clock = Clock()
+    g = Gateway(tmp_path, clock, {})
+    (raised,) = g.readings("A-3F-FB1", 1.0)
+    assert raised["threshold"] is None
+    (state,) = [json.loads(r[0]) for r in g.store.db.execute(
+        "SELECT state FROM alarms WHERE alarm_id=?", (raised["alarm_id"],))]
+    assert state["threshold"] is None
+    g.store.close()
+    again = Gateway(tmp_path, clock, {})
+    alarm = again.service.book.open[raised["alarm_id"]]
+    assert isinstance(alarm.threshold, float) and math.isnan(alarm.threshold)
+    assert alarm.value == 1.0
+    again.store.close()

@@ -7,6 +7,8 @@ import math
 from importlib import resources
 from typing import Any, NamedTuple
 
+import orjson
+
 from parkwatch.alarms.lifecycle import Alarm, Change
 from parkwatch.alarms.messages import MessageFormatter
 from parkwatch.park import ParkModel
@@ -66,16 +68,25 @@ class EventBuilder:
         cfg = park.cfg
         self.gateway = cfg.gateway.id
         self.messages = MessageFormatter(cfg.alarms.language, cfg.alarms.messages)
-        self._sources: dict[tuple[int, str], _Source] = {}
+        #: (sensor, rule) -> where it is, and the message's words that follow from that
+        self._sources: dict[tuple[int, str], tuple[_Source, dict[str, str]]] = {}
 
-    def _source(self, a: Alarm) -> _Source:
-        """Where an alarm comes from: a sensor, or a floor/zone (group) for its load (the
-        park does not change under a builder: a reload builds a new one)."""
+    def _source(self, a: Alarm) -> tuple[_Source, dict[str, str]]:
+        """Where an alarm comes from (a sensor, or a floor/zone for its load), and the
+        message's fields that say so; worked out once per sensor and rule (the park does not
+        change under a builder: a reload builds a new one)."""
         key = (a.sensor, a.rule)
-        src = self._sources.get(key)
-        if src is None:
-            src = self._sources[key] = self._describe(a)
-        return src
+        found = self._sources.get(key)
+        if found is None:
+            src = self._describe(a)
+            words = self.messages.word
+            found = self._sources[key] = (src, {
+                "park": self.park.cfg.park.name, "place": src.place,
+                "building": src.building_name, "floor": src.floor_name,
+                "zone": src.zone_name, "sensor": src.name,
+                "sensor_id": src.sensor_id or src.name, "kind": words(src.kind),
+                "rule": words(a.rule), "tenants": "、".join(src.tenant_names)})
+        return found
 
     def _describe(self, a: Alarm) -> _Source:
         n = len(self.park.sensors)
@@ -92,16 +103,12 @@ class EventBuilder:
 
     def build(self, change: Change) -> dict[str, Any]:
         a = change.alarm
-        src = self._source(a)
+        src, place = self._source(a)
         unit = src.unit
         words = self.messages.word
         message = self.messages.render(a.rule, change.event, {
-            "park": self.park.cfg.park.name, "place": src.place,
-            "building": src.building_name, "floor": src.floor_name, "zone": src.zone_name,
-            "sensor": src.name, "sensor_id": src.sensor_id or src.name, "kind": words(src.kind),
-            "rule": words(a.rule), "severity": words(a.severity.label),
-            "event": words(change.event), "value": _fmt(a.value, unit),
-            "threshold": _fmt(a.threshold, unit), "tenants": "、".join(src.tenant_names),
+            **place, "severity": words(a.severity.label), "event": words(change.event),
+            "value": _fmt(a.value, unit), "threshold": _fmt(a.threshold, unit),
             "by": a.acked_by or "",
         }, auto_closed=a.auto_closed and change.event == "closed")
         return {
@@ -135,9 +142,15 @@ class EventBuilder:
         }
 
 
-#: json.dumps with arguments builds an encoder every call; one serves every event
+#: the standard library's encoder, for what orjson refuses (an integer beyond 64 bits)
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return _encode(event).encode("utf-8")
+    """The event's JSON as the contract carries it: UTF-8, nothing escaped to ASCII, compact.
+    orjson writes the same bytes as the standard encoder (floats at most spelled otherwise,
+    ``1e16`` for ``1e+16``) at a tenth of its time; every alarm change pays for it."""
+    try:
+        return orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # orjson.JSONEncodeError
+        return _encode(event).encode("utf-8")

@@ -21,6 +21,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Mark, Record
 
@@ -94,8 +96,17 @@ def write_group(db: sqlite3.Connection, records: list[Record], marks: list[Mark]
     db.execute("COMMIT")
 
 
-#: json.dumps(state, ensure_ascii=False) without building an encoder for every change
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
+_json_state = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _dumps(state: dict[str, Any]) -> str:
+    """An alarm's state as JSON text (orjson: a tenth of the standard encoder's time, every
+    change pays for it; a NaN reading or limit is written as null, which the restore reads
+    back as NaN); what orjson refuses, the standard encoder writes."""
+    try:
+        return orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError
+        return _json_state(state)
 
 
 def _rows(records: list[Record], plain: bool) -> tuple[list[Any], ...]:

@@ -72,14 +72,18 @@ class Alarm:
     @property
     def next_due(self) -> float | None:
         """When its clock next moves it: an escalation step, a reminder or its closing."""
-        due = [t for t in (self.next_step_at, self.next_reminder_at, self.close_at)
-               if t is not None]
-        return min(due) if due else None
+        due = None
+        for t in (self.next_step_at, self.next_reminder_at, self.close_at):
+            if t is not None and (due is None or t < due):
+                due = t
+        return due
 
 
 #: every field of an alarm, in order: its state as the store keeps it, and a copy
 ALARM_FIELDS = tuple(f.name for f in fields(Alarm))
 _values = attrgetter(*ALARM_FIELDS)
+#: fields that are always a float (NaN when there is none): a stored null reads back as NaN
+FLOAT_FIELDS = tuple(f.name for f in fields(Alarm) if f.type == "float")
 
 
 def _state_function() -> Callable[[Alarm], dict[str, object]]:

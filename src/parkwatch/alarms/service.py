@@ -34,7 +34,7 @@ from typing import Any
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.event import EventBuilder, encode
-from parkwatch.alarms.lifecycle import Alarm, AlarmBook, Change, alarm_state
+from parkwatch.alarms.lifecycle import FLOAT_FIELDS, Alarm, AlarmBook, Change, alarm_state
 from parkwatch.alarms.routing import Router, hazard
 from parkwatch.alarms.store import AlarmStore, Record
 from parkwatch.config.model import ParkConfig
@@ -115,7 +115,9 @@ class AlarmService:
                 log.warning("open alarm %s of %s dropped: no such sensor or floor in the config "
                             "any more; its retained state is removed", state["alarm_id"], source)
                 continue
-            alarm = Alarm(**{**state, "sensor": i, "severity": Severity(state["severity"]),
+            alarm = Alarm(**{**state, **{k: math.nan for k in FLOAT_FIELDS
+                                         if state.get(k, 0.0) is None},
+                             "sensor": i, "severity": Severity(state["severity"]),
                              "told": tuple(state["told"])})
             self.book.open[alarm.alarm_id] = alarm
             self._schedule(alarm)
@@ -297,9 +299,10 @@ class AlarmService:
         self._timers(alarm, change.event, event, now)
         self._count(hazard(event), change.event, snap)
         decision = self.router.route(alarm, event, now)
-        told = tuple(dict.fromkeys((*alarm.told, *(s for s in decision.subscribers
-                                                    if s != "uplink"))))
-        alarm.told = told
+        told = alarm.told
+        new = [s for s in decision.subscribers if s != "uplink" and s not in told]
+        if new:
+            told = alarm.told = (*told, *dict.fromkeys(new))
         state = alarm_state(alarm)
         state.update(sensor=self.park.ident(alarm.sensor), severity=int(alarm.severity),
                      seq=snap.seq, told=list(told))
