@@ -118,7 +118,7 @@ from benchinfo import command_line, summary  # noqa: E402
 from benchinfo import machine as bench_machine  # noqa: E402
 from ingest import PARK, Bench, mosquitto_version, park_data, proc_cpu_s, proc_hwm_mb  # noqa: E402
 from mqttload import ListenerProcess, LoadProcess, RelayProcess  # noqa: E402
-from stages import Snapshot, between, snapshot  # noqa: E402
+from stages import Snapshot, between, commit_floor, snapshot  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "peers.json"
 SYSTEMS = ("parkwatch", "node-red", "floor")
@@ -958,6 +958,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parkwatch-peers-")))
+        # what a durable commit alone takes on this disk: the floor under parkwatch's latency
+        # (Node-RED and the relay persist nothing)
+        info["commit_floor"] = commit_floor(tmp / "commit-floor")
+        print(f"  durable commit alone (SQLite WAL, fsync): p50 "
+              f"{info['commit_floor']['p50_ms']} ms, p99 {info['commit_floor']['p99_ms']} ms",
+              flush=True)
         b = Bench(stack, tmp, telemetry=False)
         b.load = LoadProcess(b.broker.host, b.broker.port, "bench-peers-load")
         stack.callback(b.load.close)

@@ -19,6 +19,8 @@ the subscriber after the PUBACK) is the end-to-end latency minus ``delivered_upl
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 from typing import Any
 
 #: stage name → (histogram family, the one label it is selected by)
@@ -86,3 +88,30 @@ def between(before: Snapshot, after: Snapshot) -> dict[str, dict[str, Any]]:
                       "p50_ms": None if p50 is None else round(1000 * p50, 3),
                       "p99_ms": None if p99 is None else round(1000 * p99, 3)}
     return out
+
+
+def commit_floor(directory: Path, n: int = 300, size: int = 1500) -> dict[str, float]:
+    """The durable commit alone, on the disk the benchmark runs on: `n` transactions of one
+    row of `size` bytes each (an alarm change's event and state), into a SQLite database
+    opened as the alarm store opens its own (WAL, ``synchronous=FULL``: each commit waits for
+    its fsync).  No alarm change can be on disk, and so on its way, sooner than this.  Mean,
+    p50 and p99 in ms."""
+    from parkwatch.alarms.store import connect
+
+    directory.mkdir(parents=True, exist_ok=True)
+    db = connect(directory / "floor.db")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
+        body = "x" * size
+        took = []
+        for _ in range(n):
+            start = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO t (body) VALUES (?)", (body,))
+            db.execute("COMMIT")
+            took.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        db.close()
+    took.sort()
+    return {"n": n, "mean_ms": round(sum(took) / n, 3), "p50_ms": round(took[n // 2], 3),
+            "p99_ms": round(took[min(n - 1, math.ceil(0.99 * n) - 1)], 3)}

@@ -642,3 +642,14 @@ def test_open_alarms_and_the_fire_press_in_a_storm_are_held_to_their_targets() -
     # a run without the open-alarms benchmark says so, with what it would be held to
     missing = [r for r in report.summarise({}) if r["benchmark"] == "openalarms"]
     assert missing[0]["figure"].startswith("not run") and "2 s" in missing[0]["target"]
+
+
+def test_peers_rows_name_the_durable_commit_on_the_same_disk() -> None:
+    res = {**PEERS_FULL, "machine": {**PEERS_FULL.get("machine", {}),
+                                     "commit_floor": {"n": 300, "p50_ms": 1.6, "p99_ms": 4.2}}}
+    rows = [r for r in report.summarise({"peers": res}) if r["benchmark"] == "peers"]
+    floor = by_figure(rows, "a durable commit alone")
+    assert (floor["case"], floor["value"], floor["unit"], floor["target"]) == (
+        "this disk", 4.2, "ms", None)
+    assert not [r for r in report.summarise({"peers": PEERS_FULL})
+                if r["figure"].startswith("a durable commit")]

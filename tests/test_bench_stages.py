@@ -3,6 +3,9 @@ the daemon's /metrics serves it (prometheus_client's own histograms and text for
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from conftest import bench_module
@@ -46,3 +49,15 @@ def test_a_steps_stages_are_what_was_observed_between_two_scrapes() -> None:
 def test_a_quantile_in_the_open_top_bucket_is_the_highest_bound() -> None:
     assert stages.quantile(0.99, {0.1: 0.0, 1.0: 0.0, float("inf"): 5.0}) == 1.0
     assert stages.quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) is None
+
+
+def test_the_commit_floor_times_durable_commits_on_the_disk(tmp_path: Path) -> None:
+    floor = stages.commit_floor(tmp_path, n=20, size=100)
+    assert floor["n"] == 20
+    assert 0 < floor["p50_ms"] <= floor["p99_ms"]
+    db = sqlite3.connect(tmp_path / "floor.db")
+    try:  # every transaction is on disk, in a write-ahead-logged store like the alarm store's
+        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 20
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()

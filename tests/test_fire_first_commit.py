@@ -11,6 +11,7 @@ import json
 import threading
 from pathlib import Path
 
+from conftest import wait_until
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.store import AlarmStore, Delivery, Record
@@ -111,5 +112,39 @@ def test_a_fire_raise_never_overtakes_a_change_of_its_own_sensor(tmp_path: Path)
             ("wl-1", 1), ("fb1-a", 2), ("fb1-b", 1), ("fb2-a", 2), ("fb2-b", 1)]
     finally:
         go.set()
+        committer.stop(10)
+        store.close()
+
+
+def test_commits_go_on_while_the_log_is_folded_beside_them(tmp_path: Path, monkeypatch) -> None:
+    """A fold (its copy and fsync of the database file) never holds up a commit: a fire
+    press must not wait for it."""
+    from parkwatch.alarms import store as store_module
+
+    store = AlarmStore(tmp_path / "alarms.db")
+    folding, release = threading.Event(), threading.Event()
+    real = store.checkpoint
+
+    def slow_checkpoint(db) -> None:  # type: ignore[no-untyped-def]
+        folding.set()
+        release.wait(30)
+        real(db)
+
+    monkeypatch.setattr(store, "checkpoint", slow_checkpoint)
+    committer = Committer(store, Dispatcher())
+    committer.start()
+    try:
+        for k in range(store_module.FOLD_EVERY):  # the last of these makes a fold due
+            committer.submit([_record(f"wl-{k}", 1, "water_level")])
+            assert committer.flush(10)
+        assert folding.wait(10)  # the folder is in the middle of its fold ...
+        committer.submit([_record("fb-9", 1, "fire_button")])
+        assert committer.flush(10)  # ... and the fire raise is committed all the same
+        assert ("fb-9", 1) in _outbox_order(store) and store.folds == 0
+        assert committer.alive
+        release.set()
+        wait_until(lambda: store.folds == 1, 10, "the fold, once released")
+    finally:
+        release.set()
         committer.stop(10)
         store.close()

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 
 from parkwatch.alarms.dispatch import Dispatcher, fire_raise
+from parkwatch.alarms.fold import Folder
 from parkwatch.alarms.store import AlarmStore, Mark, Record
 
 log = logging.getLogger("parkwatch.alarms")
@@ -74,6 +75,8 @@ class Committer:
         #: self-metrics: called with ("queued", s) for the oldest batch of a transaction and
         #: ("written", s) for its write and fsync
         self.on_commit: Callable[[str, float], None] | None = None
+        #: folds the store's log on a thread of its own once this thread runs (None: here)
+        self.folder: Folder | None = None
         self._since: float | None = None  # when the oldest waiting submission came
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="parkwatch-committer",
@@ -181,11 +184,15 @@ class Committer:
 
     def start(self) -> None:
         if self.threaded:
+            self.folder = Folder(self.store)
+            self.folder.start()
             self._thread.start()
 
     @property
     def alive(self) -> bool:
-        return not self.threaded or self._thread.is_alive()
+        """The commit thread runs, and the folder beside it (a log never folded grows)."""
+        return not self.threaded or (self._thread.is_alive() and (
+            self.folder is None or self.folder.alive))
 
     def close(self) -> None:
         """After :meth:`stop` and once the couriers have stopped: write the marks they handed
@@ -198,14 +205,15 @@ class Committer:
             self._write_marks(marks)
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Commit what was submitted, then end the thread (marks handed over later wait for
-        :meth:`close`)."""
-        if not self.threaded or not self._thread.is_alive():
-            return
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
+        """Commit what was submitted, then end the thread and the folder (marks handed over
+        later wait for :meth:`close`)."""
+        if self.threaded and self._thread.is_alive():
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            self._thread.join(timeout)
+        if self.folder is not None:
+            self.folder.stop()
 
     def _run(self) -> None:
         while True:
@@ -312,7 +320,10 @@ class Committer:
         self.groups += 1
         saved, self._unsaved = self._unsaved, []
         self.dispatcher.dispatch(saved, ticket, self._sensor_waits)
-        self.store.fold()  # now that they are on their way: its fsyncs delay no alarm
+        if self.folder is not None:  # now that they are on their way
+            self.folder.committed()
+        else:
+            self.store.fold()
         return True
 
     def _sensor_waits(self, target: str, record: Record) -> bool:

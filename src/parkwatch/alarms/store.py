@@ -224,8 +224,13 @@ class AlarmStore:
         if self.unfolded < FOLD_EVERY:
             return
         self.unfolded = 0
+        self.checkpoint(self.db)
+
+    def checkpoint(self, db: sqlite3.Connection) -> None:
+        """Copy the write-ahead log into the database file now, on `db` (this store's own
+        connection, or a folder's: :class:`parkwatch.alarms.fold.Folder`)."""
         try:
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # all: no open read
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # all: no open read
         except sqlite3.Error as exc:
             if not self._fold_failing:
                 log.warning("alarm store %s: cannot fold the write-ahead log into the database "
