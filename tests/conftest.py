@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -231,3 +232,13 @@ def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "") -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or pred}")
         time.sleep(0.01)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie has ended too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -18,19 +18,18 @@ from typing import Any
 
 import pytest
 
-from conftest import Device, Subscriber, example_config, lora_park, wait_until, write_yaml
+from conftest import (
+    Device,
+    Subscriber,
+    example_config,
+    lora_park,
+    process_alive,
+    wait_until,
+    write_yaml,
+)
 
 EVENTS = "parkwatch/v1/xinqiao/events"
 BUTTON = "A-3F-FB1"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:  # a zombie has ended too
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def pdaemon(broker: Any, tmp_path: Path, serial_devices: Any) -> Iterator[Any]:
                what="the worker process to subscribe")
     yield d
     d.stop()
-    assert not _alive(lora.pid)  # stopping the daemon stops its worker
+    assert not process_alive(lora.pid)  # stopping the daemon stops its worker
 
 
 def _lora(d: Any) -> Any:
@@ -58,7 +57,7 @@ def _of(events: list[dict[str, Any]], sensor: str, kind: str) -> list[dict[str, 
 
 def test_readings_and_presses_raise_alarms_through_the_worker(pdaemon, subscriber, device):
     lora = _lora(pdaemon)
-    assert lora.pid != os.getpid() and _alive(lora.pid)
+    assert lora.pid != os.getpid() and process_alive(lora.pid)
     device.send("A-2F-LC1", {"value": 10_250})
     device.send(BUTTON, {"event": "press"})
     events = subscriber.wait_events(lambda ev: _of(ev, BUTTON, "raised")
@@ -141,7 +140,7 @@ def test_the_worker_ends_with_a_killed_daemon(broker, tmp_path):
             sub.close()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        wait_until(lambda: not _alive(worker), timeout=10,
+        wait_until(lambda: not process_alive(worker), timeout=10,
                    what="the orphaned worker to notice and end")
     finally:
         if proc.poll() is None:

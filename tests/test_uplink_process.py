@@ -18,21 +18,12 @@ from typing import Any
 
 import pytest
 
-from conftest import Subscriber, example_config, wait_until
+from conftest import Subscriber, example_config, process_alive, wait_until
 from parkwatch.alarms.courierproc import CourierProcess
 from parkwatch.config.delivery import UPLINK
 
 BUTTON = "A-3F-FB1"
 CELL = "A-2F-LC1"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:  # a zombie has ended too
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ def udaemon(broker: Any, tmp_path: Path, serial_devices: Any) -> Iterator[Any]:
     wait_until(courier.ready.is_set, timeout=30, what="the courier process to connect")
     yield d
     d.stop()
-    assert not _alive(courier.pid)  # stopping the daemon stops its courier process
+    assert not process_alive(courier.pid)  # stopping the daemon stops its courier process
 
 
 def _pending(d: Any) -> int:
@@ -65,7 +56,7 @@ def _of(events: list[dict[str, Any]], sensor: str, kind: str) -> list[dict[str, 
 def test_events_and_states_reach_the_command_center_and_are_marked_delivered(
         udaemon, broker, subscriber, device):
     courier = udaemon.couriers[UPLINK]
-    assert courier.pid != os.getpid() and _alive(courier.pid)
+    assert courier.pid != os.getpid() and process_alive(courier.pid)
     states = Subscriber(broker, "parkwatch/v1/xinqiao/alarms/#")
     try:
         device.send(CELL, {"value": 10_250})
