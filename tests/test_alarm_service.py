@@ -761,9 +761,9 @@ def test_a_storms_changes_are_routed_in_chunks_with_fire_raises_first(tmp_path: 
     """A batch's changes go to the commit stage a chunk at a time (a storm's first changes are
     written and delivered while the rest are routed), fire alarms' first changes ahead of the
     others, except behind a change of their own sensor."""
-    from parkwatch.alarms import service as service_module
+    from parkwatch.alarms import chunks
 
-    monkeypatch.setattr(service_module, "ROUTE_CHUNK", 2)
+    monkeypatch.setattr(chunks, "ROUTE_CHUNK", 2)
     g = Gateway(tmp_path, Clock(), {})
     cells = [i for i in g.park.idents() if "-LC" in i][:4]
     first, second = "A-3F-FB1", next(i for i in g.park.idents()
@@ -794,6 +794,33 @@ def test_a_storms_changes_are_routed_in_chunks_with_fire_raises_first(tmp_path: 
         (first, "comm_fault", "cleared"), (first, "button_latch", "raised"),
         (cells[2], "high_threshold", "raised"), (cells[3], "high_threshold", "raised")]
     assert g.service.committer.groups - groups == 4  # 7 changes, 2 at a time
+
+
+def test_a_storms_first_changes_are_committed_before_the_rest_become_alarms(
+        tmp_path: Path, monkeypatch) -> None:
+    """The lifecycle works through a big batch a chunk at a time too: the first chunk's
+    changes reach the commit stage before the later rows of the batch are turned into
+    alarms (a storm's first events are not held up by the work on its last)."""
+    from parkwatch.alarms import chunks
+
+    monkeypatch.setattr(chunks, "ROUTE_CHUNK", 2)
+    g = Gateway(tmp_path, Clock(), {})
+    cells = [g.idx(i) for i in g.park.idents() if "-LC" in i][:6]
+    opened: list[int] = []
+    submit = g.service.committer.submit
+
+    def watched(records: list[Any]) -> None:
+        opened.append(len(g.service.book.open))
+        submit(records)
+
+    monkeypatch.setattr(g.service.committer, "submit", watched)
+    n = len(cells)
+    changed = g.service.apply(Transitions.build(
+        np.array(cells), RULE_NAMES.index("high_threshold"), np.full(n, N), np.full(n, C),
+        np.full(n, 12_000.0), np.full(n, 10_000.0), np.full(n, g.clock())))
+    assert changed == 6
+    assert opened == [2, 4, 6]
+    assert [e["event"] for e in g.events()] == ["raised"] * 6
 
 
 def test_a_missing_limit_survives_a_restart_as_not_a_number(tmp_path: Path) -> None:

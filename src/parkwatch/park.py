@@ -25,14 +25,11 @@ class SensorInfo:
     zone_name: str
     tenants: tuple[str, ...]  # tenant ids this sensor's alarms concern (contract field)
     tenant_names: tuple[str, ...]
+    place: str  # "A栋 3F 东区": the names above, as a message gives the place
 
     @property
     def id(self) -> str:
         return self.config.id
-
-    @property
-    def place(self) -> str:
-        return " ".join(p for p in (self.building_name, self.floor_name, self.zone_name) if p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +49,12 @@ class GroupInfo:
     zone_name: str
     tenants: tuple[str, ...]
     tenant_names: tuple[str, ...]
+    place: str
 
-    @property
-    def place(self) -> str:
-        return " ".join(p for p in (self.building_name, self.floor_name, self.zone_name) if p)
+
+def place_of(building_name: str, floor_name: str, zone_name: str) -> str:
+    """A place as a message names it: the non-empty names, space-separated."""
+    return " ".join(p for p in (building_name, floor_name, zone_name) if p)
 
 
 class ParkModel:
@@ -70,19 +69,20 @@ class ParkModel:
         tenant_names = {t.id: t.name for t in cfg.tenants}
         #: one tuple of names per combination of tenants (10,000 tuples were 0.8 MB)
         names: dict[tuple[str, ...], tuple[str, ...]] = {}
+        places: dict[tuple[str, str, str], str] = {}  # one string per place, likewise
         for i, s in enumerate(cfg.sensors):
             b = buildings.get(s.building) if s.building else None
             f = next((f for f in b.floors if f.id == s.floor), None) if b and s.floor else None
             z = next((z for z in f.zones if z.id == s.zone), None) if f and s.zone else None
             tenants = self._tenants_for(s)
+            where = ((b.name or b.id) if b else "", (f.name or f.id) if f else "",
+                     (z.name or z.id) if z else "")
             self.sensors.append(SensorInfo(
-                index=i, config=s,
-                building_name=(b.name or b.id) if b else "",
-                floor_name=(f.name or f.id) if f else "",
-                zone_name=(z.name or z.id) if z else "",
-                tenants=tenants,
+                index=i, config=s, building_name=where[0], floor_name=where[1],
+                zone_name=where[2], tenants=tenants,
                 tenant_names=names.get(tenants) or names.setdefault(
                     tenants, tuple(tenant_names[t] for t in tenants)),
+                place=places.get(where) or places.setdefault(where, place_of(*where)),
             ))
             self.index[s.id] = i
         self.kind = np.array([KIND_CODE[s.kind] for s in cfg.sensors], dtype=np.int8)
@@ -142,7 +142,8 @@ class ParkModel:
                         capacity_kn=capacity, members=tuple(members),
                         building_name=b.name or b.id, floor_name=f.name or f.id,
                         zone_name=zone_name, tenants=tenants,
-                        tenant_names=tuple(tenant_names[t] for t in tenants)))
+                        tenant_names=tuple(tenant_names[t] for t in tenants),
+                        place=place_of(b.name or b.id, f.name or f.id, zone_name)))
         return out
 
     def occupants(self, building: str | None, floor: str | None,

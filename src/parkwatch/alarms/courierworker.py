@@ -41,6 +41,7 @@ from parkwatch.alarms.uplink import Topics
 from parkwatch.config.delivery import UPLINK, Backoff
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.daemon.memory import settle_heap
 from parkwatch.mqtt.link import MqttLink
 
 log = logging.getLogger("parkwatch.delivery")
@@ -138,7 +139,9 @@ def courier_main(cfg: ParkConfig, store_path: str, conn: Any, log_level: int) ->
         signal.signal(signum, signal.SIG_IGN)
     setup_logging(logging.getLevelName(log_level))
     try:
-        CourierWorker(cfg, Path(store_path), conn).run()
+        worker = CourierWorker(cfg, Path(store_path), conn)
+        settle_heap()  # the park, as in the daemon: out of the cycle collector's full walks
+        worker.run()
     except Exception:
         log.exception("courier %s: process failed", UPLINK)
         raise

@@ -2,7 +2,8 @@
 durable deliveries, top to bottom:
 
 1. **lifecycle**: the alarm book (:class:`AlarmBook`) turns it into changes (raised,
-   acknowledged, ...);
+   acknowledged, ...); a storm goes through this stage and the next a chunk at a time, fire
+   first (:mod:`parkwatch.alarms.chunks`);
 2. **route** (:meth:`AlarmService._route`): each change becomes its contract event (built
    once), a raise is matched to a declared drill, its escalation ladder or closing policy
    starts, and the change is routed to subscribers (or suppressed);
@@ -31,6 +32,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from parkwatch.alarms import chunks
+from parkwatch.alarms.chunks import change_chunks, transition_chunks
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.event import EventBuilder, encode
@@ -47,9 +50,6 @@ log = logging.getLogger("parkwatch.alarms")
 
 
 #: the states of an open alarm (cleared and acknowledged is closed)
-#: changes routed before they are handed to the commit stage together
-ROUTE_CHUNK = 128
-
 OPEN_STATES = ("active_unacknowledged", "active_acknowledged", "cleared_unacknowledged")
 
 
@@ -139,9 +139,11 @@ class AlarmService:
     # --- inputs -----------------------------------------------------------------------------
 
     def apply(self, transitions: Transitions) -> int:
-        """Rule transitions in; returns the number of alarm changes handed to the commit
-        stage (committed at once without a thread of its own)."""
-        return self._commit(self.book.apply(transitions))
+        """Rule transitions in, a chunk at a time (:mod:`parkwatch.alarms.chunks`); returns
+        the number of alarm changes handed to the commit stage (committed at once without a
+        thread of its own)."""
+        return sum(self._commit(self.book.apply(part)) for part in transition_chunks(
+            transitions, self.park, chunks.ROUTE_CHUNK))
 
     def _command(self, what: str, alarm_id: str, by: str, via: str,
                  change: Callable[[], list[Change]]) -> Outcome | list[Change]:
@@ -258,31 +260,12 @@ class AlarmService:
         self.routing = True
         self.changed_at = time.monotonic()
         try:
-            for part in self._parts(changes):
+            for part in change_chunks(changes, self._fire, chunks.ROUTE_CHUNK):
                 self.committer.submit([self._route(change, now) for change in part])
         finally:
             self.routing = False
         self._arm()
         return len(changes)
-
-    def _parts(self, changes: list[Change]) -> list[list[Change]]:
-        """`changes` in the order they are routed and handed to the commit stage, at most
-        :data:`ROUTE_CHUNK` at a time, so a storm's changes are written and delivered while
-        the rest are routed: fire raises first (those no earlier change of their sensor
-        precedes), then the others in their order."""
-        first = [c for c in changes if c.event == "raised" and c.alarm.seq == 1
-                 and self._hazard(c.alarm) == "fire"]
-        if first:
-            seen: set[int] = set()
-            ahead: set[int] = set()
-            for c in changes:
-                if c.event == "raised" and c.alarm.seq == 1 and c.alarm.sensor not in seen:
-                    ahead.add(id(c))
-                seen.add(c.alarm.sensor)
-            first = [c for c in first if id(c) in ahead]
-            chosen = {id(c) for c in first}
-            changes = first + [c for c in changes if id(c) not in chosen]
-        return [changes[i:i + ROUTE_CHUNK] for i in range(0, len(changes), ROUTE_CHUNK)]
 
     def _route(self, change: Change, now: float) -> Record:
         """One change as the store keeps it: its contract event, its drill, ladder and
@@ -316,6 +299,9 @@ class AlarmService:
             next_due=alarm.next_due if not snap.closed else None, at=now, state=state,
             payload=encode(event), deliveries=decision.deliveries,
             suppressions=decision.suppressions, doc=event)
+
+    def _fire(self, change: Change) -> bool:
+        return self._hazard(change.alarm) == "fire"
 
     def _hazard(self, alarm: Alarm) -> str:
         """fire, overload, water or fault, as the routing sees it."""

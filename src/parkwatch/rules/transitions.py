@@ -16,7 +16,11 @@ class Severity(IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return _LABELS[self]
+
+
+#: every alarm change names its severity; Enum.name is a descriptor lookup each time
+_LABELS = {s: s.name.lower() for s in Severity}
 
 
 _EMPTY = (np.empty(0, np.int32), np.empty(0, np.int16), np.empty(0, np.int8),
@@ -62,7 +66,7 @@ class Transitions:
         return Transitions(*(np.concatenate([getattr(p, f) for p in parts])
                              for f in ("sensor", "rule", "old", "new", "value", "threshold", "ts")))
 
-    def take(self, order: np.ndarray) -> Transitions:
+    def take(self, order: np.ndarray | slice) -> Transitions:
         return Transitions(self.sensor[order], self.rule[order], self.old[order],
                            self.new[order], self.value[order], self.threshold[order],
                            self.ts[order])

@@ -37,6 +37,7 @@ from typing import Any
 
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.daemon.memory import settle_heap
 from parkwatch.drivers.mqtt import wire
 from parkwatch.drivers.mqtt.driver import MqttDriver
 from parkwatch.park import ParkModel
@@ -165,7 +166,9 @@ def worker_main(cfg: ParkConfig, driver_id: str, conn: Any, log_level: int) -> N
         signal.signal(signum, signal.SIG_IGN)
     setup_logging(logging.getLevelName(log_level))
     try:
-        Worker(cfg, driver_id, conn).run()
+        worker = Worker(cfg, driver_id, conn)
+        settle_heap()  # the park, as in the daemon: out of the cycle collector's full walks
+        worker.run()
     except Exception:
         log.exception("driver %s: worker process failed", driver_id)
         raise
