@@ -105,12 +105,15 @@ class EventBuilder:
         a = change.alarm
         src, place = self._source(a)
         unit = src.unit
-        words = self.messages.word
-        message = self.messages.render(a.rule, change.event, {
-            **place, "severity": words(a.severity.label), "event": words(change.event),
-            "value": _fmt(a.value, unit), "threshold": _fmt(a.threshold, unit),
-            "by": a.acked_by or "",
-        }, auto_closed=a.auto_closed and change.event == "closed")
+        words = self.messages.words
+        fields = place.copy()
+        fields["severity"] = words.get(a.severity.label, a.severity.label)
+        fields["event"] = words.get(change.event, change.event)
+        fields["value"] = _fmt(a.value, unit)
+        fields["threshold"] = _fmt(a.threshold, unit)
+        fields["by"] = a.acked_by or ""
+        message = self.messages.render(a.rule, change.event, fields,
+                                       auto_closed=a.auto_closed and change.event == "closed")
         return {
             "schema": SCHEMA_ID,
             "alarm_id": a.alarm_id,

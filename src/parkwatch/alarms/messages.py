@@ -121,15 +121,28 @@ class MessageFormatter:
     def __init__(self, language: str, overrides: dict[str, str]) -> None:
         self.words = WORDS[language]
         self.templates = {**DEFAULT_TEMPLATES[language], **overrides}
+        #: (rule, event) -> its template: looked up for every alarm change
+        self._chosen: dict[tuple[str, str], str] = {}
 
     def word(self, key: str) -> str:
         return self.words.get(key, key)
 
+    def template(self, rule: str, event: str) -> str:
+        """The template of a rule's event: its own, else the rule's, else the default."""
+        key = (rule, event)
+        found = self._chosen.get(key)
+        if found is None:
+            found = self._chosen[key] = (self.templates.get(f"{rule}.{event}")
+                                         or self.templates.get(rule)
+                                         or self.templates["default"])
+        return found
+
     def render(self, rule: str, event: str, fields: dict[str, Any],
                auto_closed: bool = False) -> str:
-        """The message of an event; an alarm closed by policy has the 'auto_closed' one."""
-        if auto_closed:
-            return self.templates["auto_closed"].format_map(_Blank(fields))
-        template = (self.templates.get(f"{rule}.{event}") or self.templates.get(rule)
-                    or self.templates["default"])
-        return template.format_map(_Blank(fields))
+        """The message of an event; an alarm closed by policy has the 'auto_closed' one.  A
+        field the template names and `fields` lacks is left empty."""
+        template = self.templates["auto_closed"] if auto_closed else self.template(rule, event)
+        try:
+            return template.format_map(fields)
+        except KeyError:  # a template of the park's own naming a field events do not have
+            return template.format_map(_Blank(fields))
