@@ -438,6 +438,16 @@ def wait_events(checker: ListenerProcess, n0: int, want: int, timeout: float = 1
     return False
 
 
+def burst_cpu(pid: int, workers: list[int], b: Bench, checker: ListenerProcess
+              ) -> dict[str, float]:
+    """CPU seconds so far of each process taking part in a burst: the daemon's main process
+    and its workers, the two brokers, the command-center subscriber."""
+    return {"daemon": proc_cpu_s(pid), "daemon_workers": sum(proc_cpu_s(w) for w in workers),
+            "broker": proc_cpu_s(b.broker.proc.pid),
+            "uplink_broker": proc_cpu_s(b.uplink.proc.pid),
+            "subscriber": proc_cpu_s(checker.proc.pid or 0)}
+
+
 def burst_run(b: Bench, n_open: int, args: argparse.Namespace, workdir: Path,
               cache: dict[str, Path], profile: Path | None = None) -> dict[str, Any]:
     import yaml
@@ -487,8 +497,8 @@ def burst_run(b: Bench, n_open: int, args: argparse.Namespace, workdir: Path,
                                 isolation_level=None)
         row0 = store.execute("SELECT max(rowid) FROM changes").fetchone()[0] or 0
         ev0 = checker.ask("count")
-        cpu0 = {"daemon": proc_cpu_s(d.pid), "broker": proc_cpu_s(b.broker.proc.pid),
-                "uplink_broker": proc_cpu_s(b.uplink.proc.pid)}
+        workers = peers.children(d.pid)  # the driver's and the courier's processes
+        cpu0 = burst_cpu(d.pid, workers, b, checker)
         prof = Profile(d.pid, profile, PROFILE_HZ) if profile is not None else None
         start_at = time.monotonic() + 0.05
         result = b.load.send_async(0, start_at, times=True)
@@ -517,8 +527,7 @@ def burst_run(b: Bench, n_open: int, args: argparse.Namespace, workdir: Path,
                 break
         sent = result()
         time.sleep(0.5)  # a duplicate would come now
-        cpu1 = {"daemon": proc_cpu_s(d.pid), "broker": proc_cpu_s(b.broker.proc.pid),
-                "uplink_broker": proc_cpu_s(b.uplink.proc.pid)}
+        cpu1 = burst_cpu(d.pid, workers, b, checker)
         if prof is not None:
             p = prof.stop()
             # py-spy --gil samples the thread holding the GIL: seconds each thread held it
@@ -598,8 +607,9 @@ def _print_burst(r: dict[str, Any]) -> None:
     print(f"    {r['open_seeded']:>7,} open: {r.get('events', 0):,}/{r['sensors']:,} events, "
           f"the last after {f(r.get('burst_s'))} s (first {f(r.get('first_event_s'))}, median "
           f"{f(r.get('median_event_s'))}); all committed {f(r.get('all_committed_s'))} s, all "
-          f"delivered {f(r.get('all_delivered_s'))} s; dup {r.get('duplicates')}; daemon "
-          f"{r.get('cpu_s', {}).get('daemon', float('nan')):.2f} CPU-s, probe "
+          f"delivered {f(r.get('all_delivered_s'))} s; dup {r.get('duplicates')}; CPU-s: "
+          + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in r.get("cpu_s", {}).items())
+          + f"; probe "
           f"{r.get('cpu_probe_ms')} ms, load {r['loadavg_start'][0]:.2f}: "
           f"{'PASS' if r.get('meets_target') else 'FAIL'}",
           flush=True)

@@ -32,3 +32,22 @@ def test_ids_sort_by_time_and_do_not_repeat() -> None:
     assert all(len(i) == 26 and set(i) <= set(CROCKFORD) for i in ids)
     same_ms = {new_alarm_id(1_795_000_000.0) for _ in range(5_000)}
     assert len(same_ms) == 5_000  # 80 random bits tell apart ids of one millisecond
+
+
+def test_an_id_is_the_encoding_of_its_time_and_random_bits() -> None:
+    """The id, written as a time part and a random part, is exactly the 128-bit encoding:
+    its first 10 digits the milliseconds, its last 16 digits 80 random bits."""
+    from parkwatch.alarms import ids
+
+    for k in range(2_000):
+        ts = 1_795_000_000.0 + k * 0.0137
+        i = new_alarm_id(ts)
+        value = int("".join(f"{CROCKFORD.index(c):05b}" for c in i), 2)
+        assert encode(value) == i
+        assert value >> 80 == int(ts * 1000)
+    before = ids._RANDOM.getstate()
+    rng = random.Random()
+    rng.setstate(before)
+    i = new_alarm_id(1_795_000_000.0)
+    a, b = rng.getrandbits(40), rng.getrandbits(40)
+    assert i == encode(1_795_000_000_000 << 80 | a << 40 | b)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from parkwatch.alarms.lifecycle import Alarm, Change
+from parkwatch.alarms.lifecycle import Change
 from parkwatch.alarms.messages import MessageFormatter
-from parkwatch.park import ParkModel
+from parkwatch.park import GroupInfo, ParkModel, SensorInfo
 from parkwatch.timefmt import rfc3339_ms
 
 SCHEMA_ID = "parkwatch.alarm/1"
@@ -35,23 +35,6 @@ def alarm_unit(park: ParkModel, source: int, rule: str) -> str:
     return _UNITS.get(rule, "{}").format(park.sensors[source].config.display_unit)
 
 
-class _Source(NamedTuple):
-    building: str | None
-    floor: str | None
-    zone: str | None
-    tenants: tuple[str, ...]
-    tenant_names: tuple[str, ...]
-    sensor_id: str | None
-    sensor_kind: str | None
-    place: str
-    building_name: str
-    floor_name: str
-    zone_name: str
-    name: str  # display name of the sensor, or the place of a group
-    kind: str  # sensor kind, or "floor" / "zone"
-    unit: str
-
-
 def _num(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else x
 
@@ -63,71 +46,76 @@ def _fmt(x: float | None, unit: str) -> str:
 
 
 class EventBuilder:
+    """Each alarm change as its contract event, message included.
+
+    Where an alarm comes from is read from the park's tables for each change rather than
+    remembered per sensor: a storm over a large park would otherwise keep a description of
+    every sensor it touched (tens of megabytes on a gateway), to save a few attribute reads."""
+
     def __init__(self, park: ParkModel) -> None:
         self.park = park
         cfg = park.cfg
         self.gateway = cfg.gateway.id
+        self.park_id = cfg.park.id
+        self.park_name = cfg.park.name
         self.messages = MessageFormatter(cfg.alarms.language, cfg.alarms.messages)
-        #: (sensor, rule) -> where it is, and the message's words that follow from that
-        self._sources: dict[tuple[int, str], tuple[_Source, dict[str, str]]] = {}
+        self._sensors = len(park.sensors)
+        #: (sensor unit or None for a floor/zone, rule) -> the alarm's unit; a few per park
+        self._units: dict[tuple[str | None, str], str] = {}
+        #: tenants' names -> as a message lists them; one per combination of tenants
+        self._tenant_text: dict[tuple[str, ...], str] = {}
 
-    def _source(self, a: Alarm) -> tuple[_Source, dict[str, str]]:
-        """Where an alarm comes from (a sensor, or a floor/zone for its load), and the
-        message's fields that say so; worked out once per sensor and rule (the park does not
-        change under a builder: a reload builds a new one)."""
-        key = (a.sensor, a.rule)
-        found = self._sources.get(key)
-        if found is None:
-            src = self._describe(a)
-            words = self.messages.word
-            found = self._sources[key] = (src, {
-                "park": self.park.cfg.park.name, "place": src.place,
-                "building": src.building_name, "floor": src.floor_name,
-                "zone": src.zone_name, "sensor": src.name,
-                "sensor_id": src.sensor_id or src.name, "kind": words(src.kind),
-                "rule": words(a.rule), "tenants": "、".join(src.tenant_names)})
-        return found
-
-    def _describe(self, a: Alarm) -> _Source:
-        n = len(self.park.sensors)
-        if a.sensor >= n:
-            g = self.park.groups[a.sensor - n]
-            return _Source(g.building, g.floor, g.zone, g.tenants, g.tenant_names, None, None,
-                           g.place, g.building_name, g.floor_name, g.zone_name, g.place, g.kind,
-                           alarm_unit(self.park, a.sensor, a.rule))
-        info = self.park.sensors[a.sensor]
-        s = info.config
-        return _Source(s.building, s.floor, s.zone, info.tenants, info.tenant_names, s.id, s.kind,
-                       info.place, info.building_name, info.floor_name, info.zone_name,
-                       s.name or s.id, s.kind, alarm_unit(self.park, a.sensor, a.rule))
+    def _unit(self, display_unit: str | None, source: int, rule: str) -> str:
+        key = (display_unit, rule)
+        unit = self._units.get(key)
+        if unit is None:
+            unit = self._units[key] = alarm_unit(self.park, source, rule)
+        return unit
 
     def build(self, change: Change) -> dict[str, Any]:
         a = change.alarm
-        src, place = self._source(a)
-        unit = src.unit
         words = self.messages.words
-        fields = place.copy()
-        fields["severity"] = words.get(a.severity.label, a.severity.label)
-        fields["event"] = words.get(change.event, change.event)
-        fields["value"] = _fmt(a.value, unit)
-        fields["threshold"] = _fmt(a.threshold, unit)
-        fields["by"] = a.acked_by or ""
-        message = self.messages.render(a.rule, change.event, fields,
-                                       auto_closed=a.auto_closed and change.event == "closed")
+        info: SensorInfo | GroupInfo
+        sensor_id: str | None
+        if a.sensor < self._sensors:
+            info = self.park.sensors[a.sensor]
+            s = info.config
+            building, floor, zone, kind = s.building, s.floor, s.zone, s.kind
+            sensor_id, name = s.id, s.name or s.id
+            unit = self._unit(s.display_unit, a.sensor, a.rule)
+        else:  # a floor or zone: its load, its load cells' data
+            info = self.park.groups[a.sensor - self._sensors]
+            building, floor, zone, kind = info.building, info.floor, info.zone, info.kind
+            sensor_id, name = None, info.place
+            unit = self._unit(None, a.sensor, a.rule)
+        names = info.tenant_names
+        tenant_text = self._tenant_text.get(names)
+        if tenant_text is None:
+            tenant_text = self._tenant_text[names] = "、".join(names)
+        severity = a.severity.label
+        message = self.messages.render(a.rule, change.event, {
+            "park": self.park_name, "place": info.place, "building": info.building_name,
+            "floor": info.floor_name, "zone": info.zone_name, "sensor": name,
+            "sensor_id": sensor_id or name, "kind": words.get(kind, kind),
+            "rule": words.get(a.rule, a.rule), "tenants": tenant_text,
+            "severity": words.get(severity, severity),
+            "event": words.get(change.event, change.event),
+            "value": _fmt(a.value, unit), "threshold": _fmt(a.threshold, unit),
+            "by": a.acked_by or ""}, auto_closed=a.auto_closed and change.event == "closed")
         return {
             "schema": SCHEMA_ID,
             "alarm_id": a.alarm_id,
             "seq": a.seq,
             "event": change.event,
-            "park": self.park.cfg.park.id,
-            "building": src.building,
-            "floor": src.floor,
-            "zone": src.zone,
-            "tenants": list(src.tenants),
-            "sensor_id": src.sensor_id,
-            "sensor_kind": src.sensor_kind,
+            "park": self.park_id,
+            "building": building,
+            "floor": floor,
+            "zone": zone,
+            "tenants": list(info.tenants),
+            "sensor_id": sensor_id,
+            "sensor_kind": kind if sensor_id is not None else None,
             "rule": a.rule,
-            "severity": a.severity.label,
+            "severity": severity,
             "active": a.active,
             "acknowledged": a.acknowledged,
             "value": _num(a.value),
