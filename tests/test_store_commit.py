@@ -101,9 +101,9 @@ def test_a_group_that_fails_leaves_nothing_half_written(store, tmp_path):
 
 
 def test_a_small_group_is_one_statement_a_large_one_a_few(tmp_path):
-    """A small group is one step in SQLite, its fsync included: the committing thread lets go
-    of the GIL and takes it back once, however many tables it touches.  A large one (a burst)
-    is a few multi-row statements per table, cheaper for SQLite than reading a document."""
+    """A group is one step in SQLite, its fsync included: the committing thread lets go of
+    the GIL and takes it back once, however many tables it touches.  One too large for one
+    statement's parameters is a few multi-row statements per table in one transaction."""
     store = AlarmStore(tmp_path / "alarms.db")
     statements: list[str] = []
     store.db.set_trace_callback(statements.append)
@@ -112,12 +112,17 @@ def test_a_small_group_is_one_statement_a_large_one_a_few(tmp_path):
     store.db.set_trace_callback(None)
     # (sqlite3 reports each step of the trigger too, with the statement's own text)
     (only,) = set(statements)
-    assert only.startswith("INSERT INTO commit_group")
+    assert only.startswith("INSERT INTO commit_rows")
+    assert store.db.execute("SELECT count(*) FROM alarms").fetchone() == (40,)
+    assert store.db.execute("SELECT count(*) FROM changes").fetchone() == (41,)
+    assert store.db.execute("SELECT count(*) FROM commit_rows").fetchone() == (0,)
     big = groupwrite.ONE_STATEMENT_MAX + 1
     statements.clear()
     store.db.set_trace_callback(statements.append)
     store.commit([_record(f"BIG{k}", 1, "a") for k in range(big)])
     store.db.set_trace_callback(None)
     assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
-    assert 4 <= len(statements) <= 12 and not any("commit_group" in s for s in statements)
+    per_table = big // groupwrite._CHUNK + 1  # multi-row statements of at most _CHUNK rows
+    assert 4 <= len(statements) <= 2 + 3 * per_table
+    assert not any("commit_rows" in s for s in statements)
     store.close()
