@@ -7,13 +7,14 @@ them is deterministic."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from conftest import Device, Subscriber, wait_until
+from conftest import EXAMPLE, Device, Subscriber, wait_until
 from parkwatch.readings import ReadingBatch
 
 BACKLOG = 5_000
@@ -113,3 +114,90 @@ def test_one_sensors_readings_keep_their_order_in_either_lane(
     assert [e for e, _ in by_sensor[BUTTON]] == ["raised", "cleared", "raised"]
     assert by_sensor[cell] == [("raised", "warning"), ("cleared", "warning"),
                                ("raised", "warning"), ("cleared", "warning")]
+
+
+class _Readings:
+    """An inbox source whose items carry their readings ready-made: (source, batch)."""
+
+    @staticmethod
+    def decode(group: list[Any]) -> ReadingBatch:
+        return ReadingBatch.concat([item[1] for item in group])
+
+
+def _pipeline(tmp_path: Any, monkeypatch: Any) -> Any:
+    """The example park's engine, alarm service and pipeline (not started: the test drives
+    it), a storm's changes routed two at a time."""
+    import time
+
+    from parkwatch.alarms import chunks
+    from parkwatch.alarms.service import AlarmService
+    from parkwatch.alarms.store import AlarmStore
+    from parkwatch.config import load_config
+    from parkwatch.daemon.pipeline import Inbox, Pipeline
+    from parkwatch.park import ParkModel
+    from parkwatch.rules.engine import RuleEngine
+
+    monkeypatch.setattr(chunks, "ROUTE_CHUNK", 2)
+    cfg = load_config(EXAMPLE, {("gateway", "state_dir"): str(tmp_path)})
+    park = ParkModel(cfg)
+    engine = RuleEngine(park, start=time.time())
+    service = AlarmService(cfg, park, engine, AlarmStore(tmp_path / "alarms.db"))
+    service.restore(set())
+    return Pipeline(Inbox(), engine, service)
+
+
+def _reading(pipeline: Any, sensor: str, value: float, later: float = 0.0
+             ) -> tuple[Any, ReadingBatch]:
+    """One good reading of `sensor`, taken now (or `later` s from now)."""
+    import time
+
+    return (_Readings, ReadingBatch.from_columns([pipeline.alarms.park.index[sensor]], [value],
+                                                 [time.time() + later], [0]))
+
+
+def _committed(pipeline: Any) -> list[tuple[str, str]]:
+    """(sensor or floor, event) of every change committed, in commit order."""
+    rows = pipeline.alarms.store.db.execute("SELECT payload FROM changes ORDER BY rowid")
+    events = [json.loads(r[0]) for r in rows]
+    return [(e["sensor_id"] or e["floor"], e["event"]) for e in events]
+
+
+def _press_when_first_chunk_is_handed_on(pipeline: Any, item: Any, monkeypatch: Any) -> None:
+    committer = pipeline.alarms.committer
+    submit = committer.submit
+
+    def first(records: list[Any]) -> None:
+        monkeypatch.setattr(committer, "submit", submit)
+        submit(records)
+        pipeline.inbox.put_urgent(item)  # pressed while the rest of the storm is routed
+
+    monkeypatch.setattr(committer, "submit", first)
+
+
+def test_a_press_during_a_storms_batch_goes_ahead_of_its_remaining_changes(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    """A fire press that arrives while a storm's batch is being routed is evaluated and
+    committed between two chunks of it, not after all of them."""
+    p = _pipeline(tmp_path, monkeypatch)
+    cells = [s for s in p.alarms.park.idents() if "-LC" in s][:6]
+    _press_when_first_chunk_is_handed_on(p, _reading(p, BUTTON, 1.0, later=1.0), monkeypatch)
+    p.process([_reading(p, c, 1e9) for c in cells])
+    order = _committed(p)
+    assert order[2] == (BUTTON, "raised"), order
+    assert {s for s, _ in order[:2]} <= set(cells)
+    assert set(cells) <= {s for s, _ in order}
+
+
+def test_a_press_whose_sensor_changes_later_in_the_batch_waits_for_the_batch(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    """Urgent input taken between chunks whose sensor still has changes in the chunks to
+    come waits until the batch is done: one sensor's changes never change order."""
+    p = _pipeline(tmp_path, monkeypatch)
+    cells = [s for s in p.alarms.park.idents() if "-LC" in s][:6]
+    last = cells[-1]
+    _press_when_first_chunk_is_handed_on(p, _reading(p, last, 0.0, later=1.0), monkeypatch)
+    p._ordinary([_reading(p, c, 1e9) for c in cells])  # as the pipeline's loop hands it on
+    order = _committed(p)
+    assert [e for s, e in order if s == last] == ["raised", "cleared"]
+    assert order[-1] == (last, "cleared")
+    assert not p._early

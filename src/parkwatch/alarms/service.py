@@ -138,12 +138,19 @@ class AlarmService:
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def apply(self, transitions: Transitions) -> int:
+    def apply(self, transitions: Transitions,
+              between: Callable[[list[Transitions]], None] | None = None) -> int:
         """Rule transitions in, a chunk at a time (:mod:`parkwatch.alarms.chunks`); returns
         the number of alarm changes handed to the commit stage (committed at once without a
-        thread of its own)."""
-        return sum(self._commit(self.book.apply(part)) for part in transition_chunks(
-            transitions, self.park, chunks.ROUTE_CHUNK))
+        thread of its own).  `between` is called after each chunk but the last, with the
+        chunks still to come: the pipeline takes a fire press in there."""
+        parts = transition_chunks(transitions, self.park, chunks.ROUTE_CHUNK)
+        n = 0
+        for k, part in enumerate(parts):
+            n += self._commit(self.book.apply(part))
+            if between is not None and k + 1 < len(parts):
+                between(parts[k + 1:])
+        return n
 
     def _command(self, what: str, alarm_id: str, by: str, via: str,
                  change: Callable[[], list[Change]]) -> Outcome | list[Change]:

@@ -19,8 +19,9 @@ pending duration fires when it falls due, not at the next poll.
 **Fire first.**  A driver puts fire-button input in the inbox's urgent lane
 (:meth:`Inbox.put_urgent`).  The pipeline empties that lane before every slice of ordinary
 input (at most :data:`SLICE` items), so a press never waits behind a backlog of readings queued
-before it, only behind the slice in hand.  Every message of a button goes through the lane, so
-one sensor's readings are never reordered.
+before it, only behind the slice in hand; and between the chunks of a storm's alarm changes
+(:meth:`AlarmService.apply`), so it does not wait for all of them to be routed either.  Every
+message of a button goes through the lane, so one sensor's readings are never reordered.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
@@ -160,6 +162,9 @@ class Pipeline:
         #: their last readings, queued after the swap, still count, under their new index
         self.retired: dict[Any, np.ndarray] = {}
         self.dropped_retired = 0  # readings of sensors a reload removed
+        #: urgent input taken between two chunks of a storm but set aside, its sensor having
+        #: changes in the chunks still to come: evaluated first once the batch is done
+        self._early: deque[tuple[dict[Any, list[Any]], ReadingBatch]] = deque()
         self._thread = threading.Thread(target=self._run, name="parkwatch-pipeline", daemon=True)
 
     def start(self) -> None:
@@ -216,21 +221,56 @@ class Pipeline:
                 return
 
     def _urgent(self) -> None:
-        """Evaluate everything in the urgent lane, as one batch."""
+        """Evaluate everything in the urgent lane, as one batch, after what was set aside
+        from it in the middle of a batch (:meth:`_urgent_between`)."""
+        self._set_aside()
         lane = self.inbox.urgent
-        if lane.empty():
-            return
+        if not lane.empty():
+            self._guarded(self.process, self._drain(lane))
+            self._set_aside()
+
+    def _set_aside(self) -> None:
+        while self._early:
+            self._guarded(self._settled, *self._early.popleft())
+
+    @staticmethod
+    def _drain(lane: Any) -> list[Any]:
         items = []
         with contextlib.suppress(Empty):
             while True:
                 items.append(lane.get_nowait())
-        self._guarded(self.process, items)
+        return items
+
+    def _urgent_between(self, rest: list[Transitions]) -> None:
+        """Between two chunks of a storm's alarm changes: a fire press waiting in the urgent
+        lane is evaluated and its changes handed on now, ahead of the chunks still to come,
+        unless one of those concerns its sensor (a sensor's changes never change order):
+        then it waits for the end of the batch, still ahead of any input queued after it."""
+        lane = self.inbox.urgent
+        if lane.empty():
+            return
+        by_source = _by_source(self._drain(lane))
+        try:
+            batch = self._decoded(by_source)
+        except Exception:  # as in _guarded: the batch in hand goes on
+            self.errors += 1
+            log.exception("pipeline: decoding urgent input failed")
+            return
+        if len(batch) and np.isin(batch.sensor, np.concatenate([t.sensor for t in rest])).any():
+            self._early.append((by_source, batch))
+            return
+        try:
+            self._settled(by_source, batch)
+        except Exception:
+            self.errors += 1
+            log.exception("pipeline: urgent input failed")
 
     def _ordinary(self, items: list[Any]) -> None:
         """Ordinary input, a slice at a time, the urgent lane emptied before each."""
         for start in range(0, len(items), SLICE):
             self._urgent()
             self._guarded(self.process, items[start:start + SLICE])
+        self._set_aside()  # a press set aside during the last slice goes now
 
     def _tick_due(self) -> float:
         """Tick; the least wait before the next one (0, or 1 s if the tick did not help)."""
@@ -269,7 +309,7 @@ class Pipeline:
     def deliver(self, transitions: Transitions) -> None:
         if not len(transitions):
             return
-        self.alarms.apply(transitions)
+        self.alarms.apply(transitions, between=self._urgent_between)
         if self.keeper is not None:
             self.keeper.changed()
 
@@ -289,22 +329,35 @@ class Pipeline:
     def process(self, items: list[Any]) -> None:
         if not items:
             return
-        by_source: dict[Any, list[Any]] = {}
-        for item in items:
-            by_source.setdefault(item[0], []).append(item)
+        by_source = _by_source(items)
+        batch = None
         try:
-            self._evaluate(by_source)
+            batch = self._decoded(by_source)
         finally:
-            # a source that acknowledges its input (MQTT QoS 1) does so only once the alarm
-            # changes are committed, or after a failure that a redelivery would repeat
-            settles = [(settle, group) for src, group in by_source.items()
-                       if (settle := getattr(src, "settle", None)) is not None]
-            if settles:
-                self.alarms.committer.after(lambda: _settle(settles))
+            if batch is None:  # the decoding failed: settle what came all the same
+                self._settle(by_source)
+        self._settled(by_source, batch)
 
-    def _evaluate(self, by_source: dict[Any, list[Any]]) -> None:
-        batch = ReadingBatch.concat([self._decode(src, group)
-                                     for src, group in by_source.items()])
+    def _settled(self, by_source: dict[Any, list[Any]], batch: ReadingBatch) -> None:
+        """Evaluate `batch`, then settle its sources' input: a source that acknowledges its
+        input (MQTT QoS 1) does so only once the alarm changes are committed, or after a
+        failure that a redelivery would repeat."""
+        try:
+            self._evaluate(batch)
+        finally:
+            self._settle(by_source)
+
+    def _settle(self, by_source: dict[Any, list[Any]]) -> None:
+        settles = [(settle, group) for src, group in by_source.items()
+                   if (settle := getattr(src, "settle", None)) is not None]
+        if settles:
+            self.alarms.committer.after(lambda: _settle(settles))
+
+    def _decoded(self, by_source: dict[Any, list[Any]]) -> ReadingBatch:
+        return ReadingBatch.concat([self._decode(src, group)
+                                    for src, group in by_source.items()])
+
+    def _evaluate(self, batch: ReadingBatch) -> None:
         if not len(batch):
             return
         self.batches += 1
@@ -317,6 +370,13 @@ class Pipeline:
         self.deliver(transitions)
         if self.on_batch is not None:
             self.on_batch(batch)
+
+
+def _by_source(items: list[Any]) -> dict[Any, list[Any]]:
+    by_source: dict[Any, list[Any]] = {}
+    for item in items:
+        by_source.setdefault(item[0], []).append(item)
+    return by_source
 
 
 def _settle(settles: list[tuple[Callable[[list[Any]], None], list[Any]]]) -> None:
