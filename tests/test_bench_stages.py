@@ -61,3 +61,5 @@ def test_the_commit_floor_times_durable_commits_on_the_disk(tmp_path: Path) -> N
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         db.close()
+    spaced = stages.commit_floor(tmp_path / "spaced", n=3, size=100, gap_s=0.01)
+    assert spaced["n"] == 3 and spaced["gap_s"] == 0.01 and spaced["p50_ms"] > 0
