@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from conftest import EXAMPLE, Device, Subscriber, wait_until
@@ -201,3 +202,54 @@ def test_a_press_whose_sensor_changes_later_in_the_batch_waits_for_the_batch(
     assert [e for s, e in order if s == last] == ["raised", "cleared"]
     assert order[-1] == (last, "cleared")
     assert not p._early
+
+
+def test_urgent_input_behind_input_set_aside_waits_behind_it(tmp_path: Any,
+                                                             monkeypatch: Any) -> None:
+    """Two readings of one sensor taken between chunks: the first is set aside (its sensor
+    changes later in the batch); the second, taken when nothing of that sensor is left in the
+    batch, still comes after the first, not before it."""
+    from parkwatch.rules.registry import RULE_NAMES
+    from parkwatch.rules.transitions import Transitions
+
+    p = _pipeline(tmp_path, monkeypatch)
+    cell = next(s for s in p.alarms.park.idents() if "-LC" in s)
+    idx = p.alarms.park.index[cell]
+
+    def rest(sensor: int) -> list[Transitions]:
+        return [Transitions.build(np.array([sensor]), RULE_NAMES.index("high_threshold"),
+                                  np.array([0]), np.array([0]), np.array([0.0]),
+                                  np.array([0.0]), np.array([0.0]))]
+
+    p.inbox.put_urgent(_reading(p, cell, 1e9, later=1.0))  # raises
+    p._urgent_between(rest(idx))  # its sensor changes in the chunks to come: set aside
+    p.inbox.put_urgent(_reading(p, cell, 0.0, later=2.0))  # clears
+    p._urgent_between(rest(idx + 1))  # nothing of its sensor to come, but behind the first
+    assert len(p._early) == 2 and not _committed(p)
+    p._set_aside()
+    assert [e for s, e in _committed(p) if s == cell] == ["raised", "cleared"]
+
+
+def test_urgent_input_that_cannot_be_decoded_between_chunks_is_counted_and_settled(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    """A press that cannot be decoded, taken between chunks, does not stop the batch in
+    hand; it is counted as an error and acknowledged as a failed batch is (a redelivery
+    would fail again)."""
+    from parkwatch.rules.transitions import Transitions
+
+    p = _pipeline(tmp_path, monkeypatch)
+    settled: list[Any] = []
+
+    class Garbled:
+        @staticmethod
+        def decode(group: list[Any]) -> ReadingBatch:
+            raise ValueError("garbled frame")
+
+        @staticmethod
+        def settle(group: list[Any]) -> None:
+            settled.extend(group)
+
+    item = (Garbled, b"\x00")
+    p.inbox.put_urgent(item)
+    p._urgent_between([Transitions.empty()])
+    assert p.errors == 1 and settled == [item] and not p._early

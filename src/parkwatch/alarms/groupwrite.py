@@ -7,14 +7,14 @@ statement**: its changes as the rows of a multi-row insert into a temporary tabl
 deliveries and suppressions as a small JSON array, and a trigger on that table writes each row
 into the tables (the couriers' delivery marks ride on the first row); the whole transaction,
 its fsync included, then runs in one step with the GIL released.  A group of more changes than
-:data:`ONE_STATEMENT_MAX` (more than SQLite's parameters per statement allow) is written with
-**a few multi-row statements per table** inside one transaction instead (:func:`_insert`).  Both
-write the same rows.
+:data:`ONE_STATEMENT_MAX` (a statement's parameters are bounded) is written with **a few
+multi-row statements per table** inside one transaction instead (:func:`_insert`).  Both write
+the same rows.
 
 An earlier form of the one statement carried the whole group as one JSON document; SQLite
 3.40 parses a JSON text again for each field taken from it, and every row of the document held
-the event and the alarm's state, so a storm's groups cost SQLite three times the CPU of plain
-parameters.  Here only the few short deliveries are JSON.
+the event and the alarm's state, so a storm's groups cost SQLite several times the CPU of
+plain parameters.  Here only the few short deliveries are JSON.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ _json_state = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _dumps(state: dict[str, Any]) -> str:
-    """An alarm's state as JSON text (orjson: a tenth of the standard encoder's time, every
-    change pays for it; a NaN reading or limit is written as null, which the restore reads
+    """An alarm's state as JSON text (orjson, much cheaper than the standard encoder, which
+    every change paid for; a NaN reading or limit is written as null, which the restore reads
     back as NaN); what orjson refuses, the standard encoder writes."""
     try:
         return orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")

@@ -244,19 +244,23 @@ class Pipeline:
     def _urgent_between(self, rest: list[Transitions]) -> None:
         """Between two chunks of a storm's alarm changes: a fire press waiting in the urgent
         lane is evaluated and its changes handed on now, ahead of the chunks still to come,
-        unless one of those concerns its sensor (a sensor's changes never change order):
-        then it waits for the end of the batch, still ahead of any input queued after it."""
+        unless one of those concerns its sensor, or input set aside before waits (a sensor's
+        changes never change order): then it waits for the end of the batch, still ahead of
+        any input queued after it."""
         lane = self.inbox.urgent
         if lane.empty():
             return
         by_source = _by_source(self._drain(lane))
         try:
             batch = self._decoded(by_source)
-        except Exception:  # as in _guarded: the batch in hand goes on
+        except Exception:  # as in process(): settled all the same; the batch in hand goes on
             self.errors += 1
             log.exception("pipeline: decoding urgent input failed")
+            self._settle(by_source)
             return
-        if len(batch) and np.isin(batch.sensor, np.concatenate([t.sensor for t in rest])).any():
+        # behind what was set aside already, or a change of its sensor still to come: later
+        if self._early or (len(batch) and np.isin(
+                batch.sensor, np.concatenate([t.sensor for t in rest])).any()):
             self._early.append((by_source, batch))
             return
         try:
