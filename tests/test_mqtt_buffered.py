@@ -181,6 +181,39 @@ def test_wait_written_returns_once_the_packet_is_in_the_socket_and_not_before(br
         c.loop_stop()
 
 
+def test_a_publisher_writes_its_own_packet_while_the_network_thread_is_busy(broker):
+    """An alarm published by the committing thread goes out on that thread: it does not wait
+    for paho's network thread, here held inside a message callback, to wake and write it."""
+    held, release = threading.Event(), threading.Event()
+    sink = _Sink(broker, qos=1)
+    c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="self-writer",
+                       protocol=mqtt.MQTTv311)
+
+    def on_message(_c: Any, _u: Any, _m: mqtt.MQTTMessage) -> None:
+        held.set()
+        release.wait(20)
+
+    c.on_message = on_message
+    subscribed = threading.Event()
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.connect(broker.host, broker.port)
+    c.subscribe("hold/#", qos=0)
+    c.loop_start()
+    try:
+        assert subscribed.wait(5)
+        c.publish("hold/now", b"", qos=0)  # its echo holds the network thread
+        assert held.wait(5)
+        c.publish("t/alarm", b"fire", qos=1)
+        assert c.wait_written(2.0)
+        wait_until(lambda: any(topic == "t/alarm" for topic, _p, _t in sink.got), 5.0)
+        assert not release.is_set()  # the network thread is still held
+    finally:
+        release.set()
+        c.disconnect()
+        c.loop_stop()
+        sink.client.loop_stop()
+
+
 def test_topic_callbacks_still_win_over_on_message(broker):
     """The direct dispatch is only for clients without topic callbacks (the uplink's ack
     topic has one): a message on such a topic goes to its callback, the rest to on_message."""

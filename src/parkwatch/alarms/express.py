@@ -148,8 +148,8 @@ class ExpressLane:
             for row in rows:
                 self._expressed[key_of(row)] = sender.publish(row)
                 self.expressed += 1
-            # the network thread writes it now, not when this thread next lets go of the GIL
-            # (up to a switch interval later, several times over)
+            # written now, by this thread (or, over TLS, by the network thread while this one
+            # waits with the GIL released), not after a thread's wake-up or a switch interval
             sender.link.wait_written(EXPRESS_WRITE_S)
         except DeliveryError:
             return False

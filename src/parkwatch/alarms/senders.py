@@ -127,6 +127,7 @@ class MqttPublisher:
         self._connected()
         per_row = [self.messages(row) for row in rows]
         infos = iter(self.link.publish_many([m for msgs in per_row for m in msgs]))
+        self.link.write_now()  # no wait for the network thread to wake
         return [[next(infos) for _ in msgs] for msgs in per_row]
 
     def send(self, row: Pending) -> None:

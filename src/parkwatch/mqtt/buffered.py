@@ -39,21 +39,28 @@ from a template (:func:`_fresh`), not built; a subclass overriding ``_handle_pub
 ``_packet_read`` does not see these PUBACKs; the time of the last bytes received is noted once
 per loop, not per packet.
 
-It also tells a publishing thread when its packets have left for the socket
-(:meth:`BufferedClient.wait_written`).  paho's network thread writes what another thread
-publishes, and it needs the GIL to do so; a publisher that goes on computing keeps the alarm
-in the queue for up to a GIL switch interval at a time.  Waiting (GIL released) until the
-queue is written lets the network thread write at once.
+It also lets a publishing thread write its packets itself (:meth:`BufferedClient.write_now`)
+and wait until they have left for the socket (:meth:`BufferedClient.wait_written`).  paho's
+network thread writes what another thread publishes: it is woken through a socket pair, and it
+needs the GIL to write; a publisher that goes on computing keeps the alarm in the queue for up
+to a GIL switch interval at a time, and even an idle gateway paid a thread's wake-up for every
+alarm.  On a plain TCP connection the publisher writes the queue itself, under the same lock
+as the network thread's writes; paho's reconnect and disconnect take that lock too, so no
+packet is written to a socket that is being replaced, or after the DISCONNECT.  A TLS
+connection is only ever written by the network thread (one TLS connection must not be used
+by two threads at once): there the publisher waits, GIL released, for it to write.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import _ConnectionState
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -66,6 +73,8 @@ Publish = tuple[str, bytes, int, int]
 CHUNK = 256 * 1024
 #: buffered packets handled between two chances to write (QoS acks) and keep the link alive
 BURST = 1000
+#: how long a disconnect waits for the writer's lock (held through a reconnect's connect())
+DISCONNECT_WAIT_S = 1.0
 
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 #: what paho's decode_puback gives an MQTT 3.1.1 PUBACK (copied, never handed out: see _fresh)
@@ -112,6 +121,8 @@ class BufferedClient(mqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._written = threading.Event()  # set whenever the network thread empties the queue
+        #: held while packets are written, and while paho replaces or closes the socket
+        self._write_lock = threading.RLock()
         #: the network thread is writing: paho pops a packet before its send() (GIL released)
         #: and puts back what did not fit, so an empty queue alone does not mean written
         self._writing = False
@@ -137,8 +148,10 @@ class BufferedClient(mqtt.Client):
                     raise
 
     def wait_written(self, timeout: float) -> bool:
-        """Wait until every packet queued so far is handed to the socket, at most `timeout`
-        seconds; False when some is still queued (not connected, the socket is full)."""
+        """Write what is queued (:meth:`write_now`), or wait until every packet queued so far
+        is handed to the socket, at most `timeout` seconds; False when some is still queued
+        (not connected, the socket is full)."""
+        self.write_now()
         deadline = time.monotonic() + timeout
         while self._out_packet or self._writing:
             self._written.clear()
@@ -149,14 +162,43 @@ class BufferedClient(mqtt.Client):
                 return False
         return True
 
-    def _packet_write(self) -> MQTTErrorCode:
-        self._writing = True
+    def write_now(self) -> None:
+        """Write what is queued on this thread, now, if the connection is a plain TCP one, is
+        up, and the network thread is not writing (it then writes these packets too); what
+        the socket does not take now, and any error, is left to the network thread."""
+        if not self._write_lock.acquire(blocking=False):
+            return
         try:
-            return super()._packet_write()
+            sock = self._sock
+            if self._state == _ConnectionState.MQTT_CS_CONNECTED and sock is not None and \
+                    not isinstance(sock, ssl.SSLSocket) and self._out_packet:
+                self._packet_write()
         finally:
-            self._writing = False
-            if not self._out_packet:
-                self._written.set()
+            self._write_lock.release()
+
+    def _packet_write(self) -> MQTTErrorCode:
+        with self._write_lock:
+            self._writing = True
+            try:
+                return super()._packet_write()
+            finally:
+                self._writing = False
+                if not self._out_packet:
+                    self._written.set()
+
+    def reconnect(self) -> MQTTErrorCode:
+        with self._write_lock:  # a publisher never writes to the socket being replaced
+            return super().reconnect()
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> MQTTErrorCode:
+        # no publisher writing when the DISCONNECT is queued (it must not handle it); a
+        # reconnect holding the lock in a slow connect() keeps publishers out anyway
+        held = self._write_lock.acquire(timeout=DISCONNECT_WAIT_S)
+        try:
+            return super().disconnect(*args, **kwargs)
+        finally:
+            if held:
+                self._write_lock.release()
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos

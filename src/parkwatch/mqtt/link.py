@@ -115,6 +115,11 @@ class MqttLink:
         together (:mod:`parkwatch.mqtt.manypublish`)."""
         return publish_many(self.client, messages)
 
+    def write_now(self) -> None:
+        """Write what was published to the broker's socket from this thread, if it can
+        (:meth:`parkwatch.mqtt.buffered.BufferedClient.write_now`)."""
+        self.client.write_now()
+
     def wait_written(self, timeout: float) -> bool:
         """Wait (GIL released) until what was published is written to the broker's socket."""
         return self.client.wait_written(timeout)
