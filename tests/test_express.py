@@ -89,6 +89,12 @@ def _rows(records: list[Record]) -> list[Pending]:
 @pytest.fixture
 def parts(broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[AlarmStore, Courier, _Center,
                                                                    LocalMosquitto]]:
+    yield from make_parts(broker, tmp_path)
+
+
+def make_parts(broker: LocalMosquitto, tmp_path: Path) -> Iterator[
+        tuple[AlarmStore, Courier, _Center, LocalMosquitto]]:
+    """A store, an uplink courier on a real link, the command center's client, the broker."""
     store = AlarmStore(tmp_path / "alarms.db")
     link = MqttLink("uplink", BrokerConfig(host=broker.host, port=broker.port), "gw-uplink")
     link.start()

@@ -4,9 +4,11 @@ see :mod:`parkwatch.alarms.courierworker`).
 To the dispatcher it is a courier like any other: it is woken when rows are committed, told
 which fire raises to send first, handed changes the store could not commit; its counters,
 its latencies (``/metrics``) and its broker connection (``ready``) are the worker's.  The
-committing thread never publishes for it (no express lane: the worker has the connection),
-so a committed row always waits for the worker to read it from the outbox; the worker's marks
-come back to the commit stage, which writes them with its next group.
+committing thread never publishes for it (the worker has the connection), but it hands the
+worker the rows it commits while the worker's courier is idle, with the idle spell the worker
+last reported, and the worker publishes them at once if that spell still lasts (express, see
+:mod:`parkwatch.alarms.express`); fire raises are named to it with every commit.  The
+worker's marks come back to the commit stage, which writes them with its next group.
 
 A worker that dies is logged and started again, at once the first time and then with a growing
 pause; the new one reads every undelivered row from the outbox again (the command center drops
@@ -36,6 +38,9 @@ log = logging.getLogger("parkwatch.delivery")
 RESTART_S, RESTART_MAX_S = 1.0, 30.0
 #: a worker that ran this long before dying was not crash-looping: the pause starts over
 STABLE_S = 60.0
+#: an idle mark is the worker's spell in these low bits, the worker's number above them
+SPELL_BITS = 40
+SPELL_MASK = (1 << SPELL_BITS) - 1
 
 
 class CourierProcess:
@@ -60,10 +65,13 @@ class CourierProcess:
         self.last_latency_s: float | None = None
         self.restarts = 0
         #: the totals of the workers before this one
-        self._base = (0, 0, 0)
+        self._base = (0, 0, 0, 0, 0)
         self._conn: Any = None
         self._proc: Any = None
         self._send_lock = threading.Lock()
+        #: the idle spell the worker last reported, tagged with the worker (see idle_mark)
+        self._spell: int | None = None
+        self._spell_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="parkwatch-courier-uplink",
                                         daemon=True)
@@ -109,19 +117,31 @@ class CourierProcess:
 
     # --- what the dispatcher asks of a courier --------------------------------------------
     def idle_mark(self) -> int | None:
-        return None  # never idle for the committing thread: it has no connection to publish on
+        """The worker's idle spell as last reported (None: busy, as far as is known), with
+        the number of the worker in the high bits: a mark taken before a restart never
+        matches a spell of the next worker."""
+        return self._spell
 
     def read_mark(self) -> int:
-        return -1
+        return -1  # the worker looks a fire raise up in the outbox instead
 
     def express(self, rows: list[Pending], mark: int | None) -> bool:
-        self.wake()
+        """Committed rows: to the worker to publish if it is still in idle spell `mark`,
+        else a wake-up (it reads them from the outbox).  False: the worker decides."""
+        if mark is None or mark >> SPELL_BITS != self.restarts:
+            self.wake()
+            return False
+        self._send(("express", rows, mark & SPELL_MASK))
+        with self._spell_lock:  # it wakes now: the next commit wakes it until it is idle again
+            if self._spell == mark:
+                self._spell = None
         return False
 
     def priority(self, rows: list[Pending], mark: int, sources: list[str] | None = None,
                  publish: bool = True) -> bool:
         names = sources or [""] * len(rows)
-        self._send(("first", [(*key_of(r), s) for r, s in zip(rows, names, strict=True)]))
+        self._send(("first", [(*key_of(r), s) for r, s in zip(rows, names, strict=True)],
+                    publish))
         return False
 
     def wake(self) -> None:
@@ -159,8 +179,11 @@ class CourierProcess:
             if self.restarts:
                 pause = min(pause * 2, RESTART_MAX_S)
             self.restarts += 1
-            self._base = (self.delivered, self.failures, self.expired)
+            self._base = (self.delivered, self.failures, self.expired, self.expressed,
+                          self.prioritised)
             self.idle = self.failing = False
+            with self._spell_lock:
+                self._spell = None
             self._spawn()
 
     def _read(self, conn: Any) -> None:
@@ -178,6 +201,9 @@ class CourierProcess:
                 self._marks(msg[1])
             elif what == "stats":
                 self._stats(msg[1], msg[2])
+            elif what == "idle":
+                with self._spell_lock:
+                    self._spell = self.restarts << SPELL_BITS | msg[1]
             elif what == "state":
                 if msg[1]:
                     self.ready.set()
@@ -189,6 +215,8 @@ class CourierProcess:
         self.delivered = base[0] + stats["delivered"]
         self.failures = base[1] + stats["failures"]
         self.expired = base[2] + stats["expired"]
+        self.expressed = base[3] + stats["expressed"]
+        self.prioritised = base[4] + stats["prioritised"]
         self.failing, self.idle = stats["failing"], stats["idle"]
         self.last_latency_s = stats["last_latency_s"]
         if self.on_delivered is not None:

@@ -16,13 +16,17 @@ its side is :class:`parkwatch.alarms.courierproc.CourierProcess`.
   stage (the store's only writer) to record;
 * ``("stats", {...}, [latency_s, ...])``: the courier's counters and the latencies of the rows
   delivered since the last report, when they changed;
-* ``("state", connected)``: its broker connection came or went.
+* ``("state", connected)``: its broker connection came or went;
+* ``("idle", spell)``: the courier fell idle, every row delivered (its idle mark, see
+  :mod:`parkwatch.alarms.express`).
 
-**Messages from the daemon**: ``("wake",)`` (rows were committed), ``("first", [(alarm_id,
-seq, subscriber, sensor), ...])`` (fire raises to send ahead, see
-:mod:`parkwatch.alarms.express`), ``("offer", [Pending, ...])`` (changes the store could not
-commit, to send from memory), ``("stop",)``.  The end of the connection (the daemon died)
-ends this process too.
+**Messages from the daemon**: ``("wake",)`` (rows were committed), ``("express", [Pending,
+...], spell)`` (rows committed while the daemon believed the courier idle in that spell:
+published at once if it still is), ``("first", [(alarm_id, seq, subscriber, sensor), ...],
+publish)`` (fire raises: published at once unless the courier may hold them already or
+`publish` is false, else sent ahead by the courier), ``("offer", [Pending, ...])`` (changes the
+store could not commit, to send from memory), ``("stop",)``.  The end of the connection (the
+daemon died) ends this process too.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.senders import UplinkSender
-from parkwatch.alarms.store import Mark
+from parkwatch.alarms.store import Mark, OutboxReader
 from parkwatch.alarms.uplink import Topics
 from parkwatch.config.delivery import UPLINK, Backoff
 from parkwatch.config.model import ParkConfig
@@ -66,6 +70,8 @@ class CourierWorker:
         self.courier = Courier(UPLINK, UplinkSender(self.link, Topics(cfg)), store_path,
                                UPLINK_BACKOFF, ready=self.link.connected,
                                on_delivered=self._delivered, marks=self._marks)
+        self.courier.on_idle = lambda spell: self._send(("idle", spell))
+        self.store_path = store_path
         self._stop = threading.Event()
         self._reported: dict[str, Any] = {}
 
@@ -84,6 +90,7 @@ class CourierWorker:
     def _report(self) -> None:
         c = self.courier
         stats = {"delivered": c.delivered, "failures": c.failures, "expired": c.expired,
+                 "expressed": c.expressed, "prioritised": c.prioritised,
                  "failing": c.failing, "idle": c.idle, "last_latency_s": c.last_latency_s}
         with self._lock:
             latencies, self._latencies = self._latencies, []
@@ -114,21 +121,41 @@ class CourierWorker:
         """The daemon's wake-ups, fire raises, held changes and stop, until it says stop or
         goes away."""
         courier = self.courier
-        while True:
-            try:
-                msg = self.conn.recv()
-            except (EOFError, OSError):
-                return
-            what = msg[0]
-            if what == "wake":
-                courier.wake()
-            elif what == "first":
-                courier.send_first([(a, s, sub) for a, s, sub, _ in msg[1]],
-                                   [sensor for *_, sensor in msg[1]])
-            elif what == "offer":
-                courier.offer(msg[1])
-            elif what == "stop":
-                return
+        outbox = OutboxReader(self.store_path, UPLINK)  # this thread's: fire raises' ids
+        try:
+            while True:
+                try:
+                    msg = self.conn.recv()
+                except (EOFError, OSError):
+                    return
+                what = msg[0]
+                if what == "wake":
+                    courier.wake()
+                elif what == "express":
+                    courier.express(msg[1], msg[2])
+                elif what == "first":
+                    self._first(outbox, msg[1], msg[2])
+                elif what == "offer":
+                    courier.offer(msg[1])
+                elif what == "stop":
+                    return
+        finally:
+            outbox.close()
+
+    def _first(self, outbox: OutboxReader, named: list[tuple[str, int, str, str]],
+               publish: bool) -> None:
+        """Fire raises committed meanwhile: published from here if the courier cannot hold
+        them yet, else (or when a row of their sensor waits) sent first by the courier."""
+        keys = [(a, s, sub) for a, s, sub, _ in named]
+        sensors = [sensor for *_, sensor in named]
+        if publish:  # a row whose delivery is recorded is no longer pending
+            found = [(row, sensor) for key, sensor in zip(keys, sensors, strict=True)
+                     if (row := outbox.pending(*key)) is not None]
+            if found:
+                self.courier.priority_read([r for r, _ in found], [s for _, s in found])
+                self.courier.wake()
+            return
+        self.courier.send_first(keys, sensors)
 
 
 def courier_main(cfg: ParkConfig, store_path: str, conn: Any, log_level: int) -> None:

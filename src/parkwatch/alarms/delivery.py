@@ -248,6 +248,9 @@ class Courier(ExpressLane):
             self._idle = not self._sent_from_memory and not self._memory
             if self._idle:
                 self._idle_spells += 1
+            spell = self._idle_spells if self._idle else None
+        if spell is not None and self.on_idle is not None:
+            self.on_idle(spell)
         self._sleep(seconds)
 
     # --- one step ------------------------------------------------------------------------

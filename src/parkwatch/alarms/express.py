@@ -18,12 +18,21 @@ change of the same sensor still waits: then the courier may hold the row already
 that change first, and it sends the row next, once the rows in flight are confirmed and behind
 any row of its own sensor.  The courier later finds a row the committer published and only
 confirms and marks it.  Other changes keep their order; only the fire raise overtakes them.
+
+**From another process.**  A courier in a process of its own (``uplink.process: true``) has
+the committed rows handed to it over a pipe, so the committer cannot ask it anything before a
+commit.  Instead, the courier reports each idle spell as it begins (:attr:`ExpressLane.on_idle`),
+and the committer hands back the last one it heard of with the rows: the same idle mark, and
+the same test (:meth:`ExpressLane.express`).  A fire raise is looked up in the outbox there,
+and published at once unless the courier is reading or has read past it
+(:meth:`ExpressLane.priority_read`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
@@ -52,6 +61,8 @@ class ExpressLane:
     sender: Sender
     ready: threading.Event | None
     _wake: threading.Event
+    #: the last outbox id the courier has read (the courier's)
+    _cursor: int
 
     def _init_express(self) -> None:
         #: asleep with every row delivered (the committer may publish the next ones itself)
@@ -71,6 +82,8 @@ class ExpressLane:
         #: fire raises the committer left to the courier, with their sensors: sent before the
         #: rows ahead of them that are not of their sensor
         self._first: dict[Key, str] = {}
+        #: told each idle spell's mark as it begins (a committer in another process)
+        self.on_idle: Callable[[int], None] | None = None
 
     def idle_mark(self) -> int | None:
         """Before a commit: this idle spell's mark, or None while the courier is busy."""
@@ -122,6 +135,25 @@ class ExpressLane:
         with self._express_lock:
             if not publish or mark != self._reads or not self._can_publish():
                 self._name_first(list(map(key_of, rows)), sources or [""] * len(rows))
+                return False
+            done = self._publish(rows)
+            self.prioritised += len(rows) if done else 0
+        return done
+
+    def priority_read(self, rows: list[Pending], sources: list[str]) -> bool:
+        """Fire alarms' first changes as the outbox holds them (their ids), handed over by a
+        committer in another process: published at once unless the courier is reading the
+        outbox or has read past one of them (it may hold them, or have sent them); then it
+        sends them first, behind anything of their `sources`.  Rows published already (their
+        commit's :meth:`express`) are left alone.  True when none is left to the courier."""
+        with self._express_lock:
+            keep = [k for k, r in enumerate(rows) if key_of(r) not in self._expressed]
+            rows, sources = [rows[k] for k in keep], [sources[k] for k in keep]
+            if not rows:
+                return True
+            if self._reading or any(r.id <= self._cursor for r in rows) or \
+                    not self._can_publish():
+                self._name_first(list(map(key_of, rows)), sources)
                 return False
             done = self._publish(rows)
             self.prioritised += len(rows) if done else 0
