@@ -155,6 +155,17 @@ class Subscriber:
             with self.cond:
                 self.cond.wait(min(remaining, 0.1))
 
+    def retained_end(self, topic: str) -> list[tuple[str, bytes, bool]]:
+        """The messages before `topic` (which must match this subscription), published now
+        by this client: the broker sends a new subscription's retained messages while it
+        subscribes, so once this one is back, every retained message has arrived."""
+        self.client.publish(topic, b"", qos=1)
+        wait_until(lambda: any(t == topic for t, _p, _r in list(self.messages)),
+                   what="the end-of-retained marker")
+        with self.cond:
+            msgs = list(self.messages)
+        return msgs[:[t for t, _p, _r in msgs].index(topic)]
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

@@ -252,15 +252,12 @@ def uplink_events(sub: Subscriber) -> list[tuple[tuple[str, int], bytes]]:
     return out
 
 
-def retained_alarms(broker: LocalMosquitto, quiet_s: float = 1.0) -> dict[str, bytes]:
+def retained_alarms(broker: LocalMosquitto) -> dict[str, bytes]:
     """alarm_id -> retained state, as a command center connecting now sees it."""
     late = Subscriber(broker, f"parkwatch/v1/{PARK}/alarms/#")
     try:
-        seen = -1
-        while seen != len(late.messages):  # until nothing more arrives for quiet_s
-            seen = len(late.messages)
-            time.sleep(quiet_s)
-        return {t.rsplit("/", 1)[1]: p for t, p, retained in late.messages if retained and p}
+        got = late.retained_end(f"parkwatch/v1/{PARK}/alarms/zz-end-of-retained")
+        return {t.rsplit("/", 1)[1]: p for t, p, retained in got if retained and p}
     finally:
         late.close()
 

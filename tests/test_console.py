@@ -169,10 +169,23 @@ def test_malformed_payloads_are_counted_and_shown_never_raised():
                  .map(lambda d: json.dumps(d).encode())),
        st.booleans())
 def test_no_payload_crashes_the_board(topic, payload, retained):
+    """Whatever arrives is taken whole, counted as malformed (with its topic, and nothing of
+    it kept), counted as late, or left as not the board's; the alarm already shown stays."""
     b = Board()
     feed_event(b, event(2))
-    b.feed(topic, payload, retained, NOW)
-    b.rows()
+    malformed, late = sum(b.malformed.values()), b.late
+    alarms, gateways = dict(b.alarms), dict(b.gateways)
+    changed = b.feed(topic, payload, retained, NOW)
+    if sum(b.malformed.values()) == malformed + 1:
+        assert changed and b.last_malformed.startswith(topic + ": ")
+        assert b.alarms == alarms and b.gateways == gateways  # nothing half-taken
+    else:
+        assert sum(b.malformed.values()) == malformed
+        taken = b.alarms != alarms or b.gateways != gateways
+        assert changed == taken
+        if not taken:  # late, an empty state of an alarm not shown, or not the board's topic
+            assert b.late in (late, late + 1)
+    assert alarm_id(2) in ids(b)
     render(b, NOW, Frame(None, "h:1", True, "connected"), 30)
 
 

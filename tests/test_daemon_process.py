@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import EXAMPLE, REPO, Subscriber
+from conftest import EXAMPLE, REPO, Subscriber, wait_until
 
 PY = [sys.executable, "-m", "parkwatch"]
 
@@ -49,13 +49,26 @@ def wait_status(sub: Subscriber, state: str, timeout: float = 10.0) -> dict:
     raise AssertionError(f"no {state} status; got {[m[1] for m in sub.messages][-3:]}")
 
 
+def wait_listening(sub: Subscriber, timeout: float = 10.0) -> dict:
+    """The daemon online with its MQTT driver subscribed (it refreshes its status then):
+    a device's reading sent now is heard."""
+    def latest() -> dict | None:
+        for topic, payload, _ in reversed(list(sub.messages)):
+            if topic.endswith("/gateway") and payload:
+                status = json.loads(payload)
+                if status["state"] == "online" and status["drivers"]["lora"]["connected"]:
+                    return status
+        return None
+
+    wait_until(lambda: latest() is not None, timeout, "the daemon online and listening")
+    return latest() or {}
+
+
 def test_daemon_runs_alarms_and_stops_on_sigterm_within_2s(broker, tmp_path, device):
     sub = Subscriber(broker)
     proc = start_daemon(write_config(tmp_path, broker.port))
     try:
-        status = wait_status(sub, "online")
-        assert status["drivers"]["lora"]["connected"] or wait_status(sub, "online")
-        time.sleep(0.3)
+        wait_listening(sub)
         device.send("B-2F-FB1", {"event": "press"})
         events = sub.wait_events(lambda ev: any(e["sensor_id"] == "B-2F-FB1" for e in ev))
         # the RS-485 ports of this config are absent: their floors' data alarms come too
@@ -122,8 +135,7 @@ def test_heartbeat_counts_open_alarms_by_state_and_driver_health(broker, tmp_pat
     sub = Subscriber(broker)
     proc = start_daemon(write_config(tmp_path, broker.port))
     try:
-        wait_status(sub, "online")
-        time.sleep(0.3)
+        wait_listening(sub)
         device.send("B-2F-FB1", {"event": "press"})
         fire = sub.wait_events(lambda ev: any(e["sensor_id"] == "B-2F-FB1" for e in ev))
         fire_id = next(e["alarm_id"] for e in fire if e["sensor_id"] == "B-2F-FB1")

@@ -108,17 +108,23 @@ def test_late_subscriber_sees_exactly_the_open_alarms(daemon, broker, subscriber
 
     late = Subscriber(broker, "parkwatch/v1/xinqiao/alarms/+")
     try:
-        msgs = _wait_msgs(late, 2)
-        time.sleep(0.3)  # anything else retained would have arrived by now
-        retained = {json.loads(p)["sensor_id"] for _, p, r in late.messages if r and p}
-        assert retained == {"A-2F-FB1", "A-3F-LC1"}
-        assert all(r for _, _, r in msgs)
+        before = late.retained_end("parkwatch/v1/xinqiao/alarms/zz-end-of-retained")
+        assert all(r and p for _t, p, r in before), before
+        assert {json.loads(p)["sensor_id"] for _, p, _r in before} == {"A-2F-FB1", "A-3F-LC1"}
+        assert len(before) == 2
     finally:
         late.close()
 
 
 def test_gateway_status_is_retained_online(daemon, broker):
-    time.sleep(0.3)  # the status refreshed when the driver connected has been retained by now
+    # the status the daemon refreshes once its drivers are connected
+    live = Subscriber(broker, "parkwatch/v1/xinqiao/gateway")
+    try:
+        wait_until(lambda: any(
+            p and all(d["connected"] for d in json.loads(p)["drivers"].values())
+            for _t, p, _r in list(live.messages)), what="a status with every driver connected")
+    finally:
+        live.close()
     late = Subscriber(broker, "parkwatch/v1/xinqiao/gateway")
     try:
         _topic, payload, retained = _wait_msgs(late, 1)[0]
@@ -143,7 +149,7 @@ def test_daemon_reconnects_after_broker_restart(daemon, broker, device):
     dev = Device(broker)
     try:
         # persistent sessions + re-subscribe on connect: a press after the restart still alarms
-        time.sleep(0.2)
+        wait_until(daemon.drivers[0].subscribed.is_set, 10, "the driver subscribed again")
         dev.send("B-1F-FB1", {"event": "press"})
         sub.wait_events(lambda ev: _of(ev, "B-1F-FB1", "raised"), timeout=10)
     finally:

@@ -74,11 +74,12 @@ def test_restart_mid_ladder_fires_next_step_on_time_once(broker: LocalMosquitto,
         reminder = of(events, "reminder")[0]
         assert REMIND_S - 0.05 <= ts(reminder["changed_at"]) - ts(raised["raised_at"]) \
             <= REMIND_S + 1.5
-        # an acknowledgement stops the ladder
+        # an acknowledgement stops the ladder: nothing is left scheduled, in memory or on disk
         assert second.acknowledge(raised["alarm_id"], "王工")
-        time.sleep(REMIND_S + 0.5)
+        wait_until(lambda: second.alarms.next_due() is None, what="the ladder stopped")
+        wait_until(lambda: (second.reader.alarm(raised["alarm_id"]) or {}).get("details", {})
+                   .get("next_escalation_at", 0) is None, what="no step left on disk")
         assert len(of(sub.events(), "reminder")) == 1
-        assert second.alarms.next_due() is None
     finally:
         if second is not None:
             second.stop()

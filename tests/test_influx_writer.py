@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import wait_until
 from parkwatch.config.telemetry import InfluxConfig
 from parkwatch.telemetry.writer import InfluxWriter, Outcome, Result
 
@@ -46,6 +47,8 @@ class Script:
     close_after_answer: bool = False  # and say so (Connection: close)
     drop_after_answer: bool = False  # and say nothing, as an idle timeout or a proxy does
     requests: list[Request] = field(default_factory=list)
+    #: connections the server has closed (shut down and closed its socket)
+    closed: int = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -75,10 +78,16 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.script.closed += 1  # type: ignore[attr-defined]
+
+
 class Server:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.script = Script()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.script = self.script  # type: ignore[attr-defined]
         if tls is not None:
@@ -218,9 +227,9 @@ def test_an_idle_connection_dropped_by_the_server_is_retried_once_on_a_new_one(s
     server.script.drop_after_answer = True
     w = writer(f"http://127.0.0.1:{server.port}")
     try:
-        for _ in range(3):
+        for k in range(3):
             assert w.write(LINES).outcome is Outcome.OK
-            time.sleep(0.1)  # the server has closed its side meanwhile
+            wait_until(lambda k=k: server.script.closed >= k + 1, what="the server's close")
     finally:
         w.close()
     assert [r.body for r in server.script.requests] == [LINES] * 3
@@ -246,7 +255,9 @@ def test_a_write_slower_than_timeout_s_is_a_retry(server, monkeypatch):
         result = w.write(LINES)
         took = time.monotonic() - t0
         server.script.delay_s = 0.0
-        time.sleep(1.3)  # the slow answer is over; the next write gets a connection of its own
+        # the slow answer is over (the server has closed that connection); the next write gets
+        # a connection of its own
+        wait_until(lambda: server.script.closed >= 1, 5, "the slow answer over")
         assert w.write(LINES).outcome is Outcome.OK
     finally:
         w.close()

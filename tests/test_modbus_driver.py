@@ -194,7 +194,10 @@ def test_pulled_port_recovers_by_itself_with_a_comm_fault_alarm_and_one_log_line
         fault = next(e for e in events if e["rule"] == "comm_fault")
         assert fault["event"] == "raised" and fault["severity"] == "warning"
         assert fault["unit"] == "s" and fault["threshold"] == 1.0
-        time.sleep(1.5)  # the port stays away a while: still only one 'unavailable' line
+        # the port stays away for two failed attempts to reopen it: still only one
+        # 'unavailable' line
+        wait_until(lambda: daemon.drivers[0].health()["failed_reopens"] >= 2, timeout=10,
+                   what="two failed attempts to reopen the port")
         bus.restore()
         sub.wait_events(lambda ev: len([e for e in ev if e["rule"] == "comm_fault"
                                         and e["event"] == "cleared"]) == 4, timeout=6)

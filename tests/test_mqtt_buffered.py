@@ -166,9 +166,16 @@ def test_wait_written_returns_once_the_packet_is_in_the_socket_and_not_before(br
         assert c.wait_written(2.0)
         assert not c._out_packet
         info.wait_for_publish(5)
+        # more than the sockets can hold on any machine: this end's send buffer is fixed
+        # small (no autotuning), and the broker's receive buffer grows at most to tcp_rmem's
+        # maximum (machines tuned for throughput allow 32 MiB and more, which a fixed 32 MiB
+        # packet once fitted into)
+        c.socket().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        rmem_max = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+        size = max(32 * 1024 * 1024, 2 * (rmem_max + 256 * 1024))
         os.kill(broker.proc.pid, signal.SIGSTOP)  # the broker reads nothing: the socket fills
         try:
-            c.publish("t/big", b"y" * (32 * 1024 * 1024), qos=1)
+            c.publish("t/big", b"y" * size, qos=1)
             t0 = time.monotonic()
             assert not c.wait_written(0.3)
             assert 0.25 < time.monotonic() - t0 < 2.0
@@ -221,12 +228,13 @@ def test_topic_callbacks_still_win_over_on_message(broker):
     c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="dispatch", protocol=mqtt.MQTTv311)
     c.on_message = lambda _c, _u, m: got["default"].append(m.topic)
     c.message_callback_add("t/acks/#", lambda _c, _u, m: got["filtered"].append(m.topic))
+    subscribed = threading.Event()
+    c.on_subscribe = lambda *_a: subscribed.set()
     c.connect(broker.host, broker.port)
     c.subscribe("t/#", qos=1)
     c.loop_start()
     try:
-        wait_until(c.is_connected)
-        time.sleep(0.2)
+        assert subscribed.wait(5)
         for topic in ("t/acks/1", "t/data/1", "t/acks/2"):
             c.publish(topic, b"x", qos=1).wait_for_publish(5)
         wait_until(lambda: len(got["filtered"]) + len(got["default"]) == 3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -105,8 +104,7 @@ def test_daemon_records_what_it_evaluates_and_replay_reproduces_its_alarms(broke
     daemon = Daemon(cfg, tmp_path / "state", record=recording)
     daemon.start()
     try:
-        wait_until(lambda: daemon.drivers[0].link.connected.is_set(), timeout=5)
-        time.sleep(0.3)
+        wait_until(lambda: daemon.drivers[0].subscribed.is_set(), timeout=5)
         for value in (5000, 8600, 10_400, 9000, 300):
             device.send("A-2F-LC1", {"value": value})
         device.send("A-3F-FB1", {"event": "press"})

@@ -181,11 +181,15 @@ def supervised(daemon: Any, notify: NotifySocket) -> Iterator[Supervisor]:
         yield sup
 
 
-def silent_for(notify: NotifySocket, seconds: float) -> bool:
-    """No watchdog ping arrived during the last `seconds` (waiting that long first)."""
-    start = time.monotonic()
-    time.sleep(seconds)
-    return not [t for t, _ in notify.lines("WATCHDOG") if t >= start]
+def withheld(sup: Supervisor, caplog: Any, why: str) -> int:
+    """Until the supervisor stops pinging for `why`, and has checked three more times without
+    a ping (a definite sign, not a pause): its ping count then."""
+    wait_until(lambda: "systemd watchdog: not pinging" in caplog.text and why in caplog.text,
+               5, "the pings withheld")
+    pings, checks = sup.pings, sup.checks
+    wait_until(lambda: sup.checks >= checks + 3, 5, "three more watchdog checks")
+    assert sup.pings == pings, "a ping while the alarm path was not alive"
+    return pings
 
 
 def test_a_hung_alarm_pipeline_stops_the_watchdog_pings(daemon, notify, supervised, caplog):
@@ -193,15 +197,17 @@ def test_a_hung_alarm_pipeline_stops_the_watchdog_pings(daemon, notify, supervis
     release = threading.Event()
     daemon.inbox.call(lambda: release.wait(10))  # a rule that never returns
     try:
-        hung = time.monotonic()
-        time.sleep(0.5)  # pings go on while it might be one long batch (half the timeout)
-        assert silent_for(notify, 1.0)  # > 2× the timeout: systemd would have restarted it
-        assert "the alarm pipeline made no progress" in caplog.text
+        withheld(supervised, caplog, "the alarm pipeline made no progress")
+        last = max(t for t, _ in notify.lines("WATCHDOG"))
+        # hung for more than twice systemd's timeout (0.4 s) since the last ping
+        wait_until(lambda: time.monotonic() - last > 0.9, 5, "the hang to outlast the timeout")
         assert caplog.text.count("systemd watchdog: not pinging") == 1  # logged once
     finally:
         release.set()
-    notify.wait("WATCHDOG", "1", after=hung + 1.5, timeout=3)  # alive again: pings resume
+    resumed = notify.wait("WATCHDOG", "1", after=last + 0.9, timeout=3)  # alive: pings resume
     assert "pinging resumed" in caplog.text
+    # no ping between the last one before the hang and the first after it
+    assert not [t for t, _ in notify.lines("WATCHDOG") if last < t < resumed - 0.001]
 
 
 def test_a_busy_pipeline_that_makes_progress_is_not_hung(daemon, notify, device, caplog):
@@ -222,9 +228,9 @@ def test_a_busy_pipeline_that_makes_progress_is_not_hung(daemon, notify, device,
         try:
             start = time.monotonic()
             wait_until(lambda: daemon.engine.stats["evaluated"] > 2000, what="the flood")
-            time.sleep(2.0)
+            wait_until(lambda: len([x for x, _ in notify.lines("WATCHDOG") if x > start]) >= 5,
+                       10, "pings during the flood")
             pings = [x for x, _ in notify.lines("WATCHDOG") if x > start]
-            assert len(pings) >= 4
             # one ping may come late on a loaded machine; systemd would act only after 2 s
             assert max(b - a for a, b in itertools.pairwise(pings)) < 1.5
         finally:
@@ -236,9 +242,7 @@ def test_a_busy_pipeline_that_makes_progress_is_not_hung(daemon, notify, device,
 def test_a_dead_delivery_loop_stops_the_watchdog_pings(daemon, notify, supervised, caplog):
     wait_until(lambda: len(notify.lines("WATCHDOG")) >= 2, what="pings while all is well")
     daemon.couriers["journal"].stop()  # as if its thread had died
-    time.sleep(0.15)  # a ping in flight
-    assert silent_for(notify, 0.8)
-    assert "not running: courier journal" in caplog.text
+    withheld(supervised, caplog, "not running: courier journal")
 
 
 def test_the_status_line_follows_the_daemon(daemon, notify, supervised, device, broker):

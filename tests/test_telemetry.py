@@ -105,7 +105,19 @@ def test_every_reading_reaches_the_server_with_its_tags(broker, tmp_path, serial
             for j, v in enumerate(values):
                 device.send(sensor, {"value": v, "ts": t0 + 1000 * i + j})
         device.send("A-3F-FB1", {"event": "press", "battery": 87})
-        time.sleep(1.5)  # the simulated RS-485 devices report meanwhile
+        # until the recording (flushed a batch at a time) holds readings of the MQTT, Modbus
+        # and indicator sensors alike
+        def sensors() -> set[str]:
+            text = rec.read_text(encoding="utf-8") if rec.exists() else ""
+            whole = text[:text.rfind("\n") + 1]  # a line being written is left out
+            return {json.loads(x)["sensor"] for x in whole.splitlines()}
+
+        wait_until(lambda: len(sensors()) >= 6 and "A-3F-FB1" in sensors(), 10,
+                   "readings of every kind of driver recorded")
+        # and the aggregates (every 0.5 s here) taken twice since
+        due = d.timers.pending()["aggregates"]
+        wait_until(lambda: d.timers.pending()["aggregates"] > due + 0.9, 10,
+                   "two rounds of aggregates")
     finally:
         d.stop()
     victoria.settle()
@@ -194,9 +206,11 @@ def test_an_outage_loses_nothing_and_replays_in_order(broker, tmp_path, device, 
         victoria.start()
         wait_until(lambda: d.telemetry.stats()["server"] == "up"
                    and d.telemetry.stats()["points"]["replayed"] > 400, 20, "replay")
-        time.sleep(0.5)  # readings keep flowing after the replay, written directly again
+        # readings keep flowing after the replay, written directly again
+        written = d.telemetry.stats()["points"]["written"]
+        wait_until(lambda: d.telemetry.stats()["points"]["written"] > written + 20, 10,
+                   "readings written directly after the replay")
         gauges.stop()
-        time.sleep(0.3)
     finally:
         gauges.stop()
         d.stop()
@@ -249,8 +263,8 @@ def test_sigkill_while_spooling_loses_at_most_the_batch_in_memory(broker, tmp_pa
         proc = subprocess.Popen([*PY, "run", "--config", str(cfg), "--record", str(rec)],
                                 stderr=err, stdout=subprocess.DEVNULL, cwd=REPO)
     try:
-        wait_until(lambda: rec.exists() or proc.poll() is not None, 15, "daemon start")
-        time.sleep(1.0)
+        wait_until(lambda: "driver lora: subscribed to" in log.read_text(errors="replace")
+                   or proc.poll() is not None, 15, "the daemon listening")
         gauges.start()
         spool = tmp_path / "state/spool/telemetry"
         wait_until(lambda: sum(p.stat().st_size for p in spool.glob("*.seg")) > 8000, 20,

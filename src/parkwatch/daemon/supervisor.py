@@ -53,6 +53,7 @@ class Supervisor:
         self._probe: threading.Event | None = None
         self._last_loop = 0.0
         self._withheld: str | None = None  # why the pings stopped (logged once)
+        self.checks = 0  # times the watchdog was fed or withheld (each loop with a watchdog)
         self._status = ""
 
     # --- from signal handlers (they only set flags) ---------------------------------------
@@ -132,6 +133,7 @@ class Supervisor:
 
     def feed_watchdog(self) -> None:
         problem = self.liveness()
+        self.checks += 1
         if problem is None:
             if self.notifier.watchdog():
                 self.pings += 1

@@ -72,6 +72,8 @@ class BusScheduler:
         self.bus_free_at = 0.0
         self._lane_streak = 0
         self.transactions = 0
+        #: attempts to reopen a lost port that failed, since it was lost (health)
+        self.failed_reopens = 0
         self.busy_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"parkwatch-bus-{cfg.id}",
@@ -279,8 +281,11 @@ class BusScheduler:
 
     def _note_port_down(self, exc: Exception) -> None:
         now = time.monotonic()
-        if self.port_lost_at is None:
+        if self.port_lost_at is not None:
+            self.failed_reopens += 1
+        else:
             self.port_lost_at = now
+            self.failed_reopens = 0
             log.warning("bus %s: port unavailable (%s); reopening with backoff up to %.0f s",
                         self.cfg.port, exc, self.cfg.reopen_max_s)
             for listener in self.state_listeners:
@@ -297,7 +302,7 @@ class BusScheduler:
     def health(self) -> dict[str, Any]:
         return {
             "port": self.cfg.port, "open": self.port is not None,
-            "transactions": self.transactions,
+            "transactions": self.transactions, "failed_reopens": self.failed_reopens,
             "slaves": {s.slave: {"polls": s.polls, "timeouts": s.timeouts,
                                  "bad_frames": s.bad_frames, "exceptions": s.exceptions,
                                  "quarantined": s.quarantined}
