@@ -132,8 +132,9 @@ class Hold:
 
 
 def _limit(old: int, new: int, warn: float, crit: float) -> float:
-    """The limit a change refers to: the critical one when either side is critical."""
-    return crit if max(old, new) == 2 else warn
+    """The limit a change names: the one in force at the new level, or the one left when the
+    alarm clears."""
+    return crit if (new if new > 0 else old) == 2 else warn
 
 
 def _in_order(rows: list[Transition]) -> list[Transition]:

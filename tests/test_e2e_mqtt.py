@@ -51,7 +51,11 @@ def test_load_above_critical_raises_and_below_deadband_clears(daemon, subscriber
     # inside the deadband of the warning limit (8000 - 200): still an alarm, only weaker
     device.send("A-2F-LC1", {"value": 7_900})
     events = subscriber.wait_events(lambda ev: _of(ev, "A-2F-LC1", "severity_changed"))
-    assert _of(events, "A-2F-LC1", "severity_changed")[0]["severity"] == "warning"
+    (weaker,) = _of(events, "A-2F-LC1", "severity_changed")
+    assert weaker["severity"] == "warning"
+    # the limit named is the warning limit now in force, not the critical one just left
+    assert weaker["threshold"] == 8_000
+    assert "预警限值 8000 kg" in weaker["message"] and "10000" not in weaker["message"]
     assert not _of(events, "A-2F-LC1", "cleared")
 
     device.send("A-2F-LC1", {"value": 7_799})

@@ -160,9 +160,9 @@ def test_85_percent_warns_100_percent_is_critical_and_the_deadband_clears(floor:
     # 40 800 kg = 400.1 kN: at 100 %
     assert floor.feed(20, ("W2", 18_800)) == [
         ("A/2F", LOAD, "warning", "critical", kn(40_800), 400.0, 20)]
-    # 39 000 kg = 382.5 kN: under 400 - 8 kN, back to warning
+    # 39 000 kg = 382.5 kN: under 400 - 8 kN, back to warning (whose limit, 340, it names)
     assert floor.feed(30, ("W2", 17_000)) == [
-        ("A/2F", LOAD, "critical", "warning", kn(39_000), 400.0, 30)]
+        ("A/2F", LOAD, "critical", "warning", kn(39_000), 340.0, 30)]
     # 33 900 kg = 332.4 kN: under 85 % but within the 8 kN deadband, still a warning
     assert floor.feed(40, ("W2", 11_900)) == []
     # 33 800 kg = 331.5 kN: under 340 - 8 kN, cleared

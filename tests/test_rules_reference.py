@@ -594,7 +594,7 @@ def test_reference_low_side_and_jump_across(parks: dict[str, ParkModel]) -> None
         ("high_threshold", NORMAL, CRITICAL, 55.0, 50.0, T0),
         ("high_threshold", CRITICAL, NORMAL, 2.0, 50.0, T0 + 1),
         ("low_threshold", NORMAL, CRITICAL, 2.0, 5.0, T0 + 1),
-        ("low_threshold", CRITICAL, WARNING, 8.1, 5.0, T0 + 4)]
+        ("low_threshold", CRITICAL, WARNING, 8.1, 10.0, T0 + 4)]  # the warning limit
 
 
 def test_reference_rate_of_rise_by_hand(parks: dict[str, ParkModel]) -> None:

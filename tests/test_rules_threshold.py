@@ -106,7 +106,8 @@ def test_clear_only_below_limit_minus_deadband(park: ParkModel) -> None:
     feed(10500)
     assert feed(9999) == []  # below the critical limit but inside its deadband
     assert feed(9800) == []  # exactly limit - deadband still holds
-    assert feed(9799.9) == [(HIGH, CRITICAL, WARNING, 10000.0)]
+    # falling back to warning names the warning limit now in force
+    assert feed(9799.9) == [(HIGH, CRITICAL, WARNING, 8000.0)]
     assert feed(7900) == []
     assert feed(7800) == []
     assert feed(7799.9) == [(HIGH, WARNING, NORMAL, 8000.0)]
@@ -183,7 +184,7 @@ def test_low_limits_mirror_high_ones(low_park: ParkModel) -> None:
     assert feed(5) == [(LOW, WARNING, CRITICAL, 5.0)]
     assert feed(7.9) == []
     assert feed(8) == []  # low_critical + deadband still holds
-    assert feed(8.1) == [(LOW, CRITICAL, WARNING, 5.0)]
+    assert feed(8.1) == [(LOW, CRITICAL, WARNING, 10.0)]  # the warning limit in force
     assert feed(13) == []
     assert feed(13.1) == [(LOW, WARNING, NORMAL, 10.0)]
     assert feed(11) == []
@@ -414,7 +415,8 @@ class Reference:
         for rule, old, new, lims in ((HIGH, hi, new_hi, limits["high"]),
                                      (LOW, lo, new_lo, limits["low"])):
             if old != new:
-                changes.append((rule, _SEV[old], _SEV[new], value, lims[max(old, new)], ts))
+                # the limit in force at the new level; for a clear, the one left
+                changes.append((rule, _SEV[old], _SEV[new], value, lims[new or old], ts))
         changes.sort(key=lambda c: c[2] != NORMAL)  # the side left is cleared first
         out.extend(changes)
         self.level[sensor] = (new_hi, new_lo)
@@ -480,4 +482,4 @@ def test_reference_matches_engine_on_a_known_sequence() -> None:
         ref.feed(lc, v, T0 + i, Quality.GOOD)
     assert [c[:3] for c in ref.out[lc]] == [(HIGH, NORMAL, WARNING), (HIGH, WARNING, CRITICAL),
                                             (HIGH, CRITICAL, WARNING), (HIGH, WARNING, NORMAL)]
-    assert np.isclose([c[4] for c in ref.out[lc]], [8000, 10000, 10000, 8000]).all()
+    assert np.isclose([c[4] for c in ref.out[lc]], [8000, 10000, 8000, 8000]).all()

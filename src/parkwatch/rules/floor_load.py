@@ -23,7 +23,7 @@ from parkwatch.config.model import load_unit_kn
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
-from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_of
+from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_concerned
 from parkwatch.rules.transitions import Severity, Transitions
 
 #: plain ints for numpy comparisons: numpy asks an IntEnum member's class for a dozen
@@ -237,7 +237,7 @@ class FloorLoadRule:
         if f.at.shape[0] == 0:
             return Transitions.empty()
         grp = groups[f.at]
-        thr = limit_of(np.maximum(f.old, f.new), self.warn[grp], self.crit[grp])
+        thr = limit_concerned(f.old, f.new, self.warn[grp], self.crit[grp])
         return Transitions.build(self.base + grp, self.load_code, LEVEL_SEVERITY[f.old],
                                  LEVEL_SEVERITY[f.new], f.value, thr, f.ts)
 

@@ -37,6 +37,14 @@ def limit_of(level: np.ndarray, warn: np.ndarray, crit: np.ndarray) -> np.ndarra
     return np.where(level == 2, crit, warn)
 
 
+def limit_concerned(old: np.ndarray, new: np.ndarray, warn: np.ndarray,
+                    crit: np.ndarray) -> np.ndarray:
+    """The limit an event names: the one in force at the new level (a critical alarm that
+    falls back to warning names the warning limit, not the critical one it left), or, for a
+    clear, the one the value fell back below."""
+    return limit_of(np.where(new > 0, new, old), warn, crit)
+
+
 @dataclass(slots=True)
 class StateArray:
     """A piece of rule state that survives a restart, indexed by sensor (or group) first.

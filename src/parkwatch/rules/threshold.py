@@ -16,7 +16,7 @@ import numpy as np
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
-from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_of
+from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_concerned
 from parkwatch.rules.screen import BUSY, NEVER, Screen, evaluate_busy
 from parkwatch.rules.transitions import Transitions
 
@@ -143,7 +143,7 @@ class ThresholdRule:
         if f.at.shape[0] == 0:
             return Transitions.empty()
         s = idx[f.at]
-        thr = limit_of(np.maximum(f.old, f.new), warn[s], crit[s])
+        thr = limit_concerned(f.old, f.new, warn[s], crit[s])
         return Transitions.build(s, code, LEVEL_SEVERITY[f.old], LEVEL_SEVERITY[f.new], f.value,
                                  thr, f.ts)
 
