@@ -277,3 +277,34 @@ def test_status_unreachable_exits_1_and_unusable_config_exits_2(tmp_path, capsys
     off = write_config(tmp_path / "off.yaml", None, tmp_path / "state")
     code, out, err = run(capsys, "status", "-c", str(off))
     assert (code, out) == (2, "") and "the local API is off" in err
+
+
+def test_check_config_takes_the_file_as_the_other_commands_do(tmp_path, capsys):
+    bad = write_config(tmp_path / "bad.yaml", 8086, tmp_path / "state",
+                       park={"id": "xinqiao", "name": "x", "colour": "red"})
+    code, _, err = run(capsys, "check-config", str(bad))
+    assert code == 2 and "colour" in err
+    assert run(capsys, "check-config", "--config", str(bad)) == (2, "", err)
+    assert run(capsys, "check-config", "-c", str(bad)) == (2, "", err)
+    code, _, err = run(capsys, "check-config", str(bad), "--config", str(tmp_path / "b.yaml"))
+    assert code == 2 and "two configs given" in err
+
+
+def test_a_missing_default_config_says_what_to_give(tmp_path, capsys, monkeypatch):
+    """Without --config the commands read the default path; when nothing is there they say
+    how to point them at a config (watch: or at a broker), not just "file not found"."""
+    import parkwatch.apiclient
+    import parkwatch.console.settings
+
+    default = str(tmp_path / "etc" / "park.yaml")
+    monkeypatch.setattr(parkwatch.apiclient, "DEFAULT_CONFIG", default)
+    monkeypatch.setattr(parkwatch.console.settings, "DEFAULT_CONFIG", default)
+    for argv in (["check-config"], ["alarms"], ["status"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert f"no park config at the default {default}: give one with --config FILE" in err
+    code, _, err = run(capsys, "watch")
+    assert code == 2 and "--config FILE, or the command center's broker with --host HOST" in err
+    # a path given explicitly is the engineer's own: check it
+    code, _, err = run(capsys, "alarms", "--config", str(tmp_path / "typo.yaml"))
+    assert code == 2 and f"{tmp_path / 'typo.yaml'}: no such file; check the path" in err

@@ -28,6 +28,22 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 DEFAULT_CONFIG = "/etc/parkwatch/park.yaml"
+#: the one problem a config that is not there has (parkwatch.config.yamlsource)
+_NOT_FOUND = "file not found"
+
+
+def missing_config_hint(path: str, exc: Exception, explicit: bool,
+                        more: str = "") -> str | None:
+    """What to do when the park config is not there: the line that replaces "N problem(s)"
+    (None when the config was found and has problems of its own)."""
+    problems = getattr(exc, "problems", [])
+    if len(problems) != 1 or problems[0].message != _NOT_FOUND:
+        return None
+    if explicit:
+        return f"{path}: no such file; check the path"
+    return (f"no park config at the default {path}: give one with --config FILE{more}")
+
+
 TIMEOUT_S = 10.0  # the daemon answers a command within 5 s or gives up
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
@@ -100,7 +116,8 @@ def endpoint(config: str, state_dir: str | None = None, url: str | None = None,
         cfg = load_config(config)
     except ConfigError as exc:
         lines = [str(p) for p in exc.problems]
-        lines.append(f"{config}: {len(exc.problems)} problem(s); not valid")
+        lines.append(missing_config_hint(config, exc, explicit=config != DEFAULT_CONFIG)
+                     or f"{config}: {len(exc.problems)} problem(s); not valid")
         raise Failure("\n".join(lines), EXIT_CONFIG) from None
     api = cfg.api
     if api is None:

@@ -15,16 +15,23 @@ EXIT_CONFIG = 2
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from parkwatch.apiclient import DEFAULT_CONFIG, missing_config_hint
     from parkwatch.config import ConfigError, load_config
 
+    if args.file and args.config and args.file != args.config:
+        print(f"check-config: two configs given ({args.file} and --config {args.config}); "
+              "give one", file=sys.stderr)
+        return EXIT_CONFIG
+    path = args.file or args.config or DEFAULT_CONFIG
     try:
-        cfg = load_config(args.file)
+        cfg = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(f"{args.file}: {len(exc.problems)} problem(s); not valid", file=sys.stderr)
+        hint = missing_config_hint(path, exc, explicit=bool(args.file or args.config))
+        print(hint or f"{path}: {len(exc.problems)} problem(s); not valid", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{args.file}: valid — park '{cfg.park.id}', {len(cfg.buildings)} building(s), "
+    print(f"{path}: valid — park '{cfg.park.id}', {len(cfg.buildings)} building(s), "
           f"{len(cfg.tenants)} tenant(s), {len(cfg.drivers)} driver(s), "
           f"{len(cfg.sensors)} sensor(s)")
     return EXIT_OK
@@ -110,11 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "parkwatch replay")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("check-config", help="validate a park config; exit 2 when invalid")
-    p.add_argument("file")
-    p.set_defaults(func=_check_config)
-
     from parkwatch.apiclient import DEFAULT_CONFIG, add_common
+
+    p = sub.add_parser("check-config", help="validate a park config; exit 2 when invalid",
+                       description="Validate a park config and list every problem, each as "
+                       "file:line: key.path: what is wrong. The config is FILE or --config "
+                       f"(default {DEFAULT_CONFIG}). Exit 0 when valid, 2 when not.")
+    p.add_argument("file", nargs="?", metavar="FILE", help="park config YAML")
+    p.add_argument("--config", "-c", metavar="FILE", help="the same, as the other commands "
+                   "take it")
+    p.set_defaults(func=_check_config)
 
     p = sub.add_parser("alarms", help="list the running daemon's open alarms (local API)",
                        description="List the running daemon's alarms, most severe and oldest "

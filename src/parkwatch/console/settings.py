@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from parkwatch.apiclient import DEFAULT_CONFIG
+from parkwatch.apiclient import DEFAULT_CONFIG, missing_config_hint
 from parkwatch.config.brokers import BrokerConfig
 
 DEFAULT_PREFIX = "parkwatch/v1"
@@ -47,8 +47,11 @@ def _from_config(args: argparse.Namespace) -> tuple[BrokerConfig, str, float]:
     try:
         cfg = load_config(path)
     except ConfigError as exc:
+        hint = missing_config_hint(path, exc, explicit=args.config is not None,
+                                   more=", or the command center's broker with --host HOST")
         raise SettingsError([*(str(p) for p in exc.problems),
-                             f"{path}: {len(exc.problems)} problem(s); not valid"]) from None
+                             hint or f"{path}: {len(exc.problems)} problem(s); not valid"]
+                            ) from None
     name = args.broker or cfg.uplink.broker
     if name not in cfg.brokers:
         raise SettingsError([f"{path}: no broker '{name}' under brokers (there are: "
