@@ -105,6 +105,6 @@ def test_a_child_that_cannot_parse_leaves_the_error_to_this_process(tmp_path, ca
     path = big_config(tmp_path / "park.yaml", text)
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert f"park.yaml:{line + 1}: invalid YAML" in str(err.value)  # where the list breaks
-    assert f"while parsing a flow sequence on line {line}" in str(err.value)
+    assert f"park.yaml:{line + 1}: a list [...] or mapping {{...}} opened on line {line} " \
+        "is not closed" in str(err.value)  # where the list breaks, and where it opened
     assert not list(cache.glob("config-*.json"))

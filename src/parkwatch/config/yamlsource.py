@@ -195,15 +195,11 @@ def _parse(loader: yaml.SafeLoader, text: str, name: str) -> tuple[Any, SourceMa
         data = _construct(node, (), smap, loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        if exc.context == "while scanning a simple key" and exc.context_mark is not None:
-            mark = exc.context_mark  # the key being read is where the mistake is
+        if exc.context_mark is not None and exc.context is not None and (
+                exc.context == "while scanning a simple key" or "quoted" in exc.context):
+            mark = exc.context_mark  # the key being read, the quote opened: the mistake
         line = mark.line + 1 if mark else 1
-        msg = f"invalid YAML: {exc.problem or exc}"
-        if exc.context and exc.context_mark is not None:
-            msg += f" ({exc.context} on line {exc.context_mark.line + 1})"
-        if "could not find expected ':'" in msg or "mapping values are not allowed" in msg:
-            msg += "; is a space missing after a ':' or is the indentation off?"
-        raise ConfigSyntaxError(name, line, msg) from None
+        raise ConfigSyntaxError(name, line, _in_plain_words(exc, mark)) from None
     except yaml.YAMLError as exc:
         raise ConfigSyntaxError(name, 1, f"invalid YAML: {exc}") from None
     except RecursionError:
@@ -213,3 +209,40 @@ def _parse(loader: yaml.SafeLoader, text: str, name: str) -> tuple[Any, SourceMa
     finally:
         loader.dispose()
     return data, smap
+
+
+def _in_plain_words(exc: yaml.MarkedYAMLError, mark: Any) -> str:
+    """What is wrong with the YAML, in a field engineer's words where PyYAML's are a parser's
+    (the common mistakes of a hand-edited file: a tab, an indent that does not line up, a ':'
+    inside a value, a quote or bracket left open); PyYAML's own words otherwise."""
+    problem = exc.problem or str(exc)
+    column = f" (column {mark.column + 1})" if mark is not None else ""
+    opened = exc.context_mark.line + 1 if exc.context_mark is not None else None
+    since = f" (the block begins on line {opened})" if opened not in (None, mark_line(mark)) \
+        else ""
+    if "cannot start any token" in problem and "'\\t'" in problem:
+        return (f"a tab character{column}: YAML indents with spaces only; replace the tab "
+                "with spaces")
+    if problem.startswith("expected <block end>"):
+        return (f"this line's indentation{column} does not line up with the lines before it"
+                f"{since}: keys of one section start in the same column, items of a list "
+                "each start with '- ' in the same column")
+    if "mapping values are not allowed" in problem:
+        return (f"a ':' where a value goes{column}: a line indented further than the key "
+                "above it, or a value with ': ' in it that needs quotes")
+    if "could not find expected ':'" in problem:
+        return (f"a key without ': '{column}: is the space after the ':' missing, or is the "
+                f"line indented as if it went on from the one before?{since}")
+    if "found unexpected end of stream" in problem and exc.context and "quoted" in exc.context:
+        return f"the quote opened on line {opened} is never closed"
+    if exc.context and "flow" in exc.context:
+        return (f"a list [...] or mapping {{...}} opened on line {opened} is not closed, or "
+                "lacks a ',' between two items")
+    msg = f"invalid YAML: {problem}{column}"
+    if exc.context and exc.context_mark is not None:
+        msg += f" ({exc.context} on line {exc.context_mark.line + 1})"
+    return msg
+
+
+def mark_line(mark: Any) -> int | None:
+    return mark.line + 1 if mark is not None else None
