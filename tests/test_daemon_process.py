@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -129,6 +130,34 @@ def test_demo_shows_all_three_hazards_and_leaves_no_process(tmp_path):
     # the private broker died with the demo: no mosquitto child of ours is left
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "parkwatch-demo-" not in ps and "parkwatch-mqtt-" not in ps
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
+    """Ctrl-C, the documented way to stop the demo early, reaches the whole foreground
+    process group: the demo stops its daemon, devices and broker in order and says so, with
+    exit code 0, no broker lost on the way and no complaint about alarms it was not let show."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.Popen([*PY, "demo", "--speed", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            start_new_session=True)  # a group of its own, as a terminal's job
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("raised" in x for x in lines), 60, "the demo's first alarm")
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    reader.join(5)
+    err = proc.stderr.read() if proc.stderr else ""  # type: ignore[union-attr]
+    assert "demo stopped with Ctrl-C" in "".join(lines)
+    for word in ("Traceback", "ERROR", "WARNING", "lost", "did not show"):
+        assert word not in err, err
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "parkwatch-demo-" not in ps
 
 
 def test_heartbeat_counts_open_alarms_by_state_and_driver_health(broker, tmp_path, device):

@@ -112,37 +112,55 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
             player.start()
             player.join(duration_s)
             time.sleep(1.0)
-            acked = _acknowledge_cleared(daemon, view)
+            _acknowledge_cleared(daemon, view)
             time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            acked = 0
+        except KeyboardInterrupt:  # Ctrl-C: the documented way to stop early
+            interrupted = True
+        else:
+            interrupted = False
         finally:
             stop.set()
             daemon.stop()  # before the devices, or it would report their ports lost
             fleet.stop()
             view.stop()
-        return _summary(view.events, acked, log)
+        return _summary(view.events, log, interrupted)
 
 
 def _acknowledge_cleared(daemon: Any, view: OperatorView) -> int:
-    """The duty officer acknowledges every alarm that has cleared, which closes it."""
+    """The duty officer acknowledges every alarm still waiting for it, which closes those that
+    have cleared."""
     with view.lock:
-        raised = [e["alarm_id"] for e in view.events if e["event"] == "raised"]
-    count = 0
-    for alarm_id in dict.fromkeys(raised):
-        if daemon.acknowledge(alarm_id, DUTY_OFFICER):
-            count += 1
-    return count
+        events = list(view.events)
+    return sum(bool(daemon.acknowledge(alarm_id, DUTY_OFFICER))
+               for alarm_id in unacknowledged(events))
 
 
-def _summary(events: list[dict[str, Any]], acked: int, log: logging.Logger) -> int:
+def unacknowledged(events: list[dict[str, Any]]) -> list[str]:
+    """The alarms whose latest event (by seq) says open and not acknowledged: one an operator
+    acknowledged meanwhile (from the console, say) is left alone."""
+    latest: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e["alarm_id"] not in latest or e["seq"] > latest[e["alarm_id"]]["seq"]:
+            latest[e["alarm_id"]] = e
+    return [a for a, e in latest.items() if not e["acknowledged"] and e["event"] != "closed"]
+
+
+def _summary(events: list[dict[str, Any]], log: logging.Logger,
+             interrupted: bool = False) -> int:
     raised = [e for e in events if e["event"] == "raised"]
     kinds = {e["sensor_kind"] for e in raised}
+    by: dict[str, int] = {}
+    for e in events:
+        if e["event"] == "acknowledged":
+            by[e.get("acked_by") or "?"] = by.get(e.get("acked_by") or "?", 0) + 1
+    who = ", ".join(f"{n} by {name}" for name, n in sorted(by.items())) or f"0 by {DUTY_OFFICER}"
     print(f"\n{len(events)} alarm event(s): {len(raised)} raised "
           f"({', '.join(sorted(kinds)) or 'none'}), "
-          f"{sum(e['event'] == 'cleared' for e in events)} cleared, {acked} acknowledged by "
-          f"{DUTY_OFFICER}, {sum(e['event'] == 'closed' for e in events)} closed.")
+          f"{sum(e['event'] == 'cleared' for e in events)} cleared, {sum(by.values())} "
+          f"acknowledged ({who}), {sum(e['event'] == 'closed' for e in events)} closed.")
+    if interrupted:
+        print("demo stopped with Ctrl-C; broker, devices and daemon stopped.")
+        return 0
     missing = {"fire_button", "load_cell", "water_level"} - kinds
     if missing:
         log.error("demo did not show alarms of: %s", ", ".join(sorted(missing)))

@@ -54,6 +54,9 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # a session of its own: a Ctrl-C in the terminal reaches the program that started it,
+    # which stops it in order (a demo's broker died first and its clients logged it lost)
+    os.setsid()
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
