@@ -40,3 +40,23 @@ def test_the_summary_counts_every_acknowledgement_by_whom(capsys):
     out = capsys.readouterr().out
     assert f"3 acknowledged (2 by 张三, 1 by {DUTY_OFFICER})" in out
     assert "1 closed" in out
+
+
+def test_the_demos_rows_line_up_in_a_terminal():
+    """Each column starts at the same terminal column whatever its Chinese words (two
+    columns wide each): the message is where the eye expects it."""
+    from rich.cells import cell_len
+
+    from parkwatch.demo import row
+
+    events = [
+        {"severity": "critical", "event": "raised", "building": "A", "floor": "3F", "zone": None,
+         "tenants": ["huaxin"], "message": "【火警】M"},
+        {"severity": "warning", "event": "severity_changed", "building": "B", "floor": "B1",
+         "zone": "east", "tenants": ["yongsheng", "ruifeng"], "message": "【水位预警】M"},
+        {"severity": "info", "event": "acknowledged", "building": "A", "floor": "1F",
+         "zone": None, "tenants": [], "message": "M"},
+    ]
+    rows = [row(e, "12:00:00") for e in events]
+    starts = {cell_len(r[:r.rindex(e["message"])]) for e, r in zip(events, rows, strict=True)}
+    assert len(starts) == 1, rows

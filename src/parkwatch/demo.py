@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from rich.cells import cell_len
 
 from parkwatch.alarms.messages import WORDS
 from parkwatch.config import load_config
@@ -44,7 +45,6 @@ class OperatorView:
         self.colour = colour
         self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        self.words = WORDS["zh"]
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="parkwatch-demo-operator")
         c.on_socket_open = lambda _c, _u, sock: set_nodelay(sock)
         c.on_message = self._on_message
@@ -57,14 +57,26 @@ class OperatorView:
         e = json.loads(msg.payload)
         with self.lock:
             self.events.append(e)
-        sev = e["severity"]
-        place = " ".join(x for x in (e["building"], e["floor"], e["zone"]) if x)
-        head = (f"{time.strftime('%H:%M:%S')}  {self.words[sev]:2s} {sev:8s} "
-                f"{self.words[e['event']]:4s} {e['event']:16s}")
-        if self.colour:
-            head = COLOURS.get(sev, "") + head + RESET
-        tenants = ",".join(e["tenants"]) or "-"
-        print(f"{head} {place:10s} [{tenants}]  {e['message']}", flush=True)
+        print(row(e, time.strftime("%H:%M:%S"), self.colour), flush=True)
+
+
+def row(e: dict[str, Any], clock: str, colour: bool = False) -> str:
+    """One event as a row whose columns line up in a terminal (a Chinese character takes two
+    columns there)."""
+    words = WORDS["zh"]
+    sev = e["severity"]
+    place = " ".join(x for x in (e["building"], e["floor"], e["zone"]) if x)
+    head = (f"{clock}  {pad(words[sev], 4)} {sev:8s} "
+            f"{pad(words[e['event']], 8)} {e['event']:16s}")
+    if colour:
+        head = COLOURS.get(sev, "") + head + RESET
+    tenants = ",".join(e["tenants"]) or "-"
+    return f"{head} {pad(place, 10)} {pad(f'[{tenants}]', 24)} {e['message']}"
+
+
+def pad(text: str, columns: int) -> str:
+    """`text` padded with spaces to `columns` terminal columns (wide characters count two)."""
+    return text + " " * max(0, columns - cell_len(text))
 
     def stop(self) -> None:
         self.client.disconnect()
