@@ -423,3 +423,14 @@ def test_a_password_in_the_influxdb_url_is_refused_without_repeating_it(at_repo_
         load_config(_case("telemetry_url_with_password").path)
     printed = "\n".join(str(p) for p in excinfo.value.problems)
     assert "telemetry.influxdb.url" in printed and "hunter2" not in printed
+
+
+def test_every_kind_of_mistake_is_reported_in_one_run() -> None:
+    """An unknown key, a type, a range, a cross-reference and a duplicate in one file: all five
+    at once (the cross-references used to wait until the rest was fixed), and nothing else: a
+    tenant on the floor whose area is wrong is not reported as on a missing floor."""
+    case = _case("every_kind_of_mistake")
+    result = _parkwatch("check-config", case.path)
+    printed = [x for x in result.stderr.splitlines() if not x.endswith("not valid")]
+    assert result.returncode == 2
+    assert printed == list(case.expects)

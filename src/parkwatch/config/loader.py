@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from parkwatch.config.compact import compact_context
 from parkwatch.config.crosscheck import cross_check
 from parkwatch.config.model import ParkConfig
+from parkwatch.config.partial import cross_check_rest
 from parkwatch.config.yamlsource import ConfigSyntaxError, Loc, SourceMap, load_yaml_with_lines
 
 
@@ -154,14 +155,22 @@ def validate_data(data: Any, smap: SourceMap) -> ParkConfig:
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(smap.file, 1, "", "the file must be a mapping of "
                                          "sections (park, gateway, brokers, ...)")])
+    def validate(data: Any) -> ParkConfig:
+        return ParkConfig.model_validate(data, context=compact_context(base_dir=smap.base_dir))
+
     try:
-        cfg = ParkConfig.model_validate(data, context=compact_context(base_dir=smap.base_dir))
+        cfg = validate(data)
     except ValidationError as exc:
         problems = []
+        locs = []
         for err in exc.errors(include_url=False):
             loc = _data_loc(data, err["loc"])
+            locs.append(loc)
             problems.append(ConfigProblem(smap.file, smap.line_of(loc), format_path(loc),
                                           _message(err, loc)))
+        # the cross-references among what is valid, in the same run (parkwatch.config.partial)
+        problems += [ConfigProblem(smap.file, smap.line_of(loc), format_path(loc), msg)
+                     for loc, msg in cross_check_rest(data, locs, validate, cross_check)]
         raise ConfigError(_ordered(problems)) from None
     cross = cross_check(cfg)
     if cross:
