@@ -59,6 +59,10 @@ class OperatorView:
             self.events.append(e)
         print(row(e, time.strftime("%H:%M:%S"), self.colour), flush=True)
 
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
 
 def row(e: dict[str, Any], clock: str, colour: bool = False) -> str:
     """One event as a row whose columns line up in a terminal (a Chinese character takes two
@@ -77,10 +81,6 @@ def row(e: dict[str, Any], clock: str, colour: bool = False) -> str:
 def pad(text: str, columns: int) -> str:
     """`text` padded with spaces to `columns` terminal columns (wide characters count two)."""
     return text + " " * max(0, columns - cell_len(text))
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0) -> int:
