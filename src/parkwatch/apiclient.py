@@ -371,20 +371,24 @@ def _count_words(counts: Any, names: tuple[str, ...]) -> str:
 
 
 def _drivers_line(health: dict[str, Any], status: dict[str, Any] | None) -> str:
-    connected = health.get("drivers") if isinstance(health.get("drivers"), dict) else {}
-    details = (status or {}).get("drivers") if isinstance((status or {}).get("drivers"),
-                                                           dict) else {}
+    found = health.get("drivers")
+    connected: dict[str, Any] = found if isinstance(found, dict) else {}
+    found = (status or {}).get("drivers")
+    details: dict[str, Any] = found if isinstance(found, dict) else {}
     parts = []
     for name in sorted(set(connected) | set(details)):
-        d = details.get(name) if isinstance(details.get(name), dict) else {}
+        found = details.get(name)
+        d: dict[str, Any] = found if isinstance(found, dict) else {}
         up = connected.get(name, d.get("connected"))
         text = f"{name} {'connected' if up else 'NOT CONNECTED'}"
         extra = [str(d["type"])] if d.get("type") else []
         if isinstance(d.get("accepted"), int):
             extra.append(f"{d['accepted']} accepted")
         rejected = d.get("rejected")
-        if isinstance(rejected, dict) and sum(v for v in rejected.values()
-                                              if isinstance(v, int)):
+        # summed on its own: as the right operand of `and` it would take `bool` as its context
+        counted = (sum(v for v in rejected.values() if isinstance(v, int))
+                   if isinstance(rejected, dict) else 0)
+        if isinstance(rejected, dict) and counted:
             extra.append(f"{sum(rejected.values())} rejected")
         parts.append(text + (f" ({', '.join(extra)})" if extra else ""))
     return ", ".join(parts) or "none"
@@ -449,7 +453,8 @@ def format_status(ep: Endpoint, health: dict[str, Any], status: dict[str, Any] |
     if pipeline is not None:
         lines.append(f"pipeline: {pipeline}")
     if status is not None:
-        r = status.get("readings") if isinstance(status.get("readings"), dict) else {}
+        found = status.get("readings")
+        r: dict[str, Any] = found if isinstance(found, dict) else {}
         lines.append(f"readings: {r.get('accepted', '?')} accepted, {r.get('rejected', '?')} "
                      f"rejected, {r.get('pipeline_errors', 0)} pipeline errors; "
                      f"{status.get('refused_commands', 0)} refused commands")

@@ -86,9 +86,11 @@ class LocalServer:
     def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
-        self._tmp = (None if workdir else
-                     tempfile.TemporaryDirectory(prefix=f"parkwatch-{self.NAME}-"))
-        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"parkwatch-{self.NAME}-")
+            workdir = Path(self._tmp.name)
+        self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

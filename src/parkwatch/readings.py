@@ -52,8 +52,9 @@ class ReadingBatch:
             np.fromiter(battery, np.float64, n) if battery is not None else np.full(n, np.nan),
         )
 
-    def take(self, where: np.ndarray) -> ReadingBatch:
-        """The readings selected by a boolean mask or an index array, order kept."""
+    def take(self, where: np.ndarray | slice) -> ReadingBatch:
+        """The readings selected by a boolean mask, an index array or a slice (views, not
+        copies), order kept."""
         return ReadingBatch(self.sensor[where], self.value[where], self.ts[where],
                             self.quality[where], self.battery[where])
 

@@ -331,8 +331,11 @@ class Courier(ExpressLane):
             if e:
                 with self._express_lock:
                     infos = self._expressed.pop(key_of(row))
-            elif (infos := next(unsent, None)) is None:
-                break  # the publishing failed from here
+            else:
+                sent = next(unsent, None)
+                if sent is None:
+                    break  # the publishing failed from here
+                infos = sent
             published.append(infos)
         for k, infos in enumerate(published):
             try:

@@ -21,7 +21,8 @@ def load_schema() -> dict[str, Any]:
     """The JSON Schema every published alarm event conforms to."""
     text = resources.files("parkwatch.alarms").joinpath("alarm-event.schema.json").read_text(
         encoding="utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 #: the unit of an alarm's value and limit by rule, from the sensor's unit; others use it as is
@@ -77,6 +78,7 @@ class EventBuilder:
         words = self.messages.words
         info: SensorInfo | GroupInfo
         sensor_id: str | None
+        kind: str | None
         if a.sensor < self._sensors:
             info = self.park.sensors[a.sensor]
             s = info.config

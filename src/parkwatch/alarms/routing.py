@@ -15,7 +15,16 @@ from typing import Any
 
 from parkwatch.alarms.lifecycle import Alarm
 from parkwatch.alarms.store import Delivery, Suppression
-from parkwatch.config.delivery import UPLINK, Drill, Filter, Ladder, Scope, Silence, Subscriber
+from parkwatch.config.delivery import (
+    UPLINK,
+    Drill,
+    Filter,
+    Hazard,
+    Ladder,
+    Scope,
+    Silence,
+    Subscriber,
+)
 from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel
 
@@ -26,7 +35,7 @@ FAULT_RULES = frozenset({"no_data", "comm_fault", "floor_data"})
 UPLINK_EXPIRY_S = 30 * 86_400.0
 
 
-def hazard(event: dict[str, Any]) -> str:
+def hazard(event: dict[str, Any]) -> Hazard:
     """fire, overload, water or fault: what the alarm is about, for routing."""
     if event["rule"] in FAULT_RULES:
         return "fault"

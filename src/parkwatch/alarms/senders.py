@@ -93,7 +93,7 @@ class LogSender:
                       row.alarm_id, row.seq, row.reason)
 
 
-def _confirm(infos: list, what: str) -> None:
+def _confirm(infos: list[Any], what: str) -> None:
     deadline = time.monotonic() + PUBACK_TIMEOUT_S
     for info in infos:
         try:

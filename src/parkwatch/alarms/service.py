@@ -284,7 +284,7 @@ class AlarmService:
             drill = self.router.drill_for(event, now)
             if drill is not None:
                 alarm.drill, alarm.drill_id = True, drill.id
-                snap.drill, snap.drill_id = True, drill.id  # type: ignore[misc]
+                snap.drill, snap.drill_id = True, drill.id
                 event["drill"] = True
         self._timers(alarm, change.event, event, now)
         self._count(hazard(event), change.event, snap)

@@ -296,7 +296,7 @@ class OutboxReader:
         """The oldest pending rows of this target with an id above `cursor`, in order (ids
         grow in commit order, so deliveries of a target keep their order)."""
         rows = self.db.execute(self._ROWS, (self.target, cursor, limit)).fetchall()
-        return [Pending(*r[:9], payload=r[9].encode("utf-8"), event=r[10]) for r in rows]
+        return [_pending(r) for r in rows]
 
     def pending(self, alarm_id: str, seq: int, subscriber: str) -> Pending | None:
         """One change's row for this target, if it still waits for delivery."""
@@ -304,8 +304,7 @@ class OutboxReader:
             self._ROWS.replace("o.id>? ORDER BY o.id LIMIT ?",
                                "o.alarm_id=? AND o.seq=? AND o.subscriber=?"),
             (self.target, alarm_id, seq, subscriber)).fetchone()
-        return None if row is None else Pending(*row[:9], payload=row[9].encode("utf-8"),
-                                                event=row[10])
+        return None if row is None else _pending(row)
 
     def mentioned(self, cursor: int, before: int, text: str) -> bool:
         """Whether a row of this target after `cursor` and before `before` waits whose
@@ -329,3 +328,9 @@ class OutboxReader:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _pending(r: Any) -> Pending:
+    """A row of :attr:`OutboxReader._ROWS` as a :class:`Pending`."""
+    return Pending(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                   payload=r[9].encode("utf-8"), event=r[10])

@@ -56,7 +56,7 @@ class UplinkPublisher:
         link.client.subscribe(self.topics.ack, qos=1)
 
     def _on_ack(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.on_ack(msg.payload)  # paho's thread only hands it on
+        self.on_ack(bytes(msg.payload))  # paho's thread only hands it on
 
     def start(self) -> None:
         self.link.start()

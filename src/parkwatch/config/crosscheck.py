@@ -33,7 +33,7 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
     for bi, b in enumerate(cfg.buildings):
         out += _duplicates((f.id for f in b.floors), ("buildings", bi, "floors"), "floor")
         for fi, f in enumerate(b.floors):
-            loc = ("buildings", bi, "floors", fi)
+            loc: Loc = ("buildings", bi, "floors", fi)
             out += _duplicates((z.id for z in f.zones), (*loc, "zones"), "zone")
             floors[(b.id, f.id)] = {z.id for z in f.zones}
             zone_area = sum(z.area_m2 or 0.0 for z in f.zones)
@@ -52,8 +52,9 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
             out.append(((*loc, "floor"), f"building '{building}' has no floor '{floor}' "
                         f"(floors: {', '.join(known)})"))
             return
-        if zone is not None and zone not in floors[(building, floor)]:  # type: ignore[index]
-            known = sorted(floors[(building, floor)])  # type: ignore[index]
+        zones = floors.get((building or "", floor or ""))
+        if zone is not None and zones is not None and zone not in zones:
+            known = sorted(zones)
             out.append(((*loc, "zone"), f"floor '{floor}' of building '{building}' has no zone "
                         f"'{zone}' (zones: {', '.join(known) or 'none'})"))
 
@@ -81,7 +82,7 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
                 out.append((("rules", kind, "rate", key), msg))
 
     for si, s in enumerate(cfg.sensors):
-        loc: Loc = ("sensors", si)
+        loc = ("sensors", si)
         place(loc, s.building, s.floor, s.zone)
         if s.kind == "load_cell" and s.floor is None:
             out.append(((*loc, "floor"), "a load cell must name the floor it weighs"))

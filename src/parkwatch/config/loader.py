@@ -109,7 +109,7 @@ def _message(err: Any, data_loc: Loc) -> str:
     if kind == "extra_forbidden":
         key = data_loc[-1] if data_loc else "?"
         model = _model_at(ParkConfig, data_loc[:-1])
-        msg = f"unknown key '{key}'"
+        msg: str = f"unknown key '{key}'"
         if model is not None:
             allowed = list(model.model_fields)
             close = difflib.get_close_matches(str(key), allowed, n=1)
@@ -133,7 +133,7 @@ def _message(err: Any, data_loc: Loc) -> str:
     if kind in ("datetime_type", "datetime_parsing"):
         return (f"must be a date and time with a UTC offset, e.g. 2026-12-01T09:00:00+08:00; "
                 f"got {err.get('input')!r:.60}")
-    msg: str = err["msg"]
+    msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if msg.startswith("Input should be"):

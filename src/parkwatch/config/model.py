@@ -380,4 +380,5 @@ class ParkConfig(Strict):
         return base.merged(sensor.rate)
 
     def no_data_for(self, sensor: SensorConfig) -> NoDataSettings:
-        return getattr(self.rules, sensor.kind).no_data
+        settings: NoDataSettings = getattr(self.rules, sensor.kind).no_data
+        return settings

@@ -92,6 +92,7 @@ def _section(path: str, model: type[BaseModel], seen: set[tuple[str, str]],
     nested: list[tuple[str, type[BaseModel], BaseModel | None]] = []
     for name, f in model.model_fields.items():
         given = getattr(defaults, name, None) if defaults is not None else None
+        # no factory of these models takes the validated data (pydantic's other form)
         made = f.default_factory() if f.default_factory is not None else None  # type: ignore[call-arg]
         if f.is_required():
             default = "**required**"

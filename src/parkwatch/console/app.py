@@ -111,7 +111,9 @@ class Connection:
         self.wake.poke()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put((msg.topic, msg.payload, bool(msg.retain)))
+        # a received payload is bytes already (bytes() returns it as is); the stub's
+        # bytearray is for outgoing messages
+        self.inbox.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
         self.wake.poke()
 
     def state(self) -> tuple[bool, str]:

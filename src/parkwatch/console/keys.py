@@ -15,7 +15,7 @@ import select
 import termios
 import tty
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 #: escape sequences of the keys the board uses (normal and application cursor mode)
 SEQUENCES = {
@@ -58,7 +58,7 @@ class KeyReader:
 
     def __init__(self, stream: IO[str]) -> None:
         self.fd: int | None = None
-        self._saved: list | None = None
+        self._saved: list[Any] | None = None
         with contextlib.suppress(AttributeError, ValueError, OSError):
             if stream.isatty():
                 self.fd = stream.fileno()

@@ -160,7 +160,7 @@ class Daemon:
         log.error("alarm store lost: rule state moved to %s so that every alarm condition is "
                   "raised again; %d latched fire button(s) raised again now", aside.name,
                   len(latched))
-        return latched  # type: ignore[no-any-return]
+        return latched
 
     def _raise_again(self, buttons: list[int]) -> None:
         """Fire alarms of buttons latched before the alarm store was lost: latched and raised
@@ -425,7 +425,8 @@ class Daemon:
                 via: str) -> Outcome:
         """An operator's ack or reset, from any thread."""
         fn = self.alarms.acknowledge if command == "ack" else self.alarms.reset
-        return self.call(lambda: fn(alarm_id, by, note, via))  # type: ignore[no-any-return]
+        outcome: Outcome = self.call(lambda: fn(alarm_id, by, note, via))
+        return outcome
 
     def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> bool:
         """Acknowledge an open alarm from any thread; False when it was not acknowledged."""

@@ -258,7 +258,7 @@ class DaemonMetrics:
         self._collect_delivery(fams)
         self._collect_drivers(fams)
         self._collect_telemetry(fams)
-        hists = {h.describe()[0].name: h for h in self._hists}
+        hists = {next(iter(h.describe())).name: h for h in self._hists}  # one family each
         for name in METRICS:
             if name in fams:
                 yield fams[name]

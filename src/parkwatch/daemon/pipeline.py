@@ -318,10 +318,10 @@ class Pipeline:
             self.keeper.changed()
 
     def _decode(self, src: Any, group: list[Any]) -> ReadingBatch:
-        batch = src.decode(group)
+        batch: ReadingBatch = src.decode(group)
         remap = self.retired.get(src) if self.retired else None
         if remap is None or not len(batch):
-            return batch  # type: ignore[no-any-return]
+            return batch
         sensor = remap[batch.sensor]
         keep = sensor >= 0
         if not keep.all():

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Timers:
         self.name = name
         self._cond = threading.Condition()
         #: name → [interval s, next run (monotonic), job]
-        self._every: dict[str, list] = {}
+        self._every: dict[str, list[Any]] = {}
         #: name → (due (epoch s), job)
         self._at: dict[str, tuple[float, Callable[[], object]]] = {}
         self._thread: threading.Thread | None = None

@@ -8,12 +8,15 @@ MQTT devices publish on the config's brokers; Modbus RTU slaves answer on a pty 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parkwatch.config.model import ParkConfig
 from parkwatch.firmware_sim.indicators import SimIndicator
 from parkwatch.firmware_sim.modbus_bus import SimBus, build_bus_from_config
 from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
+
+if TYPE_CHECKING:  # only its alias: the simulator need not load the YAML reader
+    from parkwatch.config.yamlsource import Loc
 
 
 class SimulatedPark:
@@ -77,7 +80,8 @@ class SimulatedPark:
     def reading(self, sensor_id: str, value: float) -> None:
         kind, driver = self.route[sensor_id]
         if kind == "mqtt":
-            self.mqtt.reading(sensor_id, value)  # type: ignore[union-attr]
+            assert self.mqtt is not None  # routed to MQTT only with a fleet
+            self.mqtt.reading(sensor_id, value)
         elif kind == "modbus_rtu":
             self.buses[driver].set_sensor(sensor_id, value)
             self._sent += 1
@@ -89,7 +93,8 @@ class SimulatedPark:
     def button(self, sensor_id: str, event: str) -> None:
         kind, driver = self.route[sensor_id]
         if kind == "mqtt":
-            self.mqtt.button(sensor_id, event)  # type: ignore[union-attr]
+            assert self.mqtt is not None  # routed to MQTT only with a fleet
+            self.mqtt.button(sensor_id, event)
         elif kind == "modbus_rtu" and event in ("press", "reset"):
             # a contact: closed while pressed; heartbeats and tests have no wire of their own
             self.buses[driver].set_sensor(sensor_id, event == "press")
@@ -98,7 +103,8 @@ class SimulatedPark:
     def raw(self, sensor_id: str, payload: bytes) -> None:
         kind, driver = self.route[sensor_id]
         if kind == "mqtt":
-            self.mqtt.raw(sensor_id, payload)  # type: ignore[union-attr]
+            assert self.mqtt is not None  # routed to MQTT only with a fleet
+            self.mqtt.raw(sensor_id, payload)
         elif kind == "serial_indicator":
             self.indicators[driver].inject_garbage(data=payload)
 
@@ -117,13 +123,13 @@ class SimulatedPark:
         raise KeyError(f"'{driver_id}' is not a simulated serial port")
 
 
-def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[tuple, Any]:
+def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[Loc, Any]:
     """Config overrides that put a whole park on a bench: every broker on the private
     loopback broker, every serial port on a pty path in ``workdir``, state in ``workdir``."""
     from pathlib import Path
 
     work = Path(workdir)
-    out: dict[tuple, Any] = {("gateway", "state_dir"): str(work / "state")}
+    out: dict[Loc, Any] = {("gateway", "state_dir"): str(work / "state")}
     for name in cfg.brokers:
         out[("brokers", name, "host")] = "127.0.0.1"
         out[("brokers", name, "port")] = broker_port

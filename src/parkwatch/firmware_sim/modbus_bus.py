@@ -536,7 +536,7 @@ class SimBus:
         """Send a response paced at the baud rate from ``start``; False if cut off."""
         line = _LinePort(self, len(frame), on_last)
         try:
-            end = self._clock.send(line, frame, start=start)  # type: ignore[arg-type]
+            end = self._clock.send(line, frame, start=start)
         except _Abort:
             self._line_free_at = time.monotonic()
             return False

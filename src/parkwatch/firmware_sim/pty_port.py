@@ -15,6 +15,7 @@ import termios
 import time
 import tty
 from pathlib import Path
+from typing import Protocol
 
 
 class PtyPort:
@@ -85,13 +86,19 @@ class PtyPort:
                 os.write(self.master, data)
 
 
+class Writer(Protocol):
+    """Where a line's bytes go: a pty, or something that watches the line while it writes."""
+
+    def write(self, data: bytes) -> None: ...
+
+
 class LineClock:
     """Paces bytes as a serial line at ``baudrate`` would deliver them."""
 
     def __init__(self, baudrate: int, bits_per_char: int = 10) -> None:
         self.char_time = bits_per_char / baudrate
 
-    def send(self, port: PtyPort, data: bytes, start: float | None = None) -> float:
+    def send(self, port: Writer, data: bytes, start: float | None = None) -> float:
         """Write ``data`` so byte i is complete at start + (i+1) char times; returns end time.
 
         Bytes due within the same half millisecond go out together (sleep granularity).

@@ -11,9 +11,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from parkwatch.config.model import ParkConfig, SensorConfig
+
+if TYPE_CHECKING:  # the devices pull in MQTT, Modbus and serial: not needed to plan a scenario
+    from parkwatch.firmware_sim.devices import SimulatedPark
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def _limits(cfg: ParkConfig, s: SensorConfig) -> tuple[float, float]:
     if hw is None and hc is None:
         return 100.0, 200.0
     if hw is None:
-        hw = hc * 0.8  # type: ignore[operator]
+        assert hc is not None  # one of the two is set (above)
+        hw = hc * 0.8
     if hc is None:
         hc = hw * 1.25
     return float(hw), float(hc)
@@ -165,7 +169,7 @@ def build(cfg: ParkConfig, name: str) -> Scenario:
     return _scenario(name, description, make(cfg))
 
 
-def play(scenario: Scenario, fleet: Any, *, speed: float = 1.0,
+def play(scenario: Scenario, fleet: SimulatedPark, *, speed: float = 1.0,
          stop: threading.Event | None = None,
          narrate: Callable[[str], None] | None = None) -> int:
     """Play a scenario on a :class:`~parkwatch.firmware_sim.devices.SimulatedPark` in real time

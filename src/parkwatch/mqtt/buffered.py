@@ -60,7 +60,6 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import _ConnectionState
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -79,7 +78,8 @@ DISCONNECT_WAIT_S = 1.0
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 #: what paho's decode_puback gives an MQTT 3.1.1 PUBACK (copied, never handed out: see _fresh)
 _PUBACK_REASON = ReasonCode(PacketTypes.PUBACK)
-_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
+# paho's Properties has no annotations
+_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
 def _fresh(template: Any) -> Any:
@@ -170,7 +170,7 @@ class BufferedClient(mqtt.Client):
             return
         try:
             sock = self._sock
-            if self._state == _ConnectionState.MQTT_CS_CONNECTED and sock is not None and \
+            if self.is_connected() and sock is not None and \
                     not isinstance(sock, ssl.SSLSocket) and self._out_packet:
                 self._packet_write()
         finally:

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Sequence
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 #: (topic, payload, retain) of one message
 Message = tuple[str, bytes, bool]
@@ -36,7 +37,7 @@ def _info(mid: int, condition: threading.Condition) -> mqtt.MQTTMessageInfo:
     info.mid = mid
     info._published = False
     info._condition = condition
-    info.rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
     info._iterpos = 0
     return info
 

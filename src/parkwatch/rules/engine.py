@@ -61,9 +61,9 @@ def _run(kind: Any, bit: int, bits: np.ndarray | None, sub: ReadingBatch,
             keep = on.nonzero()[0]
             sub = sub.take(keep)
             previous = None if previous is None else previous[keep]
-    if getattr(kind, "uses_last_ts", False):
-        return kind.evaluate(sub, previous)
-    return kind.evaluate(sub)
+    out: Transitions = (kind.evaluate(sub, previous) if getattr(kind, "uses_last_ts", False)
+                        else kind.evaluate(sub))
+    return out
 
 
 class RuleEngine:

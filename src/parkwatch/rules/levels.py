@@ -29,7 +29,8 @@ def high_level(v: np.ndarray, cur: np.ndarray, warn: np.ndarray, crit: np.ndarra
     """
     raised = (v >= crit).astype(np.int8) + (v >= warn)
     held = (v >= crit - deadband).astype(np.int8) + (v >= warn - deadband)
-    return np.maximum(raised, np.minimum(cur, held))
+    level: np.ndarray = np.maximum(raised, np.minimum(cur, held))
+    return level
 
 
 def limit_of(level: np.ndarray, warn: np.ndarray, crit: np.ndarray) -> np.ndarray:

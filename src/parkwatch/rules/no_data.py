@@ -57,7 +57,8 @@ class NoDataRule:
     @property
     def heard(self) -> np.ndarray:
         """When each sensor was last heard from: its latest reading, or the engine's start."""
-        return np.maximum(self.last_ts, self.start)
+        heard: np.ndarray = np.maximum(self.last_ts, self.start)
+        return heard
 
     def state(self) -> dict[str, StateArray]:
         return {"raised": StateArray(self.raised)}

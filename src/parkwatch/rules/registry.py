@@ -5,6 +5,9 @@ The order is the order of evaluation within a stage and fixes the rule codes.
 
 from __future__ import annotations
 
+from typing import ClassVar, Protocol
+
+from parkwatch.park import ParkModel
 from parkwatch.rules.button_latch import ButtonLatchRule
 from parkwatch.rules.comm_fault import CommFaultRule
 from parkwatch.rules.flapping import FlappingRule
@@ -13,7 +16,18 @@ from parkwatch.rules.no_data import NoDataRule
 from parkwatch.rules.rate_of_rise import RateOfRiseRule
 from parkwatch.rules.threshold import ThresholdRule
 
-RULE_KINDS: dict[str, type] = {
+
+class RuleKindClass(Protocol):
+    """What the engine needs of a kind's class: its rule names and its constructor (the rest
+    of :class:`~parkwatch.rules.kind.RuleKind` is optional or, for ``evaluate``, differs by
+    kind, so the engine finds it by name)."""
+
+    rules: ClassVar[tuple[str, ...]]
+
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None: ...
+
+
+RULE_KINDS: dict[str, type[RuleKindClass]] = {
     "threshold": ThresholdRule,
     "rate_of_rise": RateOfRiseRule,
     "button_latch": ButtonLatchRule,

@@ -25,7 +25,7 @@ BUSY = -np.inf
 NEVER = np.inf
 
 
-def _down32(x: np.ndarray) -> np.ndarray:
+def _down32(x: np.ndarray | float) -> np.ndarray:
     """float64 bounds as float32, rounded towards -inf so they stay on the safe side."""
     x = np.asarray(x, np.float64)
     y = x.astype(np.float32)

@@ -140,7 +140,7 @@ def _write_npz(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
             a = a if a.flags.c_contiguous else a.copy(order="C")
             with z.open(f"{name}.npy", "w", force_zip64=True) as out:
                 npy.write_array_header_1_0(out, npy.header_data_from_array_1_0(a))
-                out.write(a.reshape(-1).view(np.uint8))  # a view of its bytes, not a copy
+                out.write(a.reshape(-1).view(np.uint8).data)  # a view of its bytes, not a copy
 
 
 def snapshot_arrays(engine: RuleEngine) -> dict[str, np.ndarray]:
@@ -241,8 +241,8 @@ def apply_snapshot(engine: RuleEngine, meta: dict[str, Any], saved: dict[str, np
         old = saved.get(name)
         if old is None or old.shape[1:] != sa.array.shape[1:] or old.dtype != sa.array.dtype:
             continue  # a kind new in this version, or one whose state changed shape
-        new_idx, old_idx = maps[sa.space]
-        sa.array[new_idx] = old[old_idx]
+        kept_rows, saved_rows = maps[sa.space]
+        sa.array[kept_rows] = old[saved_rows]
         if sa.clock and clock_floor is not None:
             np.maximum(sa.array, clock_floor, out=sa.array)
     engine.restored()

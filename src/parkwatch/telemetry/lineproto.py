@@ -114,7 +114,9 @@ class ReadingLines:
     @staticmethod
     def _parts(batch: ReadingBatch) -> Iterable[ReadingBatch]:
         for start in range(0, len(batch), CHUNK):
-            yield batch.take(slice(start, start + CHUNK)) if len(batch) > CHUNK else batch
+            # take() indexes every column with its argument: a slice gives views, no copy
+            yield (batch.take(slice(start, start + CHUNK))
+                   if len(batch) > CHUNK else batch)
 
     def _slices(self, b: ReadingBatch) -> Iterable[str]:
         """The lines of one chunk, SLICE at a time (each slice one C-level join: another thread

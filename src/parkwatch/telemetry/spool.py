@@ -191,7 +191,8 @@ class Spool:
                              int(self.clock() * 1000)) + data
         try:
             seg = self._writable(lane, len(record))
-            written = os.write(lane.writer, record)  # type: ignore[arg-type]
+            assert lane.writer is not None  # _writable leaves the lane's newest segment open
+            written = os.write(lane.writer, record)
             if written != len(record):
                 raise OSError(f"short write ({written} of {len(record)} bytes)")
         except OSError as exc:

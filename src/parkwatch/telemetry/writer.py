@@ -135,8 +135,9 @@ def _message(body: bytes) -> str:
         doc = json.loads(text)
     except ValueError:
         return text[:300]
-    if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-        return doc["message"][:300]
+    message = doc.get("message") if isinstance(doc, dict) else None
+    if isinstance(message, str):
+        return message[:300]
     return text[:300]
 
 

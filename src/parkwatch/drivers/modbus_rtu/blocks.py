@@ -60,9 +60,12 @@ class PollBlock:
             for _, _, pos, offs in self.groups:
                 out[pos] = bits[offs]
             return out
+        # as registers.decode() reads them: converted once for every group, not once a group
+        regs = np.asarray(pdu.registers, dtype=">u2")
         for dtype, order, pos, offs in self.groups:
-            out[pos] = registers.decode(pdu.registers, offs, dtype, order)
-        return out * self.scale + self.offset
+            out[pos] = registers.decode(regs, offs, dtype, order)
+        scaled: np.ndarray = out * self.scale + self.offset
+        return scaled
 
 
 def build_blocks(points: list[tuple[int, ModbusAddress, float, float]],

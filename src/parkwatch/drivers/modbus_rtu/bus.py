@@ -212,8 +212,8 @@ class BusScheduler:
             state.bad_frames += 1
             return None
         fc = getattr(pdu, "function_code", 0)
-        data = getattr(pdu, "bits" if block.is_bits else "registers", None) or []
-        if not fc & 0x80 and (fc != block.request[1] or len(data) < block.count):
+        values = getattr(pdu, "bits" if block.is_bits else "registers", None) or []
+        if not fc & 0x80 and (fc != block.request[1] or len(values) < block.count):
             # a well-formed answer to another request (other function code, too few values):
             # block.values() raised IndexError on it (found by tests/test_fuzz.py)
             state.bad_frames += 1

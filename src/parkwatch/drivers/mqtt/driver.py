@@ -108,7 +108,8 @@ class MqttDriver:
     def _subscribe(self, link: MqttLink) -> None:
         self.subscribed.clear()
         if self.filters:
-            link.client.subscribe([(f, self.cfg.qos) for f in self.filters])
+            topics: list[tuple[str, int]] = [(f, self.cfg.qos) for f in self.filters]
+            link.client.subscribe(topics)
         else:  # no sensors: nothing to wait for
             self._heard()
 
@@ -179,6 +180,7 @@ class MqttDriver:
             if not how:
                 reject("unknown_sensor", f"topic {excerpt(topic)}")
                 continue
+            assert idx is not None  # a topic has a way to decode it only for a known sensor
             button = bool(how & _BUTTON)
             # a flood's common shape first (a button's payload is an event: decode's)
             reading = None if button else read(payload, item[3])

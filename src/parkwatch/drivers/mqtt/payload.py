@@ -70,7 +70,9 @@ def device_time(raw: Any, unit: str) -> float | None:
 
 #: one JSON value at a position of a str -> (value, end); the C scanner json.loads uses, without
 #: the whitespace handling and three Python frames around it
-_scan = json.JSONDecoder().scan_once
+# (set by JSONDecoder.__init__, so typeshed does not list it)
+_scan: Callable[[str, int], tuple[Any, int]] = (
+    json.JSONDecoder().scan_once)  # type: ignore[attr-defined]
 
 
 #: integers up to this convert to float exactly

@@ -143,7 +143,7 @@ class MqttProcessDriver:
                 return
             try:
                 frame = wire.decode(data)
-                msg = ForkingPickler.loads(data) if frame is None else None
+                msg: Any = ForkingPickler.loads(data) if frame is None else None
             except Exception:  # a worker's bug: never the daemon's end
                 log.exception("driver %s: a message from the worker process is unreadable",
                               self.id)

@@ -106,7 +106,8 @@ class AndLine(FrameFormat):
 
     @classmethod
     def max_counts(cls, decimals: int) -> int:
-        return 10 ** (WIDTH - (1 if decimals else 0)) - 1
+        digits: int = 10 ** (WIDTH - (1 if decimals else 0))  # int ** int is typed Any
+        return digits - 1
 
     @classmethod
     def encode_counts(cls, counts: int, decimals: int, status: str = "ST", net: bool = False,

@@ -38,7 +38,8 @@ class Reading:
 
     @property
     def value(self) -> float:
-        return self.counts / 10**self.decimals
+        scale: int = 10**self.decimals  # int ** int is typed Any (a negative power is a float)
+        return self.counts / scale
 
     @property
     def quality(self) -> Quality:
