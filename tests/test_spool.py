@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from parkwatch.config.telemetry import SpoolConfig
-from parkwatch.telemetry.spool import EVENTS, TELEMETRY, Spool
+from parkwatch.telemetry.spool import Spool
+from parkwatch.telemetry.spoolfiles import EVENTS, TELEMETRY
 
 
 def cfg(**over: object) -> SpoolConfig:

@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from parkwatch.alarms.routing import hazard
+from parkwatch.console.payloads import Malformed, alarm_payload, parse_time
 
 #: critical first; an unknown severity (a newer contract) sorts after the known ones
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -38,20 +38,6 @@ MAX_CLOSED = 50_000
 ACK_TIMEOUT_S = 15.0
 
 Key = tuple[str, str]  # (park, alarm_id)
-
-
-def parse_time(text: Any) -> float | None:
-    """Epoch seconds of an RFC 3339 time, None when absent or unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-class Malformed(ValueError):
-    """A payload the board cannot use; the message is the reason shown to the operator."""
 
 
 @dataclass
@@ -126,38 +112,6 @@ class AckResult:
     text: str
 
 
-_ALARM_FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
-    ("alarm_id", str), ("seq", int), ("event", str), ("severity", str), ("active", bool),
-    ("acknowledged", bool))
-
-
-def _alarm_payload(payload: bytes) -> dict[str, Any]:
-    """The alarm event in a payload, checked for what the board needs; raises Malformed."""
-    try:
-        event = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise Malformed("not JSON") from None
-    if not isinstance(event, dict):
-        raise Malformed("not a JSON object")
-    for name, kind in _ALARM_FIELDS:
-        value = event.get(name)
-        # bool is an int in Python: a seq of `true` is as wrong as a seq of "1"
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise Malformed(f"missing or bad '{name}'")
-    if event["seq"] < 1 or not event["alarm_id"]:
-        raise Malformed("bad 'alarm_id' or 'seq'")
-    tenants = event.get("tenants", [])
-    if not isinstance(tenants, list):
-        raise Malformed("bad 'tenants'")
-    for name in ("rule", "sensor_kind", "sensor_id", "building", "floor", "zone"):
-        if not isinstance(event.get(name), str | None):
-            raise Malformed(f"bad '{name}'")
-    event.setdefault("tenants", [])
-    for name in ("rule", "sensor_kind"):
-        event.setdefault(name, None)
-    return event
-
-
 class Board:
     """Open alarms and gateway statuses of every park on one uplink broker."""
 
@@ -203,7 +157,7 @@ class Board:
     def _alarm(self, park: str, topic_id: str | None, payload: bytes) -> bool:
         if topic_id is not None and not payload:  # empty retained state: the alarm closed
             return self._close((park, topic_id), None)
-        event = _alarm_payload(payload)
+        event = alarm_payload(payload)
         if topic_id is not None and event["alarm_id"] != topic_id:
             raise Malformed("alarm_id differs from the topic's")
         if event.get("park", park) != park:

@@ -34,7 +34,8 @@ from parkwatch.park import ParkModel
 from parkwatch.ratelog import Rejections
 from parkwatch.readings import ReadingBatch
 from parkwatch.telemetry.lineproto import ReadingLines, event_line, to_ms
-from parkwatch.telemetry.spool import EVENTS, TELEMETRY, Spool
+from parkwatch.telemetry.spool import Spool
+from parkwatch.telemetry.spoolfiles import EVENTS, TELEMETRY
 from parkwatch.telemetry.writer import InfluxWriter, Outcome
 
 log = logging.getLogger("parkwatch.telemetry")
