@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import REPO, wait_until
 from parkwatch import __version__
 from parkwatch.daemon import metrics as metrics_module
-from parkwatch.daemon.metrics import HAZARDS, METRICS, OPEN_STATES, STANDARD
+from parkwatch.daemon.metricnames import HAZARDS, METRICS, STANDARD
+from parkwatch.daemon.metrics import OPEN_STATES
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
