@@ -434,3 +434,13 @@ def test_every_kind_of_mistake_is_reported_in_one_run() -> None:
     printed = [x for x in result.stderr.splitlines() if not x.endswith("not valid")]
     assert result.returncode == 2
     assert printed == list(case.expects)
+
+
+def test_the_repository_and_the_package_have_one_example_park() -> None:
+    """examples/park.yaml (what the docs point a field engineer at) is the park the package
+    ships for the demo (a link to it, so the two cannot drift apart)."""
+    from importlib import resources
+
+    packaged = Path(str(resources.files("parkwatch.examples").joinpath("park.yaml")))
+    shown = REPO_ROOT / "examples" / "park.yaml"
+    assert shown.resolve() == packaged.resolve()
