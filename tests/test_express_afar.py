@@ -45,12 +45,18 @@ def _stored(path: Path, alarm_id: str, seq: int) -> Pending:
     return row
 
 
-def test_the_idle_spell_reported_is_the_mark_that_publishes_at_once(parts, tmp_path):
-    store, courier, center, _broker = parts
+def _idle_spells(courier: Any) -> list[int]:
+    """The idle spells `courier` reports from now on, once it has reported a fresh one."""
     spells: list[int] = []
     courier.on_idle = spells.append
     courier.wake()  # a fresh idle spell, reported as it begins
     wait_until(lambda: courier.idle and spells, 5, "an idle spell reported")
+    return spells
+
+
+def test_the_idle_spell_reported_is_the_mark_that_publishes_at_once(parts, tmp_path):
+    store, courier, center, _broker = parts
+    spells = _idle_spells(courier)
     records = [_record("al-1", 1, time.time())]
     store.commit(records)
     assert courier.express(_rows(records), spells[-1]) is True
@@ -64,10 +70,7 @@ def test_a_spell_that_ended_since_it_was_reported_publishes_nothing(parts, tmp_p
     """The courier woke after reporting the spell, carried the row itself and fell idle again:
     the rows handed over with the old spell are not published a second time."""
     store, courier, center, _broker = parts
-    spells: list[int] = []
-    courier.on_idle = spells.append
-    courier.wake()
-    wait_until(lambda: courier.idle and spells, 5, "an idle spell reported")
+    spells = _idle_spells(courier)
     old = spells[-1]
     records = [_record("al-1", 1, time.time())]
     store.commit(records)
@@ -121,10 +124,7 @@ def test_a_fire_raise_its_commit_published_already_is_not_published_again(parts,
     """The commit's rows went out through the express lane, fire raise included; the fire
     raise named afterwards is left alone (the courier, held here, has not even read it)."""
     store, courier, center, _broker = parts
-    spells: list[int] = []
-    courier.on_idle = spells.append
-    courier.wake()
-    wait_until(lambda: courier.idle and spells, 5, "an idle spell reported")
+    spells = _idle_spells(courier)
     courier.stop()  # the courier's thread ends; what it would confirm stays with the lane
     fire = [_record("fire-1", 1, time.time(), "FB1")]
     store.commit(fire)
