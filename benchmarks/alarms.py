@@ -370,8 +370,8 @@ def bench_config(port: int, workdir: Path, cells: int = 0) -> Any:
     load cells spread over its floors (zones taken in turn)."""
     import yaml
 
-    from parkwatch.config import load_config
     from parkwatch.firmware_sim.devices import bench_overrides
+    from parkwatch.schema import load_config
 
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     ov = bench_overrides(load_config(EXAMPLE), port, workdir)
@@ -437,7 +437,7 @@ def filesystem_of(path: Path) -> str:
 def machine(state_parent: Path) -> dict[str, Any]:
     import paho.mqtt
 
-    from parkwatch.localbroker import find_mosquitto
+    from parkwatch.devtools.localbroker import find_mosquitto
 
     mosq = find_mosquitto()
     version = "?"
@@ -684,8 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, str(ROOT / "src"))
-    from parkwatch.config import load_config
-    from parkwatch.localbroker import LocalMosquitto
+    from parkwatch.devtools.localbroker import LocalMosquitto
+    from parkwatch.schema import load_config
 
     started = time.monotonic()
     state_parent = args.state_parent or Path(tempfile.gettempdir())

@@ -244,9 +244,9 @@ class Case:
 
 def run_case(baud: int, buses: int, slaves: int, warmup: float, seconds: float,
              shared_sim: bool, folder: Path) -> Case:
-    from parkwatch.config import load_config
     from parkwatch.drivers.modbus_rtu.driver import ModbusRtuDriver
     from parkwatch.park import ParkModel
+    from parkwatch.schema import load_config
 
     park_path, ttys = write_park(folder, baud, buses, slaves)
     cfg = load_config(park_path)

@@ -234,7 +234,7 @@ def vm_flush(vm_url: str) -> None:
 
 
 def mosquitto_version() -> str:
-    from parkwatch.localbroker import find_mosquitto
+    from parkwatch.devtools.localbroker import find_mosquitto
 
     mosq = find_mosquitto()
     with contextlib.suppress(OSError, subprocess.SubprocessError, TypeError, IndexError):
@@ -247,7 +247,7 @@ def mosquitto_version() -> str:
 def machine() -> dict[str, Any]:
     import paho.mqtt
 
-    from parkwatch.localtsdb import find_victoria
+    from parkwatch.devtools.localtsdb import find_victoria
 
     vm = "?"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -324,8 +324,8 @@ class Bench:
                  flapping: dict[str, Any] | None = None, telemetry: bool = True) -> None:
         import yaml
 
-        from parkwatch.localbroker import LocalMosquitto, free_port
-        from parkwatch.localtsdb import LocalVictoria
+        from parkwatch.devtools.localbroker import LocalMosquitto, free_port
+        from parkwatch.devtools.localtsdb import LocalVictoria
 
         self.workdir = workdir
         self.broker = stack.enter_context(LocalMosquitto(
@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                     "stacks go to DIR, a summary to the JSON")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    from parkwatch.localbroker import LocalMosquitto
+    from parkwatch.devtools.localbroker import LocalMosquitto
 
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)

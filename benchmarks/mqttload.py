@@ -755,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="paho as parkwatch's links use it: reading 256 KiB at a time")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    from parkwatch.localbroker import LocalMosquitto
+    from parkwatch.devtools.localbroker import LocalMosquitto
 
     with LocalMosquitto() as broker:
         r = bare_drain(broker.host, broker.port, "devices/+/up", args.messages,

@@ -101,11 +101,11 @@ def seed(config: Path, n_open: int, sensors: int, above: np.ndarray,
     from parkwatch.alarms.ids import new_alarm_id
     from parkwatch.alarms.service import AlarmService
     from parkwatch.alarms.store import AlarmStore
-    from parkwatch.config.loader import load_config
     from parkwatch.daemon.app import STORE_FILE
     from parkwatch.park import ParkModel
     from parkwatch.readings import Quality, ReadingBatch
     from parkwatch.rules.engine import RuleEngine
+    from parkwatch.schema import load_config
     from parkwatch.timefmt import rfc3339_ms
 
     t_start = time.monotonic()

@@ -53,10 +53,10 @@ from benchinfo import machine as bench_machine  # noqa: E402
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from parkwatch.config.model import ParkConfig  # noqa: E402
 from parkwatch.park import ParkModel  # noqa: E402
 from parkwatch.readings import Quality, ReadingBatch  # noqa: E402
 from parkwatch.rules.engine import RuleEngine  # noqa: E402
+from parkwatch.schema import ParkConfig  # noqa: E402
 
 TARGETS_NS = {"thresholds": 15.0, "all": 50.0}  # at 1e5 sensors
 TARGET_SIZE = 100_000

@@ -276,7 +276,7 @@ def mb(key):
             return round(int(line.split()[1]) / 1024, 1)
 out = {}
 t = time.perf_counter()
-from parkwatch.config.loader import validate_data
+from parkwatch.schema import validate_data
 from parkwatch.config.yamlsource import load_yaml_with_lines
 import parkwatch.config.crosscheck
 out['import_s'] = time.perf_counter() - t
@@ -286,7 +286,7 @@ data, smap = load_yaml_with_lines(sys.argv[1])
 out['yaml_parse_s'] = time.perf_counter() - t
 import parkwatch.config.loader as loader
 from parkwatch.config.crosscheck import cross_check
-from parkwatch.config.model import ParkConfig
+from parkwatch.schema import ParkConfig
 t = time.perf_counter()
 cfg = ParkConfig.model_validate(data, context={'base_dir': smap.base_dir})
 out['pydantic_s'] = time.perf_counter() - t
@@ -566,8 +566,8 @@ def machine() -> dict[str, Any]:
     import paho.mqtt
     import pydantic
 
-    from parkwatch.localbroker import find_mosquitto
-    from parkwatch.localtsdb import find_victoria
+    from parkwatch.devtools.localbroker import find_mosquitto
+    from parkwatch.devtools.localtsdb import find_victoria
 
     versions: dict[str, Any] = {"numpy": numpy.__version__, "pydantic": pydantic.__version__,
                                 "pyyaml": yaml.__version__,
@@ -595,8 +595,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="influxdb: write to a private VictoriaMetrics; spool: no server")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    from parkwatch.localbroker import LocalMosquitto
-    from parkwatch.localtsdb import LocalVictoria, TsdbUnavailable
+    from parkwatch.devtools.localbroker import LocalMosquitto
+    from parkwatch.devtools.localtsdb import LocalVictoria, TsdbUnavailable
 
     started = time.monotonic()
     info = machine()

@@ -73,9 +73,9 @@ from benchinfo import machine as bench_machine  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 
-from parkwatch.config.model import ParkConfig  # noqa: E402
 from parkwatch.park import ParkModel  # noqa: E402
 from parkwatch.readings import Quality, ReadingBatch  # noqa: E402
+from parkwatch.schema import ParkConfig  # noqa: E402
 from parkwatch.telemetry.lineproto import ReadingLines, to_ms  # noqa: E402
 from parkwatch.telemetry.schema import READING_MEASUREMENT  # noqa: E402
 
@@ -498,7 +498,7 @@ def machine() -> dict[str, Any]:
     import influxdb_client
     import urllib3
 
-    from parkwatch.localtsdb import find_victoria
+    from parkwatch.devtools.localtsdb import find_victoria
 
     vm = find_victoria()
     version = "?"
@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds = min(args.rounds, 10)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from parkwatch.localtsdb import LocalVictoria
+    from parkwatch.devtools.localtsdb import LocalVictoria
 
     started = time.monotonic()
     info = machine()

@@ -19,10 +19,11 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from parkwatch.alarms.event import load_schema
-from parkwatch.config import ParkConfig, load_config
+from parkwatch.config import ParkConfig
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.mqtt.link import set_nodelay
+from parkwatch.schema import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "park.yaml"

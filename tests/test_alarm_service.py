@@ -21,12 +21,13 @@ from conftest import VALIDATOR
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import FOLD_EVERY, AlarmStore
 from parkwatch.alarms.views import StoreReader
-from parkwatch.config import ConfigError, load_config
+from parkwatch.config import ConfigError
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES
 from parkwatch.rules.transitions import Severity, Transitions
+from parkwatch.schema import load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "park.yaml"
 T0 = 1_795_000_000.0  # 2026-11-18

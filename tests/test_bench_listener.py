@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from mqttload import ListenerProcess, split_packets  # the spawned child imports it by name

@@ -51,8 +51,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import EXAMPLE, REPO, Device, Subscriber, lora_park, wait_until, write_yaml
 from parkwatch.firmware_sim.devices import SimulatedPark
-from parkwatch.localbroker import LocalMosquitto
-from parkwatch.localtsdb import LocalVictoria
+from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.devtools.localtsdb import LocalVictoria
 from parkwatch.mqtt.link import set_nodelay
 
 PY = [sys.executable, "-m", "parkwatch"]

@@ -12,9 +12,9 @@ import pytest
 import parkwatch.daemon.checkpoint as checkpoint
 import parkwatch.rules.snapshot as snapshot
 from conftest import wait_until
-from parkwatch.config.loader import load_config
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.schema import load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "src" / "parkwatch" / "examples" / "park.yaml"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES
+from parkwatch.schema import load_config
 
 CONFIG = """
 park: {id: p, name: P}

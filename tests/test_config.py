@@ -26,10 +26,11 @@ import yaml
 from pydantic import ValidationError
 
 from parkwatch.cli import main as cli_main
-from parkwatch.config import ConfigError, load_config
+from parkwatch.config import ConfigError
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.compact import compact_context
-from parkwatch.config.model import ParkConfig, ThresholdSettings
+from parkwatch.config.model import ThresholdSettings
+from parkwatch.schema import ParkConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKEN_DIR = REPO_ROOT / "tests" / "configs" / "broken"

@@ -32,7 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import REPO, Device, Subscriber, lora_park, wait_until, write_yaml
-from parkwatch.localbroker import free_port
+from parkwatch.devtools.localbroker import free_port
 
 PY = [sys.executable, "-m", "parkwatch"]
 SIZE = "16m"

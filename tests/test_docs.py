@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from conftest import REPO
-from parkwatch.config.reference import render
+from parkwatch.schema import reference as render
 
 
 def test_config_reference_is_up_to_date():
     committed = (REPO / "docs" / "config.md").read_text(encoding="utf-8")
     assert committed == render(), (
-        "docs/config.md is out of date: run `.venv/bin/python -m parkwatch.config.reference "
+        "docs/config.md is out of date: run `.venv/bin/python -m parkwatch.schema "
         "> docs/config.md`")
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import EXAMPLE, Device, Subscriber, wait_until
-from parkwatch.config import load_config
 from parkwatch.daemon.app import Daemon
 from parkwatch.firmware_sim.devices import bench_overrides
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.schema import load_config
 
 STEP_S = 2.5
 REMIND_S = 4.0

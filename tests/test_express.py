@@ -22,11 +22,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
 from parkwatch.alarms.delivery import READ_AHEAD, WINDOW, Courier
+from parkwatch.alarms.records import Delivery, Record
 from parkwatch.alarms.senders import UplinkSender
-from parkwatch.alarms.store import AlarmStore, Delivery, OutboxReader, Pending, Record
+from parkwatch.alarms.store import AlarmStore, OutboxReader, Pending
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import Backoff
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.mqtt.link import MqttLink, set_nodelay
 
 EVENTS = "parkwatch/v1/p/events"

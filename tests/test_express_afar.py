@@ -25,7 +25,7 @@ from parkwatch.alarms.courierproc import SPELL_BITS, CourierProcess
 from parkwatch.alarms.delivery import WINDOW
 from parkwatch.alarms.store import OutboxReader, Pending
 from parkwatch.config.delivery import UPLINK
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 from test_express import _after_a_marker, _backlog, _record, _rows, make_parts
 
 

@@ -133,10 +133,10 @@ def _pipeline(tmp_path: Any, monkeypatch: Any) -> Any:
     from parkwatch.alarms import chunks
     from parkwatch.alarms.service import AlarmService
     from parkwatch.alarms.store import AlarmStore
-    from parkwatch.config import load_config
     from parkwatch.daemon.pipeline import Inbox, Pipeline
     from parkwatch.park import ParkModel
     from parkwatch.rules.engine import RuleEngine
+    from parkwatch.schema import load_config
 
     monkeypatch.setattr(chunks, "ROUTE_CHUNK", 2)
     cfg = load_config(EXAMPLE, {("gateway", "state_dir"): str(tmp_path)})

@@ -14,7 +14,8 @@ from pathlib import Path
 from conftest import wait_until
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
-from parkwatch.alarms.store import AlarmStore, Delivery, Record
+from parkwatch.alarms.records import Delivery, Record
+from parkwatch.alarms.store import AlarmStore
 
 AT = 1_765_000_000.0
 

@@ -48,7 +48,7 @@ from pymodbus.pdu.register_message import (
 
 from parkwatch.alarms.service import AlarmService
 from parkwatch.alarms.store import AlarmStore
-from parkwatch.config import ConfigError, load_config
+from parkwatch.config import ConfigError
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.app import Daemon
 from parkwatch.drivers.modbus_rtu.address import parse_address
@@ -65,6 +65,7 @@ from parkwatch.drivers.serial_indicator.formats import (
 from parkwatch.drivers.serial_indicator.formats.and_line import MAX_LINE
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.schema import load_config
 
 EXAMPLES = int(os.environ.get("PARKWATCH_FUZZ_EXAMPLES", "0")) or None  # None: CI's sizes
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "park.yaml"

@@ -31,7 +31,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import REPO, Subscriber, lora_park, wait_until, write_yaml
-from parkwatch.localbroker import LocalMosquitto, free_port
+from parkwatch.devtools.localbroker import LocalMosquitto, free_port
 
 PY = [sys.executable, "-m", "parkwatch"]
 BUTTONS = [f"X-FB{k:03d}" for k in range(200)]

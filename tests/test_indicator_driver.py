@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from parkwatch.config import load_config
 from parkwatch.drivers.serial_indicator.driver import IndicatorDriver, unit_factor
 from parkwatch.firmware_sim.indicators import SimIndicator
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality
+from parkwatch.schema import load_config
 
 LOGGER = "parkwatch.drivers.serial_indicator"
 SCALE, OFFSET = 2.0, 1.0  # the sensor's calibration: value = raw * 2 + 1

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 
-from parkwatch.config.loader import load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.schema import load_config
 from parkwatch.telemetry import lineproto
 from parkwatch.telemetry.lineproto import ReadingLines, event_line
 from parkwatch.telemetry.schema import MEASUREMENTS, READING_MEASUREMENT, markdown

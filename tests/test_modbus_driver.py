@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Subscriber, wait_until
-from parkwatch.config import load_config
 from parkwatch.drivers.modbus_rtu.driver import ModbusRtuDriver
 from parkwatch.firmware_sim.modbus_bus import build_bus_from_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality
+from parkwatch.schema import load_config
 
 HEAD = """
 park: {{id: bench, name: 试验园区}}

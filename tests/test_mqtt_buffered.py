@@ -20,7 +20,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.mqtt.buffered import BURST, CHUNK, BufferedClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

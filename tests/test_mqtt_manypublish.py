@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.mqtt.buffered import BufferedClient
 from parkwatch.mqtt.manypublish import publish_many
 

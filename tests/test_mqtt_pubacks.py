@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from conftest import wait_until
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.mqtt.buffered import _PUBACK_PROPERTIES, _PUBACK_REASON, BufferedClient, _fresh
 
 

@@ -19,9 +19,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from conftest import wait_until
-from parkwatch.config import load_config
 from parkwatch.drivers.mqtt.driver import MqttDriver
 from parkwatch.park import ParkModel
+from parkwatch.schema import load_config
 
 PARK = textwrap.dedent("""\
     park: {id: testpark, name: Test Park}

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE
-from parkwatch.config import load_config, parsecache, yamlsource
+from parkwatch.config import parsecache, yamlsource
 from parkwatch.config.loader import ConfigError
+from parkwatch.schema import load_config
 
 PAD = "# " + "x" * 98 + "\n"
 

@@ -18,10 +18,10 @@ import yaml
 
 from conftest import EXAMPLE, Device, Subscriber, wait_until
 from parkwatch.alarms.views import StoreReader
-from parkwatch.config import load_config
 from parkwatch.daemon.app import Daemon
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.schema import load_config
 
 Edit = Callable[[dict[str, Any]], None]
 

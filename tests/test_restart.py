@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from conftest import REPO, Subscriber, wait_until
-from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.snapshot import plain_fields, restore_state, save_state
+from parkwatch.schema import load_config
 from test_daemon_process import write_config as daemon_config
 
 PY = [sys.executable, "-m", "parkwatch"]

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES
 from parkwatch.rules.transitions import Severity, Transitions
+from parkwatch.schema import load_config
 
 T0 = 1_763_800_000.0  # the engine starts here; every time below is seconds after it
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parkwatch.config import load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES
 from parkwatch.rules.transitions import Severity, Transitions
+from parkwatch.schema import load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "park.yaml"
 T0 = 1_763_800_000.0

@@ -31,11 +31,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import REPO, Subscriber, http_json, lora_park, wait_until, write_yaml
-from parkwatch.config import load_config
 from parkwatch.config.delivery import ApiConfig
 from parkwatch.daemon.app import Daemon
 from parkwatch.daemon.httpapi import state_token
-from parkwatch.localbroker import LocalMosquitto, free_port
+from parkwatch.devtools.localbroker import LocalMosquitto, free_port
+from parkwatch.schema import load_config
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None
                                 or shutil.which("mosquitto_passwd") is None,

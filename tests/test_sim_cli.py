@@ -9,8 +9,8 @@ import time
 import yaml
 
 from conftest import EXAMPLE, REPO, Subscriber
-from parkwatch.config import load_config
 from parkwatch.firmware_sim.devices import bench_overrides
+from parkwatch.schema import load_config
 
 
 def test_cable_cut_scenario_raises_and_clears_comm_faults(broker, tmp_path):

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from conftest import EXAMPLE, wait_until
-from parkwatch.config.loader import load_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
+from parkwatch.schema import load_config
 from parkwatch.telemetry.sink import TelemetrySink
 
 

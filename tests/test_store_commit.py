@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from parkwatch.alarms import groupwrite
-from parkwatch.alarms.store import AlarmStore, Delivery, OutboxReader, Record, Suppression
+from parkwatch.alarms.records import Delivery, Record, Suppression
+from parkwatch.alarms.store import AlarmStore, OutboxReader
 
 AT = 1_765_000_000.125
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import Device, Subscriber, example_config, wait_until
 from parkwatch.daemon.app import Daemon
 from parkwatch.firmware_sim.devices import SimulatedPark
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 
 
 def raised(sub: Subscriber, sensor_id: str) -> list[str]:

@@ -24,7 +24,7 @@ import yaml
 
 from conftest import REPO, Device, example_config, lora_park, wait_until
 from parkwatch.daemon.app import Daemon
-from parkwatch.localtsdb import LocalVictoria
+from parkwatch.devtools.localtsdb import LocalVictoria
 from parkwatch.telemetry.lineproto import to_ms
 from parkwatch.telemetry.writer import InfluxWriter, Result
 

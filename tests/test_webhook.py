@@ -28,7 +28,7 @@ from parkwatch.alarms.event import load_schema
 from parkwatch.alarms.senders import sign
 from parkwatch.config import ParkConfig
 from parkwatch.daemon.app import Daemon
-from parkwatch.localbroker import LocalMosquitto
+from parkwatch.devtools.localbroker import LocalMosquitto
 from webhook_receiver import WebhookReceiver, free_port, signature, verify
 
 SECRET = "parkwatch-test-hook-secret-0123456789"

@@ -110,7 +110,8 @@ def endpoint(config: str, state_dir: str | None = None, url: str | None = None,
     if url is not None and token is not None:
         return Endpoint(url.rstrip("/"), token, source)
 
-    from parkwatch.config import ConfigError, load_config
+    from parkwatch.config import ConfigError
+    from parkwatch.schema import load_config
 
     try:
         cfg = load_config(config)

@@ -16,7 +16,8 @@ EXIT_CONFIG = 2
 
 def _check_config(args: argparse.Namespace) -> int:
     from parkwatch.apiclient import DEFAULT_CONFIG, missing_config_hint
-    from parkwatch.config import ConfigError, load_config
+    from parkwatch.config import ConfigError
+    from parkwatch.schema import load_config
 
     if args.file and args.config and args.file != args.config:
         print(f"check-config: two configs given ({args.file} and --config {args.config}); "

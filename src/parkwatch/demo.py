@@ -22,12 +22,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.cells import cell_len
 
 from parkwatch.alarms.messages import WORDS
-from parkwatch.config import load_config
 from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.firmware_sim import scenarios
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
-from parkwatch.localbroker import BrokerUnavailable, LocalMosquitto, ensure_mosquitto
+from parkwatch.devtools.localbroker import BrokerUnavailable, LocalMosquitto, ensure_mosquitto
 from parkwatch.mqtt.link import set_nodelay
+from parkwatch.schema import load_config
 
 COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
 RESET = "\033[0m"

@@ -86,7 +86,8 @@ class ParkModel:
             ))
             self.index[s.id] = i
         self.kind = np.array([KIND_CODE[s.kind] for s in cfg.sensors], dtype=np.int8)
-        self.groups: list[GroupInfo] = self._groups() if cfg.rules.floor_load.enabled else []
+        floors = cfg.rules.section("floor_load").enabled
+        self.groups: list[GroupInfo] = self._groups() if floors else []
         drivers = {d.id: d for d in cfg.drivers}
         #: expected seconds between reports per sensor (NaN: unknown), for the no-data alarm
         self.report_interval = np.full(len(self.sensors), np.nan)

@@ -89,7 +89,8 @@ def replay(park: ParkModel, recording: Path, out: TextIO = sys.stdout, as_json: 
 
 def run_replay(config: str, recording: str, as_json: bool = False,
                until: float | None = None) -> int:
-    from parkwatch.config import ConfigError, load_config
+    from parkwatch.config import ConfigError
+    from parkwatch.schema import load_config
 
     try:
         cfg = load_config(config)

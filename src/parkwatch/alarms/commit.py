@@ -40,7 +40,8 @@ from collections.abc import Callable
 
 from parkwatch.alarms.dispatch import Dispatcher, fire_raise
 from parkwatch.alarms.fold import Folder
-from parkwatch.alarms.store import AlarmStore, Mark, Record
+from parkwatch.alarms.records import Mark, Record
+from parkwatch.alarms.store import AlarmStore
 
 log = logging.getLogger("parkwatch.alarms")
 

@@ -28,7 +28,8 @@ from typing import Any
 
 from parkwatch.alarms.courierworker import courier_main
 from parkwatch.alarms.express import key_of
-from parkwatch.alarms.store import Mark, Pending
+from parkwatch.alarms.records import Mark
+from parkwatch.alarms.store import Pending
 from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 

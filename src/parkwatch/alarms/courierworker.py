@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch.alarms.delivery import Courier
+from parkwatch.alarms.records import Mark
 from parkwatch.alarms.senders import UplinkSender
-from parkwatch.alarms.store import Mark, OutboxReader
+from parkwatch.alarms.store import OutboxReader
 from parkwatch.alarms.uplink import Topics
 from parkwatch.config.delivery import UPLINK, Backoff
 from parkwatch.config.model import ParkConfig

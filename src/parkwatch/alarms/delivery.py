@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch.alarms.express import ExpressLane, Key, key_of
+from parkwatch.alarms.records import Mark
 from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
-from parkwatch.alarms.store import Mark, OutboxReader, Pending
+from parkwatch.alarms.store import OutboxReader, Pending
 from parkwatch.config.delivery import Backoff
 
 log = logging.getLogger("parkwatch.delivery")

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Union
 
 from parkwatch.alarms.delivery import Courier
+from parkwatch.alarms.records import Record
 from parkwatch.alarms.routing import hazard
-from parkwatch.alarms.store import Pending, Record
+from parkwatch.alarms.store import Pending
 from parkwatch.config.delivery import UPLINK
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ import orjson
 from parkwatch.alarms.lifecycle import Change
 from parkwatch.alarms.messages import MessageFormatter
 from parkwatch.park import GroupInfo, ParkModel, SensorInfo
+from parkwatch.rules.registry import RULE_UNITS
 from parkwatch.timefmt import rfc3339_ms
 
 SCHEMA_ID = "parkwatch.alarm/1"
@@ -25,15 +26,11 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-#: the unit of an alarm's value and limit by rule, from the sensor's unit; others use it as is
-_UNITS = {"comm_fault": "s", "no_data": "s", "rate_of_rise": "{}/min", "flapping": "%"}
-
-
 def alarm_unit(park: ParkModel, source: int, rule: str) -> str:
-    """The unit of an alarm's value and limit: the sensor's, or what the rule measures."""
-    if source >= len(park.sensors):  # a floor or zone
-        return "kN" if rule == "floor_load" else ""
-    return _UNITS.get(rule, "{}").format(park.sensors[source].config.display_unit)
+    """The unit of an alarm's value and limit, as its rule kind declares it: the sensor's
+    ("{}"), or what the rule measures; a floor or a zone has no unit of its own."""
+    own = park.sensors[source].config.display_unit if source < len(park.sensors) else ""
+    return RULE_UNITS[rule].format(own)
 
 
 def _num(x: float | None) -> float | None:

@@ -23,12 +23,11 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from parkwatch.alarms.store import Mark, Record
+from parkwatch.alarms.records import Mark, Record
 
 #: the columns of one change in the one statement
 _WIDTH = 18

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from parkwatch.alarms.lifecycle import Alarm
-from parkwatch.alarms.store import Delivery, Suppression
+from parkwatch.alarms.records import Delivery, Suppression
 from parkwatch.config.delivery import (
     UPLINK,
     Drill,

@@ -38,8 +38,9 @@ from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.event import EventBuilder, encode
 from parkwatch.alarms.lifecycle import FLOAT_FIELDS, Alarm, AlarmBook, Change, alarm_state
+from parkwatch.alarms.records import Record
 from parkwatch.alarms.routing import Router, hazard
-from parkwatch.alarms.store import AlarmStore, Record
+from parkwatch.alarms.store import AlarmStore
 from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel
 from parkwatch.ratelog import Rejections

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch.alarms.groupwrite import GROUP_SQL, mark, write_group
+from parkwatch.alarms.records import Mark, Record
 
 SCHEMA_VERSION = 1
 
@@ -89,50 +90,6 @@ CREATE TABLE IF NOT EXISTS suppressions (
 );
 CREATE INDEX IF NOT EXISTS suppressions_alarm ON suppressions (alarm_id, seq);
 """
-
-
-#: a courier's outbox row done: (id, 'delivered' or 'expired', when)
-Mark = tuple[int, str, float]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One (change, subscriber) to deliver through a target."""
-
-    subscriber: str
-    target: str
-    reason: str
-    expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    subscriber: str
-    cause: str
-    ref: str
-    reason: str
-
-
-@dataclass(slots=True)
-class Record:
-    """Everything one change writes: the alarm's new state, the event, deliveries, mutes."""
-
-    alarm_id: str
-    source: str
-    rule: str
-    seq: int
-    event: str
-    active: bool
-    acknowledged: bool
-    closed: bool
-    next_due: float | None
-    at: float
-    state: dict[str, Any]
-    payload: bytes
-    deliveries: list[Delivery]
-    suppressions: list[Suppression]
-    #: the event as built (not stored): telemetry writes it without parsing the payload again
-    doc: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

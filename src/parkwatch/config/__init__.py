@@ -1,7 +1,9 @@
 """Park configuration: strict models, YAML line tracking, cross-checks.
 
-The names below are imported on first use, so that ``parkwatch.config.base`` can be imported by
-the driver config models without pulling in the whole loader (which imports those models).
+This package never imports the rule kinds, drivers or alarm channels: the park config as the
+gateway validates it, with what those bring, is assembled in :mod:`parkwatch.schema` (its
+``load_config``).  The names below are imported on first use, so that
+``parkwatch.config.base`` stays light for the models of the extensions.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from parkwatch.config.loader import ConfigError, ConfigProblem, load_config
+    from parkwatch.config.loader import ConfigError, ConfigProblem
     from parkwatch.config.model import ParkConfig, SensorConfig
 
-__all__ = ["ConfigError", "ConfigProblem", "ParkConfig", "SensorConfig", "load_config"]
+__all__ = ["ConfigError", "ConfigProblem", "ParkConfig", "SensorConfig"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ConfigError", "ConfigProblem", "load_config"):
+    if name in ("ConfigError", "ConfigProblem"):
         from parkwatch.config import loader
 
         return getattr(loader, name)

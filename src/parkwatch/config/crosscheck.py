@@ -6,12 +6,26 @@ Each problem is returned as (key path, message) so the loader can put the YAML l
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-from parkwatch.config.model import LOAD_UNITS_KN, ParkConfig, load_unit_kn
+from parkwatch.config.delivery import UPLINK, Filter, Scope
+from parkwatch.config.model import ParkConfig
 from parkwatch.config.yamlsource import Loc
 
 Problem = tuple[Loc, str]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The names the park config may use that the extensions bring (parkwatch.schema)."""
+
+    #: every rule name the registered rule kinds emit
+    rules: Sequence[str]
+    #: every event of the contract
+    events: Sequence[str]
+    #: every placeholder a message template may name
+    placeholders: Sequence[str]
 
 
 def _duplicates(ids: Iterable[str], loc: Loc, what: str) -> Iterator[Problem]:
@@ -23,7 +37,7 @@ def _duplicates(ids: Iterable[str], loc: Loc, what: str) -> Iterator[Problem]:
             seen[ident] = i
 
 
-def cross_check(cfg: ParkConfig) -> list[Problem]:
+def cross_check(cfg: ParkConfig, words: Vocabulary) -> list[Problem]:
     out: list[Problem] = []
     out += _duplicates((b.id for b in cfg.buildings), ("buildings",), "building")
     out += _duplicates((t.id for t in cfg.tenants), ("tenants",), "tenant")
@@ -102,11 +116,6 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
         rate = cfg.rate_for(s)
         if s.rate is not None and rate is not None:
             out += [((*loc, "rate", key), msg) for key, msg in rate.problems()]
-        if (s.kind == "load_cell" and cfg.rules.floor_load.enabled
-                and load_unit_kn(s.display_unit) is None):
-            out.append(((*loc, "unit"), f"unit '{s.display_unit}' cannot be summed into a "
-                        f"floor load: use one of {', '.join(LOAD_UNITS_KN)} (or turn off "
-                        "rules.floor_load)"))
         limits = cfg.thresholds_for(s)
         if s.thresholds is not None and limits is not None:
             own = s.thresholds.model_fields_set
@@ -123,46 +132,38 @@ def cross_check(cfg: ParkConfig) -> list[Problem]:
         for key, msg in broker.secret_problems():
             out.append((("brokers", name, *key.split(".")), msg))
 
-    out += _check_templates(cfg)
-    out += _check_delivery(cfg, floors, tenants)
-    from parkwatch.drivers.registry import cross_check_drivers
-
-    out += cross_check_drivers(cfg)
+    out += _check_templates(cfg, words)
+    out += _check_delivery(cfg, floors, tenants, words.rules)
     return out
 
 
-def _check_templates(cfg: ParkConfig) -> list[Problem]:
-    from parkwatch.alarms.messages import EVENTS, PLACEHOLDERS
-    from parkwatch.rules.registry import RULE_NAMES
-
+def _check_templates(cfg: ParkConfig, words: Vocabulary) -> list[Problem]:
+    rule_names, events, placeholders = words.rules, words.events, words.placeholders
     out: list[Problem] = []
     for key, template in cfg.alarms.messages.items():
         loc: Loc = ("alarms", "messages", key)
         rule, _, event = key.partition(".")
         if key not in ("default", "auto_closed") and (
-                rule not in RULE_NAMES or (event and event not in EVENTS)):
+                rule not in rule_names or (event and event not in events)):
             out.append((loc, f"unknown message key '{key}': use 'default', 'auto_closed', a rule "
-                        f"({', '.join(RULE_NAMES)}) or rule.event with an event of "
-                        f"{', '.join(EVENTS)}"))
+                        f"({', '.join(rule_names)}) or rule.event with an event of "
+                        f"{', '.join(events)}"))
             continue
         try:
             names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
         except ValueError as exc:
             out.append((loc, f"bad template: {exc}"))
             continue
-        unknown = sorted(n for n in names if n.split(".")[0].split("[")[0] not in PLACEHOLDERS)
+        unknown = sorted(n for n in names if n.split(".")[0].split("[")[0] not in placeholders)
         if unknown:
             out.append((loc, f"unknown placeholder {{{unknown[0]}}} (known: "
-                        f"{', '.join(sorted(PLACEHOLDERS))})"))
+                        f"{', '.join(sorted(placeholders))})"))
     return out
 
 
 def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
-                    tenants: set[str]) -> list[Problem]:
+                    tenants: set[str], rule_names: Sequence[str]) -> list[Problem]:
     """Subscribers, targets, ladders, silences and drills name things that exist."""
-    from parkwatch.config.delivery import UPLINK, Filter, Scope
-    from parkwatch.rules.registry import RULE_NAMES
-
     a = cfg.alarms
     out: list[Problem] = []
     out += _duplicates((o.id for o in a.operators), ("alarms", "operators"), "operator")
@@ -184,9 +185,9 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
                 if item not in have:
                     out.append(((*loc, key, i), f"unknown {what} '{item}' {known(what, have)}"))
         for i, rule in enumerate(getattr(f, "rules", [])):
-            if rule not in RULE_NAMES:
+            if rule not in rule_names:
                 out.append(((*loc, "rules", i), f"unknown rule '{rule}' "
-                            f"{known('rule', set(RULE_NAMES))}"))
+                            f"{known('rule', set(rule_names))}"))
         for i, sensor in enumerate(getattr(f, "sensors", [])):
             if sensor not in {s.id for s in cfg.sensors}:
                 out.append(((*loc, "sensors", i), f"unknown sensor '{sensor}'"))

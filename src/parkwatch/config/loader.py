@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from parkwatch.config.compact import compact_context
-from parkwatch.config.crosscheck import cross_check
 from parkwatch.config.model import ParkConfig
 from parkwatch.config.partial import cross_check_rest
 from parkwatch.config.yamlsource import ConfigSyntaxError, Loc, SourceMap, load_yaml_with_lines
@@ -28,6 +28,16 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a park config is validated against: the root model, assembled from the registries
+    of rule kinds, drivers and notification channels, and every cross-check (both built by
+    :mod:`parkwatch.schema`, which this package never imports)."""
+
+    model: type[ParkConfig]
+    cross_check: Callable[[ParkConfig], list[tuple[Loc, str]]]
 
 
 class ConfigError(Exception):
@@ -103,12 +113,12 @@ def _strip(tp: Any) -> Any:
     return tp
 
 
-def _message(err: Any, data_loc: Loc) -> str:
+def _message(err: Any, data_loc: Loc, root: type[BaseModel]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = data_loc[-1] if data_loc else "?"
-        model = _model_at(ParkConfig, data_loc[:-1])
+        model = _model_at(root, data_loc[:-1])
         msg: str = f"unknown key '{key}'"
         if model is not None:
             allowed = list(model.model_fields)
@@ -150,13 +160,14 @@ def _message(err: Any, data_loc: Loc) -> str:
     return msg
 
 
-def validate_data(data: Any, smap: SourceMap) -> ParkConfig:
+def validate_data(data: Any, smap: SourceMap, schema: Schema) -> ParkConfig:
     """Validate parsed YAML; raise :class:`ConfigError` listing every problem."""
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(smap.file, 1, "", "the file must be a mapping of "
                                          "sections (park, gateway, brokers, ...)")])
     def validate(data: Any) -> ParkConfig:
-        return ParkConfig.model_validate(data, context=compact_context(base_dir=smap.base_dir))
+        return schema.model.model_validate(data,
+                                           context=compact_context(base_dir=smap.base_dir))
 
     try:
         cfg = validate(data)
@@ -167,12 +178,12 @@ def validate_data(data: Any, smap: SourceMap) -> ParkConfig:
             loc = _data_loc(data, err["loc"])
             locs.append(loc)
             problems.append(ConfigProblem(smap.file, smap.line_of(loc), format_path(loc),
-                                          _message(err, loc)))
+                                          _message(err, loc, schema.model)))
         # the cross-references among what is valid, in the same run (parkwatch.config.partial)
         problems += [ConfigProblem(smap.file, smap.line_of(loc), format_path(loc), msg)
-                     for loc, msg in cross_check_rest(data, locs, validate, cross_check)]
+                     for loc, msg in cross_check_rest(data, locs, validate, schema.cross_check)]
         raise ConfigError(_ordered(problems)) from None
-    cross = cross_check(cfg)
+    cross = schema.cross_check(cfg)
     if cross:
         raise ConfigError(_ordered([
             ConfigProblem(smap.file, smap.line_of(loc), format_path(loc), msg)
@@ -193,7 +204,8 @@ def _holds(node: Any, part: Any) -> bool:
     return isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)
 
 
-def load_config(path: str | Path, overrides: dict[Loc, Any] | None = None) -> ParkConfig:
+def load_config(path: str | Path, schema: Schema,
+                overrides: dict[Loc, Any] | None = None) -> ParkConfig:
     """Read, validate and cross-check a park config file.
 
     ``overrides`` replaces values by key path before validation (the demo and the tests point
@@ -213,4 +225,4 @@ def load_config(path: str | Path, overrides: dict[Loc, Any] | None = None) -> Pa
         # validation to report (this raised TypeError; found by tests/test_fuzz.py)
         if isinstance(node, dict) or _holds(node, loc[-1]):
             node[loc[-1]] = value
-    return validate_data(data, smap)
+    return validate_data(data, smap, schema)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -17,9 +17,10 @@ from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import ApiConfig, DeliveryConfig
 from parkwatch.config.telemetry import TelemetryConfig
-from parkwatch.drivers.registry import DriverConfig
 
 SensorKind = Literal["load_cell", "fire_button", "water_level"]
+#: the languages of alarm messages (``alarms.language``); every rule kind has words in each
+LANGUAGES: tuple[str, ...] = ("zh", "en")
 SENSOR_KINDS: tuple[str, ...] = ("load_cell", "fire_button", "water_level")
 DEFAULT_UNITS = {"load_cell": "kg", "fire_button": "", "water_level": "cm"}
 
@@ -228,56 +229,6 @@ class ButtonRules(Strict):
                                     description="no-data (deadman) alarm")
 
 
-class FlappingSettings(Strict):
-    """Kapacitor-style flap detection over a sensor's last ``history`` evaluations.
-
-    When more than ``high`` of them changed the sensor's limit or rate alarms, the changes are
-    held back and one flapping alarm stands for them; when fewer than ``low`` did, the flapping
-    alarm clears and the sensor's alarms are brought up to date.
-    """
-
-    history: int = Field(20, ge=2, le=64, description="evaluations remembered per sensor")
-    high: float = Field(0.5, gt=0, le=1, description="flapping above this share of changes")
-    low: float = Field(0.25, ge=0, lt=1, description="no longer flapping below this share")
-
-    @model_validator(mode="after")
-    def _ratios(self) -> FlappingSettings:
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
-        return self
-
-
-class FloorLoadSettings(Strict):
-    """Floor (and zone) load: the sum of the load cells on it against its rated capacity.
-
-    Rated capacity = rated live load (kN/m²) × area (m²); kg and t are converted to kN with
-    g = 9.80665 m/s².  When any cell of a floor is silent for ``stale_after_s`` or has a
-    communication failure, the sum would under-count: a data-quality alarm is raised instead
-    and the load alarm is held where it was.
-    """
-
-    enabled: bool = Field(True, description="judge every floor (and zone with an area) that "
-                          "has load cells")
-    warning_ratio: float = Field(0.85, gt=0, le=10, description="warning at or above this share "
-                                 "of rated capacity")
-    critical_ratio: float = Field(1.0, gt=0, le=10, description="critical at or above this share")
-    deadband_ratio: float = Field(0.02, ge=0, le=1, description="how far (share of capacity) "
-                                  "below a limit clears it")
-    stale_after_s: float = Field(300.0, gt=0, le=86_400, description="a cell without a good "
-                                 "reading this long makes the floor's sum unknown; set it above "
-                                 "the cells' report interval")
-    for_s: float = Field(0.0, ge=0, le=86_400, description="a limit must stay crossed this long")
-    clear_for_s: float = Field(0.0, ge=0, le=86_400, description="and stay back this long to "
-                               "clear")
-
-    @model_validator(mode="after")
-    def _ratios(self) -> FloorLoadSettings:
-        if self.critical_ratio <= self.warning_ratio:
-            raise ValueError(f"critical_ratio ({self.critical_ratio:g}) must be above "
-                             f"warning_ratio ({self.warning_ratio:g})")
-        return self
-
-
 class RulesConfig(Strict):
     """Per-kind defaults (each sensor may override limits, rate and report interval) and the
     park-wide rules."""
@@ -288,10 +239,12 @@ class RulesConfig(Strict):
                                    description="limits in cm (or the sensor's unit)")
     fire_button: ButtonRules = Field(default_factory=ButtonRules,
                                      description="no-data alarm of fire buttons")
-    flapping: FlappingSettings | None = Field(
-        default_factory=FlappingSettings, description="flap detection; null turns it off")
-    floor_load: FloorLoadSettings = Field(default_factory=FloorLoadSettings,
-                                          description="floor and zone load against capacity")
+
+    def section(self, key: str) -> Any:
+        """The settings section `key` a rule kind brought (see parkwatch.rules.kind.Settings);
+        the sections themselves are added when the park config is assembled
+        (parkwatch.schema)."""
+        return getattr(self, key)
 
 
 class SensorConfig(Strict):
@@ -352,7 +305,9 @@ class ParkConfig(Strict):
     buildings: list[Building] = Field(min_length=1, description="buildings with their floors")
     tenants: list[Tenant] = Field(default_factory=list,
                                   description="companies renting floors or zones")
-    drivers: list[DriverConfig] = Field(min_length=1, description="how readings arrive")
+    #: each item is a model of a registered driver type; the assembled schema (parkwatch.schema)
+    #: narrows this list to their union, discriminated by `type`
+    drivers: list[Any] = Field(min_length=1, description="how readings arrive")
     sensors: list[SensorConfig] = Field(default_factory=list, description="every sensor")
     rules: RulesConfig = Field(default_factory=RulesConfig,
                                description="default limits per sensor kind")
@@ -362,6 +317,13 @@ class ParkConfig(Strict):
                                   "/metrics, /healthz); omit to run without it")
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
                                        description="trends for Grafana (InfluxDB and the spool)")
+
+    @model_validator(mode="after")
+    def _assembled(self) -> ParkConfig:
+        if type(self) is ParkConfig:  # a programming error, not a field engineer's
+            raise TypeError("validate a park config with parkwatch.schema (its drivers, rule "
+                            "settings and delivery targets come from the registries)")
+        return self
 
     def thresholds_for(self, sensor: SensorConfig) -> ThresholdSettings | None:
         """The effective limits of a sensor (kind defaults merged with its overrides)."""

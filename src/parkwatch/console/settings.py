@@ -41,7 +41,8 @@ class WatchOptions:
 
 
 def _from_config(args: argparse.Namespace) -> tuple[BrokerConfig, str, float]:
-    from parkwatch.config import ConfigError, load_config
+    from parkwatch.config import ConfigError
+    from parkwatch.schema import load_config
 
     path = args.config or DEFAULT_CONFIG
     try:

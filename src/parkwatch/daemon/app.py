@@ -24,7 +24,7 @@ from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
-from parkwatch.config import ConfigError, load_config
+from parkwatch.config import ConfigError
 from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
@@ -45,6 +45,7 @@ from parkwatch.rules.snapshot import (
     snapshot_meta,
 )
 from parkwatch.rules.transitions import Severity, Transitions
+from parkwatch.schema import load_config
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
 from parkwatch.timefmt import rfc3339_ms
@@ -151,7 +152,7 @@ class Daemon:
         try:
             old = RuleEngine(self.park, start=self.started_at)
             restore_state(old, path)
-            latched = np.flatnonzero(old.kinds["button_latch"].latched).tolist()
+            latched = np.flatnonzero(old.button_latch.latched).tolist()
         except Exception as exc:  # unreadable too: the keeper moves it aside and starts afresh
             log.error("rule state %s unreadable as well (%s)", path, exc)
             return []
@@ -169,7 +170,7 @@ class Daemon:
             self.engine.set_latched(i, True)
         n = len(buttons)
         self.alarms.apply(Transitions.build(
-            np.array(buttons), self.engine.kinds["button_latch"].code,
+            np.array(buttons), self.engine.button_latch.code,
             np.full(n, Severity.NORMAL), np.full(n, Severity.CRITICAL), np.ones(n),
             np.full(n, np.nan), np.full(n, time.time())))
         self.committer.flush()

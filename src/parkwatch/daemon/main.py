@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from parkwatch.config import ConfigError, load_config
+from parkwatch.config import ConfigError
 from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.daemon.memory import fixed_mmap_threshold, one_malloc_arena, settle_heap
 from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
+from parkwatch.schema import load_config
 
 log = logging.getLogger("parkwatch")
 

@@ -1,36 +1,22 @@
-"""Every driver type parkwatch knows: one line each (config model, driver class)."""
+"""Every driver type parkwatch knows: one line each (then those of extension packages, see
+:mod:`parkwatch.extensions`).  What a line holds: :class:`parkwatch.drivers.kind.DriverKind`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
 from pydantic import Field
 
+from parkwatch.drivers.kind import DriverKind
 from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig, check_modbus_driver
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver
 from parkwatch.drivers.serial_indicator.config import (
     SerialIndicatorDriverConfig,
     check_indicator_driver,
 )
+from parkwatch.extensions import merged
 
-
-@dataclass(frozen=True)
-class DriverKind:
-    config_model: type
-    driver_path: str  # "module:Class" (or factory), imported when a daemon starts such a driver
-    #: (park config, driver index) -> [(key path, message)]: checks across drivers and sensors
-    cross_check: Callable[[Any, int], list[tuple[tuple[str | int, ...], str]]] | None = None
-
-    def driver_class(self) -> Any:
-        import importlib
-
-        module, _, name = self.driver_path.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-
-DRIVER_KINDS: dict[str, DriverKind] = {
+DRIVER_KINDS: dict[str, DriverKind] = merged("DRIVER_KINDS", {
     "mqtt": DriverKind(MqttDriverConfig, "parkwatch.drivers.mqtt.process:mqtt_driver",
                        check_mqtt_driver),
     "modbus_rtu": DriverKind(ModbusRtuDriverConfig,
@@ -39,7 +25,7 @@ DRIVER_KINDS: dict[str, DriverKind] = {
     "serial_indicator": DriverKind(SerialIndicatorDriverConfig,
                                    "parkwatch.drivers.serial_indicator.driver:IndicatorDriver",
                                    check_indicator_driver),
-}
+})
 
 _models = tuple(k.config_model for k in DRIVER_KINDS.values())
 #: The `drivers:` list item: a union discriminated by `type` once there is more than one kind.

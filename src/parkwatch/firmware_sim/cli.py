@@ -7,9 +7,10 @@ import sys
 import threading
 import time
 
-from parkwatch.config import ConfigError, load_config
+from parkwatch.config import ConfigError
 from parkwatch.firmware_sim import scenarios
 from parkwatch.firmware_sim.devices import SimulatedPark
+from parkwatch.schema import load_config
 
 
 def run_sim(config: str, scenario: str, speed: float = 1.0, list_only: bool = False) -> int:

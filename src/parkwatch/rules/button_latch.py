@@ -5,12 +5,14 @@ Heartbeats and test presses prove the button is alive but never raise or clear a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from parkwatch.park import KIND_CODE, ParkModel
+from parkwatch.park import KIND_CODE, ParkModel, SensorInfo
 from parkwatch.readings import ReadingBatch
+from parkwatch.rules.kind import Fingerprint, RuleKindBase, no_fingerprint
 from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
@@ -29,10 +31,49 @@ RESET = 0.0
 _NOT_A_BUTTON = -1
 
 
-class ButtonLatchRule:
+class ButtonLatchRule(RuleKindBase):
     rules: ClassVar[tuple[str, ...]] = ("button_latch",)
+    units: ClassVar[Mapping[str, str]] = {"button_latch": "{}"}
+    words: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {"button_latch": "火警"},
+        "en": {"button_latch": "fire"},
+    }
+    templates: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {
+            "button_latch.raised": (
+                "【火警】{place} 一键报警按钮（{sensor}）被按下，请立即核实并组织疏散！"
+            ),
+            "button_latch.cleared": "【火警复位】{place} 一键报警按钮（{sensor}）已复位",
+            "button_latch.escalated": (
+                "【火警升级】{place} 一键报警按钮（{sensor}）报警长时间未确认，已逐级上报，请立即"
+                "处置！"
+            ),
+            "button_latch.reminder": (
+                "【火警未确认】{place} 一键报警按钮（{sensor}）报警仍未确认，请立即核实处置！"
+            ),
+            "button_latch": "【火警{event}】{place} 一键报警按钮（{sensor}）",
+        },
+        "en": {
+            "button_latch.raised": (
+                "FIRE: alarm button {sensor} pressed at {place}; verify and evacuate now!"
+            ),
+            "button_latch.cleared": "Fire alarm button {sensor} at {place} has been reset",
+            "button_latch.escalated": (
+                "FIRE alarm at {place} ({sensor}) still unacknowledged: escalated; act now!"
+            ),
+            "button_latch.reminder": (
+                "FIRE alarm at {place} ({sensor}) is still unacknowledged; verify and act now!"
+            ),
+            "button_latch": "Fire alarm button {sensor} at {place}: {event}",
+        },
+    }
     #: a reading of another sensor never matches what the latch waits for
     harmless_for_others: ClassVar[bool] = True
+
+    @staticmethod
+    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
+        """A latch depends on nothing configurable beyond the sensor itself."""
+        return no_fingerprint
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
@@ -45,7 +86,7 @@ class ButtonLatchRule:
         self.awaits[:] = np.where(self.enabled, np.where(self.latched, RESET, PRESS),
                                   _NOT_A_BUTTON)
 
-    def evaluate(self, batch: ReadingBatch) -> Transitions:
+    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
         busy = (batch.value == self.awaits.take(batch.sensor)).nonzero()[0]
         if busy.shape[0] == 0:
             return Transitions.empty()

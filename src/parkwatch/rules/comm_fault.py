@@ -8,12 +8,14 @@ through.  Drivers without the setting (MQTT devices) are left to the deadman rul
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from parkwatch.park import ParkModel
+from parkwatch.park import ParkModel, SensorInfo
 from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.rules.kind import Fingerprint, RuleKindBase, no_fingerprint
 from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
@@ -24,12 +26,37 @@ _WARNING = int(Severity.WARNING)
 _NORMAL = int(Severity.NORMAL)
 
 
-class CommFaultRule:
+class CommFaultRule(RuleKindBase):
     rules: ClassVar[tuple[str, ...]] = ("comm_fault",)
+    units: ClassVar[Mapping[str, str]] = {"comm_fault": "s"}
+    words: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {"comm_fault": "通讯故障"},
+        "en": {"comm_fault": "communication fault"},
+    }
+    templates: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {
+            "comm_fault.raised": (
+                "【通讯故障】{place} {sensor} 超过 {threshold} 未收到有效数据，请检查线缆与设备"
+            ),
+            "comm_fault.cleared": "【通讯恢复】{place} {sensor} 已恢复通讯",
+        },
+        "en": {
+            "comm_fault.raised": (
+                "Communication fault at {place}: no data from {sensor} for {threshold}; check cab"
+                "le and device"
+            ),
+            "comm_fault.cleared": "Communication with {sensor} at {place} restored",
+        },
+    }
     #: sees every fresh reading, not only the usable ones: COMM_FAIL is its input
     all_qualities: ClassVar[bool] = True
     #: sensors of drivers without the setting have a NaN limit: never raised
     harmless_for_others: ClassVar[bool] = True
+
+    @staticmethod
+    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
+        """The fault clock depends on nothing configurable beyond the sensor itself."""
+        return no_fingerprint
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
@@ -50,7 +77,7 @@ class CommFaultRule:
         # nothing to do (the usual case)
         self.watching = int(np.count_nonzero(~np.isnan(self.fail_since) | self.raised))
 
-    def evaluate(self, batch: ReadingBatch) -> Transitions:
+    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
         idx, ts = batch.sensor, batch.ts
         fail = batch.quality == _COMM_FAIL
         if self.watching == 0 and not fail.any():

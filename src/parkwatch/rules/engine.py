@@ -13,12 +13,13 @@ the last round, aggregate kinds settle.  Time passes in :meth:`tick`.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.rules.button_latch import ButtonLatchRule
+from parkwatch.rules.kind import RuleKindBase
 from parkwatch.rules.levels import StateArray
 from parkwatch.rules.registry import RULE_KINDS
 from parkwatch.rules.transitions import Transitions
@@ -43,7 +44,7 @@ def occurrence_rank(sensor: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _run(kind: Any, bit: int, bits: np.ndarray | None, sub: ReadingBatch,
+def _run(kind: RuleKindBase, bit: int, bits: np.ndarray | None, sub: ReadingBatch,
          previous: np.ndarray | None = None) -> Transitions:
     """Evaluate one kind on the readings of the sensors it applies to (its ``enabled`` mask).
 
@@ -56,25 +57,25 @@ def _run(kind: Any, bit: int, bits: np.ndarray | None, sub: ReadingBatch,
         count = int(np.count_nonzero(on))
         if count == 0:
             return Transitions.empty()
-        if count < on.shape[0] and not (getattr(kind, "harmless_for_others", False)
-                                        and count * 2 >= on.shape[0]):
+        if count < on.shape[0] and not (kind.harmless_for_others and count * 2 >= on.shape[0]):
             keep = on.nonzero()[0]
             sub = sub.take(keep)
             previous = None if previous is None else previous[keep]
-    out: Transitions = (kind.evaluate(sub, previous) if getattr(kind, "uses_last_ts", False)
-                        else kind.evaluate(sub))
-    return out
+    return kind.evaluate(sub, previous) if kind.uses_last_ts else kind.evaluate(sub)
 
 
 class RuleEngine:
     def __init__(self, park: ParkModel, start: float | None = None) -> None:
         self.park = park
         self.start = time.time() if start is None else start
-        self.kinds: dict[str, Any] = {}
+        self.kinds: dict[str, RuleKindBase] = {}
         base = 0
         for name, cls in RULE_KINDS.items():
             self.kinds[name] = cls(park, base, self.start)
             base += len(cls.rules)
+        names = tuple(rule for cls in RULE_KINDS.values() for rule in cls.rules)
+        for kind in self.kinds.values():
+            kind.bind(names)
         # kinds with nothing to do in this park are left out of every pass
         live = [k for k in self.kinds.values() if k.enabled.any()]
         # one bit per kind and sensor: a round looks up which kinds apply with one gather
@@ -84,19 +85,18 @@ class RuleEngine:
         for j, kind in enumerate(live):
             bit_of[id(kind)] = 1 << j
             self.bits[kind.enabled] |= np.uint16(1 << j)
-        self.kinds_all = [(k, bit_of[id(k)]) for k in live if getattr(k, "all_qualities", False)]
+        self.kinds_all = [(k, bit_of[id(k)]) for k in live if k.all_qualities]
         self.kinds_usable = [(k, bit_of[id(k)]) for k in live
-                             if not getattr(k, "all_qualities", False)
-                             and not getattr(k, "reviews", False)]
-        self.reviewers = [k for k in live if getattr(k, "reviews", False)]
-        self.settlers = [k for k in live if getattr(k, "settles", False)]
-        self.tickers = [k for k in live if hasattr(k, "tick")]
-        self.split = any(not getattr(k, "harmless_for_others", False)
-                         for k, _ in self.kinds_all + self.kinds_usable)
+                             if not k.all_qualities and not k.reviews]
+        self.reviewers = [k for k in live if k.reviews]
+        self.settlers = [k for k in live if k.settles]
+        # kinds that change with time alone: those with a tick of their own
+        self.tickers = [k for k in live if type(k).tick is not RuleKindBase.tick]
+        self.split = any(not k.harmless_for_others for k, _ in self.kinds_all + self.kinds_usable)
         n = len(park)
         self.last_ts = np.full(n, -np.inf)
         for kind in live:
-            if getattr(kind, "uses_last_ts", False):
+            if kind.uses_last_ts:
                 kind.last_ts = self.last_ts
         self._stamp = np.full(n, -1, np.int32)
         #: next_due() as of the last change of state (None: to be worked out again); the
@@ -115,13 +115,20 @@ class RuleEngine:
         """The state arrays were overwritten (a restore): kinds rebuild what they derive."""
         self._due = None
         for kind in self.kinds.values():
-            if hasattr(kind, "restored"):
-                kind.restored()
+            kind.restored()
+
+    @property
+    def button_latch(self) -> ButtonLatchRule:
+        """The fire buttons' latch (the one kind whose state an operator may set)."""
+        latch = self.kinds["button_latch"]
+        if not isinstance(latch, ButtonLatchRule):
+            raise TypeError("the button_latch kind is not ButtonLatchRule")
+        return latch
 
     def set_latched(self, sensor: int, on: bool) -> None:
         """Set a fire button's latch from outside the readings: off for an operator's explicit
         reset, on to keep a fire alarm latched when the button's config changed."""
-        latch = self.kinds["button_latch"]
+        latch = self.button_latch
         self._due = None
         latch.latched[sensor] = on
         latch.restored()

@@ -11,12 +11,16 @@ press is always delivered.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from parkwatch.park import ParkModel
+from parkwatch.config.base import Strict
+from parkwatch.park import ParkModel, SensorInfo
 from parkwatch.readings import ReadingBatch
+from parkwatch.rules.kind import Fingerprint, RuleKindBase, Settings
 from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
@@ -35,20 +39,70 @@ def _last_per_key(key: np.ndarray) -> np.ndarray:
     return order[last]
 
 
-class FlappingRule:
+class FlappingSettings(Strict):
+    """Kapacitor-style flap detection over a sensor's last ``history`` evaluations.
+
+    When more than ``high`` of them changed the sensor's limit or rate alarms, the changes are
+    held back and one flapping alarm stands for them; when fewer than ``low`` did, the flapping
+    alarm clears and the sensor's alarms are brought up to date.
+    """
+
+    history: int = Field(20, ge=2, le=64, description="evaluations remembered per sensor")
+    high: float = Field(0.5, gt=0, le=1, description="flapping above this share of changes")
+    low: float = Field(0.25, ge=0, lt=1, description="no longer flapping below this share")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> FlappingSettings:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
+
+class FlappingRule(RuleKindBase):
+    settings: ClassVar[Settings | None] = Settings(
+        'flapping', FlappingSettings, 'flap detection; null turns it off', nullable=True)
     rules: ClassVar[tuple[str, ...]] = ("flapping",)
+    units: ClassVar[Mapping[str, str]] = {"flapping": "%"}
+    words: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {"flapping": "频繁波动"},
+        "en": {"flapping": "flapping"},
+    }
+    templates: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {
+            "flapping.raised": (
+                "【频繁波动】{place} {sensor} 报警状态频繁变化（近期 {value}），已合并为一条报警"
+                "，请现场核查"
+            ),
+            "flapping.cleared": "【波动结束】{place} {sensor} 已稳定，报警状态已更新",
+        },
+        "en": {
+            "flapping.raised": (
+                "{sensor} at {place} is flapping ({value} of recent readings changed its alarms);"
+                " its alarms are held in this one"
+            ),
+            "flapping.cleared": "{sensor} at {place} has settled; its alarms are up to date",
+        },
+    }
     #: sees the transitions of the other kinds and may hold them back
     reviews: ClassVar[bool] = True
 
-    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
-        from parkwatch.rules.registry import RULE_NAMES
+    @staticmethod
+    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
+        """The park-wide settings count only for the sensors they apply to: editing flap
+        detection must not reset (and so clear) a latched fire alarm."""
+        settings = FlappingRule.settings_of(park.cfg)
+        dumped = settings.model_dump() if settings is not None else None
 
+        def flapping(info: SensorInfo) -> Fingerprint:
+            return {"flapping": dumped if info.config.kind != "fire_button" else None}
+        return flapping
+
+    def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
         n = len(park)
-        settings = park.cfg.rules.flapping
-        self.slot = np.full(len(RULE_NAMES), -1, np.int8)
-        self.codes = np.array([RULE_NAMES.index(name) for name in TRACKED], np.int16)
-        self.slot[self.codes] = np.arange(len(TRACKED))
+        settings = FlappingRule.settings_of(park.cfg)
+        self.slot = np.empty(0, np.int8)  # by rule code, once bound
+        self.codes = np.empty(0, np.int16)
         self.enabled = np.zeros(n, bool)
         if settings is not None:
             for info in park.sensors:
@@ -78,6 +132,12 @@ class FlappingRule:
         self.peak = np.zeros(n, np.int8)  # severity of the flapping alarm
         self._mark = np.zeros(n, bool)
         self.restored()
+
+    def bind(self, rule_names: tuple[str, ...]) -> None:
+        """Which rule codes are the tracked rules' (their place in the engine's numbering)."""
+        self.slot = np.full(len(rule_names), -1, np.int8)
+        self.codes = np.array([rule_names.index(name) for name in TRACKED], np.int16)
+        self.slot[self.codes] = np.arange(len(TRACKED))
 
     def state(self) -> dict[str, StateArray]:
         return {k: StateArray(getattr(self, k))

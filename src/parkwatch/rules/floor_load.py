@@ -15,14 +15,18 @@ its few floors cost, not a pass over every cell.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from parkwatch.config.model import load_unit_kn
-from parkwatch.park import ParkModel
+from parkwatch.config.base import Strict
+from parkwatch.config.model import LOAD_UNITS_KN, ParkConfig, load_unit_kn
+from parkwatch.park import GroupInfo, ParkModel, SensorInfo
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
+from parkwatch.rules.kind import Fingerprint, Problem, RuleKindBase, Settings
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit_concerned
 from parkwatch.rules.transitions import Severity, Transitions
 
@@ -38,8 +42,75 @@ _NORMAL = int(Severity.NORMAL)
 Selection = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 
 
-class FloorLoadRule:
+class FloorLoadSettings(Strict):
+    """Floor (and zone) load: the sum of the load cells on it against its rated capacity.
+
+    Rated capacity = rated live load (kN/m²) × area (m²); kg and t are converted to kN with
+    g = 9.80665 m/s².  When any cell of a floor is silent for ``stale_after_s`` or has a
+    communication failure, the sum would under-count: a data-quality alarm is raised instead
+    and the load alarm is held where it was.
+    """
+
+    enabled: bool = Field(True, description="judge every floor (and zone with an area) that "
+                          "has load cells")
+    warning_ratio: float = Field(0.85, gt=0, le=10, description="warning at or above this share "
+                                 "of rated capacity")
+    critical_ratio: float = Field(1.0, gt=0, le=10, description="critical at or above this share")
+    deadband_ratio: float = Field(0.02, ge=0, le=1, description="how far (share of capacity) "
+                                  "below a limit clears it")
+    stale_after_s: float = Field(300.0, gt=0, le=86_400, description="a cell without a good "
+                                 "reading this long makes the floor's sum unknown; set it above "
+                                 "the cells' report interval")
+    for_s: float = Field(0.0, ge=0, le=86_400, description="a limit must stay crossed this long")
+    clear_for_s: float = Field(0.0, ge=0, le=86_400, description="and stay back this long to "
+                               "clear")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> FloorLoadSettings:
+        if self.critical_ratio <= self.warning_ratio:
+            raise ValueError(f"critical_ratio ({self.critical_ratio:g}) must be above "
+                             f"warning_ratio ({self.warning_ratio:g})")
+        return self
+
+
+class FloorLoadRule(RuleKindBase):
+    settings: ClassVar[Settings | None] = Settings(
+        'floor_load', FloorLoadSettings, 'floor and zone load against capacity')
     rules: ClassVar[tuple[str, ...]] = ("floor_load", "floor_data")
+    units: ClassVar[Mapping[str, str]] = {"floor_load": "kN", "floor_data": ""}
+    words: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {"floor_load": "楼面荷载", "floor_data": "荷载数据不全"},
+        "en": {"floor_load": "floor load", "floor_data": "floor load data incomplete"},
+    }
+    templates: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {
+            "floor_load.raised": (
+                "【楼面超载{severity}】{place} 楼面荷载 {value}，达到{severity}限值 {threshold}，"
+                "请立即停止堆放并疏散货物"
+            ),
+            "floor_load.severity_changed": (
+                "【楼面超载{severity}】{place} 楼面荷载 {value}，{severity}限值 {threshold}"
+            ),
+            "floor_load.cleared": "【楼面荷载恢复】{place} 楼面荷载 {value}，已低于限值",
+            "floor_data.raised": (
+                "【荷载数据不全】{place} 有 {value} 个称重传感器无有效数据，楼面荷载无法计算，请"
+                "检查传感器"
+            ),
+            "floor_data.cleared": "【荷载数据恢复】{place} 全部称重传感器已恢复，楼面荷载重新计算",
+        },
+        "en": {
+            "floor_load.raised": (
+                "FLOOR OVERLOAD {severity} at {place}: load {value}, limit {threshold}; stop stac"
+                "king and unload"
+            ),
+            "floor_load.cleared": "Floor load at {place} back below its limits: {value}",
+            "floor_data.raised": (
+                "Floor load at {place} unknown: {value} load cell(s) without good data; check the"
+                "m"
+            ),
+            "floor_data.cleared": "Floor load at {place} complete again",
+        },
+    }
     #: COMM_FAIL matters here as much as values
     all_qualities: ClassVar[bool] = True
     #: judged once per batch, after every reading of it is in
@@ -47,12 +118,35 @@ class FloorLoadRule:
     #: what it keeps of other sensors' readings is never read: only members are summed
     harmless_for_others: ClassVar[bool] = True
 
+    @staticmethod
+    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
+        dumped = FloorLoadRule.settings_of(park.cfg).model_dump()
+
+        def floor(info: SensorInfo) -> Fingerprint:
+            return {"floor": dumped if info.config.kind == "load_cell" else None}
+        return floor
+
+    @staticmethod
+    def group_fingerprint(park: ParkModel, group: GroupInfo) -> Fingerprint:
+        return {"floor": FloorLoadRule.settings_of(park.cfg).model_dump()}
+
+    @classmethod
+    def cross_check(cls, cfg: ParkConfig) -> list[Problem]:
+        """Every load cell's unit must be a mass or a force, or its floor cannot be summed."""
+        if not cls.settings_of(cfg).enabled:
+            return []
+        return [(("sensors", i, "unit"), f"unit '{s.display_unit}' cannot be summed into a "
+                 f"floor load: use one of {', '.join(LOAD_UNITS_KN)} (or turn off "
+                 "rules.floor_load)")
+                for i, s in enumerate(cfg.sensors)
+                if s.kind == "load_cell" and load_unit_kn(s.display_unit) is None]
+
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.load_code, self.data_code = rule_base, rule_base + 1
         n, groups = len(park), park.groups
         g = len(groups)
         self.base = n  # group j is alarm source n + j
-        settings = park.cfg.rules.floor_load
+        settings = FloorLoadRule.settings_of(park.cfg)
         self.stale_after = settings.stale_after_s
         self.kn = np.zeros(n)  # kN per unit of each cell
         self.enabled = np.zeros(n, bool)
@@ -111,7 +205,7 @@ class FloorLoadRule:
                 **{f"d.{k}": StateArray(getattr(d, k), "group")
                    for k in ("level", "pending", "since", "value")}}
 
-    def evaluate(self, batch: ReadingBatch) -> Transitions:
+    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
         """Take the cells' news; the groups are judged in :meth:`settle`."""
         idx, q, v, ts = batch.sensor, batch.quality, batch.value, batch.ts
         good = (q == _GOOD) & np.isfinite(v)

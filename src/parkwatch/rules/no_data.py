@@ -10,26 +10,54 @@ notices it, and clears with the next reading.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from parkwatch.park import ParkModel
+from parkwatch.park import ParkModel, SensorInfo
 from parkwatch.readings import ReadingBatch
+from parkwatch.rules.kind import Fingerprint, RuleKindBase
 from parkwatch.rules.levels import StateArray
 from parkwatch.rules.transitions import Severity, Transitions
 
 _SEVERITY = {"warning": Severity.WARNING, "critical": Severity.CRITICAL}
 
 
-class NoDataRule:
+class NoDataRule(RuleKindBase):
     rules: ClassVar[tuple[str, ...]] = ("no_data",)
+    units: ClassVar[Mapping[str, str]] = {"no_data": "s"}
+    words: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {"no_data": "无数据"},
+        "en": {"no_data": "no data"},
+    }
+    templates: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {
+            "no_data.raised": (
+                "【无数据】{place} {sensor} 超过 {threshold} 未上报任何数据，请检查设备电池与网络"
+            ),
+            "no_data.cleared": "【数据恢复】{place} {sensor} 已恢复上报",
+        },
+        "en": {
+            "no_data.raised": (
+                "No data at {place}: {sensor} has sent nothing for {threshold}; check its battery"
+                " and network"
+            ),
+            "no_data.cleared": "{sensor} at {place} reports again",
+        },
+    }
     #: every reading is a sign of life, whatever its quality
     all_qualities: ClassVar[bool] = True
     #: sensors without an expected interval have a NaN limit: never overdue
     harmless_for_others: ClassVar[bool] = True
     #: a sensor was last heard at its latest reading (or the start): the engine's clock
     uses_last_ts: ClassVar[bool] = True
+
+    @staticmethod
+    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
+        def no_data(info: SensorInfo) -> Fingerprint:
+            return {"no_data": park.cfg.no_data_for(info.config).model_dump()}
+        return no_data
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
@@ -63,7 +91,9 @@ class NoDataRule:
     def state(self) -> dict[str, StateArray]:
         return {"raised": StateArray(self.raised)}
 
-    def evaluate(self, batch: ReadingBatch, previous: np.ndarray) -> Transitions:
+    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
+        if previous is None:
+            raise TypeError("no_data needs each reading's previous time (uses_last_ts)")
         idx, ts = batch.sensor, batch.ts
         heard = np.maximum(previous, self.start)
         if not self.n_raised and not (ts - heard >= self.shortest).any():

@@ -9,13 +9,15 @@ like a value with high limits: hysteresis deadband, then durations.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from parkwatch.park import ParkModel
+from parkwatch.park import ParkModel, SensorInfo
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
+from parkwatch.rules.kind import Fingerprint, RuleKindBase
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_concerned
 from parkwatch.rules.screen import BUSY, NEVER, Screen, evaluate_busy
 from parkwatch.rules.transitions import Transitions
@@ -35,10 +37,41 @@ def _pair(older: np.ndarray, newer: np.ndarray) -> np.ndarray:
     return out
 
 
-class RateOfRiseRule:
+class RateOfRiseRule(RuleKindBase):
     rules: ClassVar[tuple[str, ...]] = ("rate_of_rise",)
+    units: ClassVar[Mapping[str, str]] = {"rate_of_rise": "{}/min"}
+    words: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {"rate_of_rise": "上涨过快"},
+        "en": {"rate_of_rise": "rising fast"},
+    }
+    templates: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {
+            "rate_of_rise.raised": (
+                "【{kind}上涨过快】{place} {sensor} 每分钟上涨 {value}，超过{severity}限值 {thres"
+                "hold}"
+            ),
+            "rate_of_rise.severity_changed": (
+                "【{kind}上涨过快】{place} {sensor} 每分钟上涨 {value}，{severity}限值 {threshold}"
+            ),
+            "rate_of_rise.cleared": "【{kind}上涨恢复】{place} {sensor} 上涨速度已回落",
+        },
+        "en": {
+            "rate_of_rise.raised": (
+                "{kind} rising fast at {place}: {sensor} rises {value}, {severity} limit {thresho"
+                "ld}"
+            ),
+            "rate_of_rise.cleared": "{kind} at {place}: {sensor} no longer rising fast",
+        },
+    }
     #: sensors without rate limits have NaN windows: never judged, never raised
     harmless_for_others: ClassVar[bool] = True
+
+    @staticmethod
+    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
+        def rate(info: SensorInfo) -> Fingerprint:
+            settings = park.cfg.rate_for(info.config)
+            return {"rate": settings.model_dump() if settings else None}
+        return rate
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.code = rule_base
@@ -95,7 +128,7 @@ class RateOfRiseRule:
         return {"t": StateArray(self.t), "v": StateArray(self.v),
                 "level": StateArray(self.level), **self.durations.state("d")}
 
-    def evaluate(self, batch: ReadingBatch) -> Transitions:
+    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
         # the first reading stands for the batch: drivers reject device times further than
         # their max skew from the gateway clock, so no device can drag the base around (and a
         # base far off only makes the screen pass more readings to the full evaluation)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.rules.registry import RULE_KINDS
 
 FORMAT = 2
 #: formats this version restores: 1 kept each row's fingerprint as a string of its own
@@ -68,27 +69,25 @@ def plain_fields(model: BaseModel, exclude: str | None = None) -> dict[str, Any]
 
 
 def _fingerprints(park: ParkModel) -> dict[str, str]:
-    cfg = park.cfg
-    flapping = cfg.rules.flapping.model_dump() if cfg.rules.flapping else None
-    floor = cfg.rules.floor_load.model_dump()
+    """Each sensor's config (its display name aside: renaming keeps the state), its report
+    interval and what every registered rule kind says shapes its state (its fingerprinter);
+    each group's members and capacity and what the kinds say of groups."""
+    kinds = list(RULE_KINDS.values())
+    parts = [kind.fingerprinter(park) for kind in kinds]
     sensors = []
     for info in park.sensors:
-        s = info.config
-        limits, rate = cfg.thresholds_for(s), cfg.rate_for(s)
-        # park-wide settings count only for the sensors they apply to: editing flap detection
-        # must not reset (and so clear) a latched fire alarm
-        sensors.append(_digest({
-            "sensor": plain_fields(s, exclude="name"),
-            "limits": limits.model_dump() if limits else None,
-            "rate": rate.model_dump() if rate else None,
-            "no_data": cfg.no_data_for(s).model_dump(),
-            "interval": float(park.report_interval[info.index]),
-            "flapping": flapping if s.kind != "fire_button" else None,
-            "floor": floor if s.kind == "load_cell" else None,
-        }))
-    groups = [_digest({"id": g.id, "capacity": g.capacity_kn, "floor": floor,
-                       "members": [park.sensors[m].id for m in g.members]})
-              for g in park.groups]
+        shape: dict[str, Any] = {"sensor": plain_fields(info.config, exclude="name"),
+                                 "interval": float(park.report_interval[info.index])}
+        for part in parts:
+            shape.update(part(info))
+        sensors.append(_digest(shape))
+    groups = []
+    for g in park.groups:
+        shape = {"id": g.id, "capacity": g.capacity_kn,
+                 "members": [park.sensors[m].id for m in g.members]}
+        for kind in kinds:
+            shape.update(kind.group_fingerprint(park, g))
+        groups.append(_digest(shape))
     return {"sensor": "".join(sensors), "group": "".join(groups)}
 
 

@@ -9,13 +9,15 @@ high side to the low side clears one alarm and raises the other.  With ``for_s``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from parkwatch.park import ParkModel
+from parkwatch.park import ParkModel, SensorInfo
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.duration import Durations, Fired
+from parkwatch.rules.kind import Fingerprint, RuleKindBase
 from parkwatch.rules.levels import LEVEL_SEVERITY, StateArray, high_level, limit, limit_concerned
 from parkwatch.rules.screen import BUSY, NEVER, Screen, evaluate_busy
 from parkwatch.rules.transitions import Transitions
@@ -27,10 +29,46 @@ def _in_order(tr: Transitions) -> Transitions:
     return tr.take(np.lexsort((tr.new > 0, tr.ts)))
 
 
-class ThresholdRule:
+class ThresholdRule(RuleKindBase):
     rules: ClassVar[tuple[str, ...]] = ("high_threshold", "low_threshold")
+    units: ClassVar[Mapping[str, str]] = {"high_threshold": "{}", "low_threshold": "{}"}
+    words: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {"high_threshold": "超上限", "low_threshold": "低于下限"},
+        "en": {"high_threshold": "above limit", "low_threshold": "below limit"},
+    }
+    templates: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "zh": {
+            "high_threshold.raised": (
+                "【{kind}{severity}】{place} {sensor} 当前 {value}，超过{severity}限值 {threshold}"
+            ),
+            "high_threshold.severity_changed": (
+                "【{kind}{severity}】{place} {sensor} 当前 {value}，{severity}限值 {threshold}"
+            ),
+            "low_threshold.raised": (
+                "【{kind}{severity}】{place} {sensor} 当前 {value}，低于{severity}限值 {threshold}"
+            ),
+            "low_threshold.severity_changed": (
+                "【{kind}{severity}】{place} {sensor} 当前 {value}，{severity}限值 {threshold}"
+            ),
+        },
+        "en": {
+            "high_threshold.raised": (
+                "{kind} {severity} at {place}: {sensor} reads {value}, above {threshold}"
+            ),
+            "low_threshold.raised": (
+                "{kind} {severity} at {place}: {sensor} reads {value}, below {threshold}"
+            ),
+        },
+    }
     #: sensors without limits have NaN limits: evaluating them changes nothing
     harmless_for_others: ClassVar[bool] = True
+
+    @staticmethod
+    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
+        def limits(info: SensorInfo) -> Fingerprint:
+            settings = park.cfg.thresholds_for(info.config)
+            return {"limits": settings.model_dump() if settings else None}
+        return limits
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         n = len(park)
@@ -90,7 +128,7 @@ class ThresholdRule:
             out |= self.hi.state("hi") | self.lo.state("lo")
         return out
 
-    def evaluate(self, batch: ReadingBatch) -> Transitions:
+    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
         busy = (self.screen.busy(batch.sensor, -batch.value, batch.value) if self.any_low
                 else self.screen.busy(batch.sensor, batch.value))
         return evaluate_busy(batch, busy, self._evaluate, self._rescreen)

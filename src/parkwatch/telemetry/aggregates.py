@@ -22,7 +22,7 @@ class Aggregates:
         cfg = park.cfg
         self.park = park
         pid = cfg.park.id
-        settings = cfg.rules.floor_load
+        settings = cfg.rules.section("floor_load")
         self.warning_pct = settings.warning_ratio * 100.0
         self.critical_pct = settings.critical_ratio * 100.0
         self.group_prefix = [prefix(FLOOR_LOAD.name, {

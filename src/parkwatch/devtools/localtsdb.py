@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from parkwatch.localbroker import LocalServer
+from parkwatch.devtools.localbroker import LocalServer
 
 INSTALL_HINT = "apt-get install -y victoria-metrics"
 
