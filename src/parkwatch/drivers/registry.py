@@ -8,6 +8,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
+from parkwatch.drivers.metricfamily import MetricFamily
+from parkwatch.drivers.modbus_rtu import metrics as modbus_metrics
 from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig, check_modbus_driver
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver
 from parkwatch.drivers.serial_indicator.config import (
@@ -22,6 +24,8 @@ class DriverKind:
     driver_path: str  # "module:Class" (or factory), imported when a daemon starts such a driver
     #: (park config, driver index) -> [(key path, message)]: checks across drivers and sensors
     cross_check: Callable[[Any, int], list[tuple[tuple[str | int, ...], str]]] | None = None
+    #: the driver type's own metric families on /metrics (its drivers' ``metric_samples()``)
+    metrics: tuple[MetricFamily, ...] = ()
 
     def driver_class(self) -> Any:
         import importlib
@@ -35,7 +39,7 @@ DRIVER_KINDS: dict[str, DriverKind] = {
                        check_mqtt_driver),
     "modbus_rtu": DriverKind(ModbusRtuDriverConfig,
                              "parkwatch.drivers.modbus_rtu.driver:ModbusRtuDriver",
-                             check_modbus_driver),
+                             check_modbus_driver, modbus_metrics.FAMILIES),
     "serial_indicator": DriverKind(SerialIndicatorDriverConfig,
                                    "parkwatch.drivers.serial_indicator.driver:IndicatorDriver",
                                    check_indicator_driver),
