@@ -20,8 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from parkwatch.alarms.event import load_schema
 from parkwatch.config import ParkConfig
-from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
 from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
 from parkwatch.mqtt.link import set_nodelay
 from parkwatch.schema import load_config
 

@@ -29,8 +29,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import REPO, VALIDATOR, Device, example_config, wait_until
 from parkwatch.config.delivery import UPLINK
-from parkwatch.firmware_sim.devices import SimulatedPark
 from parkwatch.devtools.localbroker import LocalMosquitto, free_port
+from parkwatch.firmware_sim.devices import SimulatedPark
 from parkwatch.mqtt.link import set_nodelay
 
 EXAMPLES = REPO / "examples" / "many-parks"

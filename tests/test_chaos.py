@@ -50,9 +50,9 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import EXAMPLE, REPO, Device, Subscriber, lora_park, wait_until, write_yaml
-from parkwatch.firmware_sim.devices import SimulatedPark
 from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.devtools.localtsdb import LocalVictoria
+from parkwatch.firmware_sim.devices import SimulatedPark
 from parkwatch.mqtt.link import set_nodelay
 
 PY = [sys.executable, "-m", "parkwatch"]

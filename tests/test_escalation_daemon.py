@@ -10,8 +10,8 @@ from typing import Any
 
 from conftest import EXAMPLE, Device, Subscriber, wait_until
 from parkwatch.daemon.app import Daemon
-from parkwatch.firmware_sim.devices import bench_overrides
 from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.firmware_sim.devices import bench_overrides
 from parkwatch.schema import load_config
 
 STEP_S = 2.5

@@ -19,8 +19,8 @@ import yaml
 from conftest import EXAMPLE, Device, Subscriber, wait_until
 from parkwatch.alarms.views import StoreReader
 from parkwatch.daemon.app import Daemon
-from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
 from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
 from parkwatch.schema import load_config
 
 Edit = Callable[[dict[str, Any]], None]

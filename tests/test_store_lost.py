@@ -10,8 +10,8 @@ import pytest
 
 from conftest import Device, Subscriber, example_config, wait_until
 from parkwatch.daemon.app import Daemon
-from parkwatch.firmware_sim.devices import SimulatedPark
 from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.firmware_sim.devices import SimulatedPark
 
 
 def raised(sub: Subscriber, sensor_id: str) -> list[str]:

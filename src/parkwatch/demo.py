@@ -23,9 +23,9 @@ from rich.cells import cell_len
 
 from parkwatch.alarms.messages import WORDS
 from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.devtools.localbroker import BrokerUnavailable, LocalMosquitto, ensure_mosquitto
 from parkwatch.firmware_sim import scenarios
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
-from parkwatch.devtools.localbroker import BrokerUnavailable, LocalMosquitto, ensure_mosquitto
 from parkwatch.mqtt.link import set_nodelay
 from parkwatch.schema import load_config
 

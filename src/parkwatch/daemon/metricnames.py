@@ -1,8 +1,14 @@
 """The daemon's metric families: each name, kind, labels and help text (the catalogue that
 ``GET /metrics``, docs/metrics.md and the Grafana dashboards are checked against), the label
-values exposed whether or not they were seen, and the histograms' buckets."""
+values exposed whether or not they were seen, and the histograms' buckets.
+
+The families of one driver type (Modbus RTU's per-slave counters) are declared in that
+driver's folder and gathered here from the driver registry (:attr:`DriverKind.metrics
+<parkwatch.drivers.registry.DriverKind.metrics>`)."""
 
 from __future__ import annotations
+
+from parkwatch.drivers.registry import DRIVER_KINDS
 
 #: what an alarm is about (see :func:`parkwatch.alarms.routing.hazard`) and the states of an
 #: open alarm (see :meth:`parkwatch.alarms.service.AlarmService.counts`): every pair is exposed,
@@ -24,8 +30,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                   0.25, 1.0, 10.0)
 
+Spec = tuple[str, str, tuple[str, ...], str]
+
 # (name as exposed, type, labels, help). Counters end in _total, as they are exposed.
-_SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+_DAEMON: tuple[Spec, ...] = (
     ("parkwatch_info", "gauge", ("version", "park", "gateway"),
      "Always 1; the labels say which parkwatch runs for which park on which gateway."),
     ("parkwatch_start_time_seconds", "gauge", (),
@@ -104,12 +112,6 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("parkwatch_telemetry_server_up", "gauge", (),
      "1 when the time-series server takes writes, 0 when it does not (no sample when none "
      "is configured)."),
-    ("parkwatch_modbus_polls_total", "counter", ("driver", "slave"),
-     "Modbus RTU requests sent to a slave."),
-    ("parkwatch_modbus_timeouts_total", "counter", ("driver", "slave"),
-     "Modbus RTU requests a slave did not answer in time."),
-    ("parkwatch_modbus_quarantined", "gauge", ("driver", "slave"),
-     "1 while a Modbus slave is quarantined (polled only now and then) after timeouts."),
     ("parkwatch_driver_connected", "gauge", ("driver", "type"),
      "1 when a driver has its port open and its device talking, or its broker connected and "
      "its subscription acknowledged."),
@@ -120,6 +122,11 @@ _SPEC: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("parkwatch_state_errors_total", "counter", (),
      "Rule-state checkpoints that failed."),
 )
+
+#: each driver type's own families, in registry order (see docs/drivers.md)
+_DRIVERS: tuple[Spec, ...] = tuple((f.name, f.type, f.labels, f.help)
+                                   for kind in DRIVER_KINDS.values() for f in kind.metrics)
+_SPEC = _DAEMON + _DRIVERS
 
 #: every metric family exactly as it appears in the exposition, and its help text
 METRICS: dict[str, str] = {name: text for name, _kind, _labels, text in _SPEC}

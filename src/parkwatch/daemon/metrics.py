@@ -13,6 +13,13 @@ while the pipeline is hung, which is when they matter most.  They only read (cop
 counters, atomic under the GIL) and tolerate a count that moves while it is read.  The outbox is
 read through a short-lived read-only store connection of the scraping thread.
 
+What they read of the daemon is a narrow read-only view
+(:class:`parkwatch.daemon.metricsview.MetricsView`), never the daemon itself.  Drivers bring
+their own figures through the hooks of :class:`parkwatch.drivers.base.Driver`: a driver type's
+own families (Modbus RTU's per-slave counters) through ``metric_samples()``, its health
+warnings through ``health_warnings()``, and an MQTT driver's broker link through
+``broker_link()``; nothing here knows one driver type from another.
+
 Each daemon has its own :class:`CollectorRegistry` (tests run several daemons in one process),
 never prometheus-client's global default registry.  Beside the daemon's own families it carries
 prometheus-client's standard ones for any Python process
@@ -27,7 +34,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -52,11 +59,9 @@ from parkwatch.daemon.metricnames import (
     RULE_BUCKETS,
     RULE_OUTCOMES,
 )
+from parkwatch.daemon.metricsview import CourierFigures, MetricsView
 from parkwatch.daemon.threadcpu import cpu_by_thread_name
 from parkwatch.timefmt import rfc3339_ms
-
-if TYPE_CHECKING:
-    from parkwatch.daemon.app import Daemon
 
 log = logging.getLogger("parkwatch.metrics")
 
@@ -87,8 +92,8 @@ class DaemonMetrics:
     """One daemon's metrics: its registry, its three histograms, and the collector that reads
     every other figure from the daemon's parts at scrape time."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon  # read only at scrape time: it may still be under construction
+    def __init__(self, view: MetricsView) -> None:
+        self.view = view  # read only at scrape time: the daemon may still be under construction
         self.rule_seconds = _histogram("parkwatch_rule_evaluation_seconds", RULE_BUCKETS)
         self.delivery_seconds = _histogram("parkwatch_delivery_latency_seconds",
                                            LATENCY_BUCKETS)
@@ -148,7 +153,7 @@ class DaemonMetrics:
                 yield fam
 
     def _collect_daemon(self, fams: dict[str, Family]) -> None:
-        d = self.daemon
+        d = self.view
         fams["parkwatch_info"].add_metric([__version__, d.cfg.park.id, d.cfg.gateway.id], 1)
         fams["parkwatch_start_time_seconds"].add_metric([], d.started_at)
         last = d.last_reload
@@ -168,7 +173,7 @@ class DaemonMetrics:
         fams["parkwatch_state_errors_total"].add_metric([], d.keeper.errors)
 
     def _collect_alarms(self, fams: dict[str, Family]) -> None:
-        d = self.daemon
+        d = self.view
         counts: Counter[tuple[str, str]] = Counter(
             {(kind, state): 0 for kind in HAZARDS for state in OPEN_STATES})
         counts.update(dict(d.alarms.tally))  # kept with every change: no walk of the alarms
@@ -179,14 +184,14 @@ class DaemonMetrics:
         fams["parkwatch_alarm_commits_total"].add_metric([], d.committer.groups)
         fams["parkwatch_alarm_commit_queue_length"].add_metric([], d.committer.waiting)
         refused: Counter[str] = Counter(dict(d.alarms.refused.total))
-        api = getattr(d, "api", None)
+        api = d.api
         if api is not None:
             refused.update(dict(api.refused.total))
         for reason, n in sorted(refused.items()):
             fams["parkwatch_refused_commands_total"].add_metric([reason], n)
 
     def _collect_delivery(self, fams: dict[str, Family]) -> None:
-        d = self.daemon
+        d = self.view
         reader = StoreReader(d.store_path)  # this thread's own connection, closed at once
         try:
             outbox = reader.outbox_stats(time.time())
@@ -203,19 +208,16 @@ class DaemonMetrics:
             fams["parkwatch_target_up"].add_metric([name], int(target_up(courier)))
 
     def _collect_drivers(self, fams: dict[str, Family]) -> None:
-        d = self.daemon
-        for driver in d.drivers:
+        d = self.view
+        for driver in list(d.drivers):
             health = driver.health()
             fams["parkwatch_readings_accepted_total"].add_metric([driver.id], driver.accepted)
             for reason, n in sorted(dict(driver.rejections.total).items()):
                 fams["parkwatch_readings_rejected_total"].add_metric([driver.id, reason], n)
             fams["parkwatch_driver_connected"].add_metric(
                 [driver.id, str(health.get("type", ""))], int(bool(health.get("connected"))))
-            for slave, s in sorted(dict(health.get("slaves", {})).items()):
-                labels = [driver.id, str(slave)]
-                fams["parkwatch_modbus_polls_total"].add_metric(labels, s["polls"])
-                fams["parkwatch_modbus_timeouts_total"].add_metric(labels, s["timeouts"])
-                fams["parkwatch_modbus_quarantined"].add_metric(labels, int(s["quarantined"]))
+            for name, labels, value in driver.metric_samples():  # its type's own families
+                fams[name].add_metric(list(labels), value)
         for broker, role, up in broker_links(d):
             fams["parkwatch_broker_connected"].add_metric([broker, role], int(up))
 
@@ -240,13 +242,10 @@ class DaemonMetrics:
             fams["parkwatch_telemetry_server_up"].add_metric([], int(server == "up"))
 
     def telemetry_stats(self) -> dict[str, Any] | None:
-        """The telemetry sink's figures; None when there is no sink or it cannot say (the
-        first failure is logged, so a broken sink costs its figures, never the scrape)."""
-        telemetry = getattr(self.daemon, "telemetry", None)
-        if telemetry is None:
-            return None
+        """The telemetry sink's figures; None when it cannot say (the first failure is
+        logged, so a broken sink costs its figures, never the scrape)."""
         try:
-            stats: dict[str, Any] = telemetry.stats()
+            stats = self.view.telemetry.stats()
         except Exception:
             if not self._telemetry_failed:
                 log.exception("metrics: the telemetry sink's stats failed; its figures are "
@@ -269,21 +268,18 @@ class DaemonMetrics:
     def health(self) -> dict[str, Any]:
         """The health verdict: unhealthy (reasons) when an input, the uplink or the alarm path
         is broken; warnings for what degrades the daemon but loses no alarm."""
-        d = self.daemon
+        d = self.view
         reasons: list[str] = []
         warnings: list[str] = []
         drivers: dict[str, bool] = {}
-        for driver in d.drivers:
+        for driver in list(d.drivers):
             health = driver.health()
             drivers[driver.id] = bool(health.get("connected"))
             if not drivers[driver.id]:
-                link = getattr(driver, "link", None)
-                where = f" (broker '{driver.cfg.broker}')" if link is not None else ""
+                link = driver.broker_link()
+                where = f" (broker '{link.broker}')" if link is not None else ""
                 reasons.append(f"driver '{driver.id}' not connected{where}")
-            for slave, s in sorted(dict(health.get("slaves", {})).items()):
-                if s.get("quarantined"):
-                    warnings.append(f"driver '{driver.id}': modbus slave {slave} quarantined "
-                                    "(not answering)")
+            warnings += [f"driver '{driver.id}': {w}" for w in driver.health_warnings()]
         uplink_up = d.uplink.link.connected.is_set()
         if not uplink_up:
             reasons.append(f"uplink broker '{d.cfg.uplink.broker}' disconnected")
@@ -302,7 +298,7 @@ class DaemonMetrics:
         elif pipeline["busy_s"] is not None and pipeline["busy_s"] > STUCK_AFTER_S:
             reasons.append(f"alarm pipeline stuck: one batch or tick running for "
                            f"{pipeline['busy_s']:.0f} s")
-        if getattr(d.pipeline, "_stuck", False):
+        if d.pipeline.stuck:
             warnings.append("rules still due after a clock tick: time-driven rules are "
                             "ticked at most once a second")
         stats = self.telemetry_stats()
@@ -321,11 +317,11 @@ class DaemonMetrics:
     def pipeline_health(self) -> dict[str, Any]:
         """Whether the pipeline thread runs and how long its current batch or tick has run
         (None while it waits for input: an idle pipeline is healthy)."""
-        p = self.daemon.pipeline
+        p = self.view.pipeline
         since = p.busy_since
         return {"running": p.running,
                 "busy_s": None if since is None else round(time.monotonic() - since, 3),
-                "queue": self.daemon.inbox.queue.qsize()}
+                "queue": self.view.inbox.queue.qsize()}
 
     def healthz_response(self) -> tuple[int, str, bytes]:
         """``GET /healthz``: 200 with status ok, or 503 with the reasons, as JSON."""
@@ -339,16 +335,17 @@ class DaemonMetrics:
         return status, JSON, json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def target_up(courier: Any) -> bool:
+def target_up(courier: CourierFigures) -> bool:
     """A target takes deliveries: it is not failing, and its broker (if any) is connected."""
     return not courier.failing and (courier.ready is None or courier.ready.is_set())
 
 
-def broker_links(daemon: Daemon) -> list[tuple[str, str, bool]]:
-    """(broker name, role, connected) of every MQTT link: the uplink and each MQTT driver."""
-    out = [(daemon.cfg.uplink.broker, "uplink", daemon.uplink.link.connected.is_set())]
-    for driver in daemon.drivers:
-        link = getattr(driver, "link", None)
+def broker_links(view: MetricsView) -> list[tuple[str, str, bool]]:
+    """(broker name, role, connected) of every MQTT link: the uplink and each driver that has
+    one (:meth:`parkwatch.drivers.base.Driver.broker_link`)."""
+    out = [(view.cfg.uplink.broker, "uplink", view.uplink.link.connected.is_set())]
+    for driver in list(view.drivers):
+        link = driver.broker_link()
         if link is not None:
-            out.append((driver.cfg.broker, f"driver:{driver.id}", link.connected.is_set()))
+            out.append((link.broker, f"driver:{driver.id}", link.connected))
     return out

@@ -175,6 +175,12 @@ class Pipeline:
         """The pipeline thread is alive (a health check reads it from another thread)."""
         return self._thread.is_alive()
 
+    @property
+    def stuck(self) -> bool:
+        """Rules were still due after the last clock tick, so the clock is ticked at most
+        once a second until it moves them again (a health warning)."""
+        return self._stuck
+
     def stop(self, timeout: float = 1.0) -> None:
         self.inbox.put(_STOP)
         self._thread.join(timeout)

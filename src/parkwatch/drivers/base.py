@@ -1,26 +1,47 @@
 """What the daemon expects of a driver, and the helper serial drivers use to hand over readings.
 
 A driver is constructed as ``Driver(driver_config, park_model, inbox, park_config)`` and has
-``id``, ``start()``, ``stop()``, ``health() -> dict``, ``alive`` (its loop runs: the systemd
-watchdog is fed only while every driver's is), ``accepted`` (count), ``rejections``
-(:class:`parkwatch.ratelog.Rejections`) and ``decode(items) -> ReadingBatch``.  Drivers put
-``(driver, ...)`` tuples into the inbox from their own threads; ``decode`` runs on the pipeline
-thread and turns a list of them into one batch.  A driver never evaluates rules.
+every member of :class:`Driver`: ``id``, ``start()``, ``stop()``, ``health() -> dict``,
+``alive`` (its loop runs: the systemd watchdog is fed only while every driver's is),
+``accepted`` (count), ``rejections`` (:class:`parkwatch.ratelog.Rejections`),
+``state_listeners`` (told when its devices come and go), ``decode(items) -> ReadingBatch``, and
+three hooks the daemon's ``/metrics`` and ``/healthz`` read: ``metric_samples()`` (its samples
+of the metric families its registry entry declares, see
+:class:`~parkwatch.drivers.metricfamily.MetricFamily`), ``health_warnings()`` and
+``broker_link()``.  Drivers put ``(driver, ...)`` tuples into the inbox from their own
+threads; ``decode`` runs on the pipeline thread and turns a list of them into one batch.  A
+driver never evaluates rules.  docs/drivers.md says how to write one.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol
 
+from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.ratelog import Rejections
 from parkwatch.readings import Quality, ReadingBatch
 
 
+class BrokerLink(NamedTuple):
+    """A driver's connection to an MQTT broker, as ``/metrics`` and ``/healthz`` show it."""
+
+    broker: str  #: its name under ``brokers:`` in the config
+    connected: bool
+
+
 class Driver(Protocol):
+    """Every member the daemon uses on a driver (docs/drivers.md explains each)."""
+
     id: str
-    accepted: int
     rejections: Rejections
+    #: told True when the driver's devices can be heard again, False when they cannot (the
+    #: daemon publishes its status on either)
+    state_listeners: list[Callable[[bool], None]]
+
+    @property
+    def accepted(self) -> int: ...
 
     def start(self) -> None: ...
 
@@ -32,6 +53,19 @@ class Driver(Protocol):
     def alive(self) -> bool: ...
 
     def decode(self, items: list[Any]) -> ReadingBatch: ...
+
+    def metric_samples(self) -> Iterable[MetricSample]:
+        """Samples of the families the driver's registry entry declares (none: empty)."""
+        ...
+
+    def health_warnings(self) -> list[str]:
+        """What degrades the driver but loses no alarm, for ``/healthz`` (e.g. a quarantined
+        Modbus slave); the daemon puts ``driver '<id>': `` before each."""
+        ...
+
+    def broker_link(self) -> BrokerLink | None:
+        """The driver's MQTT broker link, or None for a driver that has none."""
+        ...
 
 
 class DirectReadings:

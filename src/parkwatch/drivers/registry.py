@@ -8,6 +8,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field
 
 from parkwatch.drivers.kind import DriverKind
+from parkwatch.drivers.modbus_rtu import metrics as modbus_metrics
 from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig, check_modbus_driver
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver
 from parkwatch.drivers.serial_indicator.config import (
@@ -21,7 +22,7 @@ DRIVER_KINDS: dict[str, DriverKind] = merged("DRIVER_KINDS", {
                        check_mqtt_driver),
     "modbus_rtu": DriverKind(ModbusRtuDriverConfig,
                              "parkwatch.drivers.modbus_rtu.driver:ModbusRtuDriver",
-                             check_modbus_driver),
+                             check_modbus_driver, modbus_metrics.FAMILIES),
     "serial_indicator": DriverKind(SerialIndicatorDriverConfig,
                                    "parkwatch.drivers.serial_indicator.driver:IndicatorDriver",
                                    check_indicator_driver),

@@ -8,12 +8,13 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from extension_kit.udp_json.config import UdpJsonDriverConfig
 from parkwatch.config.model import ParkConfig
-from parkwatch.drivers.base import DirectReadings
+from parkwatch.drivers.base import BrokerLink, DirectReadings, Driver
+from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.park import ParkModel
 from parkwatch.ratelog import Rejections
 from parkwatch.readings import ReadingBatch
@@ -63,6 +64,15 @@ class UdpJsonDriver:
         return {"type": "udp_json", "port": self.cfg.port, "connected": self.alive,
                 "accepted": self.accepted, "rejected": dict(self.rejections.total)}
 
+    def metric_samples(self) -> Iterable[MetricSample]:
+        return ()  # its registry line declares no families of its own
+
+    def health_warnings(self) -> list[str]:
+        return []
+
+    def broker_link(self) -> BrokerLink | None:
+        return None
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -79,3 +89,6 @@ class UdpJsonDriver:
                 self.rejections.reject("bad_datagram", f"{exc!r}: {data[:100]!r}")
                 continue
             self.readings.put(index, value * scale + offset, time.time())
+
+
+_: type[Driver] = UdpJsonDriver  # the type checker holds the class to the Driver protocol

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from parkwatch.config.model import ParkConfig
-from parkwatch.drivers.base import DirectReadings
+from parkwatch.drivers.base import BrokerLink, DirectReadings, Driver
+from parkwatch.drivers.metricfamily import MetricSample
+from parkwatch.drivers.modbus_rtu import metrics
 from parkwatch.drivers.modbus_rtu.address import parse_address
 from parkwatch.drivers.modbus_rtu.blocks import PollBlock, build_blocks
 from parkwatch.drivers.modbus_rtu.bus import BusScheduler
@@ -75,3 +78,17 @@ class ModbusRtuDriver:
     def health(self) -> dict[str, Any]:
         return {"type": "modbus_rtu", "connected": self.bus.is_open, "accepted": self.accepted,
                 "rejected": dict(self.rejections.total), **self.bus.health()}
+
+    # --- /metrics and /healthz (read from the HTTP server's threads) -----------------------
+    def metric_samples(self) -> Iterator[MetricSample]:
+        """Each slave's polls, timeouts and quarantine (:mod:`.metrics`)."""
+        return metrics.samples(self.id, self.bus.slaves)
+
+    def health_warnings(self) -> list[str]:
+        return metrics.quarantine_warnings(self.bus.slaves)
+
+    def broker_link(self) -> BrokerLink | None:
+        return None
+
+
+_: type[Driver] = ModbusRtuDriver  # mypy checks it has every member of the Driver protocol

@@ -26,6 +26,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from parkwatch.config.model import ParkConfig
+from parkwatch.drivers.base import BrokerLink
+from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, sensor_topic, subscription
 from parkwatch.drivers.mqtt.payload import PayloadDecoder, Rejected
 from parkwatch.mqtt.link import MqttLink
@@ -247,3 +249,14 @@ class MqttDriver:
                 "connected": self.link.connected.is_set() and self.subscribed.is_set(),
                 "sensors": self.sensors, "accepted": self.accepted,
                 "rejected": dict(self.rejections.total)}
+
+    def metric_samples(self) -> tuple[MetricSample, ...]:
+        """No families of its own: its broker link is shown through :meth:`broker_link`."""
+        return ()
+
+    def health_warnings(self) -> list[str]:
+        return []
+
+    def broker_link(self) -> BrokerLink:
+        """Its broker and whether the connection is up (``parkwatch_broker_connected``)."""
+        return BrokerLink(self.cfg.broker, self.link.connected.is_set())

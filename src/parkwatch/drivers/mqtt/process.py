@@ -24,6 +24,8 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from parkwatch.config.model import ParkConfig
+from parkwatch.drivers.base import BrokerLink, Driver
+from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.drivers.mqtt import wire
 from parkwatch.drivers.mqtt.config import MqttDriverConfig
 from parkwatch.drivers.mqtt.driver import MqttDriver
@@ -40,7 +42,8 @@ RESTART_S, RESTART_MAX_S = 1.0, 30.0
 STABLE_S = 60.0
 
 
-def mqtt_driver(cfg: MqttDriverConfig, park: ParkModel, inbox: Any, park_cfg: ParkConfig) -> Any:
+def mqtt_driver(cfg: MqttDriverConfig, park: ParkModel, inbox: Any,
+                park_cfg: ParkConfig) -> Driver:
     """The registry's constructor: the driver in a worker process, or in the daemon's."""
     if cfg.process:
         return MqttProcessDriver(cfg, park, inbox, park_cfg)
@@ -193,3 +196,14 @@ class MqttProcessDriver:
                 "sensors": self.sensors, "accepted": self.accepted,
                 "rejected": dict(self.rejections.total), "process": self.pid,
                 "restarts": self.restarts}
+
+    def metric_samples(self) -> tuple[MetricSample, ...]:
+        """No families of its own: its broker link is shown through :meth:`broker_link`."""
+        return ()
+
+    def health_warnings(self) -> list[str]:
+        return []
+
+    def broker_link(self) -> BrokerLink:
+        """The worker's broker and whether the worker last said its link is up."""
+        return BrokerLink(self.cfg.broker, self.link.connected.is_set())

@@ -29,7 +29,8 @@ from typing import Any
 import serial
 
 from parkwatch.config.model import ParkConfig
-from parkwatch.drivers.base import DirectReadings
+from parkwatch.drivers.base import BrokerLink, DirectReadings, Driver
+from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.drivers.serial_indicator.config import SerialIndicatorDriverConfig
 from parkwatch.drivers.serial_indicator.formats import FORMATS, Frame, Rejection
 from parkwatch.park import ParkModel
@@ -124,6 +125,16 @@ class IndicatorDriver:
                 "open": self.open, "connected": self.open and not self.silent,
                 "accepted": self.accepted, "rejected": dict(self.rejections.total),
                 "last_frame_age_s": age, "reopens": self.reopens}
+
+    def metric_samples(self) -> tuple[MetricSample, ...]:
+        """No families of its own: its figures are those every driver has."""
+        return ()
+
+    def health_warnings(self) -> list[str]:
+        return []
+
+    def broker_link(self) -> BrokerLink | None:
+        return None
 
     # --- reader thread --------------------------------------------------------------------
     def _run(self) -> None:
@@ -265,3 +276,6 @@ class IndicatorDriver:
             self._stop.wait(min(left, COMM_FAIL_EVERY_S))
             if not self._stop.is_set():
                 self._comm_fail()
+
+
+_: type[Driver] = IndicatorDriver  # mypy checks it has every member of the Driver protocol
