@@ -26,7 +26,9 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInput
 
 from parkwatch.config import load_config
 from parkwatch.drivers.modbus_rtu import registers
-from parkwatch.firmware_sim.modbus_bus import SimBus, SimSlave, build_bus_from_config
+from parkwatch.firmware_sim.modbus_bus import SimBus
+from parkwatch.firmware_sim.modbus_slave import SimSlave
+from parkwatch.firmware_sim.modbus_wiring import build_bus_from_config
 
 REPO = Path(__file__).resolve().parent.parent
 REQUESTS: dict[str, type[ModbusPDU]] = {
