@@ -15,8 +15,9 @@ delivers bytes instantly whatever the baud rate, the bus imposes the line's timi
 The bus counts what a bench test wants to assert about the master: ``t35_violations`` (a frame
 whose first byte arrived sooner than t3.5 after the end of the previous frame on the line),
 ``collisions``, CRC errors, requests per slave.  Unknown and dead slaves never answer, nor does
-a broadcast (address 0).  What a slave answers is :class:`SimSlave`'s business
-(:mod:`parkwatch.firmware_sim.modbus_slave`).
+a broadcast (address 0).  How the master's bytes become request frames (and these counters)
+is :mod:`parkwatch.firmware_sim.modbus_receiver`'s business, what a slave answers
+:class:`SimSlave`'s (:mod:`parkwatch.firmware_sim.modbus_slave`).
 
 Typical use::
 
@@ -32,12 +33,11 @@ Typical use::
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 
 from parkwatch.drivers.serialport import t35
+from parkwatch.firmware_sim.modbus_receiver import BusStats, RequestReceiver
 from parkwatch.firmware_sim.modbus_slave import (
     FUNCTION_TABLES,
     ILLEGAL_DATA_VALUE,
@@ -60,24 +61,6 @@ if TYPE_CHECKING:  # importing serialport first would close an import cycle via 
 log = logging.getLogger("parkwatch.firmware_sim.modbus")
 
 _IDLE_S = 0.02  # how often an idle bus looks at stop/cut requests
-
-
-@dataclass
-class BusStats:
-    """What the bus saw.  ``requests`` counts every frame with a valid CRC, whoever it is for."""
-
-    requests: int = 0
-    answered: int = 0  # responses sent (normal or exception)
-    exceptions: int = 0  # of which exception responses
-    broadcasts: int = 0  # address 0: never answered
-    ignored: int = 0  # addressed to an unknown or dead slave
-    crc_errors: int = 0  # complete frames whose CRC was wrong
-    discarded: int = 0  # fragments ended by t3.5 of silence before they made a frame
-    collisions: int = 0  # sent while a response was on the line: garbled, not answered
-    t35_violations: int = 0  # a frame started sooner than t3.5 after the previous one ended
-    per_slave: dict[int, int] = field(default_factory=dict)  # requests by slave address
-    answered_per_slave: dict[int, int] = field(default_factory=dict)
-
 
 
 class _Abort(Exception):
@@ -144,11 +127,8 @@ class SimBus:
         self._thread: threading.Thread | None = None
         # receive state (bus thread only)
         self._inbox: list[tuple[float, bytes, bool]] = []
-        self._rx = bytearray()
-        self._rx_first = 0.0
-        self._rx_end = 0.0  # when the fragment's last character has left the line, at least
-        self._rx_collided = False
-        self._line_free_at = -math.inf  # end of the last frame on the line (either direction)
+        self._rx = RequestReceiver(self.path, self.t35, self.char_time, self._framer,
+                                   self._stats, self._stats_lock)
 
     @classmethod
     def from_line(cls, line: SerialLine, slaves: Iterable[SimSlave] = (),
@@ -270,14 +250,14 @@ class SimBus:
             while not self._stop.is_set():
                 self._run_commands()
                 wait = _IDLE_S
-                if self._rx:
-                    wait = min(wait, max(0.0, self._rx_end + self.t35 - time.monotonic()))
+                if self._rx.pending:
+                    wait = min(wait, max(0.0, self._rx.silence_ends_at - time.monotonic()))
                 data = self._port.read(wait)
                 if data:
                     self._inbox.append((time.monotonic(), data, False))
                 self._process_inbox()
-                if self._rx and time.monotonic() >= self._rx_end + self.t35:
-                    self._end_fragment()
+                if self._rx.pending and time.monotonic() >= self._rx.silence_ends_at:
+                    self._rx.end_fragment()
         except Exception:  # a simulator bug must be loud, not a silently dead bus
             log.exception("simulated bus %s stopped on an unexpected error", self.path)
         finally:
@@ -291,54 +271,15 @@ class SimBus:
     def _process_inbox(self) -> None:
         while self._inbox and not self._stop.is_set():
             t, data, during_tx = self._inbox.pop(0)
-            self._receive(t, data, during_tx)
-            self._try_frame()
+            self._rx.receive(t, data, during_tx)
+            self._answer_frame()
 
-    def _receive(self, t: float, data: bytes, during_tx: bool) -> None:
-        if self._rx and t >= self._rx_end + self.t35:
-            self._end_fragment()  # the silence ended the previous fragment
-        if not self._rx:
-            self._rx_first = t
-            self._rx_collided = during_tx
-            if during_tx or t < self._line_free_at + self.t35:
-                with self._stats_lock:
-                    self._stats.t35_violations += 1
-                log.debug("simulated bus %s: frame started %.2f ms after the line was free "
-                          "(t3.5 = %.2f ms)", self.path, (t - self._line_free_at) * 1e3,
-                          self.t35 * 1e3)
-        elif during_tx:
-            self._rx_collided = True
-        self._rx += data
-        self._rx_end = max(t, self._rx_first + len(self._rx) * self.char_time)
-
-    def _end_fragment(self) -> None:
-        """t3.5 of silence after bytes that never made a frame: line noise, dropped."""
-        self._line_free_at = max(self._line_free_at, self._rx_end)
-        self._rx.clear()
-        with self._stats_lock:
-            self._stats.discarded += 1
-
-    def _try_frame(self) -> None:
-        if not self._rx:
+    def _answer_frame(self) -> None:
+        """Answer the request the received bytes make, if they make one for a live slave."""
+        req = self._rx.take_frame()
+        if req is None:
             return
-        used, dev_id, _tid, pdu_bytes = self._framer.decode(bytes(self._rx))
-        if not used:
-            return  # incomplete: wait for more bytes or for t3.5 of silence
-        req_end, collided = self._rx_end, self._rx_collided
-        self._rx.clear()
-        self._line_free_at = max(self._line_free_at, req_end)
-        if not pdu_bytes:
-            with self._stats_lock:
-                self._stats.crc_errors += 1
-            return
-        with self._stats_lock:
-            st = self._stats
-            st.requests += 1
-            st.per_slave[dev_id] = st.per_slave.get(dev_id, 0) + 1
-            if collided:
-                st.collisions += 1
-            elif dev_id == 0:
-                st.broadcasts += 1
+        dev_id, collided = req.dev_id, req.collided
         slave = self.slaves.get(dev_id)
         if slave is not None:
             slave.requests += 1
@@ -348,7 +289,7 @@ class SimBus:
             with self._stats_lock:
                 self._stats.ignored += 1
             return
-        response = self._answer(slave, pdu_bytes)
+        response = self._answer(slave, req.pdu)
         frame = self._framer.buildFrame(response)
         if slave.bad_crc_once:
             slave.bad_crc_once = False
@@ -356,7 +297,7 @@ class SimBus:
         elif slave.garbage_once:
             slave.garbage_once = False
             frame = b"\xff" * len(frame)  # an idle line read as data: no valid frame in it
-        start = req_end + self.turnaround_s + slave.latency_s
+        start = req.end + self.turnaround_s + slave.latency_s
         is_exception = bool(response.function_code & 0x80)
 
         def count() -> None:
@@ -383,7 +324,7 @@ class SimBus:
         try:
             end = self._clock.send(line, frame, start=start)
         except _Abort:
-            self._line_free_at = time.monotonic()
+            self._rx.line_free_at = time.monotonic()
             return False
-        self._line_free_at = end
+        self._rx.line_free_at = end
         return True
