@@ -1,6 +1,6 @@
 """The `parkwatch` command's subcommands and their arguments: run the daemon, check a config,
-list and acknowledge alarms, play the demo or the simulator.  Each subcommand's module is
-imported when it runs, so `parkwatch --help` stays quick."""
+list and acknowledge alarms, play the demo or the simulator.  What a subcommand runs (the
+daemon, the demo, the simulator, the console) is imported only when it runs."""
 
 from __future__ import annotations
 
