@@ -69,7 +69,8 @@ def theory_transaction_s(baud: int) -> float:
 def sim_main(specs: list[tuple[str, int, int]], conn: Any) -> None:
     """Serve simulated buses (path, baud, slaves) until told to stop; send back their stats."""
     logging.basicConfig(level=logging.WARNING, format="sim %(levelname)s %(name)s: %(message)s")
-    from parkwatch.firmware_sim.modbus_bus import SimBus, SimSlave
+    from parkwatch.firmware_sim.modbus_bus import SimBus
+    from parkwatch.firmware_sim.modbus_slave import SimSlave
 
     buses = []
     for path, baud, n_slaves in specs:

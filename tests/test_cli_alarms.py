@@ -293,11 +293,11 @@ def test_check_config_takes_the_file_as_the_other_commands_do(tmp_path, capsys):
 def test_a_missing_default_config_says_what_to_give(tmp_path, capsys, monkeypatch):
     """Without --config the commands read the default path; when nothing is there they say
     how to point them at a config (watch: or at a broker), not just "file not found"."""
-    import parkwatch.apiclient
+    import parkwatch.cli.configpath
     import parkwatch.console.settings
 
     default = str(tmp_path / "etc" / "park.yaml")
-    monkeypatch.setattr(parkwatch.apiclient, "DEFAULT_CONFIG", default)
+    monkeypatch.setattr(parkwatch.cli.configpath, "DEFAULT_CONFIG", default)
     monkeypatch.setattr(parkwatch.console.settings, "DEFAULT_CONFIG", default)
     for argv in (["check-config"], ["alarms"], ["status"]):
         code, _, err = run(capsys, *argv)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import Subscriber, wait_until
 from parkwatch.drivers.modbus_rtu.driver import ModbusRtuDriver
-from parkwatch.firmware_sim.modbus_bus import build_bus_from_config
+from parkwatch.firmware_sim.modbus_wiring import build_bus_from_config
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality
 from parkwatch.schema import load_config

@@ -25,7 +25,9 @@ from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from parkwatch.drivers.modbus_rtu import registers
-from parkwatch.firmware_sim.modbus_bus import SimBus, SimSlave, build_bus_from_config
+from parkwatch.firmware_sim.modbus_bus import SimBus
+from parkwatch.firmware_sim.modbus_slave import SimSlave
+from parkwatch.firmware_sim.modbus_wiring import build_bus_from_config
 from parkwatch.schema import load_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from parkwatch.alarms.routing import hazard
-from parkwatch.apiclient import format_age
+from parkwatch.cli.ages import format_age
 from parkwatch.console.board import SEVERITY_ORDER, Board, OpenAlarm, place
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}

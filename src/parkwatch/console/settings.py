@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from parkwatch.apiclient import DEFAULT_CONFIG, missing_config_hint
+from parkwatch.cli.configpath import DEFAULT_CONFIG, missing_config_hint
 from parkwatch.config.brokers import BrokerConfig
 
 DEFAULT_PREFIX = "parkwatch/v1"

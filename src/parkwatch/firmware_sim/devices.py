@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from parkwatch.config.model import ParkConfig
 from parkwatch.firmware_sim.indicators import SimIndicator
-from parkwatch.firmware_sim.modbus_bus import SimBus, build_bus_from_config
+from parkwatch.firmware_sim.modbus_bus import SimBus
+from parkwatch.firmware_sim.modbus_wiring import build_bus_from_config
 from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
 
 if TYPE_CHECKING:  # only its alias: the simulator need not load the YAML reader

@@ -11,12 +11,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from parkwatch.config.model import ParkConfig, SensorConfig
 
-if TYPE_CHECKING:  # the devices pull in MQTT, Modbus and serial: not needed to plan a scenario
-    from parkwatch.firmware_sim.devices import SimulatedPark
+
+class Fleet(Protocol):
+    """What a scenario plays on: the simulated devices of a park
+    (:class:`~parkwatch.firmware_sim.devices.SimulatedPark`)."""
+
+    @property
+    def cfg(self) -> ParkConfig: ...
+
+    @property
+    def devices(self) -> dict[str, Any]: ...
+
+    @property
+    def sent(self) -> int: ...
+
+    def reading(self, sensor_id: str, value: float) -> None: ...
+
+    def button(self, sensor_id: str, event: str) -> None: ...
+
+    def raw(self, sensor_id: str, payload: bytes) -> None: ...
+
+    def cut(self, driver_id: str) -> None: ...
+
+    def restore(self, driver_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -169,7 +190,7 @@ def build(cfg: ParkConfig, name: str) -> Scenario:
     return _scenario(name, description, make(cfg))
 
 
-def play(scenario: Scenario, fleet: SimulatedPark, *, speed: float = 1.0,
+def play(scenario: Scenario, fleet: Fleet, *, speed: float = 1.0,
          stop: threading.Event | None = None,
          narrate: Callable[[str], None] | None = None) -> int:
     """Play a scenario on a :class:`~parkwatch.firmware_sim.devices.SimulatedPark` in real time
@@ -204,8 +225,10 @@ def play(scenario: Scenario, fleet: SimulatedPark, *, speed: float = 1.0,
                 fleet.reading(step.sensor, step.value)
             elif step.action == "raw":
                 fleet.raw(step.sensor, step.payload)
-            elif step.action in ("cut", "restore"):
-                getattr(fleet, step.action)(step.sensor)
+            elif step.action == "cut":
+                fleet.cut(step.sensor)
+            elif step.action == "restore":
+                fleet.restore(step.sensor)
             elif step.action == "note":
                 pass  # a moment worth narrating, nothing to do
             else:

@@ -1,5 +1,6 @@
-"""The `parkwatch` command: run the daemon, check a config, list and acknowledge alarms, play
-the demo or the simulator."""
+"""The `parkwatch` command's subcommands and their arguments: run the daemon, check a config,
+list and acknowledge alarms, play the demo or the simulator.  What a subcommand runs (the
+daemon, the demo, the simulator, the console) is imported only when it runs."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from parkwatch import __version__
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+from parkwatch.cli.exits import EXIT_CONFIG, EXIT_OK
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from parkwatch.apiclient import DEFAULT_CONFIG, missing_config_hint
+    from parkwatch.cli.configpath import DEFAULT_CONFIG, missing_config_hint
     from parkwatch.config import ConfigError
     from parkwatch.schema import load_config
 
@@ -64,25 +62,25 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _alarms(args: argparse.Namespace) -> int:
-    from parkwatch.apiclient import run
+    from parkwatch.cli.api_commands import run
 
     return run(args, "alarms")
 
 
 def _ack(args: argparse.Namespace) -> int:
-    from parkwatch.apiclient import run
+    from parkwatch.cli.api_commands import run
 
     return run(args, "ack")
 
 
 def _reset(args: argparse.Namespace) -> int:
-    from parkwatch.apiclient import run
+    from parkwatch.cli.api_commands import run
 
     return run(args, "reset")
 
 
 def _status(args: argparse.Namespace) -> int:
-    from parkwatch.apiclient import run
+    from parkwatch.cli.api_commands import run
 
     return run(args, "status")
 
@@ -118,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "parkwatch replay")
     p.set_defaults(func=_run)
 
-    from parkwatch.apiclient import DEFAULT_CONFIG, add_common
+    from parkwatch.cli.api_commands import add_common
+    from parkwatch.cli.configpath import DEFAULT_CONFIG
 
     p = sub.add_parser("check-config", help="validate a park config; exit 2 when invalid",
                        description="Validate a park config and list every problem, each as "

@@ -1,0 +1,62 @@
+"""`parkwatch ack` and `parkwatch reset`: one alarm acknowledged or reset through the running
+daemon's local API, and what happened in an operator's words."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from parkwatch.cli.alarm_list import place
+from parkwatch.cli.api_endpoint import Endpoint
+from parkwatch.cli.api_request import http_failure, request
+from parkwatch.cli.exits import EXIT_OK, Failure
+
+
+def _what(a: dict[str, Any]) -> str:
+    sensor = a.get("sensor_id") or place(a)
+    return f"{a.get('severity', '?')} {a.get('rule', '?')} alarm of {sensor}"
+
+
+def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None) -> int:
+    """`ack` or `reset` one alarm; prints what happened; the exit code."""
+    by = by.strip()
+    if not by:
+        raise Failure("--by must name you (an operator id from alarms.operators)")
+    body: dict[str, Any] = {"by": by}
+    if note is not None:
+        body["note"] = note
+    status, answer = request(ep, "POST", f"/api/alarms/{quote(alarm_id, safe='')}/{verb}", body)
+    result = answer.get("result") if isinstance(answer, dict) else None
+    alarm = (answer.get("alarm") if isinstance(answer, dict) else None) or {}
+    if status == 200 and result == "done":
+        if verb == "ack":
+            print(f"acknowledged {alarm_id} ({_what(alarm)}) as {by}"
+                  + ("; it had cleared, so it is closed" if alarm.get("event") == "closed"
+                     else ""))
+        else:
+            print(f"reset {alarm_id} ({_what(alarm)}) as {by}: cleared"
+                  + (" and closed (it was acknowledged)" if alarm.get("event") == "closed"
+                     else "; it stays open until it is acknowledged"))
+        return EXIT_OK
+    if status == 200 and result == "already":
+        if verb == "ack":
+            print(f"{alarm_id} was already acknowledged by {alarm.get('acked_by') or '?'} at "
+                  f"{alarm.get('acked_at') or '?'}: nothing to do")
+        else:
+            print(f"{alarm_id} is not active any more (cleared): nothing to reset")
+        return EXIT_OK
+    if status == 403:
+        raise Failure(f"refused: {by!r} is not a configured operator (alarms.operators)")
+    if status == 404:
+        if alarm.get("event") == "closed":  # acknowledged and cleared already
+            print(f"{alarm_id} is closed already (acknowledged by "
+                  f"{alarm.get('acked_by') or '?'}): nothing to do")
+            return EXIT_OK
+        raise Failure(f"refused: there is no alarm {alarm_id} (see parkwatch alarms --all)")
+    if status == 409:
+        raise Failure(f"refused: {alarm_id} is a {_what(alarm)}; it clears when its condition "
+                      "does — only fire alarms are reset")
+    if status == 400:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise Failure(f"refused: bad request: {error or 'no reason given'}")
+    raise http_failure(ep, status, answer)
