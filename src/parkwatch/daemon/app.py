@@ -15,17 +15,15 @@ import numpy as np
 
 from parkwatch import __version__
 from parkwatch.alarms.commit import Committer
-from parkwatch.alarms.courierproc import CourierProcess
-from parkwatch.alarms.courierworker import UPLINK_BACKOFF
+from parkwatch.alarms.couriers import all_couriers, target_courier
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import AnyCourier, Dispatcher
-from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config import ConfigError, load_config
-from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
+from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.httpapi import ApiServer, state_token
@@ -86,7 +84,8 @@ class Daemon:
         self.committer = Committer(self.store, self.dispatcher)
         self.committer.on_commit = self.metrics.observe_commit
         self.telemetry.alarms_busy = self._alarms_busy  # alarms first, telemetry after
-        self.dispatcher.couriers = self._couriers()
+        self.dispatcher.use(all_couriers(cfg, self.uplink, self.store_path, self.committer.mark,
+                                         self.metrics.delivery_observer))
         self.keeper.committer = self.committer
         self.timers = Timers()
         self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
@@ -175,34 +174,9 @@ class Daemon:
         self.committer.flush()
         self.keeper.changed()
 
-    def _couriers(self) -> dict[str, AnyCourier]:
-        """One courier per target: the command-center contract, then each configured one."""
-        link = self.uplink.link
-        out: dict[str, AnyCourier] = {}
-        if self.cfg.uplink.process:
-            out[UPLINK] = CourierProcess(self.cfg, self.store_path, self.committer.mark,
-                                         self.metrics.delivery_observer(UPLINK))
-        else:
-            out[UPLINK] = Courier(UPLINK, UplinkSender(link, self.uplink.topics),
-                                  self.store_path, UPLINK_BACKOFF, ready=link.connected,
-                                  on_delivered=self.metrics.delivery_observer(UPLINK),
-                                  marks=self.committer.mark)
-        for name in self.cfg.alarms.targets:
-            out[name] = self._courier(self.cfg, name)
-        return out
-
     def _courier(self, cfg: ParkConfig, name: str) -> Courier:
-        link, target = self.uplink.link, cfg.alarms.targets[name]
-        sender: Sender
-        if isinstance(target, LogTarget):
-            sender, backoff, ready = LogSender(name), Backoff(), None
-        elif isinstance(target, MqttTarget):
-            sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
-        else:
-            sender, backoff, ready = WebhookSender(name, target), target.retry, None
-        return Courier(name, sender, self.store_path, backoff, ready=ready,
-                       on_delivered=self.metrics.delivery_observer(name),
-                       marks=self.committer.mark)
+        return target_courier(cfg, name, self.uplink.link, self.store_path, self.committer.mark,
+                              self.metrics.delivery_observer(name))
 
     def _api(self) -> ApiServer | None:
         api = self.cfg.api
@@ -267,7 +241,7 @@ class Daemon:
 
     @couriers.setter
     def couriers(self, couriers: dict[str, AnyCourier]) -> None:
-        self.dispatcher.couriers = couriers
+        self.dispatcher.use(couriers)
 
     def workers(self) -> dict[str, bool]:
         """Whether each long-running loop the alarm path needs is alive, by what it does (the
@@ -373,7 +347,8 @@ class Daemon:
                 self.telemetry.repark(park)
                 if self.recorder is not None:
                     self.recorder.repark(park)
-                self.drivers, self.couriers = drivers, couriers
+                self.drivers = drivers
+                self.dispatcher.use(couriers)
 
             self.inbox.barrier(swap).wait(timeout)
             # the drivers a reload replaced hand over: their last readings, still queued,
@@ -385,13 +360,7 @@ class Daemon:
             for name in plan.add_targets:  # what was routed to it waits in the outbox
                 fresh_couriers[name].start()
             for name in plan.replace_targets:  # never two couriers on one target
-                old, new = old_couriers[name], fresh_couriers[name]
-                old.stop()
-                new.delivered, new.failures, new.expired = (old.delivered, old.failures,
-                                                            old.expired)
-                new.start()
-                self.couriers = {**self.couriers, name: new}
-                new.wake()
+                self.dispatcher.hand_over(name, fresh_couriers[name])
             for name in plan.remove_targets:
                 old_couriers[name].stop()
                 log.warning("reload: delivery target %s removed; alarm messages still waiting "
