@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ from parkwatch.alarms.couriers import all_couriers, target_courier
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import AnyCourier, Dispatcher
 from parkwatch.alarms.service import AlarmService, Outcome
-from parkwatch.alarms.store import AlarmStore
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config import ConfigError, load_config
@@ -31,6 +29,7 @@ from parkwatch.daemon.memory import settle_heap
 from parkwatch.daemon.metrics import DaemonMetrics
 from parkwatch.daemon.pipeline import Inbox, Pipeline
 from parkwatch.daemon.reload import ReloadPlan, ReloadRefused, plan_reload
+from parkwatch.daemon.storelost import forget_rule_state, open_store, raise_again
 from parkwatch.daemon.timers import Timers
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
@@ -38,11 +37,9 @@ from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.snapshot import (
     apply_snapshot,
-    restore_state,
     snapshot_arrays,
     snapshot_meta,
 )
-from parkwatch.rules.transitions import Severity, Transitions
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
 from parkwatch.timefmt import rfc3339_ms
@@ -67,12 +64,13 @@ class Daemon:
         self.recorder = Recorder(record, self.park) if record is not None else None
         self.inbox = Inbox()
         self.store_path = self.state_dir / STORE_FILE
-        self.store_lost = False  # the store was unreadable and moved aside (see start)
-        self.store = self._open_store()
+        # store_lost: the store was unreadable and moved aside (see start)
+        self.store, self.store_lost = open_store(self.store_path)
         # the rule state is restored before the daemon's other tables are built: the
         # snapshot's ids and fingerprints (20,000 strings with 10,000 sensors) are gone by then,
         # and those tables take their memory instead of leaving it as holes (3.5 MB at ready)
-        self._latched = self._forget_rule_state() if self.store_lost else []
+        self._latched = (forget_rule_state(self.keeper, self.park, self.started_at)
+                         if self.store_lost else [])
         self._fresh = self.keeper.restore(self.store.cleared_since)
         self.telemetry = TelemetrySink(cfg, self.park, self.state_dir)
         self.aggregates = Aggregates(self.park)
@@ -109,19 +107,6 @@ class Daemon:
                           lambda: self.inbox.call(self._aggregate))
         self.timers.every("purge", 3600, lambda: self.inbox.call(self._purge))
 
-    def _open_store(self) -> AlarmStore:
-        try:
-            return AlarmStore(self.store_path)
-        except (sqlite3.DatabaseError, ValueError) as exc:
-            aside = self.store_path.with_name(f"{STORE_FILE}.damaged-{int(time.time())}")
-            self.store_path.replace(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.store_path}{suffix}").unlink(missing_ok=True)
-            log.error("alarm store %s unreadable (%s); moved to %s, starting with no open "
-                      "alarms", self.store_path, exc, aside.name)
-            self.store_lost = True
-            return AlarmStore(self.store_path)
-
     def _alarms_busy(self) -> bool:
         """Alarm changes are being routed, committed or carried, or came moments ago (the
         stages hand over to each other: a storm has short gaps in each)."""
@@ -138,41 +123,6 @@ class Daemon:
         driver = DRIVER_KINDS[dcfg.type].driver_class()(dcfg, park, self.inbox, cfg)
         driver.state_listeners.append(self._link_changed)
         return driver
-
-    def _forget_rule_state(self) -> list[int]:
-        """The alarm store was lost: rule state that says "already alarming" would keep those
-        alarms from ever being raised again.  The rule state is set aside too, so every
-        condition is raised afresh by its next reading; the fire buttons it had latched (a
-        press is sent once) are returned, to be raised again at once."""
-        path = self.keeper.rules_path
-        if not path.exists():
-            return []
-        try:
-            old = RuleEngine(self.park, start=self.started_at)
-            restore_state(old, path)
-            latched = np.flatnonzero(old.kinds["button_latch"].latched).tolist()
-        except Exception as exc:  # unreadable too: the keeper moves it aside and starts afresh
-            log.error("rule state %s unreadable as well (%s)", path, exc)
-            return []
-        aside = path.with_name(f"{path.name}.store-lost-{int(time.time())}")
-        path.replace(aside)
-        log.error("alarm store lost: rule state moved to %s so that every alarm condition is "
-                  "raised again; %d latched fire button(s) raised again now", aside.name,
-                  len(latched))
-        return latched
-
-    def _raise_again(self, buttons: list[int]) -> None:
-        """Fire alarms of buttons latched before the alarm store was lost: latched and raised
-        anew (the press itself is not sent again)."""
-        for i in buttons:
-            self.engine.set_latched(i, True)
-        n = len(buttons)
-        self.alarms.apply(Transitions.build(
-            np.array(buttons), self.engine.kinds["button_latch"].code,
-            np.full(n, Severity.NORMAL), np.full(n, Severity.CRITICAL), np.ones(n),
-            np.full(n, np.nan), np.full(n, time.time())))
-        self.committer.flush()
-        self.keeper.changed()
 
     def _courier(self, cfg: ParkConfig, name: str) -> Courier:
         return target_courier(cfg, name, self.uplink.link, self.store_path, self.committer.mark,
@@ -197,7 +147,7 @@ class Daemon:
         self.committer.start()
         self.alarms.restore(fresh)
         if latched:
-            self._raise_again(latched)
+            raise_again(latched, self.engine, self.alarms, self.committer, self.keeper)
         self.uplink.start()
         for alarm_id in self.alarms.orphans:
             self.uplink.forget(alarm_id)
