@@ -50,7 +50,7 @@ from parkwatch.alarms.service import AlarmService
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.config import ConfigError
 from parkwatch.config.model import ParkConfig
-from parkwatch.daemon.app import Daemon
+from parkwatch.daemon.commands import mqtt_ack
 from parkwatch.drivers.modbus_rtu.address import parse_address
 from parkwatch.drivers.modbus_rtu.blocks import PollBlock, build_blocks
 from parkwatch.drivers.modbus_rtu.bus import BusScheduler
@@ -448,7 +448,7 @@ def test_config_loads_or_says_why(config_dir: Path, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def ack_daemon(park_cfg: ParkConfig, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Just what Daemon._mqtt_ack uses: the alarm service (no alarm open) and the topic."""
+    """Just what commands.mqtt_ack uses: the alarm service (no alarm open) and the topic."""
     park = ParkModel(park_cfg)
     store = AlarmStore(tmp_path_factory.mktemp("fuzz-alarms") / "alarms.db")
     alarms = AlarmService(park_cfg, park, RuleEngine(park, start=0.0), store,
@@ -487,7 +487,7 @@ def test_ack_command_is_carried_out_or_refused_and_counted(ack_daemon: Any,
     unknown_alarm) and counted exactly once; none raises."""
     refused: Callable[[], int] = lambda: ack_daemon.alarms.refused.count  # noqa: E731
     before = refused()
-    Daemon._mqtt_ack(ack_daemon, payload)
+    mqtt_ack(ack_daemon.alarms, ack_daemon.uplink.topics.ack, payload)
     assert refused() == before + 1
     assert set(ack_daemon.alarms.refused.total) <= {"bad_command", "not_operator",
                                                     "unknown_alarm"}

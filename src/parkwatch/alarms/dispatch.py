@@ -1,7 +1,9 @@
 """The dispatch stage: hands each committed alarm change to the couriers of its targets.
 
-The dispatcher owns the couriers (one per target, see :mod:`parkwatch.alarms.delivery`); the
-alarm service calls it around each commit and never reaches past it.
+The dispatcher owns the couriers (one per target, see :mod:`parkwatch.alarms.delivery`, built
+by :mod:`parkwatch.alarms.couriers`): it is handed the set at the start and a reload's new set
+(:meth:`Dispatcher.use`), and it swaps a replaced target's courier (:meth:`Dispatcher.hand_over`).
+The alarm service calls it around each commit and never reaches past it.
 
 **Why a ticket.**  A courier that is idle lets the committing thread publish a change itself
 (express).  The dispatcher asks each courier *before* the commit whether it is idle
@@ -40,6 +42,22 @@ class Dispatcher:
         #: reader on another thread always sees one consistent mapping
         self.couriers: dict[str, AnyCourier] = {}
         self.on_events = on_events  # the committed events, e.g. to telemetry
+
+    def use(self, couriers: dict[str, AnyCourier]) -> None:
+        """Deliver through these couriers from now on (the set at the start, or a reload's):
+        the mapping is replaced whole, in one assignment."""
+        self.couriers = couriers
+
+    def hand_over(self, name: str, new: AnyCourier) -> None:
+        """A target whose config a reload changed: its courier stops before the new one starts
+        (never two couriers on one target), the new one carries its counts on, takes its place
+        and looks in the outbox at once."""
+        old = self.couriers[name]
+        old.stop()
+        new.delivered, new.failures, new.expired = old.delivered, old.failures, old.expired
+        new.start()
+        self.couriers = {**self.couriers, name: new}
+        new.wake()
 
     def __iter__(self) -> Iterator[AnyCourier]:
         return iter(dict(self.couriers).values())

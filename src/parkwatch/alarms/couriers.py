@@ -1,0 +1,67 @@
+"""Building the couriers: one per delivery target, from the config.
+
+The command center's contract (the uplink) always has a courier, a thread of the daemon or a
+process of its own (``uplink.process``); each target configured under ``alarms.targets`` gets a
+courier with the sender for its kind.  The daemon builds the whole set at start and a reload
+builds one for each target it adds or replaces; the :class:`~parkwatch.alarms.dispatch.Dispatcher`
+holds them and swaps them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from parkwatch.alarms.courierproc import CourierProcess
+from parkwatch.alarms.courierworker import UPLINK_BACKOFF
+from parkwatch.alarms.delivery import Courier
+from parkwatch.alarms.dispatch import AnyCourier
+from parkwatch.alarms.records import Mark
+from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
+from parkwatch.alarms.uplink import UplinkPublisher
+from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
+from parkwatch.config.model import ParkConfig
+from parkwatch.mqtt.link import MqttLink
+
+#: where a courier hands its delivery marks (the commit stage, the store's only writer)
+Marks = Callable[[list[Mark]], None]
+#: a target's delivery observer (self-metrics): called with each delivered row's latency
+Observer = Callable[[float], None]
+
+
+def uplink_courier(cfg: ParkConfig, uplink: UplinkPublisher, store_path: Path, marks: Marks,
+                   on_delivered: Observer) -> AnyCourier:
+    """The command center's courier: in a process of its own when ``uplink.process`` is set,
+    else a thread publishing through the daemon's uplink link."""
+    link = uplink.link
+    if cfg.uplink.process:
+        return CourierProcess(cfg, store_path, marks, on_delivered)
+    return Courier(UPLINK, UplinkSender(link, uplink.topics), store_path, UPLINK_BACKOFF,
+                   ready=link.connected, on_delivered=on_delivered, marks=marks)
+
+
+def target_courier(cfg: ParkConfig, name: str, link: MqttLink, store_path: Path, marks: Marks,
+                   on_delivered: Observer) -> Courier:
+    """The courier of the configured target `name` (``alarms.targets``); an MQTT target
+    publishes through the uplink's `link`."""
+    target = cfg.alarms.targets[name]
+    sender: Sender
+    if isinstance(target, LogTarget):
+        sender, backoff, ready = LogSender(name), Backoff(), None
+    elif isinstance(target, MqttTarget):
+        sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
+    else:
+        sender, backoff, ready = WebhookSender(name, target), target.retry, None
+    return Courier(name, sender, store_path, backoff, ready=ready,
+                   on_delivered=on_delivered, marks=marks)
+
+
+def all_couriers(cfg: ParkConfig, uplink: UplinkPublisher, store_path: Path, marks: Marks,
+                 observer: Callable[[str], Observer]) -> dict[str, AnyCourier]:
+    """One courier per target: the command-center contract, then each configured one
+    (`observer(name)`: the delivery observer of the target `name`)."""
+    out: dict[str, AnyCourier] = {
+        UPLINK: uplink_courier(cfg, uplink, store_path, marks, observer(UPLINK))}
+    for name in cfg.alarms.targets:
+        out[name] = target_courier(cfg, name, uplink.link, store_path, marks, observer(name))
+    return out
