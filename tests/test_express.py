@@ -21,8 +21,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
+from parkwatch.alarms.channels.uplink import UplinkSender
 from parkwatch.alarms.delivery import READ_AHEAD, WINDOW, Courier
-from parkwatch.alarms.senders import UplinkSender
 from parkwatch.alarms.store import AlarmStore, Delivery, OutboxReader, Pending, Record
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import Backoff

@@ -13,9 +13,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from parkwatch.alarms.channels.registry import TargetConfig
 from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
-from parkwatch.config.delivery import ApiConfig, DeliveryConfig
+from parkwatch.config.delivery import TARGETS_DESCRIPTION, ApiConfig, DeliveryConfig
 from parkwatch.config.telemetry import TelemetryConfig
 from parkwatch.drivers.registry import DriverConfig
 
@@ -333,6 +334,9 @@ class SensorConfig(Strict):
 
 
 class AlarmsConfig(DeliveryConfig):
+    #: the union of the registered channels' target models (DeliveryConfig knows no channel)
+    targets: dict[Id, TargetConfig] = Field(default_factory=dict,
+                                            description=TARGETS_DESCRIPTION)
     language: Literal["zh", "en"] = Field("zh", description="language of the default messages")
     messages: dict[str, str] = Field(
         default_factory=dict,

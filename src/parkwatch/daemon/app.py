@@ -14,18 +14,18 @@ from typing import Any
 import numpy as np
 
 from parkwatch import __version__
+from parkwatch.alarms.channels.registry import CHANNELS
+from parkwatch.alarms.channels.uplink import UPLINK_BACKOFF, UplinkSender
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.courierproc import CourierProcess
-from parkwatch.alarms.courierworker import UPLINK_BACKOFF
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import AnyCourier, Dispatcher
-from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config import ConfigError, load_config
-from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
+from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.httpapi import ApiServer, state_token
@@ -192,15 +192,9 @@ class Daemon:
         return out
 
     def _courier(self, cfg: ParkConfig, name: str) -> Courier:
-        link, target = self.uplink.link, cfg.alarms.targets[name]
-        sender: Sender
-        if isinstance(target, LogTarget):
-            sender, backoff, ready = LogSender(name), Backoff(), None
-        elif isinstance(target, MqttTarget):
-            sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
-        else:
-            sender, backoff, ready = WebhookSender(name, target), target.retry, None
-        return Courier(name, sender, self.store_path, backoff, ready=ready,
+        target = cfg.alarms.targets[name]
+        carrier = CHANNELS[target.type].carrier(name, target, self.uplink.link)
+        return Courier(name, carrier.sender, self.store_path, carrier.backoff, ready=carrier.ready,
                        on_delivered=self.metrics.delivery_observer(name),
                        marks=self.committer.mark)
 
