@@ -88,8 +88,8 @@ class TargetBase(Strict):
 
     The channels themselves (:mod:`parkwatch.alarms.channels`, one module each) subclass this
     with `type` narrowed to their name and their own keys; the `targets` map of the park config
-    takes their union (``TargetConfig`` of the channel registry), so that this module, like the
-    rest of :mod:`parkwatch.config`, knows no channel.
+    takes their union (``TargetConfig`` of the channel registry, in ``AlarmsConfig``), so that
+    this module knows no channel.
     """
 
     type: str
