@@ -46,7 +46,9 @@ def test_the_targets_union_is_the_registered_channels() -> None:
     alarms = ParkConfig.model_fields["alarms"].annotation
     assert isinstance(alarms, type) and issubclass(alarms, BaseModel)
     union = _models(alarms.model_fields["targets"].annotation)
-    assert union == {c.target for c in CHANNELS.values()}
+    assert union == {c.target for c in CHANNELS.values()}, (
+        "AlarmsConfig.targets must take the registry's union "
+        "(parkwatch.alarms.channels.registry.TargetConfig)")
 
 
 @pytest.mark.parametrize("name", CHANNEL_NAMES)
