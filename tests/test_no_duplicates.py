@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import Subscriber, example_config, wait_until
+from parkwatch.alarms.channels.uplink import UplinkSender
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import Dispatcher
-from parkwatch.alarms.senders import UplinkSender
 from parkwatch.alarms.service import AlarmService
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.alarms.uplink import Topics

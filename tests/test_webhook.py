@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from conftest import EXAMPLE, Device, Subscriber, example_config, wait_until
+from parkwatch.alarms.channels.webhook import sign
 from parkwatch.alarms.event import load_schema
-from parkwatch.alarms.senders import sign
 from parkwatch.config import ParkConfig
 from parkwatch.daemon.app import Daemon
 from parkwatch.devtools.localbroker import LocalMosquitto

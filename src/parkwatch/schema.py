@@ -4,7 +4,8 @@ every registered rule kind, driver type and notification channel brings.
 :mod:`parkwatch.config` knows the park, its sensors and its people, and never the extensions;
 this module sits above both and assembles the root model once, at import: ``drivers[]`` is the
 union of the registered driver types' models, ``rules`` gains one section per rule kind with
-settings, and the cross-checks gain the names and checks of the extensions.  Everything that
+settings, ``alarms.targets`` takes the union of the notification channels' target models, and
+the cross-checks gain the names and checks of the extensions.  Everything that
 reads a park config file goes through :func:`load_config` here.
 
 ``python -m parkwatch.schema > docs/config.md`` regenerates the config reference.
@@ -17,10 +18,14 @@ from typing import Any
 
 from pydantic import Field, create_model
 
+from parkwatch.alarms.channels.registry import TargetConfig
 from parkwatch.alarms.messages import EVENTS, PLACEHOLDERS
 from parkwatch.config import loader
+from parkwatch.config.base import Id
 from parkwatch.config.crosscheck import Vocabulary
 from parkwatch.config.crosscheck import cross_check as park_cross_check
+from parkwatch.config.delivery import TARGETS_DESCRIPTION
+from parkwatch.config.model import AlarmsConfig as AlarmsConfigBase
 from parkwatch.config.model import ParkConfig as ParkConfigBase
 from parkwatch.config.model import RulesConfig as RulesConfigBase
 from parkwatch.config.reference import render
@@ -50,11 +55,19 @@ def _field(name: str) -> Any:
     return ParkConfigBase.model_fields[name]
 
 
+#: ``alarms``: its ``targets`` are the union of the registered channels' target models
+AlarmsConfig = create_model(
+    "AlarmsConfig", __base__=AlarmsConfigBase, __doc__=AlarmsConfigBase.__doc__,
+    targets=(dict[Id, TargetConfig], Field(default_factory=dict,
+                                           description=TARGETS_DESCRIPTION)))
+
 ParkConfig: type[ParkConfigBase] = create_model(
     "ParkConfig", __base__=ParkConfigBase, __doc__=ParkConfigBase.__doc__,
     drivers=(list[DriverConfig], Field(min_length=1, description=_field("drivers").description)),
     rules=(RulesConfig, Field(default_factory=RulesConfig,
                               description=_field("rules").description)),
+    alarms=(AlarmsConfig, Field(default_factory=AlarmsConfig,
+                                description=_field("alarms").description)),
 )
 
 #: the names a park config may use that the extensions bring

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from parkwatch.alarms.channels.registry import CHANNELS
+from parkwatch.alarms.channels.uplink import carrier as uplink_carrier
 from parkwatch.alarms.courierproc import CourierProcess
-from parkwatch.alarms.courierworker import UPLINK_BACKOFF
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import AnyCourier
 from parkwatch.alarms.records import Mark
-from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
 from parkwatch.alarms.uplink import UplinkPublisher
-from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
+from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 from parkwatch.mqtt.link import MqttLink
 
@@ -36,23 +36,19 @@ def uplink_courier(cfg: ParkConfig, uplink: UplinkPublisher, store_path: Path, m
     link = uplink.link
     if cfg.uplink.process:
         return CourierProcess(cfg, store_path, marks, on_delivered)
-    return Courier(UPLINK, UplinkSender(link, uplink.topics), store_path, UPLINK_BACKOFF,
-                   ready=link.connected, on_delivered=on_delivered, marks=marks)
+    carrier = uplink_carrier(link, uplink.topics)
+    return Courier(UPLINK, carrier.sender, store_path, carrier.backoff, ready=carrier.ready,
+                   on_delivered=on_delivered, marks=marks)
 
 
 def target_courier(cfg: ParkConfig, name: str, link: MqttLink, store_path: Path, marks: Marks,
                    on_delivered: Observer) -> Courier:
-    """The courier of the configured target `name` (``alarms.targets``); an MQTT target
+    """The courier of the configured target `name` (``alarms.targets``), with the sender,
+    backoff and readiness its channel gives (:mod:`parkwatch.alarms.channels`); an MQTT target
     publishes through the uplink's `link`."""
     target = cfg.alarms.targets[name]
-    sender: Sender
-    if isinstance(target, LogTarget):
-        sender, backoff, ready = LogSender(name), Backoff(), None
-    elif isinstance(target, MqttTarget):
-        sender, backoff, ready = MqttSender(link, target), target.retry, link.connected
-    else:
-        sender, backoff, ready = WebhookSender(name, target), target.retry, None
-    return Courier(name, sender, store_path, backoff, ready=ready,
+    carrier = CHANNELS[target.type].carrier(name, target, link)
+    return Courier(name, carrier.sender, store_path, carrier.backoff, ready=carrier.ready,
                    on_delivered=on_delivered, marks=marks)
 
 

@@ -4,8 +4,8 @@ One Python process runs Python on one core at a time.  In a burst of alarm chang
 them to the command center (reading the outbox, publishing two QoS 1 messages a change,
 handling the broker's PUBACKs) cost the interpreter almost as much as routing and committing
 them, and both waited for each other.  With ``uplink.process: true`` the uplink's courier runs
-here instead: it *is* :class:`~parkwatch.alarms.delivery.Courier` with
-:class:`~parkwatch.alarms.senders.UplinkSender`, on a broker connection of its own (client id
+here instead: it *is* :class:`~parkwatch.alarms.delivery.Courier` with the uplink channel's
+sender (:mod:`parkwatch.alarms.channels.uplink`), on a broker connection of its own (client id
 ``…-uplink-alarms``), reading the store's outbox from its own connection.  The daemon keeps
 its own uplink connection for the gateway status, its last will and the operators' commands;
 its side is :class:`parkwatch.alarms.courierproc.CourierProcess`.
@@ -38,12 +38,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from parkwatch.alarms.channels import uplink
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.records import Mark
-from parkwatch.alarms.senders import UplinkSender
 from parkwatch.alarms.store import OutboxReader
 from parkwatch.alarms.uplink import Topics
-from parkwatch.config.delivery import UPLINK, Backoff
+from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.daemon.memory import settle_heap
@@ -53,8 +53,6 @@ log = logging.getLogger("parkwatch.delivery")
 
 #: how often the counters and latencies are reported at most
 REPORT_S = 0.1
-#: the courier's backoff for the command center (the daemon's own uplink courier uses it too)
-UPLINK_BACKOFF = Backoff(initial_s=1.0, max_s=30.0)
 
 
 class CourierWorker:
@@ -68,9 +66,10 @@ class CourierWorker:
         self.link.state_listeners.append(lambda up: self._send(("state", up)))
         self._latencies: list[float] = []
         self._lock = threading.Lock()
-        self.courier = Courier(UPLINK, UplinkSender(self.link, Topics(cfg)), store_path,
-                               UPLINK_BACKOFF, ready=self.link.connected,
-                               on_delivered=self._delivered, marks=self._marks)
+        carrier = uplink.carrier(self.link, Topics(cfg))
+        self.courier = Courier(UPLINK, carrier.sender, store_path, carrier.backoff,
+                               ready=carrier.ready, on_delivered=self._delivered,
+                               marks=self._marks)
         self.courier.on_idle = lambda spell: self._send(("idle", spell))
         self.store_path = store_path
         self._stop = threading.Event()

@@ -1,32 +1,23 @@
-"""Senders: how one outbox row reaches one kind of target.
+"""What a sender is: how one outbox row reaches a target, and the MQTT half shared by the
+command-center contract and the MQTT channel.
 
 A sender either takes the row (returns) or raises :class:`DeliveryError`, which the courier
 (:mod:`parkwatch.alarms.delivery`) retries with backoff; it never retries by itself.  An MQTT
 sender also splits the send into publishing and confirming (:class:`MqttPublisher`), so the
-committer can publish a change at once and a courier can keep several in flight.
+committer can publish a change at once and a courier can keep several in flight.  Each
+channel's own sender lives in its module under :mod:`parkwatch.alarms.channels`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import http.client
-import json
-import logging
 import time
-import urllib.error
-import urllib.request
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from parkwatch.alarms.store import Pending
-from parkwatch.alarms.uplink import Topics
-from parkwatch.config.delivery import MqttTarget, WebhookTarget
-from parkwatch.mqtt.link import MqttLink
-from parkwatch.mqtt.manypublish import Message
+if TYPE_CHECKING:  # types only: the channel modules (and so the config schema) load light
+    from parkwatch.alarms.store import Pending
+    from parkwatch.mqtt.link import MqttLink
+    from parkwatch.mqtt.manypublish import Message
 
-log = logging.getLogger("parkwatch.delivery")
-
-SIGNATURE_HEADER = "X-Parkwatch-Signature"
 #: how long the broker may take to confirm (PUBACK) a QoS 1 publish before we try again
 PUBACK_TIMEOUT_S = 10.0
 
@@ -37,60 +28,6 @@ class DeliveryError(Exception):
 
 class Sender(Protocol):
     def send(self, row: Pending) -> None: ...
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The signature header value: ``sha256=`` and the hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect of a POST would be followed as a bodiless GET: treat it as a failure."""
-
-    def redirect_request(self, *_args: object, **_kw: object) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-class WebhookSender:
-    """POSTs the event JSON; any answer but 2xx, a timeout or a refused connection is a failure."""
-
-    def __init__(self, name: str, cfg: WebhookTarget) -> None:
-        self.name = name
-        self.url = str(cfg.url)
-        self.timeout = cfg.timeout_s
-        self.secret = cfg.secret()
-
-    def send(self, row: Pending) -> None:
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": "parkwatch",
-            "X-Parkwatch-Subscriber": row.subscriber,
-            "X-Parkwatch-Delivery": f"{row.alarm_id}/{row.seq}",
-        }
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign(self.secret, row.payload)
-        req = urllib.request.Request(self.url, data=row.payload, headers=headers, method="POST")
-        try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
-                resp.read(65536)
-        except urllib.error.HTTPError as exc:  # any answer but 2xx, redirects included
-            raise DeliveryError(f"HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
-
-
-class LogSender:
-    def __init__(self, name: str) -> None:
-        self.log = logging.getLogger(f"parkwatch.notify.{name}")
-
-    def send(self, row: Pending) -> None:
-        event = json.loads(row.payload)
-        self.log.info("to %s: %s (alarm %s seq %d, %s)", row.subscriber, event["message"],
-                      row.alarm_id, row.seq, row.reason)
 
 
 def _confirm(infos: list[Any], what: str) -> None:
@@ -139,28 +76,3 @@ class MqttPublisher:
     def _connected(self) -> None:
         if not self.link.connected.is_set():
             raise DeliveryError(f"{self.link.where} not connected")
-
-
-class UplinkSender(MqttPublisher):
-    """The command-center contract: the event, then the alarm's retained state (empty when
-    closed), both QoS 1 and confirmed by the broker."""
-
-    def __init__(self, link: MqttLink, topics: Topics) -> None:
-        self.link = link
-        self.topics = topics
-
-    def messages(self, row: Pending) -> list[Message]:
-        closed = (row.event or json.loads(row.payload)["event"]) == "closed"
-        return [(self.topics.events, row.payload, False),
-                (self.topics.alarm(row.alarm_id), b"" if closed else row.payload, True)]
-
-
-class MqttSender(MqttPublisher):
-    """A subscriber's own topic on the uplink broker (e.g. a tenant's app)."""
-
-    def __init__(self, link: MqttLink, cfg: MqttTarget) -> None:
-        self.link = link
-        self.topic = cfg.topic
-
-    def messages(self, row: Pending) -> list[Message]:
-        return [(self.topic.replace("{subscriber}", row.subscriber), row.payload, False)]

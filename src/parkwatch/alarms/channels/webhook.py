@@ -1,0 +1,85 @@
+"""The webhook channel: a JSON POST of each event, signed with HMAC-SHA256 of the body when a
+secret is set (header ``X-Parkwatch-Signature: sha256=<hex>``)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, HttpUrl
+
+from parkwatch.alarms.channels.base import Carrier, Channel
+from parkwatch.alarms.senders import DeliveryError
+from parkwatch.config.delivery import Backoff, Secret, TargetBase
+
+if TYPE_CHECKING:
+    from parkwatch.alarms.store import Pending
+    from parkwatch.mqtt.link import MqttLink
+
+SIGNATURE_HEADER = "X-Parkwatch-Signature"
+
+
+class WebhookTarget(TargetBase, Secret):
+    """JSON POST of each event; signed with HMAC-SHA256 of the body when a secret is set."""
+
+    type: Literal["webhook"]
+    url: HttpUrl = Field(description="where to POST each event (http or https)")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
+    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
+    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
+                                  "delivery this long after the change (logged and counted)")
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value: ``sha256=`` and the hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect of a POST would be followed as a bodiless GET: treat it as a failure."""
+
+    def redirect_request(self, *_args: object, **_kw: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+class WebhookSender:
+    """POSTs the event JSON; any answer but 2xx, a timeout or a refused connection is a failure."""
+
+    def __init__(self, name: str, cfg: WebhookTarget) -> None:
+        self.name = name
+        self.url = str(cfg.url)
+        self.timeout = cfg.timeout_s
+        self.secret = cfg.secret()
+
+    def send(self, row: Pending) -> None:
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "parkwatch",
+            "X-Parkwatch-Subscriber": row.subscriber,
+            "X-Parkwatch-Delivery": f"{row.alarm_id}/{row.seq}",
+        }
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, row.payload)
+        req = urllib.request.Request(self.url, data=row.payload, headers=headers, method="POST")
+        try:
+            with _OPENER.open(req, timeout=self.timeout) as resp:
+                resp.read(65536)
+        except urllib.error.HTTPError as exc:  # any answer but 2xx, redirects included
+            raise DeliveryError(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
+
+
+def _carrier(name: str, target: WebhookTarget, _link: MqttLink) -> Carrier:
+    return Carrier(WebhookSender(name, target), target.retry)
+
+
+CHANNEL = Channel(WebhookTarget, _carrier)
