@@ -108,6 +108,7 @@ class AlarmService:
         their non-fire alarms cleared and their fire alarms re-latched."""
         index = {ident: i for i, ident in enumerate(self.park.idents())}
         orphans = []
+        latched = []
         for source, state in self.store.open_alarms():
             i = index.get(source)
             if i is None:
@@ -125,7 +126,10 @@ class AlarmService:
             if alarm.active:
                 self.book.active_by_key[(alarm.sensor, alarm.rule)] = alarm
                 if alarm.latching:  # a fire alarm outlives a config change and a lost checkpoint
-                    self.engine.set_latched(i, True)
+                    latched.append(i)
+        # their buttons latched again, so a device reset clears them; the transitions are
+        # these alarms, restored already: nothing to raise
+        self.engine.relatch(latched, self.clock())
         if orphans:
             now = self.clock()
             self.committer.chore(lambda: self.store.forget(orphans, now))
@@ -184,16 +188,21 @@ class AlarmService:
     def reset(self, alarm_id: str, by: str, note: str | None = None,
               via: str = "local") -> Outcome:
         """An operator's explicit reset of a fire alarm (e.g. a wireless button that is lost)."""
-        changes = self._command("reset", alarm_id, by, via,
-                                lambda: self.book.reset(alarm_id, by, note))
+        changes = self._command("reset", alarm_id, by, via, lambda: self._reset(alarm_id, by, note))
         if isinstance(changes, Outcome):
             return changes
-        self.engine.set_latched(changes[0].alarm.sensor, False)
         log.warning("fire alarm %s reset by operator %s via %s%s", alarm_id, by, via,
                     f": {note}" if note else "")
         self._commit(changes)
         self.committer.flush()
         return Outcome.DONE
+
+    def _reset(self, alarm_id: str, by: str, note: str | None) -> list[Change]:
+        """The rule engine resets the button's latch; its transition clears the alarm."""
+        alarm = self.book.resettable(alarm_id)
+        if alarm is None:
+            return []
+        return self.book.reset(alarm, by, note, self.engine.reset_latch(alarm.sensor))
 
     def escalate_due(self) -> int:
         """Escalation steps, reminders and closings that have fallen due; each fires once."""

@@ -44,7 +44,6 @@ from parkwatch.rules.snapshot import (
     snapshot_arrays,
     snapshot_meta,
 )
-from parkwatch.rules.transitions import Severity, Transitions
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
 from parkwatch.timefmt import rfc3339_ms
@@ -165,13 +164,7 @@ class Daemon:
     def _raise_again(self, buttons: list[int]) -> None:
         """Fire alarms of buttons latched before the alarm store was lost: latched and raised
         anew (the press itself is not sent again)."""
-        for i in buttons:
-            self.engine.set_latched(i, True)
-        n = len(buttons)
-        self.alarms.apply(Transitions.build(
-            np.array(buttons), self.engine.kinds["button_latch"].code,
-            np.full(n, Severity.NORMAL), np.full(n, Severity.CRITICAL), np.ones(n),
-            np.full(n, np.nan), np.full(n, time.time())))
+        self.alarms.apply(self.engine.relatch(buttons, time.time()))
         self.committer.flush()
         self.keeper.changed()
 
