@@ -29,9 +29,10 @@ from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.httpapi import ApiServer, state_token
+from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.memory import settle_heap
 from parkwatch.daemon.metrics import DaemonMetrics
-from parkwatch.daemon.pipeline import Inbox, Pipeline
+from parkwatch.daemon.pipeline import Pipeline
 from parkwatch.daemon.reload import ReloadPlan, ReloadRefused, plan_reload
 from parkwatch.daemon.timers import Timers
 from parkwatch.drivers.registry import DRIVER_KINDS
