@@ -14,25 +14,23 @@ from typing import Any
 import numpy as np
 
 from parkwatch import __version__
-from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.courierproc import CourierProcess
 from parkwatch.alarms.courierworker import UPLINK_BACKOFF
 from parkwatch.alarms.delivery import Courier
-from parkwatch.alarms.dispatch import AnyCourier, Dispatcher
+from parkwatch.alarms.dispatch import AnyCourier
 from parkwatch.alarms.senders import LogSender, MqttSender, Sender, UplinkSender, WebhookSender
-from parkwatch.alarms.service import AlarmService, Outcome
+from parkwatch.alarms.service import Outcome
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config import ConfigError, load_config
 from parkwatch.config.delivery import UPLINK, Backoff, LogTarget, MqttTarget
 from parkwatch.config.model import ParkConfig
+from parkwatch.daemon.alarmpath import AlarmPath, Taps
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.httpapi import ApiServer, state_token
-from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.memory import settle_heap
 from parkwatch.daemon.metrics import DaemonMetrics
-from parkwatch.daemon.pipeline import Pipeline
 from parkwatch.daemon.reload import ReloadPlan, ReloadRefused, plan_reload
 from parkwatch.daemon.timers import Timers
 from parkwatch.drivers.registry import DRIVER_KINDS
@@ -67,7 +65,6 @@ class Daemon:
         self.engine = RuleEngine(self.park, start=self.started_at)
         self.keeper = StateKeeper(self.engine, self.state_dir)
         self.recorder = Recorder(record, self.park) if record is not None else None
-        self.inbox = Inbox()
         self.store_path = self.state_dir / STORE_FILE
         self.store_lost = False  # the store was unreadable and moved aside (see start)
         self.store = self._open_store()
@@ -82,15 +79,18 @@ class Daemon:
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self._mqtt_ack(p)))
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
-        self.dispatcher = Dispatcher(on_events=self.telemetry.events)
-        self.committer = Committer(self.store, self.dispatcher)
-        self.committer.on_commit = self.metrics.observe_commit
+        self.path = AlarmPath.build(  # every stage of the alarm path, in order
+            cfg, self.park, self.engine, self.store, self._arm_escalation,
+            Taps(events=self.telemetry.events, readings=self.telemetry.readings,
+                 rules=self.metrics.observe_rules, commits=self.metrics.observe_commit),
+            keeper=self.keeper, recorder=self.recorder)
+        self.inbox, self.dispatcher, self.committer, self.alarms, self.pipeline = (
+            self.path.inbox, self.path.dispatcher, self.path.committer, self.path.alarms,
+            self.path.pipeline)
         self.telemetry.alarms_busy = self._alarms_busy  # alarms first, telemetry after
         self.dispatcher.couriers = self._couriers()
         self.keeper.committer = self.committer
         self.timers = Timers()
-        self.alarms = AlarmService(cfg, self.park, self.engine, self.store,
-                                   committer=self.committer, on_due=self._arm_escalation)
         self.uplink.link.state_listeners.append(self._link_changed)
         self.drivers = [self._driver(cfg, self.park, d.id) for d in cfg.drivers]
         #: the config file's reloads (SIGHUP): counts, and how the last one went
@@ -98,9 +98,6 @@ class Daemon:
         self.config_loaded_at = self.started_at
         self.last_reload: dict[str, Any] | None = None
         self._reload_lock = threading.Lock()
-        self.pipeline = Pipeline(self.inbox, self.engine, self.alarms, keeper=self.keeper,
-                                 recorder=self.recorder, on_batch=self.telemetry.readings,
-                                 on_evaluated=self.metrics.observe_rules)
         self.api = self._api()
         self.timers.every("status", cfg.gateway.status_interval_s,
                           lambda: self.inbox.call(self._tick))
@@ -336,9 +333,7 @@ class Daemon:
             # a replaced target's old courier delivers until the swap is done
             couriers = {n: old_couriers[n] if n in old_couriers else fresh_couriers[n]
                         for n in [UPLINK, *cfg.alarms.targets]}
-            engine = RuleEngine(park, start=time.time())
-            alarms = AlarmService(cfg, park, engine, self.store, committer=self.committer,
-                                  on_due=self._arm_escalation)
+            engine, alarms = self.path.for_config(cfg, park)
             remap = np.array([park.index.get(s.id, -1) for s in self.park.sensors], np.int64)
 
             def swap() -> None:  # on the pipeline thread, between two batches

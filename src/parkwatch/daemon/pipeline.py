@@ -1,12 +1,14 @@
-"""The alarm path, top to bottom, as named stages:
+"""The pipeline thread of the alarm path (its stages are named and built in
+:mod:`parkwatch.daemon.alarmpath`):
 
     inbox → decode → evaluate → lifecycle → route → commit → dispatch → couriers
 
-This thread runs the first four and route: **decode** (each driver turns its queued input into
-readings, in bulk), **evaluate** (the rule engine, vectorised, into transitions), then the
-alarm service (:mod:`parkwatch.alarms.service`: **lifecycle** and **route**).  **commit**
-(:mod:`parkwatch.alarms.commit`) has a thread of its own and hands what is on disk to
-**dispatch** (:mod:`parkwatch.alarms.dispatch`), which owns the couriers.
+This thread takes the input from the **inbox** (:mod:`parkwatch.daemon.inbox`) and runs
+**decode** (each driver turns its queued input into readings, in bulk), **evaluate** (the rule
+engine, vectorised, into transitions), then the alarm service (:mod:`parkwatch.alarms.service`:
+**lifecycle** and **route**).  **commit** (:mod:`parkwatch.alarms.commit`) has a thread of its
+own and hands what is on disk to **dispatch** (:mod:`parkwatch.alarms.dispatch`), which owns
+the couriers.
 
 Batching is adaptive: the pipeline thread takes whatever has arrived, evaluates it, delivers the
 changes, and goes back for more.  It never waits for a batch to fill or a timer to tick, so a
