@@ -301,7 +301,7 @@ class Probes:
         publish, confirm = sender.publish, sender.confirm
 
         def probe_put(item: Any) -> None:
-            if type(item) is tuple and len(item) >= 4 and item[0] in drivers:  # QoS 1: 6
+            if type(item) is tuple and len(item) >= 4 and item[0] in drivers:
                 self.inbox.append((time.monotonic(), item[1]))
             put(item)
 

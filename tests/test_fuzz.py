@@ -342,7 +342,7 @@ def test_mqtt_messages_are_accepted_or_counted(mqtt_driver: MqttDriver, data: An
     decoder exception), and nothing accepted is infinite."""
     topics = [*mqtt_driver.topics(), "devices/ghost/up"]
     items = [(mqtt_driver, data.draw(st.sampled_from(topics)), data.draw(mqtt_payload()),
-              1_795_000_000.0) for _ in range(data.draw(st.integers(1, 4)))]
+              1_795_000_000.0, 0, 0) for _ in range(data.draw(st.integers(1, 4)))]
     accepted, rejected = mqtt_driver.accepted, mqtt_driver.rejections.count
     batch = mqtt_driver.decode(items)
     new_accepted = mqtt_driver.accepted - accepted

@@ -62,7 +62,7 @@ def drivers(tmp_path: Path) -> dict[str, MqttDriver]:
 
 
 def _decode(driver: MqttDriver, *messages: tuple[str, bytes]) -> list[tuple[str, float]]:
-    batch = driver.decode([(driver, topic, payload, NOW) for topic, payload in messages])
+    batch = driver.decode([(driver, topic, payload, NOW, 0, 0) for topic, payload in messages])
     return [(driver._park.sensors[i].id, v)
             for i, v in zip(batch.sensor.tolist(), batch.value.tolist(), strict=True)]
 

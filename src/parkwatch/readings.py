@@ -6,6 +6,7 @@ engine fast: one numpy operation per rule over every reading that has arrived.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -41,8 +42,9 @@ class ReadingBatch:
                             np.empty(0, np.uint8), np.empty(0))
 
     @staticmethod
-    def from_columns(sensor: list[int], value: list[float], ts: list[float],
-                     quality: list[int], battery: list[float] | None = None) -> ReadingBatch:
+    def from_columns(sensor: Sequence[int], value: Sequence[float], ts: Sequence[float],
+                     quality: Sequence[int],
+                     battery: Sequence[float] | None = None) -> ReadingBatch:
         n = len(sensor)
         return ReadingBatch(
             np.fromiter(sensor, np.int32, n),

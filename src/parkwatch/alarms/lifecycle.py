@@ -138,7 +138,8 @@ class AlarmBook:
                 continue
             if alarm is None:
                 continue  # a clear for an alarm this book never raised (e.g. state restored)
-            alarm.value, alarm.observed_at = value, ts
+            if not math.isnan(ts):  # NaN: born of no reading (an operator's reset)
+                alarm.value, alarm.observed_at = value, ts
             if not math.isnan(threshold):
                 alarm.threshold = threshold
             if new > Severity.NORMAL:
@@ -170,19 +171,27 @@ class AlarmBook:
                 changes += self._clear(key, alarm, now)
         return changes
 
-    def reset(self, alarm_id: str, by: str, note: str | None = None) -> list[Change]:
-        """An operator's explicit reset of an active fire alarm (the button could not be reset
-        at the device); the caller resets the button's latch in the rule engine."""
+    def resettable(self, alarm_id: str) -> Alarm | None:
+        """The active fire alarm an operator may reset (None: it has cleared already);
+        KeyError when there is no such open alarm, ValueError when it is not a fire alarm."""
         alarm = self.open.get(alarm_id)
         if alarm is None:
             raise KeyError(alarm_id)
         if not alarm.latching:
             raise ValueError(f"a {alarm.rule} alarm clears when its condition does; only fire "
                              "alarms are reset")
-        if not alarm.active:
-            return []
+        return alarm if alarm.active else None
+
+    def reset(self, alarm: Alarm, by: str, note: str | None,
+              transitions: Transitions) -> list[Change]:
+        """An operator's explicit reset of an active fire alarm (the button could not be reset
+        at the device): the rule engine's transition of its button's latch
+        (:meth:`~parkwatch.rules.engine.RuleEngine.reset_latch`), applied as any other, the
+        alarm keeping who reset it and why."""
         alarm.reset_by, alarm.reset_note = by, note
-        return self._clear((alarm.sensor, alarm.rule), alarm, self.clock())
+        if not len(transitions):  # its latch was off already: the reset still clears it
+            return self._clear((alarm.sensor, alarm.rule), alarm, self.clock())
+        return self.apply(transitions)
 
     def escalate(self, alarm: Alarm, level: int) -> Change:
         alarm.escalation_level = level

@@ -37,9 +37,13 @@ UPLINK_EXPIRY_S = 30 * 86_400.0
 
 def hazard(event: dict[str, Any]) -> Hazard:
     """fire, overload, water or fault: what the alarm is about, for routing."""
-    if event["rule"] in FAULT_RULES:
+    return hazard_of(event["rule"], event["sensor_kind"])
+
+
+def hazard_of(rule: str, kind: str | None) -> Hazard:
+    """The hazard of an alarm of `rule` on a sensor of `kind` (None: a floor or zone)."""
+    if rule in FAULT_RULES:
         return "fault"
-    kind = event["sensor_kind"]
     if kind == "fire_button":
         return "fire"
     if kind == "water_level":
@@ -114,13 +118,13 @@ class Router:
                 return d
         return None
 
-    def ladder_for(self, event: dict[str, Any], alarm: Alarm) -> int:
-        """Index of the first escalation ladder for this alarm, -1 for none."""
+    def ladder_for(self, event: dict[str, Any], alarm: Alarm, hz: Hazard) -> int:
+        """Index of the first escalation ladder for this alarm (of hazard `hz`), -1 for
+        none."""
         if alarm.drill_id is not None:
             drill = next((d for d in self.drills if d.id == alarm.drill_id), None)
             if drill is None or not drill.escalate:
                 return -1
-        hz = hazard(event)
         for i, ladder in enumerate(self.ladders):
             if ((not ladder.kinds or hz in ladder.kinds)
                     and SEVERITY_RANK[event["severity"]] >= SEVERITY_RANK[ladder.min_severity]):
@@ -154,8 +158,8 @@ class Router:
             return f"tenant ({reach}): {hz} policy"
         return None
 
-    def route(self, alarm: Alarm, event: dict[str, Any], now: float) -> Decision:
-        hz = hazard(event)
+    def route(self, alarm: Alarm, event: dict[str, Any], hz: Hazard, now: float) -> Decision:
+        """Who is told of this change (of hazard `hz`) and why, and who is muted."""
         chosen: dict[str, str] = {}
         muted: list[Suppression] = []
         ladder = self.ladders[alarm.ladder] if alarm.ladder >= 0 else None

@@ -1,18 +1,21 @@
 """The alarm path from a rule transition (or an operator's command, or the escalation clock) to
-durable deliveries, top to bottom:
+durable deliveries, top to bottom (every stage is named and built in
+:mod:`parkwatch.daemon.alarmpath`):
 
 1. **lifecycle**: the alarm book (:class:`AlarmBook`) turns it into changes (raised,
    acknowledged, ...); a storm goes through this stage and the next a chunk at a time, fire
    first (:mod:`parkwatch.alarms.chunks`);
-2. **route** (:meth:`AlarmService._route`): each change becomes its contract event (built
-   once), a raise is matched to a declared drill, its escalation ladder or closing policy
-   starts, and the change is routed to subscribers (or suppressed);
+2. **route** (:class:`~parkwatch.alarms.route.Route`): each change becomes its contract event
+   (built once), a raise is matched to a declared drill, its escalation ladder or closing
+   policy starts, and the change is routed to subscribers (or suppressed);
 3. **commit** (:mod:`parkwatch.alarms.commit`): the changes are written to the store, grouped
    with whatever else waits, on a thread of their own;
 4. **dispatch** (:mod:`parkwatch.alarms.dispatch`): only then are they handed to the couriers.
 
 Before these, the pipeline (:mod:`parkwatch.daemon.pipeline`) **decodes** the drivers' input
-and the rule engine **evaluates** it into transitions.
+and the rule engine **evaluates** it into transitions.  An operator's reset of a fire alarm
+goes through the rule engine too (:meth:`~parkwatch.rules.engine.RuleEngine.reset_latch`): its
+transition clears the alarm like a reading's.
 
 Escalation steps and reminders wait in a heap ordered by when they fall due, so the cost of a
 change does not grow with the number of open alarms (nothing here scans them per batch).
@@ -30,16 +33,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
 
 from parkwatch.alarms import chunks
 from parkwatch.alarms.chunks import change_chunks, transition_chunks
 from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.dispatch import Dispatcher
-from parkwatch.alarms.event import EventBuilder, encode
-from parkwatch.alarms.lifecycle import FLOAT_FIELDS, Alarm, AlarmBook, Change, alarm_state
-from parkwatch.alarms.records import Record
-from parkwatch.alarms.routing import Router, hazard
+from parkwatch.alarms.lifecycle import FLOAT_FIELDS, Alarm, AlarmBook, Change
+from parkwatch.alarms.route import Route, state_of
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel
@@ -52,11 +52,6 @@ log = logging.getLogger("parkwatch.alarms")
 
 #: the states of an open alarm (cleared and acknowledged is closed)
 OPEN_STATES = ("active_unacknowledged", "active_acknowledged", "cleared_unacknowledged")
-
-
-def _state(alarm: Alarm) -> str:
-    return (f"{'active' if alarm.active else 'cleared'}_"
-            f"{'' if alarm.acknowledged else 'un'}acknowledged")
 
 
 class Outcome(StrEnum):
@@ -79,14 +74,15 @@ class AlarmService:
         self.engine = engine
         self.store = store
         self.clock = clock
+        #: the lifecycle stage: the open alarms, and their changes
         self.book = AlarmBook(clock)
-        self.builder = EventBuilder(park)
-        self.router = Router(cfg, park)
+        #: the route stage: each change's record, with its event and its deliveries
+        self.route = Route(cfg, park, self.book.open, self._schedule)
+        self.router = self.route.router
         self.operators = {o.id for o in cfg.alarms.operators}
-        self.close_after = cfg.alarms.close_unacknowledged_after_s
         #: open alarms by (hazard, state), kept with every change: a scrape or a status must
         #: not walk 100,000 open alarms
-        self.tally: Counter[tuple[str, str]] = Counter()
+        self.tally: Counter[tuple[str, str]] = self.route.tally
         #: the commit stage; without one given, each change commits at once on this thread
         self.committer = committer if committer is not None else Committer(
             store, dispatcher if dispatcher is not None else Dispatcher(), threaded=False)
@@ -109,6 +105,7 @@ class AlarmService:
         their non-fire alarms cleared and their fire alarms re-latched."""
         index = {ident: i for i, ident in enumerate(self.park.idents())}
         orphans = []
+        latched = []
         for source, state in self.store.open_alarms():
             i = index.get(source)
             if i is None:
@@ -122,11 +119,14 @@ class AlarmService:
                              "told": tuple(state["told"])})
             self.book.open[alarm.alarm_id] = alarm
             self._schedule(alarm)
-            self.tally[(self._hazard(alarm), _state(alarm))] += 1
+            self.tally[(self._hazard(alarm), state_of(alarm))] += 1
             if alarm.active:
                 self.book.active_by_key[(alarm.sensor, alarm.rule)] = alarm
                 if alarm.latching:  # a fire alarm outlives a config change and a lost checkpoint
-                    self.engine.set_latched(i, True)
+                    latched.append(i)
+        # their buttons latched again, so a device reset clears them; the transitions are
+        # these alarms, restored already: nothing to raise
+        self.engine.relatch(latched, self.clock())
         if orphans:
             now = self.clock()
             self.committer.chore(lambda: self.store.forget(orphans, now))
@@ -185,16 +185,21 @@ class AlarmService:
     def reset(self, alarm_id: str, by: str, note: str | None = None,
               via: str = "local") -> Outcome:
         """An operator's explicit reset of a fire alarm (e.g. a wireless button that is lost)."""
-        changes = self._command("reset", alarm_id, by, via,
-                                lambda: self.book.reset(alarm_id, by, note))
+        changes = self._command("reset", alarm_id, by, via, lambda: self._reset(alarm_id, by, note))
         if isinstance(changes, Outcome):
             return changes
-        self.engine.set_latched(changes[0].alarm.sensor, False)
         log.warning("fire alarm %s reset by operator %s via %s%s", alarm_id, by, via,
                     f": {note}" if note else "")
         self._commit(changes)
         self.committer.flush()
         return Outcome.DONE
+
+    def _reset(self, alarm_id: str, by: str, note: str | None) -> list[Change]:
+        """The rule engine resets the button's latch; its transition clears the alarm."""
+        alarm = self.book.resettable(alarm_id)
+        if alarm is None:
+            return []
+        return self.book.reset(alarm, by, note, self.engine.reset_latch(alarm.sensor))
 
     def escalate_due(self) -> int:
         """Escalation steps, reminders and closings that have fallen due; each fires once."""
@@ -247,17 +252,6 @@ class AlarmService:
 
     # --- the commit ----------------------------------------------------------------------
 
-    def _start_ladder(self, alarm: Alarm, event: dict[str, Any], now: float) -> None:
-        alarm.ladder = self.router.ladder_for(event, alarm)
-        if alarm.ladder < 0:
-            return
-        ladder = self.router.ladders[alarm.ladder]
-        alarm.escalation_base = now
-        alarm.next_step_at = now + ladder.steps[0].after_s if ladder.steps else None
-        alarm.next_reminder_at = (now + ladder.reminder_every_s
-                                  if ladder.reminder_every_s else None)
-        self._schedule(alarm)
-
     def _commit(self, changes: list[Change]) -> int:
         """The stages after the lifecycle, in order: route (each change's event built once,
         its timers set, its subscribers chosen), then commit and dispatch (the commit stage,
@@ -269,65 +263,18 @@ class AlarmService:
         self.changed_at = time.monotonic()
         try:
             for part in change_chunks(changes, self._fire, chunks.ROUTE_CHUNK):
-                self.committer.submit([self._route(change, now) for change in part])
+                self.committer.submit([self.route.record(change, now) for change in part])
         finally:
             self.routing = False
         self._arm()
         return len(changes)
 
-    def _route(self, change: Change, now: float) -> Record:
-        """One change as the store keeps it: its contract event, its drill, ladder and
-        closing, and who is told (or muted, and why)."""
-        alarm = self.book.open.get(change.alarm.alarm_id, change.alarm)
-        snap = change.alarm
-        event = self.builder.build(change)
-        if change.event == "raised":
-            drill = self.router.drill_for(event, now)
-            if drill is not None:
-                alarm.drill, alarm.drill_id = True, drill.id
-                snap.drill, snap.drill_id = True, drill.id
-                event["drill"] = True
-        self._timers(alarm, change.event, event, now)
-        self._count(hazard(event), change.event, snap)
-        decision = self.router.route(alarm, event, now)
-        told = alarm.told
-        new = [s for s in decision.subscribers if s != "uplink" and s not in told]
-        if new:
-            told = alarm.told = (*told, *dict.fromkeys(new))
-        state = alarm_state(alarm)
-        state.update(sensor=self.park.ident(alarm.sensor), severity=int(alarm.severity),
-                     seq=snap.seq, told=list(told))
-        for s in decision.suppressions:
-            log.info("alarm %s seq %d: %s not told (%s)", snap.alarm_id, snap.seq,
-                     s.subscriber, s.reason)
-        return Record(
-            alarm_id=snap.alarm_id, source=self.park.ident(snap.sensor), rule=snap.rule,
-            seq=snap.seq, event=change.event, active=snap.active,
-            acknowledged=snap.acknowledged, closed=change.event == "closed",
-            next_due=alarm.next_due if not snap.closed else None, at=now, state=state,
-            payload=encode(event), deliveries=decision.deliveries,
-            suppressions=decision.suppressions, doc=event)
-
     def _fire(self, change: Change) -> bool:
-        return self._hazard(change.alarm) == "fire"
+        return self.route.hazard_of(change.alarm) == "fire"
 
     def _hazard(self, alarm: Alarm) -> str:
         """fire, overload, water or fault, as the routing sees it."""
-        sensors = self.park.sensors
-        kind = sensors[alarm.sensor].config.kind if alarm.sensor < len(sensors) else None
-        return hazard({"rule": alarm.rule, "sensor_kind": kind})
-
-    def _timers(self, alarm: Alarm, what: str, event: dict[str, Any], now: float) -> None:
-        """A raise (or a first severity change) starts its escalation ladder; a clear nobody
-        acknowledged starts the park's closing policy."""
-        if alarm.ladder < 0 and alarm.active and not alarm.acknowledged and (
-                what in ("raised", "severity_changed")):
-            self._start_ladder(alarm, event, now)
-        elif what == "cleared" and not alarm.acknowledged and not alarm.latching:
-            after = self.close_after.get(hazard(event))
-            if after is not None:  # closed by the park's policy unless acknowledged first
-                alarm.close_at = now + after
-                self._schedule(alarm)
+        return self.route.hazard_of(alarm)
 
     def retry_unsaved(self) -> None:
         self.committer.retry()
@@ -367,20 +314,3 @@ class AlarmService:
         for (_hz, state), n in list(self.tally.items()):
             out[state] += n
         return out
-
-    def _count(self, hz: str, what: str, snap: Alarm) -> None:
-        """Keep :attr:`tally` with a change: where the alarm was counted, and where it is now
-        (a cleared and acknowledged alarm is closed: counted no more)."""
-        tally = self.tally
-        if what == "raised":
-            tally[(hz, "active_unacknowledged")] += 1
-        elif what == "acknowledged":
-            tally[(hz, f"{'active' if snap.active else 'cleared'}_unacknowledged")] -= 1
-            if snap.active:
-                tally[(hz, "active_acknowledged")] += 1
-        elif what == "cleared":
-            tally[(hz, f"active_{'' if snap.acknowledged else 'un'}acknowledged")] -= 1
-            if not snap.acknowledged:
-                tally[(hz, "cleared_unacknowledged")] += 1
-        elif what == "closed" and snap.auto_closed:
-            tally[(hz, "cleared_unacknowledged")] -= 1

@@ -26,20 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch import __version__
-from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.couriers import all_couriers, target_courier
 from parkwatch.alarms.delivery import Courier
-from parkwatch.alarms.dispatch import AnyCourier, Dispatcher
+from parkwatch.alarms.dispatch import AnyCourier
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config.model import ParkConfig
+from parkwatch.daemon.alarmpath import AlarmPath, Taps
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.commands import Commands
 from parkwatch.daemon.httpapi import ApiServer, state_token
+from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
 from parkwatch.daemon.metrics import DaemonMetrics
-from parkwatch.daemon.pipeline import Inbox, Pipeline
 from parkwatch.daemon.reload import ReloadPlan
 from parkwatch.daemon.reloader import Reloader, ReloadHistory
 from parkwatch.daemon.status import GatewayStatus
@@ -71,7 +71,6 @@ class Daemon:
         engine = RuleEngine(park, start=self.started_at)
         self.keeper = StateKeeper(engine, self.state_dir)
         self.recorder = Recorder(record, park) if record is not None else None
-        self.inbox = Inbox()
         self.store_path = self.state_dir / STORE_FILE
         # store_lost: the store was unreadable and moved aside (see start)
         self.store, self.store_lost = open_store(self.store_path)
@@ -87,23 +86,25 @@ class Daemon:
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self.commands.mqtt_ack(p)))
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
-        self.dispatcher = Dispatcher(on_events=self.telemetry.events)
-        self.committer = Committer(self.store, self.dispatcher)
-        self.committer.on_commit = self.metrics.observe_commit
+        self.path = AlarmPath.build(  # every stage of the alarm path, in order
+            cfg, park, engine, self.store, self._arm_escalation,
+            Taps(events=self.telemetry.events, readings=self.telemetry.readings,
+                 rules=self.metrics.observe_rules, commits=self.metrics.observe_commit),
+            keeper=self.keeper, recorder=self.recorder)
+        self.inbox: Inbox = self.path.inbox
+        self.dispatcher, self.committer, self.pipeline = (
+            self.path.dispatcher, self.path.committer, self.path.pipeline)
+        alarms = self.path.alarms
         self.telemetry.alarms_busy = self._alarms_busy  # alarms first, telemetry after
         self.dispatcher.use(all_couriers(cfg, self.uplink, self.store_path, self.committer.mark,
                                          self.metrics.delivery_observer))
         self.keeper.committer = self.committer
         self.timers = Timers()
-        alarms = self._alarms(cfg, park, engine)
         self.uplink.link.state_listeners.append(self._link_changed)
         drivers = [self._driver(cfg, park, d.id) for d in cfg.drivers]
         self.live = LiveParts(cfg, park, engine, alarms, drivers, aggregates)
         #: the config file's reloads (SIGHUP): counts, and how the last one went
         self.reload_history = ReloadHistory(loaded_at=self.started_at)
-        self.pipeline = Pipeline(self.inbox, engine, alarms, keeper=self.keeper,
-                                 recorder=self.recorder, on_batch=self.telemetry.readings,
-                                 on_evaluated=self.metrics.observe_rules)
         self.commands: Commands = Commands(self.inbox, self.live, self.uplink.topics.ack)
         self.api = self._api()
         self.gateway_status = GatewayStatus(
@@ -115,7 +116,8 @@ class Daemon:
             self.live, self.reload_history, inbox=self.inbox, pipeline=self.pipeline,
             committer=self.committer, dispatcher=self.dispatcher, keeper=self.keeper,
             telemetry=self.telemetry, recorder=self.recorder, uplink=self.uplink,
-            build_driver=self._driver, build_courier=self._courier, build_alarms=self._alarms,
+            build_driver=self._driver, build_courier=self._courier,
+            build_stages=self.path.for_config,
             publish_status=self.gateway_status.publish)
         self.timers.every("status", cfg.gateway.status_interval_s,
                           lambda: self.inbox.call(self.gateway_status.tick))
@@ -136,10 +138,6 @@ class Daemon:
     def _courier(self, cfg: ParkConfig, name: str) -> Courier:
         return target_courier(cfg, name, self.uplink.link, self.store_path, self.committer.mark,
                               self.metrics.delivery_observer(name))
-
-    def _alarms(self, cfg: ParkConfig, park: ParkModel, engine: RuleEngine) -> AlarmService:
-        return AlarmService(cfg, park, engine, self.store, committer=self.committer,
-                            on_due=self._arm_escalation)
 
     def _api(self) -> ApiServer | None:
         api = self.live.cfg.api

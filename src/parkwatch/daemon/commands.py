@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from parkwatch.alarms.service import AlarmService, Outcome
+from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
-from parkwatch.daemon.pipeline import Inbox
 
 
 class Commands:

@@ -1,12 +1,14 @@
-"""The alarm path, top to bottom, as named stages:
+"""The pipeline thread of the alarm path (its stages are named and built in
+:mod:`parkwatch.daemon.alarmpath`):
 
     inbox → decode → evaluate → lifecycle → route → commit → dispatch → couriers
 
-This thread runs the first four and route: **decode** (each driver turns its queued input into
-readings, in bulk), **evaluate** (the rule engine, vectorised, into transitions), then the
-alarm service (:mod:`parkwatch.alarms.service`: **lifecycle** and **route**).  **commit**
-(:mod:`parkwatch.alarms.commit`) has a thread of its own and hands what is on disk to
-**dispatch** (:mod:`parkwatch.alarms.dispatch`), which owns the couriers.
+This thread takes the input from the **inbox** (:mod:`parkwatch.daemon.inbox`) and runs
+**decode** (each driver turns its queued input into readings, in bulk), **evaluate** (the rule
+engine, vectorised, into transitions), then the alarm service (:mod:`parkwatch.alarms.service`:
+**lifecycle** and **route**).  **commit** (:mod:`parkwatch.alarms.commit`) has a thread of its
+own and hands what is on disk to **dispatch** (:mod:`parkwatch.alarms.dispatch`), which owns
+the couriers.
 
 Batching is adaptive: the pipeline thread takes whatever has arrived, evaluates it, delivers the
 changes, and goes back for more.  It never waits for a batch to fill or a timer to tick, so a
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from parkwatch.alarms.service import AlarmService
+from parkwatch.daemon.inbox import CONTROL, STOP, Barrier, Call, Inbox, Item, Source
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Transitions
@@ -48,89 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parkwatch.pipeline")
 
-_STOP = object()
-#: put in the ordinary queue to wake the pipeline for urgent input
-_WAKE = object()
 #: ordinary items evaluated between two looks at the urgent lane
 SLICE = 4096
-
-
-class Barrier:
-    """Work that must run between batches, never inside one: a reload swaps the rule engine
-    here, so no batch is decoded for one park and evaluated by another.  The caller waits for
-    it, and may give up first (`cancel`): then it never runs, and nothing has changed."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn = fn
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-        self._state = "waiting"  # → running → done, or → cancelled
-
-    def run(self) -> None:
-        with self._lock:
-            if self._state != "waiting":
-                return
-            self._state = "running"
-        try:
-            self.result = self.fn()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def wait(self, timeout: float) -> Any:
-        """The work's result; TimeoutError (and the work cancelled) when the pipeline did not
-        get to it in time."""
-        if not self.done.wait(timeout):
-            with self._lock:
-                if self._state == "waiting":
-                    self._state = "cancelled"
-                    raise TimeoutError("the alarm pipeline did not get to it in time")
-            self.done.wait()  # it started just now: let it finish, it cannot be undone
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-class _Calls:
-    """Inbox source for work that must run on the pipeline thread (it owns the counters)."""
-
-    @staticmethod
-    def decode(items: list[tuple[Any, Any]]) -> ReadingBatch:
-        for _, fn in items:
-            fn()
-        return ReadingBatch.empty()
-
-
-_CALLS = _Calls()
-
-
-class Inbox:
-    """Where drivers drop raw input: (decoder, ...) tuples, decoded later in bulk; fire-button
-    input in an urgent lane of its own, evaluated first."""
-
-    def __init__(self) -> None:
-        self.queue: SimpleQueue[Any] = SimpleQueue()
-        self.put = self.queue.put
-        self.urgent: SimpleQueue[Any] = SimpleQueue()
-
-    def put_urgent(self, item: Any) -> None:
-        """Input that must not wait behind the ordinary queue (a fire button's)."""
-        self.urgent.put(item)
-        self.queue.put(_WAKE)
-
-    def call(self, fn: Any) -> None:
-        """Run ``fn()`` on the pipeline thread, in turn with the readings."""
-        self.queue.put((_CALLS, fn))
-
-    def barrier(self, fn: Callable[[], Any]) -> Barrier:
-        """Run ``fn()`` on the pipeline thread after every item queued before it and before
-        any queued after it; wait on the returned :class:`Barrier`."""
-        barrier = Barrier(fn)
-        self.queue.put(barrier)
-        return barrier
 
 
 class Pipeline:
@@ -164,7 +86,7 @@ class Pipeline:
         self.dropped_retired = 0  # readings of sensors a reload removed
         #: urgent input taken between two chunks of a storm but set aside, its sensor having
         #: changes in the chunks still to come: evaluated first once the batch is done
-        self._early: deque[tuple[dict[Any, list[Any]], ReadingBatch]] = deque()
+        self._early: deque[tuple[dict[Source, list[Item]], ReadingBatch]] = deque()
         self._thread = threading.Thread(target=self._run, name="parkwatch-pipeline", daemon=True)
 
     def start(self) -> None:
@@ -182,7 +104,7 @@ class Pipeline:
         return self._stuck
 
     def stop(self, timeout: float = 1.0) -> None:
-        self.inbox.put(_STOP)
+        self.inbox.put(STOP)
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -193,7 +115,8 @@ class Pipeline:
             if self.keeper is not None:  # a change waiting to be saved bounds the wait too
                 wait = min(wait, self.keeper.maybe_checkpoint())
             try:
-                items = [get(timeout=min(wait, 3600.0)) if wait > 0 else get_nowait()]
+                # input and control; the control is split out below
+                items: list[Any] = [get(timeout=min(wait, 3600.0)) if wait > 0 else get_nowait()]
             except Empty:  # woken by the clock: a rule deadline, or a checkpoint to save
                 if self.engine.next_due() <= self.clock():
                     floor = self._tick_due()
@@ -203,20 +126,22 @@ class Pipeline:
                     items.append(get_nowait())
             except Empty:
                 pass
-            marks = [k for k, item in enumerate(items)
-                     if item is _STOP or item is _WAKE or item.__class__ is Barrier]
+            marks = [k for k, item in enumerate(items) if item.__class__ in CONTROL]
             stop = False
             if marks:
                 start = 0
                 for k in marks:
                     if start < k:
                         self._ordinary(items[start:k])
-                    self._urgent()  # a barrier or a stop comes after what was queued before
-                    if items[k] is _STOP:
+                    self._urgent()  # control comes after the input queued before it
+                    item = items[k]
+                    if item is STOP:
                         stop = True
-                    elif items[k] is not _WAKE:
-                        self._guarded(items[k].run)
-                    start = k + 1
+                    elif item.__class__ is Call:
+                        self._guarded(item.fn)
+                    elif item.__class__ is Barrier:
+                        self._guarded(item.run)
+                    start = k + 1  # (WAKE: the urgent lane, just emptied, was all it meant)
                 items = items[start:]
             if items:
                 self._ordinary(items)
@@ -240,7 +165,7 @@ class Pipeline:
             self._guarded(self._settled, *self._early.popleft())
 
     @staticmethod
-    def _drain(lane: Any) -> list[Any]:
+    def _drain(lane: SimpleQueue[Item]) -> list[Item]:
         items = []
         with contextlib.suppress(Empty):
             while True:
@@ -275,7 +200,7 @@ class Pipeline:
             self.errors += 1
             log.exception("pipeline: urgent input failed")
 
-    def _ordinary(self, items: list[Any]) -> None:
+    def _ordinary(self, items: list[Item]) -> None:
         """Ordinary input, a slice at a time, the urgent lane emptied before each."""
         for start in range(0, len(items), SLICE):
             self._urgent()
@@ -323,7 +248,7 @@ class Pipeline:
         if self.keeper is not None:
             self.keeper.changed()
 
-    def _decode(self, src: Any, group: list[Any]) -> ReadingBatch:
+    def _decode(self, src: Source, group: list[Item]) -> ReadingBatch:
         batch: ReadingBatch = src.decode(group)
         remap = self.retired.get(src) if self.retired else None
         if remap is None or not len(batch):
@@ -336,7 +261,7 @@ class Pipeline:
         moved.sensor = sensor[keep].astype(np.int32)
         return moved
 
-    def process(self, items: list[Any]) -> None:
+    def process(self, items: list[Item]) -> None:
         if not items:
             return
         by_source = _by_source(items)
@@ -348,7 +273,7 @@ class Pipeline:
                 self._settle(by_source)
         self._settled(by_source, batch)
 
-    def _settled(self, by_source: dict[Any, list[Any]], batch: ReadingBatch) -> None:
+    def _settled(self, by_source: dict[Source, list[Item]], batch: ReadingBatch) -> None:
         """Evaluate `batch`, then settle its sources' input: a source that acknowledges its
         input (MQTT QoS 1) does so only once the alarm changes are committed, or after a
         failure that a redelivery would repeat."""
@@ -357,13 +282,13 @@ class Pipeline:
         finally:
             self._settle(by_source)
 
-    def _settle(self, by_source: dict[Any, list[Any]]) -> None:
+    def _settle(self, by_source: dict[Source, list[Item]]) -> None:
         settles = [(settle, group) for src, group in by_source.items()
                    if (settle := getattr(src, "settle", None)) is not None]
         if settles:
             self.alarms.committer.after(lambda: _settle(settles))
 
-    def _decoded(self, by_source: dict[Any, list[Any]]) -> ReadingBatch:
+    def _decoded(self, by_source: dict[Source, list[Item]]) -> ReadingBatch:
         return ReadingBatch.concat([self._decode(src, group)
                                     for src, group in by_source.items()])
 
@@ -382,13 +307,14 @@ class Pipeline:
             self.on_batch(batch)
 
 
-def _by_source(items: list[Any]) -> dict[Any, list[Any]]:
-    by_source: dict[Any, list[Any]] = {}
+def _by_source(items: list[Item]) -> dict[Source, list[Item]]:
+    """Input by its source (each decodes its own in bulk), in order of first appearance."""
+    by_source: dict[Source, list[Item]] = {}
     for item in items:
         by_source.setdefault(item[0], []).append(item)
     return by_source
 
 
-def _settle(settles: list[tuple[Callable[[list[Any]], None], list[Any]]]) -> None:
+def _settle(settles: list[tuple[Callable[[list[Item]], None], list[Item]]]) -> None:
     for settle, group in settles:
         settle(group)

@@ -31,9 +31,10 @@ from parkwatch.config import ConfigError
 from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.checkpoint import StateKeeper
+from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
 from parkwatch.daemon.memory import settle_heap
-from parkwatch.daemon.pipeline import Inbox, Pipeline
+from parkwatch.daemon.pipeline import Pipeline
 from parkwatch.daemon.reload import ReloadPlan, ReloadRefused, plan_reload
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
@@ -51,7 +52,8 @@ BuildDriver = Callable[[ParkConfig, ParkModel, str], Any]
 #: builds the courier of a configured target: (config, target name) → the courier, not started
 BuildCourier = Callable[[ParkConfig, str], Courier]
 #: builds the alarm service of a park: (config, park, rule engine) → the service
-BuildAlarms = Callable[[ParkConfig, ParkModel, RuleEngine], AlarmService]
+#: a reload's evaluate, lifecycle and route stages for a new config (AlarmPath.for_config)
+BuildStages = Callable[[ParkConfig, ParkModel], tuple[RuleEngine, AlarmService]]
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Reloader:
                  committer: Committer, dispatcher: Dispatcher, keeper: StateKeeper,
                  telemetry: TelemetrySink, recorder: Recorder | None, uplink: UplinkPublisher,
                  build_driver: BuildDriver, build_courier: BuildCourier,
-                 build_alarms: BuildAlarms, publish_status: Callable[[], None]) -> None:
+                 build_stages: BuildStages, publish_status: Callable[[], None]) -> None:
         self.live = live
         self.history = history
         self.inbox = inbox
@@ -84,7 +86,7 @@ class Reloader:
         self.uplink = uplink
         self.build_driver = build_driver
         self.build_courier = build_courier
-        self.build_alarms = build_alarms
+        self.build_stages = build_stages
         self.publish_status = publish_status  # on the pipeline thread, after each reload
         self._lock = threading.Lock()
 
@@ -149,8 +151,7 @@ class Reloader:
             # a replaced target's old courier delivers until the swap is done
             couriers = {n: old_couriers[n] if n in old_couriers else fresh_couriers[n]
                         for n in [UPLINK, *cfg.alarms.targets]}
-            engine = RuleEngine(park, start=time.time())
-            alarms = self.build_alarms(cfg, park, engine)
+            engine, alarms = self.build_stages(cfg, park)
             remap = np.array([park.index.get(s.id, -1) for s in live.park.sensors], np.int64)
 
             def swap() -> None:  # on the pipeline thread, between two batches

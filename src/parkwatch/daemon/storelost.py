@@ -22,7 +22,6 @@ from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.snapshot import restore_state
-from parkwatch.rules.transitions import Severity, Transitions
 
 log = logging.getLogger("parkwatch")
 
@@ -69,12 +68,6 @@ def raise_again(buttons: list[int], engine: RuleEngine, alarms: AlarmService,
                 committer: Committer, keeper: StateKeeper) -> None:
     """Fire alarms of buttons latched before the alarm store was lost: latched and raised
     anew (the press itself is not sent again)."""
-    for i in buttons:
-        engine.set_latched(i, True)
-    n = len(buttons)
-    alarms.apply(Transitions.build(
-        np.array(buttons), engine.button_latch.code,
-        np.full(n, Severity.NORMAL), np.full(n, Severity.CRITICAL), np.ones(n),
-        np.full(n, np.nan), np.full(n, time.time())))
+    alarms.apply(engine.relatch(buttons, time.time()))
     committer.flush()
     keeper.changed()

@@ -15,7 +15,6 @@ one; the test suite runs the same check.
 from __future__ import annotations
 
 import ast
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,7 +100,6 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
             if len(comp) > 1:
                 found.append(sorted(comp))
 
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     for v in sorted(g):
         if v not in index:
             visit(v)

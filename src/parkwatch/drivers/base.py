@@ -8,9 +8,11 @@ every member of :class:`Driver`: ``id``, ``start()``, ``stop()``, ``health() -> 
 three hooks the daemon's ``/metrics`` and ``/healthz`` read: ``metric_samples()`` (its samples
 of the metric families its registry entry declares, see
 :class:`~parkwatch.drivers.metricfamily.MetricFamily`), ``health_warnings()`` and
-``broker_link()``.  Drivers put ``(driver, ...)`` tuples into the inbox from their own
-threads; ``decode`` runs on the pipeline thread and turns a list of them into one batch.  A
-driver never evaluates rules.  docs/drivers.md says how to write one.
+``broker_link()``.  Drivers put items into the inbox from their own threads
+(:mod:`parkwatch.daemon.inbox`): plain tuples, the driver first, each driver's of a shape it
+names as a type (:data:`Reading` here); ``decode`` runs on the pipeline thread and turns a list
+of them into one batch.  A driver never evaluates rules.  docs/drivers.md says how to write
+one.
 """
 
 from __future__ import annotations
@@ -68,8 +70,14 @@ class Driver(Protocol):
         ...
 
 
+#: a reading ready-made, as :class:`DirectReadings` puts it into the inbox:
+#: (source, sensor, value, ts, quality)
+Reading = tuple["DirectReadings", int, float, float, int]
+
+
 class DirectReadings:
-    """For drivers that decode on their own thread: readings go into the inbox ready-made."""
+    """For drivers that decode on their own thread: readings go into the inbox ready-made
+    (:data:`Reading`)."""
 
     def __init__(self, inbox: Any) -> None:
         self._put = inbox.put
@@ -87,7 +95,9 @@ class DirectReadings:
         for s in sensors:
             self._put((self, s, math.nan, ts, Quality.COMM_FAIL))
 
-    def decode(self, items: list[tuple[Any, int, float, float, int]]) -> ReadingBatch:
-        self.accepted += sum(1 for it in items if it[4] != Quality.COMM_FAIL)
-        return ReadingBatch.from_columns([it[1] for it in items], [it[2] for it in items],
-                                         [it[3] for it in items], [it[4] for it in items])
+    def decode(self, items: list[Reading]) -> ReadingBatch:
+        if not items:
+            return ReadingBatch.empty()
+        _sources, sensors, values, times, qualities = zip(*items, strict=True)
+        self.accepted += len(items) - qualities.count(Quality.COMM_FAIL)
+        return ReadingBatch.from_columns(sensors, values, times, qualities)

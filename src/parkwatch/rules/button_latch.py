@@ -1,11 +1,17 @@
 """The fire-button latch: a press raises a critical fire alarm that holds until a reset.
 
 Heartbeats and test presses prove the button is alive but never raise or clear anything.
+
+Besides readings, two things move a latch, and this kind owns what they mean: an operator's
+reset of a button that cannot be reset at the device (:meth:`ButtonLatchRule.reset`), and a
+fire alarm that outlives the rule state, latched again without its press being read
+(:meth:`ButtonLatchRule.relatch`).  Both return transitions, which the alarm path applies as
+it does a reading's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -102,6 +108,31 @@ class ButtonLatchRule(RuleKindBase):
         sev = np.where(now[ch], _CRITICAL, _NORMAL)
         return Transitions.build(idx[ch], self.code, _CRITICAL - sev, sev, v[ch],
                                  np.full(ch.shape[0], np.nan), batch.ts[ch])
+
+    def reset(self, sensor: int) -> Transitions:
+        """An operator's reset of a button that could not be reset at the device: unlatched,
+        as a reset reading would.  Its transition to normal (none when it was not latched) is
+        born of no reading: NaN value and time, so the alarm keeps the press that raised it."""
+        if not self.latched[sensor]:
+            return Transitions.empty()
+        self.latched[sensor] = False
+        self.awaits[sensor] = PRESS
+        nan = np.full(1, np.nan)
+        return Transitions.build(np.full(1, sensor), self.code, np.full(1, _CRITICAL),
+                                 np.full(1, _NORMAL), nan, nan, nan)
+
+    def relatch(self, sensors: Sequence[int], at: float) -> Transitions:
+        """Buttons latched again without their press being read: a fire alarm outlives a
+        config change of its button, a lost rule state or a lost alarm store.  The
+        transitions to critical of those not latched already, as their press would give,
+        dated `at`."""
+        idx = np.unique(np.asarray(sensors, np.int64))
+        idx = idx[~self.latched[idx]]
+        self.latched[idx] = True
+        self.awaits[idx] = np.where(self.enabled[idx], RESET, _NOT_A_BUTTON)
+        n = idx.shape[0]
+        return Transitions.build(idx, self.code, np.full(n, _NORMAL), np.full(n, _CRITICAL),
+                                 np.full(n, PRESS), np.full(n, np.nan), np.full(n, at))
 
     def state(self) -> dict[str, StateArray]:
         return {"latched": StateArray(self.latched)}

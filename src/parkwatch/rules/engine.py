@@ -13,6 +13,7 @@ the last round, aggregate kinds settle.  Time passes in :meth:`tick`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -125,13 +126,18 @@ class RuleEngine:
             raise TypeError("the button_latch kind is not ButtonLatchRule")
         return latch
 
-    def set_latched(self, sensor: int, on: bool) -> None:
-        """Set a fire button's latch from outside the readings: off for an operator's explicit
-        reset, on to keep a fire alarm latched when the button's config changed."""
-        latch = self.button_latch
+    def reset_latch(self, sensor: int) -> Transitions:
+        """An operator's reset of a fire button (it could not be reset at the device): its
+        transition to normal, carrying no reading (see ButtonLatchRule.reset)."""
         self._due = None
-        latch.latched[sensor] = on
-        latch.restored()
+        return self.button_latch.reset(sensor)
+
+    def relatch(self, sensors: Sequence[int], at: float) -> Transitions:
+        """Fire buttons whose alarm outlives their rule state, latched again: the
+        transitions to critical of those that were not, dated `at` (see
+        ButtonLatchRule.relatch)."""
+        self._due = None
+        return self.button_latch.relatch(sensors, at)
 
     def _distinct(self, sensor: np.ndarray) -> bool:
         pos = np.arange(sensor.shape[0], dtype=np.int32)

@@ -37,7 +37,9 @@ class Transitions:
     new: np.ndarray  # int8 Severity
     value: np.ndarray  # float64 value of the reading that caused it
     threshold: np.ndarray  # float64 limit concerned, NaN when none
-    ts: np.ndarray  # float64 device time of that reading
+    #: float64 device time of that reading; value and time NaN when no reading caused it (an
+    #: operator's reset of a fire button): the alarm keeps its last reading
+    ts: np.ndarray
 
     def __len__(self) -> int:
         return int(self.sensor.shape[0])

@@ -45,6 +45,13 @@ def _never(_payload: bytes, _now: float) -> None:
 #: how the driver reads a sensor: its value, or a button's event; FIXED: on its own address
 _READING, _BUTTON, _FIXED = 1, 2, 4
 
+#: one message as the network thread puts it into the inbox: (driver, topic, payload, receive
+#: time, mid, qos).  A QoS 0 message has qos 0 and is never acknowledged.  A plain tuple of one
+#: shape (see :mod:`parkwatch.daemon.inbox`): one is built per message
+Message = tuple["MqttDriver", str, bytes, float, int, int]
+#: where a message keeps its QoS (0: nothing to acknowledge to the broker)
+QOS = 5
+
 
 class MqttDriver:
     def __init__(self, cfg: MqttDriverConfig, park: ParkModel, inbox: Any,
@@ -140,25 +147,21 @@ class MqttDriver:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         put = self.inbox.put_urgent if msg.topic in self._urgent else self.inbox.put
-        if msg.qos:
-            put((self, msg.topic, msg.payload, time.time(), msg.mid, msg.qos))
-        else:
-            put((self, msg.topic, msg.payload, time.time()))
+        put((self, msg.topic, msg.payload, time.time(), msg.mid, msg.qos))
 
     def _on_publishes(self, publishes: list[tuple[str, bytes, int, int]]) -> None:
         """A flood's whole packets, parsed in bulk by the client (see ``BufferedClient``)."""
         received = time.time()
         put, urgent = self.inbox.put, self._urgent
         for topic, payload, mid, qos in publishes:
-            item = ((self, topic, payload, received, mid, qos) if qos else
-                    (self, topic, payload, received))
+            item: Message = (self, topic, payload, received, mid, qos)
             if topic in urgent:
                 self.inbox.put_urgent(item)
             else:
                 put(item)
 
     # --- pipeline thread ----------------------------------------------------------------
-    def decode(self, items: list[tuple[Any, str, bytes, float]]) -> ReadingBatch:
+    def decode(self, items: list[Message]) -> ReadingBatch:
         """Turn queued messages into readings; count and log (rate-limited) the rest."""
         sensors: list[int] = []
         readings: list[tuple[float, float, int, float]] = []  # (value, ts, quality, battery)
@@ -168,8 +171,7 @@ class MqttDriver:
         head, tail = self._template or ("", "")
         templated = self._template is not None
         cut = len(tail)
-        for item in items:
-            topic, payload = item[1], item[2]
+        for _driver, topic, payload, received, _mid, _qos in items:
             idx = fixed.get(topic)
             if idx is not None:
                 how = how_of[idx]
@@ -185,10 +187,10 @@ class MqttDriver:
             assert idx is not None  # a topic has a way to decode it only for a known sensor
             button = bool(how & _BUTTON)
             # a flood's common shape first (a button's payload is an event: decode's)
-            reading = None if button else read(payload, item[3])
+            reading = None if button else read(payload, received)
             try:
                 if reading is None:
-                    reading = decode(payload, button, item[3])
+                    reading = decode(payload, button, received)
             except Rejected as exc:
                 reject(exc.reason, f"topic {topic}: {exc.detail}; payload {excerpt(payload)}")
                 continue
@@ -216,14 +218,14 @@ class MqttDriver:
                             np.fromiter(times, np.float64, n), np.fromiter(qualities, np.uint8, n),
                             np.fromiter(batteries, np.float64, n))
 
-    def settle(self, items: list[tuple[Any, ...]]) -> None:
+    def settle(self, items: list[Message]) -> None:
         """The pipeline is done with these messages (their alarm changes are committed):
         acknowledge the QoS 1/2 ones to the broker.  One that is never acknowledged (the daemon
         died first) is delivered again when this client's session reconnects."""
         ack = self.link.client.ack
-        for item in items:
-            if len(item) > 4:
-                ack(item[4], item[5])
+        for _driver, _topic, _payload, _received, mid, qos in items:
+            if qos:
+                ack(mid, qos)
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:

@@ -50,6 +50,11 @@ def mqtt_driver(cfg: MqttDriverConfig, park: ParkModel, inbox: Any,
     return MqttDriver(cfg, park, inbox, park_cfg)
 
 
+#: one batch of the worker's readings as the daemon's inbox holds it: (driver, readings, ack id
+#: of the QoS 1/2 messages behind them or None)
+Frame = tuple["MqttProcessDriver", ReadingBatch, int | None]
+
+
 class _Link:
     """The worker's broker link as the daemon sees it (health, ``/metrics``)."""
 
@@ -153,7 +158,8 @@ class MqttProcessDriver:
                 continue
             if frame is not None:
                 urgent, batch, ack_id = frame
-                (urgent_put if urgent else put)((self, batch, ack_id))
+                item: Frame = (self, batch, ack_id)
+                (urgent_put if urgent else put)(item)
             elif msg[0] == "rejected":
                 total = self.rejections.total  # set, never cleared: a scrape reading it
                 for reason, n in msg[1].items():  # meanwhile must not see a counter drop
@@ -177,16 +183,16 @@ class MqttProcessDriver:
             self._conn.send(msg)
 
     # --- pipeline thread ----------------------------------------------------------------
-    def decode(self, items: list[tuple[Any, ReadingBatch, int | None]]) -> ReadingBatch:
+    def decode(self, items: list[Frame]) -> ReadingBatch:
         """The worker decoded them: one batch of the batches, in arrival order."""
-        batch = ReadingBatch.concat([it[1] for it in items])
+        batch = ReadingBatch.concat([batch for _driver, batch, _ack in items])
         self.accepted += len(batch)
         return batch
 
-    def settle(self, items: list[tuple[Any, ReadingBatch, int | None]]) -> None:
+    def settle(self, items: list[Frame]) -> None:
         """Their alarm changes are committed: the worker acknowledges the QoS 1/2 messages
         behind them to the broker."""
-        acks = [it[2] for it in items if it[2] is not None]
+        acks = [ack for _driver, _batch, ack in items if ack is not None]
         if acks:
             self._send(("ack", acks))
 

@@ -39,7 +39,7 @@ from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.daemon.memory import settle_heap
 from parkwatch.drivers.mqtt import wire
-from parkwatch.drivers.mqtt.driver import MqttDriver
+from parkwatch.drivers.mqtt.driver import QOS, Message, MqttDriver
 from parkwatch.park import ParkModel
 
 log = logging.getLogger("parkwatch.drivers.mqtt")
@@ -54,11 +54,12 @@ class _Inbox:
     """What the driver puts its messages into: the ordinary and the urgent (fire) lane."""
 
     def __init__(self) -> None:
-        self.queue: SimpleQueue[Any] = SimpleQueue()
-        self.urgent: SimpleQueue[Any] = SimpleQueue()
+        #: None wakes the sender (urgent input, or the end)
+        self.queue: SimpleQueue[Message | None] = SimpleQueue()
+        self.urgent: SimpleQueue[Message] = SimpleQueue()
         self.put = self.queue.put
 
-    def put_urgent(self, item: Any) -> None:
+    def put_urgent(self, item: Message) -> None:
         self.urgent.put(item)
         self.queue.put(None)  # wakes the sender
 
@@ -71,7 +72,7 @@ class Worker:
         self.driver = MqttDriver(dcfg, ParkModel(cfg), self.inbox, cfg)
         self.driver.state_listeners.append(lambda up: self._send(("state", up)))
         self._send_lock = threading.Lock()
-        self._acks: dict[int, list[Any]] = {}  # ack id → the QoS 1/2 messages it settles
+        self._acks: dict[int, list[Message]] = {}  # ack id → the QoS 1/2 messages it settles
         self._acks_lock = threading.Lock()
         self._next_ack = 0
         self._stop = threading.Event()
@@ -109,10 +110,10 @@ class Worker:
             elif msg[0] == "stop":
                 return
 
-    def _take(self, timeout: float) -> tuple[list[Any], list[Any]]:
+    def _take(self, timeout: float) -> tuple[list[Message], list[Message]]:
         """(urgent, ordinary) messages: waits up to `timeout` for the first."""
         q, lane = self.inbox.queue, self.inbox.urgent
-        ordinary: list[Any] = []
+        ordinary: list[Message] = []
         with contextlib.suppress(Empty):
             first = q.get(timeout=timeout)
             if first is not None:
@@ -121,7 +122,7 @@ class Worker:
                 item = q.get_nowait()
                 if item is not None:
                     ordinary.append(item)
-        urgent: list[Any] = []
+        urgent: list[Message] = []
         with contextlib.suppress(Empty):
             while True:
                 urgent.append(lane.get_nowait())
@@ -139,9 +140,9 @@ class Worker:
                 last_summary = time.monotonic()
                 self.driver.rejections.flush()
 
-    def _batch(self, urgent: bool, items: list[Any]) -> None:
+    def _batch(self, urgent: bool, items: list[Message]) -> None:
         batch = self.driver.decode(items)
-        settle = [m for m in items if len(m) > 4]
+        settle = [m for m in items if m[QOS]]  # QoS 1/2: acknowledged once committed
         ack_id = None
         if settle:
             with self._acks_lock:
