@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from parkwatch.drivers.serial_indicator.driver import IndicatorDriver, unit_factor
@@ -92,10 +93,11 @@ class Rig:
         cfg_file = tmp_path / "park.yaml"
         cfg_file.write_text(CONFIG.format(port=port, fmt=fmt, silence_s=silence_s,
                                           scale=SCALE, offset=OFFSET))
-        cfg = load_config(cfg_file)
+        self.cfg = cfg = load_config(cfg_file)
+        self.park = ParkModel(cfg)
         self.sim = SimIndicator(port, baudrate=9600, fmt=fmt, period_s=0.03, decimals=1)
         self.inbox = Inbox()
-        self.driver = IndicatorDriver(cfg.drivers[0], ParkModel(cfg), self.inbox, cfg)
+        self.driver = IndicatorDriver(cfg.drivers[0], self.park, self.inbox, cfg)
 
     def start(self, sim: bool = True) -> Rig:
         if sim:
@@ -126,6 +128,30 @@ def and_rig(tmp_path: Path) -> Iterator[Rig]:
     r = Rig(tmp_path, "and_line").start()
     yield r
     r.close()
+
+
+def test_what_the_driver_queues_names_the_driver_so_a_reload_can_renumber_it(
+        and_rig: Rig, tmp_path: Path) -> None:
+    """A reload renumbers the readings a replaced driver queued before it stopped, by the
+    driver they came from: each item names the driver itself, and the pipeline moves them to
+    the new numbering (here: the sensor is gone, so they are dropped and counted)."""
+    from parkwatch.alarms.store import AlarmStore
+    from parkwatch.daemon.alarmpath import AlarmPath
+    from parkwatch.rules.engine import RuleEngine
+
+    and_rig.sim.set_weight(12.0)
+    and_rig.shows(12.0)
+    items = list(and_rig.inbox.items)
+    assert items and all(item[0] is and_rig.driver for item in items)
+    cfg, park = and_rig.cfg, and_rig.park
+    path = AlarmPath.build(cfg, park, RuleEngine(park), AlarmStore(tmp_path / "a.db"),
+                           lambda due: None)
+    try:
+        path.pipeline.retired = {and_rig.driver: np.full(len(park), -1, np.int64)}
+        path.pipeline.process(items)
+        assert path.pipeline.dropped_retired == len(items)
+    finally:
+        path.store.close()
 
 
 def test_readings_arrive_scaled_with_receipt_time(rig: Rig) -> None:

@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,9 +67,11 @@ class Collect:
 
     def __init__(self) -> None:
         self.items: list[tuple] = []
+        self.sources: list[Any] = []  # who each item names as the one that decodes it
 
     def put(self, item: tuple) -> None:
         self.items.append((time.monotonic(), *item[1:]))
+        self.sources.append(item[0])
 
     def good_times(self, sensor: int) -> list[float]:
         return [t for t, s, _, _, q in self.items if s == sensor and q == Quality.GOOD]
@@ -237,6 +240,8 @@ def test_values_arrive_decoded_and_scaled(tmp_path, baud):
         assert latest("LC01") == pytest.approx(-42.3)
         assert latest("LC02") == pytest.approx(98765.4)
         assert latest("FB1") == 1.0
+        # each item names the driver, by which a reload renumbers what it queued
+        assert inbox.sources and all(src is drv for src in inbox.sources)
     finally:
         drv.stop()
         bus.stop()

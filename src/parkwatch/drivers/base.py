@@ -77,23 +77,29 @@ Reading = tuple["DirectReadings", int, float, float, int]
 
 class DirectReadings:
     """For drivers that decode on their own thread: readings go into the inbox ready-made
-    (:data:`Reading`)."""
+    (:data:`Reading`), each naming the driver (`source`) as the one that decodes it, whose
+    ``decode`` hands them back here.  Naming the driver, not this helper, is what lets a reload
+    renumber the readings a replaced driver queued before it stopped
+    (:attr:`parkwatch.daemon.pipeline.Pipeline.retired` is keyed by driver)."""
 
-    def __init__(self, inbox: Any) -> None:
+    def __init__(self, inbox: Any, source: Any) -> None:
         self._put = inbox.put
+        self._source = source
         self.accepted = 0
 
     def put(self, sensor: int, value: float, ts: float, quality: int = Quality.GOOD) -> None:
-        self._put((self, sensor, value, ts, quality))
+        self._put((self._source, sensor, value, ts, quality))
 
     def put_many(self, sensors: list[int], values: list[float], ts: float,
                  quality: int = Quality.GOOD) -> None:
+        source = self._source
         for s, v in zip(sensors, values, strict=True):
-            self._put((self, s, v, ts, quality))
+            self._put((source, s, v, ts, quality))
 
     def comm_fail(self, sensors: list[int], ts: float) -> None:
+        source = self._source
         for s in sensors:
-            self._put((self, s, math.nan, ts, Quality.COMM_FAIL))
+            self._put((source, s, math.nan, ts, Quality.COMM_FAIL))
 
     def decode(self, items: list[Reading]) -> ReadingBatch:
         if not items:

@@ -29,7 +29,7 @@ class UdpJsonDriver:
         self.id = cfg.id
         self.sensors = {i.id: (i.index, i.config.scale, i.config.offset) for i in park.sensors
                         if i.config.driver == cfg.id}
-        self.readings = DirectReadings(inbox)
+        self.readings = DirectReadings(inbox, self)
         self.rejections = Rejections(log, f"driver {cfg.id}")
         self.state_listeners: list[Callable[[bool], None]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -28,7 +28,7 @@ class ModbusRtuDriver:
                  park_cfg: ParkConfig) -> None:
         self.cfg = cfg
         self.id = cfg.id
-        self.out = DirectReadings(inbox)
+        self.out = DirectReadings(inbox, self)
         self.rejections = Rejections(log, f"driver {cfg.id}")
         points = []
         for info in park.sensors:
