@@ -89,7 +89,7 @@ class Field:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from parkwatch.mqtt.link import set_nodelay
+        from parkwatch.mqttlink.link import set_nodelay
 
         self.prefix = prefix
         self.events: list[tuple[float, dict[str, Any]]] = []

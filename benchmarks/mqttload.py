@@ -337,9 +337,9 @@ def _paho_client(client_id: str, buffered: bool = False) -> Any:
     from paho.mqtt.enums import CallbackAPIVersion
 
     cls = mqtt.Client
-    if buffered:  # parkwatch's own links' client (src/parkwatch/mqtt/buffered.py)
+    if buffered:  # parkwatch's own links' client (src/parkwatch/mqttlink/buffered.py)
         sys.path.insert(0, str(ROOT / "src"))
-        from parkwatch.mqtt.buffered import BufferedClient as cls
+        from parkwatch.mqttlink.buffered import BufferedClient as cls
     c = cls(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     c.on_socket_open = lambda _c, _u, s: set_nodelay(s)
     c.max_queued_messages_set(0)

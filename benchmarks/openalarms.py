@@ -101,12 +101,12 @@ def seed(config: Path, n_open: int, sensors: int, above: np.ndarray,
     from parkwatch.alarms.ids import new_alarm_id
     from parkwatch.alarms.service import AlarmService
     from parkwatch.alarms.store import AlarmStore
+    from parkwatch.alarms.timestamps import rfc3339_ms
     from parkwatch.daemon.app import STORE_FILE
     from parkwatch.park import ParkModel
     from parkwatch.readings import Quality, ReadingBatch
     from parkwatch.rules.engine import RuleEngine
     from parkwatch.schema import load_config
-    from parkwatch.timefmt import rfc3339_ms
 
     t_start = time.monotonic()
     cfg = load_config(config)
@@ -464,7 +464,7 @@ def burst_run(b: Bench, n_open: int, args: argparse.Namespace, workdir: Path,
               cache: dict[str, Path], profile: Path | None = None) -> dict[str, Any]:
     import yaml
 
-    from parkwatch.timefmt import rfc3339_ms
+    from parkwatch.alarms.timestamps import rfc3339_ms
 
     t_start = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)

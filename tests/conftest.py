@@ -22,7 +22,7 @@ from parkwatch.alarms.event import load_schema
 from parkwatch.config import ParkConfig
 from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
-from parkwatch.mqtt.link import set_nodelay
+from parkwatch.mqttlink.link import set_nodelay
 from parkwatch.schema import load_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -31,7 +31,7 @@ from conftest import REPO, VALIDATOR, Device, example_config, wait_until
 from parkwatch.config.delivery import UPLINK
 from parkwatch.devtools.localbroker import LocalMosquitto, free_port
 from parkwatch.firmware_sim.devices import SimulatedPark
-from parkwatch.mqtt.link import set_nodelay
+from parkwatch.mqttlink.link import set_nodelay
 
 EXAMPLES = REPO / "examples" / "many-parks"
 SECOND = "dongsha"  # the second park; the first is the example park, xinqiao

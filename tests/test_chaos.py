@@ -53,7 +53,7 @@ from conftest import EXAMPLE, REPO, Device, Subscriber, lora_park, wait_until, w
 from parkwatch.devtools.localbroker import LocalMosquitto
 from parkwatch.devtools.localtsdb import LocalVictoria
 from parkwatch.firmware_sim.devices import SimulatedPark
-from parkwatch.mqtt.link import set_nodelay
+from parkwatch.mqttlink.link import set_nodelay
 
 PY = [sys.executable, "-m", "parkwatch"]
 PARK = "xinqiao"

@@ -25,12 +25,12 @@ from rich.console import Console
 from rich.style import Style
 
 from conftest import REPO, VALIDATOR, wait_until
+from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.cli import build_parser
 from parkwatch.console.board import Board
 from parkwatch.console.keys import parse_keys
 from parkwatch.console.render import FIRE_ROW, Frame, render
 from parkwatch.console.settings import SettingsError, options_from_args
-from parkwatch.timefmt import rfc3339_ms
 
 NOW = 1_790_000_000.0  # a fixed "now" for the model tests
 XQ = "parkwatch/v1/xinqiao"

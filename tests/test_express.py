@@ -28,7 +28,7 @@ from parkwatch.alarms.store import AlarmStore, OutboxReader, Pending
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import Backoff
 from parkwatch.devtools.localbroker import LocalMosquitto
-from parkwatch.mqtt.link import MqttLink, set_nodelay
+from parkwatch.mqttlink.link import MqttLink, set_nodelay
 
 EVENTS = "parkwatch/v1/p/events"
 

@@ -13,13 +13,13 @@ import pytest
 
 from parkwatch.alarms.event import EventBuilder, load_schema
 from parkwatch.alarms.lifecycle import AlarmBook, Change
+from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES
 from parkwatch.rules.transitions import Severity, Transitions
 from parkwatch.schema import load_config
-from parkwatch.timefmt import rfc3339_ms
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "park.yaml"
 SCHEMA = load_schema()

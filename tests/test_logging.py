@@ -21,11 +21,11 @@ def restore_root_logger():
 def test_under_systemd_lines_carry_priority_and_no_timestamp(monkeypatch, capsys):
     monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
     setup_logging("INFO")
-    logging.getLogger("parkwatch.mqtt").warning("lost connection\nsecond line")
+    logging.getLogger("parkwatch.mqttlink").warning("lost connection\nsecond line")
     logging.getLogger("parkwatch").info("started")
     logging.getLogger("parkwatch").debug("hidden at INFO")
     err = capsys.readouterr().err.splitlines()
-    assert err == ["<4>parkwatch.mqtt: lost connection", "  second line",
+    assert err == ["<4>parkwatch.mqttlink: lost connection", "  second line",
                    "<6>parkwatch: started"]
 
 

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
 from parkwatch.devtools.localbroker import LocalMosquitto
-from parkwatch.mqtt.buffered import BURST, CHUNK, BufferedClient
+from parkwatch.mqttlink.buffered import BURST, CHUNK, BufferedClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from mqttload import DISCONNECT, publish_packet, raw_connect

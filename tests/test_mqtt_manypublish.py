@@ -1,4 +1,4 @@
-"""Many QoS 1 messages handed to paho at once (:func:`parkwatch.mqtt.manypublish.publish_many`)
+"""Many QoS 1 messages handed to paho at once (:func:`parkwatch.mqttlink.manypublish.publish_many`)
 arrive as paho's own ``publish()`` would send them: in order, each once, retained where asked,
 each confirmed by its PUBACK; a message the broker never acknowledged goes again, with the DUP
 flag, after a reconnect; and what the fast path does not handle is paho's.
@@ -17,8 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
 from parkwatch.devtools.localbroker import LocalMosquitto
-from parkwatch.mqtt.buffered import BufferedClient
-from parkwatch.mqtt.manypublish import publish_many
+from parkwatch.mqttlink.buffered import BufferedClient
+from parkwatch.mqttlink.manypublish import publish_many
 
 
 class _Recorder:

@@ -20,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from conftest import wait_until
 from parkwatch.devtools.localbroker import LocalMosquitto
-from parkwatch.mqtt.buffered import _PUBACK_PROPERTIES, _PUBACK_REASON, BufferedClient, _fresh
+from parkwatch.mqttlink.buffered import _PUBACK_PROPERTIES, _PUBACK_REASON, BufferedClient, _fresh
 
 
 class _Counted(BufferedClient):

@@ -26,7 +26,7 @@ from parkwatch.alarms.uplink import Topics
 from parkwatch.config.delivery import UPLINK, Backoff
 from parkwatch.daemon.main import SWITCH_INTERVAL_S
 from parkwatch.devtools.localbroker import LocalMosquitto
-from parkwatch.mqtt.link import MqttLink
+from parkwatch.mqttlink.link import MqttLink
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES

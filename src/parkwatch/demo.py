@@ -26,7 +26,7 @@ from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.devtools.localbroker import BrokerUnavailable, LocalMosquitto, ensure_mosquitto
 from parkwatch.firmware_sim import scenarios
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
-from parkwatch.mqtt.link import set_nodelay
+from parkwatch.mqttlink.link import set_nodelay
 from parkwatch.schema import load_config
 
 COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}

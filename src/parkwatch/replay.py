@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TextIO
 
 from parkwatch.alarms.event import alarm_unit
+from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.park import ParkModel
 from parkwatch.recording import read_recording
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_NAMES
 from parkwatch.rules.transitions import Severity, Transitions
-from parkwatch.timefmt import rfc3339_ms
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 

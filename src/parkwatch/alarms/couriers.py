@@ -21,7 +21,7 @@ from parkwatch.alarms.records import Mark
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
-from parkwatch.mqtt.link import MqttLink
+from parkwatch.mqttlink.link import MqttLink
 
 #: where a courier hands its delivery marks (the commit stage, the store's only writer)
 Marks = Callable[[list[Mark]], None]

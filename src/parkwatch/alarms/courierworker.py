@@ -47,7 +47,7 @@ from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.daemon.memory import settle_heap
-from parkwatch.mqtt.link import MqttLink
+from parkwatch.mqttlink.link import MqttLink
 
 log = logging.getLogger("parkwatch.delivery")
 

@@ -11,9 +11,9 @@ import orjson
 
 from parkwatch.alarms.lifecycle import Change
 from parkwatch.alarms.messages import MessageFormatter
+from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.park import GroupInfo, ParkModel, SensorInfo
 from parkwatch.rules.registry import RULE_UNITS
-from parkwatch.timefmt import rfc3339_ms
 
 SCHEMA_ID = "parkwatch.alarm/1"
 

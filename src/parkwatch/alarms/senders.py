@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # types only: the channel modules (and so the config schema) load light
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqtt.link import MqttLink
-    from parkwatch.mqtt.manypublish import Message
+    from parkwatch.mqttlink.link import MqttLink
+    from parkwatch.mqttlink.manypublish import Message
 
 #: how long the broker may take to confirm (PUBACK) a QoS 1 publish before we try again
 PUBACK_TIMEOUT_S = 10.0

@@ -43,7 +43,7 @@ from parkwatch.alarms.route import Route, state_of
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel
-from parkwatch.ratelog import Rejections
+from parkwatch.rejections import Rejections
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Severity, Transitions
 

@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from parkwatch.config.model import ParkConfig
-from parkwatch.mqtt.link import MqttLink
+from parkwatch.mqttlink.link import MqttLink
 
 log = logging.getLogger("parkwatch.uplink")
 

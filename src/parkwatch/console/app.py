@@ -37,7 +37,7 @@ from parkwatch.console.board import AckResult, Board
 from parkwatch.console.keys import KeyReader
 from parkwatch.console.render import Frame, render
 from parkwatch.console.settings import WatchOptions
-from parkwatch.mqtt.link import MqttLink
+from parkwatch.mqttlink.link import MqttLink
 
 REDRAW_EVERY_S = 1.0  # ages and staleness move with time alone
 #: after a (re)subscription, alarms whose retained state has not come within this are gone

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from parkwatch.alarms.service import Outcome
 from parkwatch.alarms.views import StoreReader
-from parkwatch.ratelog import Rejections
+from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.api")
 

@@ -48,6 +48,7 @@ from prometheus_client.exposition import generate_latest
 
 from parkwatch import __version__
 from parkwatch.alarms.service import OPEN_STATES
+from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config.delivery import UPLINK
 from parkwatch.daemon.metricnames import (
@@ -61,7 +62,6 @@ from parkwatch.daemon.metricnames import (
 )
 from parkwatch.daemon.metricsview import CourierFigures, MetricsView
 from parkwatch.daemon.threadcpu import cpu_by_thread_name
-from parkwatch.timefmt import rfc3339_ms
 
 log = logging.getLogger("parkwatch.metrics")
 

@@ -18,7 +18,7 @@ from parkwatch.drivers.base import Driver
 
 
 class Refusals(Protocol):
-    """Refused commands or requests by reason (:class:`parkwatch.ratelog.Rejections`)."""
+    """Refused commands or requests by reason (:class:`parkwatch.rejections.Rejections`)."""
 
     @property
     def total(self) -> Mapping[str, int]: ...

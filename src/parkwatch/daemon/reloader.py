@@ -26,6 +26,7 @@ from parkwatch.alarms.commit import Committer
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.service import AlarmService
+from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.config import ConfigError
 from parkwatch.config.delivery import UPLINK
@@ -43,7 +44,6 @@ from parkwatch.rules.snapshot import apply_snapshot, snapshot_arrays, snapshot_m
 from parkwatch.schema import load_config
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
-from parkwatch.timefmt import rfc3339_ms
 
 log = logging.getLogger("parkwatch")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from parkwatch import __version__
 from parkwatch.alarms.dispatch import Dispatcher
+from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.daemon.checkpoint import StateKeeper
@@ -24,7 +25,6 @@ from parkwatch.daemon.live import LiveParts
 from parkwatch.daemon.pipeline import Pipeline
 from parkwatch.daemon.reloader import ReloadHistory
 from parkwatch.telemetry.sink import TelemetrySink
-from parkwatch.timefmt import rfc3339_ms
 
 
 class GatewayStatus:

@@ -3,7 +3,7 @@
 A driver is constructed as ``Driver(driver_config, park_model, inbox, park_config)`` and has
 every member of :class:`Driver`: ``id``, ``start()``, ``stop()``, ``health() -> dict``,
 ``alive`` (its loop runs: the systemd watchdog is fed only while every driver's is),
-``accepted`` (count), ``rejections`` (:class:`parkwatch.ratelog.Rejections`),
+``accepted`` (count), ``rejections`` (:class:`parkwatch.rejections.Rejections`),
 ``state_listeners`` (told when its devices come and go), ``decode(items) -> ReadingBatch``, and
 three hooks the daemon's ``/metrics`` and ``/healthz`` read: ``metric_samples()`` (its samples
 of the metric families its registry entry declares, see
@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
 from parkwatch.drivers.metricfamily import MetricSample
-from parkwatch.ratelog import Rejections
 from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.rejections import Rejections
 
 
 class BrokerLink(NamedTuple):

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.model import ParkConfig, SensorConfig
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, sensor_topic
-from parkwatch.mqtt.link import set_nodelay
+from parkwatch.mqttlink.link import set_nodelay
 
 
 class MqttDeviceFleet:

@@ -31,8 +31,8 @@ from typing import Any
 from parkwatch.alarms.routing import hazard
 from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel
-from parkwatch.ratelog import Rejections
 from parkwatch.readings import ReadingBatch
+from parkwatch.rejections import Rejections
 from parkwatch.telemetry.lineproto import ReadingLines, event_line, to_ms
 from parkwatch.telemetry.spool import Spool
 from parkwatch.telemetry.spoolfiles import EVENTS, TELEMETRY

@@ -16,8 +16,8 @@ from parkwatch.config.model import ParkConfig
 from parkwatch.drivers.base import BrokerLink, DirectReadings, Driver
 from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.park import ParkModel
-from parkwatch.ratelog import Rejections
 from parkwatch.readings import ReadingBatch
+from parkwatch.rejections import Rejections
 
 log = logging.getLogger("extension_kit.udp_json")
 

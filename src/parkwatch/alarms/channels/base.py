@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # types only: the config schema imports the channels, keep th
     import threading
 
     from parkwatch.alarms.senders import Sender
-    from parkwatch.mqtt.link import MqttLink
+    from parkwatch.mqttlink.link import MqttLink
 
 T = TypeVar("T", bound=TargetBase)
 

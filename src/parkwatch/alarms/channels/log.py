@@ -12,7 +12,7 @@ from parkwatch.config.delivery import Backoff, TargetBase
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqtt.link import MqttLink
+    from parkwatch.mqttlink.link import MqttLink
 
 
 class LogTarget(TargetBase):

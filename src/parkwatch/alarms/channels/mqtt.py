@@ -13,8 +13,8 @@ from parkwatch.config.delivery import Backoff, TargetBase
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqtt.link import MqttLink
-    from parkwatch.mqtt.manypublish import Message
+    from parkwatch.mqttlink.link import MqttLink
+    from parkwatch.mqttlink.manypublish import Message
 
 
 class MqttTarget(TargetBase):

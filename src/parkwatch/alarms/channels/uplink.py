@@ -19,8 +19,8 @@ from parkwatch.config.delivery import Backoff
 if TYPE_CHECKING:  # the topics come from the park config, which imports the channels
     from parkwatch.alarms.store import Pending
     from parkwatch.alarms.uplink import Topics
-    from parkwatch.mqtt.link import MqttLink
-    from parkwatch.mqtt.manypublish import Message
+    from parkwatch.mqttlink.link import MqttLink
+    from parkwatch.mqttlink.manypublish import Message
 
 #: the uplink courier's backoff: short, since it is only tried while the broker is connected
 UPLINK_BACKOFF = Backoff(initial_s=1.0, max_s=30.0)

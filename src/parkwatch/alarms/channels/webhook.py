@@ -18,7 +18,7 @@ from parkwatch.config.delivery import Backoff, Secret, TargetBase
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqtt.link import MqttLink
+    from parkwatch.mqttlink.link import MqttLink
 
 SIGNATURE_HEADER = "X-Parkwatch-Signature"
 

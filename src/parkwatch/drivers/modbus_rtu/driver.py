@@ -17,8 +17,8 @@ from parkwatch.drivers.modbus_rtu.blocks import PollBlock, build_blocks
 from parkwatch.drivers.modbus_rtu.bus import BusScheduler
 from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig
 from parkwatch.park import ParkModel
-from parkwatch.ratelog import Rejections
 from parkwatch.readings import Quality, ReadingBatch
+from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.drivers.modbus")
 

@@ -30,10 +30,10 @@ from parkwatch.drivers.base import BrokerLink
 from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, sensor_topic, subscription
 from parkwatch.drivers.mqtt.payload import PayloadDecoder, Rejected
-from parkwatch.mqtt.link import MqttLink
+from parkwatch.mqttlink.link import MqttLink
 from parkwatch.park import KIND_CODE, ParkModel
-from parkwatch.ratelog import Rejections, excerpt
 from parkwatch.readings import ReadingBatch
+from parkwatch.rejections import Rejections, excerpt
 
 log = logging.getLogger("parkwatch.drivers.mqtt")
 

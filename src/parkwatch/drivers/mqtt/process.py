@@ -31,8 +31,8 @@ from parkwatch.drivers.mqtt.config import MqttDriverConfig
 from parkwatch.drivers.mqtt.driver import MqttDriver
 from parkwatch.drivers.mqtt.worker import worker_main
 from parkwatch.park import ParkModel
-from parkwatch.ratelog import Rejections
 from parkwatch.readings import ReadingBatch
+from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.drivers.mqtt")
 

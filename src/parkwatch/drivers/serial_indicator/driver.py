@@ -34,8 +34,8 @@ from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.drivers.serial_indicator.config import SerialIndicatorDriverConfig
 from parkwatch.drivers.serial_indicator.formats import FORMATS, Frame, Rejection
 from parkwatch.park import ParkModel
-from parkwatch.ratelog import Rejections, excerpt
 from parkwatch.readings import ReadingBatch
+from parkwatch.rejections import Rejections, excerpt
 
 log = logging.getLogger("parkwatch.drivers.serial_indicator")
 

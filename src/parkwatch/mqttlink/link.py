@@ -1,6 +1,6 @@
 """One MQTT connection with the habits every parkwatch socket needs.
 
-paho's client reading its socket in large chunks (:mod:`parkwatch.mqtt.buffered`), TCP_NODELAY
+paho's client reading its socket in large chunks (:mod:`parkwatch.mqttlink.buffered`), TCP_NODELAY
 on the socket (paho leaves Nagle on, which cost up to ~40 ms on small bursts),
 TLS and credentials from the broker config, automatic reconnect with exponential backoff, no
 client-side cap on queued QoS 1 messages, and the connection's loss and recovery each logged
@@ -23,10 +23,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from parkwatch.config.brokers import BrokerConfig
-from parkwatch.mqtt.buffered import BufferedClient
-from parkwatch.mqtt.manypublish import Message, publish_many
+from parkwatch.mqttlink.buffered import BufferedClient
+from parkwatch.mqttlink.manypublish import Message, publish_many
 
-log = logging.getLogger("parkwatch.mqtt")
+log = logging.getLogger("parkwatch.mqtt")  # the name log lines have always carried
 
 
 def set_nodelay(sock: Any) -> None:
@@ -112,12 +112,12 @@ class MqttLink:
 
     def publish_many(self, messages: Sequence[Message]) -> list[mqtt.MQTTMessageInfo]:
         """QoS 1 messages (topic, payload, retain), in order, handed to the network thread
-        together (:mod:`parkwatch.mqtt.manypublish`)."""
+        together (:mod:`parkwatch.mqttlink.manypublish`)."""
         return publish_many(self.client, messages)
 
     def write_now(self) -> None:
         """Write what was published to the broker's socket from this thread, if it can
-        (:meth:`parkwatch.mqtt.buffered.BufferedClient.write_now`)."""
+        (:meth:`parkwatch.mqttlink.buffered.BufferedClient.write_now`)."""
         self.client.write_now()
 
     def wait_written(self, timeout: float) -> bool:
