@@ -278,15 +278,14 @@ out = {}
 t = time.perf_counter()
 from parkwatch.schema import validate_data
 from parkwatch.config.yamlsource import load_yaml_with_lines
-import parkwatch.config.crosscheck
+import parkwatch.schema
 out['import_s'] = time.perf_counter() - t
 out['rss_after_import_mb'] = mb('VmRSS')
 t = time.perf_counter()
 data, smap = load_yaml_with_lines(sys.argv[1])
 out['yaml_parse_s'] = time.perf_counter() - t
 import parkwatch.config.loader as loader
-from parkwatch.config.crosscheck import cross_check
-from parkwatch.schema import ParkConfig
+from parkwatch.schema import ParkConfig, cross_check
 t = time.perf_counter()
 cfg = ParkConfig.model_validate(data, context={'base_dir': smap.base_dir})
 out['pydantic_s'] = time.perf_counter() - t
