@@ -127,3 +127,19 @@ def test_a_daemon_with_the_kit_reads_its_driver_and_raises_its_rules_alarms(brok
         proc.terminate()
         proc.wait(10)
         sub.close()
+
+
+def test_an_extension_that_cannot_be_loaded_is_a_clear_error_not_a_traceback(tmp_path):
+    path = write_yaml(kit_park(tmp_path, 1883, 9999), tmp_path / "park.yaml")
+    env = {**kit_env(), "PARKWATCH_EXTENSIONS": "extension_kit.registry,no_such_kit.registry"}
+    out = subprocess.run([*PY, "check-config", "--config", str(path)], capture_output=True,
+                         text=True, env=env, cwd=REPO, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("parkwatch: PARKWATCH_EXTENSIONS: cannot import extension "
+                                  "registry 'no_such_kit.registry': No module named "
+                                  "'no_such_kit'"), out.stderr
+    twice = {**kit_env(), "PARKWATCH_EXTENSIONS": "extension_kit.registry,extension_kit.registry"}
+    out = subprocess.run([*PY, "check-config", "--config", str(path)], capture_output=True,
+                         text=True, env=twice, cwd=REPO, timeout=60)
+    assert out.returncode == 2 and "already registered" in out.stderr
+    assert "Traceback" not in out.stderr, out.stderr

@@ -20,6 +20,11 @@ from typing import Any
 ENV = "PARKWATCH_EXTENSIONS"
 
 
+class ExtensionError(Exception):
+    """An extension package that cannot be loaded: the command line says so and exits 2 (as
+    for a config that cannot be used), rather than a traceback."""
+
+
 def modules() -> list[str]:
     """The registry modules named in ``PARKWATCH_EXTENSIONS``, in order."""
     return [m.strip() for m in os.environ.get(ENV, "").split(",") if m.strip()]
@@ -34,10 +39,11 @@ def merged(registry: str, builtin: dict[str, Any]) -> dict[str, Any]:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
-            raise ImportError(f"{ENV}: cannot import extension registry {name!r}: {exc}") from exc
+            raise ExtensionError(f"{ENV}: cannot import extension registry {name!r}: "
+                                 f"{exc}") from exc
         for key, value in dict(getattr(module, registry, {})).items():
             if key in out:
-                raise ValueError(f"{ENV}: {name}.{registry} registers {key!r}, which is "
-                                 "already registered")
+                raise ExtensionError(f"{ENV}: {name}.{registry} registers {key!r}, which "
+                                     "is already registered")
             out[key] = value
     return out

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from parkwatch import __version__
 from parkwatch.cli.exits import EXIT_CONFIG, EXIT_OK
+from parkwatch.extensions import ExtensionError
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -228,3 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except ExtensionError as exc:
+        print(f"parkwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
