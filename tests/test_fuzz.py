@@ -50,6 +50,7 @@ from parkwatch.alarms.service import AlarmService
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.config import ConfigError
 from parkwatch.config.model import ParkConfig
+from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.commands import mqtt_ack
 from parkwatch.drivers.modbus_rtu.address import parse_address
 from parkwatch.drivers.modbus_rtu.blocks import PollBlock, build_blocks
@@ -454,8 +455,9 @@ def ack_daemon(park_cfg: ParkConfig, tmp_path_factory: pytest.TempPathFactory) -
     alarms = AlarmService(park_cfg, park, RuleEngine(park, start=0.0), store,
                           on_due=lambda _t: None)
     alarms.refused.log = logging.getLogger("parkwatch.fuzz")
-    return SimpleNamespace(alarms=alarms, uplink=SimpleNamespace(
-        topics=SimpleNamespace(ack="parkwatch/fuzz/cmd/ack")))
+    return SimpleNamespace(alarms=alarms, cfg=park_cfg, uplink=SimpleNamespace(
+        topics=SimpleNamespace(ack="parkwatch/fuzz/cmd/ack")),
+        gate=CommandGate(tmp_path_factory.mktemp("fuzz-commands")))
 
 
 @st.composite
@@ -487,7 +489,8 @@ def test_ack_command_is_carried_out_or_refused_and_counted(ack_daemon: Any,
     unknown_alarm) and counted exactly once; none raises."""
     refused: Callable[[], int] = lambda: ack_daemon.alarms.refused.count  # noqa: E731
     before = refused()
-    mqtt_ack(ack_daemon.alarms, ack_daemon.uplink.topics.ack, payload)
+    mqtt_ack(ack_daemon.alarms, ack_daemon.gate, ack_daemon.cfg, ack_daemon.uplink.topics.ack,
+             payload)
     assert refused() == before + 1
     assert set(ack_daemon.alarms.refused.total) <= {"bad_command", "not_operator",
                                                     "unknown_alarm"}

@@ -3,6 +3,7 @@ daemon's local API, and what happened in an operator's words."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -10,6 +11,7 @@ from parkwatch.cli.alarm_list import place
 from parkwatch.cli.api_endpoint import Endpoint
 from parkwatch.cli.api_request import http_failure, request
 from parkwatch.cli.exits import EXIT_OK, Failure
+from parkwatch.commandsig import load_private_key, sign
 
 
 def _what(a: dict[str, Any]) -> str:
@@ -17,14 +19,34 @@ def _what(a: dict[str, Any]) -> str:
     return f"{a.get('severity', '?')} {a.get('rule', '?')} alarm of {sensor}"
 
 
-def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None) -> int:
-    """`ack` or `reset` one alarm; prints what happened; the exit code."""
+def _signed(ep: Endpoint, key_file: Path, verb: str, alarm_id: str, by: str,
+            note: str | None) -> dict[str, Any]:
+    """The command signed with the operator's key, for the park the alarm belongs to."""
+    try:
+        key = load_private_key(key_file)
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
+    status, answer = request(ep, "GET", f"/api/alarms/{quote(alarm_id, safe='')}")
+    if status == 404:
+        raise Failure(f"refused: there is no alarm {alarm_id} (see parkwatch alarms --all)")
+    if status != 200 or not isinstance(answer, dict):
+        raise http_failure(ep, status, answer)
+    park = str((answer.get("alarm") or {}).get("park") or "")
+    return sign(key, verb, park, alarm_id, by, note)
+
+
+def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None,
+            key_file: Path | None = None) -> int:
+    """`ack` or `reset` one alarm (signed with `key_file` when given); prints what happened;
+    the exit code."""
     by = by.strip()
     if not by:
         raise Failure("--by must name you (an operator id from alarms.operators)")
     body: dict[str, Any] = {"by": by}
     if note is not None:
         body["note"] = note
+    if key_file is not None:
+        body = _signed(ep, key_file, verb, alarm_id, by, note)
     status, answer = request(ep, "POST", f"/api/alarms/{quote(alarm_id, safe='')}/{verb}", body)
     result = answer.get("result") if isinstance(answer, dict) else None
     alarm = (answer.get("alarm") if isinstance(answer, dict) else None) or {}
@@ -45,6 +67,10 @@ def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None) -
         else:
             print(f"{alarm_id} is not active any more (cleared): nothing to reset")
         return EXIT_OK
+    reason = answer.get("reason") if isinstance(answer, dict) else None
+    if status == 403 and reason is not None:
+        hint = (" (sign it: --key YOUR_KEY_FILE)" if reason == "unsigned" else "")
+        raise Failure(f"refused ({reason}): {answer.get('error')}{hint}")
     if status == 403:
         raise Failure(f"refused: {by!r} is not a configured operator (alarms.operators)")
     if status == 404:

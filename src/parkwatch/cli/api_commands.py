@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, argv_command: str) -> int:
             return show_status(ep, args.json)
         if argv_command == "alarms":
             return list_alarms(ep, args.all, args.json)
-        return command(ep, argv_command, args.alarm_id, args.by, args.note)
+        return command(ep, argv_command, args.alarm_id, args.by, args.note, args.key)
     except Failure as exc:
         print(exc.message if exc.code == EXIT_CONFIG else f"parkwatch {argv_command}: "
               f"{exc.message}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from parkwatch import __version__
 from parkwatch.cli.exits import EXIT_CONFIG, EXIT_OK
@@ -80,6 +81,27 @@ def _reset(args: argparse.Namespace) -> int:
     return run(args, "reset")
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from parkwatch.commandsig import public_text, write_new_key
+
+    try:
+        key = write_new_key(args.file)
+    except FileExistsError:
+        print(f"keygen: {args.file} exists; not overwritten (a key in use would be lost)",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"keygen: cannot write {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    pub = public_text(key)
+    print(f"private key: {args.file} (mode 0600: keep it to yourself)")
+    print(f"public key:  {pub}")
+    print("for the gateways' park config:")
+    print(f"  alarms:\n    operators:\n      - id: {args.operator or 'YOUR-OPERATOR-ID'}\n"
+          f"        public_key: \"{pub}\"")
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace) -> int:
     from parkwatch.cli.api_commands import run
 
@@ -151,8 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--by", required=True, metavar="NAME",
                        help="your operator id (alarms.operators)")
         p.add_argument("--note", metavar="TEXT", help="a note kept with the alarm's history")
+        p.add_argument("--key", type=Path, metavar="FILE", help="sign the command with your "
+                       "private key (parkwatch keygen); required when the gateway has "
+                       "alarms.require_signed_commands")
         add_common(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("keygen", help="make an operator's key pair for signed commands",
+                       description="Write a new Ed25519 private key to FILE (mode 0600; never "
+                       "over an existing file) and print its public key, for the operator's "
+                       "public_key in alarms.operators. Keep FILE to yourself. Exit 0 when "
+                       "written, 1 when not.")
+    p.add_argument("file", type=Path, metavar="FILE", help="where to write the private key")
+    p.add_argument("--operator", metavar="NAME", help="your operator id, for the config "
+                   "snippet printed")
+    p.set_defaults(func=_keygen)
 
     p = sub.add_parser("status", help="the running daemon's health (local API)",
                        description="Print the running daemon's health: the verdict with its "
@@ -191,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator", metavar="NAME", help="your operator id (the gateways' "
                    "alarms.operators); without it the board is read-only")
     p.add_argument("--note", metavar="TEXT", help="a note sent with every acknowledgement")
+    p.add_argument("--sign-key", metavar="FILE", help="sign every acknowledgement with your "
+                   "private key (parkwatch keygen); needed by gateways with "
+                   "alarms.require_signed_commands")
     p.add_argument("--prefix", metavar="TOPIC", help="contract topic prefix (default: the "
                    "config's uplink.topic_prefix, else parkwatch/v1)")
     p.add_argument("--stale-after", type=float, metavar="SECONDS", help="show a gateway "

@@ -167,6 +167,10 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
     a = cfg.alarms
     out: list[Problem] = []
     out += _duplicates((o.id for o in a.operators), ("alarms", "operators"), "operator")
+    if a.require_signed_commands and not any(o.public_key for o in a.operators):
+        out.append((("alarms", "require_signed_commands"), "signed commands are required but "
+                    "no operator in alarms.operators has a public_key: nobody could acknowledge "
+                    "or reset an alarm (give each operator the key `parkwatch keygen` prints)"))
     out += _duplicates((s.id for s in a.subscribers), ("alarms", "subscribers"), "subscriber")
     out += _duplicates((s.id for s in a.silences), ("alarms", "silences"), "silence")
     out += _duplicates((d.id for d in a.drills), ("alarms", "drills"), "drill")

@@ -6,6 +6,8 @@ Kept apart from the park model: this is about people and channels, not sensors a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from typing import Annotated, Literal
 
@@ -62,6 +64,24 @@ class Secret(Strict):
 class Operator(Strict):
     id: Id = Field(description="the name operators give as `by` when they acknowledge")
     name: str | None = Field(None, description="display name")
+    public_key: str | None = Field(
+        None, description="the operator's Ed25519 public key (32 bytes in base64, as "
+        "`parkwatch keygen` prints it): commands signed with its private key are theirs; "
+        "see docs/contract.md, Signed commands")
+
+    @field_validator("public_key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            raw = base64.b64decode(v.strip(), validate=True)
+        except binascii.Error:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("must be an Ed25519 public key: 32 bytes in base64 (44 characters "
+                             "ending in '='), as `parkwatch keygen` prints it")
+        return v.strip()
 
 
 class ApiConfig(Secret):
@@ -225,6 +245,13 @@ class DeliveryConfig(Strict):
 
     operators: list[Operator] = Field(default_factory=list, description="who may acknowledge "
                                       "or reset alarms")
+    require_signed_commands: bool = Field(
+        False, description="accept an acknowledgement or reset from the command topic or the "
+        "HTTP API only when signed by the key of the operator it names (docs/contract.md, "
+        "Signed commands); off, a plain command is trusted by the name it carries")
+    command_max_age_s: float = Field(
+        300.0, ge=10, le=86_400, description="a signed command whose time is further than this "
+        "from the gateway's clock is refused as stale (its nonce is remembered twice as long)")
     #: the park config narrows this to the channels' union (`AlarmsConfig.targets`)
     targets: dict[Id, TargetBase] = Field(default_factory=dict, description=TARGETS_DESCRIPTION)
     subscribers: list[Subscriber] = Field(default_factory=list)

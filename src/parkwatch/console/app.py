@@ -33,6 +33,7 @@ import paho.mqtt.client as mqtt
 from rich.console import Console
 from rich.live import Live
 
+from parkwatch.commandsig import sign
 from parkwatch.console.board import AckResult, Board
 from parkwatch.console.keys import KeyReader
 from parkwatch.console.render import Frame, render
@@ -127,8 +128,10 @@ class Connection:
         why not.  An ack is not queued while disconnected: it might be applied much later."""
         if not self.link.connected.is_set():
             return f"not connected to the broker {self.where}"
-        payload = json.dumps({"alarm_id": alarm_id, "by": by, "note": note},
-                             ensure_ascii=False).encode("utf-8")
+        key = self.opts.sign_key
+        command = (sign(key, "ack", park, alarm_id, by, note) if key is not None
+                   else {"alarm_id": alarm_id, "by": by, "note": note})
+        payload = json.dumps(command, ensure_ascii=False).encode("utf-8")
         info = self.link.publish(f"{self.opts.prefix}/{park}/commands/ack", payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return mqtt.error_string(info.rc)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from parkwatch.cli.configpath import DEFAULT_CONFIG, missing_config_hint
+from parkwatch.commandsig import load_private_key
 from parkwatch.config.brokers import BrokerConfig
 
 DEFAULT_PREFIX = "parkwatch/v1"
@@ -38,6 +41,8 @@ class WatchOptions:
     operator: str | None
     stale_after_s: float
     note: str | None = None
+    #: the operator's key: acknowledgements are signed with it (docs/contract.md)
+    sign_key: Ed25519PrivateKey | None = None
 
 
 def _from_config(args: argparse.Namespace) -> tuple[BrokerConfig, str, float]:
@@ -114,6 +119,14 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
         raise SettingsError(["--operator must name you (an id from the gateways' "
                              "alarms.operators)"])
     stale = args.stale_after if args.stale_after is not None else STALE_FACTOR * interval
+    key = None
+    if args.sign_key is not None:
+        if operator is None:
+            raise SettingsError(["--sign-key signs your acknowledgements: give --operator too"])
+        try:
+            key = load_private_key(Path(args.sign_key))
+        except ValueError as exc:
+            raise SettingsError([f"--sign-key: {exc}"]) from None
     return WatchOptions(broker=broker, prefix=args.prefix or prefix, operator=operator,
-                        stale_after_s=stale, note=args.note)
+                        stale_after_s=stale, note=args.note, sign_key=key)
 

@@ -35,6 +35,7 @@ from parkwatch.alarms.views import StoreReader
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.alarmpath import AlarmPath, Taps
 from parkwatch.daemon.checkpoint import StateKeeper
+from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.commands import Commands
 from parkwatch.daemon.httpapi import ApiServer, state_token
 from parkwatch.daemon.inbox import Inbox
@@ -105,7 +106,8 @@ class Daemon:
         self.live = LiveParts(cfg, park, engine, alarms, drivers, aggregates)
         #: the config file's reloads (SIGHUP): counts, and how the last one went
         self.reload_history = ReloadHistory(loaded_at=self.started_at)
-        self.commands: Commands = Commands(self.inbox, self.live, self.uplink.topics.ack)
+        self.commands: Commands = Commands(self.inbox, self.live, self.uplink.topics.ack,
+                                           CommandGate(self.state_dir))
         self.api = self._api()
         self.gateway_status = GatewayStatus(
             self.live, started_at=self.started_at, dispatcher=self.dispatcher,
@@ -146,7 +148,7 @@ class Daemon:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         token = api.secret() or state_token(self.state_dir, create=True)
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
-                         self.command, lambda: self.call(self.status),
+                         self.commands.request, lambda: self.call(self.status),
                          views={"/api/silences": self.silences},
                          extra={"/metrics": self.metrics.metrics_response,
                                 "/healthz": self.metrics.healthz_response})

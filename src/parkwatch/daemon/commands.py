@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from parkwatch.alarms.service import AlarmService, Outcome
+from parkwatch.commandsig import CommandError
+from parkwatch.config.model import ParkConfig
+from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
 
@@ -21,9 +24,11 @@ from parkwatch.daemon.live import LiveParts
 class Commands:
     """Runs calls and operators' commands on the pipeline thread, for any other thread."""
 
-    def __init__(self, inbox: Inbox, live: LiveParts, ack_topic: str) -> None:
+    def __init__(self, inbox: Inbox, live: LiveParts, ack_topic: str,
+                 gate: CommandGate) -> None:
         self.inbox = inbox
         self.live = live
+        self.gate = gate  # who sent a command: signatures, replays, staleness
         self.ack_topic = ack_topic  # named in the refusal of a malformed ack
 
     def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -49,10 +54,29 @@ class Commands:
 
     def command(self, command: str, alarm_id: str, by: str, note: str | None,
                 via: str) -> Outcome:
-        """An operator's ack or reset, from any thread."""
+        """An operator's ack or reset, from any thread, by a caller that vouches for `by`."""
         alarms = self.live.alarms
         fn = alarms.acknowledge if command == "ack" else alarms.reset
         outcome: Outcome = self.call(lambda: fn(alarm_id, by, note, via))
+        return outcome
+
+    def request(self, command: str, alarm_id: str, body: Mapping[str, Any],
+                via: str) -> Outcome:
+        """An ack or reset as sent over the HTTP API (plain or signed), from any thread;
+        raises CommandError when the gate refuses it (counted with the operator commands, but
+        a malformed one, which the API counts as a bad request)."""
+        def run() -> Outcome:
+            alarms = self.live.alarms
+            try:
+                ok = self.gate.admit(self.live.cfg, command, body, alarm_id)
+            except CommandError as exc:
+                if exc.reason != "bad_command":  # a malformed request: the caller counts it
+                    alarms.refused.reject(exc.reason, f"{command} of {alarm_id} via {via}: "
+                                          f"{exc}")
+                raise
+            fn = alarms.acknowledge if command == "ack" else alarms.reset
+            return fn(ok.alarm_id, ok.by, ok.note, f"{via}, signed" if ok.signed else via)
+        outcome: Outcome = self.call(run)
         return outcome
 
     def acknowledge(self, alarm_id: str, by: str, note: str | None = None) -> bool:
@@ -61,22 +85,22 @@ class Commands:
 
     def mqtt_ack(self, payload: bytes) -> None:
         """An ack from the command center's topic, on the pipeline thread."""
-        mqtt_ack(self.live.alarms, self.ack_topic, payload)
+        mqtt_ack(self.live.alarms, self.gate, self.live.cfg, self.ack_topic, payload)
 
 
-def mqtt_ack(alarms: AlarmService, topic: str, payload: bytes) -> None:
-    """`{"alarm_id": ..., "by": ..., "note": ...}` on the ack command topic `topic`: carried
-    out, or refused (and counted) as a bad command."""
+def mqtt_ack(alarms: AlarmService, gate: CommandGate, cfg: ParkConfig, topic: str,
+             payload: bytes) -> None:
+    """An ack on the command topic `topic` (plain `{"alarm_id", "by", "note"}` or a signed
+    envelope): carried out, or refused (and counted) with the reason."""
     try:
         msg = json.loads(payload)
-        alarm_id, by, note = msg["alarm_id"], msg["by"], msg.get("note")
-        if not (isinstance(alarm_id, str) and isinstance(by, str)
-                and (note is None or isinstance(note, str))):
-            raise TypeError("alarm_id and by must be strings")
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        if not isinstance(msg, dict):
+            raise CommandError("bad_command", "the command must be a JSON object")
+        ok = gate.admit(cfg, "ack", msg)
+    except (ValueError, RecursionError) as exc:
         # RecursionError: JSON nested too deeply ("[[[[..."), which escaped before (found by
-        # tests/test_fuzz.py)
-        alarms.refused.reject("bad_command", f"ack command on "
-                              f"{topic}: {exc!r}: {payload[:200]!r}")
+        # tests/test_fuzz.py); CommandError is a ValueError
+        reason = exc.reason if isinstance(exc, CommandError) else "bad_command"
+        alarms.refused.reject(reason, f"ack command on {topic}: {exc}: {payload[:200]!r}")
         return
-    alarms.acknowledge(alarm_id, by.strip(), note, via="mqtt")
+    alarms.acknowledge(ok.alarm_id, ok.by, ok.note, via="mqtt, signed" if ok.signed else "mqtt")

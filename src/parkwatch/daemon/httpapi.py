@@ -24,12 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from parkwatch.alarms.service import Outcome
 from parkwatch.alarms.views import StoreReader
+from parkwatch.commandsig import CommandError
 from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.api")
 
-#: (command, alarm_id, by, note, via) -> outcome, run on the pipeline thread
-Command = Callable[[str, str, str, "str | None", str], Outcome]
+#: (command, alarm_id, body, via) -> outcome, run on the pipeline thread; raises CommandError
+#: when the body is refused (unsigned where a signature is required, forged, stale, ...)
+Command = Callable[[str, str, dict[str, Any], str], Outcome]
 
 _STATUS = {Outcome.DONE: HTTPStatus.OK, Outcome.ALREADY: HTTPStatus.OK,
            Outcome.UNKNOWN: HTTPStatus.NOT_FOUND, Outcome.NOT_OPERATOR: HTTPStatus.FORBIDDEN,
@@ -163,17 +165,20 @@ class ApiServer:
                         self.close_connection = True
                         raise ValueError(f"Content-Length must be 0 to {MAX_BODY}")
                     body = json.loads(self.rfile.read(length) or b"{}")
-                    by, note = body.get("by"), body.get("note")
-                    if not isinstance(by, str) or not by.strip():
-                        raise ValueError("'by' (the operator's name) is required")
-                    if note is not None and not isinstance(note, str):
-                        raise ValueError("'note' must be a string")
-                except (ValueError, AttributeError) as exc:
+                    if not isinstance(body, dict):
+                        raise ValueError("the body must be a JSON object")
+                except (ValueError, RecursionError) as exc:
                     api.refused.reject("bad_request", f"{path}: {exc}")
                     self._reply(400, {"error": str(exc)}, close=self.close_connection)
                     return
                 try:
-                    outcome = api.command(m.group(2), m.group(1), by.strip(), note, "http")
+                    outcome = api.command(m.group(2), m.group(1), body, "http")
+                except CommandError as exc:  # others are counted with the operator commands
+                    status = 400 if exc.reason == "bad_command" else 403
+                    if status == 400:
+                        api.refused.reject("bad_request", f"{path}: {exc}")
+                    self._reply(status, {"error": str(exc), "reason": exc.reason})
+                    return
                 except TimeoutError:
                     self._reply(503, {"error": "the alarm pipeline does not answer; the "
                                       "command may still be applied: check the alarm"})

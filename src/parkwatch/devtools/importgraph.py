@@ -27,6 +27,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "parkwatch.config": ("parkwatch",),
     "parkwatch.extensions": (),
     "parkwatch.devtools": ("parkwatch.devtools",),
+    # the signed-command format is part of the contract: the command center and the console
+    # use it without the gateway
+    "parkwatch.commandsig": (),
 }
 
 
