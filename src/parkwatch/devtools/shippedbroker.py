@@ -51,12 +51,13 @@ def write_password_file(path: Path, logins: Mapping[str, str]) -> None:
 
 class ShippedMosquitto(LocalMosquitto):
     """The shipped gateway broker for `logins` (user name -> password).  ``log_all`` logs every
-    packet, e.g. the broker's "Denied PUBLISH" lines for a test to read in :attr:`log_file`."""
+    packet, e.g. the broker's "Denied PUBLISH" lines for a test to read in :attr:`log_file`;
+    ``extra_conf`` is appended (a bridge stanza, say), as for :class:`LocalMosquitto`."""
 
     def __init__(self, logins: Mapping[str, str], port: int | None = None,
                  workdir: Path | None = None, persistence: bool = False,
-                 log_all: bool = False) -> None:
-        super().__init__(port, workdir=workdir, persistence=persistence)
+                 log_all: bool = False, extra_conf: str = "") -> None:
+        super().__init__(port, extra_conf=extra_conf, workdir=workdir, persistence=persistence)
         self.logins = dict(logins)
         self.log_all = log_all
 
@@ -81,7 +82,7 @@ class ShippedMosquitto(LocalMosquitto):
         user = "user root\n" if os.geteuid() == 0 else ""
         logs = "log_type all\n" if self.log_all else (
             "log_type error\nlog_type warning\nlog_type notice\n")
-        return f"{text}\n{user}log_dest stderr\n{logs}"
+        return f"{text}\n{user}log_dest stderr\n{logs}{self.extra_conf}"
 
     def start(self, timeout: float = 10.0) -> ShippedMosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
