@@ -276,7 +276,8 @@ def test_the_shipped_bridge_needs_no_login_or_acl_line_on_the_gateway(
     from test_bridge import bridge_conf
 
     center = LocalMosquitto(workdir=tmp_path / "center").start()
-    gw = ShippedMosquitto(logins, workdir=tmp_path / "gw",
+    # persistence: the bridge conf turns it on, and its data belong in the work directory
+    gw = ShippedMosquitto(logins, workdir=tmp_path / "gw", persistence=True,
                           extra_conf=bridge_conf(PARK, center.port)).start()
     console = Client(center, None, topics=(f"parkwatch/v1/{PARK}/events",))
     d = None

@@ -67,11 +67,12 @@ class ShippedMosquitto(LocalMosquitto):
 
     def conf_text(self) -> str:
         text = shipped_file("parkwatch.conf").read_text(encoding="utf-8")
+        persistence = self._persistence_conf().rstrip("\n")
         for pattern, line in (
                 (r"^listener 1883 127\.0\.0\.1$", f"listener {self.port} {self.host}"),
                 (r"^password_file .*$", f"password_file {self.password_file}"),
                 (r"^acl_file .*$", f"acl_file {shipped_file('parkwatch.acl')}"),
-                (r"^persistence true$", self._persistence_conf().rstrip("\n"))):
+                (r"^persistence true$", persistence)):
             # the line as it is: a path's backslash is no group reference
             text, n = re.subn(pattern, line.replace("\\", r"\\"), text, flags=re.M)
             if n != 1:
@@ -79,7 +80,7 @@ class ShippedMosquitto(LocalMosquitto):
                                  f"matching {pattern}, found {n}")
         # as root, Mosquitto would switch to the `mosquitto` user, which cannot read the
         # password file in a private temporary directory
-        user = "user root\n" if os.geteuid() == 0 else ""
+        user = "user root\n" if os.geteuid() == 0 and "user root" not in persistence else ""
         logs = "log_type all\n" if self.log_all else (
             "log_type error\nlog_type warning\nlog_type notice\n")
         return f"{text}\n{user}log_dest stderr\n{logs}{self.extra_conf}"
