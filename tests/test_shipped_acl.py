@@ -11,6 +11,7 @@ on a connection of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -187,11 +188,13 @@ def daemon(gateway: ShippedMosquitto, logins: dict[str, str], tmp_path: Path) ->
     assert exposure_warnings(cfg) == []  # what check-config says of a park set up this way
     d = Daemon(cfg)
     d.start()
-    wait_until(lambda: d.uplink.link.connected.is_set() and all(
-        drv.link.connected.is_set() and drv.subscribed.is_set() for drv in d.drivers),
-        10, "the daemon logged in and subscribed")
-    yield d
-    d.stop()
+    try:
+        wait_until(lambda: d.uplink.link.connected.is_set() and all(
+            drv.link.connected.is_set() and drv.subscribed.is_set() for drv in d.drivers),
+            10, "the daemon logged in and subscribed")
+        yield d
+    finally:
+        d.stop()
 
 
 @pytest.fixture
@@ -275,16 +278,19 @@ def test_the_shipped_bridge_needs_no_login_or_acl_line_on_the_gateway(
     from parkwatch.daemon.app import Daemon
     from test_bridge import bridge_conf
 
-    center = LocalMosquitto(workdir=tmp_path / "center").start()
-    # persistence: the bridge conf turns it on, and its data belong in the work directory
-    gw = ShippedMosquitto(logins, workdir=tmp_path / "gw", persistence=True,
-                          extra_conf=bridge_conf(PARK, center.port)).start()
-    console = Client(center, None, topics=(f"parkwatch/v1/{PARK}/events",))
-    d = None
-    try:
+    with contextlib.ExitStack() as stack:
+        center = LocalMosquitto(workdir=tmp_path / "center").start()
+        stack.callback(center.close)
+        # persistence: the bridge conf turns it on, and its data belong in the work directory
+        gw = ShippedMosquitto(logins, workdir=tmp_path / "gw", persistence=True,
+                              extra_conf=bridge_conf(PARK, center.port)).start()
+        stack.callback(gw.close)
+        console = Client(center, None, topics=(f"parkwatch/v1/{PARK}/events",))
+        stack.callback(console.close)
         path = write_yaml(lora_park(tmp_path, gw.port), tmp_path / "park.yaml")
         d = Daemon(load_config(path, login_overrides(load_config(path), logins, tmp_path)))
         d.start()
+        stack.callback(d.stop)
         wait_until(lambda: all(drv.subscribed.is_set() for drv in d.drivers), 10, "driver")
         assert accepted(publish_as(gw, logins, BUTTON, f"devices/{BUTTON}/up",
                                    {"event": "press"}))
@@ -292,9 +298,3 @@ def test_the_shipped_bridge_needs_no_login_or_acl_line_on_the_gateway(
         console.publish(ACK, {"alarm_id": fire["alarm_id"], "by": "district-duty"})
         wait_until(lambda: any(e["event"] == "acknowledged" for e in console.events()), 15,
                    "the center's ack, in across the bridge and obeyed")
-    finally:
-        if d is not None:
-            d.stop()
-        console.close()
-        gw.close()
-        center.close()
