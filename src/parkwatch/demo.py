@@ -3,6 +3,11 @@
 Nothing to configure: it plays the example 厂中厂 park's demo scenario, prints each alarm event
 the way a command-center operator would read it, acknowledges the alarms as the duty officer
 once they have cleared, and stops by itself, leaving no process behind.
+
+The broker is the gateway's Mosquitto as shipped (examples/mosquitto/parkwatch.conf and its
+ACL, docs/securing.md): every client logs in.  The daemon logs in as `parkwatch`, this view as
+`operator`, and every simulated MQTT device with its sensor id, so that a device can publish only
+its own uplink, as it should on a gateway.
 """
 
 from __future__ import annotations
@@ -23,9 +28,16 @@ from rich.cells import cell_len
 
 from parkwatch.alarms.messages import WORDS
 from parkwatch.daemon.logsetup import setup_logging
-from parkwatch.devtools.localbroker import BrokerUnavailable, LocalMosquitto, ensure_mosquitto
+from parkwatch.devtools.localbroker import BrokerUnavailable, ensure_mosquitto
+from parkwatch.devtools.shippedbroker import ShippedMosquitto, find_mosquitto_passwd
 from parkwatch.firmware_sim import scenarios
-from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
+from parkwatch.firmware_sim.devices import (
+    OPERATOR_LOGIN,
+    SimulatedPark,
+    bench_logins,
+    bench_overrides,
+    login_overrides,
+)
 from parkwatch.mqttlink.link import set_nodelay
 from parkwatch.schema import load_config
 
@@ -41,11 +53,12 @@ def example_path() -> Path:
 class OperatorView:
     """Subscribes to the command-center events and prints them for a human."""
 
-    def __init__(self, port: int, park: str, colour: bool) -> None:
+    def __init__(self, port: int, park: str, colour: bool, password: str) -> None:
         self.colour = colour
         self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="parkwatch-demo-operator")
+        c.username_pw_set(OPERATOR_LOGIN, password)
         c.on_socket_open = lambda _c, _u, sock: set_nodelay(sock)
         c.on_message = self._on_message
         c.connect("127.0.0.1", port)
@@ -88,24 +101,27 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
     log = logging.getLogger("parkwatch.demo")
     try:
         ensure_mosquitto(install=True)
+        find_mosquitto_passwd()
     except BrokerUnavailable as exc:
         print(f"parkwatch demo: {exc}", file=sys.stderr)
         return 1
     from parkwatch.daemon.app import Daemon
 
     colour = sys.stdout.isatty()
+    example = load_config(example_path())
+    logins = bench_logins(example)
     with tempfile.TemporaryDirectory(prefix="parkwatch-demo-") as tmp, \
-            LocalMosquitto(workdir=Path(tmp)) as broker:
-        cfg = load_config(example_path())
-        cfg = load_config(example_path(), bench_overrides(cfg, broker.port, tmp))
-        fleet = SimulatedPark(cfg, client_prefix="parkwatch-demo-device")
+            ShippedMosquitto(logins, workdir=Path(tmp)) as broker:
+        cfg = load_config(example_path(), {**bench_overrides(example, broker.port, tmp),
+                                           **login_overrides(example, logins, tmp)})
+        fleet = SimulatedPark(cfg, client_prefix="parkwatch-demo-device", logins=logins)
         daemon = Daemon(cfg)
-        view = OperatorView(broker.port, cfg.park.id, colour)
+        view = OperatorView(broker.port, cfg.park.id, colour, logins[OPERATOR_LOGIN])
         plan = scenarios.build(cfg, "demo")
         stop = threading.Event()
         print(f"parkwatch demo — {cfg.park.name} ({cfg.park.id}): {len(cfg.buildings)} buildings, "
               f"{len(cfg.tenants)} tenants, {len(cfg.sensors)} sensors; private Mosquitto on "
-              f"127.0.0.1:{broker.port}")
+              f"127.0.0.1:{broker.port} as shipped: logins and ACL (docs/securing.md)")
         print(f"scenario: {plan.description}; about {plan.duration / speed:.0f} s. "
               "Ctrl-C stops.")
         for line in fleet.describe():

@@ -32,9 +32,15 @@ def _check_config(args: argparse.Namespace) -> int:
         hint = missing_config_hint(path, exc, explicit=bool(args.file or args.config))
         print(hint or f"{path}: {len(exc.problems)} problem(s); not valid", file=sys.stderr)
         return EXIT_CONFIG
+    from parkwatch.config.exposure import exposure_problems
+
+    warnings = exposure_problems(path, cfg)  # valid, but anyone could command the gateway
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     print(f"{path}: valid — park '{cfg.park.id}', {len(cfg.buildings)} building(s), "
           f"{len(cfg.tenants)} tenant(s), {len(cfg.drivers)} driver(s), "
-          f"{len(cfg.sensors)} sensor(s)")
+          f"{len(cfg.sensors)} sensor(s)"
+          + (f"; {len(warnings)} WARNING(s)" if warnings else ""))
     return EXIT_OK
 
 
@@ -145,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a park config; exit 2 when invalid",
                        description="Validate a park config and list every problem, each as "
                        "file:line: key.path: what is wrong. The config is FILE or --config "
-                       f"(default {DEFAULT_CONFIG}). Exit 0 when valid, 2 when not.")
+                       f"(default {DEFAULT_CONFIG}). Exit 0 when valid, 2 when not. A valid "
+                       "config may still get warnings (exit 0): a broker without a login on "
+                       "which anyone could acknowledge alarms or reset a fire button.")
     p.add_argument("file", nargs="?", metavar="FILE", help="park config YAML")
     p.add_argument("--config", "-c", metavar="FILE", help="the same, as the other commands "
                    "take it")

@@ -36,7 +36,12 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
         log.error("refusing to start: %d problem(s) in %s", len(exc.problems), config)
         return EXIT_CONFIG
 
+    from parkwatch.config.exposure import exposure_warnings
+    from parkwatch.config.loader import format_path
     from parkwatch.daemon.app import Daemon
+
+    for loc, warning in exposure_warnings(cfg):  # the same as check-config's, once
+        log.warning("%s: %s", format_path(loc), warning)
 
     # a thread woken by an alarm (the pipeline, a courier, a network loop) waits for the GIL
     # at most this long while another thread is busy (Python's default is 5 ms: a latency

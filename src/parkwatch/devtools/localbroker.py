@@ -156,11 +156,9 @@ class LocalMosquitto(LocalServer):
         user = "user root\n" if os.geteuid() == 0 else ""  # has no effect unless root
         return f"{user}persistence true\npersistence_location {self.db_dir}/\n"
 
-    def start(self, timeout: float = 10.0) -> LocalMosquitto:
-        binary = ensure_mosquitto()
-        conf = self.workdir / f"mosquitto-{self.port}.conf"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        conf.write_text(
+    def conf_text(self) -> str:
+        """The broker's mosquitto.conf (written to the work directory at each start)."""
+        return (
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
             + self._persistence_conf() +
@@ -171,6 +169,12 @@ class LocalMosquitto(LocalServer):
             "log_type error\nlog_type warning\nlog_type notice\n"
             + self.extra_conf
         )
+
+    def start(self, timeout: float = 10.0) -> LocalMosquitto:
+        binary = ensure_mosquitto()
+        conf = self.workdir / f"mosquitto-{self.port}.conf"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf.write_text(self.conf_text())
         self._spawn([binary, "-c", str(conf)], timeout, BrokerUnavailable)
         return self
 

@@ -8,6 +8,10 @@ MQTT devices publish on the config's brokers; Modbus RTU slaves answer on a pty 
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from parkwatch.config.model import ParkConfig
@@ -22,9 +26,12 @@ if TYPE_CHECKING:  # only its alias: the simulator need not load the YAML reader
 
 class SimulatedPark:
     def __init__(self, cfg: ParkConfig, *, mqtt: bool = True,
-                 client_prefix: str = "parkwatch-sim") -> None:
+                 client_prefix: str = "parkwatch-sim",
+                 logins: Mapping[str, str] | None = None) -> None:
+        """``logins`` (sensor id -> password): each MQTT device logs in as itself (see
+        :class:`~parkwatch.firmware_sim.mqtt_devices.MqttDeviceFleet`)."""
         self.cfg = cfg
-        self.mqtt = MqttDeviceFleet(cfg, client_prefix) if mqtt else None
+        self.mqtt = MqttDeviceFleet(cfg, client_prefix, logins) if mqtt else None
         self.buses: dict[str, SimBus] = {}
         self.indicators: dict[str, SimIndicator] = {}
         self.route: dict[str, tuple[str, str]] = {}  # sensor id -> (device kind, driver id)
@@ -55,7 +62,8 @@ class SimulatedPark:
         out = []
         if self.mqtt and self.mqtt.devices:
             out.append(f"{len(self.mqtt.devices)} MQTT device(s) on broker(s) "
-                       f"{', '.join(sorted(self.mqtt.clients))}")
+                       f"{', '.join(sorted(set(self.mqtt.brokers.values())))}"
+                       + (", each with its own login" if self.mqtt.own_logins else ""))
         for did, bus in self.buses.items():
             out.append(f"Modbus RTU bus '{did}' at {bus.path} ({len(bus.slaves)} slave(s))")
         for did, ind in self.indicators.items():
@@ -127,8 +135,6 @@ class SimulatedPark:
 def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[Loc, Any]:
     """Config overrides that put a whole park on a bench: every broker on the private
     loopback broker, every serial port on a pty path in ``workdir``, state in ``workdir``."""
-    from pathlib import Path
-
     work = Path(workdir)
     out: dict[Loc, Any] = {("gateway", "state_dir"): str(work / "state")}
     for name in cfg.brokers:
@@ -139,4 +145,35 @@ def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[Loc
             out[("drivers", i, "port")] = str(work / f"tty-{d.id}")
     if cfg.api is not None:
         out[("api", "port")] = 0  # a free port: benches run side by side
+    return out
+
+
+#: the logins of the shipped ACL (examples/mosquitto/parkwatch.acl) that a bench uses besides
+#: the devices' own (their sensor ids)
+DAEMON_LOGIN = "parkwatch"
+OPERATOR_LOGIN = "operator"
+
+
+def bench_logins(cfg: ParkConfig) -> dict[str, str]:
+    """Fresh random passwords for a bench broker run with the shipped ACL: the daemon, an
+    operator, and every MQTT device of `cfg` under its sensor id."""
+    mqtt_drivers = {d.id for d in cfg.drivers if d.type == "mqtt"}
+    users = [DAEMON_LOGIN, OPERATOR_LOGIN,
+             *(s.id for s in cfg.sensors if s.driver in mqtt_drivers)]
+    return {user: secrets.token_hex(16) for user in users}
+
+
+def login_overrides(cfg: ParkConfig, logins: Mapping[str, str],
+                    workdir: Any) -> dict[Loc, Any]:
+    """Config overrides that log the daemon in to every broker of `cfg` as
+    :data:`DAEMON_LOGIN`, its password in a file of its own in ``workdir`` (as on a gateway)."""
+    secret = Path(workdir) / f"{DAEMON_LOGIN}.pass"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(logins[DAEMON_LOGIN] + "\n")
+    out: dict[Loc, Any] = {}
+    for name in cfg.brokers:
+        out[("brokers", name, "username")] = DAEMON_LOGIN
+        out[("brokers", name, "password_file")] = str(secret)
+        out[("brokers", name, "password_env")] = None
     return out

@@ -1,0 +1,300 @@
+"""The gateway's Mosquitto exactly as shipped (examples/mosquitto/parkwatch.conf and
+parkwatch.acl; only the port, the password file and persistence rewritten, see
+parkwatch.devtools.shippedbroker) against the roles it promises: no anonymous client; a device
+publishes only its own uplink, so it can neither acknowledge nor reset another device's fire
+button; the network server publishes for every device and nothing else; the daemon does its
+work; only an operator commands; the command-center bridge needs no line of its own.
+
+A refused publish is answered with MQTT 5 PUBACK reason code 135 (not authorised); Mosquitto
+2.0.11 then closes that client's connection (max_queued_messages 0), so every publish here goes
+on a connection of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from conftest import EXAMPLE, http_json, lora_park, wait_until, write_yaml
+from parkwatch.config.exposure import exposure_warnings
+from parkwatch.daemon.httpapi import state_token
+from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.devtools.shippedbroker import ShippedMosquitto
+from parkwatch.firmware_sim.devices import bench_logins, login_overrides
+from parkwatch.schema import load_config
+
+pytestmark = pytest.mark.skipif(shutil.which("mosquitto_passwd") is None,
+                                reason="needs mosquitto_passwd (Debian's mosquitto package)")
+
+PARK = "xinqiao"
+ACK = f"parkwatch/v1/{PARK}/commands/ack"
+NOT_AUTHORISED = 135
+BUTTON, OTHER = "A-3F-FB1", "A-1F-FB1"  # two wireless fire buttons of the example park
+
+
+@pytest.fixture
+def logins() -> dict[str, str]:
+    out = bench_logins(load_config(EXAMPLE))  # parkwatch, operator, every MQTT device
+    out.update({"network-server": "ns-pw", "park-app": "app-pw"})
+    return out
+
+
+@pytest.fixture
+def gateway(logins: dict[str, str], tmp_path: Path) -> Iterator[ShippedMosquitto]:
+    b = ShippedMosquitto(logins, workdir=tmp_path / "broker", log_all=True).start()
+    yield b
+    b.close()
+
+
+class Client:
+    """An MQTT 5 client logged in as `user` (None: anonymous): records what it receives and the
+    reason code of each PUBACK."""
+
+    def __init__(self, broker: LocalMosquitto, user: str | None, password: str | None = None,
+                 topics: tuple[str, ...] = ()) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.acks: dict[int, int] = {}
+        self.connack: int | None = None
+        self.lock = threading.Lock()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if user is not None:
+            c.username_pw_set(user, password)
+        c.on_connect = self._on_connect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+        wait_until(lambda: self.connack is not None, what="CONNACK")
+        if topics and self.connack == 0:
+            c.subscribe([(t, 1) for t in topics])
+            assert subscribed.wait(5), "subscription not acknowledged"
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self.connack = rc.value
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+        with self.lock:
+            self.acks[mid] = rc.value
+
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((m.topic, bytes(m.payload), bool(m.retain)))
+
+    def publish(self, topic: str, payload: Any) -> int:
+        """Publish QoS 1; the PUBACK's reason code (0 or 16 accepted, 135 refused)."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        mid = self.client.publish(topic, data, qos=1).mid
+        wait_until(lambda: mid in self.acks, what=f"PUBACK of {topic}")
+        return self.acks[mid]
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith("/events")]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_as(broker: LocalMosquitto, logins: dict[str, str], user: str, topic: str,
+               payload: Any = b"{}") -> int:
+    """One publish on a connection of its own (a refused one costs the connection)."""
+    c = Client(broker, user, logins[user])
+    assert c.connack == 0, f"{user} could not log in: {c.connack}"
+    try:
+        return c.publish(topic, payload)
+    finally:
+        c.close()
+
+
+def accepted(rc: int) -> bool:
+    return rc < 0x80  # 0 success, 16 no matching subscribers
+
+
+# --- logins -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user, password", [(None, None), ("operator", "wrong"),
+                                            ("intruder", "anything")])
+def test_no_login_no_connection(gateway: ShippedMosquitto, user: str | None,
+                                password: str | None) -> None:
+    c = Client(gateway, user, password)
+    try:
+        assert c.connack == NOT_AUTHORISED or c.connack == 134  # 134: bad user name or password
+    finally:
+        c.close()
+
+
+# --- who may publish what ---------------------------------------------------------------------
+
+#: (user, topic, accepted?) on the shipped ACL
+RIGHTS = [
+    (OTHER, f"devices/{OTHER}/up", True),
+    (OTHER, f"devices/{BUTTON}/up", False),         # another device's uplink (a fake reset)
+    (OTHER, ACK, False),                             # a command
+    (OTHER, f"parkwatch/v1/{PARK}/events", False),  # a fake alarm event
+    ("network-server", f"devices/{BUTTON}/up", True),
+    ("network-server", f"devices/{OTHER}/up", True),
+    ("network-server", ACK, False),
+    ("parkwatch", f"parkwatch/v1/{PARK}/events", True),
+    ("parkwatch", f"parkwatch/v1/{PARK}/alarms/01TEST", True),
+    ("parkwatch", f"parkwatch/v1/{PARK}/gateway", True),
+    ("parkwatch", f"notify/{PARK}/landlord", True),
+    ("parkwatch", ACK, False),                       # the daemon commands nothing
+    ("parkwatch", f"devices/{BUTTON}/up", False),
+    ("operator", ACK, True),
+    ("operator", f"parkwatch/v1/{PARK}/events", False),
+    ("operator", f"devices/{BUTTON}/up", False),
+    ("park-app", f"notify/{PARK}/landlord", False),  # it only reads
+    ("park-app", ACK, False),
+]
+
+
+@pytest.mark.parametrize("user, topic, allowed", RIGHTS)
+def test_each_role_publishes_only_what_the_acl_grants(gateway: ShippedMosquitto,
+                                                      logins: dict[str, str], user: str,
+                                                      topic: str, allowed: bool) -> None:
+    rc = publish_as(gateway, logins, user, topic, b"" if topic.endswith("/01TEST") else b"{}")
+    if allowed:
+        assert accepted(rc), rc
+    else:
+        assert rc == NOT_AUTHORISED
+        log = gateway.log_file.read_text(errors="replace")
+        assert "Denied PUBLISH from " in log and f"'{topic}'" in log
+
+
+# --- with the daemon --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def daemon(gateway: ShippedMosquitto, logins: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    """The example park's wireless part, logged in as `parkwatch`, as the example's commented
+    credentials and the shipped conf's header say."""
+    from parkwatch.daemon.app import Daemon
+
+    path = write_yaml(lora_park(tmp_path, gateway.port), tmp_path / "park.yaml")
+    cfg = load_config(path, login_overrides(load_config(path), logins, tmp_path))
+    assert exposure_warnings(cfg) == []  # what check-config says of a park set up this way
+    d = Daemon(cfg)
+    d.start()
+    try:
+        wait_until(lambda: d.uplink.link.connected.is_set() and all(
+            drv.link.connected.is_set() and drv.subscribed.is_set() for drv in d.drivers),
+            10, "the daemon logged in and subscribed")
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture
+def operator(gateway: ShippedMosquitto, logins: dict[str, str]) -> Iterator[Client]:
+    c = Client(gateway, "operator", logins["operator"],
+               (f"parkwatch/v1/{PARK}/events", f"parkwatch/v1/{PARK}/alarms/#",
+                f"parkwatch/v1/{PARK}/gateway"))
+    assert c.connack == 0
+    yield c
+    c.close()
+
+
+def raised(operator: Client, sensor: str) -> dict[str, Any]:
+    wait_until(lambda: any(e["sensor_id"] == sensor and e["event"] == "raised"
+                           for e in operator.events()), 10, f"{sensor}'s alarm")
+    return next(e for e in operator.events() if e["sensor_id"] == sensor)
+
+
+def test_a_device_can_neither_acknowledge_nor_reset_another_devices_fire_alarm(
+        gateway: ShippedMosquitto, logins: dict[str, str], daemon: Any,
+        operator: Client) -> None:
+    assert accepted(publish_as(gateway, logins, BUTTON, f"devices/{BUTTON}/up",
+                               {"event": "press"}))
+    fire = raised(operator, BUTTON)
+
+    # another button's login: its reset of this button and its ack are refused by the broker
+    assert publish_as(gateway, logins, OTHER, f"devices/{BUTTON}/up",
+                      {"event": "reset"}) == NOT_AUTHORISED
+    assert publish_as(gateway, logins, OTHER, ACK,
+                      {"alarm_id": fire["alarm_id"], "by": "王工"}) == NOT_AUTHORISED
+
+    # the same login's own press after them: once the daemon has raised its alarm, it has
+    # seen everything the broker let through before it, and the fire alarm is unchanged
+    assert accepted(publish_as(gateway, logins, OTHER, f"devices/{OTHER}/up",
+                               {"event": "press"}))
+    raised(operator, OTHER)
+    story = [e["event"] for e in operator.events() if e["alarm_id"] == fire["alarm_id"]]
+    assert story == ["raised"]
+    status, body = http_json(daemon.api.port, "GET", f"/api/alarms/{fire['alarm_id']}", None,
+                             state_token(daemon.state_dir))
+    assert status == 200 and body["alarm"]["active"] is True
+    assert body["alarm"]["acknowledged"] is False
+    log = gateway.log_file.read_text(errors="replace")
+    assert f"'devices/{BUTTON}/up'" in log and f"'{ACK}'" in log
+
+
+def test_the_daemon_does_its_work_and_an_operator_acknowledges(
+        gateway: ShippedMosquitto, logins: dict[str, str], daemon: Any,
+        operator: Client) -> None:
+    app = Client(gateway, "park-app", logins["park-app"], ("notify/#",))
+    try:
+        # the network server forwards a press; the daemon reads it and publishes the contract
+        assert accepted(publish_as(gateway, logins, "network-server", f"devices/{BUTTON}/up",
+                                   {"event": "press"}))
+        fire = raised(operator, BUTTON)
+        wait_until(lambda: any(t == f"parkwatch/v1/{PARK}/alarms/{fire['alarm_id']}"
+                               for t, _, _ in list(operator.messages)), what="the alarm state")
+        wait_until(lambda: any(t.startswith(f"notify/{PARK}/") for t, _, _ in
+                               list(app.messages)), what="the park app's notification")
+        wait_until(lambda: any(t.endswith("/gateway") and b'"online"' in p
+                               for t, p, _ in list(operator.messages)), what="the status")
+
+        # an operator's login may command: the ack is obeyed
+        assert accepted(operator.publish(ACK, {"alarm_id": fire["alarm_id"], "by": "王工"}))
+        wait_until(lambda: any(e["alarm_id"] == fire["alarm_id"] and e["event"] ==
+                               "acknowledged" for e in operator.events()), 10, "the ack")
+        acked = next(e for e in operator.events() if e["event"] == "acknowledged")
+        assert acked["acked_by"] == "王工"
+    finally:
+        app.close()
+
+
+# --- the command-center bridge ----------------------------------------------------------------
+
+
+def test_the_shipped_bridge_needs_no_login_or_acl_line_on_the_gateway(
+        logins: dict[str, str], tmp_path: Path) -> None:
+    """gateway-bridge.conf on the locked-down gateway broker: the park's events go out and the
+    command center's acks come in, though the ACL names no bridge (Mosquitto applies no
+    acl_file to a bridge)."""
+    from parkwatch.daemon.app import Daemon
+    from test_bridge import bridge_conf
+
+    with contextlib.ExitStack() as stack:
+        center = LocalMosquitto(workdir=tmp_path / "center").start()
+        stack.callback(center.close)
+        # persistence: the bridge conf turns it on, and its data belong in the work directory
+        gw = ShippedMosquitto(logins, workdir=tmp_path / "gw", persistence=True,
+                              extra_conf=bridge_conf(PARK, center.port)).start()
+        stack.callback(gw.close)
+        console = Client(center, None, topics=(f"parkwatch/v1/{PARK}/events",))
+        stack.callback(console.close)
+        path = write_yaml(lora_park(tmp_path, gw.port), tmp_path / "park.yaml")
+        d = Daemon(load_config(path, login_overrides(load_config(path), logins, tmp_path)))
+        d.start()
+        stack.callback(d.stop)
+        wait_until(lambda: all(drv.subscribed.is_set() for drv in d.drivers), 10, "driver")
+        assert accepted(publish_as(gw, logins, BUTTON, f"devices/{BUTTON}/up",
+                                   {"event": "press"}))
+        fire = raised(console, BUTTON)  # out across the bridge
+        console.publish(ACK, {"alarm_id": fire["alarm_id"], "by": "district-duty"})
+        wait_until(lambda: any(e["event"] == "acknowledged" for e in console.events()), 15,
+                   "the center's ack, in across the bridge and obeyed")
