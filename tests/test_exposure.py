@@ -94,6 +94,20 @@ def test_without_operators_no_ack_is_obeyed_so_only_the_fire_buttons_are_warned_
     assert "clear a fire alarm" in only
 
 
+def test_with_signed_commands_required_an_anonymous_client_cannot_acknowledge(
+        tmp_path: Path) -> None:
+    """Only an operator's key can acknowledge then: the ack warning goes, the fire buttons'
+    stays (a device's reset is not a signed command)."""
+    data = example()
+    key = "Iu1AxMfTBERjIlEhyX5AXQhUSMvLSjcdwkHM0YLHA40="
+    data["alarms"]["operators"] = [{"id": "王工", "public_key": key}]
+    data["alarms"]["require_signed_commands"] = True
+    result = check(write_yaml(data, tmp_path / "park.yaml"))
+    assert result.returncode == 0, result.stderr
+    (only,) = warning_lines(result)
+    assert "clear a fire alarm" in only
+
+
 def test_each_warning_names_its_own_broker(tmp_path: Path) -> None:
     """Acks on a command-center uplink with a login, devices on the anonymous local broker:
     only the fire buttons are warned about; the other way round, only the acks."""

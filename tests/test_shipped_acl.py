@@ -15,15 +15,18 @@ import contextlib
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import EXAMPLE, http_json, lora_park, wait_until, write_yaml
+from parkwatch.commandsig import public_text, sign
 from parkwatch.config.exposure import exposure_warnings
 from parkwatch.daemon.httpapi import state_token
 from parkwatch.devtools.localbroker import LocalMosquitto
@@ -265,6 +268,48 @@ def test_the_daemon_does_its_work_and_an_operator_acknowledges(
         assert acked["acked_by"] == "王工"
     finally:
         app.close()
+
+
+def test_with_signed_commands_only_the_operators_own_key_acknowledges(
+        gateway: ShippedMosquitto, logins: dict[str, str], tmp_path: Path,
+        operator: Client) -> None:
+    """The operator login may publish commands, but under require_signed_commands the gateway
+    obeys only a fresh command signed by the key of the operator it names, once; it counts
+    each refusal by reason and records the verified signer."""
+    from parkwatch.daemon.app import Daemon
+
+    wang, zhang, mallory = (Ed25519PrivateKey.generate() for _ in range(3))
+    path = write_yaml(lora_park(tmp_path, gateway.port), tmp_path / "park.yaml")
+    overrides = login_overrides(load_config(path), logins, tmp_path)
+    overrides[("alarms", "operators")] = [{"id": "王工", "public_key": public_text(wang)},
+                                          {"id": "张三", "public_key": public_text(zhang)}]
+    overrides[("alarms", "require_signed_commands")] = True
+    d = Daemon(load_config(path, overrides))
+    d.start()
+    try:
+        wait_until(lambda: d.uplink.link.connected.is_set() and all(
+            drv.subscribed.is_set() for drv in d.drivers), 10, "logged in and subscribed")
+        assert accepted(publish_as(gateway, logins, BUTTON, f"devices/{BUTTON}/up",
+                                   {"event": "press"}))
+        alarm_id = raised(operator, BUTTON)["alarm_id"]
+        good = sign(zhang, "ack", PARK, alarm_id, "张三")
+        refused = [{"alarm_id": alarm_id, "by": "王工"},                # unsigned
+                   sign(mallory, "ack", PARK, alarm_id, "王工"),          # forged
+                   sign(wang, "ack", PARK, alarm_id, "王工", now=time.time() - 3600)]  # stale
+        for command in refused:
+            assert accepted(operator.publish(ACK, command))  # the broker lets an operator
+        wait_until(lambda: d.alarms.refused.count == 3, what="three refusals")
+        assert operator.publish(ACK, good) < 0x80
+        wait_until(lambda: any(e["event"] == "acknowledged" for e in operator.events()), 10,
+                   "the signed ack")
+        assert operator.publish(ACK, good) < 0x80  # the same bytes again: a replay
+        wait_until(lambda: d.alarms.refused.count == 4, what="the replay refused")
+        assert dict(d.alarms.refused.total) == {"unsigned": 1, "bad_signature": 1, "stale": 1,
+                                                "replayed": 1}
+        acked = [e for e in operator.events() if e["event"] == "acknowledged"]
+        assert [(e["acked_by"], e["seq"]) for e in acked] == [("张三", 2)]
+    finally:
+        d.stop()
 
 
 # --- the command-center bridge ----------------------------------------------------------------

@@ -6,7 +6,8 @@ reaches with no user name and no client certificate takes anonymous clients, so 
 reach the broker can do what the gateway obeys on it:
 
 * acknowledge alarms, on the uplink broker's ``commands/ack`` topic, which the gateway obeys
-  whenever ``alarms.operators`` lists someone (with nobody listed, every ack is refused);
+  whenever ``alarms.operators`` lists someone (with nobody listed, every ack is refused) and
+  ``alarms.require_signed_commands`` is off (with it, only an operator's key can);
 * clear a fire alarm, with ``{"event": "reset"}`` on a fire button's uplink topic.
 
 These are warnings, not problems: the config is valid and the daemon runs (a bench or a test
@@ -43,7 +44,8 @@ def exposure_warnings(cfg: ParkConfig) -> list[tuple[Loc, str]]:
     out: list[tuple[Loc, str]] = []
     uplink = cfg.brokers.get(cfg.uplink.broker)
     operators = len(cfg.alarms.operators)
-    if uplink is not None and anonymous(uplink) and operators:
+    if (uplink is not None and anonymous(uplink) and operators
+            and not cfg.alarms.require_signed_commands):
         out.append((("brokers", cfg.uplink.broker),
                     "anyone who can connect to this broker can acknowledge alarms (and so stop "
                     f"their escalation): the gateway obeys acknowledgements on {ack_topic(cfg)} "
