@@ -168,9 +168,10 @@ class Connection(asyncio.Protocol):
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
+                # what h11 found, without the client's bytes it quotes (a token, say)
                 self._refuse(exc.error_status_hint,
                              "head_too_large" if exc.error_status_hint == 431 else "malformed",
-                             str(exc))
+                             str(exc).split(":")[0])
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
