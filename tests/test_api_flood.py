@@ -351,7 +351,7 @@ def test_at_max_connections_the_oldest_unauthorised_connection_makes_room(serve)
         s.close()
 
 
-def test_timeouts_and_oversized_heads(serve, caplog):
+def test_timeouts_oversized_heads_and_malformed_lines(serve, caplog):
     caplog.set_level(logging.DEBUG, "parkwatch.api")
     server = serve(header_timeout_s=0.3, body_timeout_s=0.3, idle_timeout_s=0.3, max_head=1024)
     silent = connect(server.port)
@@ -365,6 +365,14 @@ def test_timeouts_and_oversized_heads(serve, caplog):
     assert answer(s)[0] == 431
     s.close()
     assert server.refused.total["head_too_large"] == 1
+
+    # a malformed line is 400, logged without the bytes it held
+    s = connect(server.port)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization Bearer s3cret-token\r\n\r\n")
+    status, raw = answer(s)
+    s.close()
+    assert status == 400 and b"s3cret" not in raw and "s3cret" not in caplog.text
+    assert server.refused.total["malformed"] == 1
     assert not [r for r in caplog.records if r.exc_info], "a client error logged a traceback"
     for s in (silent, half):
         s.close()
