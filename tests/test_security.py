@@ -376,7 +376,7 @@ def test_api_listens_on_loopback_by_default_and_every_post_needs_the_token(
     data = park_data(tmp_path, pki, tls_broker.port)
     del data["api"]["listen"]  # the default
     d = run_daemon(data)
-    assert d.api.httpd.server_address[0] == "127.0.0.1"
+    assert d.api.server_address[0] == "127.0.0.1"
     press(netserver, "A-3F-FB1")
     alarm_id = raised(cc, "A-3F-FB1")["alarm_id"]
     for action in ("ack", "reset"):

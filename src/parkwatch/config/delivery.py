@@ -90,11 +90,25 @@ class ApiConfig(Secret):
     Every `/api/` request must carry `Authorization: Bearer <token>`.  The token is the secret;
     without secret_file or secret_env the daemon creates a random one in
     `{state_dir}/api.token` (mode 0600), where `parkwatch alarms` and `parkwatch ack` find it.
+    The limits bound what clients may hold of the gateway, so that no flood of connections can
+    lock out an operator (docs/alarms.md, "The local HTTP API").
     """
 
     listen: str = Field("127.0.0.1", description="address to listen on; keep it loopback or a "
                         "management network")
     port: int = Field(9466, ge=0, le=65535, description="0 picks a free port (tests)")
+    max_connections: int = Field(256, ge=1, le=10_000, description="connections held at once; "
+                                 "at the bound a new one closes the oldest that made no "
+                                 "authorised request (keep it below the open-file limit)")
+    workers: int = Field(4, ge=2, le=32, description="threads that answer requests; one is "
+                         "kept for those that never wait on the alarm pipeline (all the "
+                         "connections share one more thread for their I/O)")
+    header_timeout_s: float = Field(10.0, gt=0, le=300, description="time to send a request's "
+                                    "head, from the connection or from its first byte")
+    body_timeout_s: float = Field(10.0, gt=0, le=300, description="time to send a request's "
+                                  "body once its head is in")
+    idle_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long a kept-alive "
+                                  "connection may wait between requests")
 
 
 class Backoff(Strict):

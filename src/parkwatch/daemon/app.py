@@ -37,7 +37,8 @@ from parkwatch.daemon.alarmpath import AlarmPath, Taps
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.commands import Commands
-from parkwatch.daemon.httpapi import ApiServer, state_token
+from parkwatch.daemon.httpapi import MAX_BODY, ApiServer, state_token
+from parkwatch.daemon.httpserver import Limits
 from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
 from parkwatch.daemon.metrics import DaemonMetrics
@@ -151,7 +152,11 @@ class Daemon:
                          self.commands.request, lambda: self.call(self.status),
                          views={"/api/silences": self.silences},
                          extra={"/metrics": self.metrics.metrics_response,
-                                "/healthz": self.metrics.healthz_response})
+                                "/healthz": self.metrics.healthz_response},
+                         limits=Limits(api.max_connections, api.workers,
+                                       header_timeout_s=api.header_timeout_s,
+                                       body_timeout_s=api.body_timeout_s,
+                                       idle_timeout_s=api.idle_timeout_s, max_body=MAX_BODY))
 
     # --- wiring between the parts -----------------------------------------------------------
 

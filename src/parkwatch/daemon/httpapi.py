@@ -2,8 +2,10 @@
 operator commands (acknowledge, reset).
 
 Every ``/api/`` request needs ``Authorization: Bearer <token>`` (``api.secret_file`` or
-``api.secret_env``); a request without it is refused with 401, logged and counted.  Reads come
-straight from the alarm store; commands are run on the pipeline thread, like every change.
+``api.secret_env``); a request without it is refused with 401, logged and counted, and its
+connection closed at once.  Reads come straight from the alarm store; commands are run on the
+pipeline thread, like every change.  The connections themselves (their bounds and timeouts)
+are :mod:`parkwatch.daemon.httpserver`'s.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from parkwatch.alarms.service import Outcome
 from parkwatch.alarms.views import StoreReader
 from parkwatch.commandsig import CommandError
+from parkwatch.daemon.httpserver import HttpServer, Limits, Request, Response, json_response
 from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.api")
@@ -38,6 +41,7 @@ _STATUS = {Outcome.DONE: HTTPStatus.OK, Outcome.ALREADY: HTTPStatus.OK,
            Outcome.NOT_RESETTABLE: HTTPStatus.CONFLICT}
 _ALARM = re.compile(r"^/api/alarms/([0-9A-Za-z]{1,64})(?:/(ack|reset))?$")
 MAX_BODY = 16_384
+PIPELINE_BUSY = "the alarm pipeline does not answer the requests already waiting for it"
 TOKEN_FILE = "api.token"
 
 
@@ -53,10 +57,13 @@ def state_token(state_dir: Path, create: bool = False) -> str:
 
 
 class ApiServer:
+    """The API's routes (an :class:`~parkwatch.daemon.httpserver.App`) and its server."""
+
     def __init__(self, listen: str, port: int, token: str, store: StoreReader,
                  command: Command, status: Callable[[], dict[str, Any]],
                  views: dict[str, Callable[[], Any]] | None = None,
-                 extra: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None) -> None:
+                 extra: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
+                 limits: Limits | None = None) -> None:
         self.token = token.encode("utf-8")
         self.store = store
         self.command = command
@@ -64,129 +71,134 @@ class ApiServer:
         self.views = views or {}  # more GET /api/ paths (token required)
         self.extra = extra or {}  # paths outside /api/ (no token), e.g. /metrics
         self.refused = Rejections(log, "HTTP API request")
-        self.httpd = ThreadingHTTPServer((listen, port), self._handler())
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="parkwatch-api",
-                                        daemon=True)
+        limits = Limits(max_body=MAX_BODY) if limits is None else limits
+        # requests that wait on the pipeline thread (status, commands) may hold all workers but
+        # one, which stays free for /healthz, /metrics and the store's reads when it hangs
+        self._pipeline_slots = max(1, limits.workers - 1)
+        self._lock = threading.Lock()
+        self.pipeline_waiting = 0  # requests now waiting on the pipeline thread
+        self.server = HttpServer(listen, port, self, limits, self.refused)
+        self.server_address = self.server.server_address
+        self.port = self.server.port
+
+    @property
+    def dropped(self) -> Rejections:
+        """Connections closed for a client's fault: timeouts, disconnects, evictions."""
+        return self.server.dropped
 
     def start(self) -> None:
-        self._thread.start()
-        log.info("HTTP API on http://%s:%d/api/", self.httpd.server_address[0], self.port)
+        self.server.start()
+        log.info("HTTP API on http://%s:%d/api/", self.server_address[0], self.port)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(2.0)
+        self.server.stop()
         self.store.close()
+
+    def flush(self) -> None:
+        """The summaries of refused requests and dropped connections (called periodically)."""
+        self.refused.flush()
+        self.dropped.flush()
 
     def authorised(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
             return False
         return hmac.compare_digest(header[7:].strip().encode("utf-8"), self.token)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        api = self
+    @contextmanager
+    def _pipeline_slot(self) -> Iterator[bool]:
+        """Whether a request may wait on the pipeline thread now (all workers but one may)."""
+        with self._lock:
+            free = self.pipeline_waiting < self._pipeline_slots
+            self.pipeline_waiting += free
+        try:
+            yield free
+        finally:
+            with self._lock:
+                self.pipeline_waiting -= free
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "parkwatch"
-            protocol_version = "HTTP/1.1"
+    # --- the routes --------------------------------------------------------------------------
 
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("%s " + format, self.client_address[0], *args)
+    def admit(self, head: Request) -> Response | bool:
+        """On the server's loop: unsupported methods, unknown paths and requests without the
+        token are answered before any body is read, and their connection closed."""
+        path = head.path
+        if head.method not in ("GET", "POST"):
+            return json_response(501, {"error": f"unsupported method {head.method}"})
+        if path in self.extra:
+            return False
+        if not path.startswith("/api/"):
+            return json_response(404, {"error": f"no such path {path}"})
+        if not self.authorised(head.headers.get("authorization")):
+            self.refused.reject("unauthorised", f"{head.method} {path} from "
+                                f"{head.peer.rpartition(':')[0]} without a valid token")
+            return json_response(401, {"error": "missing or wrong bearer token"})
+        if head.method == "POST" and ((m := _ALARM.match(path)) is None or m.group(2) is None):
+            return json_response(404, {"error": f"no such path {path}"})
+        return True
 
-            def _reply(self, status: int, body: Any, content_type: str = "application/json",
-                       close: bool = False) -> None:
-                data = body if isinstance(body, bytes) else json.dumps(
-                    body, ensure_ascii=False, indent=1).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                if close:  # answered before reading the body: the connection cannot go on
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(data)
+    def handle(self, request: Request) -> Response:
+        """On a worker thread: a read from the store, or a command on the pipeline thread.
+        The worker's store connection is closed after each request: the workers live as long
+        as the daemon, and a connection kept by each would hold its page cache for good."""
+        try:
+            return self._route(request)
+        finally:
+            self.store.close()
 
-            def _gate(self) -> str | None:
-                """The path when the request may go on, None when it was answered."""
-                path = urlsplit(self.path).path
-                if path in api.extra:
-                    status, ctype, body = api.extra[path]()
-                    self._reply(status, body, ctype)
-                    return None
-                if not path.startswith("/api/"):
-                    self._reply(404, {"error": f"no such path {path}"}, close=True)
-                    return None
-                if not api.authorised(self.headers.get("Authorization")):
-                    api.refused.reject("unauthorised", f"{self.command} {path} from "
-                                       f"{self.client_address[0]} without a valid token")
-                    self._reply(401, {"error": "missing or wrong bearer token"}, close=True)
-                    return None
-                return path
-
-            def do_GET(self) -> None:
-                path = self._gate()
-                if path is None:
-                    return
-                query = parse_qs(urlsplit(self.path).query)
-                if path == "/api/alarms":
-                    include_closed = query.get("all", ["0"])[0] in ("1", "true", "yes")
-                    self._reply(200, {"alarms": api.store.alarms(include_closed)})
-                elif path == "/api/suppressions":
-                    self._reply(200, {"suppressions": api.store.suppressions()})
-                elif path == "/api/status":
-                    try:
-                        self._reply(200, api.status())
-                    except TimeoutError:
-                        self._reply(503, {"error": "the alarm pipeline does not answer"})
-                elif path in api.views:
-                    self._reply(200, api.views[path]())
-                elif (m := _ALARM.match(path)) and m.group(2) is None:
-                    found = api.store.alarm(m.group(1))
-                    if found is None:
-                        self._reply(404, {"error": f"no alarm {m.group(1)}"})
-                    else:
-                        self._reply(200, found)
-                else:
-                    self._reply(404, {"error": f"no such path {path}"})
-
-            def do_POST(self) -> None:
-                path = self._gate()
-                if path is None:
-                    return
-                m = _ALARM.match(path)
-                if m is None or m.group(2) is None:
-                    self._reply(404, {"error": f"no such path {path}"}, close=True)
-                    return
+    def _route(self, request: Request) -> Response:
+        path = request.path
+        if path in self.extra:
+            status, ctype, body = self.extra[path]()
+            return Response(status, body, ctype)
+        if request.method == "POST":
+            return self._command(request)
+        if path == "/api/alarms":
+            include_closed = parse_qs(request.query).get("all", ["0"])[0] in ("1", "true", "yes")
+            return json_response(200, {"alarms": self.store.alarms(include_closed)})
+        if path == "/api/suppressions":
+            return json_response(200, {"suppressions": self.store.suppressions()})
+        if path == "/api/status":
+            with self._pipeline_slot() as slot:
+                if not slot:
+                    return json_response(503, {"error": PIPELINE_BUSY})
                 try:
-                    length = int(self.headers.get("Content-Length") or 0)
-                    if not 0 <= length <= MAX_BODY:
-                        self.close_connection = True
-                        raise ValueError(f"Content-Length must be 0 to {MAX_BODY}")
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                    if not isinstance(body, dict):
-                        raise ValueError("the body must be a JSON object")
-                except (ValueError, RecursionError) as exc:
-                    api.refused.reject("bad_request", f"{path}: {exc}")
-                    self._reply(400, {"error": str(exc)}, close=self.close_connection)
-                    return
-                try:
-                    outcome = api.command(m.group(2), m.group(1), body, "http")
-                except CommandError as exc:  # others are counted with the operator commands
-                    status = 400 if exc.reason == "bad_command" else 403
-                    if status == 400:
-                        api.refused.reject("bad_request", f"{path}: {exc}")
-                    self._reply(status, {"error": str(exc), "reason": exc.reason})
-                    return
+                    return json_response(200, self.status())
                 except TimeoutError:
-                    self._reply(503, {"error": "the alarm pipeline does not answer; the "
-                                      "command may still be applied: check the alarm"})
-                    return
-                found = api.store.alarm(m.group(1))
-                self._reply(_STATUS[outcome], {
-                    "result": outcome.value,
-                    "alarm": found["alarm"] if found else None,
-                })
+                    return json_response(503, {"error": "the alarm pipeline does not answer"})
+        if path in self.views:
+            return json_response(200, self.views[path]())
+        if (m := _ALARM.match(path)) and m.group(2) is None:
+            found = self.store.alarm(m.group(1))
+            if found is None:
+                return json_response(404, {"error": f"no alarm {m.group(1)}"})
+            return json_response(200, found)
+        return json_response(404, {"error": f"no such path {path}"})
 
-        return Handler
+    def _command(self, request: Request) -> Response:
+        m = _ALARM.match(request.path)
+        assert m is not None and m.group(2) is not None  # admitted
+        try:
+            body = json.loads(request.body or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+        except (ValueError, RecursionError) as exc:
+            self.refused.reject("bad_request", f"{request.path}: {exc}")
+            return json_response(400, {"error": str(exc)})
+        with self._pipeline_slot() as slot:
+            if not slot:
+                return json_response(503, {"error": PIPELINE_BUSY + "; nothing was done"})
+            try:
+                outcome = self.command(m.group(2), m.group(1), body, "http")
+            except CommandError as exc:  # others are counted with the operator commands
+                if exc.reason == "bad_command":
+                    self.refused.reject("bad_request", f"{request.path}: {exc}")
+                    return json_response(400, {"error": str(exc)})
+                return json_response(403, {"error": str(exc), "reason": exc.reason})
+            except TimeoutError:
+                return json_response(503, {"error": "the alarm pipeline does not answer; the "
+                                           "command may still be applied: check the alarm"})
+        found = self.store.alarm(m.group(1))
+        return json_response(_STATUS[outcome], {
+            "result": outcome.value,
+            "alarm": found["alarm"] if found else None,
+        })

@@ -106,7 +106,7 @@ class GatewayStatus:
         live.alarms.refused.flush()
         live.alarms.retry_unsaved()
         if self.api is not None:
-            self.api.refused.flush()
+            self.api.flush()
         self.publish()
 
     def aggregate(self) -> None:
