@@ -237,3 +237,13 @@ def test_envelopes_that_cannot_be_read_say_why(envelope: dict[str, Any], why: st
     with pytest.raises(CommandError) as err:
         read_envelope(envelope)
     assert err.value.reason == "bad_command" and why in str(err.value)
+
+
+def test_a_gateway_without_operator_keys_does_not_load_openssl() -> None:
+    """The OpenSSL binding costs a gateway about 7 MB of its memory budget: it is loaded only
+    when a key is used."""
+    code = ("import sys, parkwatch.daemon.app, parkwatch.cli.commands; "
+            "print('cryptography' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "False"

@@ -27,11 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # imported where keys are used: OpenSSL's binding costs a gateway ~7 MB
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 SCHEMA = "parkwatch.command/1"
 #: what is signed: this prefix, then the body's bytes
@@ -63,6 +65,8 @@ class SignedCommand:
     sig: bytes
 
     def verify(self, key: Ed25519PublicKey) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
         try:
             key.verify(self.sig, self.signed)
         except InvalidSignature:
@@ -148,11 +152,16 @@ def sign(key: Ed25519PrivateKey, command: str, park: str, alarm_id: str, by: str
 
 def public_key(text: str) -> Ed25519PublicKey:
     """An operator's public key as written in the config: the 32 raw bytes in base64."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     raw = base64.b64decode(text.strip(), validate=True)
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def public_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode("ascii")
@@ -161,6 +170,9 @@ def public_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """An operator's private key from a PEM file (``parkwatch keygen`` or ``openssl genpkey
     -algorithm ed25519``); ValueError saying what is wrong."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -176,6 +188,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def write_new_key(path: Path) -> Ed25519PrivateKey:
     """A new private key written to `path` (mode 0600, never over an existing file)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())

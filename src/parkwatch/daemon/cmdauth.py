@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from parkwatch.commandsig import CommandError, SignedCommand, is_signed, public_key, read_envelope
 from parkwatch.config.model import ParkConfig
+
+if TYPE_CHECKING:  # imported only once an operator has a key (see parkwatch.commandsig)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger("parkwatch.alarms")
 
