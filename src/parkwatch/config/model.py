@@ -31,6 +31,14 @@ LOAD_UNITS_KN: dict[str, float] = {"kg": G_N_PER_KG / 1000.0, "t": G_N_PER_KG, "
                                    "kN": 1.0}
 
 
+#: no reading of a park means anything beyond this magnitude, in any unit, after scale and
+#: offset: 1e12 N is the weight of 100 million tonnes, a thousand times the heaviest building,
+#: and 1e12 mm is a million kilometres of water.  Readings beyond it (and NaN, ±inf) are
+#: rejected before the rules (parkwatch.plausible); a measuring range must lie within it.  It
+#: also keeps every rule's arithmetic (sums of many cells, rises per minute) far from overflow.
+PLAUSIBLE_LIMIT = 1e12
+
+
 def load_unit_kn(unit: str) -> float | None:
     """kN per one `unit` of a load cell, None when the unit is not a mass or a force."""
     return LOAD_UNITS_KN.get(unit)
@@ -214,10 +222,33 @@ class NoDataSettings(Strict):
     severity: Literal["warning", "critical"] = "warning"
 
 
+class RangeSettings(Strict):
+    """A transmitter's measuring range, in the sensor's unit (its datasheet's, as installed).
+
+    A reading outside it is not a measurement but a fault of the sensor: it raises a
+    ``sensor_fault`` alarm and moves no process rule (limits, rate, flapping, floor load).  A
+    sensor whose ``signal`` is ``4-20mA`` maps 4 mA to ``min`` and 20 mA to ``max``.
+    """
+
+    min: float = Field(ge=-PLAUSIBLE_LIMIT, le=PLAUSIBLE_LIMIT,
+                       description="the lowest value the transmitter can measure")
+    max: float = Field(ge=-PLAUSIBLE_LIMIT, le=PLAUSIBLE_LIMIT,
+                       description="the highest value the transmitter can measure")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSettings:
+        if not self.min < self.max:
+            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
+        return self
+
+
 class KindRules(ThresholdSettings):
     """Rules of one measuring sensor kind: limits and durations, rate of rise, no-data."""
 
     rate: RateSettings | None = Field(None, description="rate-of-rise limits; omit for none")
+    range: RangeSettings | None = Field(
+        None, description="measuring range of this kind's sensors (each may set its own); "
+        "omit for none: a range depends on the transmitter and the unit")
     no_data: NoDataSettings = Field(default_factory=NoDataSettings,
                                     description="no-data (deadman) alarm")
 
@@ -269,6 +300,13 @@ class SensorConfig(Strict):
     report_interval_s: float | None = Field(
         None, gt=0, le=604_800, description="how often this device reports or sends a heartbeat "
         "(MQTT devices); the no-data alarm waits for rules.{kind}.no_data.missed of them")
+    range: RangeSettings | None = Field(
+        None, description="the transmitter's measuring range, overriding rules.{kind}.range; "
+        "null: none. A reading outside it is a sensor fault, not a measurement")
+    signal: Literal["4-20mA"] | None = Field(
+        None, description="what the driver reads: null, the value itself; '4-20mA', the loop "
+        "current of a 4-20 mA transmitter in mA (after scale and offset), mapped onto `range` "
+        "with NAMUR NE43's limits (Modbus RTU only)")
 
     @model_validator(mode="after")
     def _shape(self) -> SensorConfig:
@@ -340,6 +378,16 @@ class ParkConfig(Strict):
         if base is None:
             return RateSettings().merged(sensor.rate) if sensor.rate is not None else None
         return base.merged(sensor.rate)
+
+    def range_for(self, sensor: SensorConfig) -> RangeSettings | None:
+        """The effective measuring range of a sensor: its own (null: none), else its kind's;
+        fire buttons have none (their values are press and reset)."""
+        if sensor.kind == "fire_button":
+            return None
+        if "range" in sensor.model_fields_set:
+            return sensor.range
+        kind_range: RangeSettings | None = getattr(self.rules, sensor.kind).range
+        return kind_range
 
     def no_data_for(self, sensor: SensorConfig) -> NoDataSettings:
         settings: NoDataSettings = getattr(self.rules, sensor.kind).no_data
