@@ -386,3 +386,41 @@ def test_a_broken_4_20_ma_loop_through_the_modbus_driver(tmp_path: Path, broker:
         sub.close()
         bus.stop()
 
+
+
+def test_a_sensor_fault_outlives_a_restart(tmp_path: Path) -> None:
+    """The fault's state is saved like every kind's: after a restart the sensor is still
+    known to be off its range (no second raise), and the next reading inside clears it."""
+    from parkwatch.rules.snapshot import restore_state, save_state
+
+    park = park_with(RANGED)
+    engine = RuleEngine(park, start=T0)
+    wl = park.index["A-1F-WL1"]
+    assert [r[1] for r in feed(engine, wl, [-3.0], T0)] == ["sensor_fault"]
+    save_state(engine, tmp_path / "rules.npz")
+    again = RuleEngine(park_with(RANGED), start=T0 + 60)
+    restored = restore_state(again, tmp_path / "rules.npz")
+    assert "A-1F-WL1" in restored.kept_ids
+    assert feed(again, wl, [-4.0], T0 + 61) == []
+    assert feed(again, wl, [4.0], T0 + 62) == [(wl, "sensor_fault", WARNING, NORMAL, 4.0, 0.0)]
+
+
+def test_a_snapshot_from_before_the_kind_restores_every_sensor(tmp_path: Path) -> None:
+    """A gateway upgraded from a parkwatch without sensor_fault: its snapshot lacks the kind's
+    arrays, and every sensor keeps its state (a limit alarm stays raised, no event)."""
+    from parkwatch.rules.snapshot import restore_state, save_state
+
+    park = park_with()
+    engine = RuleEngine(park, start=T0)
+    wl = park.index["A-1F-WL1"]
+    assert [r[1] for r in feed(engine, wl, [55.0], T0)] == ["high_threshold"]
+    path = tmp_path / "rules.npz"
+    save_state(engine, path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if not k.startswith("sensor_fault.")}
+    np.savez(path, **arrays)
+    again = RuleEngine(park_with(), start=T0 + 60)
+    restored = restore_state(again, path)
+    assert restored.kept == park.size and not restored.reset
+    assert again.kinds["threshold"].level[wl] == engine.kinds["threshold"].level[wl] != 0
+    assert feed(again, wl, [56.0], T0 + 61) == []
