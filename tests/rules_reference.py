@@ -26,7 +26,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from parkwatch.config.model import PLAUSIBLE_LIMIT, load_unit_kn
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
+from parkwatch.config.model import load_unit_kn
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.rate_of_rise import SLOTS

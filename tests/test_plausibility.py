@@ -20,7 +20,7 @@ import pytest
 
 from conftest import EXAMPLE, Subscriber, lora_park, wait_until, write_yaml
 from parkwatch.config import ConfigError
-from parkwatch.config.model import PLAUSIBLE_LIMIT
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
 from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.pipeline import Pipeline
 from parkwatch.drivers.modbus_rtu.loop import loop_values

@@ -11,13 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parkwatch.config.model import (
-    PLAUSIBLE_LIMIT,
-    SENSOR_KINDS,
-    ParkConfig,
-    SensorConfig,
-    load_unit_kn,
-)
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
+from parkwatch.config.model import SENSOR_KINDS, ParkConfig, SensorConfig, load_unit_kn
 
 KIND_CODE = {kind: code for code, kind in enumerate(SENSOR_KINDS)}
 

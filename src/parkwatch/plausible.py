@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from parkwatch.config.model import PLAUSIBLE_LIMIT
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rejections import Rejections
 

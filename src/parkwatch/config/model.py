@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import ApiConfig, DeliveryConfig
+from parkwatch.config.measuring import RangeSettings
 from parkwatch.config.telemetry import TelemetryConfig
 
 SensorKind = Literal["load_cell", "fire_button", "water_level"]
@@ -29,14 +30,6 @@ G_N_PER_KG = 9.80665
 #: load-cell units that can be summed into a floor load, as kN per unit
 LOAD_UNITS_KN: dict[str, float] = {"kg": G_N_PER_KG / 1000.0, "t": G_N_PER_KG, "N": 0.001,
                                    "kN": 1.0}
-
-
-#: no reading of a park means anything beyond this magnitude, in any unit, after scale and
-#: offset: 1e12 N is the weight of 100 million tonnes, a thousand times the heaviest building,
-#: and 1e12 mm is a million kilometres of water.  Readings beyond it (and NaN, ±inf) are
-#: rejected before the rules (parkwatch.plausible); a measuring range must lie within it.  It
-#: also keeps every rule's arithmetic (sums of many cells, rises per minute) far from overflow.
-PLAUSIBLE_LIMIT = 1e12
 
 
 def load_unit_kn(unit: str) -> float | None:
@@ -220,26 +213,6 @@ class NoDataSettings(Strict):
                         "no-data alarm is raised")
     min_s: float = Field(10.0, ge=0, le=86_400, description="never raise sooner than this")
     severity: Literal["warning", "critical"] = "warning"
-
-
-class RangeSettings(Strict):
-    """A transmitter's measuring range, in the sensor's unit (its datasheet's, as installed).
-
-    A reading outside it is not a measurement but a fault of the sensor: it raises a
-    ``sensor_fault`` alarm and moves no process rule (limits, rate, flapping, floor load).  A
-    sensor whose ``signal`` is ``4-20mA`` maps 4 mA to ``min`` and 20 mA to ``max``.
-    """
-
-    min: float = Field(ge=-PLAUSIBLE_LIMIT, le=PLAUSIBLE_LIMIT,
-                       description="the lowest value the transmitter can measure")
-    max: float = Field(ge=-PLAUSIBLE_LIMIT, le=PLAUSIBLE_LIMIT,
-                       description="the highest value the transmitter can measure")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RangeSettings:
-        if not self.min < self.max:
-            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
-        return self
 
 
 class KindRules(ThresholdSettings):

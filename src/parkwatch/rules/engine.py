@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from parkwatch.config.model import PLAUSIBLE_LIMIT
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.button_latch import ButtonLatchRule

@@ -19,7 +19,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from parkwatch.config.model import PLAUSIBLE_LIMIT, ParkConfig
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
+from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel, SensorInfo
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.kind import Fingerprint, Problem, RuleKindBase
