@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
 from parkwatch.config.model import load_unit_kn
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
@@ -157,7 +158,8 @@ class ReferenceEngine:
         self.start = float(start)
         cfg = park.cfg
         n = self.n = len(park)
-        self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0}
+        self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0,
+                      "out_of_range": 0}
         self.last_ts = [-INF] * n
         drivers = {d.id: d for d in cfg.drivers}
 
@@ -182,6 +184,10 @@ class ReferenceEngine:
         self.comm_after = [NAN] * n
         self.fail_since = [NAN] * n
         self.comm_raised = [False] * n
+        # sensor fault: the measuring range, and the side of it the last reading was off
+        self.ranged = [False] * n
+        self.lo, self.hi = [-PLAUSIBLE_LIMIT] * n, [PLAUSIBLE_LIMIT] * n
+        self.sf_side = [0] * n
         # no data
         self.nd_after = [NAN] * n
         self.nd_severity = [0] * n
@@ -234,6 +240,10 @@ class ReferenceEngine:
             after = getattr(drivers[sc.driver], "comm_fault_after_s", None)
             if after is not None:
                 self.comm_after[i] = float(after)
+            measuring = cfg.range_for(sc)
+            if measuring is not None:
+                self.ranged[i] = True
+                self.lo[i], self.hi[i] = measuring.min, measuring.max
             interval = float(park.report_interval[i])
             if not math.isnan(interval):
                 nd = cfg.no_data_for(sc)
@@ -300,10 +310,14 @@ class ReferenceEngine:
             self.stats["out_of_order"] += 1
             return
         self.last_ts[s] = ts
-        usable = q == GOOD and math.isfinite(v)
+        plausible = abs(v) <= PLAUSIBLE_LIMIT  # False for NaN and ±inf
+        inside = self.lo[s] <= v <= self.hi[s]
+        usable = q == GOOD and inside
         trs: list[Transition] = []
         if self.comm_after[s] == self.comm_after[s]:
             self._comm_fault(s, v, ts, q, trs)
+        if self.ranged[s] and q == GOOD and plausible:
+            self._sensor_fault(s, v, ts, trs)
         if self.nd_after[s] == self.nd_after[s]:
             self._no_data(s, ts, trs)
         if self.cell_groups[s]:
@@ -318,6 +332,8 @@ class ReferenceEngine:
         if not usable:
             if q in (HEARTBEAT, TEST):  # they only prove liveness
                 self.stats["liveness"] += 1
+            elif q == GOOD and plausible:  # outside the measuring range: a sensor fault
+                self.stats["out_of_range"] += 1
             else:
                 self.stats["unusable"] += 1
             out += trs
@@ -348,6 +364,18 @@ class ReferenceEngine:
         if now != was:
             trs.append((s, "comm_fault", NORMAL if now else WARNING, WARNING if now else NORMAL,
                         _none(v), after, ts))
+
+    def _sensor_fault(self, s: int, v: float, ts: float, trs: list[Transition]) -> None:
+        """Raised by a good reading outside the range, cleared by one inside; the threshold is
+        the bound crossed (when cleared, the one crossed back)."""
+        was = self.sf_side[s]
+        now = 1 if v > self.hi[s] else -1 if v < self.lo[s] else 0
+        self.sf_side[s] = now
+        if (was != 0) != (now != 0):
+            side = now or was
+            trs.append((s, "sensor_fault", WARNING if was else NORMAL,
+                        WARNING if now else NORMAL, v,
+                        self.lo[s] if side < 0 else self.hi[s], ts))
 
     def _no_data(self, s: int, ts: float, trs: list[Transition]) -> None:
         """Any reading is a sign of life; a silence past the limit is reported (dated when it

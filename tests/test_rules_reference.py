@@ -237,9 +237,11 @@ EVERYTHING = config(LORA + BUS + IND, """
     rate: {window_s: 6, rise_warning: 20, rise_critical: 60, deadband: 5, for_s: 1,
            clear_for_s: 2}
     no_data: {missed: 3, min_s: 2}
+    range: {min: 0, max: 70}
   fire_button: {no_data: {missed: 2, min_s: 0, severity: critical}}
 """, """
-  - {id: LC1, kind: load_cell, building: A, floor: 1F, driver: lora, report_interval_s: 2}
+  - {id: LC1, kind: load_cell, building: A, floor: 1F, driver: lora, report_interval_s: 2,
+     range: {min: -5, max: 450}}
   - {id: LC2, kind: load_cell, building: A, floor: 1F, driver: bus, address: "3/hr0"}
   - {id: LC3, kind: load_cell, building: A, floor: 2F, zone: east, driver: lora,
      report_interval_s: 1.5}
@@ -254,12 +256,35 @@ EVERYTHING = config(LORA + BUS + IND, """
      thresholds: {high_warning: 0.15, high_critical: 0.2, deadband: 0.01}}
 """)
 
+# measuring ranges: out-of-range readings raise sensor_fault and move no process rule
+SENSOR_FAULT = config(LORA + BUS, """
+  flapping: {history: 4, high: 0.5, low: 0.25}
+  floor_load: {warning_ratio: 0.85, critical_ratio: 1.0, deadband_ratio: 0.05,
+               stale_after_s: 4, for_s: 0, clear_for_s: 0}
+  load_cell: {high_warning: 8, high_critical: 10, deadband: 0.5, range: {min: -1, max: 12}}
+  water_level:
+    high_warning: 30
+    high_critical: 50
+    low_warning: 10
+    low_critical: 5
+    deadband: 2
+    rate: {window_s: 4, rise_warning: 60, rise_critical: 200}
+    range: {min: 0, max: 55}
+""", """
+  - {id: LC1, kind: load_cell, building: A, floor: 1F, driver: lora, unit: kN}
+  - {id: LC2, kind: load_cell, building: A, floor: 1F, driver: bus, address: "3/hr0", unit: kN,
+     range: null}
+  - {id: WL1, kind: water_level, driver: lora}
+  - {id: WL2, kind: water_level, driver: bus, address: "1/hr0", range: {min: 4, max: 51}}
+  - {id: FB1, kind: fire_button, building: A, driver: lora}
+""")
+
 CONFIGS = {
     "threshold": THRESHOLD, "threshold_plain": THRESHOLD_PLAIN, "threshold_high": THRESHOLD_HIGH,
     "rate": RATE, "button": BUTTON, "comm": COMM, "no_data": NO_DATA,
     "flapping4": flapping_config(4, 0.5, 0.25), "flapping8": flapping_config(8, 0.4, 0.2),
     "floor": floor_config(4, 2, 3), "floor_odd": floor_config(3.3, 0, 1.7),
-    "everything": EVERYTHING,
+    "everything": EVERYTHING, "sensor_fault": SENSOR_FAULT,
 }
 
 
@@ -310,6 +335,8 @@ def value_points(ref: ReferenceEngine, s: int) -> list[float]:
         for lim in (ref.g_warn[g], ref.g_crit[g]):
             pts += [lim / share, (lim - ref.g_db[g]) / share, lim / share * 1.2]
         pts += [0.0, ref.g_warn[g] / share * 0.5]
+    if ref.ranged[s]:
+        pts += [*_around(ref.lo[s], ref.hi[s]), ref.lo[s] - 1, ref.hi[s] + 1, 1e12, -1e13]
     return pts or [0.0, 1.0]
 
 
@@ -552,6 +579,12 @@ def test_flapping(parks: dict[str, ParkModel], name: str) -> None:
 def test_floor_load(parks: dict[str, ParkModel], name: str) -> None:
     park = parks[name]
     check(park, spec_for(park, bad_odds=5, comm_fail_odds=2), ("floor_load", "floor_data"))
+
+
+def test_sensor_fault(parks: dict[str, ParkModel]) -> None:
+    park = parks["sensor_fault"]
+    check(park, spec_for(park, bad_odds=5, comm_fail_odds=3),
+          ("sensor_fault", "high_threshold", "floor_load"))
 
 
 def test_everything_at_once(parks: dict[str, ParkModel]) -> None:

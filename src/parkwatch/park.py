@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
 from parkwatch.config.model import SENSOR_KINDS, ParkConfig, SensorConfig, load_unit_kn
 
 KIND_CODE = {kind: code for code, kind in enumerate(SENSOR_KINDS)}
@@ -97,9 +98,36 @@ class ParkModel:
                 own = drivers[info.config.driver].report_interval(info.config)
             if own is not None:
                 self.report_interval[info.index] = own
+        #: each sensor's measuring range as (min, max) side by side (one gather fetches both);
+        #: ±PLAUSIBLE_LIMIT for a sensor without one, so any plausible value is inside
+        self.bounds = np.empty((len(self.sensors), 2))
+        self.bounds[:, 0], self.bounds[:, 1] = -PLAUSIBLE_LIMIT, PLAUSIBLE_LIMIT
+        #: the sensors with a measuring range of their own or their kind's
+        self.ranged = np.zeros(len(self.sensors), bool)
+        for info in self.sensors:
+            rng = cfg.range_for(info.config)
+            if rng is not None:
+                self.bounds[info.index] = (rng.min, rng.max)
+                self.ranged[info.index] = True
+        #: the bounds as one complex number a sensor (one 16-byte gather a reading); None
+        #: when no sensor has a range
+        self._bounds = (self.bounds.view(np.complex128).ravel() if self.ranged.any()
+                        else None)
 
     def __len__(self) -> int:
         return len(self.sensors)
+
+    def in_range(self, sensor: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Per reading, whether its value is inside its sensor's measuring range (within
+        ±PLAUSIBLE_LIMIT for a sensor without one): False for NaN and ±inf.  What the rules
+        may take as a measurement (the rule engine, floor sums)."""
+        if self._bounds is None:
+            inside: np.ndarray = np.abs(value) <= PLAUSIBLE_LIMIT
+            return inside
+        b = self._bounds.take(sensor)
+        inside = value >= b.real
+        inside &= value <= b.imag
+        return inside
 
     @property
     def size(self) -> int:

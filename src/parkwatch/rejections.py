@@ -34,6 +34,16 @@ class Rejections:
         if time.monotonic() - self._last_summary >= self.interval_s:
             self.flush()
 
+    def reject_many(self, reason: str, count: int, detail: str) -> None:
+        """`count` rejections of one reason at once (a vectorised check's), `detail` telling
+        one of them: counted and logged as that many calls of :meth:`reject` would be."""
+        if count <= 0:
+            return
+        self.reject(reason, detail)
+        if count > 1:
+            self.total[reason] += count - 1
+            self._pending[reason] += count - 1
+
     def flush(self) -> None:
         """Log the summary of rejections since the last one (called periodically too)."""
         self._last_summary = time.monotonic()

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import ApiConfig, DeliveryConfig
+from parkwatch.config.measuring import RangeSettings
 from parkwatch.config.telemetry import TelemetryConfig
 
 SensorKind = Literal["load_cell", "fire_button", "water_level"]
@@ -218,6 +219,9 @@ class KindRules(ThresholdSettings):
     """Rules of one measuring sensor kind: limits and durations, rate of rise, no-data."""
 
     rate: RateSettings | None = Field(None, description="rate-of-rise limits; omit for none")
+    range: RangeSettings | None = Field(
+        None, description="measuring range of this kind's sensors (each may set its own); "
+        "omit for none: a range depends on the transmitter and the unit")
     no_data: NoDataSettings = Field(default_factory=NoDataSettings,
                                     description="no-data (deadman) alarm")
 
@@ -269,6 +273,13 @@ class SensorConfig(Strict):
     report_interval_s: float | None = Field(
         None, gt=0, le=604_800, description="how often this device reports or sends a heartbeat "
         "(MQTT devices); the no-data alarm waits for rules.{kind}.no_data.missed of them")
+    range: RangeSettings | None = Field(
+        None, description="the transmitter's measuring range, overriding rules.{kind}.range; "
+        "null: none. A reading outside it is a sensor fault, not a measurement")
+    signal: Literal["4-20mA"] | None = Field(
+        None, description="what the driver reads: null, the value itself; '4-20mA', the loop "
+        "current of a 4-20 mA transmitter in mA (after scale and offset), mapped onto `range` "
+        "with NAMUR NE43's limits (Modbus RTU only)")
 
     @model_validator(mode="after")
     def _shape(self) -> SensorConfig:
@@ -340,6 +351,16 @@ class ParkConfig(Strict):
         if base is None:
             return RateSettings().merged(sensor.rate) if sensor.rate is not None else None
         return base.merged(sensor.rate)
+
+    def range_for(self, sensor: SensorConfig) -> RangeSettings | None:
+        """The effective measuring range of a sensor: its own (null: none), else its kind's;
+        fire buttons have none (their values are press and reset)."""
+        if sensor.kind == "fire_button":
+            return None
+        if "range" in sensor.model_fields_set:
+            return sensor.range
+        kind_range: RangeSettings | None = getattr(self.rules, sensor.kind).range
+        return kind_range
 
     def no_data_for(self, sensor: SensorConfig) -> NoDataSettings:
         settings: NoDataSettings = getattr(self.rules, sensor.kind).no_data

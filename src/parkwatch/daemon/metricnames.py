@@ -15,7 +15,7 @@ from parkwatch.drivers.registry import DRIVER_KINDS
 #: zero or not, so that dashboards always have the series
 HAZARDS = ("fire", "overload", "water", "fault")
 #: the readings that reached the rule engine, each counted under exactly one outcome
-RULE_OUTCOMES = ("evaluated", "out_of_order", "unusable", "liveness")
+RULE_OUTCOMES = ("evaluated", "out_of_order", "unusable", "liveness", "out_of_range")
 
 #: rule evaluation: microseconds for a lone button press, milliseconds for a flood
 RULE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -58,8 +58,8 @@ _DAEMON: tuple[Spec, ...] = (
      "(what=tick)."),
     ("parkwatch_rule_readings_total", "counter", ("outcome",),
      "Readings that reached the rule engine, by outcome: evaluated against the rules, dropped "
-     "as out_of_order, unusable (bad quality or not a number), or liveness only (heartbeats, "
-     "test presses)."),
+     "as out_of_order, unusable (bad quality or not a number), liveness only (heartbeats, "
+     "test presses), or out_of_range (outside the sensor's measuring range: sensor_fault)."),
     ("parkwatch_pipeline_errors_total", "counter", (),
      "Batches or clock ticks the alarm pipeline failed on (logged with a traceback)."),
     ("parkwatch_pipeline_queue_length", "gauge", (),

@@ -41,6 +41,7 @@ import numpy as np
 
 from parkwatch.alarms.service import AlarmService
 from parkwatch.daemon.inbox import CONTROL, STOP, Barrier, Call, Inbox, Item, Source
+from parkwatch.plausible import screen
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Transitions
@@ -249,7 +250,14 @@ class Pipeline:
             self.keeper.changed()
 
     def _decode(self, src: Source, group: list[Item]) -> ReadingBatch:
-        batch: ReadingBatch = src.decode(group)
+        batch = self._renumbered(src, src.decode(group))
+        # every driver's readings are screened for values no sensor can send; the built-in
+        # drivers did so as they decoded (their accepted count excludes them), this catches
+        # an extension driver's (counted in its rejections)
+        return screen(batch, getattr(src, "rejections", None), self.engine.park.ident)
+
+    def _renumbered(self, src: Source, batch: ReadingBatch) -> ReadingBatch:
+        """A retired driver's readings under their sensors' new index (see ``retired``)."""
         remap = self.retired.get(src) if self.retired else None
         if remap is None or not len(batch):
             return batch

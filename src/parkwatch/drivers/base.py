@@ -21,7 +21,10 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
+
 from parkwatch.drivers.metricfamily import MetricSample
+from parkwatch.plausible import screen
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rejections import Rejections
 
@@ -70,6 +73,8 @@ class Driver(Protocol):
         ...
 
 
+_COMM_FAIL = int(Quality.COMM_FAIL)
+
 #: a reading ready-made, as :class:`DirectReadings` puts it into the inbox:
 #: (source, sensor, value, ts, quality)
 Reading = tuple["DirectReadings", int, float, float, int]
@@ -80,11 +85,17 @@ class DirectReadings:
     (:data:`Reading`), each naming the driver (`source`) as the one that decodes it, whose
     ``decode`` hands them back here.  Naming the driver, not this helper, is what lets a reload
     renumber the readings a replaced driver queued before it stopped
-    (:attr:`parkwatch.daemon.pipeline.Pipeline.retired` is keyed by driver)."""
+    (:attr:`parkwatch.daemon.pipeline.Pipeline.retired` is keyed by driver).
 
-    def __init__(self, inbox: Any, source: Any) -> None:
+    Readings no sensor can send (NaN, ±inf, absurd magnitudes) are counted in the source's
+    ``rejections`` and dropped as they are decoded (:func:`parkwatch.plausible.screen`);
+    `ident` names a sensor by its index in that log line."""
+
+    def __init__(self, inbox: Any, source: Any,
+                 ident: Callable[[int], str] | None = None) -> None:
         self._put = inbox.put
         self._source = source
+        self._ident = ident
         self.accepted = 0
 
     def put(self, sensor: int, value: float, ts: float, quality: int = Quality.GOOD) -> None:
@@ -105,5 +116,7 @@ class DirectReadings:
         if not items:
             return ReadingBatch.empty()
         _sources, sensors, values, times, qualities = zip(*items, strict=True)
-        self.accepted += len(items) - qualities.count(Quality.COMM_FAIL)
-        return ReadingBatch.from_columns(sensors, values, times, qualities)
+        batch = screen(ReadingBatch.from_columns(sensors, values, times, qualities),
+                       getattr(self._source, "rejections", None), self._ident)
+        self.accepted += len(batch) - int(np.count_nonzero(batch.quality == _COMM_FAIL))
+        return batch

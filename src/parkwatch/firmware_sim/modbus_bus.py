@@ -157,6 +157,14 @@ class SimBus:
             return
         slave.set(s.address, s.raw(float(value)))
 
+    def set_loop_current(self, sensor_id: str, ma: float) -> None:
+        """Drive a 4-20 mA transmitter's loop to ``ma`` mA: 0 is a broken wire, 3.5 or 21.5
+        a transmitter signalling its own failure (NAMUR NE43)."""
+        s = self.sensors[sensor_id]
+        if s.loop is None:
+            raise ValueError(f"sensor '{sensor_id}' is not a 4-20 mA transmitter")
+        self.slaves[s.address.slave].set(s.address, s.raw_current(float(ma)))
+
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> SimBus:
         """Create the pty at ``path`` and start answering."""

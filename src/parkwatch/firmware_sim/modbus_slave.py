@@ -179,9 +179,23 @@ class SimSensor:
     address: ModbusAddress
     scale: float = 1.0
     offset: float = 0.0
+    #: a 4-20 mA transmitter (``signal: 4-20mA``): its range (min, max), else None
+    loop: tuple[float, float] | None = None
 
     def raw(self, value: float) -> float:
-        """The device value showing ``value`` after the sensor's scale/offset, saturated."""
+        """The device value showing ``value`` after the sensor's scale/offset, saturated; for
+        a 4-20 mA transmitter the loop current of ``value`` (4 mA at min, 20 mA at max)."""
+        if self.loop is not None:
+            lo, hi = self.loop
+            return self.raw_current(4.0 + (value - lo) / (hi - lo) * 16.0)
+        return self._raw(value)
+
+    def raw_current(self, ma: float) -> float:
+        """The register holding a loop current of ``ma`` mA: a broken loop is 0 mA, NAMUR
+        NE43's failure signals at most 3.6 or at least 21 mA."""
+        return self._raw(ma)
+
+    def _raw(self, value: float) -> float:
         raw = (value - self.offset) / self.scale
         if self.address.dtype in _INT_RANGES:
             lo, hi = _INT_RANGES[self.address.dtype]

@@ -34,7 +34,9 @@ def build_bus_from_config(driver_cfg: Any, park_cfg: Any, path: str | Path | Non
     for s in park_cfg.sensors:
         if s.driver != driver_cfg.id or not s.address:
             continue
-        sensors.append(SimSensor(s.id, s.kind, parse_address(s.address), s.scale, s.offset))
+        rng = park_cfg.range_for(s) if s.signal == "4-20mA" else None
+        sensors.append(SimSensor(s.id, s.kind, parse_address(s.address), s.scale, s.offset,
+                                 None if rng is None else (rng.min, rng.max)))
     for n in sorted({x.address.slave for x in sensors} | set(names)):
         bus.add_slave(SimSlave(n, name=names.get(n)))
     spans: dict[tuple[int, str], tuple[int, int]] = {}

@@ -6,7 +6,8 @@ round is one vectorised pass per rule kind.  A lone fire-button press is one tin
 flood of readings from thousands of sensors is usually one large one.
 
 Per round: out-of-order readings are dropped and counted; kinds that want every reading see it;
-kinds that want values see the usable ones; reviewers (flapping) see the transitions.  After
+kinds that want values see the usable ones (GOOD, and inside the sensor's measuring range, or
+within PLAUSIBLE_LIMIT for a sensor without one); reviewers (flapping) see the transitions.  After
 the last round, aggregate kinds settle.  Time passes in :meth:`tick`.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from parkwatch.config.measuring import PLAUSIBLE_LIMIT
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rules.button_latch import ButtonLatchRule
@@ -103,7 +105,8 @@ class RuleEngine:
         #: next_due() as of the last change of state (None: to be worked out again); the
         #: pipeline asks before and after every batch, and some kinds scan every sensor
         self._due: float | None = None
-        self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0}
+        self.stats = {"evaluated": 0, "out_of_order": 0, "unusable": 0, "liveness": 0,
+                      "out_of_range": 0}
 
     def state(self) -> dict[str, StateArray]:
         """Every array of rule state, by name, for saving and restoring."""
@@ -173,13 +176,20 @@ class RuleEngine:
         bits = self.bits.take(sub.sensor) if self.split else None
         parts = [t for kind, bit in self.kinds_all
                  if len(t := _run(kind, bit, bits, sub, previous))]
-        usable = (sub.quality == _GOOD) & np.isfinite(sub.value)
+        v = sub.value
+        inside = self.park.in_range(sub.sensor, v)  # False for NaN and ±inf
+        good = sub.quality == _GOOD
+        usable = good & inside
         if not usable.all():
-            # heartbeats and test presses only prove liveness; anything else is unusable data
+            # heartbeats and test presses only prove liveness; a good reading outside its
+            # sensor's range is the sensor_fault rule's; anything else is unusable data
             alive = (sub.quality == _HEARTBEAT) | (sub.quality == _TEST)
             n_alive = int(np.count_nonzero(alive))
+            n_out = int(np.count_nonzero(good & ~inside & (np.abs(v) <= PLAUSIBLE_LIMIT)))
             self.stats["liveness"] += n_alive
-            self.stats["unusable"] += int(usable.shape[0] - np.count_nonzero(usable)) - n_alive
+            self.stats["out_of_range"] += n_out
+            self.stats["unusable"] += (int(usable.shape[0] - np.count_nonzero(usable)) - n_alive
+                                       - n_out)
             keep = usable.nonzero()[0]
             sub = sub.take(keep)
             bits = None if bits is None else bits[keep]

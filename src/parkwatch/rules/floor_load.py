@@ -143,6 +143,7 @@ class FloorLoadRule(RuleKindBase):
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
         self.load_code, self.data_code = rule_base, rule_base + 1
+        self.park = park
         n, groups = len(park), park.groups
         g = len(groups)
         self.base = n  # group j is alarm source n + j
@@ -208,7 +209,9 @@ class FloorLoadRule(RuleKindBase):
     def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
         """Take the cells' news; the groups are judged in :meth:`settle`."""
         idx, q, v, ts = batch.sensor, batch.quality, batch.value, batch.ts
-        good = (q == _GOOD) & np.isfinite(v)
+        # a reading outside its cell's measuring range is no load (sensor_fault's): the cell
+        # keeps its last good value until it goes stale
+        good = (q == _GOOD) & self.park.in_range(idx, v)
         fail = q == _COMM_FAIL
         if good.all():
             g_idx, v_g, ts_g = idx, v, ts

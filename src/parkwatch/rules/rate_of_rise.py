@@ -173,7 +173,10 @@ class RateOfRiseRule(RuleKindBase):
             t0 = np.where(inside, t_hist[:, j], t0)
             v0 = np.where(inside, v_hist[:, j], v0)
         span = ts - t0
-        with np.errstate(invalid="ignore", divide="ignore"):
+        # no baseline (NaN) or no time between (0) is not judged below; values reach here
+        # only within PLAUSIBLE_LIMIT, but a span of a few ulps (two readings 1e-300 s apart
+        # in a replay) would still overflow to an infinite rate, judged as such, silently
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             rate = (v - v0) / span * 60.0
         judged = span >= window * 0.5  # False for no baseline (NaN span) too
         cur = self.level.take(idx)

@@ -16,6 +16,7 @@ from parkwatch.rules.floor_load import FloorLoadRule
 from parkwatch.rules.kind import RuleKindBase
 from parkwatch.rules.no_data import NoDataRule
 from parkwatch.rules.rate_of_rise import RateOfRiseRule
+from parkwatch.rules.sensor_fault import SensorFaultRule
 from parkwatch.rules.threshold import ThresholdRule
 
 RULE_KINDS: dict[str, type[RuleKindBase]] = merged("RULE_KINDS", {
@@ -23,6 +24,7 @@ RULE_KINDS: dict[str, type[RuleKindBase]] = merged("RULE_KINDS", {
     "rate_of_rise": RateOfRiseRule,
     "button_latch": ButtonLatchRule,
     "comm_fault": CommFaultRule,
+    "sensor_fault": SensorFaultRule,
     "no_data": NoDataRule,
     "flapping": FlappingRule,
     "floor_load": FloorLoadRule,

@@ -36,6 +36,10 @@ READS = (1, 2)
 DIGEST_CHARS = 16
 
 
+#: sensor config keys newer than the format: left out of a sensor's fingerprint while unset
+ADDED_SENSOR_KEYS = ("range", "signal")
+
+
 def _digest(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
@@ -76,7 +80,13 @@ def _fingerprints(park: ParkModel) -> dict[str, str]:
     parts = [kind.fingerprinter(park) for kind in kinds]
     sensors = []
     for info in park.sensors:
-        shape: dict[str, Any] = {"sensor": plain_fields(info.config, exclude="name"),
+        fields = plain_fields(info.config, exclude="name")
+        # keys added since format 2 leave the digest alone while unset, so an upgrade keeps
+        # every sensor's state (the sensor_fault kind fingerprints the effective range)
+        for key in ADDED_SENSOR_KEYS:
+            if fields.get(key, 0) is None:
+                del fields[key]
+        shape: dict[str, Any] = {"sensor": fields,
                                  "interval": float(park.report_interval[info.index])}
         for part in parts:
             shape.update(part(info))

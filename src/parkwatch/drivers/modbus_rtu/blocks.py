@@ -14,6 +14,7 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInput
 
 from parkwatch.drivers.modbus_rtu import registers
 from parkwatch.drivers.modbus_rtu.address import ModbusAddress
+from parkwatch.drivers.modbus_rtu.loop import loop_values
 
 _REQUESTS: dict[str, type[ModbusPDU]] = {
     "hr": ReadHoldingRegistersRequest, "ir": ReadInputRegistersRequest,
@@ -37,6 +38,9 @@ class PollBlock:
     groups: list[tuple[str, str, np.ndarray, np.ndarray]] = field(default_factory=list)
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
     offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: 4-20 mA transmitters of the block (:mod:`.loop`): their positions in `sensors` and
+    #: their ranges (min, max); None when it has none
+    loop: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     request: bytes = b""
     next_due: float = 0.0
     polls: int = 0
@@ -65,13 +69,18 @@ class PollBlock:
         for dtype, order, pos, offs in self.groups:
             out[pos] = registers.decode(regs, offs, dtype, order)
         scaled: np.ndarray = out * self.scale + self.offset
+        if self.loop is not None:  # loop currents in mA: onto their ranges, NAMUR NE43
+            pos, lo, hi = self.loop
+            scaled[pos] = loop_values(scaled[pos], lo, hi)
         return scaled
 
 
 def build_blocks(points: list[tuple[int, ModbusAddress, float, float]],
                  interval_of: dict[int, float], di_interval: float,
-                 max_block: int) -> list[PollBlock]:
-    """Merge (sensor index, address, scale, offset) points into poll blocks."""
+                 max_block: int,
+                 loops: dict[int, tuple[float, float]] | None = None) -> list[PollBlock]:
+    """Merge (sensor index, address, scale, offset) points into poll blocks; `loops` gives
+    the range (min, max) of each 4-20 mA sensor by its index."""
     by_key: dict[tuple[int, str], list[tuple[int, ModbusAddress, float, float]]] = {}
     for p in points:
         by_key.setdefault((p[1].slave, p[1].table), []).append(p)
@@ -86,15 +95,16 @@ def build_blocks(points: list[tuple[int, ModbusAddress, float, float]],
                 end = max(q[1].register + q[1].width for q in current)
                 if (p[1].register - end > MAX_GAP
                         or p[1].register + p[1].width - start > limit):
-                    blocks.append(_block(slave, table, current, interval_of, di_interval))
+                    blocks.append(_block(slave, table, current, interval_of, di_interval, loops))
                     current = []
             current.append(p)
-        blocks.append(_block(slave, table, current, interval_of, di_interval))
+        blocks.append(_block(slave, table, current, interval_of, di_interval, loops))
     return blocks
 
 
 def _block(slave: int, table: str, pts: list[tuple[int, ModbusAddress, float, float]],
-           interval_of: dict[int, float], di_interval: float) -> PollBlock:
+           interval_of: dict[int, float], di_interval: float,
+           loops: dict[int, tuple[float, float]] | None) -> PollBlock:
     start = pts[0][1].register
     count = max(p[1].register + p[1].width for p in pts) - start
     bits = table in ("di", "co")
@@ -103,6 +113,10 @@ def _block(slave: int, table: str, pts: list[tuple[int, ModbusAddress, float, fl
     block.sensors = [p[0] for p in pts]
     block.scale = np.array([1.0 if bits else p[2] for p in pts])
     block.offset = np.array([0.0 if bits else p[3] for p in pts])
+    at = [i for i, p in enumerate(pts) if loops and p[0] in loops and not bits]
+    if at:
+        ranges = np.array([loops[pts[i][0]] for i in at] if loops else [])
+        block.loop = (np.array(at), ranges[:, 0].copy(), ranges[:, 1].copy())
     kinds: dict[tuple[str, str], list[int]] = {}
     for i, p in enumerate(pts):
         kinds.setdefault((p[1].dtype, p[1].order), []).append(i)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -20,6 +20,9 @@ class SlaveSchedule(Strict):
 
 class ModbusRtuDriverConfig(SerialLine):
     """A Modbus RTU master on one RS-485 port. Sensors name their register in `address`."""
+
+    #: its sensors may be 4-20 mA transmitters behind an analogue input (``signal``)
+    reads_loop_current: ClassVar[bool] = True
 
     id: Id
     type: Literal["modbus_rtu"]

@@ -28,17 +28,22 @@ class ModbusRtuDriver:
                  park_cfg: ParkConfig) -> None:
         self.cfg = cfg
         self.id = cfg.id
-        self.out = DirectReadings(inbox, self)
+        self.out = DirectReadings(inbox, self, lambda i: park.sensors[i].id)
         self.rejections = Rejections(log, f"driver {cfg.id}")
         points = []
+        loops: dict[int, tuple[float, float]] = {}  # 4-20 mA transmitters: their ranges
         for info in park.sensors:
             s = info.config
             if s.driver == cfg.id and s.address:
                 points.append((info.index, parse_address(s.address), s.scale, s.offset))
+                rng = park_cfg.range_for(s)
+                if s.signal == "4-20mA" and rng is not None:
+                    loops[info.index] = (rng.min, rng.max)
         interval = {sl.slave: sl.interval_s or cfg.poll_interval_s for sl in cfg.slaves}
         for _, a, _, _ in points:
             interval.setdefault(a.slave, cfg.poll_interval_s)
-        self.blocks = build_blocks(points, interval, cfg.di_interval_s, cfg.max_block)
+        self.blocks = build_blocks(points, interval, cfg.di_interval_s, cfg.max_block,
+                                   loops)
         self.bus = BusScheduler(cfg, self.blocks, self._values, self._fail)
         self.state_listeners = self.bus.state_listeners
 
@@ -48,12 +53,9 @@ class ModbusRtuDriver:
 
     # --- bus thread -----------------------------------------------------------------------
     def _values(self, block: PollBlock, values: np.ndarray, ts: float) -> None:
-        finite = np.isfinite(values)
-        if not finite.all():  # e.g. a float32 register holding NaN: the device says "no value"
-            for s in np.asarray(block.sensors)[~finite].tolist():
-                self.rejections.reject("not_finite", f"slave {block.slave} sensor index {s}")
-        self.out.put_many(block.sensors, values.tolist(), ts,
-                          Quality.GOOD)
+        # a float32 register holding NaN (the device says "no value") is counted as not_finite
+        # and dropped where the pipeline decodes it (DirectReadings, parkwatch.plausible)
+        self.out.put_many(block.sensors, values.tolist(), ts, Quality.GOOD)
 
     def _fail(self, block: PollBlock, ts: float) -> None:
         self.out.comm_fail(block.sensors, ts)

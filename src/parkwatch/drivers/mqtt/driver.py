@@ -32,6 +32,7 @@ from parkwatch.drivers.mqtt.config import MqttDriverConfig, sensor_topic, subscr
 from parkwatch.drivers.mqtt.payload import PayloadDecoder, Rejected
 from parkwatch.mqttlink.link import MqttLink
 from parkwatch.park import KIND_CODE, ParkModel
+from parkwatch.plausible import screen
 from parkwatch.readings import ReadingBatch
 from parkwatch.rejections import Rejections, excerpt
 
@@ -213,10 +214,15 @@ class MqttDriver:
             return ReadingBatch.empty()
         n = len(sensors)
         values, times, qualities, batteries = zip(*readings, strict=True)
-        self.accepted += n
-        return ReadingBatch(np.fromiter(sensors, np.int32, n), np.fromiter(values, np.float64, n),
-                            np.fromiter(times, np.float64, n), np.fromiter(qualities, np.uint8, n),
-                            np.fromiter(batteries, np.float64, n))
+        # values no sensor can send (1e308, or scaled past PLAUSIBLE_LIMIT): counted, dropped
+        batch = screen(ReadingBatch(np.fromiter(sensors, np.int32, n),
+                                    np.fromiter(values, np.float64, n),
+                                    np.fromiter(times, np.float64, n),
+                                    np.fromiter(qualities, np.uint8, n),
+                                    np.fromiter(batteries, np.float64, n)),
+                       self.rejections, self._park.ident)
+        self.accepted += len(batch)
+        return batch
 
     def settle(self, items: list[Message]) -> None:
         """The pipeline is done with these messages (their alarm changes are committed):

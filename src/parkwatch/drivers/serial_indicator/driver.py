@@ -74,7 +74,7 @@ class IndicatorDriver:
         self.offset = info.config.offset
         self.unit = info.config.display_unit
         self.format = FORMATS[cfg.format]
-        self.readings = DirectReadings(inbox, self)
+        self.readings = DirectReadings(inbox, self, lambda i: park.sensors[i].id)
         self.rejections = Rejections(log, f"driver {cfg.id}")
         self.open = False  # the port is open
         self.lost_since: float | None = None  # monotonic time the port went away
