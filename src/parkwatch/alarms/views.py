@@ -23,8 +23,9 @@ from typing import Any
 
 from parkwatch.alarms.store import connect
 
-#: connections a reader keeps at most
-POOL = 4
+#: connections a reader keeps at most (its first burst of reads opens them all: the count of
+#: open descriptors stays put after it)
+POOL = 2
 #: how long a read waits for a free connection before it gives up (TimeoutError)
 WAIT_S = 30.0
 

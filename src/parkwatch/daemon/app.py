@@ -39,6 +39,7 @@ from parkwatch.daemon.commands import Commands
 from parkwatch.daemon.httpapi import ApiServer, state_token
 from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
+from parkwatch.daemon.memory import TRIM_EVERY_S, trim_heap
 from parkwatch.daemon.metrics import DaemonMetrics
 from parkwatch.daemon.reload import ReloadPlan
 from parkwatch.daemon.reloader import Reloader, ReloadHistory
@@ -126,6 +127,7 @@ class Daemon:
         self.timers.every("aggregates", cfg.telemetry.aggregates_interval_s,
                           lambda: self.inbox.call(self.gateway_status.aggregate))
         self.timers.every("purge", 3600, lambda: self.inbox.call(self._purge))
+        self.timers.every("trim", TRIM_EVERY_S, trim_heap)  # a burst's holes back to the system
 
     # --- builders, also used by a reload ----------------------------------------------------
 
