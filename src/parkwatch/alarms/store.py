@@ -24,6 +24,7 @@ from typing import Any
 
 from parkwatch.alarms.groupwrite import GROUP_SQL, mark, write_group
 from parkwatch.alarms.records import Mark, Record
+from parkwatch.statedir import private_file
 
 SCHEMA_VERSION = 1
 
@@ -150,7 +151,8 @@ class AlarmStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = connect(path, "FULL")
+        # 0600 before SQLite opens it: its -wal and -shm files take the store's own mode
+        self.db = connect(private_file(path), "FULL")
         self.db.executescript(_SCHEMA)  # idempotent; executescript manages its own commit
         with transaction(self.db) as db:
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()

@@ -50,6 +50,7 @@ from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.statedir import private_dir, tighten
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
 
@@ -66,7 +67,7 @@ class Daemon:
     def __init__(self, cfg: ParkConfig, state_dir: Path | None = None,
                  record: Path | None = None) -> None:
         self.state_dir = state_dir or cfg.gateway.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tighten(private_dir(self.state_dir))  # 0700 and 0600 whatever the umask
         self.started_at = time.time()
         park = ParkModel(cfg)
         engine = RuleEngine(park, start=self.started_at)
@@ -145,7 +146,7 @@ class Daemon:
         api = self.live.cfg.api
         if api is None:
             return None
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         token = api.secret() or state_token(self.state_dir, create=True)
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
                          self.command, lambda: self.call(self.status),
@@ -185,7 +186,7 @@ class Daemon:
     # --- start and stop ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         latched, fresh = self._latched, self._fresh
         self.keeper.start()
         self.committer.start()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch.config.telemetry import SpoolConfig
+from parkwatch.statedir import FILE_MODE, private_dir, private_opener
 from parkwatch.telemetry.spoolfiles import (
     HEADER,
     LANES,
@@ -41,7 +42,7 @@ log = logging.getLogger("parkwatch.telemetry.spool")
 
 class Spool:
     def __init__(self, directory: Path, cfg: SpoolConfig, clock: Any = time.time) -> None:
-        self.dir = directory
+        self.dir = private_dir(directory)  # 0700, as the state directory it is in
         self.cfg = cfg
         self.clock = clock
         self.lanes = {name: Lane(name, directory / name) for name in LANES}
@@ -164,7 +165,7 @@ class Spool:
             lane.last_seq += 1
             seg = Segment(lane.last_seq, lane.segment_path(lane.last_seq))
             lane.segments.append(seg)
-        lane.writer = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        lane.writer = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         return seg
 
     def _close_writer(self, lane: Lane) -> None:
@@ -297,8 +298,9 @@ class Spool:
         seq = lane.segments[0].seq if lane.segments else 0
         tmp = lane.cursor_path.with_suffix(".tmp")
         try:
-            tmp.write_text(f"{seq} {lane.offset} {lane.consumed_points} "
-                           f"{lane.consumed_records}\n")
+            with open(tmp, "w", encoding="ascii", opener=private_opener) as f:
+                f.write(f"{seq} {lane.offset} {lane.consumed_points} "
+                        f"{lane.consumed_records}\n")
             tmp.replace(lane.cursor_path)
         except OSError as exc:  # the worst outcome is a record delivered twice
             log.error("spool %s: cannot save the cursor: %s", lane.name, exc)
