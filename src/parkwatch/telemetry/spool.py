@@ -74,6 +74,8 @@ class Spool:
                 lane.offset = offset
                 lane.consumed_points = min(points, first.points)
                 lane.consumed_records = min(records, first.records)
+        if len(lane.segments) == 1 and 0 < lane.segments[0].size <= lane.offset:
+            self._drained(lane)  # delivered to its end by a run that kept it
         self._settle_head(lane)
         if lane.points:
             log.info("spool %s: %d point(s) in %d record(s), %d byte(s) waiting from an "
@@ -273,6 +275,8 @@ class Spool:
         seg = lane.segments[0]
         if lane.offset >= seg.size and len(lane.segments) > 1:
             self._advance(lane)
+        elif lane.offset >= seg.size:
+            self._drained(lane)
         else:
             self._write_cursor(lane)
             self._settle_head(lane)
@@ -288,6 +292,17 @@ class Spool:
         self._write_cursor(lane)
         self._settle_head(lane)
 
+    def _drained(self, lane: Lane) -> None:
+        """The lane's last segment is delivered to its end: it goes too (the next append opens
+        a new one), the cursor naming the segment to come before the file goes."""
+        self._close_writer(lane)
+        seg = lane.segments.popleft()
+        lane.count(seg, -1)
+        lane.offset = lane.consumed_points = lane.consumed_records = 0
+        self._write_cursor(lane)
+        self._remove(seg)
+        self._settle_head(lane)
+
     def _remove(self, seg: Segment) -> None:
         try:
             seg.path.unlink(missing_ok=True)
@@ -295,7 +310,9 @@ class Spool:
             log.error("spool: cannot remove %s: %s", seg.path, exc)
 
     def _write_cursor(self, lane: Lane) -> None:
-        seq = lane.segments[0].seq if lane.segments else 0
+        # an empty lane's cursor names the segment to come: at the next start every segment
+        # before it is known delivered, and numbers go on growing
+        seq = lane.segments[0].seq if lane.segments else lane.last_seq + 1
         tmp = lane.cursor_path.with_suffix(".tmp")
         try:
             with open(tmp, "w", encoding="ascii", opener=private_opener) as f:
