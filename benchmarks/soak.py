@@ -32,9 +32,11 @@ client subscribed to the events counts them, which says the daemon kept working.
 **Samples.**  Every ``--sample-s`` (5) s, never while this process has a request open to the
 daemon (between the operator's rounds, at least 0.5 s after its last request, and not during a
 burst: a sample falls later then, and one missed is not made up for): the daemon's resident
-memory (``VmRSS`` and ``VmHWM`` of ``/proc/<pid>/status``), its threads (``Threads``), its open
-descriptors (entries of ``/proc/<pid>/fd``), its CPU seconds, and the resident memory of any
-child process (the uplink courier's, with ``uplink.process``).  How long each burst and each
+memory (``VmRSS`` and ``VmHWM`` of ``/proc/<pid>/status``), its threads (``Threads``) and its
+open descriptors (entries of ``/proc/<pid>/fd``), each the least of three looks 0.1 s apart (one
+gone that soon was in use, not kept: the rule-state file being written, a request being
+answered), its CPU seconds, and the resident memory of any child process (the uplink courier's,
+with ``uplink.process``).  How long each burst and each
 operator round took is in the JSON too.
 
 **Verdict.**  The first ``--warmup-minutes`` (a sixth of the run: 5 of 30) are a warm-up; its
@@ -85,6 +87,7 @@ HIGH_KG, NORMAL_KG = 12_000.0, 1_000.0  # above the 10 000 kg critical limit; no
 TOPIC = "devices/{}/up"
 CHURN_SHARE = 10  # the last tenth of the extra cells make the threshold alarms
 SETTLE_S = 0.5
+LOOKS = 3  # at the threads and descriptors, 0.1 s apart, for one sample
 FIRST_BURST_S = 10.0  # the first burst this long after the start, then every --burst-every
 
 
@@ -382,16 +385,29 @@ def status_of(pid: int) -> dict[str, int]:
     return out
 
 
+def settled_counts(pid: int) -> tuple[int, int]:
+    """The daemon's threads and open descriptors, each the least of a few looks 0.1 s apart:
+    one that is gone within 0.2 s (the rule-state file being written, a request being
+    answered) is in use, not kept."""
+    looks = []
+    for k in range(LOOKS):
+        if k:
+            time.sleep(0.1)
+        looks.append((status_of(pid)["Threads"], len(os.listdir(f"/proc/{pid}/fd"))))
+    return min(t for t, _ in looks), min(f for _, f in looks)
+
+
 def sample(pid: int, t0: float) -> dict[str, Any]:
     """One sample of the daemon (and its children's RSS)."""
+    threads, fds = settled_counts(pid)
     st = status_of(pid)
     kids = {}
     for c in children(pid):
         with contextlib.suppress(OSError, KeyError):
             kids[str(c)] = round(status_of(c)["VmRSS"] / 1024, 2)
     return {"t_s": round(time.monotonic() - t0, 1), "rss_mb": round(st["VmRSS"] / 1024, 2),
-            "hwm_mb": round(st["VmHWM"] / 1024, 2), "threads": st["Threads"],
-            "fds": len(os.listdir(f"/proc/{pid}/fd")), "cpu_s": round(proc_cpu_s(pid), 2),
+            "hwm_mb": round(st["VmHWM"] / 1024, 2), "threads": threads, "fds": fds,
+            "cpu_s": round(proc_cpu_s(pid), 2),
             "children_rss_mb": kids}
 
 
