@@ -72,6 +72,16 @@ class Churn:
             with exc:
                 return exc.code, json.loads(exc.read())
 
+    def http_text(self, path: str) -> tuple[int, str]:
+        """(status, body) of a GET outside /api/ (no token), such as /metrics."""
+        url = f"http://127.0.0.1:{self.daemon.api.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read().decode()
+
     def settle(self) -> None:
         """Every change handed over so far committed."""
         d = self.daemon

@@ -137,3 +137,28 @@ def test_the_daemon_trims_its_heap_every_so_often(broker: LocalMosquitto, tmp_pa
     with churning(broker, tmp_path) as churn:
         interval, _due, job = churn.daemon.timers._every["trim"]
         assert interval == TRIM_EVERY_S <= 60 and job is trim_heap
+
+
+def test_scrapes_at_once_leave_no_descriptor_behind(broker: LocalMosquitto,
+                                                    tmp_path: Path) -> None:
+    """/metrics reads the outbox on one connection kept for every scrape (each scrape opened
+    and closed one: a descriptor stayed open for every scrape that overlapped another)."""
+    with churning(broker, tmp_path) as churn:
+        churn.fire_cycle()
+        assert churn.http_text("/metrics")[0] == 200
+        fds = _fds()
+        statuses: list[int] = []
+
+        def scrape(go: threading.Barrier) -> None:
+            go.wait()
+            statuses.append(churn.http_text("/metrics")[0])
+
+        for _ in range(2):
+            go = threading.Barrier(20)
+            threads = [threading.Thread(target=scrape, args=(go,)) for _ in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert statuses == [200] * 40
+        wait_until(lambda: _fds() <= fds + 2, 5, "the scrapes' descriptors closed")

@@ -226,6 +226,7 @@ class Daemon:
         self.committer.close()  # the couriers' last delivery marks
         self.uplink.stop(max(0.1, deadline - time.monotonic()))
         self.reader.close()
+        self.metrics.close()
         self.store.close()
         log.info("parkwatch stopped")
 
