@@ -40,7 +40,8 @@ with ``uplink.process``).  How long each burst and each
 operator round took is in the JSON too.
 
 **Verdict.**  The first ``--warmup-minutes`` (a sixth of the run: 5 of 30) are a warm-up; its
-level is the median of the samples in its last quarter.  After it, every sample's RSS must stay
+level is the median of the samples in its last quarter (or the first sample after it, when a
+burst took that quarter in a short run).  After it, every sample's RSS must stay
 within ±3 MB of that level, and the threads and descriptors must equal the level's (median)
 count in every sample.  The JSON (``benchmarks/results/soak.json``) holds the settings, what
 was sent and answered, the verdict, and every sample; ``report.py`` puts the verdict in the
@@ -417,7 +418,9 @@ def verdict(samples: list[dict[str, Any]], warmup_s: float,
     samples after it strayed from it."""
     warm = [s for s in samples if s["t_s"] <= warmup_s]
     after = [s for s in samples if s["t_s"] > warmup_s]
-    tail = [s for s in warm if s["t_s"] >= 0.75 * warmup_s] or warm[-1:]
+    # no sample in the warm-up's last quarter (a burst took it, in a short run): the first
+    # one after it, not one from before a burst the rest of the run has behind it
+    tail = [s for s in warm if s["t_s"] >= 0.75 * warmup_s] or after[:1]
     if not tail or not after:
         return {"met": None, "why": "too few samples for a verdict (warm-up or after it)",
                 "samples_after_warmup": len(after)}

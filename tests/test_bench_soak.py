@@ -38,3 +38,26 @@ def test_a_short_soak_runs_the_whole_mix_and_writes_its_samples(tmp_path: Path) 
     report = bench_module("report")
     rows = [r for r in report.summarise({"soak": res}) if r["benchmark"] == "soak"]
     assert rows and all(r["case"].startswith("0.15 min") for r in rows)
+
+
+def test_the_verdict_judges_every_sample_after_the_warm_up_against_its_level(
+        monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # soak.py imports its neighbours
+    soak = bench_module("soak")
+
+    def at(t: float, rss: float, threads: int = 14, fds: int = 30) -> dict:
+        return {"t_s": t, "rss_mb": rss, "threads": threads, "fds": fds}
+
+    flat = [at(0, 60.0), at(80, 64.0), at(95, 64.2), at(120, 66.9), at(300, 61.2)]
+    v = soak.verdict(flat, 100.0)
+    assert v["met"] is True and v["rss"]["level_mb"] == 64.1 and v["rss"]["max_drift_mb"] == 2.9
+    grown = [*flat[:3], at(200, 67.2)]
+    assert soak.verdict(grown, 100.0)["rss"]["met"] is False
+    leak = [*flat, at(400, 64.0, fds=31)]
+    v = soak.verdict(leak, 100.0)
+    assert v["fds"] == {"level": 30, "min": 30, "max": 31, "max_change": 1, "met": False}
+    assert v["met"] is False
+    # no sample in the warm-up's last quarter (a burst took it): the first one after it
+    assert soak.verdict([at(0, 60.0), at(110, 65.0), at(200, 66.0)], 100.0)["rss"][
+        "level_mb"] == 65.0
+    assert soak.verdict(flat[:2], 100.0)["met"] is None  # nothing after the warm-up
