@@ -27,6 +27,9 @@ LATENCY_ARGS ?=
 PEERS_ARGS ?=
 PEERS_BENCH_ARGS ?= --budget 150 --seconds 3 --latency-seconds 5
 STARTUP_ARGS ?=
+# the soak (benchmarks/soak.py, 30 min by default; --minutes 60 before a release): not part of
+# `make bench`, run it with `make bench-soak`
+SOAK_ARGS ?=
 
 bus_ARGS = $(BUS_ARGS)
 rules_ARGS = $(RULES_ARGS)
@@ -36,17 +39,19 @@ ingest_ARGS = $(INGEST_ARGS)
 latency_ARGS = $(LATENCY_ARGS)
 peers_ARGS = $(if $(ALL_BENCHES),$(PEERS_BENCH_ARGS),$(PEERS_ARGS))
 startup_ARGS = $(STARTUP_ARGS)
+soak_ARGS = $(SOAK_ARGS)
 
 BENCH_TARGETS := $(addprefix bench-,$(BENCHES))
 
 .DEFAULT_GOAL := help
-.PHONY: help bench setup report $(BENCH_TARGETS)
+.PHONY: help bench setup report bench-soak $(BENCH_TARGETS)
 
 help:
 	@echo "make bench        ./dev setup, then every benchmark ($(BENCHES)), then the report:"
 	@echo "                  benchmarks/results/*.json, benchmarks/results/summary.json and the"
 	@echo "                  tables in README.md (under 10 minutes on 2 cores)"
 	@echo "make bench-NAME   one benchmark alone (NAME: $(BENCHES)); no report"
+	@echo "make bench-soak   the 30-minute soak (benchmarks/soak.py; SOAK_ARGS=\"--minutes 60\")"
 	@echo "make report       rewrite summary.json and the README tables from the results present"
 	@echo "options: BUS_ARGS RULES_ARGS ALARMS_ARGS TELEMETRY_ARGS INGEST_ARGS LATENCY_ARGS"
 	@echo "         PEERS_ARGS (make bench-peers) PEERS_BENCH_ARGS (peers in make bench)"
@@ -76,6 +81,9 @@ bench: setup
 
 $(BENCH_TARGETS): bench-%:
 	@failed=(); $(call run_bench,$*) [ $${#failed[@]} -eq 0 ]
+
+bench-soak:
+	@failed=(); $(call run_bench,soak) [ $${#failed[@]} -eq 0 ]
 
 report:
 	$(PY) benchmarks/report.py

@@ -53,7 +53,7 @@ RATIO = "ratio"
 
 # the table's order: the issue's, then the alarm path
 BENCHMARKS = ("ingest", "latency", "rules", "bus", "telemetry", "startup", "alarms", "peers",
-              "openalarms")
+              "openalarms", "soak")
 # what each benchmark is held to, for its "not run" row
 TARGETS = {
     "ingest": "≥ 95 % of a bare paho subscriber",
@@ -67,6 +67,8 @@ TARGETS = {
              "a fire press in the storm p99 ≤ 2× idle",
     "openalarms": "CPU per reading with 100,000 open alarms ≤ 1.10× none; a burst of 10,000 "
                   "changes at the command center ≤ 2 s",
+    "soak": "after the warm-up: RSS within ±3 MB of its level, threads and descriptors constant "
+            "(30 min; not in make bench)",
 }
 
 
@@ -336,10 +338,35 @@ def rows_openalarms(res: Result) -> list[Row]:
     return out
 
 
+def rows_soak(res: Result) -> list[Row]:
+    """The soak's verdict: how far RSS strayed from its level after the warm-up, and how much
+    the threads and descriptors changed (issue 22)."""
+    b = "soak"
+    v = res.get("verdict") or {}
+    minutes = (res.get("settings") or {}).get("minutes")
+    case = (f"{_num(minutes)} min" if minutes else "?") + \
+        ": readings, alarm churn, acks, junk, HTTP bursts"
+    if res.get("daemon_died"):
+        return [not_run(b, "the daemon died during the run") | {"case": case}]
+    if v.get("met") is None:
+        return [not_run(b, v.get("why") or "no verdict") | {"case": case}]
+    rss, threads, fds = v["rss"], v["threads"], v["fds"]
+    return [
+        row(b, case, f"RSS after the warm-up, furthest from its level of "
+            f"{rss['level_mb']:.1f} MB", rss.get("max_drift_mb"), "MB",
+            ("≤", rss.get("band_mb", 3.0)), rss.get("met")),
+        row(b, case, "RSS trend after the warm-up", rss.get("slope_mb_per_h"), "MB/h"),
+        row(b, case, f"threads, most changed from {threads['level']}", threads.get("max_change"),
+            "threads", ("≤", 0), threads.get("met")),
+        row(b, case, f"open descriptors, most changed from {fds['level']}", fds.get("max_change"),
+            "descriptors", ("≤", 0), fds.get("met")),
+    ]
+
+
 EXTRACTORS: dict[str, Callable[[Result], list[Row]]] = {
     "ingest": rows_ingest, "latency": rows_latency, "rules": rows_rules, "bus": rows_bus,
     "telemetry": rows_telemetry, "startup": rows_startup, "alarms": rows_alarms,
-    "peers": rows_peers, "openalarms": rows_openalarms,
+    "peers": rows_peers, "openalarms": rows_openalarms, "soak": rows_soak,
 }
 
 
@@ -402,8 +429,8 @@ def fmt_value(value: Any, unit: str | None) -> str:
         return f"{value:.2f} s"
     if unit == "ns":
         return f"{value:.1f} ns"
-    if unit == "MB":
-        return f"{value:.1f} MB"
+    if unit in ("MB", "MB/h"):
+        return f"{value:.1f} {unit}"
     return f"{value:,.0f} {unit}".replace(",", " ")
 
 

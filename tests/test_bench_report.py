@@ -108,7 +108,7 @@ def test_a_missing_benchmark_is_one_not_run_row() -> None:
     rows = report.summarise({"ingest": INGEST})
     names = [r["benchmark"] for r in rows if r["figure"].startswith("not run")]
     assert names == ["latency", "rules", "bus", "telemetry", "startup", "alarms", "peers",
-                     "openalarms"]
+                     "openalarms", "soak"]
     startup = next(r for r in rows if r["benchmark"] == "startup")
     assert startup["value"] is None and startup["met"] is None and "1.5 s" in startup["target"]
 
@@ -657,3 +657,24 @@ def test_peers_rows_name_the_durable_commit_on_the_same_disk() -> None:
     assert (spaced["case"], spaced["value"]) == ("this disk", 2.8)
     assert not [r for r in report.summarise({"peers": PEERS_FULL})
                 if r["figure"].startswith("a durable commit")]
+
+
+def test_the_soak_row_shows_the_drift_and_the_counts_against_their_targets() -> None:
+    verdict = {"met": False, "rss": {"level_mb": 64.1, "max_drift_mb": 2.8, "band_mb": 3.0,
+                                     "slope_mb_per_h": 0.4, "met": True},
+               "threads": {"level": 14, "max_change": 0, "met": True},
+               "fds": {"level": 23, "max_change": 2, "met": False}}
+    soak = {"settings": {"minutes": 30.0}, "verdict": verdict, "machine": MACHINE}
+    rows = [r for r in report.summarise({"soak": soak}) if r["benchmark"] == "soak"]
+    assert {r["case"] for r in rows} == {"30 min: readings, alarm churn, acks, junk, HTTP bursts"}
+    rss = by_figure(rows, "RSS after the warm-up")
+    assert (rss["value"], rss["target"], rss["met"]) == (2.8, "≤ 3 MB", True)
+    assert "64.1 MB" in rss["figure"]
+    assert by_figure(rows, "threads")["met"] is True
+    fds = by_figure(rows, "open descriptors")
+    assert (fds["value"], fds["target"], fds["met"]) == (2, "≤ 0 descriptors", False)
+    assert "| 0.4 MB/h |" not in "\n".join(report.table(rows))  # a figure without a target
+    assert any("RSS trend after the warm-up: 0.4 MB/h" in ln for ln in report.table(rows))
+    short = {"settings": {"minutes": 0.1}, "verdict": {"met": None, "why": "too few samples"}}
+    (only,) = [r for r in report.summarise({"soak": short}) if r["benchmark"] == "soak"]
+    assert only["figure"] == "not run (too few samples)" and only["met"] is None

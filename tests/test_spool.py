@@ -166,3 +166,45 @@ def test_oldest_age_follows_the_record_at_the_cursor(tmp_path: Path):
 def test_segments_must_be_small_enough_to_drop():
     with pytest.raises(ValueError, match="quarter of max_bytes"):
         SpoolConfig(max_bytes=1 << 20, segment_bytes=512 * 1024)
+
+
+def test_a_drained_segment_is_removed_from_disk(tmp_path: Path):
+    """Delivered to its end, the segment being appended to goes too: an idle spool holds no
+    delivered data (only its cursor), and numbers go on growing after it."""
+    spool = Spool(tmp_path, cfg())
+    for i in range(5):
+        spool.append(TELEMETRY, payload(i), 1, i)
+    (first,) = sorted((tmp_path / TELEMETRY).glob("*.seg"))
+    assert len(drain(spool)) == 5
+    assert not list((tmp_path / TELEMETRY).glob("*.seg"))
+    assert spool.stats()[TELEMETRY]["bytes"] == 0
+    spool.append(TELEMETRY, b"after", 1, 0)
+    (second,) = sorted((tmp_path / TELEMETRY).glob("*.seg"))
+    assert int(second.stem) > int(first.stem)
+    spool.close()
+    again = Spool(tmp_path, cfg())  # a restart: the cursor names the new segment's start
+    assert drain(again) == [b"after"]
+    assert not list((tmp_path / TELEMETRY).glob("*.seg"))
+    again.append(TELEMETRY, b"later", 1, 0)
+    (third,) = sorted((tmp_path / TELEMETRY).glob("*.seg"))
+    assert int(third.stem) > int(second.stem)
+    again.close()
+    assert drain(Spool(tmp_path, cfg())) == [b"later"]
+
+
+def test_a_segment_an_earlier_run_left_drained_is_removed_at_start(tmp_path: Path):
+    spool = Spool(tmp_path, cfg())
+    spool.append(TELEMETRY, b"one", 1, 0)
+    spool.append(TELEMETRY, b"two", 1, 0)
+    rec = spool.peek()
+    assert rec is not None
+    spool.pop(rec)
+    spool.close()
+    lane = tmp_path / TELEMETRY
+    (seg,) = lane.glob("*.seg")
+    # as an earlier version left it: the cursor at the end of its only segment
+    (lane / "cursor").write_text(f"{int(seg.stem)} {seg.stat().st_size} 2 2\n")
+    again = Spool(tmp_path, cfg())
+    assert again.empty() and not list(lane.glob("*.seg"))
+    again.append(TELEMETRY, b"three", 1, 0)
+    assert drain(again) == [b"three"]

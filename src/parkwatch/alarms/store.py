@@ -17,13 +17,14 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from parkwatch.alarms.groupwrite import GROUP_SQL, mark, write_group
 from parkwatch.alarms.records import Mark, Record
+from parkwatch.statedir import private_file
 
 SCHEMA_VERSION = 1
 
@@ -32,6 +33,11 @@ log = logging.getLogger("parkwatch.alarms")
 #: commits between two folds of the write-ahead log into the database file (an alarm change is
 #: about 15 pages of log); SQLite's own checkpoint at 1,000 pages stays on as the backstop
 FOLD_EVERY = 16
+#: the write-ahead log is cut back to this size whenever it starts over (``PRAGMA
+#: journal_size_limit``; without it the file keeps the largest size it ever reached)
+WAL_LIMIT = 1 << 20
+#: bytes of log a page takes (the store keeps SQLite's 4,096-byte pages; a frame header is 24)
+WAL_FRAME = 4096 + 24
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -115,6 +121,7 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA busy_timeout=30000")
+    db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
     return db
 
 
@@ -144,7 +151,8 @@ class AlarmStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = connect(path, "FULL")
+        # 0600 before SQLite opens it: its -wal and -shm files take the store's own mode
+        self.db = connect(private_file(path), "FULL")
         self.db.executescript(_SCHEMA)  # idempotent; executescript manages its own commit
         with transaction(self.db) as db:
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -156,6 +164,7 @@ class AlarmStore:
         self.db.executescript(GROUP_SQL)  # this connection's own (TEMP): made at each open
         self.unfolded = 0  # commits since the log was last folded
         self.folds = 0
+        self.restarts = 0  # the log started over by a fold (Folder), not by SQLite alone
         self._fold_failing = False
 
     def commit(self, records: Iterable[Record], marks: Iterable[Mark] = ()) -> None:
@@ -183,23 +192,44 @@ class AlarmStore:
         self.unfolded = 0
         self.checkpoint(self.db)
 
-    def checkpoint(self, db: sqlite3.Connection) -> None:
+    def checkpoint(self, db: sqlite3.Connection) -> tuple[int, int] | None:
         """Copy the write-ahead log into the database file now, on `db` (this store's own
-        connection, or a folder's: :class:`parkwatch.alarms.fold.Folder`)."""
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # all: no open read
+        connection, or a folder's: :class:`parkwatch.alarms.fold.Folder`); the pages in the
+        log and how many of them are in the database file now (None when it failed)."""
+        try:  # all rows fetched: no read left open
+            _, in_log, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
         except sqlite3.Error as exc:
             if not self._fold_failing:
                 log.warning("alarm store %s: cannot fold the write-ahead log into the database "
                             "(%s); it grows until this works again, nothing is lost", self.path,
                             exc)
                 self._fold_failing = True
-            return
+            return None
         self.folds += 1
         if self._fold_failing:
             log.info("alarm store %s: the write-ahead log folds into the database again",
                      self.path)
             self._fold_failing = False
+        return int(in_log), int(copied)
+
+    def restart_log(self, db: sqlite3.Connection, wait_ms: int) -> bool:
+        """Have the write-ahead log start over (a restart checkpoint on `db`, a connection
+        that does nothing else): it waits up to `wait_ms` for the writer and then for every
+        reader of the log to finish, holding new commits back meanwhile; whether it did (the
+        next commit then writes from the log's start, and cuts the file to
+        :data:`WAL_LIMIT`)."""
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+            busy = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
+        except sqlite3.Error:  # a full disk: the next fold tries again
+            return False
+        finally:
+            with suppress(sqlite3.Error):
+                db.execute("PRAGMA busy_timeout=0")
+        if busy:
+            return False
+        self.restarts += 1
+        return True
 
     def open_alarms(self) -> list[tuple[str, dict[str, Any]]]:
         """(source, state) of every alarm that is not closed, oldest first."""

@@ -41,6 +41,7 @@ from parkwatch.daemon.httpapi import MAX_BODY, ApiServer, state_token
 from parkwatch.daemon.httpserver import Limits
 from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
+from parkwatch.daemon.memory import TRIM_EVERY_S, trim_heap
 from parkwatch.daemon.metrics import DaemonMetrics
 from parkwatch.daemon.reload import ReloadPlan
 from parkwatch.daemon.reloader import Reloader, ReloadHistory
@@ -51,6 +52,7 @@ from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.statedir import private_dir, tighten
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
 
@@ -67,7 +69,7 @@ class Daemon:
     def __init__(self, cfg: ParkConfig, state_dir: Path | None = None,
                  record: Path | None = None) -> None:
         self.state_dir = state_dir or cfg.gateway.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tighten(private_dir(self.state_dir))  # 0700 and 0600 whatever the umask
         self.started_at = time.time()
         park = ParkModel(cfg)
         engine = RuleEngine(park, start=self.started_at)
@@ -129,6 +131,7 @@ class Daemon:
         self.timers.every("aggregates", cfg.telemetry.aggregates_interval_s,
                           lambda: self.inbox.call(self.gateway_status.aggregate))
         self.timers.every("purge", 3600, lambda: self.inbox.call(self._purge))
+        self.timers.every("trim", TRIM_EVERY_S, trim_heap)  # a burst's holes back to the system
 
     # --- builders, also used by a reload ----------------------------------------------------
 
@@ -146,7 +149,7 @@ class Daemon:
         api = self.live.cfg.api
         if api is None:
             return None
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         token = api.secret() or state_token(self.state_dir, create=True)
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
                          self.commands.request, lambda: self.call(self.status),
@@ -190,7 +193,7 @@ class Daemon:
     # --- start and stop ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         latched, fresh = self._latched, self._fresh
         self.keeper.start()
         self.committer.start()
@@ -230,6 +233,7 @@ class Daemon:
         self.committer.close()  # the couriers' last delivery marks
         self.uplink.stop(max(0.1, deadline - time.monotonic()))
         self.reader.close()
+        self.metrics.close()
         self.store.close()
         log.info("parkwatch stopped")
 

@@ -137,13 +137,9 @@ class ApiServer:
         return True
 
     def handle(self, request: Request) -> Response:
-        """On a worker thread: a read from the store, or a command on the pipeline thread.
-        The worker's store connection is closed after each request: the workers live as long
-        as the daemon, and a connection kept by each would hold its page cache for good."""
-        try:
-            return self._route(request)
-        finally:
-            self.store.close()
+        """On a worker thread: a read from the store (on the reader's small pool of
+        connections, shared by the workers), or a command on the pipeline thread."""
+        return self._route(request)
 
     def _route(self, request: Request) -> Response:
         path = request.path

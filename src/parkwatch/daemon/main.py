@@ -15,6 +15,7 @@ from parkwatch.daemon.memory import fixed_mmap_threshold, one_malloc_arena, sett
 from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
 from parkwatch.schema import load_config
+from parkwatch.statedir import private_dir
 
 log = logging.getLogger("parkwatch")
 
@@ -51,7 +52,7 @@ def run_daemon(config: str, state_dir: str | None = None, log_level: str = "INFO
     fixed_mmap_threshold()
     state = Path(state_dir) if state_dir else cfg.gateway.state_dir
     try:
-        state.mkdir(parents=True, exist_ok=True)
+        private_dir(state)
     except OSError as exc:
         log.error("cannot create state directory %s: %s (gateway.state_dir or --state-dir)",
                   state, exc.strerror)

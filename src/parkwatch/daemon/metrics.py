@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -103,6 +104,10 @@ class DaemonMetrics:
         self._commit_child = {phase: self.commit_seconds.labels(phase)
                               for phase in ("queued", "written")}
         self._telemetry_failed = False
+        #: the outbox figures' reader: one connection kept for every scrape (one opened and
+        #: closed per scrape left a descriptor open for each scrape that overlapped another)
+        self._reader: StoreReader | None = None
+        self._reader_lock = threading.Lock()
         self.registry = CollectorRegistry()
         self.registry.register(self)
         ProcessCollector(registry=self.registry)
@@ -192,11 +197,11 @@ class DaemonMetrics:
 
     def _collect_delivery(self, fams: dict[str, Family]) -> None:
         d = self.view
-        reader = StoreReader(d.store_path)  # this thread's own connection, closed at once
-        try:
-            outbox = reader.outbox_stats(time.time())
-        finally:
-            reader.close()
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = StoreReader(d.store_path, size=1)
+            reader = self._reader
+        outbox = reader.outbox_stats(time.time())
         for name, courier in dict(d.couriers).items():
             row = outbox.get(name, {})
             fams["parkwatch_outbox_pending"].add_metric([name], row.get("pending", 0))
@@ -254,6 +259,12 @@ class DaemonMetrics:
             return None
         self._telemetry_failed = False
         return stats
+
+    def close(self) -> None:
+        """Close the outbox figures' connection (the daemon stops)."""
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
 
     # --- the endpoints ---------------------------------------------------------------------
 

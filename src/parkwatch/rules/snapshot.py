@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from parkwatch.park import ParkModel
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.registry import RULE_KINDS
+from parkwatch.statedir import private_opener
 
 FORMAT = 2
 #: formats this version restores: 1 kept each row's fingerprint as a string of its own
@@ -126,7 +127,7 @@ def save_state(engine: RuleEngine, path: Path, arrays: dict[str, np.ndarray] | N
         arrays = snapshot_arrays(engine)
     meta = snapshot_meta(engine, now)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with open(tmp, "wb", opener=private_opener) as f:  # 0600: the state directory's own
         # UTF-8 bytes: as a numpy str (format 1) it took 4 bytes a character, and twice that
         # while written (2.8 MB for 10,000 sensors, at every checkpoint)
         _write_npz(f, {"__meta__": np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),

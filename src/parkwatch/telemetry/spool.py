@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch.config.telemetry import SpoolConfig
+from parkwatch.statedir import FILE_MODE, private_dir, private_opener
 from parkwatch.telemetry.spoolfiles import (
     HEADER,
     LANES,
@@ -41,7 +42,7 @@ log = logging.getLogger("parkwatch.telemetry.spool")
 
 class Spool:
     def __init__(self, directory: Path, cfg: SpoolConfig, clock: Any = time.time) -> None:
-        self.dir = directory
+        self.dir = private_dir(directory)  # 0700, as the state directory it is in
         self.cfg = cfg
         self.clock = clock
         self.lanes = {name: Lane(name, directory / name) for name in LANES}
@@ -73,6 +74,8 @@ class Spool:
                 lane.offset = offset
                 lane.consumed_points = min(points, first.points)
                 lane.consumed_records = min(records, first.records)
+        if len(lane.segments) == 1 and 0 < lane.segments[0].size <= lane.offset:
+            self._drained(lane)  # delivered to its end by a run that kept it
         self._settle_head(lane)
         if lane.points:
             log.info("spool %s: %d point(s) in %d record(s), %d byte(s) waiting from an "
@@ -164,7 +167,7 @@ class Spool:
             lane.last_seq += 1
             seg = Segment(lane.last_seq, lane.segment_path(lane.last_seq))
             lane.segments.append(seg)
-        lane.writer = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        lane.writer = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         return seg
 
     def _close_writer(self, lane: Lane) -> None:
@@ -272,6 +275,8 @@ class Spool:
         seg = lane.segments[0]
         if lane.offset >= seg.size and len(lane.segments) > 1:
             self._advance(lane)
+        elif lane.offset >= seg.size:
+            self._drained(lane)
         else:
             self._write_cursor(lane)
             self._settle_head(lane)
@@ -287,6 +292,17 @@ class Spool:
         self._write_cursor(lane)
         self._settle_head(lane)
 
+    def _drained(self, lane: Lane) -> None:
+        """The lane's last segment is delivered to its end: it goes too (the next append opens
+        a new one), the cursor naming the segment to come before the file goes."""
+        self._close_writer(lane)
+        seg = lane.segments.popleft()
+        lane.count(seg, -1)
+        lane.offset = lane.consumed_points = lane.consumed_records = 0
+        self._write_cursor(lane)
+        self._remove(seg)
+        self._settle_head(lane)
+
     def _remove(self, seg: Segment) -> None:
         try:
             seg.path.unlink(missing_ok=True)
@@ -294,11 +310,14 @@ class Spool:
             log.error("spool: cannot remove %s: %s", seg.path, exc)
 
     def _write_cursor(self, lane: Lane) -> None:
-        seq = lane.segments[0].seq if lane.segments else 0
+        # an empty lane's cursor names the segment to come: at the next start every segment
+        # before it is known delivered, and numbers go on growing
+        seq = lane.segments[0].seq if lane.segments else lane.last_seq + 1
         tmp = lane.cursor_path.with_suffix(".tmp")
         try:
-            tmp.write_text(f"{seq} {lane.offset} {lane.consumed_points} "
-                           f"{lane.consumed_records}\n")
+            with open(tmp, "w", encoding="ascii", opener=private_opener) as f:
+                f.write(f"{seq} {lane.offset} {lane.consumed_points} "
+                        f"{lane.consumed_records}\n")
             tmp.replace(lane.cursor_path)
         except OSError as exc:  # the worst outcome is a record delivered twice
             log.error("spool %s: cannot save the cursor: %s", lane.name, exc)

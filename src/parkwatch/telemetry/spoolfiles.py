@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from parkwatch.statedir import private_dir
+
 MAGIC = b"PWR1"
 HEADER = struct.Struct("<4sIIIqq")  # magic, payload bytes, crc32, points, first ms, spooled ms
 EVENTS, TELEMETRY = "events", "telemetry"
@@ -42,7 +44,7 @@ class Lane:
     def __init__(self, name: str, directory: Path) -> None:
         self.name = name
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.segments: deque[Segment] = deque()
         self.offset = 0  # cursor: the first undelivered record in segments[0]
         self.consumed_points = 0  # points of segments[0] before the cursor
