@@ -31,7 +31,8 @@ SCHEMA_VERSION = 1
 log = logging.getLogger("parkwatch.alarms")
 
 #: commits between two folds of the write-ahead log into the database file (an alarm change is
-#: about 15 pages of log); SQLite's own checkpoint at 1,000 pages stays on as the backstop
+#: about 15 pages of log); with the fold thread running, SQLite's own checkpoint is off
+#: (alarms.fold), so these folds are the only ones
 FOLD_EVERY = 16
 #: the write-ahead log is cut back to this size whenever it starts over (``PRAGMA
 #: journal_size_limit``; without it the file keeps the largest size it ever reached)
