@@ -11,7 +11,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from parkwatch.alarms.channels import log, mqtt, webhook
+from parkwatch.alarms.channels import dingtalk, log, mqtt, webhook
 from parkwatch.alarms.channels.base import Channel
 from parkwatch.extensions import merged
 
@@ -19,6 +19,7 @@ CHANNELS: dict[str, Channel[Any]] = merged("CHANNELS", {
     "webhook": webhook.CHANNEL,
     "log": log.CHANNEL,
     "mqtt": mqtt.CHANNEL,
+    "dingtalk": dingtalk.CHANNEL,
 })
 
 _models = tuple(c.target for c in CHANNELS.values())

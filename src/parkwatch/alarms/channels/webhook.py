@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl
 
 from parkwatch.alarms.channels.base import Carrier, Channel
-from parkwatch.alarms.senders import DeliveryError
+from parkwatch.alarms.channels.httppost import post
 from parkwatch.config.delivery import Backoff, Secret, TargetBase
 
 if TYPE_CHECKING:
@@ -39,16 +36,6 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect of a POST would be followed as a bodiless GET: treat it as a failure."""
-
-    def redirect_request(self, *_args: object, **_kw: object) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
 class WebhookSender:
     """POSTs the event JSON; any answer but 2xx, a timeout or a refused connection is a failure."""
 
@@ -60,22 +47,12 @@ class WebhookSender:
 
     def send(self, row: Pending) -> None:
         headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": "parkwatch",
             "X-Parkwatch-Subscriber": row.subscriber,
             "X-Parkwatch-Delivery": f"{row.alarm_id}/{row.seq}",
         }
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, row.payload)
-        req = urllib.request.Request(self.url, data=row.payload, headers=headers, method="POST")
-        try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
-                resp.read(65536)
-        except urllib.error.HTTPError as exc:  # any answer but 2xx, redirects included
-            raise DeliveryError(f"HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
+        post(self.url, row.payload, self.timeout, headers)
 
 
 def _carrier(name: str, target: WebhookTarget, _link: MqttLink) -> Carrier:

@@ -1,0 +1,55 @@
+"""One JSON POST to a vendor's HTTP API and its JSON answer, for the channels that speak to
+chat robots and message gateways: redirects, error statuses, timeouts and answers that are
+not JSON are each a :class:`DeliveryError` with the reason, for the courier to retry."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from parkwatch.alarms.senders import DeliveryError
+
+#: more of an answer than any vendor sends; the rest is not read
+MAX_ANSWER = 65_536
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect of a POST would be followed as a bodiless GET: treat it as a failure."""
+
+    def redirect_request(self, *_args: object, **_kw: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def post(url: str, body: bytes, timeout: float,
+         headers: dict[str, str] | None = None) -> bytes:
+    """POST `body` (JSON) to `url`; the start of a 2xx answer."""
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json; charset=utf-8", "User-Agent": "parkwatch",
+        **(headers or {})})
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return bytes(resp.read(MAX_ANSWER))
+    except urllib.error.HTTPError as exc:  # any answer but 2xx, redirects included
+        raise DeliveryError(f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
+
+
+def post_json(url: str, body: bytes, timeout: float,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST `body` (JSON) to `url`; the decoded JSON object of a 2xx answer."""
+    data = post(url, body, timeout, headers)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise DeliveryError(f"the answer is not JSON: {data[:80]!r}") from None
+    if not isinstance(answer, dict):
+        raise DeliveryError(f"the answer is not a JSON object: {data[:80]!r}")
+    return answer

@@ -1,0 +1,62 @@
+"""The text of an alarm for people in a chat group or on a phone: what, where, which tenants,
+what to do, and the alarm id, in the event's language (Chinese by default).
+
+The chat robots (DingTalk, and the other vendors' to come) show plain text on a phone; the
+event's own `message` already says what and where in the operator's words, so this adds what
+a chat reader needs besides: the tenants concerned, the state, what to do, and the id to quote
+when calling the command center.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_EVENT_ZH = {"raised": "告警", "escalated": "升级", "severity_changed": "级别变化",
+             "acknowledged": "已确认", "cleared": "已解除", "closed": "已关闭",
+             "reminder": "提醒"}
+_SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
+#: what the people reading should do, by the alarm's rule (fire first), else by severity
+_TODO_ZH = {"button_latch": "请立即按疏散预案组织人员撤离，并到现场确认火情。",
+            "floor_load": "请立即停止向该楼层堆放货物，组织卸载并疏散楼下人员。"}
+_TODO_SEVERITY_ZH = {"critical": "请立即到现场处置，并向园区安全员报告。",
+                     "warning": "请尽快到现场查看。"}
+#: where a text may be cut short: after the end of a sentence or a line
+_BREAKS = ("\n", "。", "！", "；", "？", ". ", "; ")
+
+
+def alarm_text(payload: bytes) -> str:
+    """The message for an alarm change's event JSON (`payload`, an outbox row's)."""
+    ev: dict[str, Any] = json.loads(payload)
+    where = " ".join(str(p) for p in (ev.get("building"), ev.get("floor"), ev.get("zone")) if p)
+    tenants = "、".join(ev.get("tenants") or []) or "无"
+    event = str(ev.get("event", ""))
+    head = "【演练】" if ev.get("drill") else ""
+    lines = [f"{head}{ev.get('message', '')}",
+             f"园区：{ev.get('park', '')}  位置：{where or '—'}",
+             f"涉及租户：{tenants}",
+             f"级别：{_SEVERITY_ZH.get(str(ev.get('severity')), ev.get('severity'))}  "
+             f"状态：{_EVENT_ZH.get(event, event)}"]
+    if event in ("raised", "escalated", "severity_changed", "reminder"):
+        todo = (_TODO_ZH.get(str(ev.get("rule")))
+                or _TODO_SEVERITY_ZH.get(str(ev.get("severity")), ""))
+        if todo:
+            lines.append(f"处置：{todo}")
+    if ev.get("acked_by"):
+        lines.append(f"确认人：{ev['acked_by']}")
+    lines.append(f"告警编号：{ev.get('alarm_id', '')}")
+    return "\n".join(lines)
+
+
+def cut(text: str, limit_bytes: int, tail: str = "…") -> str:
+    """`text` in at most `limit_bytes` of UTF-8: whole when it fits, else cut after the last
+    sentence or line that fits (mid-sentence only when no break fits), marked with `tail`."""
+    data = text.encode("utf-8")
+    if len(data) <= limit_bytes:
+        return text
+    room = limit_bytes - len(tail.encode("utf-8"))
+    head = data[:max(room, 0)].decode("utf-8", "ignore")
+    at = max(head.rfind(b) + len(b) for b in _BREAKS)
+    if at > len(head) // 2:  # a break in the second half: cut there
+        head = head[:at]
+    return head.rstrip() + tail

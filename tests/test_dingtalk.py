@@ -1,0 +1,133 @@
+"""The DingTalk (钉钉) robot channel against a local robot that checks the vendor's documented
+加签 signature and body (tests/dingtalk_server.py): what a safety officer reads in the group,
+who is @-mentioned, a wrong secret refused, a long message cut at a sentence, and a fire
+press reaching the group through a running daemon."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import example_config
+from dingtalk_server import DingTalkRobot
+from parkwatch.alarms.channels.dingtalk import MAX_BYTES, DingTalkSender, DingTalkTarget
+from parkwatch.alarms.channels.robottext import cut
+from parkwatch.alarms.senders import DeliveryError
+from parkwatch.alarms.store import Pending
+
+SECRET = "SEC" + "0123456789abcdef" * 4
+
+
+def _event(**changes: Any) -> bytes:
+    ev = {"schema": "parkwatch.alarm/1", "alarm_id": "01KAM3Z6W3RZC4T0S8P1QJ2B7N", "seq": 1,
+          "event": "raised", "park": "xinqiao", "building": "A", "floor": "3F", "zone": None,
+          "tenants": ["huaxin", "yongsheng", "ruifeng"], "sensor_id": "A-3F-FB1",
+          "sensor_kind": "fire_button", "rule": "button_latch", "severity": "critical",
+          "drill": False, "acked_by": None,
+          "message": "【火警】A栋 3F 一键报警按钮 A-3F-FB1 被按下，请全楼疏散"}
+    ev.update(changes)
+    return json.dumps(ev, ensure_ascii=False).encode()
+
+
+def _row(payload: bytes) -> Pending:
+    return Pending(id=1, alarm_id="01KAM3Z6W3RZC4T0S8P1QJ2B7N", seq=1, subscriber="officers",
+                   reason="test", attempts=0, expires_at=0.0, created_at=0.0, next_at=0.0,
+                   payload=payload, event="raised")
+
+
+def _sender(url: str, secret_file: Path, mobiles: list[str]) -> DingTalkSender:
+    target = DingTalkTarget.model_validate({"type": "dingtalk", "url": url,
+                                            "secret_file": str(secret_file),
+                                            "at_mobiles": mobiles})
+    return DingTalkSender("ding", target)
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ding.secret"
+    path.write_text(SECRET + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_signed_message_says_what_where_who_what_to_do_and_the_id(secret_file: Path) -> None:
+    with DingTalkRobot(SECRET) as robot:
+        _sender(robot.url, secret_file, ["13800138000", "13900139000"]).send(_row(_event()))
+        (msg,) = robot.wait_for(lambda got: len(got) == 1)
+    text = msg["text"]["content"]
+    assert text.startswith("【火警】A栋 3F 一键报警按钮 A-3F-FB1 被按下")
+    assert "位置：A 3F" in text and "涉及租户：huaxin、yongsheng、ruifeng" in text
+    assert "处置：请立即按疏散预案组织人员撤离" in text
+    assert "告警编号：01KAM3Z6W3RZC4T0S8P1QJ2B7N" in text
+    # a mention shows only with the phone in the text as well
+    assert msg["at"] == {"atMobiles": ["13800138000", "13900139000"], "isAtAll": False}
+    assert text.endswith("@13800138000 @13900139000")
+
+
+def test_a_drill_says_so_and_an_ack_names_who(secret_file: Path) -> None:
+    with DingTalkRobot(SECRET) as robot:
+        sender = _sender(robot.url, secret_file, [])
+        sender.send(_row(_event(drill=True)))
+        sender.send(_row(_event(event="acknowledged", acked_by="王工", seq=2)))
+        drill, acked = robot.wait_for(lambda got: len(got) == 2)
+    assert drill["text"]["content"].startswith("【演练】【火警】")
+    assert "状态：已确认" in acked["text"]["content"]
+    assert "确认人：王工" in acked["text"]["content"]
+    assert "处置" not in acked["text"]["content"]
+
+
+def test_a_wrong_secret_is_refused_by_the_robot_and_is_a_failed_delivery(
+        tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("SEC" + "f" * 64, encoding="utf-8")
+    with DingTalkRobot(SECRET) as robot:
+        with pytest.raises(DeliveryError, match="errcode 310000"):
+            _sender(robot.url, wrong, []).send(_row(_event()))
+        assert robot.refused == [(310000, "sign not match")] and robot.accepted == []
+
+
+def test_a_long_message_is_cut_after_a_sentence_within_the_cap(secret_file: Path) -> None:
+    long = "。".join(f"第{i}句说明现场情况" for i in range(400)) + "。"
+    with DingTalkRobot(SECRET) as robot:
+        _sender(robot.url, secret_file, ["13800138000"]).send(_row(_event(message=long)))
+        (msg,) = robot.wait_for(lambda got: len(got) == 1)
+    text = msg["text"]["content"]
+    assert len(text.encode("utf-8")) <= MAX_BYTES
+    assert text.endswith("。…\n@13800138000")
+
+
+def test_cut_keeps_a_text_that_fits_and_never_splits_a_character() -> None:
+    assert cut("短信。", 100) == "短信。"
+    out = cut("火" * 100, 31)
+    assert len(out.encode("utf-8")) <= 31 and out.endswith("…") and set(out[:-1]) == {"火"}
+
+
+def test_a_fire_press_reaches_the_group_through_the_daemon(broker: Any, tmp_path: Path,
+                                                          serial_devices: Any, device: Any,
+                                                          secret_file: Path) -> None:
+    from parkwatch.daemon.app import Daemon
+
+    with DingTalkRobot(SECRET) as robot:
+        cfg = example_config(broker, tmp_path, {
+            ("alarms", "targets", "ding"): {"type": "dingtalk", "url": robot.url,
+                                            "secret_file": str(secret_file),
+                                            "at_mobiles": ["13800138000"]},
+            ("alarms", "subscribers", 1, "target"): "ding"})  # the safety officers
+        d = Daemon(cfg)
+        d.start()
+        try:
+            assert d.uplink.link.connected.wait(5)
+            for drv in d.drivers:
+                if hasattr(drv, "subscribed"):
+                    assert drv.subscribed.wait(5)
+            device.send("A-3F-FB1", {"event": "press"})
+            (msg,) = robot.wait_for(lambda got: len(got) >= 1)
+        finally:
+            d.stop()
+    text = msg["text"]["content"]
+    assert "位置：A 3F" in text and "处置：请立即按疏散预案组织人员撤离" in text
+    # every tenant of building A must evacuate (厂中厂), building B's is not concerned
+    assert "涉及租户：" in text and "huaxin" in text and "jiali" not in text
+    assert msg["at"]["atMobiles"] == ["13800138000"]
