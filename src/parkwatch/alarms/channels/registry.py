@@ -11,7 +11,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from parkwatch.alarms.channels import dingtalk, log, mqtt, webhook
+from parkwatch.alarms.channels import dingtalk, feishu, log, mqtt, webhook, wecom
 from parkwatch.alarms.channels.base import Channel
 from parkwatch.extensions import merged
 
@@ -20,6 +20,8 @@ CHANNELS: dict[str, Channel[Any]] = merged("CHANNELS", {
     "log": log.CHANNEL,
     "mqtt": mqtt.CHANNEL,
     "dingtalk": dingtalk.CHANNEL,
+    "wecom": wecom.CHANNEL,
+    "feishu": feishu.CHANNEL,
 })
 
 _models = tuple(c.target for c in CHANNELS.values())

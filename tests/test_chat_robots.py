@@ -1,7 +1,8 @@
-"""The DingTalk (钉钉) robot channel against a local robot that checks the vendor's documented
-加签 signature and body (tests/dingtalk_server.py): what a safety officer reads in the group,
-who is @-mentioned, a wrong secret refused, a long message cut at a sentence, and a fire
-press reaching the group through a running daemon."""
+"""The chat robot channels, DingTalk (钉钉), WeCom (企业微信) and Feishu (飞书), against local
+robots that check each vendor's documented signature or key and body (tests/chat_robots.py):
+what a safety officer reads in the group, who is @-mentioned, a wrong secret or key refused,
+each length limit kept with a long message cut at a sentence, and a fire press reaching the
+group through a running daemon."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from chat_robots import DingTalkRobot, FeishuBot, WeComRobot
 from conftest import example_config
-from dingtalk_server import DingTalkRobot
+from parkwatch.alarms.channels import feishu, wecom
 from parkwatch.alarms.channels.dingtalk import MAX_BYTES, DingTalkSender, DingTalkTarget
 from parkwatch.alarms.channels.robottext import cut
 from parkwatch.alarms.senders import DeliveryError
@@ -131,3 +133,65 @@ def test_a_fire_press_reaches_the_group_through_the_daemon(broker: Any, tmp_path
     # every tenant of building A must evacuate (厂中厂), building B's is not concerned
     assert "涉及租户：" in text and "huaxin" in text and "jiali" not in text
     assert msg["at"]["atMobiles"] == ["13800138000"]
+
+
+# --- WeCom -------------------------------------------------------------------------------------
+
+
+def _wecom(url: str, mobiles: list[str]) -> wecom.WeComSender:
+    target = wecom.WeComTarget.model_validate({"type": "wecom", "url": url,
+                                               "at_mobiles": mobiles})
+    return wecom.WeComSender("wecom", target)
+
+
+def test_wecom_gets_the_text_and_mentions_and_refuses_a_wrong_key() -> None:
+    with WeComRobot("", token="the-robot-key") as robot:
+        _wecom(robot.url, ["13800138000"]).send(_row(_event()))
+        (msg,) = robot.wait_for(lambda got: len(got) == 1)
+        wrong = robot.url.replace("the-robot-key", "a-guessed-key")
+        with pytest.raises(DeliveryError, match="errcode 93000"):
+            _wecom(wrong, []).send(_row(_event()))
+    text = msg["text"]["content"]
+    assert "涉及租户：huaxin、yongsheng、ruifeng" in text and "告警编号：" in text
+    assert msg["text"]["mentioned_mobile_list"] == ["13800138000"]
+
+
+def test_wecom_keeps_within_its_2048_bytes() -> None:
+    long = "。".join(f"第{i}句说明现场情况" for i in range(400)) + "。"
+    with WeComRobot("", token="k") as robot:
+        _wecom(robot.url, []).send(_row(_event(message=long)))
+        (msg,) = robot.wait_for(lambda got: len(got) == 1)
+    content = msg["text"]["content"]
+    assert len(content.encode("utf-8")) <= wecom.MAX_BYTES and content.endswith("。…")
+
+
+def test_the_wecom_key_stays_out_of_the_config_as_printed() -> None:
+    target = wecom.WeComTarget.model_validate({"type": "wecom",
+                                               "url": "https://qyapi.example/send?key=s3cr3t"})
+    assert "s3cr3t" not in repr(target) and "s3cr3t" not in str(target.model_dump())
+
+
+# --- Feishu ------------------------------------------------------------------------------------
+
+
+def _feishu(url: str, secret_file: Path | None, users: list[str]) -> feishu.FeishuSender:
+    cfg: dict[str, Any] = {"type": "feishu", "url": url, "at_user_ids": users}
+    if secret_file is not None:
+        cfg["secret_file"] = str(secret_file)
+    return feishu.FeishuSender("feishu", feishu.FeishuTarget.model_validate(cfg))
+
+
+def test_feishu_gets_a_signed_text_with_mentions_and_refuses_a_wrong_secret(
+        secret_file: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("another-long-secret-of-feishu", encoding="utf-8")
+    with FeishuBot(SECRET, token="hook-id") as bot:
+        _feishu(bot.url, secret_file, ["ou_3f2a"]).send(_row(_event()))
+        (msg,) = bot.wait_for(lambda got: len(got) == 1)
+        with pytest.raises(DeliveryError, match="code 19021"):
+            _feishu(bot.url, wrong, []).send(_row(_event()))
+        with pytest.raises(DeliveryError, match="code 19021"):  # unsigned, on a signed bot
+            _feishu(bot.url, None, []).send(_row(_event()))
+    text = msg["content"]["text"]
+    assert text.startswith("【火警】A栋 3F") and "告警编号：" in text
+    assert text.endswith('<at user_id="ou_3f2a"></at>')

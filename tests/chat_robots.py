@@ -1,0 +1,195 @@
+"""Local stand-ins for the chat robots' endpoints, for tests: each checks what its vendor
+documents and answers as the vendor does (HTTP 200 with the vendor's JSON either way).
+
+* DingTalk (钉钉) custom robot (open.dingtalk.com, "自定义机器人安全设置",
+  "自定义机器人发送群消息"):
+  加签 ``timestamp`` (ms) within an hour and ``sign`` = URL-encoded base64 of HMAC-SHA256
+  keyed with the secret over ``"{timestamp}\\n{secret}"`` (else errcode 310000); ``msgtype``
+  "text" with ``text.content`` and ``at.atMobiles``; 20 a minute (else 130101).
+* WeCom (企业微信) group robot (developer.work.weixin.qq.com/document/path/91770): the ``key``
+  in the URL (else errcode 93000); ``msgtype`` "text", ``text.content`` at most 2,048 bytes
+  of UTF-8 (else 40058), ``text.mentioned_mobile_list``; 20 a minute (else 45009).
+* Feishu (飞书) custom bot (open.feishu.cn, "自定义机器人使用指南"): ``timestamp`` (s) within
+  an hour and ``sign`` = base64 of HMAC-SHA256 keyed with ``"{timestamp}\\n{secret}"`` over
+  nothing (else code 19021); ``msg_type`` "text" with ``content.text``; a body of at most
+  20 KB (else 9499); 100 a minute.
+
+Only the standard library; one background thread on a free loopback port each.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+def dingtalk_sign(secret: str, timestamp: str) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def feishu_sign(secret: str, timestamp: str) -> str:
+    digest = hmac.new(f"{timestamp}\n{secret}".encode(), b"", hashlib.sha256)
+    return base64.b64encode(digest.digest()).decode()
+
+
+class Robot:
+    """What every stand-in shares: the server, what it accepted and refused, the rate."""
+
+    PER_MINUTE = 20
+    CODE = "errcode"
+
+    def __init__(self, secret: str, token: str = "test-access-token") -> None:
+        self.secret = secret
+        self.token = token
+        self.accepted: list[dict[str, Any]] = []
+        self.refused: list[tuple[int, str]] = []
+        self._sent: deque[float] = deque()
+        self._lock = threading.Condition()
+        robot = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with robot._lock:
+                    code, msg = robot._check(self.path, data)
+                out = json.dumps({robot.CODE: code, "msg" if robot.CODE == "code"
+                                  else "errmsg": msg}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def _check(self, path: str, data: bytes) -> tuple[int, str]:
+        raise NotImplementedError
+
+    def _rate(self, code: int) -> tuple[int, str] | None:
+        """The vendor's refusal when this message would exceed its rate, else None (counted)."""
+        now = time.monotonic()
+        while self._sent and now - self._sent[0] >= 60:
+            self._sent.popleft()
+        if len(self._sent) >= self.PER_MINUTE:
+            return self._refuse(code, "send too fast")
+        self._sent.append(now)
+        return None
+
+    def _accept(self, msg: dict[str, Any]) -> tuple[int, str]:
+        self.accepted.append(msg)
+        self._lock.notify_all()
+        return 0, "ok"
+
+    def _refuse(self, code: int, msg: str) -> tuple[int, str]:
+        self.refused.append((code, msg))
+        self._lock.notify_all()
+        return code, msg
+
+    def wait_for(self, pred: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 10.0) -> list[dict[str, Any]]:
+        with self._lock:
+            if not self._lock.wait_for(lambda: pred(self.accepted), timeout):
+                raise AssertionError(f"timed out; accepted {self.accepted}, refused "
+                                     f"{self.refused}")
+            return list(self.accepted)
+
+    def __enter__(self) -> DingTalkRobot:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+class DingTalkRobot(Robot):
+    @property
+    def url(self) -> str:
+        return f"{self.base}/robot/send?access_token={self.token}"
+
+    def _check(self, path: str, data: bytes) -> tuple[int, str]:
+        query = parse_qs(urlsplit(path).query)
+        ts, sign = query.get("timestamp", [""])[0], query.get("sign", [""])[0]
+        if query.get("access_token", [""])[0] != self.token:
+            return self._refuse(300005, "token is not exist")
+        if not ts.isdigit() or abs(time.time() * 1000 - int(ts)) > 3_600_000:
+            return self._refuse(310000, "invalid timestamp")
+        # parse_qs has already undone the URL encoding the sender applied
+        if not hmac.compare_digest(sign, dingtalk_sign(self.secret, ts)):
+            return self._refuse(310000, "sign not match")
+        try:
+            msg = json.loads(data)
+            content = msg["text"]["content"]
+            mobiles = msg.get("at", {}).get("atMobiles", [])
+            assert msg["msgtype"] == "text" and isinstance(content, str) and content
+            assert isinstance(mobiles, list) and all(isinstance(m, str) for m in mobiles)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return self._refuse(300001, "param error")
+        return self._rate(130101) or self._accept(msg)
+
+
+class WeComRobot(Robot):
+    @property
+    def url(self) -> str:
+        return f"{self.base}/cgi-bin/webhook/send?key={self.token}"
+
+    def _check(self, path: str, data: bytes) -> tuple[int, str]:
+        if parse_qs(urlsplit(path).query).get("key", [""])[0] != self.token:
+            return self._refuse(93000, "invalid webhook url")
+        try:
+            msg = json.loads(data)
+            content = msg["text"]["content"]
+            mobiles = msg["text"].get("mentioned_mobile_list", [])
+            assert msg["msgtype"] == "text" and isinstance(content, str) and content
+            assert isinstance(mobiles, list) and all(isinstance(m, str) for m in mobiles)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return self._refuse(40008, "invalid message type")
+        if len(content.encode("utf-8")) > 2048:
+            return self._refuse(40058, "content exceed max length 2048")
+        return self._rate(45009) or self._accept(msg)
+
+
+class FeishuBot(Robot):
+    PER_MINUTE = 100
+    CODE = "code"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/open-apis/bot/v2/hook/{self.token}"
+
+    def _check(self, path: str, data: bytes) -> tuple[int, str]:
+        if urlsplit(path).path != f"/open-apis/bot/v2/hook/{self.token}":
+            return self._refuse(19001, "param invalid: incoming webhook access token invalid")
+        if len(data) > 20 * 1024:
+            return self._refuse(9499, "request body too large")
+        try:
+            msg = json.loads(data)
+            ts, sign = str(msg["timestamp"]), str(msg["sign"])
+            assert msg["msg_type"] == "text" and isinstance(msg["content"]["text"], str)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return self._refuse(19021, "sign match fail or timestamp is not within one hour "
+                                "from current time")
+        if not ts.isdigit() or abs(time.time() - int(ts)) > 3600 \
+                or not hmac.compare_digest(sign, feishu_sign(self.secret, ts)):
+            return self._refuse(19021, "sign match fail or timestamp is not within one hour "
+                                "from current time")
+        return self._rate(11232) or self._accept(msg)
