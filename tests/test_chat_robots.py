@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from chat_robots import DingTalkRobot, FeishuBot, WeComRobot
+from chat_robots import AliyunSms, DingTalkRobot, FeishuBot, WeComRobot
 from conftest import example_config
-from parkwatch.alarms.channels import feishu, wecom
+from parkwatch.alarms.channels import aliyun_sms, feishu, wecom
 from parkwatch.alarms.channels.dingtalk import MAX_BYTES, DingTalkSender, DingTalkTarget
 from parkwatch.alarms.channels.robottext import cut
 from parkwatch.alarms.senders import DeliveryError
@@ -195,3 +195,61 @@ def test_feishu_gets_a_signed_text_with_mentions_and_refuses_a_wrong_secret(
     text = msg["content"]["text"]
     assert text.startswith("【火警】A栋 3F") and "告警编号：" in text
     assert text.endswith('<at user_id="ou_3f2a"></at>')
+
+
+# --- Alibaba Cloud SMS --------------------------------------------------------------------------
+
+
+def _sms(url: str, secret_file: Path, **cfg: Any) -> aliyun_sms.AliyunSmsSender:
+    target = aliyun_sms.AliyunSmsTarget.model_validate({
+        "type": "aliyun_sms", "endpoint": url, "access_key_id": "LTAI-test-key-id",
+        "secret_file": str(secret_file), "sign_name": "新桥园区",
+        "template_code": "SMS_123456789", "phones": ["13800138000", "13900139000"], **cfg})
+    return aliyun_sms.AliyunSmsSender("sms", target)
+
+
+def test_an_sms_is_signed_as_alibaba_cloud_documents_and_fills_the_template(
+        secret_file: Path, tmp_path: Path) -> None:
+    with AliyunSms(SECRET) as sms:
+        _sms(sms.url, secret_file).send(_row(_event()))
+        (got,) = sms.wait_for(lambda got: len(got) == 1)
+        wrong = tmp_path / "wrong.secret"
+        wrong.write_text("another-access-key-secret", encoding="utf-8")
+        with pytest.raises(DeliveryError, match="SignatureDoesNotMatch"):
+            _sms(sms.url, wrong).send(_row(_event()))
+    assert got["phones"] == ["13800138000", "13900139000"]
+    # the shipped template variables: the place, and the message cut to 35 characters
+    assert got["params"]["place"] == "A 3F"
+    assert len(got["params"]["event"]) <= 35 and got["params"]["event"].startswith("【火警】A栋")
+
+
+def test_sms_template_variables_come_from_the_events_placeholders(secret_file: Path) -> None:
+    with AliyunSms(SECRET) as sms:
+        _sms(sms.url, secret_file, template_params={
+            "what": "{message}", "who": "{tenants}", "id": "{alarm_id}"},
+             max_param_chars=100).send(_row(_event(drill=True)))
+        (got,) = sms.wait_for(lambda got: len(got) == 1)
+    assert got["params"] == {"what": "【演练】【火警】A栋 3F 一键报警按钮 A-3F-FB1 被按下，"
+                                     "请全楼疏散",
+                             "who": "huaxin、yongsheng、ruifeng",
+                             "id": "01KAM3Z6W3RZC4T0S8P1QJ2B7N"}
+
+
+def test_an_unknown_placeholder_in_an_sms_template_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match=r"unknown placeholder \{floorload\}"):
+        aliyun_sms.AliyunSmsTarget.model_validate({
+            "type": "aliyun_sms", "access_key_id": "x", "sign_name": "s",
+            "template_code": "SMS_1", "phones": ["1"],
+            "template_params": {"w": "{floorload}"}})
+
+
+def test_the_signature_matches_the_documented_example() -> None:
+    """Alibaba Cloud's own worked example of the RPC signature (help.aliyun.com, 签名机制):
+    these parameters with the secret ``testsecret`` sign to ``OLeaidS1JvxuMvnyHOwuJ+uX5qY=``."""
+    params = {"AccessKeyId": "testid", "Action": "DescribeRegions", "Format": "XML",
+              "SignatureMethod": "HMAC-SHA1",
+              "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
+              "SignatureVersion": "1.0", "Timestamp": "2016-02-23T12:46:24Z",
+              "Version": "2014-05-26"}
+    query = aliyun_sms.signed_query(params, "testsecret")
+    assert query.startswith("Signature=" + aliyun_sms.percent("OLeaidS1JvxuMvnyHOwuJ+uX5qY="))

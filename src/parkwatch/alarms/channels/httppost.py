@@ -42,6 +42,37 @@ def post(url: str, body: bytes, timeout: float,
         raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
 
 
+def get_json(url: str, timeout: float) -> dict[str, Any]:
+    """GET `url`; the decoded JSON object of the answer, also of an error status when it
+    carries one (a vendor's error code says more than the status)."""
+    req = urllib.request.Request(url, method="GET", headers={"User-Agent": "parkwatch"})
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            data = bytes(resp.read(MAX_ANSWER))
+    except urllib.error.HTTPError as exc:
+        with exc:
+            data = bytes(exc.read(MAX_ANSWER))
+        answer = _json_object(data)
+        if answer is None:
+            raise DeliveryError(f"HTTP {exc.code}") from None
+        return answer
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
+    answer = _json_object(data)
+    if answer is None:
+        raise DeliveryError(f"the answer is not a JSON object: {data[:80]!r}")
+    return answer
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
 def post_json(url: str, body: bytes, timeout: float,
               headers: dict[str, str] | None = None) -> dict[str, Any]:
     """POST `body` (JSON) to `url`; the decoded JSON object of a 2xx answer."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from parkwatch.alarms.channels import dingtalk, feishu, log, mqtt, webhook, wecom
+from parkwatch.alarms.channels import aliyun_sms, dingtalk, feishu, log, mqtt, webhook, wecom
 from parkwatch.alarms.channels.base import Channel
 from parkwatch.extensions import merged
 
@@ -22,6 +22,7 @@ CHANNELS: dict[str, Channel[Any]] = merged("CHANNELS", {
     "dingtalk": dingtalk.CHANNEL,
     "wecom": wecom.CHANNEL,
     "feishu": feishu.CHANNEL,
+    "aliyun_sms": aliyun_sms.CHANNEL,
 })
 
 _models = tuple(c.target for c in CHANNELS.values())

@@ -10,6 +10,7 @@ when calling the command center.
 from __future__ import annotations
 
 import json
+import string
 from typing import Any
 
 _EVENT_ZH = {"raised": "告警", "escalated": "升级", "severity_changed": "级别变化",
@@ -46,6 +47,42 @@ def alarm_text(payload: bytes) -> str:
         lines.append(f"确认人：{ev['acked_by']}")
     lines.append(f"告警编号：{ev.get('alarm_id', '')}")
     return "\n".join(lines)
+
+
+#: the placeholders a text template (an SMS template's variables) may use
+PLACEHOLDERS = ("park", "place", "building", "floor", "zone", "tenants", "message",
+                "severity", "event", "rule", "sensor_id", "alarm_id", "acked_by")
+
+
+def placeholders(payload: bytes) -> dict[str, str]:
+    """An alarm change's event JSON as the values of :data:`PLACEHOLDERS`, in words."""
+    ev: dict[str, Any] = json.loads(payload)
+    out = {k: "" if ev.get(k) is None else str(ev[k]) for k in PLACEHOLDERS}
+    out["place"] = " ".join(str(p) for p in (ev.get("building"), ev.get("floor"),
+                                             ev.get("zone")) if p) or "—"
+    out["tenants"] = "、".join(ev.get("tenants") or []) or "无"
+    out["severity"] = _SEVERITY_ZH.get(out["severity"], out["severity"])
+    out["event"] = _EVENT_ZH.get(out["event"], out["event"])
+    if ev.get("drill"):
+        out["message"] = "【演练】" + out["message"]
+    return out
+
+
+def unknown_placeholders(template: str) -> list[str]:
+    """The names in `template` that are not :data:`PLACEHOLDERS` (ValueError if malformed)."""
+    names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    return [n for n in names if n not in PLACEHOLDERS]
+
+
+def cut_chars(text: str, limit: int, tail: str = "…") -> str:
+    """`text` in at most `limit` characters, cut after a sentence where one fits."""
+    if len(text) <= limit:
+        return text
+    head = text[:max(limit - len(tail), 0)]
+    at = max(head.rfind(b) + len(b) for b in _BREAKS)
+    if at > len(head) // 2:
+        head = head[:at]
+    return head.rstrip() + tail
 
 
 def cut(text: str, limit_bytes: int, tail: str = "…") -> str:

@@ -1,0 +1,132 @@
+"""SMS through Alibaba Cloud's SMS service (阿里云短信服务, Dysmsapi ``SendSms``): one message to
+each phone of the target for each alarm change, filled into the target's approved template.
+
+Vendor facts (Alibaba Cloud documentation: "SendSms" of Dysmsapi 2017-05-25, and "RPC
+风格请求体 & 签名机制", help.aliyun.com/document_detail/101343 and /315526):
+
+* a GET to ``https://dysmsapi.aliyuncs.com/`` with the public parameters ``AccessKeyId``,
+  ``Action=SendSms``, ``Format=JSON``, ``RegionId``, ``SignatureMethod=HMAC-SHA1``,
+  ``SignatureNonce`` (new for each request), ``SignatureVersion=1.0``, ``Timestamp``
+  (ISO 8601 in UTC, ``2026-12-05T10:00:00Z``), ``Version=2017-05-25`` and the action's
+  ``PhoneNumbers`` (comma-separated), ``SignName``, ``TemplateCode``, ``TemplateParam`` (JSON);
+* ``Signature`` = base64 of HMAC-SHA1, keyed with the AccessKey secret followed by ``&``, over
+  ``GET&%2F&`` + the percent-encoded canonical query: every parameter but the signature,
+  sorted by name, each name and value percent-encoded by RFC 3986 (``%20`` for a space,
+  ``~`` left as it is), joined with ``=`` and ``&``;
+* the answer is JSON with ``Code`` ``OK`` on success; e.g. ``SignatureDoesNotMatch``,
+  ``isv.BUSINESS_LIMIT_CONTROL`` (sending too fast) otherwise;
+* a message is the approved template with its variables filled in: what parkwatch sends is the
+  variables (``template_params``, each the event's placeholders), each cut to
+  ``max_param_chars``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, HttpUrl, field_validator
+
+from parkwatch.alarms.channels.base import Carrier, Channel
+from parkwatch.alarms.channels.httppost import get_json
+from parkwatch.alarms.channels.robottext import cut_chars, placeholders, unknown_placeholders
+from parkwatch.alarms.senders import DeliveryError
+from parkwatch.config.delivery import Backoff, Secret, TargetBase
+
+if TYPE_CHECKING:
+    from parkwatch.alarms.store import Pending
+    from parkwatch.mqttlink.link import MqttLink
+
+
+class AliyunSmsTarget(TargetBase, Secret):
+    """SMS by Alibaba Cloud; `secret_file` / `secret_env` hold the AccessKey secret."""
+
+    type: Literal["aliyun_sms"]
+    access_key_id: str = Field(min_length=1, description="the AccessKey id (RAM user with "
+                               "SMS rights only)")
+    sign_name: str = Field(min_length=1, description="the approved signature (签名), e.g. "
+                           "新桥园区")
+    template_code: str = Field(min_length=1, description="the approved template, SMS_…")
+    template_params: dict[str, str] = Field(
+        default_factory=lambda: {"place": "{place}", "event": "{message}"},
+        description="the template's variables, each filled from the alarm event's "
+        "placeholders ({park}, {place}, {message}, {tenants}, {severity}, {event}, "
+        "{alarm_id}, ...)")
+    max_param_chars: int = Field(35, ge=1, le=500, description="each variable is cut to this "
+                                 "many characters (the template type's limit)")
+    phones: list[str] = Field(min_length=1, description="phone numbers to send to")
+    region: str = Field("cn-hangzhou", description="RegionId")
+    endpoint: HttpUrl = Field(HttpUrl("https://dysmsapi.aliyuncs.com/"),
+                              description="the service's endpoint")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
+    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
+    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
+                                  "delivery this long after the change (logged and counted)")
+
+    @field_validator("template_params")
+    @classmethod
+    def _known(cls, v: dict[str, str]) -> dict[str, str]:
+        for var, template in v.items():
+            try:
+                unknown = unknown_placeholders(template)
+            except ValueError as exc:
+                raise ValueError(f"{var}: bad template {template!r}: {exc}") from None
+            if unknown:
+                raise ValueError(f"{var}: unknown placeholder {{{unknown[0]}}}")
+        return v
+
+
+def percent(text: str) -> str:
+    """RFC 3986 percent-encoding as Alibaba Cloud's signature wants it."""
+    return urllib.parse.quote(text, safe="~")
+
+
+def signed_query(params: dict[str, str], secret: str) -> str:
+    """`params` with their ``Signature``, as a query string."""
+    canonical = "&".join(f"{percent(k)}={percent(v)}" for k, v in sorted(params.items()))
+    to_sign = f"GET&{percent('/')}&{percent(canonical)}"
+    digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
+    return f"Signature={percent(base64.b64encode(digest).decode())}&{canonical}"
+
+
+class AliyunSmsSender:
+    """Sends each event's SMS; anything but ``Code`` OK is a failure."""
+
+    def __init__(self, name: str, cfg: AliyunSmsTarget) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.secret = cfg.secret() or ""
+
+    def params(self, payload: bytes, now: float, nonce: str) -> dict[str, str]:
+        values = placeholders(payload)
+        fill = {var: cut_chars(template.format_map(values), self.cfg.max_param_chars)
+                for var, template in self.cfg.template_params.items()}
+        return {
+            "AccessKeyId": self.cfg.access_key_id, "Action": "SendSms", "Format": "JSON",
+            "RegionId": self.cfg.region, "SignatureMethod": "HMAC-SHA1",
+            "SignatureNonce": nonce, "SignatureVersion": "1.0",
+            "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "Version": "2017-05-25", "PhoneNumbers": ",".join(self.cfg.phones),
+            "SignName": self.cfg.sign_name, "TemplateCode": self.cfg.template_code,
+            "TemplateParam": json.dumps(fill, ensure_ascii=False, separators=(",", ":")),
+        }
+
+    def send(self, row: Pending) -> None:
+        query = signed_query(self.params(row.payload, time.time(), secrets.token_hex(16)),
+                             self.secret)
+        answer = get_json(f"{self.cfg.endpoint}?{query}", self.cfg.timeout_s)
+        if answer.get("Code") != "OK":
+            raise DeliveryError(f"Aliyun SMS {answer.get('Code')}: {answer.get('Message')}")
+
+
+def _carrier(name: str, target: AliyunSmsTarget, _link: MqttLink) -> Carrier:
+    return Carrier(AliyunSmsSender(name, target), target.retry)
+
+
+CHANNEL = Channel(AliyunSmsTarget, _carrier)
