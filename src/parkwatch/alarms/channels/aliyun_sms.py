@@ -33,18 +33,17 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl, field_validator
 
-from parkwatch.alarms.channels.base import Carrier, Channel
-from parkwatch.alarms.channels.httppost import get_json
+from parkwatch.alarms.channels.base import Channel
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, get_json
 from parkwatch.alarms.channels.robottext import cut_chars, placeholders, unknown_placeholders
 from parkwatch.alarms.senders import DeliveryError
-from parkwatch.config.delivery import Backoff, Secret, TargetBase
+from parkwatch.config.delivery import Secret
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqttlink.link import MqttLink
 
 
-class AliyunSmsTarget(TargetBase, Secret):
+class AliyunSmsTarget(HttpTarget, Secret):
     """SMS by Alibaba Cloud; `secret_file` / `secret_env` hold the AccessKey secret."""
 
     type: Literal["aliyun_sms"]
@@ -64,10 +63,6 @@ class AliyunSmsTarget(TargetBase, Secret):
     region: str = Field("cn-hangzhou", description="RegionId")
     endpoint: HttpUrl = Field(HttpUrl("https://dysmsapi.aliyuncs.com/"),
                               description="the service's endpoint")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
-    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
-    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
-                                  "delivery this long after the change (logged and counted)")
 
     @field_validator("template_params")
     @classmethod
@@ -125,8 +120,4 @@ class AliyunSmsSender:
             raise DeliveryError(f"Aliyun SMS {answer.get('Code')}: {answer.get('Message')}")
 
 
-def _carrier(name: str, target: AliyunSmsTarget, _link: MqttLink) -> Carrier:
-    return Carrier(AliyunSmsSender(name, target), target.retry)
-
-
-CHANNEL = Channel(AliyunSmsTarget, _carrier)
+CHANNEL = Channel(AliyunSmsTarget, carrier_of(AliyunSmsSender))

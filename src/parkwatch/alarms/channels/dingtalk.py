@@ -28,21 +28,20 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl
 
-from parkwatch.alarms.channels.base import Carrier, Channel
-from parkwatch.alarms.channels.httppost import post_json
+from parkwatch.alarms.channels.base import Channel
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut
 from parkwatch.alarms.senders import DeliveryError
-from parkwatch.config.delivery import Backoff, Secret, TargetBase
+from parkwatch.config.delivery import Secret
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqttlink.link import MqttLink
 
 #: parkwatch's own cap on a message, well inside what a phone shows at once
 MAX_BYTES = 4000
 
 
-class DingTalkTarget(TargetBase, Secret):
+class DingTalkTarget(HttpTarget, Secret):
     """A DingTalk custom group robot; `secret_file` / `secret_env` hold its 加签 secret
     (``SEC…``), without one the robot must trust the gateway by keyword or IP."""
 
@@ -51,10 +50,6 @@ class DingTalkTarget(TargetBase, Secret):
                          "https://oapi.dingtalk.com/robot/send?access_token=…")
     at_mobiles: list[str] = Field(default_factory=list, description="phone numbers to "
                                   "@-mention in every message (the group's members)")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
-    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
-    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
-                                  "delivery this long after the change (logged and counted)")
 
 
 def signed_url(url: str, secret: str, now_ms: int) -> str:
@@ -94,8 +89,4 @@ class DingTalkSender:
             raise DeliveryError(f"DingTalk errcode {code}: {answer.get('errmsg')}")
 
 
-def _carrier(name: str, target: DingTalkTarget, _link: MqttLink) -> Carrier:
-    return Carrier(DingTalkSender(name, target), target.retry)
-
-
-CHANNEL = Channel(DingTalkTarget, _carrier)
+CHANNEL = Channel(DingTalkTarget, carrier_of(DingTalkSender))

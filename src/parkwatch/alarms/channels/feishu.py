@@ -27,21 +27,20 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl
 
-from parkwatch.alarms.channels.base import Carrier, Channel
-from parkwatch.alarms.channels.httppost import post_json
+from parkwatch.alarms.channels.base import Channel
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut
 from parkwatch.alarms.senders import DeliveryError
-from parkwatch.config.delivery import Backoff, Secret, TargetBase
+from parkwatch.config.delivery import Secret
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqttlink.link import MqttLink
 
 #: parkwatch's own cap on a message's text, well inside Feishu's 20 KB request body
 MAX_BYTES = 4000
 
 
-class FeishuTarget(TargetBase, Secret):
+class FeishuTarget(HttpTarget, Secret):
     """A Feishu custom group bot; `secret_file` / `secret_env` hold its 签名校验 secret."""
 
     type: Literal["feishu"]
@@ -49,10 +48,6 @@ class FeishuTarget(TargetBase, Secret):
                          "https://open.feishu.cn/open-apis/bot/v2/hook/…")
     at_user_ids: list[str] = Field(default_factory=list, description="Feishu user ids "
                                    "(open_id ou_…, or user_id) to @-mention in every message")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
-    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
-    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
-                                  "delivery this long after the change (logged and counted)")
 
 
 def sign(secret: str, timestamp: str) -> str:
@@ -91,8 +86,4 @@ class FeishuSender:
             raise DeliveryError(f"Feishu code {code}: {answer.get('msg')}")
 
 
-def _carrier(name: str, target: FeishuTarget, _link: MqttLink) -> Carrier:
-    return Carrier(FeishuSender(name, target), target.retry)
-
-
-CHANNEL = Channel(FeishuTarget, _carrier)
+CHANNEL = Channel(FeishuTarget, carrier_of(FeishuSender))

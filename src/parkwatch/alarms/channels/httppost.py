@@ -1,6 +1,7 @@
-"""One JSON POST to a vendor's HTTP API and its JSON answer, for the channels that speak to
-chat robots and message gateways: redirects, error statuses, timeouts and answers that are
-not JSON are each a :class:`DeliveryError` with the reason, for the courier to retry."""
+"""What the channels that speak HTTP share (the webhook, the chat robots, SMS): the keys of
+their targets, how a target becomes a courier's carrier, and one request to a vendor's HTTP
+API with its JSON answer, where redirects, error statuses, timeouts and answers that are not
+JSON are each a :class:`DeliveryError` with the reason, for the courier to retry."""
 
 from __future__ import annotations
 
@@ -8,12 +9,41 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import Field
+
+from parkwatch.alarms.channels.base import Carrier
 from parkwatch.alarms.senders import DeliveryError
+from parkwatch.config.delivery import Backoff, TargetBase
+
+if TYPE_CHECKING:
+    from parkwatch.alarms.senders import Sender
+    from parkwatch.mqttlink.link import MqttLink
 
 #: more of an answer than any vendor sends; the rest is not read
 MAX_ANSWER = 65_536
+
+
+class HttpTarget(TargetBase):
+    """The keys of every target reached by HTTP requests."""
+
+    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
+    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
+    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
+                                  "delivery this long after the change (logged and counted)")
+
+
+T = TypeVar("T", bound=HttpTarget)
+
+
+def carrier_of(sender: Callable[[str, T], Sender]) -> Callable[[str, T, MqttLink], Carrier]:
+    """A channel's carrier factory for a sender class taking (target name, target config):
+    the sender, backing off by the target's `retry`, always ready."""
+    def carrier(name: str, target: T, _link: MqttLink) -> Carrier:
+        return Carrier(sender(name, target), target.retry)
+    return carrier
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

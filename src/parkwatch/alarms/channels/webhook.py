@@ -9,26 +9,21 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl
 
-from parkwatch.alarms.channels.base import Carrier, Channel
-from parkwatch.alarms.channels.httppost import post
-from parkwatch.config.delivery import Backoff, Secret, TargetBase
+from parkwatch.alarms.channels.base import Channel
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post
+from parkwatch.config.delivery import Secret
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqttlink.link import MqttLink
 
 SIGNATURE_HEADER = "X-Parkwatch-Signature"
 
 
-class WebhookTarget(TargetBase, Secret):
+class WebhookTarget(HttpTarget, Secret):
     """JSON POST of each event; signed with HMAC-SHA256 of the body when a secret is set."""
 
     type: Literal["webhook"]
     url: HttpUrl = Field(description="where to POST each event (http or https)")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
-    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
-    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
-                                  "delivery this long after the change (logged and counted)")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -55,8 +50,4 @@ class WebhookSender:
         post(self.url, row.payload, self.timeout, headers)
 
 
-def _carrier(name: str, target: WebhookTarget, _link: MqttLink) -> Carrier:
-    return Carrier(WebhookSender(name, target), target.retry)
-
-
-CHANNEL = Channel(WebhookTarget, _carrier)
+CHANNEL = Channel(WebhookTarget, carrier_of(WebhookSender))

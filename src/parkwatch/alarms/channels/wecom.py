@@ -20,21 +20,19 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 
-from parkwatch.alarms.channels.base import Carrier, Channel
-from parkwatch.alarms.channels.httppost import post_json
+from parkwatch.alarms.channels.base import Channel
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut
 from parkwatch.alarms.senders import DeliveryError
-from parkwatch.config.delivery import Backoff, TargetBase
 
 if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
-    from parkwatch.mqttlink.link import MqttLink
 
 #: WeCom's limit on a text message's content
 MAX_BYTES = 2048
 
 
-class WeComTarget(TargetBase):
+class WeComTarget(HttpTarget):
     """A WeCom group robot; its webhook URL carries its key, so it is kept out of logs."""
 
     type: Literal["wecom"]
@@ -43,10 +41,6 @@ class WeComTarget(TargetBase):
                            "anyone with it can post in the group)")
     at_mobiles: list[str] = Field(default_factory=list, description="phone numbers to "
                                   "@-mention in every message (the group's members)")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="per request")
-    retry: Backoff = Field(default_factory=Backoff, description="backoff between attempts")
-    expire_after_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="give up on a "
-                                  "delivery this long after the change (logged and counted)")
 
 
 def body(payload: bytes, at_mobiles: list[str]) -> bytes:
@@ -72,8 +66,4 @@ class WeComSender:
             raise DeliveryError(f"WeCom errcode {code}: {answer.get('errmsg')}")
 
 
-def _carrier(name: str, target: WeComTarget, _link: MqttLink) -> Carrier:
-    return Carrier(WeComSender(name, target), target.retry)
-
-
-CHANNEL = Channel(WeComTarget, _carrier)
+CHANNEL = Channel(WeComTarget, carrier_of(WeComSender))
