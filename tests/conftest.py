@@ -87,6 +87,13 @@ def lora_park(tmp_path: Path, port: int) -> dict[str, Any]:
     data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
     lora = {d["id"] for d in data["drivers"]}
     data["sensors"] = [s for s in data["sensors"] if s["driver"] in lora]
+    data["outputs"] = [o for o in data["outputs"] if o["driver"] in lora]
+    kept = {o["id"] for o in data["outputs"]}
+    sensors = {s["id"] for s in data["sensors"]}
+    data["linkage"]["rules"] = [
+        {**r, "sensors": [s for s in r["sensors"] if s in sensors]}
+        for r in data["linkage"]["rules"]
+        if set(r["outputs"]) <= kept and any(s in sensors for s in r["sensors"])]
     return data
 
 

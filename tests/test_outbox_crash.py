@@ -253,7 +253,7 @@ def test_sigkill_between_commit_and_delivery_loses_no_change(broker, tmp_path, d
                 first[alarm_id].append(seq)
             for alarm_id, seqs in first.items():
                 assert seqs == list(range(1, len(seqs) + 1)), (name, alarm_id, seqs)
-            figures[f"{name}_duplicates"] = sum(n - 1 for n in keys.values())
+            figures[f"{name}duplicate_ids"] = sum(n - 1 for n in keys.values())
         print(json.dumps({k: v for k, v in figures.items() if k.endswith("duplicates")}))
 
         # the input side: each press the broker accepted raised an alarm of its own

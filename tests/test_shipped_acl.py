@@ -156,6 +156,11 @@ RIGHTS = [
     ("parkwatch", f"notify/{PARK}/landlord", True),
     ("parkwatch", ACK, False),                       # the daemon commands nothing
     ("parkwatch", f"devices/{BUTTON}/up", False),
+    ("parkwatch", "devices/A-SND-W1/set", True),    # a wireless sounder's command
+    ("parkwatch", "devices/A-SND-W1/state", False),  # but not its state report
+    (OTHER, "devices/A-SND-W1/set", False),          # no device commands a sounder
+    (OTHER, f"devices/{OTHER}/state", True),          # a device reports its own state
+    (OTHER, f"devices/{BUTTON}/state", False),
     ("operator", ACK, True),
     ("operator", f"parkwatch/v1/{PARK}/events", False),
     ("operator", f"devices/{BUTTON}/up", False),

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # imported where keys are used: OpenSSL's binding costs a gat
 SCHEMA = "parkwatch.command/1"
 #: what is signed: this prefix, then the body's bytes
 PREFIX = (SCHEMA + "\n").encode("ascii")
-COMMANDS = ("ack", "reset")
+COMMANDS = ("ack", "reset", "silence")
 NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 

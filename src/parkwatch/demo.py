@@ -129,7 +129,11 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
         print()
         try:
             fleet.start()  # the ports exist before the daemon opens them, as on a gateway
+            names = {o.id: o.name or o.id for o in cfg.outputs}
+            fleet.watch_outputs(lambda oid, on: print(
+                f"          · 联动 {oid} {names[oid]} {'启动' if on else '停止'}", flush=True))
             daemon.start()
+
             def narrate(note: str) -> None:
                 print(f"          · 现场 {note}", flush=True)
 

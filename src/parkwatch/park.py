@@ -13,6 +13,7 @@ import numpy as np
 
 from parkwatch.config.measuring import PLAUSIBLE_LIMIT
 from parkwatch.config.model import SENSOR_KINDS, ParkConfig, SensorConfig, load_unit_kn
+from parkwatch.config.outputs import OutputConfig
 
 KIND_CODE = {kind: code for code, kind in enumerate(SENSOR_KINDS)}
 
@@ -53,6 +54,23 @@ class GroupInfo:
     place: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutputInfo:
+    """An output (sounder, strobe, PA trigger, relay) as an alarm source: its `output_fault`
+    alarm travels the same path as a sensor's."""
+
+    index: int  # in the alarm sources' numbering: after the sensors and the groups
+    position: int  # in park.outputs and cfg.outputs
+    id: str  # "output:<id>": never a sensor's or a group's id (an id cannot hold ':')
+    config: OutputConfig
+    building_name: str
+    floor_name: str
+    zone_name: str
+    place: str
+    tenants: tuple[str, ...] = ()
+    tenant_names: tuple[str, ...] = ()
+
+
 def place_of(building_name: str, floor_name: str, zone_name: str) -> str:
     """A place as a message names it: the non-empty names, space-separated."""
     return " ".join(p for p in (building_name, floor_name, zone_name) if p)
@@ -89,6 +107,7 @@ class ParkModel:
         self.kind = np.array([KIND_CODE[s.kind] for s in cfg.sensors], dtype=np.int8)
         floors = cfg.rules.section("floor_load").enabled
         self.groups: list[GroupInfo] = self._groups() if floors else []
+        self.outputs: list[OutputInfo] = self._outputs()
         drivers = {d.id: d for d in cfg.drivers}
         #: expected seconds between reports per sensor (NaN: unknown), for the no-data alarm
         self.report_interval = np.full(len(self.sensors), np.nan)
@@ -135,12 +154,33 @@ class ParkModel:
         return len(self.sensors) + len(self.groups)
 
     def ident(self, index: int) -> str:
-        """The id of a sensor or a group by its index."""
+        """The id of a sensor, a group or an output by its index."""
         n = len(self.sensors)
-        return self.sensors[index].id if index < n else self.groups[index - n].id
+        if index < n:
+            return self.sensors[index].id
+        if index < n + len(self.groups):
+            return self.groups[index - n].id
+        return self.outputs[index - self.size].id
+
+    def rule_idents(self) -> list[str]:
+        """The sources the rule engine keeps state for: sensors, then groups."""
+        return [s.id for s in self.sensors] + [g.id for g in self.groups]
 
     def idents(self) -> list[str]:
-        return [s.id for s in self.sensors] + [g.id for g in self.groups]
+        """Every alarm source by index: sensors, groups, then outputs."""
+        return self.rule_idents() + [o.id for o in self.outputs]
+
+    def _outputs(self) -> list[OutputInfo]:
+        buildings = {b.id: b for b in self.cfg.buildings}
+        out: list[OutputInfo] = []
+        for k, o in enumerate(self.cfg.outputs):
+            b = buildings[o.building]
+            f = next((f for f in b.floors if f.id == o.floor), None)
+            z = next((z for z in f.zones if z.id == o.zone), None) if f else None
+            where = (b.name or b.id, (f.name or f.id) if f else "", (z.name or z.id) if z else "")
+            out.append(OutputInfo(self.size + k, k, f"output:{o.id}", o, *where,
+                                  place=place_of(*where)))
+        return out
 
     def _groups(self) -> list[GroupInfo]:
         tenant_names = {t.id: t.name for t in self.cfg.tenants}

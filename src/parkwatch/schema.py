@@ -31,6 +31,7 @@ from parkwatch.config.model import RulesConfig as RulesConfigBase
 from parkwatch.config.reference import render
 from parkwatch.config.yamlsource import Loc, SourceMap
 from parkwatch.drivers.registry import DRIVER_KINDS, DriverConfig, cross_check_drivers
+from parkwatch.outputs.checks import check_outputs
 from parkwatch.rules.registry import RULE_KINDS, RULE_NAMES
 
 
@@ -78,6 +79,7 @@ def cross_check(cfg: ParkConfigBase) -> list[tuple[Loc, str]]:
     """Every cross-check: the park's own, each configured driver's, each rule kind's."""
     out = park_cross_check(cfg, VOCABULARY)
     out += cross_check_drivers(cfg)
+    out += check_outputs(cfg, RULE_NAMES)
     for kind in RULE_KINDS.values():
         out += kind.cross_check(cfg)
     return out

@@ -12,7 +12,7 @@ import orjson
 from parkwatch.alarms.lifecycle import Change
 from parkwatch.alarms.messages import MessageFormatter
 from parkwatch.alarms.timestamps import rfc3339_ms
-from parkwatch.park import GroupInfo, ParkModel, SensorInfo
+from parkwatch.park import GroupInfo, OutputInfo, ParkModel, SensorInfo
 from parkwatch.rules.registry import RULE_UNITS
 
 SCHEMA_ID = "parkwatch.alarm/1"
@@ -58,6 +58,7 @@ class EventBuilder:
         self.park_name = cfg.park.name
         self.messages = MessageFormatter(cfg.alarms.language, cfg.alarms.messages)
         self._sensors = len(park.sensors)
+        self._outputs_from = park.size
         #: (sensor unit or None for a floor/zone, rule) -> the alarm's unit; a few per park
         self._units: dict[tuple[str | None, str], str] = {}
         #: tenants' names -> as a message lists them; one per combination of tenants
@@ -73,10 +74,16 @@ class EventBuilder:
     def build(self, change: Change) -> dict[str, Any]:
         a = change.alarm
         words = self.messages.words
-        info: SensorInfo | GroupInfo
+        info: SensorInfo | GroupInfo | OutputInfo
         sensor_id: str | None
         kind: str | None
-        if a.sensor < self._sensors:
+        building: str | None
+        if a.sensor >= self._outputs_from:  # an output: its supervision
+            info = self.park.outputs[a.sensor - self._outputs_from]
+            o = info.config
+            building, floor, zone, kind = o.building, o.floor, o.zone, o.kind
+            sensor_id, name, unit = None, f"{words.get(o.kind, o.kind)} {o.name or o.id}", ""
+        elif a.sensor < self._sensors:
             info = self.park.sensors[a.sensor]
             s = info.config
             building, floor, zone, kind = s.building, s.floor, s.zone, s.kind

@@ -45,6 +45,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "raised": "报警", "escalated": "升级", "severity_changed": "等级变化",
         "acknowledged": "已确认", "cleared": "已恢复", "closed": "已关闭", "reminder": "提醒",
         "floor": "楼面", "zone": "区域",
+        "sounder": "声报警器", "strobe": "光报警器", "pa": "应急广播", "relay": "联动继电器",
     },
     "en": {
         "load_cell": "floor load", "fire_button": "fire alarm button", "water_level": "water level",
@@ -52,6 +53,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "raised": "raised", "escalated": "escalated", "severity_changed": "severity changed",
         "acknowledged": "acknowledged", "cleared": "cleared", "closed": "closed",
         "reminder": "reminder", "floor": "floor", "zone": "zone",
+        "sounder": "sounder", "strobe": "strobe", "pa": "PA trigger", "relay": "relay",
     },
 }
 

@@ -8,6 +8,9 @@ durable deliveries, top to bottom (every stage is named and built in
 2. **route** (:class:`~parkwatch.alarms.route.Route`): each change becomes its contract event
    (built once), a raise is matched to a declared drill, its escalation ladder or closing
    policy starts, and the change is routed to subscribers (or suppressed);
+2b. **linkage** (:class:`~parkwatch.outputs.linkage.Linkage`): the outputs (sounders, strobes,
+   relays) the open alarms demand are switched, before the commit so that a press sounds the
+   building without waiting for the disk;
 3. **commit** (:mod:`parkwatch.alarms.commit`): the changes are written to the store, grouped
    with whatever else waits, on a thread of their own;
 4. **dispatch** (:mod:`parkwatch.alarms.dispatch`): only then are they handed to the couriers.
@@ -42,9 +45,11 @@ from parkwatch.alarms.lifecycle import FLOAT_FIELDS, Alarm, AlarmBook, Change
 from parkwatch.alarms.route import Route, state_of
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.config.model import ParkConfig
+from parkwatch.outputs.linkage import Linkage
 from parkwatch.park import ParkModel
 from parkwatch.rejections import Rejections
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.rules.output_fault import OutputFaultRule
 from parkwatch.rules.transitions import Severity, Transitions
 
 log = logging.getLogger("parkwatch.alarms")
@@ -68,7 +73,8 @@ class AlarmService:
     def __init__(self, cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
                  clock: Callable[[], float] = time.time,
                  dispatcher: Dispatcher | None = None, committer: Committer | None = None,
-                 on_due: Callable[[float | None], None] = lambda _t: None) -> None:
+                 on_due: Callable[[float | None], None] = lambda _t: None,
+                 linkage: Linkage | None = None) -> None:
         self.cfg = cfg
         self.park = park
         self.engine = engine
@@ -87,6 +93,8 @@ class AlarmService:
         self.committer = committer if committer is not None else Committer(
             store, dispatcher if dispatcher is not None else Dispatcher(), threaded=False)
         self.on_due = on_due
+        #: the linkage stage (None: a park without outputs, or a test without drivers)
+        self.linkage = linkage
         #: changes are being routed and handed to the commit stage (the pipeline's thread),
         #: and when that last began (time.monotonic)
         self.routing = False
@@ -133,6 +141,12 @@ class AlarmService:
         self.orphans = orphans
         self._commit(self.book.clear_sources(fresh))
         self.committer.flush()
+        faults = self.engine.kinds.get("output_fault")
+        if isinstance(faults, OutputFaultRule):
+            faults.seed(a.sensor for a in self.book.open.values()
+                        if a.active and a.rule == "output_fault")
+        if self.linkage is not None:
+            self.linkage.restore(self.book.open.values())
         if self.book.open:
             log.info("%d open alarm(s) restored from the store", len(self.book.open))
         self._arm()
@@ -193,6 +207,21 @@ class AlarmService:
         self._commit(changes)
         self.committer.flush()
         return Outcome.DONE
+
+    def silence(self, alarm_id: str, by: str, note: str | None = None,
+                via: str = "local") -> Outcome:
+        """An operator's silence (消音) of the sounders an alarm sounds, and of the others of
+        its building: strobes stay on, every alarm stays active and unacknowledged."""
+        if by not in self.operators:
+            self.refused.reject("not_operator", f"silence of {alarm_id} via {via} by {by!r}, "
+                                "who is not in alarms.operators")
+            return Outcome.NOT_OPERATOR
+        if alarm_id not in self.book.open:
+            self.refused.reject("unknown_alarm", f"silence of {alarm_id} via {via} by {by}: "
+                                "no such open alarm")
+            return Outcome.UNKNOWN
+        done = self.linkage.silence(alarm_id, by, note, via) if self.linkage else None
+        return Outcome.DONE if done else Outcome.ALREADY
 
     def _reset(self, alarm_id: str, by: str, note: str | None) -> list[Change]:
         """The rule engine resets the button's latch; its transition clears the alarm."""
@@ -263,7 +292,10 @@ class AlarmService:
         self.changed_at = time.monotonic()
         try:
             for part in change_chunks(changes, self._fire, chunks.ROUTE_CHUNK):
-                self.committer.submit([self.route.record(change, now) for change in part])
+                records = [self.route.record(change, now) for change in part]
+                if self.linkage is not None:
+                    self.linkage.observe(part)
+                self.committer.submit(records)
         finally:
             self.routing = False
         self._arm()

@@ -1,5 +1,5 @@
-"""`parkwatch ack` and `parkwatch reset`: one alarm acknowledged or reset through the running
-daemon's local API, and what happened in an operator's words."""
+"""`parkwatch ack`, `parkwatch reset` and `parkwatch silence`: one alarm acknowledged, reset or
+silenced through the running daemon's local API, and what happened in an operator's words."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def _signed(ep: Endpoint, key_file: Path, verb: str, alarm_id: str, by: str,
 
 def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None,
             key_file: Path | None = None) -> int:
-    """`ack` or `reset` one alarm (signed with `key_file` when given); prints what happened;
-    the exit code."""
+    """`ack`, `reset` or `silence` one alarm (signed with `key_file` when given); prints what
+    happened; the exit code."""
     by = by.strip()
     if not by:
         raise Failure("--by must name you (an operator id from alarms.operators)")
@@ -50,6 +50,12 @@ def command(ep: Endpoint, verb: str, alarm_id: str, by: str, note: str | None,
     status, answer = request(ep, "POST", f"/api/alarms/{quote(alarm_id, safe='')}/{verb}", body)
     result = answer.get("result") if isinstance(answer, dict) else None
     alarm = (answer.get("alarm") if isinstance(answer, dict) else None) or {}
+    if status == 200 and verb == "silence":
+        print(f"silenced the sounders of building {alarm.get('building') or '?'} for "
+              f"{alarm_id} and the other alarms sounding there, as {by}; strobes stay on and "
+              "the alarms stay active (a new alarm sounds again)" if result == "done" else
+              f"nothing sounds for {alarm_id} (no sounder, or silenced already): nothing to do")
+        return EXIT_OK
     if status == 200 and result == "done":
         if verb == "ack":
             print(f"acknowledged {alarm_id} ({_what(alarm)}) as {by}"

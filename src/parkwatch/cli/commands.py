@@ -87,6 +87,12 @@ def _reset(args: argparse.Namespace) -> int:
     return run(args, "reset")
 
 
+def _silence(args: argparse.Namespace) -> int:
+    from parkwatch.cli.api_commands import run
+
+    return run(args, "silence")
+
+
 def _keygen(args: argparse.Namespace) -> int:
     from parkwatch.commandsig import public_text, write_new_key
 
@@ -171,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, what in (
             ("ack", _ack, "acknowledge an open alarm"),
-            ("reset", _reset, "reset an active fire alarm")):
+            ("reset", _reset, "reset an active fire alarm"),
+            ("silence", _silence, "silence the sounders an alarm sounds in its building "
+             "(strobes stay on, the alarms stay active)")):
         p = sub.add_parser(name, help=f"{what} (local API)",
                            description=f"{what[0].upper()}{what[1:]} as an operator of "
                            "alarms.operators. Exit 0 when done or nothing was left to do, 1 when "

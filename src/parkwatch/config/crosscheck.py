@@ -28,7 +28,7 @@ class Vocabulary:
     placeholders: Sequence[str]
 
 
-def _duplicates(ids: Iterable[str], loc: Loc, what: str) -> Iterator[Problem]:
+def duplicate_ids(ids: Iterable[str], loc: Loc, what: str) -> Iterator[Problem]:
     seen: dict[str, int] = {}
     for i, ident in enumerate(ids):
         if ident in seen:
@@ -37,40 +37,49 @@ def _duplicates(ids: Iterable[str], loc: Loc, what: str) -> Iterator[Problem]:
             seen[ident] = i
 
 
+def park_floors(cfg: ParkConfig) -> dict[tuple[str, str], set[str]]:
+    """(building, floor) -> its zone ids: every place the config declares."""
+    return {(b.id, f.id): {z.id for z in f.zones} for b in cfg.buildings for f in b.floors}
+
+
+def place_problems(floors: dict[tuple[str, str], set[str]], loc: Loc, building: str | None,
+                   floor: str | None, zone: str | None) -> list[Problem]:
+    """A place (building, floor, zone) that the park does not have, named at `loc`."""
+    buildings = {b for b, _ in floors}
+    if building is not None and building not in buildings:
+        return [((*loc, "building"), f"unknown building '{building}' "
+                 f"(known: {', '.join(sorted(buildings))})")]
+    if floor is not None and (building, floor) not in floors:
+        known = sorted(f for (b, f) in floors if b == building)
+        return [((*loc, "floor"), f"building '{building}' has no floor '{floor}' "
+                 f"(floors: {', '.join(known)})")]
+    zones = floors.get((building or "", floor or ""))
+    if zone is not None and zones is not None and zone not in zones:
+        return [((*loc, "zone"), f"floor '{floor}' of building '{building}' has no zone "
+                 f"'{zone}' (zones: {', '.join(sorted(zones)) or 'none'})")]
+    return []
+
+
 def cross_check(cfg: ParkConfig, words: Vocabulary) -> list[Problem]:
     out: list[Problem] = []
-    out += _duplicates((b.id for b in cfg.buildings), ("buildings",), "building")
-    out += _duplicates((t.id for t in cfg.tenants), ("tenants",), "tenant")
-    out += _duplicates((d.id for d in cfg.drivers), ("drivers",), "driver")
-    out += _duplicates((s.id for s in cfg.sensors), ("sensors",), "sensor")
+    out += duplicate_ids((b.id for b in cfg.buildings), ("buildings",), "building")
+    out += duplicate_ids((t.id for t in cfg.tenants), ("tenants",), "tenant")
+    out += duplicate_ids((d.id for d in cfg.drivers), ("drivers",), "driver")
+    out += duplicate_ids((s.id for s in cfg.sensors), ("sensors",), "sensor")
     floors: dict[tuple[str, str], set[str]] = {}
     for bi, b in enumerate(cfg.buildings):
-        out += _duplicates((f.id for f in b.floors), ("buildings", bi, "floors"), "floor")
+        out += duplicate_ids((f.id for f in b.floors), ("buildings", bi, "floors"), "floor")
         for fi, f in enumerate(b.floors):
             loc: Loc = ("buildings", bi, "floors", fi)
-            out += _duplicates((z.id for z in f.zones), (*loc, "zones"), "zone")
+            out += duplicate_ids((z.id for z in f.zones), (*loc, "zones"), "zone")
             floors[(b.id, f.id)] = {z.id for z in f.zones}
             zone_area = sum(z.area_m2 or 0.0 for z in f.zones)
             if zone_area > f.area_m2 + 1e-9:
                 out.append(((*loc, "zones"), f"zones cover {zone_area:g} m² but the floor has "
                             f"only {f.area_m2:g} m²"))
-    buildings = {b.id for b in cfg.buildings}
 
     def place(loc: Loc, building: str | None, floor: str | None, zone: str | None) -> None:
-        if building is not None and building not in buildings:
-            out.append(((*loc, "building"), f"unknown building '{building}' "
-                        f"(known: {', '.join(sorted(buildings))})"))
-            return
-        if floor is not None and (building, floor) not in floors:
-            known = sorted(f for (b, f) in floors if b == building)
-            out.append(((*loc, "floor"), f"building '{building}' has no floor '{floor}' "
-                        f"(floors: {', '.join(known)})"))
-            return
-        zones = floors.get((building or "", floor or ""))
-        if zone is not None and zones is not None and zone not in zones:
-            known = sorted(zones)
-            out.append(((*loc, "zone"), f"floor '{floor}' of building '{building}' has no zone "
-                        f"'{zone}' (zones: {', '.join(known) or 'none'})"))
+        out.extend(place_problems(floors, loc, building, floor, zone))
 
     for ti, t in enumerate(cfg.tenants):
         for oi, occ in enumerate(t.occupies):
@@ -166,14 +175,14 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
     """Subscribers, targets, ladders, silences and drills name things that exist."""
     a = cfg.alarms
     out: list[Problem] = []
-    out += _duplicates((o.id for o in a.operators), ("alarms", "operators"), "operator")
+    out += duplicate_ids((o.id for o in a.operators), ("alarms", "operators"), "operator")
     if a.require_signed_commands and not any(o.public_key for o in a.operators):
         out.append((("alarms", "require_signed_commands"), "signed commands are required but "
                     "no operator in alarms.operators has a public_key: nobody could acknowledge "
                     "or reset an alarm (give each operator the key `parkwatch keygen` prints)"))
-    out += _duplicates((s.id for s in a.subscribers), ("alarms", "subscribers"), "subscriber")
-    out += _duplicates((s.id for s in a.silences), ("alarms", "silences"), "silence")
-    out += _duplicates((d.id for d in a.drills), ("alarms", "drills"), "drill")
+    out += duplicate_ids((s.id for s in a.subscribers), ("alarms", "subscribers"), "subscriber")
+    out += duplicate_ids((s.id for s in a.silences), ("alarms", "silences"), "silence")
+    out += duplicate_ids((d.id for d in a.drills), ("alarms", "drills"), "drill")
     subscribers = {s.id for s in a.subscribers}
     buildings = {b for b, _ in floors}
     zones = {f"{b}/{f}/{z}" for (b, f), zs in floors.items() for z in zs}

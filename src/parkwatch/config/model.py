@@ -17,6 +17,7 @@ from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import ApiConfig, DeliveryConfig
 from parkwatch.config.measuring import RangeSettings
+from parkwatch.config.outputs import LinkageConfig, OutputConfig
 from parkwatch.config.telemetry import TelemetryConfig
 
 SensorKind = Literal["load_cell", "fire_button", "water_level"]
@@ -322,6 +323,10 @@ class ParkConfig(Strict):
     sensors: list[SensorConfig] = Field(default_factory=list, description="every sensor")
     rules: RulesConfig = Field(default_factory=RulesConfig,
                                description="default limits per sensor kind")
+    outputs: list[OutputConfig] = Field(default_factory=list, description="sounders, strobes, "
+                                        "PA triggers and relays the gateway switches (联动)")
+    linkage: LinkageConfig = Field(default_factory=LinkageConfig,
+                                   description="which alarms switch which outputs")
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig,
                                  description="how alarm messages read, who is told and when")
     api: ApiConfig | None = Field(None, description="local HTTP API (alarms, acknowledgement, "

@@ -1,7 +1,7 @@
 """The alarm path: its stages named, and built here, once, in the order input goes through them
 (Alertmanager's notification pipeline is the model: one place to read the path top to bottom).
 
-    inbox → decode → evaluate → lifecycle → route → commit → dispatch → couriers
+    inbox → decode → evaluate → lifecycle → route → linkage → commit → dispatch → couriers
 
 =========  ==============================================  ======================================
 stage      object                                          what it does (thread)
@@ -18,6 +18,10 @@ lifecycle  :class:`~parkwatch.alarms.lifecycle.AlarmBook`  transitions, operator
 route      :class:`~parkwatch.alarms.route.Route`          each change's contract event (built
                                                            once), drill, timers and who is told:
                                                            a record for the store (pipeline)
+linkage    :class:`~parkwatch.outputs.linkage.Linkage`     the sounders, strobes and relays the
+                                                           open alarms demand, switched through
+                                                           the output bank (pipeline; the
+                                                           drivers' threads write)
 commit     :class:`~parkwatch.alarms.commit.Committer`     records to the store in groups, one
                                                            fsync each (its own)
 dispatch   :class:`~parkwatch.alarms.dispatch.Dispatcher`  what is on disk to the couriers of its
@@ -27,8 +31,8 @@ couriers   :class:`~parkwatch.alarms.delivery.Courier`     one per target: deliv
 =========  ==============================================  ======================================
 
 The :class:`~parkwatch.daemon.pipeline.Pipeline` thread runs decode and evaluate and hands the
-transitions to the :class:`~parkwatch.alarms.service.AlarmService`, which holds the lifecycle
-and route stages of one config and hands their records to the commit stage.
+transitions to the :class:`~parkwatch.alarms.service.AlarmService`, which holds the lifecycle,
+route and linkage stages of one config and hands their records to the commit stage.
 
 Two lifetimes: the inbox, the pipeline, commit, dispatch and the couriers last as long as the
 daemon; evaluate, lifecycle and route belong to one config, and a reload builds them again
@@ -50,6 +54,8 @@ from parkwatch.alarms.store import AlarmStore
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.pipeline import Pipeline
+from parkwatch.outputs.bank import OutputBank
+from parkwatch.outputs.linkage import Linkage
 from parkwatch.park import ParkModel
 from parkwatch.readings import ReadingBatch
 from parkwatch.rules.engine import RuleEngine
@@ -89,12 +95,15 @@ class AlarmPath:
     store: AlarmStore
     #: (re)arms the timer of the next escalation step, reminder or closing (None: none due)
     on_due: Callable[[float | None], None]
+    #: the outputs the linkage stage switches (None: none)
+    outputs: OutputBank | None = None
 
     @staticmethod
     def build(cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
               on_due: Callable[[float | None], None], taps: Taps | None = None,
               keeper: StateKeeper | None = None,
-              recorder: Recorder | None = None) -> AlarmPath:
+              recorder: Recorder | None = None,
+              outputs: OutputBank | None = None) -> AlarmPath:
         """Every stage, in order.  `engine` comes built, its rule state restored (the daemon
         restores it before building anything else, for memory's sake)."""
         taps = taps or Taps()
@@ -107,12 +116,12 @@ class AlarmPath:
         # commit: on a thread of its own
         committer = Committer(store, dispatcher)
         committer.on_commit = taps.commits
-        # lifecycle and route
-        alarms = _alarm_stages(cfg, park, engine, store, committer, on_due)
+        # lifecycle, route and linkage (its output bank, which outlives a config, comes built)
+        alarms = _alarm_stages(cfg, park, engine, store, committer, on_due, outputs)
         # the thread that runs decode and evaluate and hands on to lifecycle and route
         pipeline = Pipeline(inbox, engine, alarms, keeper=keeper, recorder=recorder,
                             on_batch=taps.readings, on_evaluated=taps.rules)
-        return AlarmPath(inbox, dispatcher, committer, pipeline, store, on_due)
+        return AlarmPath(inbox, dispatcher, committer, pipeline, store, on_due, outputs)
 
     @property
     def engine(self) -> RuleEngine:
@@ -128,11 +137,17 @@ class AlarmPath:
         """A reload's evaluate, lifecycle and route stages for a new config, built beside the
         running ones; the caller swaps them into the pipeline between two batches."""
         engine = RuleEngine(park, start=time.time())
-        return engine, _alarm_stages(cfg, park, engine, self.store, self.committer, self.on_due)
+        return engine, _alarm_stages(cfg, park, engine, self.store, self.committer, self.on_due,
+                                     self.outputs)
 
 
 def _alarm_stages(cfg: ParkConfig, park: ParkModel, engine: RuleEngine, store: AlarmStore,
-                  committer: Committer, on_due: Callable[[float | None], None]) -> AlarmService:
-    """Lifecycle and route of one config: the alarm service builds its book (lifecycle) and
-    its :class:`~parkwatch.alarms.route.Route` and hands their records to `committer`."""
-    return AlarmService(cfg, park, engine, store, committer=committer, on_due=on_due)
+                  committer: Committer, on_due: Callable[[float | None], None],
+                  outputs: OutputBank | None) -> AlarmService:
+    """Lifecycle, route and linkage of one config: the alarm service builds its book
+    (lifecycle) and its :class:`~parkwatch.alarms.route.Route`, switches the outputs through
+    its :class:`~parkwatch.outputs.linkage.Linkage` and hands its records to `committer`."""
+    linkage = (Linkage(park, outputs) if outputs is not None
+               and (park.outputs or outputs.outputs) else None)
+    return AlarmService(cfg, park, engine, store, committer=committer, on_due=on_due,
+                        linkage=linkage)

@@ -49,9 +49,11 @@ from parkwatch.daemon.status import GatewayStatus
 from parkwatch.daemon.storelost import forget_rule_state, open_store, raise_again
 from parkwatch.daemon.timers import Timers
 from parkwatch.drivers.registry import DRIVER_KINDS
+from parkwatch.outputs.bank import OutputBank
 from parkwatch.park import ParkModel
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
+from parkwatch.rules.output_fault import OutputFaultRule
 from parkwatch.statedir import private_dir, tighten
 from parkwatch.telemetry.aggregates import Aggregates
 from parkwatch.telemetry.sink import TelemetrySink
@@ -90,11 +92,13 @@ class Daemon:
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self.commands.mqtt_ack(p)))
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
+        # the sounders, strobes and relays: switched by the linkage stage, written by drivers
+        self.outputs = OutputBank(park, self._drivers, self._output_answer, self.state_dir)
         self.path = AlarmPath.build(  # every stage of the alarm path, in order
             cfg, park, engine, self.store, self._arm_escalation,
             Taps(events=self.telemetry.events, readings=self.telemetry.readings,
                  rules=self.metrics.observe_rules, commits=self.metrics.observe_commit),
-            keeper=self.keeper, recorder=self.recorder)
+            keeper=self.keeper, recorder=self.recorder, outputs=self.outputs)
         self.inbox: Inbox = self.path.inbox
         self.dispatcher, self.committer, self.pipeline = (
             self.path.dispatcher, self.path.committer, self.path.pipeline)
@@ -132,6 +136,8 @@ class Daemon:
                           lambda: self.inbox.call(self.gateway_status.aggregate))
         self.timers.every("purge", 3600, lambda: self.inbox.call(self._purge))
         self.timers.every("trim", TRIM_EVERY_S, trim_heap)  # a burst's holes back to the system
+        if cfg.outputs:  # every output read back periodically (supervision)
+            self.timers.every("outputs", cfg.linkage.check_interval_s, self.outputs.check_all)
 
     # --- builders, also used by a reload ----------------------------------------------------
 
@@ -153,7 +159,8 @@ class Daemon:
         token = api.secret() or state_token(self.state_dir, create=True)
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
                          self.commands.request, lambda: self.call(self.status),
-                         views={"/api/silences": self.silences},
+                         views={"/api/silences": self.silences,
+                                "/api/outputs": self.outputs_view},
                          extra={"/metrics": self.metrics.metrics_response,
                                 "/healthz": self.metrics.healthz_response},
                          limits=Limits(api.max_connections, api.workers,
@@ -169,6 +176,24 @@ class Daemon:
         alarms = self.live.alarms
         return (alarms.routing or time.monotonic() - alarms.changed_at < STORM_GAP_S
                 or self.committer.busy or self.dispatcher.carrying())
+
+    def _output_answer(self, source: int, agrees: bool, at: float) -> None:
+        """An output's supervision changed its mind: its output_fault alarm, raised or
+        cleared on the pipeline thread."""
+        def apply() -> None:
+            faults = self.live.engine.kinds["output_fault"]
+            assert isinstance(faults, OutputFaultRule)
+            if source < self.live.park.size + len(self.live.park.outputs):
+                self.pipeline.deliver(faults.report(source, agrees, at))
+        self.inbox.call(apply)
+
+    def _drivers(self) -> list[Any]:
+        return self.live.drivers
+
+    def outputs_view(self) -> dict[str, Any]:
+        """The outputs and the silenced alarms (``GET /api/outputs``)."""
+        linkage = self.live.alarms.linkage
+        return linkage.view() if linkage is not None else {"outputs": [], "silenced": []}
 
     def _link_changed(self, _up: bool) -> None:
         """The gateway status is refreshed whenever a broker link or a port comes or goes."""
@@ -221,8 +246,10 @@ class Daemon:
         self.timers.stop(0.2)
         if self.api is not None:
             self.api.stop()
+        self.outputs.closing = True  # queued writes fail as their bus stops: not a fault
         for driver in self.drivers:
             driver.stop()
+        self.outputs.stop()
         self.pipeline.stop(max(0.1, deadline - time.monotonic() - 0.5))
         self.committer.stop(max(0.1, deadline - time.monotonic() - 0.5))
         self.keeper.close()

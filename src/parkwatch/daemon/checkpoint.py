@@ -97,7 +97,7 @@ class StateKeeper:
             log.warning("config changed for %s: their rule state starts afresh",
                         ", ".join(restored.reset))
         kept = set(restored.kept_ids)
-        return {i for i, ident in enumerate(self.park.idents()) if ident not in kept}
+        return {i for i, ident in enumerate(self.park.rule_idents()) if ident not in kept}
 
     @property
     def alive(self) -> bool:

@@ -62,7 +62,7 @@ class Commands:
 
     def request(self, command: str, alarm_id: str, body: Mapping[str, Any],
                 via: str) -> Outcome:
-        """An ack or reset as sent over the HTTP API (plain or signed), from any thread;
+        """An ack, reset or silence as sent over the HTTP API (plain or signed), from any thread;
         raises CommandError when the gate refuses it (counted with the operator commands, but
         a malformed one, which the API counts as a bad request)."""
         def run() -> Outcome:
@@ -74,7 +74,8 @@ class Commands:
                     alarms.refused.reject(exc.reason, f"{command} of {alarm_id} via {via}: "
                                           f"{exc}")
                 raise
-            fn = alarms.acknowledge if command == "ack" else alarms.reset
+            fn = {"ack": alarms.acknowledge, "reset": alarms.reset,
+                  "silence": alarms.silence}[command]
             return fn(ok.alarm_id, ok.by, ok.note, f"{via}, signed" if ok.signed else via)
         outcome: Outcome = self.call(run)
         return outcome

@@ -39,7 +39,7 @@ Command = Callable[[str, str, dict[str, Any], str], Outcome]
 _STATUS = {Outcome.DONE: HTTPStatus.OK, Outcome.ALREADY: HTTPStatus.OK,
            Outcome.UNKNOWN: HTTPStatus.NOT_FOUND, Outcome.NOT_OPERATOR: HTTPStatus.FORBIDDEN,
            Outcome.NOT_RESETTABLE: HTTPStatus.CONFLICT}
-_ALARM = re.compile(r"^/api/alarms/([0-9A-Za-z]{1,64})(?:/(ack|reset))?$")
+_ALARM = re.compile(r"^/api/alarms/([0-9A-Za-z]{1,64})(?:/(ack|reset|silence))?$")
 MAX_BODY = 16_384
 PIPELINE_BUSY = "the alarm pipeline does not answer the requests already waiting for it"
 TOKEN_FILE = "api.token"

@@ -166,7 +166,8 @@ class Reloader:
                 kept = set(restored.kept_ids)
                 alarms.adopt(old)
                 engine.stats.update(live.engine.stats)
-                alarms.restore({i for i, ident in enumerate(park.idents()) if ident not in kept})
+                alarms.restore({i for i, ident in enumerate(park.rule_idents())
+                                if ident not in kept})
                 for alarm_id in alarms.orphans:
                     self.uplink.forget(alarm_id)
                 if restored.reset:

@@ -9,8 +9,12 @@ from pydantic import Field
 
 from parkwatch.drivers.kind import DriverKind
 from parkwatch.drivers.modbus_rtu import metrics as modbus_metrics
-from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig, check_modbus_driver
-from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver
+from parkwatch.drivers.modbus_rtu.config import (
+    ModbusRtuDriverConfig,
+    check_modbus_driver,
+    check_modbus_output,
+)
+from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver, check_mqtt_output
 from parkwatch.drivers.serial_indicator.config import (
     SerialIndicatorDriverConfig,
     check_indicator_driver,
@@ -19,10 +23,13 @@ from parkwatch.extensions import merged
 
 DRIVER_KINDS: dict[str, DriverKind] = merged("DRIVER_KINDS", {
     "mqtt": DriverKind(MqttDriverConfig, "parkwatch.drivers.mqtt.process:mqtt_driver",
-                       check_mqtt_driver),
+                       check_mqtt_driver, check_output=check_mqtt_output,
+                       outputs_path="parkwatch.drivers.mqtt.outputs:MqttOutputs"),
     "modbus_rtu": DriverKind(ModbusRtuDriverConfig,
                              "parkwatch.drivers.modbus_rtu.driver:ModbusRtuDriver",
-                             check_modbus_driver, modbus_metrics.FAMILIES),
+                             check_modbus_driver, modbus_metrics.FAMILIES,
+                             check_output=check_modbus_output,
+                             outputs_path="parkwatch.drivers.modbus_rtu.outputs:ModbusOutputs"),
     "serial_indicator": DriverKind(SerialIndicatorDriverConfig,
                                    "parkwatch.drivers.serial_indicator.driver:IndicatorDriver",
                                    check_indicator_driver),

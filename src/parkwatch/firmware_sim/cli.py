@@ -44,11 +44,15 @@ def run_sim(config: str, scenario: str, speed: float = 1.0, list_only: bool = Fa
         return 1
     for line in fleet.describe():
         print(f"  {line}")
+    t0 = time.monotonic()
+    names = {o.id: o.name or "" for o in cfg.outputs}
+    fleet.watch_outputs(lambda oid, on: print(
+        f"  +{time.monotonic() - t0:5.1f}s  联动 {oid} {names.get(oid, '')} → "
+        f"{'ON' if on else 'OFF'}", flush=True))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"simulating {len(fleet.devices)} device(s): scenario '{plan.name}' — "
           f"{plan.description} ({plan.duration / speed:.0f} s)")
-    t0 = time.monotonic()
     try:
         sent = scenarios.play(plan, fleet, speed=speed, stop=stop, narrate=lambda note: print(
             f"  +{time.monotonic() - t0:5.1f}s  {note}", flush=True))

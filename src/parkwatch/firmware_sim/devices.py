@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from parkwatch.firmware_sim.indicators import SimIndicator
 from parkwatch.firmware_sim.modbus_bus import SimBus
 from parkwatch.firmware_sim.modbus_wiring import build_bus_from_config
 from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
+from parkwatch.firmware_sim.mqtt_outputs import MqttOutputDevices
 
 if TYPE_CHECKING:  # only its alias: the simulator need not load the YAML reader
     from parkwatch.config.yamlsource import Loc
@@ -32,6 +33,8 @@ class SimulatedPark:
         :class:`~parkwatch.firmware_sim.mqtt_devices.MqttDeviceFleet`)."""
         self.cfg = cfg
         self.mqtt = MqttDeviceFleet(cfg, client_prefix, logins) if mqtt else None
+        #: wireless sounders, strobes and relay boxes (None without MQTT)
+        self.outputs = MqttOutputDevices(cfg, client_prefix, logins) if mqtt else None
         self.buses: dict[str, SimBus] = {}
         self.indicators: dict[str, SimIndicator] = {}
         self.route: dict[str, tuple[str, str]] = {}  # sensor id -> (device kind, driver id)
@@ -77,8 +80,12 @@ class SimulatedPark:
             ind.start()
         if self.mqtt is not None and self.mqtt.devices:
             self.mqtt.start()
+        if self.outputs is not None and self.outputs.outputs:
+            self.outputs.start()
 
     def stop(self) -> None:
+        if self.outputs is not None and self.outputs.outputs:
+            self.outputs.stop()
         if self.mqtt is not None and self.mqtt.devices:
             self.mqtt.stop()
         for bus in self.buses.values():
@@ -117,6 +124,43 @@ class SimulatedPark:
         elif kind == "serial_indicator":
             self.indicators[driver].inject_garbage(data=payload)
 
+    # --- outputs: sounders, strobes, relays ---------------------------------------------------
+    def output_ids(self) -> list[str]:
+        """Every simulated output, in the config's order."""
+        have = {oid for bus in self.buses.values() for oid in bus.outputs}
+        have |= set(self.outputs.outputs) if self.outputs is not None else set()
+        return [o.id for o in self.cfg.outputs if o.id in have]
+
+    def output_on(self, output_id: str) -> bool:
+        """Whether an output is on, as the device itself is (a relay's coil, a siren)."""
+        for bus in self.buses.values():
+            if output_id in bus.outputs:
+                return bus.output_on(output_id)
+        if self.outputs is not None and output_id in self.outputs.outputs:
+            return self.outputs.on[output_id]
+        raise KeyError(f"'{output_id}' is not a simulated output")
+
+    def stick_output(self, output_id: str, stuck: bool = True) -> None:
+        """Make an output stick where it is (a welded relay, a dead siren), or free it."""
+        for bus in self.buses.values():
+            if output_id in bus.outputs:
+                bus.stick_output(output_id, stuck)
+                return
+        if self.outputs is not None and output_id in self.outputs.outputs:
+            self.outputs.stick(output_id, stuck)
+            return
+        raise KeyError(f"'{output_id}' is not a simulated output")
+
+    def watch_outputs(self, on_change: Callable[[str, bool], None]) -> None:
+        """Be told (output id, on) whenever a simulated output switches."""
+        for bus in self.buses.values():
+            by_place = {(a.slave, a.table, a.register): (oid, on_value)
+                        for oid, (a, on_value) in bus.outputs.items()}
+            for slave in bus.slaves.values():
+                slave.on_write = _switched(slave.address, by_place, on_change)
+        if self.outputs is not None:
+            self.outputs.on_change = on_change
+
     def cut(self, driver_id: str) -> None:
         """Pull the cable of a serial driver's port."""
         self._serial(driver_id).cut()
@@ -130,6 +174,15 @@ class SimulatedPark:
         if driver_id in self.indicators:
             return self.indicators[driver_id]
         raise KeyError(f"'{driver_id}' is not a simulated serial port")
+
+
+def _switched(slave: int, by_place: dict[tuple[int, str, int], tuple[str, int]],
+              on_change: Callable[[str, bool], None]) -> Callable[[str, int, int], None]:
+    def written(table: str, register: int, value: int) -> None:
+        known = by_place.get((slave, table, register))
+        if known is not None:
+            on_change(known[0], bool(value) if table == "co" else value == known[1])
+    return written
 
 
 def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[Loc, Any]:
@@ -159,7 +212,8 @@ def bench_logins(cfg: ParkConfig) -> dict[str, str]:
     operator, and every MQTT device of `cfg` under its sensor id."""
     mqtt_drivers = {d.id for d in cfg.drivers if d.type == "mqtt"}
     users = [DAEMON_LOGIN, OPERATOR_LOGIN,
-             *(s.id for s in cfg.sensors if s.driver in mqtt_drivers)]
+             *(s.id for s in cfg.sensors if s.driver in mqtt_drivers),
+             *(o.id for o in cfg.outputs if o.driver in mqtt_drivers and o.topic)]
     return {user: secrets.token_hex(16) for user in users}
 
 

@@ -56,6 +56,7 @@ from parkwatch.firmware_sim.modbus_slave import (
 from parkwatch.firmware_sim.pty_port import LineClock, PtyPort
 
 if TYPE_CHECKING:  # importing serialport first would close an import cycle via config
+    from parkwatch.drivers.modbus_rtu.address import ModbusAddress
     from parkwatch.drivers.serialport import SerialLine
 
 log = logging.getLogger("parkwatch.firmware_sim.modbus")
@@ -116,6 +117,8 @@ class SimBus:
         for s in slaves:
             self.add_slave(s)
         self.sensors: dict[str, SimSensor] = {}
+        #: configured outputs on this bus: id -> (address, on_value)
+        self.outputs: dict[str, tuple[ModbusAddress, int]] = {}
         self._port = PtyPort(self.path)
         self._clock = LineClock(baudrate, bits_per_char)
         self._framer = FramerRTU(DecodePDU(True))
@@ -164,6 +167,17 @@ class SimBus:
         if s.loop is None:
             raise ValueError(f"sensor '{sensor_id}' is not a 4-20 mA transmitter")
         self.slaves[s.address.slave].set(s.address, s.raw_current(float(ma)))
+
+    def output_on(self, output_id: str) -> bool:
+        """Whether a configured output (a relay module's coil or register) is on now."""
+        a, on_value = self.outputs[output_id]
+        value = self.slaves[a.slave].read(a.table, a.register, 1)
+        return bool(value and (value[0] if a.is_bit else value[0] == on_value))
+
+    def stick_output(self, output_id: str, stuck: bool = True) -> None:
+        """Make a configured output stick where it is (a welded relay), or free it."""
+        a, _ = self.outputs[output_id]
+        self.slaves[a.slave].stick(a, stuck)
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> SimBus:

@@ -2,7 +2,9 @@
 and the sensors a park config places on it.
 
 A slave answers the read functions (0x01-0x04) from its map, with exception 2 for anything
-outside it, as a real transmitter answers a master configured with the wrong register.  The
+outside it, as a real transmitter answers a master configured with the wrong register, and the
+write functions of a relay module (0x05 write single coil, 0x06 write single register), whose
+outputs can be made to stick (a welded relay contact: the write is answered, nothing moves).  The
 bus (:mod:`parkwatch.firmware_sim.modbus_bus`) carries the frames and the line timing; the
 slave only decides what the answer is.
 """
@@ -10,7 +12,7 @@ slave only decides what the answer is.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +20,12 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.pdu.bit_message import (
     ReadCoilsResponse,
     ReadDiscreteInputsResponse,
+    WriteSingleCoilResponse,
 )
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersResponse,
     ReadInputRegistersResponse,
+    WriteSingleRegisterResponse,
 )
 
 from parkwatch.drivers.modbus_rtu import registers
@@ -70,6 +74,11 @@ class SimSlave:
         self.garbage_once = False
         self.requests = 0  # requests addressed to this slave (alive or not)
         self.answered = 0  # normal and exception responses sent
+        #: (table, register) of outputs that stick: a write is answered and changes nothing
+        self.stuck: set[tuple[str, int]] = set()
+        #: told (table, register, value) of every write that changed an output (tests,
+        #: benchmarks, the simulator's display), on the bus's thread
+        self.on_write: Callable[[str, int, int], None] | None = None
         self._lock = threading.Lock()
         self._tables: dict[str, dict[int, int]] = {"hr": {}, "ir": {}, "di": {}, "co": {}}
 
@@ -142,10 +151,18 @@ class SimSlave:
             except KeyError:
                 return None
 
+    def stick(self, address: str | ModbusAddress, stuck: bool = True) -> None:
+        """Make an output stick where it is (a welded relay), or free it again."""
+        a = self._own(address)
+        with self._lock:
+            (self.stuck.add if stuck else self.stuck.discard)((a.table, a.register))
+
     # --- answering ------------------------------------------------------------------------
     def respond(self, request: ModbusPDU) -> ModbusPDU:
         """The response PDU to a decoded request: data, or an exception response."""
         fc = request.function_code
+        if fc in (0x05, 0x06):
+            return self._write(request)
         table = FUNCTION_TABLES.get(fc)
         if table is None:
             return ExceptionResponse(fc, ILLEGAL_FUNCTION, device_id=self.address)
@@ -155,6 +172,26 @@ class SimSlave:
         if table in ("di", "co"):
             return _RESPONSES[fc](dev_id=self.address, bits=[bool(b) for b in data])
         return _RESPONSES[fc](dev_id=self.address, registers=data)
+
+    def _write(self, request: ModbusPDU) -> ModbusPDU:
+        """Write single coil or register: echoed when the output exists (Modbus Application
+        Protocol V1.1b3 §6.5, §6.6), exception 2 when it does not."""
+        coil = request.function_code == 0x05
+        table, at = ("co" if coil else "hr"), request.address
+        value = int(bool(request.bits[0])) if coil else int(request.registers[0])
+        with self._lock:
+            store = self._tables[table]
+            if at not in store:
+                return ExceptionResponse(request.function_code, ILLEGAL_DATA_ADDRESS,
+                                         device_id=self.address)
+            moved = (table, at) not in self.stuck and store[at] != value
+            if moved:
+                store[at] = value
+        if moved and self.on_write is not None:
+            self.on_write(table, at, value)
+        if coil:
+            return WriteSingleCoilResponse(dev_id=self.address, address=at, bits=[bool(value)])
+        return WriteSingleRegisterResponse(dev_id=self.address, address=at, registers=[value])
 
     # --- helpers --------------------------------------------------------------------------
     def _table(self, table: str) -> dict[int, int]:

@@ -22,7 +22,9 @@ def build_bus_from_config(driver_cfg: Any, park_cfg: Any, path: str | Path | Non
     Each slave's map covers, per table, the span from its lowest to its highest sensor
     register (so the driver may read across small gaps in one request, as real transmitters
     allow); a digital-input module exposes its contacts in whole groups of 8 channels.  Sensors
-    start at a plausible baseline below their warning limits (fire buttons released).  Slaves
+    start at a plausible baseline below their warning limits (fire buttons released); the
+    outputs (sounders, strobes, relays: coils in modules of 8 channels, or holding registers)
+    at rest.  Slaves
     listed under the driver's ``slaves`` without sensors are present with an empty map.
     The bus is not started; ``path`` overrides the driver's port.
     """
@@ -37,11 +39,13 @@ def build_bus_from_config(driver_cfg: Any, park_cfg: Any, path: str | Path | Non
         rng = park_cfg.range_for(s) if s.signal == "4-20mA" else None
         sensors.append(SimSensor(s.id, s.kind, parse_address(s.address), s.scale, s.offset,
                                  None if rng is None else (rng.min, rng.max)))
-    for n in sorted({x.address.slave for x in sensors} | set(names)):
+    outputs = [(o.id, parse_address(o.address), o.on_value) for o in park_cfg.outputs
+               if o.driver == driver_cfg.id and o.address]
+    for n in sorted({x.address.slave for x in sensors} | {a.slave for _, a, _ in outputs}
+                    | set(names)):
         bus.add_slave(SimSlave(n, name=names.get(n)))
     spans: dict[tuple[int, str], tuple[int, int]] = {}
-    for x in sensors:
-        a = x.address
+    for a in [x.address for x in sensors] + [a for _, a, _ in outputs]:
         key = (a.slave, a.table)
         lo, hi = spans.get(key, (a.register, a.register + a.width))
         spans[key] = (min(lo, a.register), max(hi, a.register + a.width))
@@ -50,6 +54,11 @@ def build_bus_from_config(driver_cfg: Any, park_cfg: Any, path: str | Path | Non
             lo = lo // DI_MODULE_CHANNELS * DI_MODULE_CHANNELS
             hi = -(-hi // DI_MODULE_CHANNELS) * DI_MODULE_CHANNELS
         bus.slaves[slave].map(table, lo, hi - lo)
+    for oid, a, on_value in outputs:  # relay outputs start at rest
+        bus.outputs[oid] = (a, on_value)
+        if not a.is_bit:
+            off = next(o.off_value for o in park_cfg.outputs if o.id == oid)
+            bus.slaves[a.slave].set_registers(a.table, a.register, [off])
     by_id = {s.id: s for s in park_cfg.sensors}
     for x in sensors:
         bus.sensors[x.id] = x

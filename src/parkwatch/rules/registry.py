@@ -15,6 +15,7 @@ from parkwatch.rules.flapping import FlappingRule
 from parkwatch.rules.floor_load import FloorLoadRule
 from parkwatch.rules.kind import RuleKindBase
 from parkwatch.rules.no_data import NoDataRule
+from parkwatch.rules.output_fault import OutputFaultRule
 from parkwatch.rules.rate_of_rise import RateOfRiseRule
 from parkwatch.rules.sensor_fault import SensorFaultRule
 from parkwatch.rules.threshold import ThresholdRule
@@ -28,6 +29,7 @@ RULE_KINDS: dict[str, type[RuleKindBase]] = merged("RULE_KINDS", {
     "no_data": NoDataRule,
     "flapping": FlappingRule,
     "floor_load": FloorLoadRule,
+    "output_fault": OutputFaultRule,
 })
 
 #: rule code -> rule name, as the rule engine assigns codes (registry order)

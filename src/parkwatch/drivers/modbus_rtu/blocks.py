@@ -22,7 +22,7 @@ _REQUESTS: dict[str, type[ModbusPDU]] = {
 MAX_GAP = 8  # unused registers worth reading to save a request
 MAX_BITS = 2000
 
-_CLIENT_FRAMER = FramerRTU(DecodePDU(False))
+CLIENT_FRAMER = FramerRTU(DecodePDU(False))
 
 
 @dataclass
@@ -124,7 +124,7 @@ def _block(slave: int, table: str, pts: list[tuple[int, ModbusAddress, float, fl
         pos = np.array(positions)
         offs = np.array([pts[i][1].register - start for i in positions])
         block.groups.append((dtype, order, pos, offs))
-    block.request = _CLIENT_FRAMER.buildFrame(
+    block.request = CLIENT_FRAMER.buildFrame(
         _REQUESTS[table](dev_id=slave, address=start, count=count))
     return block
 
@@ -132,7 +132,7 @@ def _block(slave: int, table: str, pts: list[tuple[int, ModbusAddress, float, fl
 def parse_response(data: bytes, slave: int) -> ModbusPDU | None:
     """The response PDU if ``data`` is one valid frame from ``slave`` (CRC checked), else None."""
     try:
-        used, pdu = _CLIENT_FRAMER.handleFrame(data, slave, 0)
+        used, pdu = CLIENT_FRAMER.handleFrame(data, slave, 0)
     except (ModbusException, ValueError, IndexError, struct.error):
         return None  # a frame with a valid CRC but an undecodable body
     return pdu if pdu is not None and used == len(data) else None

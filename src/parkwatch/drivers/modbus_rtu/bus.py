@@ -3,8 +3,11 @@
 An RS-485 bus is half duplex, so every request to every slave on a port goes through this
 thread, in this order of preference:
 
-1. the priority lane: discrete-input polls (fire-button contacts) whenever they are due;
-2. bulk register polls, earliest due first.
+1. writes to outputs (sounders, strobes, relays) and their read-backs, the moment they come
+   (:mod:`.outputs`): an alarm's sounders never wait behind a poll but the one on the wire;
+2. the priority lane: discrete-input polls (fire-button contacts) whenever they are due;
+3. the periodic checks of the outputs;
+4. bulk register polls, earliest due first.
 
 Between transactions the line is left silent for t3.5.  A slave that does not answer within
 ``timeout_s`` is retried ``retries`` times; after ``quarantine_after`` failed polls in a row it
@@ -24,6 +27,7 @@ import logging
 import termios
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +42,17 @@ log = logging.getLogger("parkwatch.drivers.modbus")
 
 OnValues = Callable[[PollBlock, np.ndarray, float], None]
 OnFail = Callable[[PollBlock, float], None]
+
+
+@dataclass
+class BusJob:
+    """One request that is not a poll (an output's write or read-back): its frame, the length
+    of a normal answer, and who is told the answer's PDU (None: no valid answer)."""
+
+    slave: int
+    request: bytes
+    response_len: int
+    on_answer: Callable[[Any], None]
 
 
 @dataclass
@@ -75,7 +90,11 @@ class BusScheduler:
         #: attempts to reopen a lost port that failed, since it was lost (health)
         self.failed_reopens = 0
         self.busy_s = 0.0
+        #: output writes and read-backs (first of all), and output checks (after the lane)
+        self.writes: deque[BusJob] = deque()
+        self.checks: deque[BusJob] = deque()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"parkwatch-bus-{cfg.id}",
                                         daemon=True)
 
@@ -88,8 +107,19 @@ class BusScheduler:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout)
         self._close()
+        for job in [*self.writes, *self.checks]:
+            job.on_answer(None)  # never sent: the output's supervision hears of it
+        self.writes.clear()
+        self.checks.clear()
+
+    def submit(self, job: BusJob, *, check: bool = False) -> None:
+        """Queue an output's write or read-back (first of all), or a periodic check (after
+        the fire-button lane); from any thread."""
+        (self.checks if check else self.writes).append(job)
+        self._wake.set()
 
     @property
     def alive(self) -> bool:
@@ -113,10 +143,17 @@ class BusScheduler:
         now = time.monotonic()
         if self.port is None and now >= self._reopen_at:
             self._open()
+        if self.writes:
+            self._job(self.writes.popleft())
+            return
         block = self._next_due(now)
+        if self.checks and (block is None or block.priority != 0):
+            self._job(self.checks.popleft())
+            return
         if block is None:
-            self._stop.wait(max(0.0, min(self._earliest(), self._reopen_at if self.port is None
+            self._wake.wait(max(0.0, min(self._earliest(), self._reopen_at if self.port is None
                                          else float("inf")) - time.monotonic()))
+            self._wake.clear()
             return
         state = self.slaves[block.slave]
         block.next_due = max(block.next_due + block.interval, now)
@@ -180,7 +217,36 @@ class BusScheduler:
         self.on_fail(block, time.time())
         self._failed(state)
 
+    def _job(self, job: BusJob) -> None:
+        """An output's request, with the retries of a poll (a quarantined slave is tried too:
+        a sounder matters more than the bus time)."""
+        state = self.slaves.get(job.slave) or self.slaves.setdefault(job.slave,
+                                                                    SlaveState(job.slave))
+        pdu = None
+        for _ in range(1 + self.cfg.retries):
+            if self.port is None or self._stop.is_set():
+                break
+            pdu = self._exchange(job.request, job.response_len, state)
+            if pdu is not None:
+                self._recovered(state)
+                break
+        job.on_answer(pdu)
+
     def _transact(self, block: PollBlock, state: SlaveState) -> Any:
+        pdu = self._exchange(block.request, block.response_len, state)
+        if pdu is None:
+            return None
+        fc = getattr(pdu, "function_code", 0)
+        values = getattr(pdu, "bits" if block.is_bits else "registers", None) or []
+        if not fc & 0x80 and (fc != block.request[1] or len(values) < block.count):
+            # a well-formed answer to another request (other function code, too few values):
+            # block.values() raised IndexError on it (found by tests/test_fuzz.py)
+            state.bad_frames += 1
+            return None
+        return pdu
+
+    def _exchange(self, request: bytes, response_len: int, state: SlaveState) -> Any:
+        """One request on the wire and its answer's PDU (None: none, or not a valid frame)."""
         port = self.port
         assert port is not None
         wait = self.bus_free_at - time.monotonic()
@@ -190,11 +256,11 @@ class BusScheduler:
         try:
             if port.in_waiting:
                 port.reset_input_buffer()  # a late answer to an earlier request
-            port.write(block.request)
+            port.write(request)
             head = port.read(3)
             data = head
             if len(head) == 3:
-                rest = 2 if head[1] & 0x80 else block.response_len - 3
+                rest = 2 if head[1] & 0x80 else response_len - 3
                 data += port.read(rest)
         except (serial.SerialException, OSError) as exc:
             self._port_failed(exc)
@@ -204,19 +270,16 @@ class BusScheduler:
         self.busy_s += end - t0
         self.bus_free_at = end + self.cfg.t35
         if len(data) < 5 or (len(head) == 3 and not head[1] & 0x80
-                             and len(data) < block.response_len):
+                             and len(data) < response_len):
             state.timeouts += 1
             return None
-        pdu = parse_response(data, block.slave)
+        pdu = parse_response(data, state.slave)
         if pdu is None:
             state.bad_frames += 1
             return None
         fc = getattr(pdu, "function_code", 0)
-        values = getattr(pdu, "bits" if block.is_bits else "registers", None) or []
-        if not fc & 0x80 and (fc != block.request[1] or len(values) < block.count):
-            # a well-formed answer to another request (other function code, too few values):
-            # block.values() raised IndexError on it (found by tests/test_fuzz.py)
-            state.bad_frames += 1
+        if fc & 0x7F != request[1]:
+            state.bad_frames += 1  # an answer to another request
             return None
         return pdu
 

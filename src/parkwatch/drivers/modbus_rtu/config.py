@@ -95,3 +95,45 @@ def check_modbus_driver(park: Any, index: int) -> list[tuple[tuple[str | int, ..
             out.append((("drivers", index, "port"), f"port {drv.port} is already used by "
                         f"driver '{other.id}': one owner per serial port"))
     return out
+
+
+def check_modbus_output(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:
+    """An output on a Modbus bus: a coil or a 16-bit holding register of its own, which no
+    sensor reads and no other output writes."""
+    o = park.outputs[index]
+    loc: tuple[str | int, ...] = ("outputs", index, "address")
+    if not o.address:
+        return [(loc, "a Modbus output needs the coil or register it writes, like '9/co0' or "
+                 "'9/hr20'")]
+    if o.topic is not None or o.state_topic is not None:
+        return [(("outputs", index, "topic"), "topic and state_topic are for MQTT outputs; a "
+                 "Modbus output is read back from its own address")]
+    try:
+        a = parse_address(o.address)
+    except ValueError as exc:
+        return [(loc, str(exc))]
+    if a.table not in ("co", "hr"):
+        return [(loc, f"'{a.table}' cannot be written: an output is a coil (co) or a holding "
+                 "register (hr)")]
+    if a.width != 1 or a.dtype == "int16":
+        return [(loc, "an output register is one uint16 word (on_value / off_value)")]
+    for j, other in enumerate(park.outputs[:index]):
+        if other.driver == o.driver and other.address:
+            try:
+                b = parse_address(other.address)
+            except ValueError:
+                continue
+            if (b.slave, b.table, b.register) == (a.slave, a.table, a.register):
+                return [(loc, f"{a.table}{a.register} of slave {a.slave} is already written by "
+                         f"output '{other.id}' (outputs[{j}]): one output per coil")]
+    for s in park.sensors:
+        if s.driver == o.driver and s.address:
+            try:
+                b = parse_address(s.address)
+            except ValueError:
+                continue
+            if (b.slave, b.table) == (a.slave, a.table) and (
+                    b.register <= a.register < b.register + b.width):
+                return [(loc, f"{a.table}{a.register} of slave {a.slave} is read by sensor "
+                         f"'{s.id}'; an output needs a coil or register of its own")]
+    return []

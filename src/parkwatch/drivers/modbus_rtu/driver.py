@@ -14,7 +14,7 @@ from parkwatch.drivers.metricfamily import MetricSample
 from parkwatch.drivers.modbus_rtu import metrics
 from parkwatch.drivers.modbus_rtu.address import parse_address
 from parkwatch.drivers.modbus_rtu.blocks import PollBlock, build_blocks
-from parkwatch.drivers.modbus_rtu.bus import BusScheduler
+from parkwatch.drivers.modbus_rtu.bus import BusScheduler, SlaveState
 from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
@@ -45,6 +45,10 @@ class ModbusRtuDriver:
         self.blocks = build_blocks(points, interval, cfg.di_interval_s, cfg.max_block,
                                    loops)
         self.bus = BusScheduler(cfg, self.blocks, self._values, self._fail)
+        for o in park_cfg.outputs:  # the relay modules of its outputs (parkwatch.outputs)
+            if o.driver == cfg.id and o.address:
+                slave = parse_address(o.address).slave
+                self.bus.slaves.setdefault(slave, SlaveState(slave))
         self.state_listeners = self.bus.state_listeners
 
     @property

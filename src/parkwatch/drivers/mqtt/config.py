@@ -112,3 +112,31 @@ def check_mqtt_driver(park: Any, index: int) -> list[tuple[tuple[str | int, ...]
                 out.append((("sensors", si, "driver"), f"topic '{topic}' would also be "
                             f"received by driver '{other.id}' (drivers[{j}]) on the same broker"))
     return out
+
+
+def check_mqtt_output(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:
+    """An output on an MQTT broker (a wireless sounder): a command topic of its own that no
+    sensor's uplink uses, and a state topic, if any, likewise."""
+    o = park.outputs[index]
+    loc: tuple[str | int, ...] = ("outputs", index)
+    if o.address is not None:
+        return [((*loc, "address"), "an MQTT output has a command topic, not an address")]
+    if not o.topic:
+        return [((*loc, "topic"), "an MQTT output needs its command topic, e.g. "
+                 "'devices/A-SND-W1/set'")]
+    drivers = {d.id: d for d in park.drivers}
+    uplinks = {sensor_topic(drivers[s.driver], s.id, s.address)
+               for s in park.sensors if getattr(drivers.get(s.driver), "type", "") == "mqtt"}
+    for key in ("topic", "state_topic"):
+        topic = getattr(o, key)
+        if topic is None:
+            continue
+        if any(c in topic for c in "+#") or not topic or topic.startswith("$"):
+            return [((*loc, key), "must be a topic without MQTT wildcards ('+', '#')")]
+        if topic in uplinks:
+            return [((*loc, key), f"'{topic}' is a sensor's uplink topic")]
+        for j, other in enumerate(park.outputs[:index]):
+            if topic in (other.topic, other.state_topic):
+                return [((*loc, key), f"'{topic}' is already used by output '{other.id}' "
+                         f"(outputs[{j}])")]
+    return []
