@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO, wait_until
-from test_daemon_process import write_config
-from test_sdnotify import NotifySocket
-
 from parkwatch.firmware_sim.devices import SimulatedPark
 from parkwatch.schema import load_config
+from test_daemon_process import write_config
+from test_sdnotify import NotifySocket
 
 #: building A's relay-module outputs in the example park: (id, coil on slave 9 of rs485-a)
 COILS = {"A-SND-1F": 0, "A-SND-3F": 1, "A-STB-1F": 2, "A-PA": 3}
