@@ -34,6 +34,7 @@ from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.alarmpath import AlarmPath, Taps
+from parkwatch.daemon.buttontests import ButtonTests
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.commands import Commands
@@ -50,6 +51,7 @@ from parkwatch.daemon.storelost import forget_rule_state, open_store, raise_agai
 from parkwatch.daemon.timers import Timers
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.park import ParkModel
+from parkwatch.readings import ReadingBatch
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.statedir import private_dir, tighten
@@ -89,10 +91,12 @@ class Daemon:
         self.reader = StoreReader(self.store_path)
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self.commands.mqtt_ack(p)))
+        #: wireless buttons' test presses, confirmed (GET /api/tests), never alarmed
+        self.button_tests = ButtonTests(lambda: self.park)
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
         self.path = AlarmPath.build(  # every stage of the alarm path, in order
             cfg, park, engine, self.store, self._arm_escalation,
-            Taps(events=self.telemetry.events, readings=self.telemetry.readings,
+            Taps(events=self.telemetry.events, readings=self._readings,
                  rules=self.metrics.observe_rules, commits=self.metrics.observe_commit),
             keeper=self.keeper, recorder=self.recorder)
         self.inbox: Inbox = self.path.inbox
@@ -153,7 +157,8 @@ class Daemon:
         token = api.secret() or state_token(self.state_dir, create=True)
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
                          self.commands.request, lambda: self.call(self.status),
-                         views={"/api/silences": self.silences},
+                         views={"/api/silences": self.silences,
+                                "/api/tests": self.button_tests.view},
                          extra={"/metrics": self.metrics.metrics_response,
                                 "/healthz": self.metrics.healthz_response},
                          limits=Limits(api.max_connections, api.workers,
@@ -162,6 +167,12 @@ class Daemon:
                                        idle_timeout_s=api.idle_timeout_s, max_body=MAX_BODY))
 
     # --- wiring between the parts -----------------------------------------------------------
+
+    def _readings(self, batch: ReadingBatch) -> None:
+        """Each evaluated batch, after the alarm path: test presses confirmed, then
+        telemetry."""
+        self.button_tests.observe(batch)
+        self.telemetry.readings(batch)
 
     def _alarms_busy(self) -> bool:
         """Alarm changes are being routed, committed or carried, or came moments ago (the
