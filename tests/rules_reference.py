@@ -53,7 +53,8 @@ TRACKED_SLOT = {name: i for i, name in enumerate(TRACKED)}
 PRESS, RESET = 1.0, 0.0
 
 Transition = tuple[int, str, int, int, float | None, float | None, float]
-Reading = tuple[int, float, float, int]  # sensor, value, device time, quality
+#: sensor, value, device time, quality (and the battery in %, NaN when left out)
+Reading = tuple[int, float, float, int] | tuple[int, float, float, int, float]
 
 
 def _none(x: float) -> float | None:
@@ -193,6 +194,14 @@ class ReferenceEngine:
         self.nd_severity = [0] * n
         self.heard = [self.start] * n
         self.nd_raised = [False] * n
+        # battery low: park-wide limits, a level (0, 1 warning, 2 critical) per device
+        bat = cfg.rules.battery_low
+        self.bat_on = bat is not None
+        self.bat_crit = _f(bat.critical_below) if bat is not None else NAN
+        self.bat_warn = (_f(bat.warning_below) if bat is not None and bat.warning_below
+                         is not None else self.bat_crit)
+        self.bat_db = bat.deadband if bat is not None else 0.0
+        self.bat_level = [0] * n
         # flapping
         flap = cfg.rules.flapping
         self.flap_on = [False] * n
@@ -285,13 +294,13 @@ class ReferenceEngine:
         if isinstance(readings, ReadingBatch):
             rows: Iterable[Reading] = zip(readings.sensor.tolist(), readings.value.tolist(),
                                           readings.ts.tolist(), readings.quality.tolist(),
-                                          strict=True)
+                                          readings.battery.tolist(), strict=True)
         else:
             rows = readings
         out: list[Transition] = []
         reading = self._reading
-        for s, v, ts, q in rows:
-            reading(s, v, ts, q, out)
+        for row in rows:
+            reading(row[0], row[1], row[2], row[3], out, row[4] if len(row) > 4 else NAN)
         if self.news:
             self._settle(out)
         return out
@@ -305,7 +314,8 @@ class ReferenceEngine:
         """Plain parallel lists, like :meth:`ReadingBatch.from_columns` takes them."""
         return self.evaluate(zip(sensor, value, ts, quality, strict=True))
 
-    def _reading(self, s: int, v: float, ts: float, q: int, out: list[Transition]) -> None:
+    def _reading(self, s: int, v: float, ts: float, q: int, out: list[Transition],
+                 battery: float = NAN) -> None:
         if ts < self.last_ts[s]:
             self.stats["out_of_order"] += 1
             return
@@ -320,6 +330,8 @@ class ReferenceEngine:
             self._sensor_fault(s, v, ts, trs)
         if self.nd_after[s] == self.nd_after[s]:
             self._no_data(s, ts, trs)
+        if self.bat_on and battery == battery:
+            self._battery(s, battery, ts, trs)
         if self.cell_groups[s]:
             if usable:
                 self.load[s] = v * self.kn[s]
@@ -388,6 +400,19 @@ class ReferenceEngine:
             trs.append((s, "no_data", sev, NORMAL, None, after, ts))
         self.heard[s] = max(heard, ts)
         self.nd_raised[s] = False
+
+    def _battery(self, s: int, b: float, ts: float, trs: list[Transition]) -> None:
+        """A level below the limits, held until the battery is above them by the deadband;
+        the threshold is the limit of the new level (when cleared, the one left)."""
+        cur, warn, crit, db = self.bat_level[s], self.bat_warn, self.bat_crit, self.bat_db
+        raised = (b < crit) + (b < warn)
+        held = (b < crit + db) + (b < warn + db)
+        new = max(raised, min(cur, held))
+        self.bat_level[s] = new
+        if new != cur:
+            concerned = new if new > 0 else cur
+            trs.append((s, "battery_low", LEVEL_SEVERITY[cur], LEVEL_SEVERITY[new], b,
+                        _none(crit if concerned == 2 else warn), ts))
 
     def _threshold(self, s: int, v: float, ts: float, trs: list[Transition]) -> None:
         cur, db = self.th_level[s], self.db[s]

@@ -279,12 +279,23 @@ SENSOR_FAULT = config(LORA + BUS, """
   - {id: FB1, kind: fire_button, building: A, driver: lora}
 """)
 
+# batteries with a critical limit alone (it stands in for the warning one)
+BATTERY = config(LORA + BUS, """
+  flapping: null
+  floor_load: {enabled: false}
+  battery_low: {warning_below: null, critical_below: 15, deadband: 5}
+""", """
+  - {id: FB1, kind: fire_button, building: A, floor: 1F, driver: lora}
+  - {id: FB2, kind: fire_button, building: A, driver: bus, address: "5/di0"}
+  - {id: WL1, kind: water_level, driver: lora}
+""")
+
 CONFIGS = {
     "threshold": THRESHOLD, "threshold_plain": THRESHOLD_PLAIN, "threshold_high": THRESHOLD_HIGH,
     "rate": RATE, "button": BUTTON, "comm": COMM, "no_data": NO_DATA,
     "flapping4": flapping_config(4, 0.5, 0.25), "flapping8": flapping_config(8, 0.4, 0.2),
     "floor": floor_config(4, 2, 3), "floor_odd": floor_config(3.3, 0, 1.7),
-    "everything": EVERYTHING, "sensor_fault": SENSOR_FAULT,
+    "everything": EVERYTHING, "sensor_fault": SENSOR_FAULT, "battery": BATTERY,
 }
 
 
@@ -378,6 +389,9 @@ Op = tuple[Any, ...]
 
 BACKS = [0.0] * 10 + [0.25, 1.0, 4.0]  # how far a reading's time lags (out of order)
 SPECIAL = [NAN, NAN, INF, -INF]
+#: batteries a reading may carry: mostly none, else at and around the default limits (10 and
+#: 20 %) and their deadband edges (15, 25)
+BATTERIES = [NAN] * 12 + [*_around(10.0, 15.0, 20.0, 25.0), 0.0, 50.0, 100.0]
 OPS = ["batch"] * 5 + ["run", "run", "tick", "tick", "due", "due-", "gap", "restart"]
 TICK_AT = [0.0, 0.5, 2.0, 5.0, -1.0]
 
@@ -453,14 +467,16 @@ def scenarios(draw: st.DrawFn, spec: Spec) -> list[Op]:
                 t += draw(st.floats(0, 3)) if d(8) == 0 else STEPS[d(len(STEPS))]
                 back = BACKS[d(len(BACKS))]
                 v = _value(draw, d, spec.points[s])
-                readings.append((s, v, t - back, _quality(d, spec)))
+                q = _quality(d, spec)
+                readings.append((s, v, t - back, q, BATTERIES[d(len(BATTERIES))]))
             ops.append(("batch", readings))
     return ops
 
 
-def batch_of(readings: list[tuple[int, float, float, int]]) -> ReadingBatch:
+def batch_of(readings: list[Any]) -> ReadingBatch:
     return ReadingBatch.from_columns([r[0] for r in readings], [r[1] for r in readings],
-                                     [r[2] for r in readings], [r[3] for r in readings])
+                                     [r[2] for r in readings], [r[3] for r in readings],
+                                     [r[4] if len(r) > 4 else NAN for r in readings])
 
 
 def restarted(engine: RuleEngine) -> RuleEngine:
@@ -552,6 +568,11 @@ def test_rate_of_rise_across_screen_rebases(parks: dict[str, ParkModel]) -> None
         ops += [("batch", [(0, v, base + k, GOOD)]) for k, v in enumerate(values)]
     fired = run_both(park, ops)
     assert fired["rate_of_rise"] >= 6  # raised and cleared after each move
+
+
+def test_battery_low(parks: dict[str, ParkModel]) -> None:
+    park = parks["battery"]
+    check(park, spec_for(park, bad_odds=3), ("battery_low",))
 
 
 def test_button_latch(parks: dict[str, ParkModel]) -> None:

@@ -5,7 +5,9 @@ event once (:class:`~parkwatch.alarms.event.EventBuilder`) and works out its haz
 raise is matched to a declared drill (set on the built event); a raise or a first severity
 change starts its escalation ladder, a clear nobody acknowledged the park's closing policy; the
 routing policy (:mod:`parkwatch.alarms.routing`) chooses the subscribers, or mutes them and
-says why.  The result is a :class:`~parkwatch.alarms.store.Record`, ready for the commit stage.
+says why, and an active source alarm of an inhibition rule mutes them too
+(:mod:`parkwatch.alarms.inhibit`).  The result is a :class:`~parkwatch.alarms.store.Record`,
+ready for the commit stage.
 
 It also keeps the tally of open alarms by hazard and state with every change, so a scrape or a
 status never walks the open alarms.  It runs on the pipeline thread, inside the alarm service.
@@ -18,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from parkwatch.alarms.event import EventBuilder, encode
+from parkwatch.alarms.inhibit import Inhibitor
 from parkwatch.alarms.lifecycle import Alarm, Change, alarm_state
 from parkwatch.alarms.records import Record
 from parkwatch.alarms.routing import Router, hazard, hazard_of
@@ -42,6 +45,8 @@ class Route:
         self.park = park
         self.builder = EventBuilder(park)
         self.router = Router(cfg, park)
+        #: inhibition rules and the active source alarms of each (alarms.inhibit)
+        self.inhibitor = Inhibitor(cfg, park)
         self.close_after = cfg.alarms.close_unacknowledged_after_s
         #: the lifecycle's open alarms: a change carries a copy, its timers go on the alarm
         self.open = open_alarms
@@ -72,6 +77,8 @@ class Route:
         self._timers(alarm, change.event, event, hz, now)
         self._count(hz, change.event, snap)
         decision = self.router.route(alarm, event, hz, now)
+        if self.inhibitor.rules:
+            decision = self.inhibitor.apply(alarm, hz, decision)
         told = alarm.told
         new = [s for s in decision.subscribers if s != "uplink" and s not in told]
         if new:

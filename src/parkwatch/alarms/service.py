@@ -130,6 +130,7 @@ class AlarmService:
             self.tally[(self._hazard(alarm), state_of(alarm))] += 1
             if alarm.active:
                 self.book.active_by_key[(alarm.sensor, alarm.rule)] = alarm
+                self.route.inhibitor.observe(alarm, self._hazard(alarm))  # a source again
                 if alarm.latching:  # a fire alarm outlives a config change and a lost checkpoint
                     latched.append(i)
         # their buttons latched again, so a device reset clears them; the transitions are

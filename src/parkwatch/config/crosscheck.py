@@ -10,7 +10,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from parkwatch.config.delivery import UPLINK, Filter, Scope
-from parkwatch.config.model import ParkConfig
+from parkwatch.config.inhibit import Matcher
+from parkwatch.config.model import SENSOR_KINDS, ParkConfig
 from parkwatch.config.yamlsource import Loc
 
 Problem = tuple[Loc, str]
@@ -190,7 +191,7 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
     def known(what: str, have: set[str]) -> str:
         return f"(known: {', '.join(sorted(have)) or 'none'})"
 
-    def places(loc: Loc, f: Filter | Scope) -> None:
+    def places(loc: Loc, f: Filter | Scope | Matcher) -> None:
         for key, have, what in (("buildings", buildings, "building"),
                                 ("floors", {f"{b}/{fl}" for b, fl in floors}, "floor"),
                                 ("zones", zones, "zone"), ("tenants", tenants, "tenant")):
@@ -242,6 +243,11 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
     for di, drill in enumerate(a.drills):
         places(("alarms", "drills", di, "scope"), drill.scope)
         names(("alarms", "drills", di, "notify"), drill.notify)
+    out += duplicate_ids((r.id for r in a.inhibit), ("alarms", "inhibit"), "inhibit rule")
+    for ii, rule in enumerate(a.inhibit):
+        for side, matcher in (("source", rule.source), ("target", rule.target)):
+            places(("alarms", "inhibit", ii, side), matcher)
+            out += inhibit_names(("alarms", "inhibit", ii, side), matcher, cfg)
     if cfg.api is not None:
         problem = cfg.api.secret_problem()
         if problem is not None:
@@ -256,4 +262,21 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
         except KeyError:
             out.append((("telemetry", "influxdb", "secret_env"),
                         f"environment variable {influx.secret_env} is not set"))
+    return out
+
+
+def inhibit_names(loc: Loc, m: Matcher, cfg: ParkConfig) -> list[Problem]:
+    """The drivers and sensor kinds an inhibition rule's matcher names exist (its places,
+    tenants and rules are checked with the filters')."""
+    out: list[Problem] = []
+    drivers = {d.id for d in cfg.drivers}
+    for i, driver in enumerate(m.drivers):
+        if driver not in drivers:
+            out.append(((*loc, "drivers", i), f"unknown driver '{driver}' "
+                        f"(known: {', '.join(sorted(drivers))})"))
+    kinds = (*SENSOR_KINDS, "floor", "zone")
+    for i, kind in enumerate(m.sensor_kinds):
+        if kind not in kinds:
+            out.append(((*loc, "sensor_kinds", i), f"unknown sensor kind '{kind}' "
+                        f"(known: {', '.join(kinds)})"))
     return out

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import ApiConfig, DeliveryConfig
+from parkwatch.config.inhibit import InhibitRule
 from parkwatch.config.measuring import RangeSettings
 from parkwatch.config.outputs import LinkageConfig, OutputConfig
 from parkwatch.config.telemetry import TelemetryConfig
@@ -305,6 +306,9 @@ class AlarmsConfig(DeliveryConfig):
         "'auto_closed' (an alarm closed by close_unacknowledged_after_s); "
         "placeholders are listed in docs/contract.md",
     )
+    inhibit: list[InhibitRule] = Field(default_factory=list, description="inhibition rules: "
+                                       "an active source alarm mutes the notifications of "
+                                       "matching target alarms (never fire; docs/alarms.md)")
 
 
 class ParkConfig(Strict):

@@ -34,6 +34,7 @@ from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.alarmpath import AlarmPath, Taps
+from parkwatch.daemon.buttontests import ButtonTests
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.commands import Commands
@@ -51,6 +52,7 @@ from parkwatch.daemon.timers import Timers
 from parkwatch.drivers.registry import DRIVER_KINDS
 from parkwatch.outputs.bank import OutputBank
 from parkwatch.park import ParkModel
+from parkwatch.readings import ReadingBatch
 from parkwatch.recording import Recorder
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.output_fault import OutputFaultRule
@@ -91,12 +93,14 @@ class Daemon:
         self.reader = StoreReader(self.store_path)
         self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
             lambda: self.commands.mqtt_ack(p)))
+        #: wireless buttons' test presses, confirmed (GET /api/tests), never alarmed
+        self.button_tests = ButtonTests(lambda: self.park)
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
         # the sounders, strobes and relays: switched by the linkage stage, written by drivers
         self.outputs = OutputBank(park, self._drivers, self._output_answer, self.state_dir)
         self.path = AlarmPath.build(  # every stage of the alarm path, in order
             cfg, park, engine, self.store, self._arm_escalation,
-            Taps(events=self.telemetry.events, readings=self.telemetry.readings,
+            Taps(events=self.telemetry.events, readings=self._readings,
                  rules=self.metrics.observe_rules, commits=self.metrics.observe_commit),
             keeper=self.keeper, recorder=self.recorder, outputs=self.outputs)
         self.inbox: Inbox = self.path.inbox
@@ -160,7 +164,8 @@ class Daemon:
         return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
                          self.commands.request, lambda: self.call(self.status),
                          views={"/api/silences": self.silences,
-                                "/api/outputs": self.outputs_view},
+                                "/api/outputs": self.outputs_view,
+                                "/api/tests": self.button_tests.view},
                          extra={"/metrics": self.metrics.metrics_response,
                                 "/healthz": self.metrics.healthz_response},
                          limits=Limits(api.max_connections, api.workers,
@@ -169,6 +174,12 @@ class Daemon:
                                        idle_timeout_s=api.idle_timeout_s, max_body=MAX_BODY))
 
     # --- wiring between the parts -----------------------------------------------------------
+
+    def _readings(self, batch: ReadingBatch) -> None:
+        """Each evaluated batch, after the alarm path: test presses confirmed, then
+        telemetry."""
+        self.button_tests.observe(batch)
+        self.telemetry.readings(batch)
 
     def _alarms_busy(self) -> bool:
         """Alarm changes are being routed, committed or carried, or came moments ago (the

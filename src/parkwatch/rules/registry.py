@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from parkwatch.extensions import merged
+from parkwatch.rules.battery_low import BatteryLowRule
 from parkwatch.rules.button_latch import ButtonLatchRule
 from parkwatch.rules.comm_fault import CommFaultRule
 from parkwatch.rules.flapping import FlappingRule
@@ -30,6 +31,7 @@ RULE_KINDS: dict[str, type[RuleKindBase]] = merged("RULE_KINDS", {
     "flapping": FlappingRule,
     "floor_load": FloorLoadRule,
     "output_fault": OutputFaultRule,
+    "battery_low": BatteryLowRule,
 })
 
 #: rule code -> rule name, as the rule engine assigns codes (registry order)
