@@ -256,7 +256,7 @@ class HttpSmsSender:
         """The SMS of one event: its text in parts of at most `sms_chars`, signature included."""
         cfg = self.cfg
         text = (alarm_text(payload) if cfg.text is None
-                else fill(cfg.text, placeholders(payload), _raw))
+                else cfg.text.format_map(placeholders(payload)))
         return sms_segments(text, cfg.sms_chars, len(cfg.signature))
 
     def request(self, phone: str, text: str, alarm_id: str, now: float,
