@@ -296,7 +296,11 @@ class SmsGateway:
     * ``"hmac"``: ``GET /v2/sms?mobile=…&content=…&ts=…&nonce=…`` with the headers ``X-App-Id``
       and ``X-Signature`` = base64 of HMAC-SHA256, keyed with the password, of
       ``"{ts}\\n{nonce}\\n{mobile}"``; a wrong signature or a used nonce is HTTP 401, success
-      ``{"result": {"status": "OK"}}``.
+      ``{"result": {"status": "OK"}}``;
+    * ``"gbk"``: ``POST /sms/gbk`` with a form body in GBK (``userid``, ``mobile``, ``content``,
+      ``timestamp`` as ``MMddHHmmss`` in China Standard Time, ``sign`` = the upper-case hex md5
+      of the GBK bytes of userid + password + timestamp), as older gateways take it; the answer
+      is ``{"ret": "0"}`` (a string), ``"-2"`` for a wrong sign.
 
     Every field is checked byte for byte as the gateway would; with ``fail_after`` set, the
     gateway takes that many more SMS and then refuses one with HTTP 503 (a brief outage)."""
@@ -331,8 +335,8 @@ class SmsGateway:
             def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with gateway._lock:
-                    self._answer(*gateway._md5(self.path, self.headers.get("Content-Type"),
-                                               data))
+                    check = gateway._gbk if gateway.shape == "gbk" else gateway._md5
+                    self._answer(*check(self.path, self.headers.get("Content-Type"), data))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -340,8 +344,8 @@ class SmsGateway:
     @property
     def url(self) -> str:
         port = self.httpd.server_address[1]
-        return (f"http://127.0.0.1:{port}/sms/send" if self.shape == "md5"
-                else f"http://127.0.0.1:{port}/v2/sms")
+        return f"http://127.0.0.1:{port}" + {"md5": "/sms/send", "hmac": "/v2/sms",
+                                              "gbk": "/sms/gbk"}[self.shape]
 
     def _refuse(self, status: int, answer: dict[str, Any], why: str) -> tuple[int, dict[str, Any]]:
         self.refused.append(why)
@@ -389,6 +393,29 @@ class SmsGateway:
             return self._refuse(200, {"code": 1004 if why == "content" else 1005,
                                       "msg": why}, why)
         return 200, {"code": 0, "msg": "提交成功", "msgid": str(len(self.accepted))}
+
+    def _gbk(self, path: str, content_type: str | None,
+             data: bytes) -> tuple[int, dict[str, Any]]:
+        if path != "/sms/gbk" or content_type != "application/x-www-form-urlencoded; charset=gbk":
+            return self._refuse(404, {}, "path or content type")
+        try:
+            form = {k: v[0] for k, v in parse_qs(data.decode("ascii"), strict_parsing=True,
+                                                 encoding="gbk", errors="strict").items()}
+            assert set(form) == {"userid", "mobile", "content", "timestamp", "sign"}
+            stamp = time.strptime(time.strftime("%Y", time.gmtime(time.time() + 8 * 3600))
+                                  + form["timestamp"], "%Y%m%d%H%M%S")
+        except (ValueError, AssertionError):
+            return self._refuse(200, {"ret": "-1"}, "body")
+        expected = hashlib.md5((self.account + self.password + form["timestamp"])
+                               .encode("gbk")).hexdigest().upper()
+        if form["userid"] != self.account or not hmac.compare_digest(form["sign"], expected):
+            return self._refuse(200, {"ret": "-2"}, "sign")
+        if abs(time.time() - (calendar.timegm(stamp) - 8 * 3600)) > 300:
+            return self._refuse(200, {"ret": "-3"}, "timestamp")
+        why = self._take(form["mobile"], form["content"])
+        if why is not None:
+            return self._refuse(200, {"ret": "-4"}, why)
+        return 200, {"ret": "0"}
 
     def _hmac(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         url = urlsplit(path)

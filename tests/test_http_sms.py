@@ -130,6 +130,25 @@ def test_an_hmac_signed_get_with_a_short_text_template_is_one_sms(password_file:
         f"{SIGNATURE}【演练】【火警】A栋 3F 一键报警按钮 A-3F-FB1 被按下，请全楼疏散。A 3F")}
 
 
+def test_a_gbk_form_with_an_upper_case_md5_reaches_an_older_gateway(tmp_path: Path) -> None:
+    secret = tmp_path / "gbk.secret"
+    secret.write_text("密码pw", encoding="utf-8")  # signed as GBK bytes, as the gateway does
+    with SmsGateway("密码pw", shape="gbk", account="园区01") as gw:
+        target = HttpSmsTarget.model_validate({
+            "type": "http_sms", "url": gw.url, "account": "园区01", "secret_file": str(secret),
+            "body": "userid={account}&mobile={phone}&content={signature}{text}"
+                    "&timestamp={timestamp}&sign={sign}",
+            "body_format": "form", "charset": "gbk", "timestamp_format": "%m%d%H%M%S",
+            "sign": {"algorithm": "md5", "over": "{account}{secret}{timestamp}",
+                     "encoding": "HEX"},
+            "success": {"field": "ret", "equals": 0}, "signature": SIGNATURE,
+            "phones": ["13800138000"], "text": "{message}；{tenants}"})
+        HttpSmsSender("sms", target).send(_row(_event()))
+        (sms,) = gw.wait_for(lambda got: len(got) == 1)
+    assert sms["content"] == (f"{SIGNATURE}【火警】A栋 3F 一键报警按钮 A-3F-FB1 被按下，"
+                              "请全楼疏散；huaxin、yongsheng、ruifeng")
+
+
 def test_a_delivery_for_a_contact_goes_to_the_contacts_phone_only(password_file: Path) -> None:
     wang = Contact.model_validate({"id": "wang", "name": "王工", "phone": "+8613700137000",
                                    "channels": ["sms"]})

@@ -12,6 +12,7 @@ as templates; parkwatch fills them for each SMS.
   use), or HMAC-MD5/SHA1/SHA256 of it keyed with the secret, as hex, upper-case hex or base64;
 * each value is escaped for where it goes: percent-encoded in the URL, a JSON string's content
   in a JSON body, form-encoded in a form body, as it is in a header and in the sign's template;
+  text is UTF-8, or GBK (``charset``) for the older gateways that want it;
 * success is an HTTP 2xx answer and, when ``success`` names a field of its JSON, that field
   equal to a value (``{field: code, equals: 0}``; ``0`` and ``"0"`` both match ``0``).
 
@@ -60,9 +61,8 @@ FIELDS = ("phone", "text", "timestamp", "nonce", "account", "secret", "signature
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: China Standard Time, for a timestamp written as a date and time
 _CST = 8 * 3600
-_CONTENT_TYPES = {"json": "application/json; charset=utf-8",
-                  "form": "application/x-www-form-urlencoded; charset=utf-8",
-                  "text": "text/plain; charset=utf-8"}
+_CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded",
+                  "text": "text/plain"}
 
 
 def fill(template: str, values: Mapping[str, str], escape: Callable[[str], str]) -> str:
@@ -83,8 +83,12 @@ def _raw(value: str) -> str:
     return value
 
 
-def _url(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
+def _url(value: str, charset: str = "utf-8") -> str:
+    return urllib.parse.quote(value, safe="", encoding=charset, errors="replace")
+
+
+def _form(value: str, charset: str = "utf-8") -> str:
+    return urllib.parse.quote_plus(value, encoding=charset, errors="replace")
 
 
 def _header(value: str) -> str:
@@ -93,8 +97,13 @@ def _header(value: str) -> str:
     return value
 
 
-_BODY_ESCAPES: dict[str, Callable[[str], str]] = {
-    "json": _json_string, "form": urllib.parse.quote_plus, "text": _raw}
+def _escape(where: str, charset: str) -> Callable[[str], str]:
+    """How a value is written into the URL or a body of `where` format, in `charset`."""
+    if where == "url":
+        return lambda v: _url(v, charset)
+    if where == "form":
+        return lambda v: _form(v, charset)
+    return _json_string if where == "json" else _raw
 
 
 class SignRecipe(Strict):
@@ -116,8 +125,8 @@ class SignRecipe(Strict):
                              f"{', '.join('{' + f + '}' for f in FIELDS if f != 'sign')})")
         return v
 
-    def sign(self, values: Mapping[str, str], secret: str) -> str:
-        data = fill(self.over, values, _raw).encode("utf-8")
+    def sign(self, values: Mapping[str, str], secret: str, charset: str = "utf-8") -> str:
+        data = fill(self.over, values, _raw).encode(charset, "replace")
         name = self.algorithm.removeprefix("hmac-")
         digest = (hmac.new(secret.encode("utf-8"), data, name).digest()
                   if self.algorithm.startswith("hmac-") else hashlib.new(name, data).digest())
@@ -149,6 +158,9 @@ class HttpSmsTarget(HttpTarget, Secret):
                              '{"mobile": "{phone}", "content": "{text}", "sign": "{sign}"}')
     body_format: Literal["json", "form", "text"] = Field(
         "json", description="how values are escaped in the body, and its Content-Type")
+    charset: Literal["utf-8", "gbk"] = Field("utf-8", description="how text is encoded in the "
+                                             "URL, the body and what is signed (many older "
+                                             "Chinese gateways want gbk)")
     account: str = Field("", description="the account or app id ({account})")
     sign: SignRecipe | None = Field(None, description="the recipe of {sign}")
     timestamp_format: str = Field("unix", description="{timestamp}: unix (seconds), unix_ms, "
@@ -267,12 +279,14 @@ class HttpSmsSender:
                   "account": cfg.account, "secret": self.secret, "signature": cfg.signature,
                   "alarm_id": alarm_id}
         if cfg.sign is not None:
-            values["sign"] = cfg.sign.sign(values, self.secret)
-        headers = {"Content-Type": _CONTENT_TYPES[cfg.body_format]} if cfg.body else {}
+            values["sign"] = cfg.sign.sign(values, self.secret, cfg.charset)
+        headers = ({"Content-Type": f"{_CONTENT_TYPES[cfg.body_format]}; charset={cfg.charset}"}
+                   if cfg.body else {})
         headers.update({k: fill(v, values, _header) for k, v in cfg.headers.items()})
         body = (None if cfg.body is None
-                else fill(cfg.body, values, _BODY_ESCAPES[cfg.body_format]).encode("utf-8"))
-        return fill(cfg.url, values, _url), body, headers
+                else fill(cfg.body, values, _escape(cfg.body_format, cfg.charset)).encode(
+                    cfg.charset, "replace"))
+        return fill(cfg.url, values, _escape("url", cfg.charset)), body, headers
 
     def send(self, row: Pending) -> None:
         phones = self.phones(row.subscriber)
