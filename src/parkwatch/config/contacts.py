@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import Field, field_validator
 
 from parkwatch.config.base import Id, Strict
-
-if TYPE_CHECKING:
-    from parkwatch.config.delivery import DeliveryConfig, Subscriber
 
 #: a mainland China mobile number: 11 digits, 1 then 3-9 (MIIT numbering plan)
 _MOBILE = re.compile(r"1[3-9]\d{9}")
@@ -61,6 +58,29 @@ class Contact(Strict):
     @classmethod
     def _mobile(cls, v: str) -> str:
         return mobile(v)
+
+
+class Subscriber(Protocol):
+    """What of an `alarms.subscribers` entry this module reads (config.delivery.Subscriber,
+    which imports this module)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def target(self) -> str | None: ...
+    @property
+    def contact(self) -> str | None: ...
+
+
+class DeliveryConfig(Protocol):
+    """What of the `alarms` section this module reads (config.delivery.DeliveryConfig)."""
+
+    @property
+    def contacts(self) -> Sequence[Contact]: ...
+    @property
+    def subscribers(self) -> Sequence[Subscriber]: ...
+    @property
+    def targets(self) -> Mapping[str, object]: ...
 
 
 def _contacts(a: DeliveryConfig) -> dict[str, Contact]:
