@@ -19,6 +19,8 @@ documents and answers as the vendor does (HTTP 200 with the vendor's JSON either
   sorted query (else HTTP 400 ``SignatureDoesNotMatch``), a ``Timestamp`` within 15 minutes, a
   ``SignatureNonce`` never used before (else ``SignatureNonceUsed``), the known AccessKey id,
   signature name and template, and ``TemplateParam`` JSON.
+* A generic SMS gateway (:class:`SmsGateway`), in the two shapes the smaller Chinese gateways
+  take: md5(account + password + timestamp) in a JSON body, or an HMAC-SHA256 in a header.
 
 Only the standard library; one background thread on a free loopback port each.
 """
@@ -30,6 +32,7 @@ import calendar
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -278,3 +281,177 @@ class AliyunSms(Robot):
             return 200, {"Code": "isv.BUSINESS_LIMIT_CONTROL", "Message": "too fast"}
         self._accept({"phones": query["PhoneNumbers"].split(","), "params": params})
         return 200, {"Code": "OK", "Message": "OK", "BizId": "test", "RequestId": "test"}
+
+
+class SmsGateway:
+    """A generic SMS gateway (短信网关) as the many smaller Chinese services run one, in either of
+    the two shapes parkwatch's ``http_sms`` target is tested with:
+
+    * ``"md5"``: ``POST /sms/send`` with a JSON body ``{"account", "mobile", "content",
+      "timestamp", "sign"}``, where ``timestamp`` is ``yyyyMMddHHmmss`` in China Standard Time
+      (within 5 minutes) and ``sign`` is the lower-case hex md5 of account + password +
+      timestamp; the answer is HTTP 200 with ``{"code": 0}``, or ``{"code": 1002}`` for a wrong
+      sign, ``1003`` for a stale timestamp, ``1004`` for a content over 70 characters or not
+      starting with the approved signature, ``1005`` for a number that is not a mobile;
+    * ``"hmac"``: ``GET /v2/sms?mobile=…&content=…&ts=…&nonce=…`` with the headers ``X-App-Id``
+      and ``X-Signature`` = base64 of HMAC-SHA256, keyed with the password, of
+      ``"{ts}\\n{nonce}\\n{mobile}"``; a wrong signature or a used nonce is HTTP 401, success
+      ``{"result": {"status": "OK"}}``;
+    * ``"gbk"``: ``POST /sms/gbk`` with a form body in GBK (``userid``, ``mobile``, ``content``,
+      ``timestamp`` as ``MMddHHmmss`` in China Standard Time, ``sign`` = the upper-case hex md5
+      of the GBK bytes of userid + password + timestamp), as older gateways take it; the answer
+      is ``{"ret": "0"}`` (a string), ``"-2"`` for a wrong sign.
+
+    Every field is checked byte for byte as the gateway would; with ``fail_after`` set, the
+    gateway takes that many more SMS and then refuses one with HTTP 503 (a brief outage)."""
+
+    def __init__(self, password: str, shape: str = "md5", account: str = "parkwatch",
+                 signature: str = "【新桥园区】") -> None:
+        self.password, self.shape, self.account, self.signature = (password, shape, account,
+                                                                   signature)
+        self.accepted: list[dict[str, str]] = []
+        self.refused: list[str] = []
+        self.fail_after: int | None = None
+        self.nonces: set[str] = set()
+        self._lock = threading.Condition()
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+            def _answer(self, status: int, answer: dict[str, Any]) -> None:
+                out = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_GET(self) -> None:
+                with gateway._lock:
+                    self._answer(*gateway._hmac(self.path, dict(self.headers)))
+
+            def do_POST(self) -> None:
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with gateway._lock:
+                    check = gateway._gbk if gateway.shape == "gbk" else gateway._md5
+                    self._answer(*check(self.path, self.headers.get("Content-Type"), data))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        port = self.httpd.server_address[1]
+        return f"http://127.0.0.1:{port}" + {"md5": "/sms/send", "hmac": "/v2/sms",
+                                              "gbk": "/sms/gbk"}[self.shape]
+
+    def _refuse(self, status: int, answer: dict[str, Any], why: str) -> tuple[int, dict[str, Any]]:
+        self.refused.append(why)
+        self._lock.notify_all()
+        return status, answer
+
+    def _take(self, mobile: str, content: str) -> str | None:
+        """Why the SMS itself is refused, else None (taken)."""
+        if not re.fullmatch(r"1[3-9]\d{9}", mobile):
+            return "mobile"
+        if len(content) > 70 or not content.startswith(self.signature):
+            return "content"
+        if self.fail_after == 0:
+            self.fail_after = None
+            return "outage"
+        if self.fail_after is not None:
+            self.fail_after -= 1
+        self.accepted.append({"mobile": mobile, "content": content})
+        self._lock.notify_all()
+        return None
+
+    def _md5(self, path: str, content_type: str | None,
+             data: bytes) -> tuple[int, dict[str, Any]]:
+        if self.shape != "md5" or path != "/sms/send":
+            return self._refuse(404, {}, "path")
+        if content_type != "application/json; charset=utf-8":
+            return self._refuse(415, {}, "content type")
+        try:
+            msg = json.loads(data)
+            assert set(msg) == {"account", "mobile", "content", "timestamp", "sign"}
+            assert all(isinstance(v, str) for v in msg.values())
+            when = calendar.timegm(time.strptime(msg["timestamp"], "%Y%m%d%H%M%S")) - 8 * 3600
+        except (ValueError, AssertionError):
+            return self._refuse(200, {"code": 1001, "msg": "参数错误"}, "body")
+        expected = hashlib.md5((self.account + self.password + msg["timestamp"]).encode())
+        if msg["account"] != self.account or not hmac.compare_digest(msg["sign"],
+                                                                     expected.hexdigest()):
+            return self._refuse(200, {"code": 1002, "msg": "签名错误"}, "sign")
+        if abs(time.time() - when) > 300:
+            return self._refuse(200, {"code": 1003, "msg": "时间戳过期"}, "timestamp")
+        why = self._take(msg["mobile"], msg["content"])
+        if why == "outage":
+            return self._refuse(503, {}, why)
+        if why is not None:
+            return self._refuse(200, {"code": 1004 if why == "content" else 1005,
+                                      "msg": why}, why)
+        return 200, {"code": 0, "msg": "提交成功", "msgid": str(len(self.accepted))}
+
+    def _gbk(self, path: str, content_type: str | None,
+             data: bytes) -> tuple[int, dict[str, Any]]:
+        if path != "/sms/gbk" or content_type != "application/x-www-form-urlencoded; charset=gbk":
+            return self._refuse(404, {}, "path or content type")
+        try:
+            form = {k: v[0] for k, v in parse_qs(data.decode("ascii"), strict_parsing=True,
+                                                 encoding="gbk", errors="strict").items()}
+            assert set(form) == {"userid", "mobile", "content", "timestamp", "sign"}
+            stamp = time.strptime(time.strftime("%Y", time.gmtime(time.time() + 8 * 3600))
+                                  + form["timestamp"], "%Y%m%d%H%M%S")
+        except (ValueError, AssertionError):
+            return self._refuse(200, {"ret": "-1"}, "body")
+        expected = hashlib.md5((self.account + self.password + form["timestamp"])
+                               .encode("gbk")).hexdigest().upper()
+        if form["userid"] != self.account or not hmac.compare_digest(form["sign"], expected):
+            return self._refuse(200, {"ret": "-2"}, "sign")
+        if abs(time.time() - (calendar.timegm(stamp) - 8 * 3600)) > 300:
+            return self._refuse(200, {"ret": "-3"}, "timestamp")
+        why = self._take(form["mobile"], form["content"])
+        if why is not None:
+            return self._refuse(200, {"ret": "-4"}, why)
+        return 200, {"ret": "0"}
+
+    def _hmac(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        url = urlsplit(path)
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if self.shape != "hmac" or url.path != "/v2/sms":
+            return self._refuse(404, {}, "path")
+        if set(query) != {"mobile", "content", "ts", "nonce"}:
+            return self._refuse(400, {"error": "bad query"}, "query")
+        to_sign = f"{query['ts']}\n{query['nonce']}\n{query['mobile']}".encode()
+        expected = base64.b64encode(hmac.new(self.password.encode(), to_sign,
+                                             hashlib.sha256).digest()).decode()
+        if headers.get("X-App-Id") != self.account or not hmac.compare_digest(
+                headers.get("X-Signature", ""), expected):
+            return self._refuse(401, {"error": "signature"}, "sign")
+        if query["nonce"] in self.nonces or not query["ts"].isdigit() \
+                or abs(time.time() - int(query["ts"])) > 300:
+            return self._refuse(401, {"error": "replay"}, "replay")
+        self.nonces.add(query["nonce"])
+        why = self._take(query["mobile"], query["content"])
+        if why is not None:
+            return self._refuse(200, {"result": {"status": "REJECTED", "reason": why}}, why)
+        return 200, {"result": {"status": "OK"}}
+
+    def wait_for(self, pred: Callable[[list[dict[str, str]]], bool],
+                 timeout: float = 10.0) -> list[dict[str, str]]:
+        with self._lock:
+            if not self._lock.wait_for(lambda: pred(self.accepted), timeout):
+                raise AssertionError(f"timed out; accepted {self.accepted}, refused "
+                                     f"{self.refused}")
+            return list(self.accepted)
+
+    def __enter__(self) -> SmsGateway:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)

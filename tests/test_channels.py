@@ -56,3 +56,24 @@ def test_the_command_center_contract_waits_for_its_broker_and_backs_off_briefly(
     assert carrier.sender.link is link and carrier.sender.topics is topics
     assert carrier.backoff == Backoff(initial_s=1.0, max_s=30.0)
     assert carrier.ready is link.connected
+
+
+def test_the_channels_that_address_people_give_their_senders_the_targets_people() -> None:
+    from parkwatch.config.contacts import Contact
+
+    minimal = {"dingtalk": {"url": "https://oapi.dingtalk.com/robot/send?access_token=t"},
+               "wecom": {"url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"},
+               "feishu": {"url": "https://open.feishu.cn/open-apis/bot/v2/hook/h"},
+               "aliyun_sms": {"access_key_id": "LTAI", "sign_name": "园区",
+                              "template_code": "SMS_1"},
+               "http_sms": {"url": "https://sms.example.cn/send?m={phone}&t={text}",
+                            "method": "GET"}}
+    people = {"officers": Contact.model_validate({"id": "li", "name": "李娜",
+                                                  "phone": "13712345678",
+                                                  "channels": ["x"]})}
+    reaching = {name for name, channel in CHANNELS.items() if channel.reaches is not None}
+    assert reaching == set(minimal)  # the webhook, the log and MQTT address nobody
+    for name, keys in minimal.items():
+        target = CHANNELS[name].target.model_validate({"type": name, **keys})
+        carrier = CHANNELS[name].carrier(name, target, _link(), people)
+        assert carrier.sender.people is people, name  # type: ignore[attr-defined]

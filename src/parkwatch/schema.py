@@ -18,10 +18,11 @@ from typing import Any
 
 from pydantic import Field, create_model
 
-from parkwatch.alarms.channels.registry import TargetConfig
+from parkwatch.alarms.channels.registry import CHANNELS, TargetConfig
 from parkwatch.alarms.messages import EVENTS, PLACEHOLDERS
 from parkwatch.config import loader
 from parkwatch.config.base import Id
+from parkwatch.config.contacts import check_contacts
 from parkwatch.config.crosscheck import Vocabulary
 from parkwatch.config.crosscheck import cross_check as park_cross_check
 from parkwatch.config.delivery import TARGETS_DESCRIPTION
@@ -80,6 +81,10 @@ def cross_check(cfg: ParkConfigBase) -> list[tuple[Loc, str]]:
     out = park_cross_check(cfg, VOCABULARY)
     out += cross_check_drivers(cfg)
     out += check_outputs(cfg, RULE_NAMES)
+    targets = cfg.alarms.targets
+    out += check_contacts(cfg.alarms, {name: t.type for name, t in targets.items()},
+                          {name: channel.reaches for name, channel in CHANNELS.items()},
+                          {name: t.reaches_without_contact() for name, t in targets.items()})
     for kind in RULE_KINDS.values():
         out += kind.cross_check(cfg)
     return out

@@ -19,6 +19,7 @@ from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import AnyCourier
 from parkwatch.alarms.records import Mark
 from parkwatch.alarms.uplink import UplinkPublisher
+from parkwatch.config.contacts import people_of
 from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
 from parkwatch.mqttlink.link import MqttLink
@@ -45,9 +46,12 @@ def target_courier(cfg: ParkConfig, name: str, link: MqttLink, store_path: Path,
                    on_delivered: Observer) -> Courier:
     """The courier of the configured target `name` (``alarms.targets``), with the sender,
     backoff and readiness its channel gives (:mod:`parkwatch.alarms.channels`); an MQTT target
-    publishes through the uplink's `link`."""
+    publishes through the uplink's `link`; a channel that reaches people is given the contacts
+    this target reaches, by subscriber."""
     target = cfg.alarms.targets[name]
-    carrier = CHANNELS[target.type].carrier(name, target, link)
+    channel = CHANNELS[target.type]
+    carrier = (channel.carrier(name, target, link) if channel.reaches is None
+               else channel.carrier(name, target, link, people_of(cfg.alarms, name)))
     return Courier(name, carrier.sender, store_path, carrier.backoff, ready=carrier.ready,
                    on_delivered=on_delivered, marks=marks)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from parkwatch.alarms.lifecycle import Alarm
 from parkwatch.alarms.records import Delivery, Suppression
+from parkwatch.config.contacts import subscriber_targets
 from parkwatch.config.delivery import (
     UPLINK,
     Drill,
@@ -109,6 +110,8 @@ class Router:
         self.expiry = {name: getattr(t, "expire_after_s", UPLINK_EXPIRY_S)
                        for name, t in a.targets.items()}
         self.all_tenants = tuple(t.id for t in cfg.tenants)
+        #: each subscriber's targets: its own, and each channel of its contact
+        self.targets_of = subscriber_targets(a)
 
     # --- at the raise -------------------------------------------------------------------
 
@@ -196,8 +199,9 @@ class Router:
                 muted.append(Suppression(sid, "silence", silence.id,
                                          f"silence {silence.id}: {silence.reason}"))
                 continue
-            target = self.subscribers[sid].target
-            deliveries.append(Delivery(sid, target, why, now + self.expiry[target]))
+            # one delivery per target of the subscriber (its own, its contact's channels)
+            deliveries += [Delivery(sid, target, why, now + self.expiry[target])
+                           for target in self.targets_of[sid]]
         return Decision(deliveries, muted)
 
     def _silence(self, sid: str, event: dict[str, Any], hz: str, now: float) -> Silence | None:

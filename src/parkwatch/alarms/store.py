@@ -26,7 +26,7 @@ from parkwatch.alarms.groupwrite import GROUP_SQL, mark, write_group
 from parkwatch.alarms.records import Mark, Record
 from parkwatch.statedir import private_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 log = logging.getLogger("parkwatch.alarms")
 
@@ -39,6 +39,40 @@ FOLD_EVERY = 16
 WAL_LIMIT = 1 << 20
 #: bytes of log a page takes (the store keeps SQLite's 4,096-byte pages; a frame header is 24)
 WAL_FRAME = 4096 + 24
+
+#: one row per (change, subscriber, target): a subscriber naming a contact is told on each of
+#: the contact's channels (schema 1 had one row per (change, subscriber))
+_OUTBOX = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id INTEGER PRIMARY KEY,          -- delivery order per target
+    alarm_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    subscriber TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,            -- the routing decision
+    state TEXT NOT NULL DEFAULT 'pending',   -- pending, delivered, expired
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    done_at REAL,
+    last_error TEXT,
+    UNIQUE (alarm_id, seq, subscriber, target)
+);
+"""
+_OUTBOX_INDEXES = """
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, state, id);
+-- the rows not yet delivered, for the outbox figures of the status and /metrics: without it
+-- they read every delivered row of every open alarm (35 ms with 200,000)
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (target, state, created_at)
+    WHERE state != 'delivered';
+"""
+#: schema 1 -> 2: the outbox rebuilt with its new key (SQLite cannot change a UNIQUE), its
+#: rows, ids and states kept
+_OUTBOX_V2 = (_OUTBOX.format(table="outbox_v2")
+              + "INSERT INTO outbox_v2 SELECT * FROM outbox;\n"
+              + "DROP TABLE outbox;\nALTER TABLE outbox_v2 RENAME TO outbox;\n"
+              + _OUTBOX_INDEXES)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,28 +98,7 @@ CREATE TABLE IF NOT EXISTS changes (
     payload TEXT NOT NULL,           -- the contract event, byte for byte what is delivered
     PRIMARY KEY (alarm_id, seq)
 );
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,          -- delivery order per target
-    alarm_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    subscriber TEXT NOT NULL,
-    target TEXT NOT NULL,
-    reason TEXT NOT NULL,            -- the routing decision
-    state TEXT NOT NULL DEFAULT 'pending',   -- pending, delivered, expired
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    next_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    done_at REAL,
-    last_error TEXT,
-    UNIQUE (alarm_id, seq, subscriber)
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, state, id);
--- the rows not yet delivered, for the outbox figures of the status and /metrics: without it
--- they read every delivered row of every open alarm (35 ms with 200,000)
-CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (target, state, created_at)
-    WHERE state != 'delivered';
-CREATE TABLE IF NOT EXISTS suppressions (
+{outbox}CREATE TABLE IF NOT EXISTS suppressions (
     id INTEGER PRIMARY KEY,
     alarm_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -96,7 +109,7 @@ CREATE TABLE IF NOT EXISTS suppressions (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS suppressions_alarm ON suppressions (alarm_id, seq);
-"""
+""".replace("{outbox}", _OUTBOX.format(table="outbox") + _OUTBOX_INDEXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +172,11 @@ class AlarmStore:
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) == 1:  # one row per (change, subscriber, target) from now on
+                for statement in _OUTBOX_V2.split(";\n"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise ValueError(f"{path}: alarm store schema {row[0]}, this parkwatch reads "
                                  f"{SCHEMA_VERSION}")

@@ -223,7 +223,7 @@ def _check_delivery(cfg: ParkConfig, floors: dict[tuple[str, str], set[str]],
         loc: Loc = ("alarms", "subscribers", si)
         if s.id == UPLINK:
             out.append(((*loc, "id"), f"'{UPLINK}' is reserved for the command-center contract"))
-        if s.target not in a.targets:
+        if s.target is not None and s.target not in a.targets:
             out.append(((*loc, "target"), f"unknown target '{s.target}' "
                         f"{known('target', set(a.targets))}"))
         if s.tenant is not None and s.tenant not in tenants:

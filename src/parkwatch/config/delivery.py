@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from parkwatch.config.base import ConfigPath, Id, Strict
+from parkwatch.config.contacts import Contact
 
 Hazard = Literal["fire", "overload", "water", "fault"]
 #: how long after it cleared an unacknowledged alarm is closed: up to a year
@@ -128,6 +129,11 @@ class TargetBase(Strict):
 
     type: str
 
+    def reaches_without_contact(self) -> bool:
+        """Whether a delivery for a subscriber that names no contact reaches anyone (an SMS
+        target without phones of its own sends only to contacts: it does not)."""
+        return True
+
 
 class Filter(Strict):
     """What a subscriber wants; an empty list means any.  Places are `B`, `B/F` or `B/F/Z`."""
@@ -152,13 +158,18 @@ class Subscriber(Strict):
         "that party; any: told every alarm its filter matches; escalation: told only when an "
         "escalation step or a drill names it")
     tenant: Id | None = Field(None, description="the tenant, for party: tenant")
-    target: Id = Field(description="name under `targets`")
+    target: Id | None = Field(None, description="name under `targets` (give a target, a "
+                              "contact, or both)")
+    contact: Id | None = Field(None, description="a person under `contacts`: told on each of "
+                               "their channels, each addressed to them (mention, SMS number)")
     filter: Filter = Field(default_factory=Filter)
 
     @model_validator(mode="after")
     def _tenant(self) -> Subscriber:
         if (self.party == "tenant") != (self.tenant is not None):
             raise ValueError("party: tenant needs `tenant`, and only it takes one")
+        if self.target is None and self.contact is None:
+            raise ValueError("give the subscriber a `target`, a `contact`, or both")
         return self
 
 
@@ -268,6 +279,8 @@ class DeliveryConfig(Strict):
         "from the gateway's clock is refused as stale (its nonce is remembered twice as long)")
     #: the park config narrows this to the channels' union (`AlarmsConfig.targets`)
     targets: dict[Id, TargetBase] = Field(default_factory=dict, description=TARGETS_DESCRIPTION)
+    contacts: list[Contact] = Field(default_factory=list, description="people, each reached "
+                                    "on every channel they have (docs/alarms.md, Contacts)")
     subscribers: list[Subscriber] = Field(default_factory=list)
     routing: RoutingPolicy = Field(default_factory=RoutingPolicy)
     escalation: list[Ladder] = Field(default_factory=list, description="the first ladder that "

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from parkwatch.config.contacts import people_of
 from parkwatch.config.model import ParkConfig
 from parkwatch.park import ParkModel
 
@@ -93,6 +94,13 @@ def _driver_view(cfg: ParkConfig, park: ParkModel, driver_id: str) -> Any:
                         for s in park.sensors if s.config.driver == driver_id]}
 
 
+def _target_view(cfg: ParkConfig, name: str) -> Any:
+    """Everything a target's courier is built from: its config, and the contacts it reaches
+    (a contact's new phone replaces the couriers of its channels)."""
+    return {"target": _dump(cfg.alarms.targets[name]),
+            "people": {sid: _dump(c) for sid, c in people_of(cfg.alarms, name).items()}}
+
+
 def _split(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], ...]:
     keep = [k for k in new if k in old and old[k] == new[k]]
     replace = [k for k in new if k in old and old[k] != new[k]]
@@ -112,6 +120,6 @@ def plan_reload(old: ParkConfig, old_park: ParkModel, new: ParkConfig,
      plan.remove_drivers) = _split({d.id: _driver_view(old, old_park, d.id) for d in old.drivers},
                                    {d.id: _driver_view(new, new_park, d.id) for d in new.drivers})
     (plan.keep_targets, plan.replace_targets, plan.add_targets,
-     plan.remove_targets) = _split({k: _dump(t) for k, t in old.alarms.targets.items()},
-                                   {k: _dump(t) for k, t in new.alarms.targets.items()})
+     plan.remove_targets) = _split({k: _target_view(old, k) for k in old.alarms.targets},
+                                   {k: _target_view(new, k) for k in new.alarms.targets})
     return plan

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl, field_validator
 
-from parkwatch.alarms.channels.base import Channel
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, get_json
+from parkwatch.alarms.channels.base import NOBODY, Channel, People, address
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, get_json
 from parkwatch.alarms.channels.robottext import cut_chars, placeholders, unknown_placeholders
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.config.delivery import Secret
@@ -59,7 +59,9 @@ class AliyunSmsTarget(HttpTarget, Secret):
         "{alarm_id}, ...)")
     max_param_chars: int = Field(35, ge=1, le=500, description="each variable is cut to this "
                                  "many characters (the template type's limit)")
-    phones: list[str] = Field(min_length=1, description="phone numbers to send to")
+    phones: list[str] = Field(default_factory=list, description="phone numbers to send to; a "
+                              "delivery for a contact goes to the contact's phone instead "
+                              "(without phones, the target sends only to contacts)")
     region: str = Field("cn-hangzhou", description="RegionId")
     endpoint: HttpUrl = Field(HttpUrl("https://dysmsapi.aliyuncs.com/"),
                               description="the service's endpoint")
@@ -75,6 +77,9 @@ class AliyunSmsTarget(HttpTarget, Secret):
             if unknown:
                 raise ValueError(f"{var}: unknown placeholder {{{unknown[0]}}}")
         return v
+
+    def reaches_without_contact(self) -> bool:
+        return bool(self.phones)
 
 
 def percent(text: str) -> str:
@@ -93,12 +98,19 @@ def signed_query(params: dict[str, str], secret: str) -> str:
 class AliyunSmsSender:
     """Sends each event's SMS; anything but ``Code`` OK is a failure."""
 
-    def __init__(self, name: str, cfg: AliyunSmsTarget) -> None:
+    def __init__(self, name: str, cfg: AliyunSmsTarget, people: People = NOBODY) -> None:
         self.name = name
         self.cfg = cfg
+        self.people = people
         self.secret = cfg.secret() or ""
 
-    def params(self, payload: bytes, now: float, nonce: str) -> dict[str, str]:
+    def phones(self, subscriber: str) -> list[str]:
+        """Whom a delivery for `subscriber` goes to: its contact, else the target's phones."""
+        person = address(self.people, subscriber, "phone")
+        return [person] if person is not None else list(self.cfg.phones)
+
+    def params(self, payload: bytes, now: float, nonce: str,
+               phones: list[str] | None = None) -> dict[str, str]:
         values = placeholders(payload)
         fill = {var: cut_chars(template.format_map(values), self.cfg.max_param_chars)
                 for var, template in self.cfg.template_params.items()}
@@ -107,17 +119,21 @@ class AliyunSmsSender:
             "RegionId": self.cfg.region, "SignatureMethod": "HMAC-SHA1",
             "SignatureNonce": nonce, "SignatureVersion": "1.0",
             "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-            "Version": "2017-05-25", "PhoneNumbers": ",".join(self.cfg.phones),
+            "Version": "2017-05-25",
+            "PhoneNumbers": ",".join(self.cfg.phones if phones is None else phones),
             "SignName": self.cfg.sign_name, "TemplateCode": self.cfg.template_code,
             "TemplateParam": json.dumps(fill, ensure_ascii=False, separators=(",", ":")),
         }
 
     def send(self, row: Pending) -> None:
-        query = signed_query(self.params(row.payload, time.time(), secrets.token_hex(16)),
-                             self.secret)
+        phones = self.phones(row.subscriber)
+        if not phones:  # a row routed before a reload took the subscriber's contact away
+            raise DeliveryError(f"no phone to send to for subscriber {row.subscriber}")
+        query = signed_query(self.params(row.payload, time.time(), secrets.token_hex(16),
+                                         phones), self.secret)
         answer = get_json(f"{self.cfg.endpoint}?{query}", self.cfg.timeout_s)
         if answer.get("Code") != "OK":
             raise DeliveryError(f"Aliyun SMS {answer.get('Code')}: {answer.get('Message')}")
 
 
-CHANNEL = Channel(AliyunSmsTarget, carrier_of(AliyunSmsSender))
+CHANNEL = Channel(AliyunSmsTarget, carrier_for_people(AliyunSmsSender), reaches="phone")

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl
 
-from parkwatch.alarms.channels.base import Channel
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post_json
+from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.config.delivery import Secret
@@ -49,7 +49,8 @@ class DingTalkTarget(HttpTarget, Secret):
     url: HttpUrl = Field(description="the robot's webhook, "
                          "https://oapi.dingtalk.com/robot/send?access_token=…")
     at_mobiles: list[str] = Field(default_factory=list, description="phone numbers to "
-                                  "@-mention in every message (the group's members)")
+                                  "@-mention in every message (the group's members); a "
+                                  "delivery for a contact also mentions the contact's phone")
 
 
 def signed_url(url: str, secret: str, now_ms: int) -> str:
@@ -73,8 +74,9 @@ def body(payload: bytes, at_mobiles: list[str]) -> bytes:
 class DingTalkSender:
     """POSTs each event as a robot message; anything but ``errcode`` 0 is a failure."""
 
-    def __init__(self, name: str, cfg: DingTalkTarget) -> None:
+    def __init__(self, name: str, cfg: DingTalkTarget, people: People = NOBODY) -> None:
         self.name = name
+        self.people = people
         self.url = str(cfg.url)
         self.timeout = cfg.timeout_s
         self.secret = cfg.secret()
@@ -83,10 +85,11 @@ class DingTalkSender:
     def send(self, row: Pending) -> None:
         url = (signed_url(self.url, self.secret, int(time.time() * 1000)) if self.secret
                else self.url)
-        answer = post_json(url, body(row.payload, self.at_mobiles), self.timeout)
+        at = mentions(self.at_mobiles, self.people, row.subscriber, "phone")
+        answer = post_json(url, body(row.payload, at), self.timeout)
         code = answer.get("errcode")
         if code != 0:
             raise DeliveryError(f"DingTalk errcode {code}: {answer.get('errmsg')}")
 
 
-CHANNEL = Channel(DingTalkTarget, carrier_of(DingTalkSender))
+CHANNEL = Channel(DingTalkTarget, carrier_for_people(DingTalkSender), reaches="phone")

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl
 
-from parkwatch.alarms.channels.base import Channel
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post_json
+from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.config.delivery import Secret
@@ -47,7 +47,8 @@ class FeishuTarget(HttpTarget, Secret):
     url: HttpUrl = Field(description="the bot's webhook, "
                          "https://open.feishu.cn/open-apis/bot/v2/hook/…")
     at_user_ids: list[str] = Field(default_factory=list, description="Feishu user ids "
-                                   "(open_id ou_…, or user_id) to @-mention in every message")
+                                   "(open_id ou_…, or user_id) to @-mention in every message; a "
+                                   "delivery for a contact also mentions its feishu_user_id")
 
 
 def sign(secret: str, timestamp: str) -> str:
@@ -71,19 +72,22 @@ def body(payload: bytes, at_user_ids: list[str], secret: str | None, now: float)
 class FeishuSender:
     """POSTs each event as a bot message; anything but ``code`` 0 is a failure."""
 
-    def __init__(self, name: str, cfg: FeishuTarget) -> None:
+    def __init__(self, name: str, cfg: FeishuTarget, people: People = NOBODY) -> None:
         self.name = name
+        self.people = people
         self.url = str(cfg.url)
         self.timeout = cfg.timeout_s
         self.secret = cfg.secret()
         self.at_user_ids = list(cfg.at_user_ids)
 
     def send(self, row: Pending) -> None:
-        data = body(row.payload, self.at_user_ids, self.secret, time.time())
+        users = mentions(self.at_user_ids, self.people, row.subscriber, "feishu_user_id")
+        data = body(row.payload, users, self.secret, time.time())
         answer = post_json(self.url, data, self.timeout)
         code = answer.get("code", answer.get("StatusCode"))
         if code != 0:
             raise DeliveryError(f"Feishu code {code}: {answer.get('msg')}")
 
 
-CHANNEL = Channel(FeishuTarget, carrier_of(FeishuSender))
+CHANNEL = Channel(FeishuTarget, carrier_for_people(FeishuSender),
+                  reaches="feishu_user_id")

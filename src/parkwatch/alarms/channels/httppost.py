@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
-from parkwatch.alarms.channels.base import Carrier
+from parkwatch.alarms.channels.base import NOBODY, Carrier, CarrierFactory, People
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.config.delivery import Backoff, TargetBase
 
@@ -38,11 +38,19 @@ class HttpTarget(TargetBase):
 T = TypeVar("T", bound=HttpTarget)
 
 
-def carrier_of(sender: Callable[[str, T], Sender]) -> Callable[[str, T, MqttLink], Carrier]:
+def carrier_of(sender: Callable[[str, T], Sender]) -> CarrierFactory[T]:
     """A channel's carrier factory for a sender class taking (target name, target config):
     the sender, backing off by the target's `retry`, always ready."""
-    def carrier(name: str, target: T, _link: MqttLink) -> Carrier:
+    def carrier(name: str, target: T, _link: MqttLink, _people: People = NOBODY) -> Carrier:
         return Carrier(sender(name, target), target.retry)
+    return carrier
+
+
+def carrier_for_people(sender: Callable[[str, T, People], Sender]) -> CarrierFactory[T]:
+    """:func:`carrier_of` for a channel that reaches people: its sender also takes the people
+    the target reaches (subscriber id -> contact) and addresses each row to its subscriber's."""
+    def carrier(name: str, target: T, _link: MqttLink, people: People = NOBODY) -> Carrier:
+        return Carrier(sender(name, target, people), target.retry)
     return carrier
 
 
@@ -59,9 +67,15 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 def post(url: str, body: bytes, timeout: float,
          headers: dict[str, str] | None = None) -> bytes:
     """POST `body` (JSON) to `url`; the start of a 2xx answer."""
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json; charset=utf-8", "User-Agent": "parkwatch",
-        **(headers or {})})
+    return request("POST", url, body, timeout, {
+        "Content-Type": "application/json; charset=utf-8", **(headers or {})})
+
+
+def request(method: str, url: str, body: bytes | None, timeout: float,
+            headers: dict[str, str] | None = None) -> bytes:
+    """One `method` request to `url` with `body` and `headers`; the start of a 2xx answer."""
+    req = urllib.request.Request(url, data=body, method=method, headers={
+        "User-Agent": "parkwatch", **(headers or {})})
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             return bytes(resp.read(MAX_ANSWER))

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from parkwatch.alarms.channels.base import Carrier, Channel
+from parkwatch.alarms.channels.base import NOBODY, Carrier, Channel, People
 from parkwatch.config.delivery import Backoff, TargetBase
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ class LogSender:
                       row.alarm_id, row.seq, row.reason)
 
 
-def _carrier(name: str, _target: LogTarget, _link: MqttLink) -> Carrier:
+def _carrier(name: str, _target: LogTarget, _link: MqttLink,
+             _people: People = NOBODY) -> Carrier:
     return Carrier(LogSender(name), Backoff())
 
 

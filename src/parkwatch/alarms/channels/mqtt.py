@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from parkwatch.alarms.channels.base import Carrier, Channel
+from parkwatch.alarms.channels.base import NOBODY, Carrier, Channel, People
 from parkwatch.alarms.senders import MqttPublisher
 from parkwatch.config.delivery import Backoff, TargetBase
 
@@ -37,7 +37,8 @@ class MqttSender(MqttPublisher):
         return [(self.topic.replace("{subscriber}", row.subscriber), row.payload, False)]
 
 
-def _carrier(_name: str, target: MqttTarget, link: MqttLink) -> Carrier:
+def _carrier(_name: str, target: MqttTarget, link: MqttLink,
+             _people: People = NOBODY) -> Carrier:
     return Carrier(MqttSender(link, target), target.retry, link.connected)
 
 

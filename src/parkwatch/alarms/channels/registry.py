@@ -11,7 +11,16 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from parkwatch.alarms.channels import aliyun_sms, dingtalk, feishu, log, mqtt, webhook, wecom
+from parkwatch.alarms.channels import (
+    aliyun_sms,
+    dingtalk,
+    feishu,
+    http_sms,
+    log,
+    mqtt,
+    webhook,
+    wecom,
+)
 from parkwatch.alarms.channels.base import Channel
 from parkwatch.extensions import merged
 
@@ -23,6 +32,7 @@ CHANNELS: dict[str, Channel[Any]] = merged("CHANNELS", {
     "wecom": wecom.CHANNEL,
     "feishu": feishu.CHANNEL,
     "aliyun_sms": aliyun_sms.CHANNEL,
+    "http_sms": http_sms.CHANNEL,
 })
 
 _models = tuple(c.target for c in CHANNELS.values())

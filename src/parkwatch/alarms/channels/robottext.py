@@ -97,3 +97,68 @@ def cut(text: str, limit_bytes: int, tail: str = "…") -> str:
     if at > len(head) // 2:  # a break in the second half: cut there
         head = head[:at]
     return head.rstrip() + tail
+
+
+#: characters of one SMS of Chinese text: UCS-2, 140 octets (3GPP TS 23.038 §6.2.3, TS 23.040
+#: §9.2.3.16); a concatenated SMS spends 6 octets of each part on its header, leaving 67
+#: (TS 23.040 §9.2.3.24.1), which is what carriers and gateways bill a long message by
+SMS_CHARS = 70
+#: where an SMS is cut: after the end of a sentence or a line
+_SMS_SENTENCE = frozenset("\n。；！？!?;")
+#: where it is cut when a sentence is longer than an SMS: after a clause
+_SMS_CLAUSE = frozenset("，、：,: ")
+
+
+def sms_segments(text: str, limit: int = SMS_CHARS, reserve: int = 0) -> list[str]:
+    """`text` as standalone SMS of at most `limit` characters each, `reserve` of them spent on
+    each by something else (the 【signature】 the gateway puts in front).
+
+    A text that fits is one SMS.  A longer one is cut after the last end of a sentence or line
+    (。；！？ or a newline) that fits, else after a clause (，、：), else between two
+    characters that are not both letters or digits (never inside an id or a number), and each
+    part starts with its number, ``(1/3)``.  Each part is sent as an SMS of its own, so each
+    takes the 70 characters of one SMS (:data:`SMS_CHARS`), not the 67 of a concatenated
+    part, and arrives readable even where a phone does not join a long SMS.
+    """
+    text = text.strip()
+    room = limit - reserve
+    if len(text) <= room:
+        return [text] if text else []
+    count = 2
+    while True:  # the numbers' width depends on how many parts there are
+        width = len(f"({count}/{count})")
+        parts = _sms_cut(text, room - width)
+        if len(parts) <= count or len(f"({len(parts)}/{len(parts)})") == width:
+            count = len(parts)
+            return [f"({k}/{count}){p}" for k, p in enumerate(parts, 1)]
+        count = len(parts)
+
+
+def _sms_cut(text: str, room: int) -> list[str]:
+    if room < 8:
+        raise ValueError(f"an SMS part of {room} characters cannot hold a sentence")
+    parts: list[str] = []
+    rest = text
+    while len(rest) > room:
+        at = _sms_break(rest, room)
+        part = rest[:at].strip()
+        if part:
+            parts.append(part)
+        rest = rest[at:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+def _sms_break(rest: str, room: int) -> int:
+    """How many characters of `rest` the next part takes (at most `room`)."""
+    window = rest[:room]
+    for breaks in (_SMS_SENTENCE, _SMS_CLAUSE):
+        at = max((i + 1 for i, ch in enumerate(window) if ch in breaks), default=0)
+        if at:
+            return at
+    for at in range(room, 0, -1):
+        if not (rest[at - 1].isascii() and rest[at - 1].isalnum()
+                and rest[at].isascii() and rest[at].isalnum()):
+            return at
+    return room

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 
-from parkwatch.alarms.channels.base import Channel
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post_json
+from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
+from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut
 from parkwatch.alarms.senders import DeliveryError
 
@@ -40,7 +40,8 @@ class WeComTarget(HttpTarget):
                            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=… (a secret: "
                            "anyone with it can post in the group)")
     at_mobiles: list[str] = Field(default_factory=list, description="phone numbers to "
-                                  "@-mention in every message (the group's members)")
+                                  "@-mention in every message (the group's members); a "
+                                  "delivery for a contact also mentions the contact's phone")
 
 
 def body(payload: bytes, at_mobiles: list[str]) -> bytes:
@@ -53,17 +54,19 @@ def body(payload: bytes, at_mobiles: list[str]) -> bytes:
 class WeComSender:
     """POSTs each event as a robot message; anything but ``errcode`` 0 is a failure."""
 
-    def __init__(self, name: str, cfg: WeComTarget) -> None:
+    def __init__(self, name: str, cfg: WeComTarget, people: People = NOBODY) -> None:
         self.name = name
+        self.people = people
         self.url = cfg.url.get_secret_value()
         self.timeout = cfg.timeout_s
         self.at_mobiles = list(cfg.at_mobiles)
 
     def send(self, row: Pending) -> None:
-        answer = post_json(self.url, body(row.payload, self.at_mobiles), self.timeout)
+        at = mentions(self.at_mobiles, self.people, row.subscriber, "phone")
+        answer = post_json(self.url, body(row.payload, at), self.timeout)
         code = answer.get("errcode")
         if code != 0:
             raise DeliveryError(f"WeCom errcode {code}: {answer.get('errmsg')}")
 
 
-CHANNEL = Channel(WeComTarget, carrier_of(WeComSender))
+CHANNEL = Channel(WeComTarget, carrier_for_people(WeComSender), reaches="phone")
