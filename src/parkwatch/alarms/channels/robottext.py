@@ -97,3 +97,38 @@ def cut(text: str, limit_bytes: int, tail: str = "…") -> str:
     if at > len(head) // 2:  # a break in the second half: cut there
         head = head[:at]
     return head.rstrip() + tail
+
+
+def brief_line(payload: bytes) -> str:
+    """One alarm change in one line, for a message that carries several: what (the event's
+    message), its state, where, and the alarm id."""
+    ev: dict[str, Any] = json.loads(payload)
+    where = " ".join(str(p) for p in (ev.get("building"), ev.get("floor"), ev.get("zone")) if p)
+    event = str(ev.get("event", ""))
+    head = "【演练】" if ev.get("drill") else ""
+    return (f"{head}{ev.get('message', '')}（{_EVENT_ZH.get(event, event)}）"
+            f"位置：{where or '—'} 编号：{ev.get('alarm_id', '')}")
+
+
+def summary_text(payloads: list[bytes], limit_bytes: int) -> tuple[str, int]:
+    """One message for several alarm changes, within `limit_bytes` of UTF-8: a line each, as
+    many as fit, and how many more follow in the next message; the text and how many it lists
+    (at least one: a line too long alone is cut)."""
+    lines = [f"{i}. {brief_line(p)}" for i, p in enumerate(payloads, 1)]
+    total = len(lines)
+
+    def text(k: int) -> str:
+        out = [f"【告警汇总】共 {total} 条告警", *lines[:k]]
+        if k < total:
+            out.append(f"另有 {total - k} 条告警将在下一条消息中列出。")
+        return "\n".join(out)
+
+    k = 0
+    while k < total and len(text(k + 1).encode("utf-8")) <= limit_bytes:
+        k += 1
+    if k == 0:  # not even one line fits whole: the first, cut
+        k = 1
+        rest = text(0).encode("utf-8")
+        room = limit_bytes - len(rest) - 1
+        lines[0] = cut(lines[0], max(room, 0))
+    return text(k), k
