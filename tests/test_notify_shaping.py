@@ -125,6 +125,38 @@ def test_a_burst_of_100_never_exceeds_20_a_minute_and_every_alarm_goes() -> None
     assert len(sent) <= 5  # folded, not 100 messages
 
 
+def test_fire_uses_the_reserve_and_waits_only_when_even_that_is_used() -> None:
+    """20 a minute, 5 kept for fire: 15 other alarms fill the window, a fire still goes at
+    once; a sixth fire in that minute waits for the first free moment, never over 20."""
+    window = RateWindow([RateLimit(messages=20, per_s=60)], None)
+    shaper = Shaper(window, [], 0.0, {}, fold=True)
+    for n in range(15):
+        window.end(window.begin(T0 + n, 5.0), T0 + n)
+    assert shaper.next([pending(event(1), T0 + 20, 1)], T0 + 20) == T0 + 60  # waits
+    fires = [pending(event(50 + n, rule="button_latch", kind="fire_button", building="A",
+                           sensor=f"A-1F-FB{n}"), T0 + 20, 50 + n) for n in range(6)]
+    for n in range(5):  # each fire as it is pressed
+        choice = shaper.next([pending(event(1), T0 + 20, 1), fires[n]], T0 + 20 + n)
+        assert isinstance(choice, Message) and choice.urgent
+        assert choice.rows == [fires[n]]  # alone, ahead of the other alarm
+        window.end(window.begin(T0 + 20 + n, 5.0), T0 + 20 + n)
+    assert shaper.next([fires[5]], T0 + 30) == T0 + 60  # the sixth: the window is full
+    # fires waiting together, more than the room, go together in one message
+    two = shaper.next(fires[4:], T0 + 60)
+    assert isinstance(two, Message) and two.rows == fires[4:]
+
+
+def test_a_webhook_is_paced_one_event_a_post_never_folded() -> None:
+    window = RateWindow([RateLimit(messages=2, per_s=10, fire_reserve=0)], None)
+    shaper = Shaper(window, [], 0.0, {}, fold=False)
+    rows = [pending(event(n), T0, n) for n in range(5)]
+    choice = shaper.next(rows, T0)
+    assert isinstance(choice, Message) and choice.rows == rows[:1]
+    window.begin(T0, 1.0)
+    window.begin(T0, 1.0)
+    assert shaper.next(rows[1:], T0 + 1) == T0 + 11
+
+
 def test_the_window_is_kept_on_disk_before_the_request(tmp_path: Path) -> None:
     path = tmp_path / "shaping" / "ding.json"
     limits = [RateLimit(messages=3, per_s=60, fire_reserve=1)]
