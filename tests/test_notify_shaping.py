@@ -304,3 +304,25 @@ def test_a_failed_message_is_retried_and_its_rows_stay_pending(
     assert undelivered(store, "wc") == 3 and c.failing
     attempts = store.db.execute("SELECT attempts FROM outbox WHERE target='wc'").fetchall()
     assert all(a >= 1 for (a,) in attempts)
+
+
+def test_a_folded_sms_says_how_many_alarms_in_the_approved_template(secret_file: Path) -> None:
+    from chat_robots import AliyunSms
+    from parkwatch.alarms.channels import aliyun_sms
+
+    target = aliyun_sms.AliyunSmsTarget.model_validate({
+        "type": "aliyun_sms", "endpoint": "http://127.0.0.1:1/",
+        "access_key_id": "LTAI-test-key-id",
+        "secret_file": str(secret_file), "sign_name": "新桥园区", "template_code": "SMS_123456789",
+        "phones": ["13800138000"], "template_params": {"what": "{message}", "where": "{place}",
+                                                        "id": "{alarm_id}"},
+        "max_param_chars": 100})
+    rows = [pending(event(n, building="AB"[n % 2]), T0, n) for n in range(3)]
+    with AliyunSms(SECRET) as sms:
+        sender = aliyun_sms.AliyunSmsSender("sms", target.model_copy(
+            update={"endpoint": sms.url}))
+        assert sender.send_many(rows) == 3
+        (got,) = sms.wait_for(lambda got: len(got) == 1)
+    assert got["params"]["what"].startswith("共3条告警，首条：A栋 1F B-1F-S00 通讯故障")
+    assert got["params"]["where"] == "多处"
+    assert got["params"]["id"] == f"{event(0)['alarm_id']}等3条"

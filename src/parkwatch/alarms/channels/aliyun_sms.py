@@ -97,10 +97,11 @@ def signed_query(params: dict[str, str], secret: str) -> str:
 
 def summary_placeholders(payloads: list[bytes]) -> dict[str, str]:
     """The placeholders of several events in one SMS: the first event's, its message led by
-    how many alarms there are, its place the common one (or 多处), its id with 等N条."""
+    how many alarms there are (共N条告警，首条：…), its place the common one (or 多处), its id
+    with 等N条."""
     each = [placeholders(p) for p in payloads]
     out = dict(each[0])
-    out["message"] = f"共{len(each)}条告警：{out['message']}等"
+    out["message"] = f"共{len(each)}条告警，首条：{out['message']}"
     if len({v["place"] for v in each}) > 1:
         out["place"] = "多处"
     out["alarm_id"] = f"{out['alarm_id']}等{len(each)}条"
