@@ -58,9 +58,18 @@ class Robot:
     PER_MINUTE = 20
     CODE = "errcode"
 
-    def __init__(self, secret: str, token: str = "test-access-token") -> None:
+    def __init__(self, secret: str, token: str = "test-access-token",
+                 per_window: int | None = None, window_s: float = 60.0) -> None:
         self.secret = secret
         self.token = token
+        #: the rate it takes: `per_window` messages in any `window_s` (a test may scale the
+        #: vendor's minute down to run fast)
+        self.per_window = self.PER_MINUTE if per_window is None else per_window
+        self.window_s = window_s
+        #: seconds each answer takes (a slow vendor)
+        self.delay_s = 0.0
+        #: when each message that passed the checks arrived (monotonic), refused for rate or not
+        self.times: list[float] = []
         self.accepted: list[dict[str, Any]] = []
         self.refused: list[tuple[int, str]] = []
         self._sent: deque[float] = deque()
@@ -83,6 +92,8 @@ class Robot:
 
             def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if robot.delay_s:
+                    time.sleep(robot.delay_s)
                 with robot._lock:
                     code, msg = robot._check(self.path, data)
                 out = json.dumps({robot.CODE: code, "msg" if robot.CODE == "code"
@@ -109,12 +120,37 @@ class Robot:
     def _rate(self, code: int) -> tuple[int, str] | None:
         """The vendor's refusal when this message would exceed its rate, else None (counted)."""
         now = time.monotonic()
-        while self._sent and now - self._sent[0] >= 60:
+        self.times.append(now)
+        while self._sent and now - self._sent[0] >= self.window_s:
             self._sent.popleft()
-        if len(self._sent) >= self.PER_MINUTE:
+        if len(self._sent) >= self.per_window:
             return self._refuse(code, "send too fast")
         self._sent.append(now)
         return None
+
+    def most_in_window(self, window_s: float | None = None) -> int:
+        """The most messages that arrived within any sliding window of `window_s` (the
+        robot's own by default)."""
+        span = self.window_s if window_s is None else window_s
+        with self._lock:
+            times = sorted(self.times)
+        most, first = 0, 0
+        for last, t in enumerate(times):
+            while t - times[first] >= span:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
+
+    def per_window_counts(self) -> list[int]:
+        """Messages per window of `window_s` from the first one (a minute's count, scaled)."""
+        with self._lock:
+            times = sorted(self.times)
+        counts: list[int] = []
+        for t in times:
+            slot = int((t - times[0]) // self.window_s)
+            counts += [0] * (slot + 1 - len(counts))
+            counts[slot] += 1
+        return counts
 
     def _accept(self, msg: dict[str, Any]) -> tuple[int, str]:
         self.accepted.append(msg)

@@ -55,6 +55,7 @@ WINDOW = 32
 #: delivered rows whose marks may wait for one transaction
 MARK_BATCH = 256
 
+
 class Courier(ExpressLane):
     """Carries one target's outbox rows, retrying with backoff until delivered or expired."""
 
@@ -73,8 +74,7 @@ class Courier(ExpressLane):
         self.failures = 0
         self.expired = 0
         self.last_latency_s: float | None = None
-        #: self-metrics: called with each delivered row's seconds from its change (routing)
-        #: to the target's confirmation
+        #: self-metrics: called with each delivered row's seconds from change to confirmation
         self.on_delivered = on_delivered
         self.failing = False
         #: committed rows read ahead, in commit order, and the last outbox id read
@@ -260,13 +260,21 @@ class Courier(ExpressLane):
         with self._express_lock:
             self._idle = False
         self._wake.clear()
+        self._read(outbox)
+        if self._first:
+            self._promote(outbox)
+        self._carry(outbox)
+
+    def _read(self, outbox: OutboxReader) -> None:
+        """Read ahead once the queue is empty, writing the marks first."""
         if not self._queue:
             self._flush_marks(outbox)
             self._refill(outbox)
         elif len(self._marks) >= MARK_BATCH:
             self._flush_marks(outbox)
-        if self._first:
-            self._promote(outbox)
+
+    def _carry(self, outbox: OutboxReader) -> None:
+        """Send the head (and the due rows behind it, to an MQTT target), or wait."""
         row = self._head()
         if row is None:
             if self._marks:
@@ -297,8 +305,7 @@ class Courier(ExpressLane):
             log.warning("target %s delivers again", self.name)
 
     def _window(self, head: Pending, now: float) -> list[Pending]:
-        """The rows to send now: the head, and for an MQTT target the committed rows behind
-        it that are due too, up to :data:`WINDOW`."""
+        """The head, and for an MQTT target the due rows behind it, up to :data:`WINDOW`."""
         if head.id < 0 or not isinstance(self.sender, MqttPublisher):
             return [head]
         rows = [head]

@@ -11,7 +11,7 @@ channel's own sender lives in its module under :mod:`parkwatch.alarms.channels`.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # types only: the channel modules (and so the config schema) load light
     from parkwatch.alarms.store import Pending
@@ -28,6 +28,19 @@ class DeliveryError(Exception):
 
 class Sender(Protocol):
     def send(self, row: Pending) -> None: ...
+
+
+@runtime_checkable
+class ManySender(Protocol):
+    """A sender that can also carry several rows in one message (a chat robot's summary)."""
+
+    def send(self, row: Pending) -> None: ...
+
+    def send_many(self, rows: list[Pending]) -> int:
+        """One message for the first rows of `rows`, as many as the vendor's length limit
+        allows, saying how many more follow; how many it carried (at least one).  Raises
+        :class:`DeliveryError` as :meth:`send` does."""
+        ...
 
 
 def _confirm(infos: list[Any], what: str) -> None:

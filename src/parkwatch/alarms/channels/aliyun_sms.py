@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, HttpUrl, field_validator
 
 from parkwatch.alarms.channels.base import NOBODY, Channel, People, address
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, get_json
+from parkwatch.alarms.channels.httppost import carrier_for_people, get_json
 from parkwatch.alarms.channels.robottext import cut_chars, placeholders, unknown_placeholders
+from parkwatch.alarms.channels.shaping import Grouped, RateLimit
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.config.delivery import Secret
 
@@ -43,10 +44,14 @@ if TYPE_CHECKING:
     from parkwatch.alarms.store import Pending
 
 
-class AliyunSmsTarget(HttpTarget, Secret):
+class AliyunSmsTarget(Grouped, Secret):
     """SMS by Alibaba Cloud; `secret_file` / `secret_env` hold the AccessKey secret."""
 
     type: Literal["aliyun_sms"]
+    rate_limit: list[RateLimit] = Field(
+        default_factory=list, description="the target's rate: {messages: 5, per_s: 3600}, or a "
+        "list of such windows, each kept (default none: set it to the flow control of the "
+        "service's console, and what is over is folded into one SMS)")
     access_key_id: str = Field(min_length=1, description="the AccessKey id (RAM user with "
                                "SMS rights only)")
     sign_name: str = Field(min_length=1, description="the approved signature (签名), e.g. "
@@ -95,6 +100,19 @@ def signed_query(params: dict[str, str], secret: str) -> str:
     return f"Signature={percent(base64.b64encode(digest).decode())}&{canonical}"
 
 
+def summary_placeholders(payloads: list[bytes]) -> dict[str, str]:
+    """The placeholders of several events in one SMS: the first event's, its message led by
+    how many alarms there are (共N条告警，首条：…), its place the common one (or 多处), its id
+    with 等N条."""
+    each = [placeholders(p) for p in payloads]
+    out = dict(each[0])
+    out["message"] = f"共{len(each)}条告警，首条：{out['message']}"
+    if len({v["place"] for v in each}) > 1:
+        out["place"] = "多处"
+    out["alarm_id"] = f"{out['alarm_id']}等{len(each)}条"
+    return out
+
+
 class AliyunSmsSender:
     """Sends each event's SMS; anything but ``Code`` OK is a failure."""
 
@@ -110,8 +128,9 @@ class AliyunSmsSender:
         return [person] if person is not None else list(self.cfg.phones)
 
     def params(self, payload: bytes, now: float, nonce: str,
-               phones: list[str] | None = None) -> dict[str, str]:
-        values = placeholders(payload)
+               phones: list[str] | None = None,
+               values: dict[str, str] | None = None) -> dict[str, str]:
+        values = values or placeholders(payload)
         fill = {var: cut_chars(template.format_map(values), self.cfg.max_param_chars)
                 for var, template in self.cfg.template_params.items()}
         return {
@@ -129,11 +148,27 @@ class AliyunSmsSender:
         phones = self.phones(row.subscriber)
         if not phones:  # a row routed before a reload took the subscriber's contact away
             raise DeliveryError(f"no phone to send to for subscriber {row.subscriber}")
-        query = signed_query(self.params(row.payload, time.time(), secrets.token_hex(16),
-                                         phones), self.secret)
+        self._get(self.params(row.payload, time.time(), secrets.token_hex(16), phones))
+
+    def send_many(self, rows: list[Pending]) -> int:
+        """One SMS for several events to everyone they are for: the template filled with the
+        first event's values, its message saying how many alarms there are (each variable is
+        cut to its limit, so an SMS cannot list them: the chat groups and the app do); all of
+        them carried."""
+        phones = list(dict.fromkeys(p for r in rows for p in self.phones(r.subscriber)))
+        if not phones:
+            raise DeliveryError("no phone to send to for these subscribers")
+        values = summary_placeholders([r.payload for r in rows])
+        self._get(self.params(rows[0].payload, time.time(), secrets.token_hex(16), phones,
+                              values))
+        return len(rows)
+
+    def _get(self, params: dict[str, str]) -> None:
+        query = signed_query(params, self.secret)
         answer = get_json(f"{self.cfg.endpoint}?{query}", self.cfg.timeout_s)
         if answer.get("Code") != "OK":
             raise DeliveryError(f"Aliyun SMS {answer.get('Code')}: {answer.get('Message')}")
 
 
-CHANNEL = Channel(AliyunSmsTarget, carrier_for_people(AliyunSmsSender), reaches="phone")
+CHANNEL = Channel(AliyunSmsTarget, carrier_for_people(AliyunSmsSender), reaches="phone",
+                  personal=True)

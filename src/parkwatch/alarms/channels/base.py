@@ -71,6 +71,9 @@ class Channel(Generic[T]):
     #: what the channel addresses a person by (a contact's `phone`, `feishu_user_id`), None when
     #: it cannot address one (a webhook, the log): then no contact may list its targets
     reaches: Reach | None = None
+    #: each message goes to one person's own device (an SMS), not to a group: a message never
+    #: carries two subscribers' alarms (see :mod:`parkwatch.alarms.shaper`)
+    personal: bool = False
 
     @property
     def type(self) -> str:

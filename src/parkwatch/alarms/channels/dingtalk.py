@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, HttpUrl
 
 from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, post_json
-from parkwatch.alarms.channels.robottext import alarm_text, cut
+from parkwatch.alarms.channels.httppost import carrier_for_people, post_json
+from parkwatch.alarms.channels.robottext import alarm_text, cut, summary_text
+from parkwatch.alarms.channels.shaping import Grouped
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.config.delivery import Secret
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 MAX_BYTES = 4000
 
 
-class DingTalkTarget(HttpTarget, Secret):
+class DingTalkTarget(Grouped, Secret):
     """A DingTalk custom group robot; `secret_file` / `secret_env` hold its 加签 secret
     (``SEC…``), without one the robot must trust the gateway by keyword or IP."""
 
@@ -71,6 +72,18 @@ def body(payload: bytes, at_mobiles: list[str]) -> bytes:
                       ensure_ascii=False).encode("utf-8")
 
 
+def summary_body(payloads: list[bytes], at_mobiles: list[str]) -> tuple[bytes, int]:
+    """The robot's JSON for several events in one message (:func:`summary_text`), and how
+    many of them it lists."""
+    mentions = " ".join(f"@{m}" for m in at_mobiles)
+    room = MAX_BYTES - len(mentions.encode("utf-8")) - 1
+    text, listed = summary_text(payloads, room)
+    text += f"\n{mentions}" if mentions else ""
+    return json.dumps({"msgtype": "text", "text": {"content": text},
+                       "at": {"atMobiles": at_mobiles, "isAtAll": False}},
+                      ensure_ascii=False).encode("utf-8"), listed
+
+
 class DingTalkSender:
     """POSTs each event as a robot message; anything but ``errcode`` 0 is a failure."""
 
@@ -83,10 +96,23 @@ class DingTalkSender:
         self.at_mobiles = list(cfg.at_mobiles)
 
     def send(self, row: Pending) -> None:
+        at = mentions(self.at_mobiles, self.people, row.subscriber, "phone")
+        self._post(body(row.payload, at))
+
+    def send_many(self, rows: list[Pending]) -> int:
+        """One message listing several events (as many as fit), mentioning every contact of
+        them; how many it lists."""
+        at = self.at_mobiles
+        for r in rows:
+            at = mentions(at, self.people, r.subscriber, "phone")
+        data, listed = summary_body([r.payload for r in rows], at)
+        self._post(data)
+        return listed
+
+    def _post(self, data: bytes) -> None:
         url = (signed_url(self.url, self.secret, int(time.time() * 1000)) if self.secret
                else self.url)
-        at = mentions(self.at_mobiles, self.people, row.subscriber, "phone")
-        answer = post_json(url, body(row.payload, at), self.timeout)
+        answer = post_json(url, data, self.timeout)
         code = answer.get("errcode")
         if code != 0:
             raise DeliveryError(f"DingTalk errcode {code}: {answer.get('errmsg')}")

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, HttpUrl
 
 from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, post_json
-from parkwatch.alarms.channels.robottext import alarm_text, cut
+from parkwatch.alarms.channels.httppost import carrier_for_people, post_json
+from parkwatch.alarms.channels.robottext import alarm_text, cut, summary_text
+from parkwatch.alarms.channels.shaping import Grouped, RateLimit
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.config.delivery import Secret
 
@@ -40,8 +41,14 @@ if TYPE_CHECKING:
 MAX_BYTES = 4000
 
 
-class FeishuTarget(HttpTarget, Secret):
+class FeishuTarget(Grouped, Secret):
     """A Feishu custom group bot; `secret_file` / `secret_env` hold its 签名校验 secret."""
+
+    rate_limit: list[RateLimit] = Field(
+        default_factory=lambda: [RateLimit(messages=5, per_s=1.0),
+                                 RateLimit(messages=100, per_s=60.0)],
+        description="the bot's rate: {messages: 100, per_s: 60}, or a list of such windows, "
+        "each kept (default: Feishu's 5 a second and 100 a minute; [] for none)")
 
     type: Literal["feishu"]
     url: HttpUrl = Field(description="the bot's webhook, "
@@ -69,6 +76,19 @@ def body(payload: bytes, at_user_ids: list[str], secret: str | None, now: float)
     return json.dumps(out, ensure_ascii=False).encode("utf-8")
 
 
+def summary_body(payloads: list[bytes], at_user_ids: list[str], secret: str | None,
+                 now: float) -> tuple[bytes, int]:
+    """The bot's JSON for several events in one message, and how many it lists."""
+    mentions = "".join(f'<at user_id="{u}"></at>' for u in at_user_ids)
+    text, listed = summary_text(payloads, MAX_BYTES - len(mentions.encode("utf-8")) - 1)
+    text += f"\n{mentions}" if mentions else ""
+    out: dict[str, object] = {"msg_type": "text", "content": {"text": text}}
+    if secret:
+        ts = str(int(now))
+        out = {"timestamp": ts, "sign": sign(secret, ts), **out}
+    return json.dumps(out, ensure_ascii=False).encode("utf-8"), listed
+
+
 class FeishuSender:
     """POSTs each event as a bot message; anything but ``code`` 0 is a failure."""
 
@@ -82,7 +102,19 @@ class FeishuSender:
 
     def send(self, row: Pending) -> None:
         users = mentions(self.at_user_ids, self.people, row.subscriber, "feishu_user_id")
-        data = body(row.payload, users, self.secret, time.time())
+        self._post(body(row.payload, users, self.secret, time.time()))
+
+    def send_many(self, rows: list[Pending]) -> int:
+        """One message listing several events (as many as fit), mentioning every contact of
+        them; how many it lists."""
+        users = self.at_user_ids
+        for r in rows:
+            users = mentions(users, self.people, r.subscriber, "feishu_user_id")
+        data, listed = summary_body([r.payload for r in rows], users, self.secret, time.time())
+        self._post(data)
+        return listed
+
+    def _post(self, data: bytes) -> None:
         answer = post_json(self.url, data, self.timeout)
         code = answer.get("code", answer.get("StatusCode"))
         if code != 0:

@@ -318,4 +318,5 @@ class HttpSmsSender:
             raise DeliveryError(f"SMS gateway {success.field}={value!r}: {answer[:200]!r}")
 
 
-CHANNEL = Channel(HttpSmsTarget, carrier_for_people(HttpSmsSender), reaches="phone")
+CHANNEL = Channel(HttpSmsTarget, carrier_for_people(HttpSmsSender), reaches="phone",
+                  personal=True)

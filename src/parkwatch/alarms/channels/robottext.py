@@ -162,3 +162,64 @@ def _sms_break(rest: str, room: int) -> int:
                 and rest[at].isascii() and rest[at].isalnum()):
             return at
     return room
+
+
+def brief_line(payload: bytes) -> str:
+    """One alarm change in one line, for a message that carries several: what (the event's
+    message), its state, where, and the alarm id."""
+    return _brief(json.loads(payload))
+
+
+def _where(ev: dict[str, Any]) -> str:
+    return " ".join(str(p) for p in (ev.get("building"), ev.get("floor"), ev.get("zone"))
+                    if p) or "—"
+
+
+def _state(ev: dict[str, Any]) -> str:
+    event = str(ev.get("event", ""))
+    return _EVENT_ZH.get(event, event)
+
+
+def _brief(ev: dict[str, Any]) -> str:
+    head = "【演练】" if ev.get("drill") else ""
+    return (f"{head}{ev.get('message', '')}（{_state(ev)}）位置：{_where(ev)} "
+            f"编号：{ev.get('alarm_id', '')}")
+
+
+def _short(ev: dict[str, Any]) -> str:
+    """A line of a group of the same rule and change: where, which sensor, the id."""
+    sensor = f" {ev['sensor_id']}" if ev.get("sensor_id") else ""
+    return f"{_where(ev)}{sensor} 编号：{ev.get('alarm_id', '')}"
+
+
+def summary_text(payloads: list[bytes], limit_bytes: int) -> tuple[str, int]:
+    """One message for several alarm changes, within `limit_bytes` of UTF-8: a line each, as
+    many as fit, and how many more follow in the next message; the text and how many it lists
+    (at least one: a line too long alone is cut).  Changes of one rule and one kind of change
+    (a cut cable's comm faults) that do not fit in full lines are listed short: the first
+    one's message in full, then where, which sensor and the id of each."""
+    evs = [json.loads(p) for p in payloads]
+    total = len(evs)
+    head = [f"【告警汇总】共 {total} 条告警"]
+    lines = [f"{i}. {_brief(ev)}" for i, ev in enumerate(evs, 1)]
+    same = len({(ev.get("rule"), ev.get("event"), bool(ev.get("drill"))) for ev in evs}) == 1
+
+    def text(k: int) -> str:
+        out = [*head, *lines[:k]]
+        if k < total:
+            out.append(f"另有 {total - k} 条告警将在下一条消息中列出。")
+        return "\n".join(out)
+
+    if same and total > 1 and len(text(total).encode("utf-8")) > limit_bytes:
+        first = evs[0]
+        head = [f"【告警汇总】共 {total} 条同类告警（{_state(first)}）",
+                f"首条：{'【演练】' if first.get('drill') else ''}{first.get('message', '')}"]
+        lines = [f"{i}. {_short(ev)}" for i, ev in enumerate(evs, 1)]
+    k = 0
+    while k < total and len(text(k + 1).encode("utf-8")) <= limit_bytes:
+        k += 1
+    if k == 0:  # not even one line fits whole: the first, cut
+        k = 1
+        room = limit_bytes - len(text(0).encode("utf-8")) - 1
+        lines[0] = cut(lines[0], max(room, 0))
+    return text(k), k

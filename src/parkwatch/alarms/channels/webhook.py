@@ -1,5 +1,8 @@
 """The webhook channel: a JSON POST of each event, signed with HMAC-SHA256 of the body when a
-secret is set (header ``X-Parkwatch-Signature: sha256=<hex>``)."""
+secret is set (header ``X-Parkwatch-Signature: sha256=<hex>``).
+
+The body is exactly the contract event, one per POST, so a webhook with a `rate_limit` is paced
+(what is over waits for room in the window) but never folded."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, HttpUrl
 
 from parkwatch.alarms.channels.base import Channel
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_of, post
+from parkwatch.alarms.channels.httppost import carrier_of, post
+from parkwatch.alarms.channels.shaping import Paced
 from parkwatch.config.delivery import Secret
 
 if TYPE_CHECKING:
@@ -19,7 +23,7 @@ if TYPE_CHECKING:
 SIGNATURE_HEADER = "X-Parkwatch-Signature"
 
 
-class WebhookTarget(HttpTarget, Secret):
+class WebhookTarget(Paced, Secret):
     """JSON POST of each event; signed with HMAC-SHA256 of the body when a secret is set."""
 
     type: Literal["webhook"]

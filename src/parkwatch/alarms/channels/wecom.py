@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, SecretStr
 
 from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
-from parkwatch.alarms.channels.httppost import HttpTarget, carrier_for_people, post_json
-from parkwatch.alarms.channels.robottext import alarm_text, cut
+from parkwatch.alarms.channels.httppost import carrier_for_people, post_json
+from parkwatch.alarms.channels.robottext import alarm_text, cut, summary_text
+from parkwatch.alarms.channels.shaping import Grouped
 from parkwatch.alarms.senders import DeliveryError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 MAX_BYTES = 2048
 
 
-class WeComTarget(HttpTarget):
+class WeComTarget(Grouped):
     """A WeCom group robot; its webhook URL carries its key, so it is kept out of logs."""
 
     type: Literal["wecom"]
@@ -51,6 +52,14 @@ def body(payload: bytes, at_mobiles: list[str]) -> bytes:
         ensure_ascii=False).encode("utf-8")
 
 
+def summary_body(payloads: list[bytes], at_mobiles: list[str]) -> tuple[bytes, int]:
+    """The robot's JSON for several events in one message, and how many it lists."""
+    text, listed = summary_text(payloads, MAX_BYTES)
+    return json.dumps({"msgtype": "text", "text": {
+        "content": text, "mentioned_mobile_list": at_mobiles}},
+        ensure_ascii=False).encode("utf-8"), listed
+
+
 class WeComSender:
     """POSTs each event as a robot message; anything but ``errcode`` 0 is a failure."""
 
@@ -63,7 +72,20 @@ class WeComSender:
 
     def send(self, row: Pending) -> None:
         at = mentions(self.at_mobiles, self.people, row.subscriber, "phone")
-        answer = post_json(self.url, body(row.payload, at), self.timeout)
+        self._post(body(row.payload, at))
+
+    def send_many(self, rows: list[Pending]) -> int:
+        """One message listing several events (as many as fit), mentioning every contact of
+        them; how many it lists."""
+        at = self.at_mobiles
+        for r in rows:
+            at = mentions(at, self.people, r.subscriber, "phone")
+        data, listed = summary_body([r.payload for r in rows], at)
+        self._post(data)
+        return listed
+
+    def _post(self, data: bytes) -> None:
+        answer = post_json(self.url, data, self.timeout)
         code = answer.get("errcode")
         if code != 0:
             raise DeliveryError(f"WeCom errcode {code}: {answer.get('errmsg')}")
