@@ -127,6 +127,14 @@ def test_demo_shows_all_three_hazards_and_leaves_no_process(tmp_path):
     for word in ("【火警】", "楼层称重", "水位", "closed"):
         assert word in out, f"{word!r} missing from the demo output:\n{out}"
     assert "raised (fire_button, load_cell, water_level)" in out
+    # the press sounds building A (its relay module and its wireless sounder), the reset
+    # silences it; building B's sounders stay off (its sump pump runs with the flood)
+    for output in ("A-SND-1F 一层声报警器", "A-STB-1F", "A-PA", "A-SND-W1"):
+        on, off = out.find(f"联动 {output}"), out.rfind(f"联动 {output}")
+        assert 0 <= on < off and "启动" in out[on:out.index("\n", on)], out
+        assert "停止" in out[off:out.index("\n", off)], out
+    assert 0 <= out.find("联动 A-SND-1F") < out.find("【火警复位】")
+    assert "联动 B-SND-1F" not in out and "联动 B-PUMP-B1 地下一层集水坑排水泵 启动" in out
     # the private broker died with the demo: no mosquitto child of ours is left
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "parkwatch-demo-" not in ps and "parkwatch-mqtt-" not in ps

@@ -170,3 +170,26 @@ def test_a_dead_wireless_sounder_is_a_fault_too(park: Any) -> None:
     wait_until(lambda: _fault(d, "四层无线声光报警器") is not None, timeout=10,
                what="output_fault of the wireless sounder")
     assert fleet.output_on("A-SND-1F") and not fleet.output_on("A-SND-W1")
+
+
+def test_the_stuck_sounder_scenario_raises_and_clears_output_fault(park: Any) -> None:
+    """`parkwatch sim --scenario stuck_sounder`: a relay welded open during a fire, freed."""
+    from parkwatch.firmware_sim import scenarios
+
+    d, fleet = park
+    plan = scenarios.build(d.cfg, "stuck_sounder")
+    stuck = next(st.sensor for st in plan.steps if st.action == "stick")
+    name = next(o.name or o.id for o in d.cfg.outputs if o.id == stuck)
+    notes: list[str] = []
+    scenarios.play(plan, fleet, speed=4.0, narrate=notes.append)
+    assert any("relay stuck" in n for n in notes) and any("relay freed" in n for n in notes)
+    # raised while stuck, cleared once freed: its latest event says so
+    wait_until(lambda: any(not a["active"] for a in _faults_of(d, name)), timeout=10,
+               what="the output fault cleared")
+    (fault,) = _faults_of(d, name)
+    assert fault["event"] == "cleared" and fault["rule"] == "output_fault"
+
+
+def _faults_of(d: Any, name: str) -> list[dict[str, Any]]:
+    _, got = _api(d, "GET", "/api/alarms?all=1")
+    return [a for a in got["alarms"] if a["rule"] == "output_fault" and name in a["message"]]

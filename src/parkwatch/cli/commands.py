@@ -40,6 +40,7 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"{path}: valid — park '{cfg.park.id}', {len(cfg.buildings)} building(s), "
           f"{len(cfg.tenants)} tenant(s), {len(cfg.drivers)} driver(s), "
           f"{len(cfg.sensors)} sensor(s)"
+          + (f", {len(cfg.outputs)} output(s)" if cfg.outputs else "")
           + (f"; {len(warnings)} WARNING(s)" if warnings else ""))
     return EXIT_OK
 

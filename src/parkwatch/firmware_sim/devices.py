@@ -68,7 +68,12 @@ class SimulatedPark:
                        f"{', '.join(sorted(set(self.mqtt.brokers.values())))}"
                        + (", each with its own login" if self.mqtt.own_logins else ""))
         for did, bus in self.buses.items():
-            out.append(f"Modbus RTU bus '{did}' at {bus.path} ({len(bus.slaves)} slave(s))")
+            outputs = f", outputs {', '.join(bus.outputs)}" if bus.outputs else ""
+            out.append(f"Modbus RTU bus '{did}' at {bus.path} ({len(bus.slaves)} slave(s)"
+                       f"{outputs})")
+        if self.outputs is not None and self.outputs.outputs:
+            out.append(f"wireless output(s) {', '.join(self.outputs.outputs)} on MQTT, "
+                       "switching on their command topics and reporting their state")
         for did, ind in self.indicators.items():
             out.append(f"weighing indicator '{did}' at {ind.port.path}")
         return out

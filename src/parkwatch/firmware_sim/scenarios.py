@@ -39,12 +39,15 @@ class Fleet(Protocol):
 
     def restore(self, driver_id: str) -> None: ...
 
+    def stick_output(self, output_id: str, stuck: bool = True) -> None: ...
+
 
 @dataclass(frozen=True)
 class Step:
     at: float  # seconds from the start
-    sensor: str  # a sensor id; for cut / restore, the id of a serial driver
-    action: str  # value | press | reset | heartbeat | test | raw | cut | restore | note
+    sensor: str  # a sensor id; for cut / restore a serial driver's, for stick / free an output's
+    #: value | press | reset | heartbeat | test | raw | cut | restore | stick | free | note
+    action: str
     value: float | None = None
     payload: bytes = b""
     note: str = ""  # narration for whoever watches the simulation
@@ -167,6 +170,24 @@ def cable_cut(cfg: ParkConfig, start: float = 3.0) -> list[Step]:
                  note=f"{d.id}: 通讯已恢复 (link back)")]
 
 
+def stuck_sounder(cfg: ParkConfig, start: float = 2.0) -> list[Step]:
+    """A sounder's relay is welded open when a fire sounds its building: the gateway must
+    report it (output_fault) and clear the fault once a technician frees it."""
+    steps = fire(cfg, start, 16.0 + 2 * cfg.linkage.check_interval_s)
+    if not steps:
+        return []
+    button = next(s for s in cfg.sensors if s.id == steps[0].sensor)
+    sounders = [o for o in cfg.outputs if o.kind == "sounder"
+                and (cfg.linkage.fire == "park" or o.building == button.building)]
+    if not sounders:
+        return []
+    o = sounders[0]
+    return [Step(start - 1.5, o.id, "stick", note=f"{o.id}: 继电器触点粘连 (relay stuck)"),
+            *steps,
+            Step(start + 6.0 + cfg.linkage.check_interval_s, o.id, "free",
+                 note=f"{o.id}: 维修后继电器恢复 (relay freed)")]
+
+
 def _scenario(name: str, description: str, steps: list[Step]) -> Scenario:
     steps = sorted(steps, key=lambda st: st.at)
     return Scenario(name, description, steps, (steps[-1].at + 2.0) if steps else 0.0)
@@ -180,6 +201,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[ParkConfig], list[Step]]]] = {
     "flood": ("a flash flood lifts the lowest water gauge past its guarantee level", flood),
     "cable_cut": ("an RS-485 cable is cut until a comm-fault alarm is raised, then repaired",
                   cable_cut),
+    "stuck_sounder": ("a fire sounds its building while one sounder's relay is stuck, until "
+                      "it is freed (output_fault raised, then cleared)", stuck_sounder),
 }
 
 
@@ -229,6 +252,8 @@ def play(scenario: Scenario, fleet: Fleet, *, speed: float = 1.0,
                 fleet.cut(step.sensor)
             elif step.action == "restore":
                 fleet.restore(step.sensor)
+            elif step.action in ("stick", "free"):
+                fleet.stick_output(step.sensor, step.action == "stick")
             elif step.action == "note":
                 pass  # a moment worth narrating, nothing to do
             else:
