@@ -6,6 +6,7 @@ the uplink broker (the command center's) unreachable."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,12 @@ def test_a_stuck_coil_raises_output_fault_and_clears_when_freed(park: Any) -> No
     assert alarm["sensor_id"] is None and "输出故障" in alarm["message"]
     view = {o["id"]: o for o in d.outputs_view()["outputs"]}
     assert view["A-SND-3F"]["fault"] and view["A-SND-3F"]["seen"] == "off"
+    # a maintainer sees it too: a /healthz warning and the metric
+    _, health = http_json(d.api.port, "GET", "/healthz")  # 503 here: the uplink is down
+    assert any("output 'A-SND-3F' in fault" in w for w in health["warnings"]), health
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{d.api.port}/metrics", timeout=5).read()
+    assert b'parkwatch_output_fault{output="A-SND-3F"} 1.0' in metrics
+    assert b'parkwatch_output_on{kind="sounder",output="A-SND-3F"} 1.0' in metrics
     # freed, the relay follows the next periodic check, which writes an output in fault again
     fleet.stick_output("A-SND-3F", False)
     wait_until(lambda: _fault(d, "三层声报警器") is None, what="output_fault cleared",

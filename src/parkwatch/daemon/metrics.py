@@ -147,6 +147,7 @@ class DaemonMetrics:
         self._collect_alarms(fams)
         self._collect_delivery(fams)
         self._collect_drivers(fams)
+        self._collect_outputs(fams)
         self._collect_telemetry(fams)
         hists = {next(iter(h.describe())).name: h for h in self._hists}  # one family each
         for name in METRICS:
@@ -225,6 +226,14 @@ class DaemonMetrics:
                 fams[name].add_metric(list(labels), value)
         for broker, role, up in broker_links(d):
             fams["parkwatch_broker_connected"].add_metric([broker, role], int(up))
+
+    def _collect_outputs(self, fams: dict[str, Family]) -> None:
+        bank = self.view.outputs
+        for o, wanted, fault in zip(bank.outputs, list(bank.wanted), list(bank.fault),
+                                    strict=True):
+            fams["parkwatch_output_on"].add_metric([o.config.id, o.config.kind], int(bool(wanted)))
+            fams["parkwatch_output_fault"].add_metric([o.config.id], int(fault))
+        fams["parkwatch_output_writes_total"].add_metric([], bank.writes)
 
     def _collect_telemetry(self, fams: dict[str, Family]) -> None:
         stats = self.telemetry_stats()
@@ -309,6 +318,10 @@ class DaemonMetrics:
         elif pipeline["busy_s"] is not None and pipeline["busy_s"] > STUCK_AFTER_S:
             reasons.append(f"alarm pipeline stuck: one batch or tick running for "
                            f"{pipeline['busy_s']:.0f} s")
+        bank = d.outputs
+        warnings += [f"output '{o.config.id}' in fault: does not follow its command "
+                     f"({bank.seen[k] or 'no answer'})"
+                     for k, o in enumerate(bank.outputs) if bank.fault[k]]
         if d.pipeline.stuck:
             warnings.append("rules still due after a clock tick: time-driven rules are "
                             "ticked at most once a second")

@@ -143,6 +143,16 @@ class ApiFigures(Protocol):
     def refused(self) -> Refusals: ...
 
 
+class OutputFigures(Protocol):
+    """The outputs' states and writes (:class:`parkwatch.outputs.bank.OutputBank`)."""
+
+    outputs: Sequence[Any]  #: parkwatch.park.OutputInfo, in the config's order
+    wanted: Sequence[bool | None]
+    fault: Sequence[bool]
+    seen: Sequence[str]
+    writes: int
+
+
 class MetricsView(Protocol):
     """Everything the daemon's metrics and health read (see :mod:`.metrics`)."""
 
@@ -203,6 +213,9 @@ class MetricsView(Protocol):
 
     @property
     def drivers(self) -> Sequence[Driver]: ...
+
+    @property
+    def outputs(self) -> OutputFigures: ...
 
     @property
     def uplink(self) -> UplinkFigures: ...

@@ -77,6 +77,8 @@ class Demand:
         hz = hazard_of(alarm.rule, s.kind)
         if hz == "fire":
             return Demanded(self.fire.get(s.building or "", ()), s.building, alarm.drill)
+        if not self.rules:  # a storm of load alarms costs a lookup each, no more
+            return None
         outs: list[int] = []
         for rule, positions in self.rules:
             if ((not rule.kinds or hz in rule.kinds)
