@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -359,10 +360,11 @@ class Probes:
 
 def lora_only(data: dict[str, Any]) -> dict[tuple[Any, ...], Any]:
     """Overrides that keep the example's MQTT driver and its sensors only (no serial ports)."""
-    drivers = [d for d in data["drivers"] if d["type"] == "mqtt"]
-    ids = {d["id"] for d in drivers}
-    return {("drivers",): drivers,
-            ("sensors",): [s for s in data["sensors"] if s["driver"] in ids]}
+    from parkwatch.devtools.parkdata import mqtt_only
+
+    kept = mqtt_only(copy.deepcopy(data))
+    return {(key,): kept[key] for key in ("drivers", "sensors", "outputs")} | {
+        ("linkage", "rules"): kept["linkage"]["rules"]}
 
 
 def bench_config(port: int, workdir: Path, cells: int = 0) -> Any:

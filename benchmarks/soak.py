@@ -106,9 +106,11 @@ def park_data(workdir: Path, port: int, api_port: int, vm_url: str | None,
         b.update(host="127.0.0.1", port=port)
     data["gateway"]["state_dir"] = str(workdir / "state")
     data["api"]["port"] = api_port
-    data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
+    from parkwatch.devtools.parkdata import mqtt_only
+
+    mqtt_only(data)
+    data["outputs"] = []  # the soak's devices are sensors: no wireless sounder answers
     lora = data["drivers"][0]["id"]
-    data["sensors"] = [s for s in data["sensors"] if s["driver"] == lora]
     places = [(b["id"], f["id"], [z["id"] for z in f.get("zones", [])])
               for b in data["buildings"] for f in b["floors"]]
     for k in range(cells):

@@ -74,7 +74,10 @@ def park_data(n: int, port: int, state_dir: Path, influx_url: str | None) -> dic
     data["brokers"]["local"]["port"] = port
     data["gateway"]["state_dir"] = str(state_dir)
     data["api"]["port"] = 0  # a free port: never clash with a gateway's 9466
-    data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
+    from parkwatch.devtools.parkdata import mqtt_only
+
+    mqtt_only(data)
+    data["outputs"], data["linkage"] = [], {}  # a park of its own below: no sounder in it
     if influx_url:
         data["telemetry"]["influxdb"] = {"url": influx_url, "org": "parkwatch",
                                          "bucket": "park"}

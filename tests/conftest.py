@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from parkwatch.alarms.event import load_schema
 from parkwatch.config import ParkConfig
 from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.devtools.parkdata import mqtt_only
 from parkwatch.firmware_sim.devices import SimulatedPark, bench_overrides
 from parkwatch.mqttlink.link import set_nodelay
 from parkwatch.schema import load_config
@@ -84,17 +85,7 @@ def lora_park(tmp_path: Path, port: int) -> dict[str, Any]:
     data["brokers"]["local"]["port"] = port
     data["gateway"]["state_dir"] = str(tmp_path / "state")
     data["api"]["port"] = 0
-    data["drivers"] = [d for d in data["drivers"] if d["type"] == "mqtt"]
-    lora = {d["id"] for d in data["drivers"]}
-    data["sensors"] = [s for s in data["sensors"] if s["driver"] in lora]
-    data["outputs"] = [o for o in data["outputs"] if o["driver"] in lora]
-    kept = {o["id"] for o in data["outputs"]}
-    sensors = {s["id"] for s in data["sensors"]}
-    data["linkage"]["rules"] = [
-        {**r, "sensors": [s for s in r["sensors"] if s in sensors]}
-        for r in data["linkage"]["rules"]
-        if set(r["outputs"]) <= kept and any(s in sensors for s in r["sensors"])]
-    return data
+    return mqtt_only(data)
 
 
 def bench_module(name: str) -> Any:

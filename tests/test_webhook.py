@@ -8,6 +8,7 @@ absent serial port raises data alarms while these tests watch the outbox.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from parkwatch.alarms.event import load_schema
 from parkwatch.config import ParkConfig
 from parkwatch.daemon.app import Daemon
 from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.devtools.parkdata import mqtt_only
 from webhook_receiver import WebhookReceiver, free_port, signature, verify
 
 SECRET = "parkwatch-test-hook-secret-0123456789"
@@ -40,10 +42,9 @@ BUTTON = "A-3F-FB1"
 
 def lora_only(data: dict[str, Any]) -> dict[tuple, Any]:
     """Overrides that keep the example's MQTT driver and its sensors only."""
-    drivers = [d for d in data["drivers"] if d["type"] == "mqtt"]
-    ids = {d["id"] for d in drivers}
-    return {("drivers",): drivers,
-            ("sensors",): [s for s in data["sensors"] if s["driver"] in ids]}
+    kept = mqtt_only(copy.deepcopy(data))
+    return {(key,): kept[key] for key in ("drivers", "sensors", "outputs")} | {
+        ("linkage", "rules"): kept["linkage"]["rules"]}
 
 
 def hook_config(broker: LocalMosquitto, workdir: Path, targets: dict[str, Any],

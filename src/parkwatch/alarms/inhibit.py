@@ -86,7 +86,7 @@ class Inhibitor:
                       for r in cfg.alarms.inhibit]
         #: alarm id -> (rule index, key) of each index it is in
         self._member: dict[str, list[tuple[int, tuple[object, ...]]]] = {}
-        #: the labels of a sensor or group that do not change: (building, floor, zone,
+        #: the labels of a sensor, group or output that do not change: (building, floor, zone,
         #: sensor kind, driver, tenants)
         self._place: dict[int, tuple[object, ...]] = {}
 
@@ -103,6 +103,9 @@ class Inhibitor:
             info = sensors[index]
             s = info.config
             return (s.building, s.floor, s.zone, s.kind, s.driver, frozenset(info.tenants))
+        if index >= self.park.size:  # an output (its output_fault alarm): on its driver
+            o = self.park.outputs[index - self.park.size].config
+            return (o.building, o.floor, o.zone, None, o.driver, frozenset())
         g = self.park.groups[index - len(sensors)]
         return (g.building, g.floor, g.zone, g.kind, None, frozenset(g.tenants))
 
@@ -171,6 +174,9 @@ class Inhibitor:
         if index < len(sensors):
             info = sensors[index]
             where = f"{info.place} {info.config.name or info.config.id}".strip()
+        elif index >= self.park.size:  # an output's output_fault
+            out = self.park.outputs[index - self.park.size]
+            where = f"{out.place} {out.config.name or out.config.id}".strip()
         else:
             where = self.park.groups[index - len(sensors)].place
         extra = f" ({rule.reason})" if rule.reason else ""
