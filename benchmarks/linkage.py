@@ -29,10 +29,10 @@ delivers the master's bytes at once, so the simulator's ``on_write`` runs when t
 request *starts* on the line.  The coil counts as set when the simulated line says the slave
 has the whole request and acts on it: the request's last character (``Request.end``, from the
 simulator's receiver) plus the slave's turnaround (t3.5), which is also when its echo starts.
-Both moments are in the JSON (``coil_set`` and ``coil_seen``).
+Both are in the JSON (``figures.coil`` and ``figures.coil_seen``).
 
 **The floor** is the line alone, from the driver's own poll blocks: the longest transaction on
-``rs485-b`` just started when the press arrives (request, t3.5, response, t3.5), then the write
+``rs485-b`` just started when the write is queued (request, t3.5, response, t3.5), then the write
 single coil request (8 characters) and the slave's t3.5: 40.7 ms at 9600 baud, 8E1.  The issue's
 "about 55 ms" adds the echo and the silence after it (13.2 ms), which the coil does not wait
 for.  Target: p99 ≤ 1.5 × the floor.
@@ -43,8 +43,8 @@ measured on the same presses.  Target: robot p99 ≤ 2 × the uplink event's p99
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/linkage.py     # about 55 s; writes benchmarks/results/linkage.json
-    .venv/bin/python benchmarks/linkage.py --presses 20 --warmup 1   # about 20 s, noisier
+    .venv/bin/python benchmarks/linkage.py     # about 45 s; writes benchmarks/results/linkage.json
+    .venv/bin/python benchmarks/linkage.py --presses 20 --warmup 1   # about 12 s, noisier
 
 The exit code is 0 whether or not the targets are met; the output says which are.
 """
