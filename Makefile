@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 # In this order: latency.py reads the half-load rate from the ingest.json just written.
-BENCHES := bus rules alarms telemetry ingest latency peers startup
+BENCHES := bus rules alarms linkage telemetry ingest latency peers startup
 
 # Options per benchmark, chosen to keep `make bench` under 10 minutes on 2 cores (defaults noted
 # are the scripts' own; override on the command line, e.g. `make bench RULES_ARGS=`).
@@ -15,6 +15,8 @@ BUS_ARGS ?=
 # targets are at 1e5: without 1e6 it takes about 20 s
 RULES_ARGS ?= --sizes 1000 10000 100000
 ALARMS_ARGS ?=
+# 100 press cycles (--presses), about 45 s
+LINKAGE_ARGS ?=
 TELEMETRY_ARGS ?=
 # usually about 1 min; the rate search stops starting steps after --budget s (default 165):
 # this caps the worst case at about 2.5 min
@@ -34,6 +36,7 @@ SOAK_ARGS ?=
 bus_ARGS = $(BUS_ARGS)
 rules_ARGS = $(RULES_ARGS)
 alarms_ARGS = $(ALARMS_ARGS)
+linkage_ARGS = $(LINKAGE_ARGS)
 telemetry_ARGS = $(TELEMETRY_ARGS)
 ingest_ARGS = $(INGEST_ARGS)
 latency_ARGS = $(LATENCY_ARGS)
@@ -55,7 +58,7 @@ help:
 	@echo "make report       rewrite summary.json and the README tables from the results present"
 	@echo "options: BUS_ARGS RULES_ARGS ALARMS_ARGS TELEMETRY_ARGS INGEST_ARGS LATENCY_ARGS"
 	@echo "         PEERS_ARGS (make bench-peers) PEERS_BENCH_ARGS (peers in make bench)"
-	@echo "         STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
+	@echo "         LINKAGE_ARGS STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
 
 setup:
 	./dev setup
