@@ -143,6 +143,13 @@ class BusScheduler:
         now = time.monotonic()
         if self.port is None and now >= self._reopen_at:
             self._open()
+        silent = self.bus_free_at - now
+        if silent > 0 and self.port is not None and not self.writes:
+            # the line's t3.5 of silence is waited out before the next request is chosen, so
+            # that an output's write queued meanwhile goes next, not after that poll
+            self._wake.wait(silent)
+            self._wake.clear()
+            now = time.monotonic()
         if self.writes:
             self._job(self.writes.popleft())
             return
