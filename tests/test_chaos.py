@@ -82,6 +82,12 @@ def stop_daemon(proc: subprocess.Popen[bytes]) -> int | None:
     return proc.returncode
 
 
+def reconnects(log: Path) -> list[str]:
+    """The uplink's and the devices' driver's returns (the wireless sounders' own link to the
+    site broker logs its returns too, on its own time)."""
+    return [x for x in log_lines(log, "reconnected to") if "outputs " not in x]
+
+
 def log_lines(log: Path, needle: str) -> list[str]:
     if not log.exists():
         return []
@@ -290,9 +296,9 @@ def test_broker_restarted_repeatedly_daemon_reconnects_fast_and_loses_no_alarm_c
             broker.start()
             back = time.time()
             # both connections, the uplink and the devices' driver, log their return once
-            wait_until(lambda n=n: len(log_lines(log, "reconnected to")) >= 2 * n, 15,
-                       f"reconnect #{n}: {log_lines(log, 'reconnected to')}")
-            lines = log_lines(log, "reconnected to")[2 * (n - 1):]
+            wait_until(lambda n=n: len(reconnects(log)) >= 2 * n, 15,
+                       f"reconnect #{n}: {reconnects(log)}")
+            lines = reconnects(log)[2 * (n - 1):]
             delays = {("uplink" if "uplink broker" in x else "driver"): log_delay(x, back)
                       for x in lines}
             # and the command center sees the gateway online again, with its driver connected
@@ -506,9 +512,10 @@ def serial_park(tmp_path: Path, port: int) -> Path:
     data["gateway"]["status_interval_s"] = 1
     data["api"]["port"] = 0
     for d in data["drivers"]:
+        if d["type"] != "mqtt":  # never a real /dev/ttyUSB*: the simulator's ptys, all of them
+            d["port"] = str(tmp_path / f"tty-{d['id']}")
         if d["id"] in SERIAL:
-            d.update(port=str(tmp_path / f"tty-{d['id']}"), comm_fault_after_s=1.0,
-                     reopen_max_s=1.0)
+            d.update(comm_fault_after_s=1.0, reopen_max_s=1.0)
     return write_yaml(data, tmp_path / "park.yaml")
 
 

@@ -108,7 +108,7 @@ def test_metrics_count_readings_rejections_alarms_and_deliveries(daemon, subscri
         return [v for (name, labels), v in scrape(daemon).items()
                 if name == "parkwatch_modbus_polls_total" and ("driver", "rs485-b") in labels]
 
-    assert len(polls()) == 3  # one series per slave, from the start
+    assert len(polls()) == 4  # one series per slave (the relay module's too), from the start
     wait_until(lambda: sum(polls()) > 0, what="the simulated Modbus slaves to be polled")
 
 

@@ -72,6 +72,7 @@ def view(tmp_path: Path, drivers: list[FakeDriver]) -> SimpleNamespace:
                                refused=counts),
         committer=SimpleNamespace(groups=0, waiting=0), api=None, store_path=store,
         couriers={"uplink": courier}, drivers=drivers,
+        outputs=SimpleNamespace(outputs=[], wanted=[], fault=[], seen=[], writes=0),
         uplink=SimpleNamespace(link=SimpleNamespace(connected=connected(True))),
         telemetry=SimpleNamespace(stats=lambda: {"server": "none"}))
 

@@ -214,7 +214,7 @@ def test_sensors_drivers_and_subscribers_come_and_go(daemon, bench, subscriber, 
 
     try:
         assert daemon.reload_config(bench.write(edit)) is True
-        assert [d.id for d in daemon.drivers] == ["lora", "rs485-b", "lora2"]
+        assert [d.id for d in daemon.drivers] == ["lora", "rs485-b", "rs485-a", "lora2"]
         assert not old_indicator.alive  # its serial port is closed
         assert gone not in open_alarms(daemon)  # the removed sensor's alarm is dropped ...
         wait_until(lambda: any(t == f"parkwatch/v1/xinqiao/alarms/{gone}" and p == b""
