@@ -140,8 +140,8 @@ class Daemon:
                           lambda: self.inbox.call(self.gateway_status.aggregate))
         self.timers.every("purge", 3600, lambda: self.inbox.call(self._purge))
         self.timers.every("trim", TRIM_EVERY_S, trim_heap)  # a burst's holes back to the system
-        if cfg.outputs:  # every output read back periodically (supervision)
-            self.timers.every("outputs", cfg.linkage.check_interval_s, self.outputs.check_all)
+        # every output read back periodically (supervision; a reload may add outputs)
+        self.timers.every("outputs", cfg.linkage.check_interval_s, self.outputs.check_all)
 
     # --- builders, also used by a reload ----------------------------------------------------
 

@@ -16,9 +16,13 @@ def check_outputs(cfg: Any, rules: Sequence[str]) -> list[Problem]:
     out: list[Problem] = list(duplicate_ids((o.id for o in cfg.outputs), ("outputs",), "output"))
     floors = park_floors(cfg)
     drivers = {d.id: d for d in cfg.drivers}
+    sensor_ids = {s.id for s in cfg.sensors}
     for oi, o in enumerate(cfg.outputs):
         loc: tuple[str | int, ...] = ("outputs", oi)
         out += place_problems(floors, loc, o.building, o.floor, o.zone)
+        if o.id in sensor_ids:  # a wireless device logs in to the broker with its id
+            out.append(((*loc, "id"), f"'{o.id}' is a sensor's id too; give the output an id "
+                        "of its own (a wireless device logs in with it)"))
         driver = drivers.get(o.driver)
         if driver is None:
             out.append(((*loc, "driver"), f"unknown driver '{o.driver}' "
