@@ -30,6 +30,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the signed-command format is part of the contract: the command center and the console
     # use it without the gateway
     "parkwatch.commandsig": (),
+    # the command center is a sibling of the daemon that depends on the contract only: the
+    # strict config base and its id pattern (a center's config, ids in topics) and the signed
+    # command format (the ack it publishes); nothing of the gateway's rules, alarms or daemon
+    "parkwatch.center": ("parkwatch", "parkwatch.config.base", "parkwatch.commandsig"),
 }
 
 

@@ -1,0 +1,124 @@
+"""Contract events as database rows, the same for every backend.
+
+A batch is reduced before it reaches the database: the same (alarm_id, seq) twice in one batch
+is one row (the second a duplicate), and each alarm's state is written once, from its highest
+seq in the batch; the database keeps whichever of that and the stored state has the higher seq.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from parkwatch.center.storetypes import BadEvent, TimeBound
+
+#: the event columns, in the order of :attr:`Batch.events` rows
+EVENT_COLUMNS = ("alarm_id", "seq", "park", "event", "changed_at", "received_at", "body")
+#: the alarm state columns, in the order of :attr:`Batch.alarms` rows
+ALARM_COLUMNS = ("alarm_id", "park", "building", "floor", "zone", "sensor_id", "sensor_kind",
+                 "rule", "severity", "active", "acknowledged", "drill", "raised_at",
+                 "changed_at", "acked_by", "acked_at", "last_event", "event", "seq")
+#: most severe first (an unknown severity after the known ones)
+SEVERITY_ORDER = ("critical", "warning", "info")
+SEVERITY_RANK_SQL = ("CASE severity "
+                     + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY_ORDER))
+                     + f" ELSE {len(SEVERITY_ORDER)} END")
+
+
+def epoch(value: Any) -> float | None:
+    """An RFC 3339 time of the contract (``2026-11-22T08:26:40.123Z``) in seconds since 1970;
+    None for null or a time that does not parse (the event is still stored: its JSON holds
+    the text)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def bound(value: TimeBound) -> float | None:
+    if value is None or isinstance(value, float | int):
+        return value
+    if value.tzinfo is None:
+        raise ValueError(f"a history bound needs a time zone: {value!r}")
+    return value.timestamp()
+
+
+def _text(event: dict[str, Any], key: str, required: bool = False) -> str | None:
+    value = event.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadEvent(f"告警事件的 {key} 缺失或不是文本 (event field {key!r} missing or not a "
+                       f"string): {str(event)[:200]}")
+    return value
+
+
+@dataclass
+class Batch:
+    events: list[tuple[Any, ...]]  # EVENT_COLUMNS, one per distinct (alarm_id, seq)
+    alarms: list[tuple[Any, ...]]  # ALARM_COLUMNS, one per alarm: its highest seq here
+    tenants: list[tuple[str, str]]  # distinct (alarm_id, tenant)
+    duplicates_in_batch: int
+
+
+def batch(events: list[dict[str, Any]], received_at: float) -> Batch:
+    """Rows for ``events``; :class:`BadEvent` (and nothing stored) if one lacks a key field."""
+    rows: dict[tuple[str, int], tuple[Any, ...]] = {}
+    top: dict[str, tuple[int, dict[str, Any], str]] = {}
+    tenants: dict[tuple[str, str], None] = {}
+    for ev in events:
+        alarm_id = _text(ev, "alarm_id", True)
+        seq = ev.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise BadEvent(f"告警事件的 seq 不是正整数 (event seq is not a positive integer): "
+                           f"{str(ev)[:200]}")
+        assert alarm_id is not None
+        if (alarm_id, seq) in rows:
+            continue
+        park, kind = _text(ev, "park", True), _text(ev, "event", True)
+        _text(ev, "rule", True)
+        _text(ev, "severity", True)
+        body = orjson.dumps(ev).decode()
+        rows[(alarm_id, seq)] = (alarm_id, seq, park, kind, epoch(ev.get("changed_at")),
+                                 received_at, body)
+        if alarm_id not in top or top[alarm_id][0] < seq:
+            top[alarm_id] = (seq, ev, body)
+        for t in ev.get("tenants") or ():
+            if isinstance(t, str):
+                tenants[(alarm_id, t)] = None
+    alarms = [_alarm_row(alarm_id, seq, ev, body) for alarm_id, (seq, ev, body) in top.items()]
+    return Batch(list(rows.values()), alarms, list(tenants), len(events) - len(rows))
+
+
+def _alarm_row(alarm_id: str, seq: int, ev: dict[str, Any], body: str) -> tuple[Any, ...]:
+    return (alarm_id, ev["park"], _text(ev, "building"), _text(ev, "floor"), _text(ev, "zone"),
+            _text(ev, "sensor_id"), _text(ev, "sensor_kind"), ev["rule"], ev["severity"],
+            bool(ev.get("active")), bool(ev.get("acknowledged")), bool(ev.get("drill")),
+            epoch(ev.get("raised_at")), epoch(ev.get("changed_at")), _text(ev, "acked_by"),
+            epoch(ev.get("acked_at")), ev["event"], body, seq)
+
+
+def upsert_alarm_sql(placeholders: str) -> str:
+    """The state write: a new alarm is inserted, a stored one replaced only by a higher seq
+    (so a lower seq that arrives late, or a duplicate, changes nothing)."""
+    cols = ", ".join(ALARM_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in ALARM_COLUMNS if c != "alarm_id")
+    return (f"INSERT INTO alarms ({cols}) {placeholders} ON CONFLICT (alarm_id) DO UPDATE SET "
+            f"{updates} WHERE excluded.seq > alarms.seq")
+
+
+def state_dict(columns: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    """An ``alarms`` row as a dict: booleans as bool, ``event`` parsed."""
+    out = dict(zip(columns, row, strict=True))
+    for key in ("active", "acknowledged", "drill"):
+        out[key] = bool(out[key])
+    out["event"] = orjson.loads(out["event"])
+    return out

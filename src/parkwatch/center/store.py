@@ -1,0 +1,102 @@
+"""The command center's storage: what it promises, and opening it from a URL.
+
+Every event is stored once by (``alarm_id``, ``seq``) whatever order and however often it
+arrives (the contract's delivery is at least once); an alarm's current state is its event of
+the highest seq.  Two backends with the same behaviour and the same tests: SQLite (the
+embedded default: a file, nothing to install) and PostgreSQL (several center instances
+sharing one database).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from parkwatch.center.storetypes import (
+    BadEvent,
+    SchemaTooNew,
+    Stored,
+    StoreError,
+    StoreUnavailable,
+    TimeBound,
+)
+
+__all__ = ["BadEvent", "CenterStore", "SchemaTooNew", "StoreError", "StoreUnavailable",
+           "Stored", "TimeBound", "open_store"]
+
+class CenterStore(Protocol):
+    """The center's database.  Thread-safe: the ingest writes while the console reads."""
+
+    def migrate(self, upto: int | None = None) -> int:
+        """Apply the pending schema versions (up to ``upto``, default all this release
+        knows), each in a transaction; the version now.  :class:`SchemaTooNew` when the
+        database is newer than this release."""
+        ...
+
+    def store_events(self, events: list[dict[str, Any]], received_at: float) -> Stored:
+        """Store contract events idempotently by (alarm_id, seq), in one transaction; an
+        alarm's state follows its highest seq."""
+        ...
+
+    def store_status(self, park: str, status: dict[str, Any] | None,
+                     received_at: float) -> None:
+        """A gateway's retained status (None: an empty retained payload); an older one
+        (``received_at``) does not replace a newer."""
+        ...
+
+    def alarm(self, alarm_id: str) -> dict[str, Any] | None:
+        """The alarm's state (the ``alarms`` columns, ``event`` the latest event as a dict,
+        ``tenants``) and ``events``: every stored event in seq order; None if unknown."""
+        ...
+
+    def open_alarms(self, park: str | None = None) -> list[dict[str, Any]]:
+        """The latest event of each open (not closed) alarm, most severe then oldest first."""
+        ...
+
+    def history(self, *, park: str | None = None, building: str | None = None,
+                tenant: str | None = None, rule: str | None = None, kind: str | None = None,
+                severity: str | None = None, since: TimeBound = None, until: TimeBound = None,
+                drill: bool | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The latest event of each alarm raised in [since, until) that matches every filter
+        given (``kind``: the sensor kind), newest first, at most ``limit``."""
+        ...
+
+    def gateways(self) -> list[dict[str, Any]]:
+        """Each park's ``{"park", "status" (dict or None), "received_at"}``, by park."""
+        ...
+
+    def ping(self) -> bool:
+        """Whether the database answers now (for /healthz); never raises."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def open_store(url: str, *, migrate: bool = True) -> CenterStore:
+    """The store at ``url``: ``sqlite:///path/center.db`` (``sqlite:////abs/path`` or
+    ``sqlite:///relative``), or ``postgresql://user@host:port/db`` (any libpq URL).  Applies
+    the pending schema versions unless ``migrate`` is false.  A PostgreSQL that is down does
+    not stop the store from opening when ``migrate`` is false: its calls raise
+    :class:`StoreUnavailable` until it answers."""
+    store: CenterStore
+    if url.startswith("sqlite://"):
+        from parkwatch.center.sqlitestore import SqliteStore
+
+        path = url.removeprefix("sqlite://").removeprefix("/")
+        if not path:
+            raise StoreError(f"数据库地址缺少文件路径 (no file path in the database URL): {url}")
+        store = SqliteStore(path)
+    elif url.startswith(("postgresql://", "postgres://")):
+        from parkwatch.center.pgstore import PostgresStore
+
+        store = PostgresStore(url)
+    else:
+        raise StoreError(f"不认识的数据库地址 (unknown database URL; use sqlite:///FILE or "
+                         f"postgresql://USER@HOST:PORT/DB): {url}")
+    if migrate:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+    return store
