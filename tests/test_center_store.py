@@ -6,7 +6,9 @@ refused, PostgreSQL going away and coming back, the console's orderings and filt
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -317,3 +319,33 @@ def test_gateway_statuses(store: CenterStore) -> None:
     store.store_status("dongli", None, 12.0)  # retained status emptied
     assert store.gateways()[0] == {"park": "dongli", "status": None, "received_at": 12.0}
     assert store.ping() is True
+
+
+def test_center_instances_starting_together_migrate_once(pg_server: LocalPostgres) -> None:
+    url = pg_server.create_database()
+    opened: list[CenterStore] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            opened.append(open_store(url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in opened:
+        s.close()
+    assert errors == [] and len(opened) == 4
+    assert raw(url, "SELECT version FROM schema_version ORDER BY version") == \
+        [(m.version,) for m in migrations("postgresql")]
+
+
+def test_local_postgres_never_runs_the_server_as_root(pg_server: LocalPostgres) -> None:
+    assert pg_server.proc is not None
+    with open(f"/proc/{pg_server.proc.pid}/status", encoding="ascii") as f:
+        uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    assert uid != 0 and (os.geteuid() != 0 or uid == pg_server.workdir.stat().st_uid)
