@@ -349,3 +349,23 @@ def test_local_postgres_never_runs_the_server_as_root(pg_server: LocalPostgres) 
     with open(f"/proc/{pg_server.proc.pid}/status", encoding="ascii") as f:
         uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
     assert uid != 0 and (os.geteuid() != 0 or uid == pg_server.workdir.stat().st_uid)
+
+
+def test_a_sqlite_file_held_by_another_writer_is_unavailable_until_released(
+        tmp_path: Path) -> None:
+    from parkwatch.center.sqlitestore import SqliteStore
+
+    s = SqliteStore(tmp_path / "center.db", busy_s=0.2)
+    other = sqlite3.connect(tmp_path / "center.db", isolation_level=None)
+    try:
+        s.migrate()
+        ev = event(new_alarm_id(T0.timestamp()), 1)
+        other.execute("BEGIN IMMEDIATE")  # a second center on the same file, mid-write
+        with pytest.raises(StoreUnavailable, match="SQLite"):
+            s.store_events([ev], 1.0)
+        assert s.open_alarms() == []  # reading goes on meanwhile (WAL)
+        other.execute("COMMIT")
+        assert s.store_events([ev], 2.0).stored == 1
+    finally:
+        other.close()
+        s.close()

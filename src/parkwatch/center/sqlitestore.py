@@ -55,9 +55,10 @@ def _unavailable(exc: sqlite3.OperationalError) -> StoreError | None:
 class SqliteStore(SqlStore):
     DIALECT = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_s: float = BUSY_S) -> None:
         super().__init__()
         self.path = Path(path)
+        self.busy_s = busy_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._closed = threading.Event()
         try:
@@ -70,9 +71,9 @@ class SqliteStore(SqlStore):
                                    f"{self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_S, isolation_level=None,
+        conn = sqlite3.connect(self.path, timeout=self.busy_s, isolation_level=None,
                                check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout={int(BUSY_S * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_s * 1000)}")
         return conn
 
     @contextmanager
