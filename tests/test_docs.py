@@ -13,6 +13,15 @@ def test_config_reference_is_up_to_date():
         "> docs/config.md`")
 
 
+def test_the_center_config_reference_is_up_to_date():
+    from parkwatch.center.config import reference
+
+    committed = (REPO / "docs" / "center-config.md").read_text(encoding="utf-8")
+    assert committed == reference(), (
+        "docs/center-config.md is out of date: run `.venv/bin/python -m parkwatch.center.config "
+        "> docs/center-config.md`")
+
+
 def test_every_config_key_of_the_example_is_documented():
     reference = render()
     for key in ("rated_load_kn_m2", "occupies", "value_field", "time_field", "deadband",

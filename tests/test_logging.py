@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from parkwatch.daemon.logsetup import setup_logging
+from parkwatch.logsetup import setup_logging
 
 
 @pytest.fixture(autouse=True)

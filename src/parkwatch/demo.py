@@ -27,7 +27,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.cells import cell_len
 
 from parkwatch.alarms.messages import WORDS
-from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.devtools.localbroker import BrokerUnavailable, ensure_mosquitto
 from parkwatch.devtools.shippedbroker import ShippedMosquitto, find_mosquitto_passwd
 from parkwatch.firmware_sim import scenarios
@@ -38,6 +37,7 @@ from parkwatch.firmware_sim.devices import (
     bench_overrides,
     login_overrides,
 )
+from parkwatch.logsetup import setup_logging
 from parkwatch.mqttlink.link import set_nodelay
 from parkwatch.schema import load_config
 

@@ -45,8 +45,8 @@ from parkwatch.alarms.store import OutboxReader
 from parkwatch.alarms.uplink import Topics
 from parkwatch.config.delivery import UPLINK
 from parkwatch.config.model import ParkConfig
-from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.daemon.memory import settle_heap
+from parkwatch.logsetup import setup_logging
 from parkwatch.mqttlink.link import MqttLink
 
 log = logging.getLogger("parkwatch.delivery")

@@ -58,6 +58,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(duration_s=args.duration, verbose=args.verbose, speed=args.speed)
 
 
+def _center(args: argparse.Namespace) -> int:
+    from parkwatch.center.main import run_center
+
+    return run_center(args.config, log_level=args.log_level)
+
+
 def _sim(args: argparse.Namespace) -> int:
     from parkwatch.firmware_sim.cli import run_sim
 
@@ -259,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="show the daemon's log too")
     p.add_argument("--speed", type=float, default=1.0, help="time factor (2 = twice as fast)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("center", help="run a command-center instance: every park's alarm "
+                       "events into its database (docs/center.md)",
+                       description="Take every park's alarm events, alarm states and gateway "
+                       "statuses from the central broker and store them idempotently. Exit 2 "
+                       "when the config cannot be used, 1 when the database cannot be reached "
+                       "at start.")
+    p.add_argument("--config", "-c", default="/etc/parkwatch/center.yaml",
+                   help="center config YAML (default %(default)s)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_center)
 
     p = sub.add_parser("sim", help="play simulated devices of a park config against its brokers")
     p.add_argument("--config", "-c", required=True, help="park config YAML")

@@ -8,12 +8,11 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from parkwatch.config.compact import compact_context
-from parkwatch.config.model import ParkConfig
 from parkwatch.config.partial import cross_check_rest
 from parkwatch.config.yamlsource import ConfigSyntaxError, Loc, SourceMap, load_yaml_with_lines
 
@@ -30,14 +29,18 @@ class ConfigProblem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+#: the root model a file is validated into (a park config, a command center's config)
+M = TypeVar("M", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class Schema:
+class Schema(Generic[M]):
     """What a park config is validated against: the root model, assembled from the registries
     of rule kinds, drivers and notification channels, and every cross-check (both built by
     :mod:`parkwatch.schema`, which this package never imports)."""
 
-    model: type[ParkConfig]
-    cross_check: Callable[[ParkConfig], list[tuple[Loc, str]]]
+    model: type[M]
+    cross_check: Callable[[M], list[tuple[Loc, str]]]
 
 
 class ConfigError(Exception):
@@ -160,12 +163,12 @@ def _message(err: Any, data_loc: Loc, root: type[BaseModel]) -> str:
     return msg
 
 
-def validate_data(data: Any, smap: SourceMap, schema: Schema) -> ParkConfig:
+def validate_data(data: Any, smap: SourceMap, schema: Schema[M]) -> M:
     """Validate parsed YAML; raise :class:`ConfigError` listing every problem."""
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(smap.file, 1, "", "the file must be a mapping of "
                                          "sections (park, gateway, brokers, ...)")])
-    def validate(data: Any) -> ParkConfig:
+    def validate(data: Any) -> M:
         return schema.model.model_validate(data,
                                            context=compact_context(base_dir=smap.base_dir))
 
@@ -204,8 +207,8 @@ def _holds(node: Any, part: Any) -> bool:
     return isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)
 
 
-def load_config(path: str | Path, schema: Schema,
-                overrides: dict[Loc, Any] | None = None) -> ParkConfig:
+def load_config(path: str | Path, schema: Schema[M],
+                overrides: dict[Loc, Any] | None = None) -> M:
     """Read, validate and cross-check a park config file.
 
     ``overrides`` replaces values by key path before validation (the demo and the tests point

@@ -113,6 +113,12 @@ def _section(path: str, model: type[BaseModel], seen: set[tuple[str, str]],
     return lines
 
 
+def render_model(root: type[BaseModel], header: str) -> str:
+    """The reference of any config file's root model (a command center's, say) under
+    `header`."""
+    return "\n".join([header, *_section("", root, set())]).rstrip() + "\n"
+
+
 def render(root: type[BaseModel], drivers: dict[str, type[BaseModel]]) -> str:
     """The reference of a root model and of each driver type's model (the assembled schema's:
     ``python -m parkwatch.schema`` prints it)."""

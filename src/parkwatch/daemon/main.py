@@ -10,10 +10,10 @@ from pathlib import Path
 from types import FrameType
 
 from parkwatch.config import ConfigError
-from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.daemon.memory import fixed_mmap_threshold, one_malloc_arena, settle_heap
 from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
+from parkwatch.logsetup import setup_logging
 from parkwatch.schema import load_config
 from parkwatch.statedir import private_dir
 

@@ -31,9 +31,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # use it without the gateway
     "parkwatch.commandsig": (),
     # the command center is a sibling of the daemon that depends on the contract only: the
-    # strict config base and its id pattern (a center's config, ids in topics) and the signed
-    # command format (the ack it publishes); nothing of the gateway's rules, alarms or daemon
-    "parkwatch.center": ("parkwatch", "parkwatch.config.base", "parkwatch.commandsig"),
+    # config models (its own config: the strict base, broker settings, the YAML loader), the
+    # MQTT link, logging and counting refusals, and the signed command format (the ack it
+    # publishes); nothing of the gateway's rules, alarms, drivers or daemon
+    "parkwatch.center": ("parkwatch", "parkwatch.config", "parkwatch.mqttlink",
+                         "parkwatch.rejections", "parkwatch.logsetup", "parkwatch.commandsig"),
 }
 
 

@@ -36,10 +36,10 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from parkwatch.config.model import ParkConfig
-from parkwatch.daemon.logsetup import setup_logging
 from parkwatch.daemon.memory import settle_heap
 from parkwatch.drivers.mqtt import wire
 from parkwatch.drivers.mqtt.driver import QOS, Message, MqttDriver
+from parkwatch.logsetup import setup_logging
 from parkwatch.park import ParkModel
 
 log = logging.getLogger("parkwatch.drivers.mqtt")

@@ -1,0 +1,51 @@
+"""`parkwatch center`: run one command-center instance until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from parkwatch.center.config import load_center_config
+from parkwatch.center.store import StoreUnavailable
+from parkwatch.config import ConfigError
+from parkwatch.logsetup import setup_logging
+
+log = logging.getLogger("parkwatch.center")
+
+EXIT_OK, EXIT_UNAVAILABLE, EXIT_CONFIG = 0, 1, 2
+
+
+def run_center(config: str, log_level: str = "INFO") -> int:
+    """The exit code: 2 for a config that cannot be used, 1 when the database cannot be
+    reached at start (systemd restarts it), 0 after a clean stop."""
+    setup_logging(log_level)
+    try:
+        cfg = load_center_config(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    from parkwatch.center.service import CenterService
+
+    try:
+        service = CenterService(cfg)
+    except StoreUnavailable as exc:
+        log.error("center: database unavailable at start (%s); not started", exc)
+        return EXIT_UNAVAILABLE
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    service.start()
+    try:
+        stop.wait()
+    finally:
+        service.stop()
+    return EXIT_OK

@@ -1,0 +1,58 @@
+"""One command-center instance: its store (migrated on start) and its ingest, started and
+stopped in order, and what its health says."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from parkwatch import __version__
+from parkwatch.center.config import CenterConfig
+from parkwatch.center.ingest import Ingest
+from parkwatch.center.store import CenterStore, open_store
+
+log = logging.getLogger("parkwatch.center")
+
+
+class CenterService:
+    def __init__(self, cfg: CenterConfig, store: CenterStore | None = None) -> None:
+        self.cfg = cfg
+        self.store = store if store is not None else open_store(cfg.database)
+        self.schema_version = self.store.migrate()
+        self.ingest = Ingest(cfg, self.store)
+
+    def start(self) -> None:
+        self.ingest.start()
+        log.info("parkwatch center %s started: instance %s, database %s (schema %d), broker "
+                 "%s:%d, events %s", __version__, self.cfg.instance, _safe(self.cfg.database),
+                 self.schema_version, self.cfg.broker.host, self.cfg.broker.port,
+                 self.ingest.topics["events"])
+
+    def stop(self) -> None:
+        self.ingest.stop()
+        self.store.close()
+        log.info("parkwatch center stopped")
+
+    def health(self) -> dict[str, Any]:
+        """ok, or unhealthy with the reasons (the broker or the database lost)."""
+        reasons = []
+        if not self.ingest.link.connected.is_set():
+            reasons.append("broker disconnected")
+        if not self.ingest.figures.database_up or not self.store.ping():
+            reasons.append("database unavailable: events wait in the broker")
+        if not self.ingest.alive:
+            reasons.append("ingest not running")
+        f = self.ingest.figures
+        return {"status": "unhealthy" if reasons else "ok", "reasons": reasons,
+                "instance": self.cfg.instance, "schema_version": self.schema_version,
+                "stored": f.stored, "duplicates": f.duplicates, "lag_s": round(f.lag_s, 3),
+                "rejected": dict(self.ingest.rejections.total)}
+
+
+def _safe(url: str) -> str:
+    """A database URL as the log may show it: without a password."""
+    head, sep, tail = url.partition("://")
+    if "@" in tail:
+        creds, _, rest = tail.rpartition("@")
+        tail = f"{creds.partition(':')[0]}@{rest}"
+    return head + sep + tail
