@@ -201,6 +201,17 @@ class Device:
         self.client.loop_stop()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A PostgreSQL server of the test run (Debian's, in a temporary directory, on a free
+    loopback port); each test takes a database of its own (``create_database``)."""
+    from parkwatch.devtools.localpostgres import LocalPostgres
+
+    server = LocalPostgres().start()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def device(broker: LocalMosquitto) -> Iterator[Device]:
     d = Device(broker)

@@ -70,13 +70,6 @@ def lifecycle(alarm_id: str, **fields: Any) -> list[dict[str, Any]]:
 
 # --- backends -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[LocalPostgres]:
-    server = LocalPostgres().start()
-    yield server
-    server.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
