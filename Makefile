@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 # In this order: latency.py reads the half-load rate from the ingest.json just written.
-BENCHES := bus rules alarms linkage telemetry ingest latency peers startup
+BENCHES := bus rules alarms linkage center telemetry ingest latency peers startup
 
 # Options per benchmark, chosen to keep `make bench` under 10 minutes on 2 cores (defaults noted
 # are the scripts' own; override on the command line, e.g. `make bench RULES_ARGS=`).
@@ -17,6 +17,8 @@ RULES_ARGS ?= --sizes 1000 10000 100000
 ALARMS_ARGS ?=
 # 100 press cycles (--presses), about 45 s
 LINKAGE_ARGS ?=
+# the command center's ingest on PostgreSQL and SQLite (benchmarks/center.py, about 15 s)
+CENTER_ARGS ?=
 TELEMETRY_ARGS ?=
 # usually about 1 min; the rate search stops starting steps after --budget s (default 165):
 # this caps the worst case at about 2.5 min
@@ -37,6 +39,7 @@ bus_ARGS = $(BUS_ARGS)
 rules_ARGS = $(RULES_ARGS)
 alarms_ARGS = $(ALARMS_ARGS)
 linkage_ARGS = $(LINKAGE_ARGS)
+center_ARGS = $(CENTER_ARGS)
 telemetry_ARGS = $(TELEMETRY_ARGS)
 ingest_ARGS = $(INGEST_ARGS)
 latency_ARGS = $(LATENCY_ARGS)
@@ -58,7 +61,7 @@ help:
 	@echo "make report       rewrite summary.json and the README tables from the results present"
 	@echo "options: BUS_ARGS RULES_ARGS ALARMS_ARGS TELEMETRY_ARGS INGEST_ARGS LATENCY_ARGS"
 	@echo "         PEERS_ARGS (make bench-peers) PEERS_BENCH_ARGS (peers in make bench)"
-	@echo "         LINKAGE_ARGS STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
+	@echo "         LINKAGE_ARGS CENTER_ARGS STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
 
 setup:
 	./dev setup

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 
 from parkwatch.center.config import CenterConfig
@@ -155,8 +156,8 @@ class Ingest:
             if what == "alarms" and not payload:
                 continue  # a closed alarm's retained state removed: its events say so
             try:
-                doc = json.loads(payload)
-            except (ValueError, RecursionError):
+                doc = orjson.loads(payload)
+            except (orjson.JSONDecodeError, RecursionError):
                 self.rejections.reject("bad_json", f"{topic}: {payload[:200]!r}")
                 continue
             problem = event_problem(doc, park)
