@@ -413,7 +413,8 @@ def rows_soak(res: Result) -> list[Row]:
 EXTRACTORS: dict[str, Callable[[Result], list[Row]]] = {
     "ingest": rows_ingest, "latency": rows_latency, "rules": rows_rules, "bus": rows_bus,
     "telemetry": rows_telemetry, "startup": rows_startup, "alarms": rows_alarms,
-    "linkage": rows_linkage, "center": rows_center, "peers": rows_peers, "openalarms": rows_openalarms, "soak": rows_soak,
+    "linkage": rows_linkage, "center": rows_center, "peers": rows_peers,
+    "openalarms": rows_openalarms, "soak": rows_soak,
 }
 
 
