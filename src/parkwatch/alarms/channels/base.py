@@ -15,7 +15,7 @@ sender can address each delivery to the contact of the subscriber it is for (``r
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
@@ -94,3 +94,13 @@ def mentions(own: list[str], people: People, subscriber: str, reach: Reach) -> l
     subscriber's contact (once)."""
     person = address(people, subscriber, reach)
     return own if person is None or person in own else [*own, person]
+
+
+def mentions_of(own: list[str], people: People, subscribers: Iterable[str],
+                reach: Reach) -> list[str]:
+    """Whom one message carrying several deliveries @-mentions: the target's own mentions and
+    each of their subscribers' contacts, once each, in order."""
+    out = own
+    for subscriber in subscribers:
+        out = mentions(out, people, subscriber, reach)
+    return out

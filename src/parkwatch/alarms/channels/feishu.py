@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl
 
-from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
+from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions, mentions_of
 from parkwatch.alarms.channels.httppost import carrier_for_people, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut, summary_text
 from parkwatch.alarms.channels.shaping import Grouped, RateLimit
@@ -107,9 +107,8 @@ class FeishuSender:
     def send_many(self, rows: list[Pending]) -> int:
         """One message listing several events (as many as fit), mentioning every contact of
         them; how many it lists."""
-        users = self.at_user_ids
-        for r in rows:
-            users = mentions(users, self.people, r.subscriber, "feishu_user_id")
+        users = mentions_of(self.at_user_ids, self.people, (r.subscriber for r in rows),
+                            "feishu_user_id")
         data, listed = summary_body([r.payload for r in rows], users, self.secret, time.time())
         self._post(data)
         return listed

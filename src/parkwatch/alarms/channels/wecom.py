@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 
-from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions
+from parkwatch.alarms.channels.base import NOBODY, Channel, People, mentions, mentions_of
 from parkwatch.alarms.channels.httppost import carrier_for_people, post_json
 from parkwatch.alarms.channels.robottext import alarm_text, cut, summary_text
 from parkwatch.alarms.channels.shaping import Grouped
@@ -77,9 +77,7 @@ class WeComSender:
     def send_many(self, rows: list[Pending]) -> int:
         """One message listing several events (as many as fit), mentioning every contact of
         them; how many it lists."""
-        at = self.at_mobiles
-        for r in rows:
-            at = mentions(at, self.people, r.subscriber, "phone")
+        at = mentions_of(self.at_mobiles, self.people, (r.subscriber for r in rows), "phone")
         data, listed = summary_body([r.payload for r in rows], at)
         self._post(data)
         return listed
