@@ -180,7 +180,8 @@ def unacknowledged(events: list[dict[str, Any]]) -> list[str]:
 def _summary(events: list[dict[str, Any]], log: logging.Logger,
              interrupted: bool = False) -> int:
     raised = [e for e in events if e["event"] == "raised"]
-    kinds = {e["sensor_kind"] for e in raised}
+    # a floor's or an output's alarm has no sensor kind: its rule says what it is
+    kinds = {e["sensor_kind"] or e["rule"] for e in raised}
     by: dict[str, int] = {}
     for e in events:
         if e["event"] == "acknowledged":

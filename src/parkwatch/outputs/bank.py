@@ -4,8 +4,9 @@ The bank lasts as long as the daemon.  The linkage stage tells it what each outp
 (:meth:`OutputBank.apply`, on the pipeline thread); it writes only what changed, through the
 port of the output's driver (:mod:`parkwatch.outputs.port`), which reads every write back.
 Every ``linkage.check_interval_s`` each output is read back again (:meth:`check_all`).  A write
-or a check that disagrees puts the output in fault: logged once, and ``report(source, False)``
-raises its `output_fault` alarm; the first agreement after that is logged once and clears it.
+or a check that disagrees is written again at once; when that disagrees too, the output is in
+fault: logged once, and ``report(source, False)`` raises its `output_fault` alarm; the first
+agreement after that is logged once and clears it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ log = logging.getLogger("parkwatch.outputs")
 
 #: (alarm source of the output, agrees, when): to the output_fault rule, on the pipeline thread
 Report = Callable[[int, bool, float], None]
+#: disagreeing answers in a row that make a fault: the first is followed by a second write at
+#: once (a frame lost to line noise is not a dead sounder), a second is a fault
+MISSES = 2
 
 
 class OutputBank:
@@ -52,6 +56,8 @@ class OutputBank:
         self.agrees: list[bool | None] = [None] * n
         self.seen = [""] * n
         self.fault = [False] * n
+        #: disagreeing answers in a row (a fault after MISSES of them)
+        self.misses = [0] * n
         self.writes = 0
         self.failures = 0
         self.last_write_s: float | None = None
@@ -112,10 +118,20 @@ class OutputBank:
                 if self.closing or k >= len(self.wanted) or self.wanted[k] is not on:
                     return  # an answer for a state no longer wanted: the next one decides
                 self.agrees[k], self.seen[k] = agrees, seen
+                self.misses[k] = 0 if agrees else self.misses[k] + 1
                 if agrees == (not self.fault[k]):
                     return
-                self.fault[k] = not agrees
+                retry = not agrees and self.misses[k] < MISSES
+                if not retry:
+                    self.fault[k] = not agrees
                 o = self.outputs[k]
+            if retry:  # one lost answer on a busy bus is no fault: write it again at once
+                port = self._port(k)
+                if port is not None:
+                    port.write(k, on, self._answer(on))
+                    return
+                with self._lock:
+                    self.fault[k] = True
             if agrees:
                 log.warning("output %s (%s) agrees again with its command: %s", o.config.id,
                             o.place, seen)
