@@ -171,3 +171,13 @@ def test_center_user_add_takes_the_password_from_stdin(broker: LocalMosquitto,
     finally:
         store.close()
     assert yaml.safe_load(cfg.read_text())["instance"] == "u"
+
+
+def test_a_user_name_must_be_usable_as_the_gateways_operator_id(
+        console: CenterService) -> None:
+    from parkwatch.center.users import add_user
+
+    problem = add_user(console.store, "王 工", "operator", "long-enough-pw")
+    assert problem is not None and "不含空格" in problem
+    assert add_user(console.store, "x", "admin", "long-enough-pw") is not None
+    assert console.store.user("王 工") is None

@@ -8,6 +8,7 @@ never stored nor logged.
 from __future__ import annotations
 
 import getpass
+import re
 import sys
 import time
 from typing import TextIO
@@ -18,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from parkwatch.center.config import load_center_config
 from parkwatch.center.store import CenterStore, StoreError, open_store
 from parkwatch.config import ConfigError
+from parkwatch.config.base import ID_PATTERN
 
 ROLES = ("operator", "viewer")
 MIN_PASSWORD = 8
@@ -48,8 +50,11 @@ def add_user(store: CenterStore, name: str, role: str, password: str) -> str | N
     """A new user; the problem (in Chinese and English) when it cannot be added."""
     if role not in ROLES:
         return f"角色只能是 operator 或 viewer (role must be operator or viewer): {role}"
-    if not name.strip() or len(name) > 64:
-        return "用户名须为 1 到 64 个字符 (a user name has 1 to 64 characters)"
+    if not re.match(ID_PATTERN, name):
+        # the name is the ack's `by`: the gateway checks it against alarms.operators[].id
+        return (f"用户名须像园区配置里的 id：1 到 64 个字母、数字、汉字、_ . -，不含空格 "
+                f"(a user name is an id as in the park config: letters, digits, Chinese, "
+                f"_ . -, no spaces, at most 64): {name!r}")
     if len(password) < MIN_PASSWORD:
         return (f"密码至少 {MIN_PASSWORD} 个字符 (the password needs at least {MIN_PASSWORD} "
                 "characters)")

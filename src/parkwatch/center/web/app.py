@@ -233,7 +233,9 @@ class Console:
             return text(s.lang, key)
         tpl = self.templates.get_template("board_body.html")
         html = tpl.render(t=t, board=board, lang=s.lang)
-        return json.dumps({"html": html, "fires": board["fires"]}, ensure_ascii=False)
+        seqs = {a["alarm_id"]: a["seq"] for a in board["alarms"]}
+        return json.dumps({"html": html, "fires": board["fires"], "seqs": seqs},
+                          ensure_ascii=False)
 
     async def _stream(self, _request: Request, s: Session) -> AsyncIterator[str]:
         wake = asyncio.Event()

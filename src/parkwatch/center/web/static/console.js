@@ -9,7 +9,6 @@
   var soundButton = document.getElementById("sound");
   var audio = null;
   var known = new Set(board && board.dataset.fires ? board.dataset.fires.split(",") : []);
-  var first = true;
 
   function beep() {
     try {
@@ -42,13 +41,17 @@
     live.className = "live " + (on ? "on" : "off");
   }
 
+  var root = document.documentElement.dataset;  // what the stream did, for tests and support
+  root.messages = "0";
   var source = new EventSource("/events");
-  source.onopen = function () { setLive(true); };
-  source.onerror = function () { setLive(false); };
+  source.onopen = function () { root.stream = "open"; setLive(true); };
+  source.onerror = function () { root.stream = "error"; setLive(false); };
   source.onmessage = function (msg) {
-    if (waiting) {  // an alarm's page waiting for the gateway's answer: show the new state
-      if (!first) { window.location.replace(window.location.pathname); }
-      first = false;
+    root.messages = String(Number(root.messages) + 1);
+    if (waiting) {  // an alarm's page waiting for the gateway's answer: show its new state
+      var shown = document.getElementById("alarm").dataset;
+      var now = JSON.parse(msg.data).seqs[shown.alarm];
+      if (String(now) !== shown.seq) { window.location.replace(window.location.pathname); }
       return;
     }
     var data = JSON.parse(msg.data);
