@@ -181,3 +181,92 @@ def test_a_user_name_must_be_usable_as_the_gateways_operator_id(
     assert problem is not None and "不含空格" in problem
     assert add_user(console.store, "x", "admin", "long-enough-pw") is not None
     assert console.store.user("王 工") is None
+
+
+def test_the_live_stream_needs_a_login_and_browsers_that_never_read_do_not_slow_the_ingest(
+        console: CenterService, broker: LocalMosquitto) -> None:
+    import socket
+
+    port = port_of(console)
+    assert Client(port).get("/events").status == 401
+    c = Client(port)
+    c.login("viewer")
+    cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+    stuck = []
+    for _ in range(20):  # browsers that open the stream and never read a byte of it
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n".encode())
+        stuck.append(s)
+    gw = Gateway(broker, "xinqiao")
+    try:
+        wait_until(lambda: console.web is not None and console.web.console.hub.listeners >= 20,
+                   10, "the streams registered")
+        ids = [new_alarm_id(time.time()) for _ in range(300)]
+        for a in ids:
+            gw.publish(event("xinqiao", a, 1))
+        wait_until(lambda: console.ingest.figures.stored == len(ids), 30,
+                   "every event stored while 20 streams are not read")
+        # and a browser that reads gets the board as it is now
+        live = socket.create_connection(("127.0.0.1", port), timeout=10)
+        live.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n".encode())
+        got = b""
+        deadline = time.monotonic() + 10
+        while ids[-1].encode() not in got and time.monotonic() < deadline:
+            got += live.recv(65536)
+        live.close()
+        assert ids[-1].encode() in got and b"text/event-stream" in got
+    finally:
+        gw.close()
+        for s in stuck:
+            s.close()
+
+
+def test_the_session_key_is_generated_once_into_the_state_file(broker: LocalMosquitto,
+                                                                tmp_path: Path) -> None:
+    from parkwatch.center.config import load_center_config
+    from parkwatch.center.web.session import session_key
+
+    cfg = load_center_config(center_yaml(tmp_path / "center.yaml", broker,
+                                         f"sqlite:///{tmp_path / 'c.db'}", "k"))
+    key = session_key(cfg.http)
+    assert len(key) >= 32 and session_key(cfg.http) == key
+    assert (cfg.http.state_file.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_short_session_secret_is_a_config_error_with_its_line(broker: LocalMosquitto,
+                                                                tmp_path: Path) -> None:
+    import pytest
+
+    from parkwatch.center.config import load_center_config
+    from parkwatch.config import ConfigError
+
+    path = center_yaml(tmp_path / "center.yaml", broker, f"sqlite:///{tmp_path / 'c.db'}", "k")
+    doc = yaml.safe_load(path.read_text())
+    (tmp_path / "key").write_text("short\n")
+    doc["http"]["secret"] = {"secret_file": str(tmp_path / "key")}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        load_center_config(path)
+    assert "http.secret.secret_file" in str(err.value) and "16" in str(err.value)
+
+
+def test_a_console_port_in_use_stops_the_center_at_start(broker: LocalMosquitto,
+                                                         tmp_path: Path) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        path = center_yaml(tmp_path / "center.yaml", broker,
+                           f"sqlite:///{tmp_path / 'c.db'}", "p")
+        doc = yaml.safe_load(path.read_text())
+        doc["http"]["port"] = taken.getsockname()[1]
+        path.write_text(yaml.safe_dump(doc))
+        done = subprocess.run([sys.executable, "-m", "parkwatch", "center", "--config",
+                               str(path)], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert done.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}" in done.stderr
+    finally:
+        taken.close()
