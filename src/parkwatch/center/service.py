@@ -60,14 +60,17 @@ class CenterService:
     def health(self) -> dict[str, Any]:
         """ok, or unhealthy with the reasons (the broker or the database lost)."""
         reasons = []
-        if not self.ingest.link.connected.is_set():
+        broker_up = self.ingest.link.connected.is_set()
+        database_up = self.ingest.figures.database_up and self.store.ping()
+        if not broker_up:
             reasons.append("broker disconnected")
-        if not self.ingest.figures.database_up or not self.store.ping():
+        if not database_up:
             reasons.append("database unavailable: events wait in the broker")
         if not self.ingest.alive:
             reasons.append("ingest not running")
         f = self.ingest.figures
         return {"status": "unhealthy" if reasons else "ok", "reasons": reasons,
+                "database_up": database_up, "broker_connected": broker_up,
                 "instance": self.cfg.instance, "schema_version": self.schema_version,
                 "stored": f.stored, "duplicates": f.duplicates, "lag_s": round(f.lag_s, 3),
                 "rejected": dict(self.ingest.rejections.total)}
