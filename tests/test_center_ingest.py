@@ -70,7 +70,9 @@ def center_yaml(path: Path, broker: LocalMosquitto, database: str, instance: str
     path.write_text(yaml.safe_dump({
         "instance": instance, "database": database,
         "broker": {"host": broker.host, "port": broker.port, "reconnect_max_s": 1.0},
-        "ingest": {"batch_max": 50, "retry_max_s": 1.0}}), encoding="utf-8")
+        "ingest": {"batch_max": 50, "retry_max_s": 1.0},
+        "http": {"port": 0, "state_file": str(path.parent / f"{instance}-http.secret")}}),
+        encoding="utf-8")
     return path
 
 

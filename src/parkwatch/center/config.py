@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from parkwatch.config.base import Id, Strict
+from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
+from parkwatch.config.delivery import Secret
 from parkwatch.config.loader import Schema, load_config
 from parkwatch.config.yamlsource import Loc
 
@@ -30,6 +31,32 @@ class IngestConfig(Strict):
                                "to write while the database is down (events wait meanwhile)")
 
 
+class HttpConfig(Strict):
+    """The web console, /healthz and /metrics, served by the center itself."""
+
+    enabled: bool = Field(True, description="serve the console (false: store only)")
+    listen: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 or :: for "
+                        "every interface: put a TLS reverse proxy in front, the console "
+                        "speaks plain HTTP)")
+    port: int = Field(8470, ge=0, le=65535, description="TCP port (0: any free port, tests)")
+    secret: Secret = Field(default_factory=Secret,
+                           description="the key that signs the login sessions' cookies "
+                           "(secret_file or secret_env, at least 16 characters); when neither "
+                           "is given, one is generated into state_file. Several instances "
+                           "behind one address need the same secret")
+    state_file: ConfigPath = Field(Path("/var/lib/parkwatch-center/http.secret"),
+                                   description="where the generated session key is kept "
+                                   "(mode 0600) when no secret is given")
+    session_max_age_s: int = Field(43_200, ge=60, le=30 * 86_400,
+                                   description="a login lasts this long (default 12 h)")
+    stale_after_s: float = Field(180.0, gt=0, description="a gateway whose last status is "
+                                 "older than this shows as stale (3 × the gateways' "
+                                 "gateway.status_interval_s is a good value)")
+    language: str = Field("zh-CN", pattern=r"^(zh-CN|en)$",
+                          description="the console's default language (zh-CN or en); each "
+                          "user can switch")
+
+
 class CenterConfig(Strict):
     """One command-center instance."""
 
@@ -47,6 +74,8 @@ class CenterConfig(Strict):
                           "from PGPASSWORD or ~/.pgpass)")
     ingest: IngestConfig = Field(default_factory=IngestConfig,
                                  description="how events are taken and written")
+    http: HttpConfig = Field(default_factory=HttpConfig,
+                             description="the web console, /healthz and /metrics")
 
     @property
     def client_id(self) -> str:
@@ -61,11 +90,14 @@ class CenterConfig(Strict):
         return v
 
 
-def _no_cross_check(_cfg: CenterConfig) -> list[tuple[Loc, str]]:
-    return []
+def _cross_check(cfg: CenterConfig) -> list[tuple[Loc, str]]:
+    problem = cfg.http.secret.secret_problem() if cfg.http.enabled else None
+    if problem is None:
+        return []
+    return [(("http", "secret", problem[0]), problem[1])]
 
 
-SCHEMA: Schema[CenterConfig] = Schema(CenterConfig, _no_cross_check)
+SCHEMA: Schema[CenterConfig] = Schema(CenterConfig, _cross_check)
 
 
 def load_center_config(path: str | Path,

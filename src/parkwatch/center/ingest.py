@@ -71,6 +71,9 @@ class Ingest:
         self.prefix = cfg.topic_prefix
         self.topics = filters(cfg.topic_prefix, cfg.ingest.share_group)
         self.figures = IngestFigures()
+        #: called after every committed batch (the console's live board); each must return
+        #: at once
+        self.on_commit: list[Callable[[], None]] = []
         self.rejections = Rejections(log, "center ingest")
         self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -240,6 +243,8 @@ class Ingest:
             for doc in events:
                 f.by_park[doc["park"]] = f.by_park.get(doc["park"], 0) + 1
             f.lag_s = max(0.0, now - _latest_change(events))
+        for notify in self.on_commit:
+            notify()
 
 
 def _latest_change(events: list[dict[str, Any]]) -> float:

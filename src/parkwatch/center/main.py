@@ -35,6 +35,9 @@ def run_center(config: str, log_level: str = "INFO") -> int:
     except StoreUnavailable as exc:
         log.error("center: database unavailable at start (%s); not started", exc)
         return EXIT_UNAVAILABLE
+    except (OSError, KeyError) as exc:  # the session key's file or variable
+        log.error("center: the console's session key cannot be had (%s); not started", exc)
+        return EXIT_UNAVAILABLE
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -43,7 +46,13 @@ def run_center(config: str, log_level: str = "INFO") -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    service.start()
+    try:
+        service.start()
+    except OSError as exc:
+        log.error("center: the console cannot listen on %s:%d (%s); not started",
+                  cfg.http.listen, cfg.http.port, exc)
+        service.store.close()
+        return EXIT_UNAVAILABLE
     try:
         stop.wait()
     finally:

@@ -4,12 +4,15 @@ stopped in order, and what its health says."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parkwatch import __version__
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.ingest import Ingest
 from parkwatch.center.store import CenterStore, open_store
+
+if TYPE_CHECKING:
+    from parkwatch.center.web.server import WebServer
 
 log = logging.getLogger("parkwatch.center")
 
@@ -20,8 +23,27 @@ class CenterService:
         self.store = store if store is not None else open_store(cfg.database)
         self.schema_version = self.store.migrate()
         self.ingest = Ingest(cfg, self.store)
+        self.web: WebServer | None = None
+        if cfg.http.enabled:
+            self.web = self._console()
+
+    def _console(self) -> WebServer:
+        """The web console (its own modules load only when it is enabled)."""
+        from parkwatch.center.web.app import Console
+        from parkwatch.center.web.live import Hub
+        from parkwatch.center.web.server import WebServer
+        from parkwatch.center.web.session import Signer, session_key
+
+        hub = Hub()
+        self.ingest.on_commit.append(hub.notify)
+        signer = Signer(session_key(self.cfg.http), self.cfg.http.session_max_age_s,
+                        self.cfg.http.language)
+        console = Console(self.cfg, self.store, self.ingest, hub, signer, self.health)
+        return WebServer(console, self.cfg.http.listen, self.cfg.http.port)
 
     def start(self) -> None:
+        if self.web is not None:
+            self.web.start()  # first: a port in use stops the start before anything runs
         self.ingest.start()
         log.info("parkwatch center %s started: instance %s, database %s (schema %d), broker "
                  "%s:%d, events %s", __version__, self.cfg.instance, _safe(self.cfg.database),
@@ -29,6 +51,8 @@ class CenterService:
                  self.ingest.topics["events"])
 
     def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
         self.ingest.stop()
         self.store.close()
         log.info("parkwatch center stopped")
@@ -36,14 +60,17 @@ class CenterService:
     def health(self) -> dict[str, Any]:
         """ok, or unhealthy with the reasons (the broker or the database lost)."""
         reasons = []
-        if not self.ingest.link.connected.is_set():
+        broker_up = self.ingest.link.connected.is_set()
+        database_up = self.ingest.figures.database_up and self.store.ping()
+        if not broker_up:
             reasons.append("broker disconnected")
-        if not self.ingest.figures.database_up or not self.store.ping():
+        if not database_up:
             reasons.append("database unavailable: events wait in the broker")
         if not self.ingest.alive:
             reasons.append("ingest not running")
         f = self.ingest.figures
         return {"status": "unhealthy" if reasons else "ok", "reasons": reasons,
+                "database_up": database_up, "broker_connected": broker_up,
                 "instance": self.cfg.instance, "schema_version": self.schema_version,
                 "stored": f.stored, "duplicates": f.duplicates, "lag_s": round(f.lag_s, 3),
                 "rejected": dict(self.ingest.rejections.total)}

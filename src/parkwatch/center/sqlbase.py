@@ -199,6 +199,50 @@ class SqlStore:
         return [{"park": park, "status": None if status is None else orjson.loads(status),
                  "received_at": received_at} for park, status, received_at in found]
 
+    # --- the console's users and commands -----------------------------------------------------
+
+    def add_user(self, name: str, password_hash: str, role: str, now: float) -> bool:
+        """A new user; False (nothing changed) when the name is taken."""
+
+        def add(tx: Tx) -> bool:
+            if tx.all("SELECT 1 FROM users WHERE name = ?", (name,)):
+                return False
+            tx.run("INSERT INTO users (name, password_hash, role, created_at) "
+                   "VALUES (?, ?, ?, ?)", (name, password_hash, role, now))
+            return True
+
+        return self._write(add)
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        """A user's new password hash (a rehash after a login, or a reset); False: unknown."""
+        sql = "UPDATE users SET password_hash = ? WHERE name = ?"
+        return self._write(lambda tx: tx.run(sql, (password_hash, name))) > 0
+
+    def user(self, name: str) -> dict[str, Any] | None:
+        """``{"name", "password_hash", "role"}`` of a user, None if unknown."""
+        found = self._read(lambda tx: tx.all(
+            "SELECT name, password_hash, role FROM users WHERE name = ?", (name,)))
+        if not found:
+            return None
+        name, pw, role = found[0]
+        return {"name": name, "password_hash": pw, "role": role}
+
+    def record_command(self, command_id: str, park: str, alarm_id: str, command: str,
+                       author: str, note: str | None, now: float) -> None:
+        """A command the center publishes, with its author (before it is published)."""
+        self._write(lambda tx: tx.run(
+            "INSERT INTO commands (command_id, park, alarm_id, command, author, note, "
+            "issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (command_id, park, alarm_id, command, author, note, now)))
+
+    def commands(self, alarm_id: str) -> list[dict[str, Any]]:
+        """The commands given for an alarm, oldest first."""
+        cols = ("command_id", "park", "alarm_id", "command", "author", "note", "issued_at")
+        found = self._read(lambda tx: tx.all(
+            f"SELECT {', '.join(cols)} FROM commands WHERE alarm_id = ? "
+            "ORDER BY issued_at, command_id", (alarm_id,)))
+        return [dict(zip(cols, row, strict=True)) for row in found]
+
     def ping(self) -> bool:
         try:
             self._read(lambda tx: tx.all("SELECT 1"))

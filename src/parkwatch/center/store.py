@@ -64,6 +64,25 @@ class CenterStore(Protocol):
         """Each park's ``{"park", "status" (dict or None), "received_at"}``, by park."""
         ...
 
+    def add_user(self, name: str, password_hash: str, role: str, now: float) -> bool:
+        """A console user (role ``operator`` or ``viewer``); False when the name is taken."""
+        ...
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        ...
+
+    def user(self, name: str) -> dict[str, Any] | None:
+        """``{"name", "password_hash", "role"}``, None if unknown."""
+        ...
+
+    def record_command(self, command_id: str, park: str, alarm_id: str, command: str,
+                       author: str, note: str | None, now: float) -> None:
+        """A command the center publishes, recorded with its author."""
+        ...
+
+    def commands(self, alarm_id: str) -> list[dict[str, Any]]:
+        ...
+
     def ping(self) -> bool:
         """Whether the database answers now (for /healthz); never raises."""
         ...

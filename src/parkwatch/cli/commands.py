@@ -64,6 +64,12 @@ def _center(args: argparse.Namespace) -> int:
     return run_center(args.config, log_level=args.log_level)
 
 
+def _center_user(args: argparse.Namespace) -> int:
+    from parkwatch.center.users import user_add_command
+
+    return user_add_command(args.config, args.name, args.role)
+
+
 def _sim(args: argparse.Namespace) -> int:
     from parkwatch.firmware_sim.cli import run_sim
 
@@ -277,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_center)
+
+    p = sub.add_parser("center-user", help="add a user of the command center's web console",
+                       description="Add a console user to the center's database. The password "
+                       "is asked on the terminal, or read from the first line of stdin.")
+    usub = p.add_subparsers(dest="action", required=True)
+    pa = usub.add_parser("add", help="add a user")
+    pa.add_argument("name", help="the user's name (shown as the author of their commands and "
+                    "sent as `by` in their acknowledgements)")
+    pa.add_argument("--role", required=True, choices=["operator", "viewer"],
+                    help="operator: may acknowledge; viewer: reads only")
+    pa.add_argument("--config", "-c", default="/etc/parkwatch/center.yaml",
+                    help="center config YAML (default %(default)s)")
+    pa.set_defaults(func=_center_user)
 
     p = sub.add_parser("sim", help="play simulated devices of a park config against its brokers")
     p.add_argument("--config", "-c", required=True, help="park config YAML")

@@ -1,0 +1,102 @@
+"""The console's users: roles, password hashes, and ``parkwatch center-user add``.
+
+Passwords are kept as argon2id hashes (argon2-cffi, the reference implementation's binding,
+with its default parameters, which follow RFC 9106's recommendation); the clear password is
+never stored nor logged.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import sys
+import time
+from typing import TextIO
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from parkwatch.center.config import load_center_config
+from parkwatch.center.store import CenterStore, StoreError, open_store
+from parkwatch.config import ConfigError
+from parkwatch.config.base import ID_PATTERN
+
+ROLES = ("operator", "viewer")
+MIN_PASSWORD = 8
+_HASHER = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def check_password(store: CenterStore, name: str, password: str) -> dict[str, str] | None:
+    """The user when ``password`` is theirs, else None (an unknown name costs one hash too,
+    so the answer's time does not tell which names exist)."""
+    user = store.user(name)
+    if user is None:
+        _HASHER.hash(password)
+        return None
+    try:
+        _HASHER.verify(user["password_hash"], password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if _HASHER.check_needs_rehash(user["password_hash"]):
+        store.set_password(name, hash_password(password))
+    return {"name": user["name"], "role": user["role"]}
+
+
+def add_user(store: CenterStore, name: str, role: str, password: str) -> str | None:
+    """A new user; the problem (in Chinese and English) when it cannot be added."""
+    if role not in ROLES:
+        return f"角色只能是 operator 或 viewer (role must be operator or viewer): {role}"
+    if not re.match(ID_PATTERN, name):
+        # the name is the ack's `by`: the gateway checks it against alarms.operators[].id
+        return (f"用户名须像园区配置里的 id：1 到 64 个字母、数字、汉字、_ . -，不含空格 "
+                f"(a user name is an id as in the park config: letters, digits, Chinese, "
+                f"_ . -, no spaces, at most 64): {name!r}")
+    if len(password) < MIN_PASSWORD:
+        return (f"密码至少 {MIN_PASSWORD} 个字符 (the password needs at least {MIN_PASSWORD} "
+                "characters)")
+    if not store.add_user(name, hash_password(password), role, time.time()):
+        return f"用户 {name} 已存在 (user {name} exists already)"
+    return None
+
+
+def read_password(stdin: TextIO) -> str:
+    """The password from the terminal (asked twice, not shown) or the first line of stdin."""
+    if stdin.isatty():
+        first = getpass.getpass("密码 (password): ")
+        if getpass.getpass("再输入一次 (again): ") != first:
+            raise ValueError("两次输入的密码不一致 (the two passwords differ)")
+        return first
+    return stdin.readline().rstrip("\r\n")
+
+
+def user_add_command(config: str, name: str, role: str, stdin: TextIO = sys.stdin) -> int:
+    """``parkwatch center-user add``: 0 when added, 1 when refused, 2 for a bad config."""
+    try:
+        cfg = load_center_config(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    try:
+        password = read_password(stdin)
+    except (ValueError, EOFError, KeyboardInterrupt) as exc:
+        print(f"parkwatch center-user: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store = open_store(cfg.database)
+    except StoreError as exc:
+        print(f"parkwatch center-user: {exc}", file=sys.stderr)
+        return 1
+    try:
+        refused = add_user(store, name, role, password)
+    finally:
+        store.close()
+    if refused is not None:
+        print(f"parkwatch center-user: {refused}", file=sys.stderr)
+        return 1
+    print(f"已添加用户 {name}（{role}） (user {name} added as {role})")
+    return 0

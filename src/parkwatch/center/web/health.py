@@ -1,0 +1,68 @@
+"""/healthz and /metrics of the center (no login: for monitoring, as the daemon's).
+
+/healthz is 200 with ``"status": "ok"`` or 503 with the reasons (broker disconnected,
+database unavailable, ingest stopped).  /metrics is the Prometheus text format: events
+stored, duplicates ignored, refusals by reason, the lag behind the broker, database and
+broker up, the console's open live streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from parkwatch.center.ingest import Ingest
+from parkwatch.center.store import CenterStore
+
+
+class CenterCollector(Collector):
+    """Reads the ingest's figures when scraped (nothing is counted twice)."""
+
+    def __init__(self, ingest: Ingest, store: CenterStore, streams: Callable[[], int]) -> None:
+        self.ingest = ingest
+        self.store = store
+        self.streams = streams
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.ingest.figures
+        stored = CounterMetricFamily("parkwatch_center_events_stored",
+                                     "alarm events newly stored (by park)", labels=["park"])
+        for park, n in sorted(f.by_park.items()):
+            stored.add_metric([park], n)
+        yield stored
+        yield CounterMetricFamily("parkwatch_center_events_duplicate",
+                                  "events already stored: ignored", value=f.duplicates)
+        rejected = CounterMetricFamily("parkwatch_center_rejected",
+                                       "publications refused, by reason", labels=["reason"])
+        for reason, n in sorted(self.ingest.rejections.total.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        yield GaugeMetricFamily("parkwatch_center_lag_seconds", "from the newest event's "
+                                "change at its gateway to its commit here, last batch",
+                                value=f.lag_s)
+        yield GaugeMetricFamily("parkwatch_center_database_up", "1 when the database answers",
+                                value=1.0 if f.database_up and self.store.ping() else 0.0)
+        yield GaugeMetricFamily("parkwatch_center_broker_connected",
+                                "1 when connected to the central broker",
+                                value=1.0 if self.ingest.link.connected.is_set() else 0.0)
+        yield GaugeMetricFamily("parkwatch_center_console_streams",
+                                "browsers following the live board", value=self.streams())
+
+
+def metrics_registry(collector: CenterCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def metrics_text(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
+
+
+def healthz(health: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of /healthz from the service's health."""
+    return (200 if health["status"] == "ok" else 503), health

@@ -1,0 +1,83 @@
+"""The console's words in Chinese (the default) and English: one catalogue, one key per text
+a person reads.  A missing English text falls back to the Chinese one."""
+
+from __future__ import annotations
+
+LANGUAGES = ("zh-CN", "en")
+
+_ZH: dict[str, str] = {
+    "title": "parkwatch 指挥中心",
+    "board": "实时看板",
+    "open_alarms": "未关闭的报警",
+    "gateways": "网关",
+    "no_alarms": "目前没有未关闭的报警",
+    "no_gateways": "还没有收到任何网关的状态",
+    "park": "园区", "where": "位置", "kind": "类型", "severity": "级别", "state": "状态",
+    "raised_at": "发生时间", "message": "内容", "last_seen": "最近状态",
+    "online": "在线", "stale": "状态过期", "offline": "离线",
+    "critical": "严重", "warning": "警告", "info": "提示",
+    "acknowledged": "已确认", "unacknowledged": "未确认", "active": "持续中", "cleared": "已恢复",
+    "raised": "发生", "escalated": "升级", "severity_changed": "级别变化", "closed": "已关闭",
+    "reminder": "提醒",
+    "fire": "火警",
+    "alarm": "报警", "timeline": "时间线", "event": "事件", "at": "时间", "by": "确认人",
+    "commands": "中心发出的命令", "author": "操作人", "note": "备注", "none": "无",
+    "ack": "确认报警", "ack_sent": "确认命令已发送，等待网关回复；网关发回“已确认”事件后这里才显示已确认。",
+    "ack_wait": "已发送确认，等待网关回复",
+    "not_found": "没有这个报警",
+    "login": "登录", "logout": "退出", "user": "用户名", "password": "密码",
+    "login_failed": "用户名或密码不对，请重试。",
+    "csrf_failed": "表单已过期或来源不明（缺少或错误的 CSRF 令牌），操作未执行。请刷新页面后重试。",
+    "forbidden_role": "只有值班员（operator）可以确认报警；你的账号只能查看。",
+    "broker_down": "与中心消息服务器的连接断开，命令未发送，请稍后重试。",
+    "language": "English", "signed_in_as": "当前用户", "live": "实时", "reconnecting": "重新连接中…",
+    "back": "返回看板", "operator": "值班员", "viewer": "查看者",
+    "sound_on": "开启声音",
+}
+
+_EN: dict[str, str] = {
+    "title": "parkwatch command center",
+    "board": "Live board",
+    "open_alarms": "Open alarms",
+    "gateways": "Gateways",
+    "no_alarms": "No open alarms",
+    "no_gateways": "No gateway status received yet",
+    "park": "Park", "where": "Where", "kind": "Kind", "severity": "Severity", "state": "State",
+    "raised_at": "Raised", "message": "Message", "last_seen": "Last status",
+    "online": "online", "stale": "stale", "offline": "offline",
+    "critical": "critical", "warning": "warning", "info": "info",
+    "acknowledged": "acknowledged", "unacknowledged": "not acknowledged", "active": "active",
+    "cleared": "cleared", "raised": "raised", "escalated": "escalated",
+    "severity_changed": "severity changed", "closed": "closed", "reminder": "reminder",
+    "fire": "FIRE",
+    "alarm": "Alarm", "timeline": "Timeline", "event": "Event", "at": "At", "by": "By",
+    "commands": "Commands sent by the center", "author": "Author", "note": "Note",
+    "none": "none",
+    "ack": "Acknowledge",
+    "ack_sent": "Acknowledgement sent; this page shows it acknowledged once the gateway's "
+                "acknowledged event comes back.",
+    "ack_wait": "acknowledgement sent, waiting for the gateway",
+    "not_found": "No such alarm",
+    "login": "Log in", "logout": "Log out", "user": "User", "password": "Password",
+    "login_failed": "Wrong user name or password; try again.",
+    "csrf_failed": "This form has expired or did not come from this console (missing or wrong "
+                   "CSRF token); nothing was done. Reload the page and try again.",
+    "forbidden_role": "Only operators may acknowledge; your account can only view.",
+    "broker_down": "The center is not connected to its broker; the command was not sent. Try "
+                   "again shortly.",
+    "language": "中文", "signed_in_as": "Signed in as", "live": "live",
+    "reconnecting": "reconnecting…", "back": "Back to the board", "operator": "operator",
+    "viewer": "viewer", "sound_on": "Sound on",
+}
+
+CATALOGUE = {"zh-CN": _ZH, "en": _EN}
+
+
+def text(lang: str, key: str) -> str:
+    """The text of ``key`` in ``lang`` (Chinese when missing; the key itself if unknown)."""
+    return CATALOGUE.get(lang, _ZH).get(key) or _ZH.get(key, key)
+
+
+def other(lang: str) -> str:
+    """The language the switch offers."""
+    return "en" if lang == "zh-CN" else "zh-CN"
