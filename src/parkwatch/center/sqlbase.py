@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from parkwatch.center import rows as R
+from parkwatch.center.hazards import HAZARD_SQL
 from parkwatch.center.schemaversions import (
     VERSION_TABLE,
     check_not_newer,
@@ -170,9 +171,13 @@ class SqlStore:
     def history(self, *, park: str | None = None, building: str | None = None,
                 tenant: str | None = None, rule: str | None = None, kind: str | None = None,
                 severity: str | None = None, since: TimeBound = None, until: TimeBound = None,
-                drill: bool | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+                drill: bool | None = None, limit: int = 1000,
+                hazard: str | None = None) -> list[dict[str, Any]]:
         where: list[str] = []
         params: list[Any] = []
+        if hazard is not None:
+            where.append(f"{HAZARD_SQL} = ?")
+            params.append(hazard)
         for column, value in (("park", park), ("building", building), ("rule", rule),
                               ("sensor_kind", kind), ("severity", severity), ("drill", drill)):
             if value is not None:
@@ -192,6 +197,22 @@ class SqlStore:
         params.append(max(0, int(limit)))
         found = self._read(lambda tx: tx.all(sql, params))
         return [orjson.loads(b) for (b,) in found]
+
+    def event_times(self, alarm_ids: list[str]) -> dict[str, dict[str, float]]:
+        found: list[tuple[Any, ...]] = []
+
+        def read(part: list[str]) -> Callable[[Tx], list[tuple[Any, ...]]]:
+            sql = ("SELECT alarm_id, event, MIN(changed_at) FROM events WHERE alarm_id IN ("
+                   + ", ".join("?" * len(part)) + ") AND event IN ('raised', 'acknowledged', "
+                   "'cleared') AND changed_at IS NOT NULL GROUP BY alarm_id, event")
+            return lambda tx: tx.all(sql, part)
+
+        for part in chunks(sorted(set(alarm_ids)), 500):  # a bounded statement per read
+            found += self._read(read(part))
+        out: dict[str, dict[str, float]] = {}
+        for alarm_id, kind, at in found:
+            out.setdefault(alarm_id, {})[kind] = float(at)
+        return out
 
     def gateways(self) -> list[dict[str, Any]]:
         found = self._read(

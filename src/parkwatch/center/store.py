@@ -55,9 +55,17 @@ class CenterStore(Protocol):
     def history(self, *, park: str | None = None, building: str | None = None,
                 tenant: str | None = None, rule: str | None = None, kind: str | None = None,
                 severity: str | None = None, since: TimeBound = None, until: TimeBound = None,
-                drill: bool | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+                drill: bool | None = None, limit: int = 1000,
+                hazard: str | None = None) -> list[dict[str, Any]]:
         """The latest event of each alarm raised in [since, until) that matches every filter
-        given (``kind``: the sensor kind), newest first, at most ``limit``."""
+        given (``kind``: the sensor kind; ``hazard``: fire, overload, water or fault, see
+        :mod:`parkwatch.center.hazards`), newest first, at most ``limit``."""
+        ...
+
+    def event_times(self, alarm_ids: list[str]) -> dict[str, dict[str, float]]:
+        """For each alarm that has them, the gateway's time (``changed_at``, epoch seconds)
+        of its first ``raised``, ``acknowledged`` and ``cleared`` event, keyed by that
+        event's name."""
         ...
 
     def gateways(self) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from parkwatch.center.web import board as B
 from parkwatch.center.web.health import CenterCollector, healthz, metrics_registry, metrics_text
 from parkwatch.center.web.i18n import LANGUAGES, other, text
 from parkwatch.center.web.live import Hub
+from parkwatch.center.web.reports import Reports
 from parkwatch.center.web.session import COOKIE, Session, Signer, csrf_ok
 
 log = logging.getLogger("parkwatch.center")
@@ -71,6 +72,7 @@ class Console:
             Route("/alarms/{alarm_id}/ack", self.ack, methods=["POST"]),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
+            *Reports(self).routes(),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ])
 

@@ -33,6 +33,22 @@ _ZH: dict[str, str] = {
     "language": "English", "signed_in_as": "当前用户", "live": "实时", "reconnecting": "重新连接中…",
     "back": "返回看板", "operator": "值班员", "viewer": "查看者",
     "sound_on": "开启声音",
+    # history and statistics
+    "history": "历史记录", "stats": "统计", "building": "楼栋", "tenant": "租户", "all": "全部",
+    "since": "开始时间", "until": "结束时间", "drill_or_real": "演练/真实", "drill": "演练",
+    "real": "真实", "limit": "最多条数", "filter": "查询", "csv_export": "导出 CSV",
+    "no_results": "没有符合条件的报警", "cut_off": "只显示最新的 {n} 条，还有更多：请缩小范围或提高条数。",
+    "times_local": "时间均按中心服务器所在时区。",
+    "hazard_fire": "火警", "hazard_overload": "超载", "hazard_water": "水浸", "hazard_fault": "故障",
+    "bad_time_since": "开始时间格式不对（应为 年-月-日 时:分）",
+    "bad_time_until": "结束时间格式不对（应为 年-月-日 时:分）",
+    "until_before_since": "结束时间必须晚于开始时间。", "bad_limit": "最多条数必须是整数",
+    "bad_kind": "不认识的类型", "bad_severity": "不认识的级别",
+    "by_park": "按园区", "by_tenant": "按租户", "total": "报警数",
+    "ack_median": "确认用时（中位数）", "ack_p90": "确认用时（P90）",
+    "clear_median": "恢复用时（中位数）", "clear_p90": "恢复用时（P90）",
+    "stats_real_only": "只统计真实报警（不含演练）；误报比例需要值班员标记误报的功能，尚未提供。",
+    "stats_cut_off": "时间范围内的报警太多，只统计了最新的部分：请缩小时间范围。",
 }
 
 _EN: dict[str, str] = {
@@ -68,6 +84,27 @@ _EN: dict[str, str] = {
     "language": "中文", "signed_in_as": "Signed in as", "live": "live",
     "reconnecting": "reconnecting…", "back": "Back to the board", "operator": "operator",
     "viewer": "viewer", "sound_on": "Sound on",
+    "history": "History", "stats": "Statistics", "building": "Building", "tenant": "Tenant",
+    "all": "all", "since": "From", "until": "Until", "drill_or_real": "Drill or real",
+    "drill": "drill", "real": "real", "limit": "At most", "filter": "Show",
+    "csv_export": "Export CSV", "no_results": "No alarm matches",
+    "cut_off": "Only the newest {n} are shown and there are more: narrow the filter or raise "
+               "the limit.",
+    "times_local": "Times are in the center server's time zone.",
+    "hazard_fire": "fire", "hazard_overload": "overload", "hazard_water": "water",
+    "hazard_fault": "fault",
+    "bad_time_since": "The start time does not parse (use YYYY-MM-DD HH:MM)",
+    "bad_time_until": "The end time does not parse (use YYYY-MM-DD HH:MM)",
+    "until_before_since": "The end time must be after the start time.",
+    "bad_limit": "The limit must be a whole number", "bad_kind": "Unknown kind",
+    "bad_severity": "Unknown severity", "by_park": "By park", "by_tenant": "By tenant",
+    "total": "Alarms", "ack_median": "To acknowledge (median)",
+    "ack_p90": "To acknowledge (p90)", "clear_median": "To clear (median)",
+    "clear_p90": "To clear (p90)",
+    "stats_real_only": "Real alarms only (drills left out); the false-alarm share needs a way "
+                       "for operators to mark false alarms, which the console does not have yet.",
+    "stats_cut_off": "Too many alarms in this span: only the newest were counted. Narrow the "
+                     "span.",
 }
 
 CATALOGUE = {"zh-CN": _ZH, "en": _EN}
