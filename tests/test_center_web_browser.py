@@ -158,3 +158,42 @@ def test_a_fire_appears_on_the_board_without_reload_and_is_acknowledged_from_the
         screenshot(browser, "center-board-phone.png", tmp_path)
     finally:
         gw.close()
+
+
+def test_the_history_is_filtered_and_its_csv_export_holds_the_alarm(
+        console: CenterService, browser: Any) -> None:
+    water = event("xinqiao", new_alarm_id(time.time() - 60), 1, sensor_kind="water_level",
+                  rule="high_threshold", severity="warning", sensor_id="B-1F-WL1",
+                  message="B栋 一层 水位超过警告值")
+    fire = event("xinqiao", new_alarm_id(time.time()), 1)
+    console.store.store_events([water, fire], time.time())
+    log_in(browser, console, "viewer", PASSWORDS["viewer"])
+    wait(browser).until(EC.presence_of_element_located((By.ID, "nav-history"))).click()
+    wait(browser).until(EC.presence_of_element_located((By.ID, "history-form")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")
+    assert [r.get_attribute("data-alarm") for r in rows] == [fire["alarm_id"],
+                                                             water["alarm_id"]]
+    browser.find_element(By.ID, "f-park").send_keys("xinqiao")
+    browser.find_element(By.CSS_SELECTOR, '#f-hazard option[value="water"]').click()
+    browser.find_element(By.ID, "filter").click()
+    wait(browser).until(lambda d: "hazard=water" in d.current_url)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")
+    assert [r.get_attribute("data-alarm") for r in rows] == [water["alarm_id"]]
+    assert "水浸" in rows[0].text and "B-1F-WL1" in rows[0].text
+    link = browser.find_element(By.ID, "csv")
+    assert "hazard=water" in (link.get_attribute("href") or "")
+    # what the link downloads, fetched by the page with its session cookie
+    got = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch(document.getElementById('csv').href).then(async r => done({
+            status: r.status, type: r.headers.get('content-type'),
+            bytes: Array.from(new Uint8Array(await r.clone().arrayBuffer()).slice(0, 3)),
+            text: await r.text()})).catch(e => done({error: String(e)}));""")
+    assert got["status"] == 200 and got["type"].startswith("text/csv"), got
+    assert got["bytes"] == [0xEF, 0xBB, 0xBF]
+    lines = got["text"].strip().splitlines()
+    assert lines[0].startswith("alarm_id,park,") and len(lines) == 2
+    assert water["alarm_id"] in lines[1] and "B栋 一层 水位超过警告值" in lines[1]
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    wait(browser).until(EC.presence_of_element_located((By.ID, "timeline")))
+    assert water["alarm_id"] in browser.current_url
