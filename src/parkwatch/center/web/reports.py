@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,7 +20,22 @@ from parkwatch.center.web import stats as S
 from parkwatch.center.web.i18n import text
 
 if TYPE_CHECKING:
-    from parkwatch.center.web.app import Console
+    from parkwatch.center.store import CenterStore
+    from parkwatch.center.web.session import Session
+
+
+class Console(Protocol):
+    """What the reports use of the console (:class:`parkwatch.center.web.app.Console`, which
+    builds them: a protocol, not an import, so the two modules do not import each other)."""
+
+    store: CenterStore
+
+    def _session(self, request: Request) -> tuple[Session, bool]: ...
+
+    async def _user(self, s: Session) -> dict[str, Any] | None: ...
+
+    def _page(self, request: Request, template: str, s: Session, user: dict[str, Any] | None,
+              status: int = 200, **ctx: Any) -> Response: ...
 
 STATS_DEFAULT_DAYS = 30
 
