@@ -33,6 +33,11 @@ _ZH: dict[str, str] = {
     "language": "English", "signed_in_as": "当前用户", "live": "实时", "reconnecting": "重新连接中…",
     "back": "返回看板", "operator": "值班员", "viewer": "查看者",
     "sound_on": "开启声音",
+    "park_view": "园区视图", "no_park": "没有这个园区的任何报警或网关状态",
+    "building": "楼栋", "floor": "楼层", "zone": "区域", "tenants": "租户", "sensors": "传感器",
+    "sensor": "传感器", "latest_alarm": "最近报警", "unspecified": "（未注明）",
+    "no_zone": "未分区", "reported_sensors": "网关报告的传感器数",
+    "park_view_note": "园区布局不在中心收到的数据里：这里只显示有过报警的位置和传感器。",
 }
 
 _EN: dict[str, str] = {
@@ -68,6 +73,13 @@ _EN: dict[str, str] = {
     "language": "中文", "signed_in_as": "Signed in as", "live": "live",
     "reconnecting": "reconnecting…", "back": "Back to the board", "operator": "operator",
     "viewer": "viewer", "sound_on": "Sound on",
+    "park_view": "Park view", "no_park": "No alarm and no gateway status of this park yet",
+    "building": "Building", "floor": "Floor", "zone": "Zone", "tenants": "Tenants",
+    "sensors": "Sensors", "sensor": "Sensor", "latest_alarm": "Latest alarm",
+    "unspecified": "(unspecified)", "no_zone": "no zone",
+    "reported_sensors": "sensors reported by the gateway",
+    "park_view_note": "The center receives no park layout: this view shows only the places "
+                      "and sensors that have had alarms.",
 }
 
 CATALOGUE = {"zh-CN": _ZH, "en": _EN}
