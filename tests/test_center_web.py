@@ -14,7 +14,12 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from center_web import PASSWORDS, Client, console  # noqa: F401  (console: the fixture)
+from center_web import (  # noqa: F401  (console, console_any: the fixtures)
+    PASSWORDS,
+    Client,
+    console,
+    console_any,
+)
 from conftest import REPO, wait_until
 from parkwatch.alarms.ids import new_alarm_id
 from parkwatch.center.service import CenterService
@@ -273,7 +278,8 @@ def test_a_console_port_in_use_stops_the_center_at_start(broker: LocalMosquitto,
 
 
 def test_the_park_view_shows_places_tenants_sensors_and_open_alarms(
-        console: CenterService, broker: LocalMosquitto) -> None:
+        console_any: CenterService, broker: LocalMosquitto) -> None:
+    console = console_any  # on SQLite and on PostgreSQL: the park's places are a new query
     gw = Gateway(broker, "xinqiao")
     try:
         gw.publish({"state": "online", "gateway": "xinqiao-gw1", "park": "xinqiao",

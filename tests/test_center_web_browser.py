@@ -131,7 +131,7 @@ def test_a_fire_appears_on_the_board_without_reload_and_is_acknowledged_from_the
         assert "在线" in browser.find_element(By.CSS_SELECTOR, 'li[data-park="xinqiao"]').text
         screenshot(browser, "center-board.png", tmp_path)
 
-        row.find_element(By.TAG_NAME, "a").click()
+        row.find_element(By.CSS_SELECTOR, f'a[href="/alarms/{fire["alarm_id"]}"]').click()
         wait(browser).until(EC.presence_of_element_located((By.ID, "timeline")))
         browser.find_element(By.ID, "note").send_keys("已到现场")
         browser.find_element(By.ID, "ack").click()
