@@ -39,6 +39,28 @@ def console(broker: LocalMosquitto, tmp_path: Path) -> Iterator[CenterService]:
     service.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def console_any(request: pytest.FixtureRequest, broker: LocalMosquitto,
+                tmp_path: Path) -> Iterator[CenterService]:
+    """The same console on SQLite and on PostgreSQL (the server of the test run, a fresh
+    database), for pages whose store queries are new; the same users."""
+    database = f"sqlite:///{tmp_path / 'center.db'}"
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        if server.proc is None:
+            server.start()
+        database = server.create_database()
+    cfg = load_center_config(center_yaml(tmp_path / "center.yaml", broker, database, "web"))
+    service = CenterService(cfg)
+    for name, role in (("王工", "operator"), ("viewer", "viewer")):
+        assert add_user(service.store, name, role, PASSWORDS[name]) is None
+    service.start()
+    wait_until(service.ingest.subscribed.is_set, 10, "the center subscribed")
+    wait_until(lambda: service.web is not None and service.web.started, 10, "console serving")
+    yield service
+    service.stop()
+
+
 @dataclass
 class Reply:
     status: int

@@ -301,6 +301,33 @@ def test_history_filters(store: CenterStore) -> None:
     assert store.history(park="xinqiao", tenant="t-cargo") == []
 
 
+def test_park_places_are_the_places_and_sensors_that_had_alarms(store: CenterStore) -> None:
+    def alarm(hours: int, seq: int, **fields: Any) -> list[dict[str, Any]]:
+        raised = T0 + timedelta(hours=hours)
+        a = new_alarm_id(raised.timestamp())
+        return [event(a, i + 1, k, raised=raised, **fields)
+                for i, k in enumerate(("raised", "acknowledged", "cleared", "closed")[:seq])]
+
+    old = alarm(0, 4, building="B1", floor="F1", sensor_id="lc-1", tenants=["t-acme"])
+    new = alarm(2, 1, building="B1", floor="F1", sensor_id="lc-1", tenants=["t-bolt"])
+    fire = alarm(1, 1, building="B2", floor="F3", zone="Z1", sensor_id="fb-1",
+                 sensor_kind="fire_button", rule="button_latch", severity="critical",
+                 tenants=["t-acme", "t-cargo"])
+    floor = alarm(3, 1, building="B2", floor="F3", zone=None, sensor_id=None, sensor_kind=None,
+                  rule="floor_load", tenants=[])
+    other = alarm(4, 1, park="dongli", building="D1", sensor_id="lc-9", tenants=["t-x"])
+    store.store_events(old + new + fire + floor + other, 1.0)
+    seen = store.park_places("xinqiao")
+    by_place = {(e["building"], e["floor"], e["zone"], e["sensor_id"]): e
+                for e in seen["sensors"]}
+    assert by_place == {("B1", "F1", None, "lc-1"): new[-1],  # the latest raised alarm
+                        ("B2", "F3", "Z1", "fb-1"): fire[-1],
+                        ("B2", "F3", None, None): floor[-1]}
+    assert sorted(seen["tenants"]) == [("B1", "F1", None, "t-acme"), ("B1", "F1", None, "t-bolt"),
+                                       ("B2", "F3", "Z1", "t-acme"), ("B2", "F3", "Z1", "t-cargo")]
+    assert store.park_places("nowhere") == {"sensors": [], "tenants": []}
+
+
 def test_gateway_statuses(store: CenterStore) -> None:
     online = {"state": "online", "gateway": "xinqiao-gw1", "park": "xinqiao"}
     store.store_status("xinqiao", online, 10.0)

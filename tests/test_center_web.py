@@ -14,7 +14,12 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from center_web import PASSWORDS, Client, console  # noqa: F401  (console: the fixture)
+from center_web import (  # noqa: F401  (console, console_any: the fixtures)
+    PASSWORDS,
+    Client,
+    console,
+    console_any,
+)
 from conftest import REPO, wait_until
 from parkwatch.alarms.ids import new_alarm_id
 from parkwatch.center.service import CenterService
@@ -270,3 +275,51 @@ def test_a_console_port_in_use_stops_the_center_at_start(broker: LocalMosquitto,
         assert f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}" in done.stderr
     finally:
         taken.close()
+
+
+def test_the_park_view_shows_places_tenants_sensors_and_open_alarms(
+        console_any: CenterService, broker: LocalMosquitto) -> None:
+    console = console_any  # on SQLite and on PostgreSQL: the park's places are a new query
+    gw = Gateway(broker, "xinqiao")
+    try:
+        gw.publish({"state": "online", "gateway": "xinqiao-gw1", "park": "xinqiao",
+                    "sensors": 22}, topic=f"{PREFIX}/xinqiao/gateway", retain=True)
+        fire, load, old = (new_alarm_id(time.time()) for _ in range(3))
+        gw.publish(event("xinqiao", old, 1, building="B10", floor="2F", zone="Z1",
+                         sensor_id="B10-LC1", sensor_kind="load_cell", rule="high_threshold",
+                         severity="warning", tenants=["bolt"], message="荷载超限"))
+        gw.publish(event("xinqiao", old, 2, "closed", building="B10", floor="2F", zone="Z1",
+                         sensor_id="B10-LC1", sensor_kind="load_cell", rule="high_threshold",
+                         severity="warning", tenants=["bolt"], message="荷载超限"))
+        gw.publish(event("xinqiao", load, 1, building="B2", floor="1F", zone=None,
+                         sensor_id="B2-LC1", sensor_kind="load_cell", rule="high_threshold",
+                         severity="warning", tenants=["acme"], message="B2 荷载超限"))
+        gw.publish(event("xinqiao", fire, 1, building="B2", floor="3F", zone="Z2",
+                         sensor_id="B2-3F-FB1", tenants=["acme", "huaxin"],
+                         message="B2 3F 火警按钮"))
+        wait_until(lambda: len(console.store.open_alarms("xinqiao")) == 2
+                   and console.store.alarm(old) is not None
+                   and console.store.alarm(old)["last_event"] == "closed"  # type: ignore[index]
+                   and console.store.gateways() != [], 10, "the alarms and the status stored")
+        c = Client(port_of(console))
+        assert c.get("/parks/xinqiao").status == 303  # a login first
+        c.login("viewer")
+        board = c.get("/")
+        assert 'href="/parks/xinqiao"' in board.body  # each park links to its view
+        page = c.get("/parks/xinqiao").body
+        assert "园区视图" in page and "有过报警的位置和传感器" in page  # honest about the tree
+        assert "xinqiao-gw1" in page and "22" in page
+        # buildings sorted naturally (B2 before B10), floors within them, places with tenants
+        assert page.index('data-building="B2"') < page.index('data-building="B10"')
+        assert page.index('data-place="B2/1F/"') < page.index('data-place="B2/3F/Z2"')
+        fire_place = page[page.index('data-place="B2/3F/Z2"'):page.index('data-building="B10"')]
+        assert fire_place.startswith('data-place="B2/3F/Z2"') and "acme、huaxin" in fire_place
+        assert f'href="/alarms/{fire}"' in fire_place and "火警" in fire_place
+        assert '<div class="place fire"' in page  # the place with the fire is red
+        # a sensor whose alarm has closed still shows, with its latest state; not as open
+        closed_place = page[page.index('data-building="B10"'):]
+        assert 'data-sensor="B10-LC1"' in closed_place and "已关闭" in closed_place
+        assert "<li" not in closed_place and "bolt" in closed_place
+        assert c.get("/parks/nowhere").status == 404
+    finally:
+        gw.close()

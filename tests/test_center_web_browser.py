@@ -131,7 +131,7 @@ def test_a_fire_appears_on_the_board_without_reload_and_is_acknowledged_from_the
         assert "在线" in browser.find_element(By.CSS_SELECTOR, 'li[data-park="xinqiao"]').text
         screenshot(browser, "center-board.png", tmp_path)
 
-        row.find_element(By.TAG_NAME, "a").click()
+        row.find_element(By.CSS_SELECTOR, f'a[href="/alarms/{fire["alarm_id"]}"]').click()
         wait(browser).until(EC.presence_of_element_located((By.ID, "timeline")))
         browser.find_element(By.ID, "note").send_keys("已到现场")
         browser.find_element(By.ID, "ack").click()
@@ -197,3 +197,39 @@ def test_the_history_is_filtered_and_its_csv_export_holds_the_alarm(
     rows[0].find_element(By.TAG_NAME, "a").click()
     wait(browser).until(EC.presence_of_element_located((By.ID, "timeline")))
     assert water["alarm_id"] in browser.current_url
+def test_the_park_view_shows_a_fire_in_its_place(
+        console: CenterService, broker: LocalMosquitto, browser: Any, tmp_path: Path) -> None:
+    gw = Gateway(broker, "xinqiao")
+    try:
+        gw.publish({"state": "online", "gateway": "xinqiao-gw1", "park": "xinqiao",
+                    "sensors": 22}, topic=f"{PREFIX}/xinqiao/gateway", retain=True)
+        warn = event("xinqiao", new_alarm_id(time.time()), 1, sensor_kind="load_cell",
+                     rule="high_threshold", severity="warning", sensor_id="A-2F-LC3",
+                     floor="2F", tenants=["bolt"],
+                     message="A栋 二层 荷载 LC3 超过警告值 (812 kg)")
+        fire = event("xinqiao", new_alarm_id(time.time()), 1, zone="Z1",
+                     tenants=["huaxin", "acme"], message="A栋 三层 火警按钮 FB1 按下")
+        gw.publish(warn)
+        gw.publish(fire)
+        log_in(browser, console, "王工", PASSWORDS["王工"])
+        wait(browser).until(EC.presence_of_element_located(
+            (By.CSS_SELECTOR, f'tr.fire[data-alarm="{fire["alarm_id"]}"]')))
+        # the live board re-renders its rows: click the park's link as it is at this moment
+        browser.execute_script(
+            "document.querySelector('tr.fire a[href=\"/parks/xinqiao\"]').click()")
+        place = wait(browser).until(EC.presence_of_element_located(
+            (By.CSS_SELECTOR, 'div.place[data-place="A/3F/Z1"]')))
+        assert "fire" in (place.get_attribute("class") or "").split()
+        assert place.value_of_css_property("background-color") == "rgba(198, 40, 40, 1)"
+        assert "火警" in place.text and "acme、huaxin" in place.text
+        assert "A-3F-FB1" in place.text and "A栋 三层 火警按钮 FB1 按下" in place.text
+        other = browser.find_element(By.CSS_SELECTOR, 'div.place[data-place="A/2F/"]')
+        assert "fire" not in (other.get_attribute("class") or "").split()
+        assert "A-2F-LC3" in other.text and "bolt" in other.text
+        assert "xinqiao-gw1" in browser.find_element(By.ID, "park-gateway").text
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", place)
+        screenshot(browser, "center-park.png", tmp_path)
+        place.find_element(By.CSS_SELECTOR, f'a[href="/alarms/{fire["alarm_id"]}"]').click()
+        wait(browser).until(EC.presence_of_element_located((By.ID, "timeline")))
+    finally:
+        gw.close()

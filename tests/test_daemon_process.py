@@ -130,6 +130,12 @@ def test_demo_shows_all_three_hazards_and_leaves_no_process(tmp_path):
     shown = re.search(r"raised \(([^)]*)\)", out)
     assert shown and {"fire_button", "load_cell", "water_level"} <= set(
         shown.group(1).split(", ")), out
+    # the command center's console, with a login, and every event stored by the center
+    assert re.search(r"^command center console: http://127\.0\.0\.1:\d+/  login district-duty"
+                     r" / password \S{12,}", out, re.M), out
+    stored = re.search(r"^command center: (\d+) alarm event\(s\) stored", out, re.M)
+    total = re.search(r"^(\d+) alarm event\(s\): ", out, re.M)
+    assert stored and total and int(stored.group(1)) == int(total.group(1)) > 0, out
     # the press sounds building A (its relay module and its wireless sounder), the reset
     # silences it; building B's sounders stay off (its sump pump runs with the flood)
     for output in ("A-SND-1F 一层声报警器", "A-STB-1F", "A-PA", "A-SND-W1"):

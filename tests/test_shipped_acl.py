@@ -164,6 +164,11 @@ RIGHTS = [
     ("operator", ACK, True),
     ("operator", f"parkwatch/v1/{PARK}/events", False),
     ("operator", f"devices/{BUTTON}/up", False),
+    ("center", ACK, True),                           # a command center acknowledges
+    ("center", f"parkwatch/v1/{PARK}/commands/reset", False),  # and commands nothing else
+    ("center", f"parkwatch/v1/{PARK}/events", False),
+    ("center", f"parkwatch/v1/{PARK}/gateway", False),
+    ("center", f"devices/{BUTTON}/up", False),
     ("park-app", f"notify/{PARK}/landlord", False),  # it only reads
     ("park-app", ACK, False),
 ]
@@ -315,6 +320,43 @@ def test_with_signed_commands_only_the_operators_own_key_acknowledges(
         assert [(e["acked_by"], e["seq"]) for e in acked] == [("张三", 2)]
     finally:
         d.stop()
+
+
+def test_a_center_reads_events_through_a_shared_subscription_and_acknowledges(
+        gateway: ShippedMosquitto, logins: dict[str, str], daemon: Any,
+        operator: Client, tmp_path: Path) -> None:
+    """The `center` role (the demo's center): Mosquitto 2 checks a shared subscription's
+    topic without its $share/<group>/ prefix, so `topic read parkwatch/v1/+/events` lets the
+    events through $share/...; the center stores them, the alarm state and the status, and an
+    ack from its console is obeyed by the gateway."""
+    from center_web import Client as Browser
+    from parkwatch.democenter import DemoCenter
+
+    shared = Client(gateway, "center", logins["center"],
+                    (f"$share/demo/parkwatch/v1/{PARK}/events",))
+    center = DemoCenter(tmp_path, gateway.port, logins["center"])
+    center.start()
+    try:
+        assert center.service.ingest.subscribed.is_set()  # no subscription refused
+        assert center.service.ingest.topics["events"].startswith("$share/")
+        assert accepted(publish_as(gateway, logins, BUTTON, f"devices/{BUTTON}/up",
+                                   {"event": "press"}))
+        fire = raised(operator, BUTTON)
+        wait_until(lambda: [e["alarm_id"] for e in shared.events()] == [fire["alarm_id"]],
+                   10, "the event through the raw shared subscription")
+        store = center.service.store
+        wait_until(lambda: store.alarm(fire["alarm_id"]) is not None and any(
+            g["park"] == PARK for g in store.gateways()), 10, "the center stored it")
+        browser = Browser(center.service.web.port)  # type: ignore[union-attr]
+        assert browser.login(center.user, center.password).status == 303
+        page = browser.get(f"/alarms/{fire['alarm_id']}")
+        assert browser.post(f"/alarms/{fire['alarm_id']}/ack",
+                            {"csrf": page.csrf()}).status == 303
+        wait_until(lambda: (store.alarm(fire["alarm_id"]) or {}).get("acked_by") ==
+                   "district-duty", 10, "the gateway's acknowledged event, stored")
+    finally:
+        center.stop()
+        shared.close()
 
 
 # --- the command-center bridge ----------------------------------------------------------------

@@ -8,6 +8,10 @@ The broker is the gateway's Mosquitto as shipped (examples/mosquitto/parkwatch.c
 ACL, docs/securing.md): every client logs in.  The daemon logs in as `parkwatch`, this view as
 `operator`, and every simulated MQTT device with its sensor id, so that a device can publish only
 its own uplink, as it should on a gateway.
+
+A command center (``parkwatch center`` on SQLite, :mod:`parkwatch.democenter`) listens on the
+same broker as `center`; the demo prints its console's address with a login, so that the
+alarms can be watched arriving on the board in a browser while the demo runs.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.cells import cell_len
 
 from parkwatch.alarms.messages import WORDS
+from parkwatch.democenter import DemoCenter
 from parkwatch.devtools.localbroker import BrokerUnavailable, ensure_mosquitto
 from parkwatch.devtools.shippedbroker import ShippedMosquitto, find_mosquitto_passwd
 from parkwatch.firmware_sim import scenarios
 from parkwatch.firmware_sim.devices import (
+    CENTER_LOGIN,
     OPERATOR_LOGIN,
     SimulatedPark,
     bench_logins,
@@ -114,9 +120,15 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
             ShippedMosquitto(logins, workdir=Path(tmp)) as broker:
         cfg = load_config(example_path(), {**bench_overrides(example, broker.port, tmp),
                                            **login_overrides(example, logins, tmp)})
-        fleet = SimulatedPark(cfg, client_prefix="parkwatch-demo-device", logins=logins)
-        daemon = Daemon(cfg)
-        view = OperatorView(broker.port, cfg.park.id, colour, logins[OPERATOR_LOGIN])
+        center = DemoCenter(Path(tmp), broker.port, logins[CENTER_LOGIN])
+        try:
+            center.start()
+            fleet = SimulatedPark(cfg, client_prefix="parkwatch-demo-device", logins=logins)
+            daemon = Daemon(cfg)
+            view = OperatorView(broker.port, cfg.park.id, colour, logins[OPERATOR_LOGIN])
+        except BaseException:
+            center.stop()
+            raise
         plan = scenarios.build(cfg, "demo")
         stop = threading.Event()
         print(f"parkwatch demo — {cfg.park.name} ({cfg.park.id}): {len(cfg.buildings)} buildings, "
@@ -126,6 +138,8 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
               "Ctrl-C stops.")
         for line in fleet.describe():
             print(f"  simulated: {line}")
+        print(f"command center console: {center.url}  login {center.user} / password "
+              f"{center.password}  (open it now: it runs as long as the demo)")
         print()
         try:
             fleet.start()  # the ports exist before the daemon opens them, as on a gateway
@@ -155,6 +169,9 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
             daemon.stop()  # before the devices, or it would report their ports lost
             fleet.stop()
             view.stop()
+            center.stop()  # after the daemon: it stores the demo's last events
+            print(f"command center: {center.service.ingest.figures.stored} alarm event(s) "
+                  "stored; its console has stopped with the demo.")
         return _summary(view.events, log, interrupted)
 
 

@@ -213,6 +213,23 @@ class SqlStore:
         for alarm_id, kind, at in found:
             out.setdefault(alarm_id, {})[kind] = float(at)
         return out
+    def park_places(self, park: str) -> dict[str, Any]:
+        """What the store has seen of a park's layout (the contract carries none): ``sensors``,
+        the latest event of each place-and-sensor's most recently raised alarm, and
+        ``tenants``, the ``(building, floor, zone, tenant)`` of its alarms."""
+        latest_sql = (
+            "SELECT event FROM (SELECT event, ROW_NUMBER() OVER (PARTITION BY building, "
+            "floor, zone, sensor_id ORDER BY raised_at IS NULL, raised_at DESC, "
+            "alarm_id DESC) AS n FROM alarms WHERE park = ?) AS latest WHERE n = 1")
+        tenants_sql = ("SELECT DISTINCT a.building, a.floor, a.zone, t.tenant FROM alarms AS a "
+                       "JOIN alarm_tenants AS t ON t.alarm_id = a.alarm_id WHERE a.park = ?")
+
+        def read(tx: Tx) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            return tx.all(latest_sql, (park,)), tx.all(tenants_sql, (park,))
+
+        latest_rows, tenant_rows = self._read(read)
+        return {"sensors": [orjson.loads(b) for (b,) in latest_rows],
+                "tenants": [tuple(r) for r in tenant_rows]}
 
     def gateways(self) -> list[dict[str, Any]]:
         found = self._read(

@@ -68,6 +68,12 @@ class CenterStore(Protocol):
         event's name."""
         ...
 
+    def park_places(self, park: str) -> dict[str, Any]:
+        """The places and sensors of ``park`` that have had alarms: ``sensors``, the latest
+        event of the most recently raised alarm of each (building, floor, zone, sensor_id),
+        and ``tenants``, the distinct ``(building, floor, zone, tenant)`` of its alarms."""
+        ...
+
     def gateways(self) -> list[dict[str, Any]]:
         """Each park's ``{"park", "status" (dict or None), "received_at"}``, by park."""
         ...

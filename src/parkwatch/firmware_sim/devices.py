@@ -210,13 +210,14 @@ def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[Loc
 #: the devices' own (their sensor ids)
 DAEMON_LOGIN = "parkwatch"
 OPERATOR_LOGIN = "operator"
+CENTER_LOGIN = "center"  # a command center on the gateway's broker (the demo's)
 
 
 def bench_logins(cfg: ParkConfig) -> dict[str, str]:
     """Fresh random passwords for a bench broker run with the shipped ACL: the daemon, an
-    operator, and every MQTT device of `cfg` under its sensor id."""
+    operator, a command center, and every MQTT device of `cfg` under its sensor id."""
     mqtt_drivers = {d.id for d in cfg.drivers if d.type == "mqtt"}
-    users = [DAEMON_LOGIN, OPERATOR_LOGIN,
+    users = [DAEMON_LOGIN, OPERATOR_LOGIN, CENTER_LOGIN,
              *(s.id for s in cfg.sensors if s.driver in mqtt_drivers),
              *(o.id for o in cfg.outputs if o.driver in mqtt_drivers and o.topic)]
     return {user: secrets.token_hex(16) for user in users}

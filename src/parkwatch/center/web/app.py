@@ -1,5 +1,5 @@
 """The console's routes (Starlette): login and logout, the language switch, the live board
-and its /events stream, an alarm's page, acknowledging; /healthz and /metrics.
+and its /events stream, a park's view, an alarm's page, acknowledging; /healthz and /metrics.
 
 Every page but /login, /healthz, /metrics and the static assets needs a login.  Every POST
 needs the session's CSRF token (:mod:`.session`); acknowledging needs the operator role.
@@ -39,6 +39,7 @@ from parkwatch.center.web import board as B
 from parkwatch.center.web.health import CenterCollector, healthz, metrics_registry, metrics_text
 from parkwatch.center.web.i18n import LANGUAGES, other, text
 from parkwatch.center.web.live import Hub
+from parkwatch.center.web.parkview import park_view
 from parkwatch.center.web.reports import Reports
 from parkwatch.center.web.session import COOKIE, Session, Signer, csrf_ok
 
@@ -69,6 +70,7 @@ class Console:
             Route("/language", self.language, methods=["POST"]),
             Route("/events", self.events),
             Route("/alarms/{alarm_id}", self.alarm_page),
+            Route("/parks/{park}", self.park_page),
             Route("/alarms/{alarm_id}/ack", self.ack, methods=["POST"]),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
@@ -185,6 +187,18 @@ class Console:
         return self._page(request, "alarm.html", s, user, alarm=alarm, latest=latest,
                           fire=B.is_fire(latest), where=B.where(latest), commands=commands,
                           waiting=waiting, sent=request.query_params.get("sent") == "1")
+
+    async def park_page(self, request: Request) -> Response:
+        s, _ = self._session(request)
+        user = await self._user(s)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        view = await run_in_threadpool(park_view, self.store, request.path_params["park"],
+                                       time.time(), self.cfg.http.stale_after_s)
+        if not view["buildings"] and view["gateway"] is None:
+            return self._page(request, "message.html", s, user, status=404,
+                              message=text(s.lang, "no_park"))
+        return self._page(request, "park.html", s, user, view=view)
 
     # --- acknowledging ----------------------------------------------------------------------
 

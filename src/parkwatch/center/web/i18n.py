@@ -49,6 +49,11 @@ _ZH: dict[str, str] = {
     "clear_median": "恢复用时（中位数）", "clear_p90": "恢复用时（P90）",
     "stats_real_only": "只统计真实报警（不含演练）；误报比例需要值班员标记误报的功能，尚未提供。",
     "stats_cut_off": "时间范围内的报警太多，只统计了最新的部分：请缩小时间范围。",
+    "park_view": "园区视图", "no_park": "没有这个园区的任何报警或网关状态",
+    "floor": "楼层", "zone": "区域", "tenants": "租户", "sensors": "传感器",
+    "sensor": "传感器", "latest_alarm": "最近报警", "unspecified": "（未注明）",
+    "no_zone": "未分区", "reported_sensors": "网关报告的传感器数",
+    "park_view_note": "园区布局不在中心收到的数据里：这里只显示有过报警的位置和传感器。",
 }
 
 _EN: dict[str, str] = {
@@ -105,6 +110,13 @@ _EN: dict[str, str] = {
                        "for operators to mark false alarms, which the console does not have yet.",
     "stats_cut_off": "Too many alarms in this span: only the newest were counted. Narrow the "
                      "span.",
+    "park_view": "Park view", "no_park": "No alarm and no gateway status of this park yet",
+    "floor": "Floor", "zone": "Zone", "tenants": "Tenants",
+    "sensors": "Sensors", "sensor": "Sensor", "latest_alarm": "Latest alarm",
+    "unspecified": "(unspecified)", "no_zone": "no zone",
+    "reported_sensors": "sensors reported by the gateway",
+    "park_view_note": "The center receives no park layout: this view shows only the places "
+                      "and sensors that have had alarms.",
 }
 
 CATALOGUE = {"zh-CN": _ZH, "en": _EN}
