@@ -137,6 +137,7 @@ def center_config(work: Path, broker_port: int, url: str, name: str) -> Path:
     path.write_text(yaml.safe_dump({
         "instance": name, "database": url,
         "broker": {"host": "127.0.0.1", "port": broker_port},
+        "http": {"port": 0, "state_file": str(work / f"{name}.secret")},  # never a real port
         "ingest": {"share_group": None}}), encoding="utf-8")
     return path
 
@@ -197,12 +198,15 @@ def ingest_rate(url: str, evs: list[dict[str, Any]], port: int, work: Path,
     n0 = 0
     deadline = time.monotonic() + 600
     count = Counter(url)  # the session made the schema: the table is there
+    seen_none = time.perf_counter()  # the last poll that found nothing stored yet
     try:
         while time.monotonic() < deadline:
             n = count()
             now = time.perf_counter()
-            if first is None and n > 0:
-                first, n0 = now, n
+            if n == 0:
+                seen_none = now
+            elif first is None:  # counted from the poll before: a short run may be one poll
+                first, n0 = seen_none, 0
             if n >= len(evs):
                 last = now
                 break
