@@ -18,9 +18,11 @@ log = logging.getLogger("parkwatch.center")
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_CONFIG = 0, 1, 2
 
 
-def run_center(config: str, log_level: str = "INFO") -> int:
+def run_center(config: str, log_level: str = "INFO", check: bool = False) -> int:
     """The exit code: 2 for a config that cannot be used, 1 when the database cannot be
-    reached at start (systemd restarts it), 0 after a clean stop."""
+    reached at start (systemd restarts it), 0 after a clean stop.  With ``check``, only
+    validate the config (the systemd unit's ExecStartPre=) and return 0 or 2 without
+    connecting to the database or the broker."""
     setup_logging(log_level)
     try:
         cfg = load_center_config(config)
@@ -28,6 +30,10 @@ def run_center(config: str, log_level: str = "INFO") -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    if check:
+        print(f"{config}: 配置有效 / valid (instance {cfg.instance}, database "
+              f"{cfg.database.split('://', 1)[0]})")
+        return EXIT_OK
     from parkwatch.center.service import CenterService
 
     try:

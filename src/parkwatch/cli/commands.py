@@ -61,7 +61,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _center(args: argparse.Namespace) -> int:
     from parkwatch.center.main import run_center
 
-    return run_center(args.config, log_level=args.log_level)
+    return run_center(args.config, log_level=args.log_level, check=args.check)
 
 
 def _center_user(args: argparse.Namespace) -> int:
@@ -282,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="center config YAML (default %(default)s)")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--check", action="store_true", help="only validate the config (and that "
+                   "its secret files are readable), without connecting: exit 0 or 2")
     p.set_defaults(func=_center)
 
     p = sub.add_parser("center-user", help="add a user of the command center's web console",
