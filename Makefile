@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 # In this order: latency.py reads the half-load rate from the ingest.json just written.
-BENCHES := bus rules alarms linkage center telemetry ingest latency peers startup
+BENCHES := bus rules alarms linkage center center_board telemetry ingest latency peers startup
 
 # Options per benchmark, chosen to keep `make bench` under 10 minutes on 2 cores (defaults noted
 # are the scripts' own; override on the command line, e.g. `make bench RULES_ARGS=`).
@@ -19,6 +19,9 @@ ALARMS_ARGS ?=
 LINKAGE_ARGS ?=
 # the command center's ingest on PostgreSQL and SQLite (benchmarks/center.py, about 15 s)
 CENTER_ARGS ?=
+# the command center's board in a headless Chromium: 100 events published → their rows
+# (benchmarks/center_board.py, about 30 s; needs Debian's chromium and chromium-driver)
+CENTER_BOARD_ARGS ?=
 TELEMETRY_ARGS ?=
 # usually about 1 min; the rate search stops starting steps after --budget s (default 165):
 # this caps the worst case at about 2.5 min
@@ -40,6 +43,7 @@ rules_ARGS = $(RULES_ARGS)
 alarms_ARGS = $(ALARMS_ARGS)
 linkage_ARGS = $(LINKAGE_ARGS)
 center_ARGS = $(CENTER_ARGS)
+center_board_ARGS = $(CENTER_BOARD_ARGS)
 telemetry_ARGS = $(TELEMETRY_ARGS)
 ingest_ARGS = $(INGEST_ARGS)
 latency_ARGS = $(LATENCY_ARGS)
@@ -61,7 +65,7 @@ help:
 	@echo "make report       rewrite summary.json and the README tables from the results present"
 	@echo "options: BUS_ARGS RULES_ARGS ALARMS_ARGS TELEMETRY_ARGS INGEST_ARGS LATENCY_ARGS"
 	@echo "         PEERS_ARGS (make bench-peers) PEERS_BENCH_ARGS (peers in make bench)"
-	@echo "         LINKAGE_ARGS CENTER_ARGS STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
+	@echo "         LINKAGE_ARGS CENTER_ARGS CENTER_BOARD_ARGS STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
 
 setup:
 	./dev setup

@@ -53,7 +53,7 @@ RATIO = "ratio"
 
 # the table's order: the issue's, then the alarm path
 BENCHMARKS = ("ingest", "latency", "rules", "bus", "telemetry", "startup", "alarms", "linkage",
-              "center", "peers", "openalarms", "soak")
+              "center", "center_board", "peers", "openalarms", "soak")
 # what each benchmark is held to, for its "not run" row
 TARGETS = {
     "ingest": "≥ 95 % of a bare paho subscriber",
@@ -67,6 +67,7 @@ TARGETS = {
                "DingTalk robot p99 ≤ 2× the uplink event's",
     "center": "command-center ingest ≥ 50 % of the database's own bulk insert of the same rows "
               "(PostgreSQL and SQLite)",
+    "center_board": "command-center board: gateway publish → row in the browser p99 ≤ 500 ms",
     "peers": "storm ≥ 1×, quiet ≥ 3× Node-RED's rate; p99 ≤ Node-RED's; no duplicates; "
              "a fire press in the storm p99 ≤ 2× idle",
     "openalarms": "CPU per reading with 100,000 open alarms ≤ 1.10× none; a burst of 10,000 "
@@ -305,6 +306,26 @@ def rows_center(res: Result) -> list[Row]:
     return out
 
 
+def rows_center_board(res: Result) -> list[Row]:
+    """The command center's board: an event published → its row in a real browser (issue 24),
+    next to the same events' publish → received by the center (the broker's hop)."""
+    s = res.get("settings") or {}
+    case = f"{s.get('events')} events, one at a time, SQLite"
+    b = res.get("board_ms") or {}
+    got = res.get("received_ms") or {}
+    seen = res.get("seen_in_browser")
+    out = [row("center_board", case, "publish → row in the browser, p99", b.get("p99"), "ms",
+               ("≤", s.get("target_p99_ms", 500.0)), res.get("met")),
+           row("center_board", case, "publish → row in the browser, p50", b.get("p50"), "ms"),
+           row("center_board", case, "publish → row in the browser, p90", b.get("p90"), "ms"),
+           row("center_board", case, "publish → row in the browser, max", b.get("max"), "ms"),
+           row("center_board", case, "publish → received by the center, p99", got.get("p99"),
+               "ms"),
+           row("center_board", case, "events seen in the browser", seen, "events",
+               ("≥", s.get("events") or 0))]
+    return out
+
+
 PEERS_WORKLOADS = {"storm": "storm: 5 % of readings change an alarm's state",
                    "quiet": "quiet: 10 alarm changes a second"}
 #: issue 20: parkwatch's highest rate against Node-RED's, per workload
@@ -413,7 +434,8 @@ def rows_soak(res: Result) -> list[Row]:
 EXTRACTORS: dict[str, Callable[[Result], list[Row]]] = {
     "ingest": rows_ingest, "latency": rows_latency, "rules": rows_rules, "bus": rows_bus,
     "telemetry": rows_telemetry, "startup": rows_startup, "alarms": rows_alarms,
-    "linkage": rows_linkage, "center": rows_center, "peers": rows_peers,
+    "linkage": rows_linkage, "center": rows_center, "center_board": rows_center_board,
+    "peers": rows_peers,
     "openalarms": rows_openalarms, "soak": rows_soak,
 }
 

@@ -108,7 +108,7 @@ def test_a_missing_benchmark_is_one_not_run_row() -> None:
     rows = report.summarise({"ingest": INGEST})
     names = [r["benchmark"] for r in rows if r["figure"].startswith("not run")]
     assert names == ["latency", "rules", "bus", "telemetry", "startup", "alarms", "linkage",
-                     "center", "peers", "openalarms", "soak"]
+                     "center", "center_board", "peers", "openalarms", "soak"]
     startup = next(r for r in rows if r["benchmark"] == "startup")
     assert startup["value"] is None and startup["met"] is None and "1.5 s" in startup["target"]
 
