@@ -273,6 +273,49 @@ class SqlStore:
             "issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (command_id, park, alarm_id, command, author, note, now)))
 
+    def mark_alarm(self, command_id: str, park: str, alarm_id: str, false_alarm: bool,
+                   author: str, note: str | None, now: float) -> None:
+        """An operator's false-alarm mark (or its removal) and its command row, in one
+        transaction: the latest marking of an alarm replaces the one before."""
+        command = "mark_false" if false_alarm else "unmark_false"
+
+        def mark(tx: Tx) -> None:
+            tx.run("INSERT INTO alarm_marks (alarm_id, false_alarm, marked_by, marked_at, note) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (alarm_id) DO UPDATE SET "
+                   "false_alarm = excluded.false_alarm, marked_by = excluded.marked_by, "
+                   "marked_at = excluded.marked_at, note = excluded.note",
+                   (alarm_id, false_alarm, author, now, note))
+            tx.run("INSERT INTO commands (command_id, park, alarm_id, command, author, note, "
+                   "issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (command_id, park, alarm_id, command, author, note, now))
+
+        self._write(mark)
+
+    def alarm_mark(self, alarm_id: str) -> dict[str, Any] | None:
+        """``{"false_alarm", "marked_by", "marked_at", "note"}`` of an alarm; None: never
+        marked."""
+        found = self._read(lambda tx: tx.all(
+            "SELECT false_alarm, marked_by, marked_at, note FROM alarm_marks "
+            "WHERE alarm_id = ?", (alarm_id,)))
+        if not found:
+            return None
+        false_alarm, by, at, note = found[0]
+        return {"false_alarm": bool(false_alarm), "marked_by": by, "marked_at": float(at),
+                "note": note}
+
+    def false_alarms(self, alarm_ids: list[str]) -> set[str]:
+        """Those of ``alarm_ids`` an operator marked as false alarms (and did not unmark)."""
+        found: list[tuple[Any, ...]] = []
+
+        def read(part: list[str]) -> Callable[[Tx], list[tuple[Any, ...]]]:
+            sql = ("SELECT alarm_id FROM alarm_marks WHERE false_alarm = ? AND alarm_id IN ("
+                   + ", ".join("?" * len(part)) + ")")
+            return lambda tx: tx.all(sql, [True, *part])
+
+        for part in chunks(sorted(set(alarm_ids)), 500):
+            found += self._read(read(part))
+        return {alarm_id for (alarm_id,) in found}
+
     def commands(self, alarm_id: str) -> list[dict[str, Any]]:
         """The commands given for an alarm, oldest first."""
         cols = ("command_id", "park", "alarm_id", "command", "author", "note", "issued_at")

@@ -97,6 +97,21 @@ class CenterStore(Protocol):
     def commands(self, alarm_id: str) -> list[dict[str, Any]]:
         ...
 
+    def mark_alarm(self, command_id: str, park: str, alarm_id: str, false_alarm: bool,
+                   author: str, note: str | None, now: float) -> None:
+        """An operator marks an alarm as a false alarm (误报), or takes the mark back; recorded
+        as the alarm's mark (the latest wins) and as a command with its author."""
+        ...
+
+    def alarm_mark(self, alarm_id: str) -> dict[str, Any] | None:
+        """The alarm's latest marking ``{"false_alarm", "marked_by", "marked_at", "note"}``,
+        None if never marked."""
+        ...
+
+    def false_alarms(self, alarm_ids: list[str]) -> set[str]:
+        """Those of ``alarm_ids`` currently marked as false alarms."""
+        ...
+
     def ping(self) -> bool:
         """Whether the database answers now (for /healthz); never raises."""
         ...

@@ -2,7 +2,8 @@
 and its /events stream, a park's view, an alarm's page, acknowledging; /healthz and /metrics.
 
 Every page but /login, /healthz, /metrics and the static assets needs a login.  Every POST
-needs the session's CSRF token (:mod:`.session`); acknowledging needs the operator role.
+needs the session's CSRF token (:mod:`.session`); acknowledging and marking a false alarm
+need the operator role.
 The store is blocking: its calls run in the worker threads, never on the event loop.
 """
 
@@ -72,6 +73,7 @@ class Console:
             Route("/alarms/{alarm_id}", self.alarm_page),
             Route("/parks/{park}", self.park_page),
             Route("/alarms/{alarm_id}/ack", self.ack, methods=["POST"]),
+            Route("/alarms/{alarm_id}/false-alarm", self.mark_false, methods=["POST"]),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
             *Reports(self).routes(),
@@ -182,11 +184,14 @@ class Console:
             return self._page(request, "message.html", s, user, status=404,
                               message=text(s.lang, "not_found"))
         commands = await run_in_threadpool(self.store.commands, alarm_id)
+        mark = await run_in_threadpool(self.store.alarm_mark, alarm_id)
         latest = alarm["event"]
-        waiting = bool(commands) and not latest.get("acknowledged")
+        waiting = any(c["command"] == "ack" for c in commands) \
+            and not latest.get("acknowledged")
         return self._page(request, "alarm.html", s, user, alarm=alarm, latest=latest,
                           fire=B.is_fire(latest), where=B.where(latest), commands=commands,
-                          waiting=waiting, sent=request.query_params.get("sent") == "1")
+                          waiting=waiting, sent=request.query_params.get("sent") == "1",
+                          mark=mark)
 
     async def park_page(self, request: Request) -> Response:
         s, _ = self._session(request)
@@ -232,6 +237,37 @@ class Console:
         log.info("console: %s acknowledged %s of park %s (command sent)", user["name"],
                  alarm_id, park)
         return RedirectResponse(f"/alarms/{alarm_id}?sent=1", status_code=303)
+
+    # --- marking a false alarm ---------------------------------------------------------------
+
+    async def mark_false(self, request: Request) -> Response:
+        """An operator marks the alarm as a false alarm (``false_alarm=1``) or takes the mark
+        back (``false_alarm=0``).  Only the center's database changes (the gateway's contract
+        has no such command), recorded with its author like an ack."""
+        s, _ = self._session(request)
+        user = await self._user(s)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        form = await self._form(request)
+        token = form.get("csrf") or request.headers.get("x-csrf-token")
+        if not csrf_ok(s, token):
+            return self._refuse_csrf(request, s, user)
+        if user["role"] != "operator":
+            return self._page(request, "message.html", s, user, status=403,
+                              message=text(s.lang, "forbidden_role_mark"))
+        alarm_id = request.path_params["alarm_id"]
+        alarm = await run_in_threadpool(self.store.alarm, alarm_id)
+        if alarm is None:
+            return self._page(request, "message.html", s, user, status=404,
+                              message=text(s.lang, "not_found"))
+        false_alarm = form.get("false_alarm", "1") != "0"
+        note = form.get("note", "").strip()[:500] or None
+        await run_in_threadpool(self.store.mark_alarm, uuid.uuid4().hex, alarm["park"],
+                                alarm_id, false_alarm, user["name"], note, time.time())
+        log.info("console: %s %s %s of park %s", user["name"],
+                 "marked as a false alarm" if false_alarm else "unmarked as a false alarm",
+                 alarm_id, alarm["park"])
+        return RedirectResponse(f"/alarms/{alarm_id}", status_code=303)
 
     # --- the live stream --------------------------------------------------------------------
 

@@ -47,7 +47,10 @@ _ZH: dict[str, str] = {
     "by_park": "按园区", "by_tenant": "按租户", "total": "报警数",
     "ack_median": "确认用时（中位数）", "ack_p90": "确认用时（P90）",
     "clear_median": "恢复用时（中位数）", "clear_p90": "恢复用时（P90）",
-    "stats_real_only": "只统计真实报警（不含演练）；误报比例需要值班员标记误报的功能，尚未提供。",
+    "stats_real_only": "只统计真实报警（不含演练）；误报比例 = 值班员标记为误报的报警数 / 报警数。",
+    "false_share": "误报比例", "mark_false": "标记为误报", "unmark_false": "取消误报标记",
+    "marked_false": "已标记为误报", "unmarked_false": "误报标记已取消", "marked_by": "操作人",
+    "forbidden_role_mark": "只有值班员（operator）可以标记误报；你的账号只能查看。",
     "stats_cut_off": "时间范围内的报警太多，只统计了最新的部分：请缩小时间范围。",
     "park_view": "园区视图", "no_park": "没有这个园区的任何报警或网关状态",
     "floor": "楼层", "zone": "区域", "tenants": "租户", "sensors": "传感器",
@@ -106,8 +109,12 @@ _EN: dict[str, str] = {
     "total": "Alarms", "ack_median": "To acknowledge (median)",
     "ack_p90": "To acknowledge (p90)", "clear_median": "To clear (median)",
     "clear_p90": "To clear (p90)",
-    "stats_real_only": "Real alarms only (drills left out); the false-alarm share needs a way "
-                       "for operators to mark false alarms, which the console does not have yet.",
+    "stats_real_only": "Real alarms only (drills left out); false-alarm share = alarms an "
+                       "operator marked as false / alarms.",
+    "false_share": "False-alarm share", "mark_false": "Mark as false alarm",
+    "unmark_false": "Remove the false-alarm mark", "marked_false": "Marked as a false alarm",
+    "unmarked_false": "False-alarm mark removed", "marked_by": "by",
+    "forbidden_role_mark": "Only operators may mark false alarms; your account can only view.",
     "stats_cut_off": "Too many alarms in this span: only the newest were counted. Narrow the "
                      "span.",
     "park_view": "Park view", "no_park": "No alarm and no gateway status of this park yet",

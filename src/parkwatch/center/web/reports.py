@@ -110,4 +110,4 @@ class Reports:
             S.compute, self.c.store, since, until)
         return self.c._page(request, "stats.html", s, user, status=400 if errors else 200,
                             form=form, errors=errors, stats=figures, hazards=HAZARDS,
-                            duration=S.duration)
+                            duration=S.duration, share=S.share)

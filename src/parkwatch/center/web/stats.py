@@ -1,5 +1,6 @@
 """The statistics page's figures, per park and per tenant, over a time span: alarms by hazard
-(fire, overload, water, fault) and the time to acknowledge and to clear (median and p90).
+(fire, overload, water, fault), the time to acknowledge and to clear (median and p90) and the
+false-alarm share (the alarms an operator marked as false, :meth:`CenterStore.mark_alarm`).
 
 The alarms are those raised in the span (real ones: drills are left out), read with the
 history query; each alarm's times come from its stored events (:meth:`event_times`): time to
@@ -43,9 +44,12 @@ class Group:
     by_hazard: dict[str, int] = field(default_factory=lambda: dict.fromkeys(HAZARDS, 0))
     to_ack: list[float] = field(default_factory=list)
     to_clear: list[float] = field(default_factory=list)
+    false_alarms: int = 0
 
-    def add(self, hazard: str, to_ack: float | None, to_clear: float | None) -> None:
+    def add(self, hazard: str, to_ack: float | None, to_clear: float | None,
+            false_alarm: bool = False) -> None:
         self.total += 1
+        self.false_alarms += false_alarm
         self.by_hazard[hazard] = self.by_hazard.get(hazard, 0) + 1
         if to_ack is not None:
             self.to_ack.append(to_ack)
@@ -58,7 +62,9 @@ class Group:
                 "ack_median_s": statistics.median(self.to_ack) if self.to_ack else None,
                 "ack_p90_s": percentile(self.to_ack, 90),
                 "clear_median_s": statistics.median(self.to_clear) if self.to_clear else None,
-                "clear_p90_s": percentile(self.to_clear, 90)}
+                "clear_p90_s": percentile(self.to_clear, 90),
+                "false_alarms": self.false_alarms,
+                "false_share": 100 * self.false_alarms / self.total if self.total else None}
 
 
 def _since_raised(times: dict[str, float], key: str) -> float | None:
@@ -75,12 +81,13 @@ def compute(store: CenterStore, since: TimeBound, until: TimeBound) -> dict[str,
     cut_off = len(alarms) > MAX_ALARMS
     alarms = alarms[:MAX_ALARMS]
     times = store.event_times([a["alarm_id"] for a in alarms])
+    marked = store.false_alarms([a["alarm_id"] for a in alarms])
     parks: dict[str, Group] = {}
     tenants: dict[str, Group] = {}
     for a in alarms:
         t = times.get(a["alarm_id"], {})
         one = (hazard_of(a.get("rule"), a.get("sensor_kind")), _since_raised(t, "acknowledged"),
-               _since_raised(t, "cleared"))
+               _since_raised(t, "cleared"), a["alarm_id"] in marked)
         parks.setdefault(a["park"], Group(a["park"])).add(*one)
         for tenant in a.get("tenants") or ():
             tenants.setdefault(tenant, Group(tenant)).add(*one)
@@ -99,3 +106,8 @@ def duration(seconds: float | None) -> str:
     if s >= 60:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s} s"
+
+
+def share(percent: float | None) -> str:
+    """``25.0 %``; ``—`` when there was no alarm."""
+    return "—" if percent is None else f"{percent:.1f} %"
