@@ -207,7 +207,12 @@ class Console:
 
     # --- acknowledging ----------------------------------------------------------------------
 
-    async def ack(self, request: Request) -> Response:
+    async def _operator_command(self, request: Request, forbidden: str
+                                ) -> Response | tuple[Session, dict[str, Any], dict[str, str],
+                                                      dict[str, Any]]:
+        """What every operator command on an alarm checks first, in order: a login, the CSRF
+        token, the operator role (`forbidden`: the message for another role), the alarm.
+        The refusal as a response, or (session, user, form, alarm)."""
         s, _ = self._session(request)
         user = await self._user(s)
         if user is None:
@@ -218,12 +223,19 @@ class Console:
             return self._refuse_csrf(request, s, user)
         if user["role"] != "operator":
             return self._page(request, "message.html", s, user, status=403,
-                              message=text(s.lang, "forbidden_role"))
-        alarm_id = request.path_params["alarm_id"]
-        alarm = await run_in_threadpool(self.store.alarm, alarm_id)
+                              message=text(s.lang, forbidden))
+        alarm = await run_in_threadpool(self.store.alarm, request.path_params["alarm_id"])
         if alarm is None:
             return self._page(request, "message.html", s, user, status=404,
                               message=text(s.lang, "not_found"))
+        return s, user, form, alarm
+
+    async def ack(self, request: Request) -> Response:
+        checked = await self._operator_command(request, "forbidden_role")
+        if isinstance(checked, Response):
+            return checked
+        s, user, form, alarm = checked
+        alarm_id = request.path_params["alarm_id"]
         if not self.ingest.link.connected.is_set():
             return self._page(request, "message.html", s, user, status=503,
                               message=text(s.lang, "broker_down"))
@@ -244,22 +256,11 @@ class Console:
         """An operator marks the alarm as a false alarm (``false_alarm=1``) or takes the mark
         back (``false_alarm=0``).  Only the center's database changes (the gateway's contract
         has no such command), recorded with its author like an ack."""
-        s, _ = self._session(request)
-        user = await self._user(s)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
-        form = await self._form(request)
-        token = form.get("csrf") or request.headers.get("x-csrf-token")
-        if not csrf_ok(s, token):
-            return self._refuse_csrf(request, s, user)
-        if user["role"] != "operator":
-            return self._page(request, "message.html", s, user, status=403,
-                              message=text(s.lang, "forbidden_role_mark"))
+        checked = await self._operator_command(request, "forbidden_role_mark")
+        if isinstance(checked, Response):
+            return checked
+        _s, user, form, alarm = checked
         alarm_id = request.path_params["alarm_id"]
-        alarm = await run_in_threadpool(self.store.alarm, alarm_id)
-        if alarm is None:
-            return self._page(request, "message.html", s, user, status=404,
-                              message=text(s.lang, "not_found"))
         false_alarm = form.get("false_alarm", "1") != "0"
         note = form.get("note", "").strip()[:500] or None
         await run_in_threadpool(self.store.mark_alarm, uuid.uuid4().hex, alarm["park"],
