@@ -134,6 +134,32 @@ def test_duplicated_reordered_and_replayed_events_are_stored_once(store: CenterS
     assert [e["seq"] for e in final["events"]] == [1, 2, 3, 4]
 
 
+def test_a_batch_of_new_alarms_changes_and_one_replayed_event_is_stored_right(
+        store: CenterStore) -> None:
+    """One batch as a busy park makes it: alarms raised in it (a bulk write of new rows),
+    the next event of an alarm raised before, with a tenant it did not name then, and an event
+    the broker sent again after a restart.  Nothing is lost, nothing doubled, each state is
+    its highest seq."""
+    old, fresh, other = (new_alarm_id(T0.timestamp()) for _ in range(3))
+    o_raised, o_acked, o_cleared, _ = lifecycle(old)
+    assert store.store_events([o_raised, o_acked], 1.0).__dict__ == \
+        {"stored": 2, "duplicates": 0}
+    f_raised, f_acked, _, _ = lifecycle(fresh)
+    mixed = [f_raised, {**o_cleared, "tenants": ["t-acme", "t-bolt"]}, f_acked,
+             event(other, 1), o_acked]
+    assert store.store_events(mixed, 2.0).__dict__ == {"stored": 4, "duplicates": 1}
+    assert store.store_events([event(other, 1)], 3.0).__dict__ == \
+        {"stored": 0, "duplicates": 1}  # only a replay: stored before, changes nothing
+    old_state, fresh_state = store.alarm(old), store.alarm(fresh)
+    assert old_state is not None and fresh_state is not None
+    assert (old_state["seq"], old_state["last_event"], old_state["tenants"]) == \
+        (3, "cleared", ["t-acme", "t-bolt"])
+    assert [e["seq"] for e in old_state["events"]] == [1, 2, 3]
+    assert (fresh_state["seq"], fresh_state["last_event"], fresh_state["tenants"]) == \
+        (2, "acknowledged", ["t-acme"])
+    assert {e["alarm_id"] for e in store.open_alarms()} == {old, fresh, other}  # none closed
+
+
 def test_a_batch_of_many_alarms_is_one_write(store: CenterStore) -> None:
     ids = [new_alarm_id(T0.timestamp()) for _ in range(300)]
     batch = [ev for aid in ids for ev in lifecycle(aid)[:2]]

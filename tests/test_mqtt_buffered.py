@@ -149,6 +149,66 @@ def test_qos1_acknowledgements_go_out_during_a_flood(broker, batch):
         sink.close()
 
 
+def test_ack_many_acknowledges_exactly_the_messages_it_is_given(broker):
+    """The command center acknowledges a batch after its commit in one write: those
+    messages are done with, and the broker sends the others again when the session comes
+    back (in-flight messages first, so a marker published afterwards says when all came)."""
+    got: list[tuple[bytes, int, bool]] = []
+    lock = threading.Lock()
+
+    def session() -> BufferedClient:
+        subscribed = threading.Event()
+        c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="acker", clean_session=False,
+                           protocol=mqtt.MQTTv311)
+        c.manual_ack_set(True)
+
+        def keep(_c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+            with lock:
+                got.append((m.payload, m.mid, m.dup))
+
+        c.on_message = keep
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.connect(broker.host, broker.port)
+        c.subscribe("acks/#", qos=1)
+        c.loop_start()
+        assert subscribed.wait(5)
+        return c
+
+    def publish(payloads: list[bytes]) -> None:
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="acks-pub",
+                          protocol=mqtt.MQTTv311)
+        pub.connect(broker.host, broker.port)
+        pub.loop_start()
+        try:
+            for info in [pub.publish("acks/x", p, qos=1) for p in payloads]:
+                info.wait_for_publish(10)
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+
+    c = session()
+    publish([b"m%d" % k for k in range(10)])
+    wait_until(lambda: len(got) == 10, 10, "ten messages")
+    with lock:
+        first = list(got)
+        got.clear()
+    c.ack_many([mid for _p, mid, _d in first[:6]])
+    assert c.wait_written(5)
+    c.disconnect()
+    c.loop_stop()
+
+    c = session()
+    try:
+        publish([b"marker"])
+        wait_until(lambda: any(p == b"marker" for p, _m, _d in got), 10, "the marker")
+        with lock:
+            again = [p for p, _m, _d in got if p != b"marker"]
+        assert sorted(again) == sorted(p for p, _m, _d in first[6:])
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
 def test_wait_written_returns_once_the_packet_is_in_the_socket_and_not_before(broker):
     """A publisher (the pipeline after a commit) can wait for paho's network thread to write
     its packet instead of racing it for the GIL; a broker that takes nothing makes the wait

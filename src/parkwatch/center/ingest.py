@@ -14,34 +14,37 @@ broker into the store, in batches, acknowledged to the broker only once they are
   broker holds the rest (it sends a session no more unacknowledged messages than its
   in-flight window).  Loss and return are logged once each.
 * Storage is idempotent by (alarm_id, seq): a duplicate changes nothing and is counted.
+* Three threads, so that receiving, decoding and writing overlap: the client's network
+  thread hands over each read's messages in bulk, the decode thread makes the next batch's
+  rows (:mod:`parkwatch.center.intake`) while the write thread commits the last and then
+  acknowledges its messages in one write.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 
 from parkwatch.center.config import CenterConfig
-from parkwatch.center.contract import classify, event_problem, filters
-from parkwatch.center.store import BadEvent, CenterStore, StoreUnavailable
+from parkwatch.center.contract import filters
+from parkwatch.center.intake import Decoded, Decoder, Publish
+from parkwatch.center.store import CenterStore, Stored, StoreUnavailable
 from parkwatch.mqttlink.link import MqttLink
 from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.center")
 
-#: (topic, payload, mid, qos, received_at) as the network thread queues it
-Received = tuple[str, bytes, int, int, float]
 _STOP = None
+#: decoded batches that may wait for the write thread (the broker holds the rest)
+READY_MAX = 2
 
 
 class _Stopping(Exception):
@@ -75,34 +78,46 @@ class Ingest:
         #: at once
         self.on_commit: list[Callable[[], None]] = []
         self.rejections = Rejections(log, "center ingest")
-        self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
+        self.decoder = Decoder(cfg.topic_prefix, self.rejections)
+        #: each read's messages, and when they arrived
+        self._inbox: queue.SimpleQueue[tuple[list[Publish], float] | None] = \
+            queue.SimpleQueue()
+        self._ready: queue.Queue[Decoded | None] = queue.Queue(READY_MAX)
         self._stop = threading.Event()
         self.link = MqttLink("center", cfg.broker, cfg.client_id,
                              clean_session=False, on_connected=self._subscribe)
-        self.link.client.manual_ack_set(True)  # after the commit: see the module
-        self.link.client.on_message = self._on_message
-        self.link.client.on_subscribe = self._on_subscribe
+        client = self.link.client
+        client.manual_ack_set(True)  # after the commit: see the module
+        client.on_message = self._on_message
+        client.on_publish_batch = self._on_publishes
+        client.on_subscribe = self._on_subscribe
         #: the broker acknowledged the subscriptions of this connection
         self.subscribed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="parkwatch-center-ingest",
-                                        daemon=True)
+        self._threads = [
+            threading.Thread(target=self._decode_loop, name="parkwatch-center-decode",
+                             daemon=True),
+            threading.Thread(target=self._write_loop, name="parkwatch-center-ingest",
+                             daemon=True)]
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         self.link.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop taking messages, write the batch in hand, disconnect: what was not written
         stays unacknowledged in the session, for the next start."""
         self._stop.set()
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        self._inbox.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.link.stop()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(thread.is_alive() for thread in self._threads)
 
     # --- the network thread ---------------------------------------------------------------
     def _subscribe(self, link: MqttLink) -> None:
@@ -120,104 +135,85 @@ class Ingest:
         self.subscribed.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put((msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.clock()))
+        """A message paho decoded itself (the first of a read, a QoS 2 one...)."""
+        self._inbox.put(([(msg.topic, bytes(msg.payload), msg.mid, msg.qos)], self.clock()))
 
-    # --- the writer thread ----------------------------------------------------------------
-    def _run(self) -> None:
+    def _on_publishes(self, packets: list[Publish]) -> None:
+        """The whole messages of one read, parsed in bulk by the client."""
+        self._inbox.put((packets, self.clock()))
+
+    # --- the decode thread ----------------------------------------------------------------
+    def _decode_loop(self) -> None:
+        limit = self.cfg.ingest.batch_max
+        carry: list[Publish] = []
+        carried_at = 0.0
         while not self._stop.is_set():
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            while len(batch) < self.cfg.ingest.batch_max:
+            if carry:
+                packets, received_at, carry = carry, carried_at, []
+            else:
+                first = self._inbox.get()
+                if first is _STOP:
+                    break
+                packets, received_at = first
+            while len(packets) < limit:
                 try:
-                    nxt = self._queue.get_nowait()
+                    more = self._inbox.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP:
-                    self._queue.put(_STOP)
+                if more is _STOP:
+                    self._inbox.put(_STOP)
                     break
-                batch.append(nxt)
+                packets = packets + more[0]
+            if len(packets) > limit:
+                packets, carry, carried_at = packets[:limit], packets[limit:], received_at
             try:
-                self._write(batch)
+                decoded = self.decoder(packets, received_at)
+            except Exception:  # the ingest must outlive one bad batch: it stays unacked
+                log.exception("center ingest: a batch of %d message(s) could not be decoded; "
+                              "they stay unacknowledged and come again with the next session",
+                              len(packets))
+                continue
+            while not self._stop.is_set():
+                try:
+                    self._ready.put(decoded, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+        with contextlib.suppress(queue.Full):  # full: the write thread sees the stop itself
+            self._ready.put_nowait(_STOP)
+
+    # --- the write thread -----------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            decoded = self._ready.get()
+            if decoded is _STOP:
+                break
+            try:
+                self._commit(decoded)
+            except _Stopping:
+                log.warning("center: stopping with %d message(s) not written (the database "
+                            "is down); unacknowledged, they come again with the next session",
+                            len(decoded.mids))
+                return
             except Exception:  # the ingest must outlive one bad batch: it stays unacked
                 log.exception("center ingest: a batch of %d message(s) failed; they stay "
-                              "unacknowledged and come again with the next session", len(batch))
-
-    def _write(self, batch: list[Received]) -> None:
-        events: list[dict[str, Any]] = []
-        statuses: list[tuple[str, dict[str, Any] | None]] = []
-        for topic, payload, _mid, _qos, _at in batch:
-            kind = classify(topic, self.prefix)
-            if kind is None:
-                self.rejections.reject("unknown_topic", topic)
+                              "unacknowledged and come again with the next session",
+                              len(decoded.mids))
                 continue
-            what, park = kind
-            if what == "gateway":
-                statuses.append((park, self._status(topic, payload)))
-                continue
-            if what == "alarms" and not payload:
-                continue  # a closed alarm's retained state removed: its events say so
-            try:
-                doc = orjson.loads(payload)
-            except (orjson.JSONDecodeError, RecursionError):
-                self.rejections.reject("bad_json", f"{topic}: {payload[:200]!r}")
-                continue
-            problem = event_problem(doc, park)
-            if problem is not None:
-                self.rejections.reject("bad_event", f"{topic}: {problem}")
-                continue
-            events.append(doc)
-        try:
-            self._commit(events, statuses)
-        except _Stopping:
-            log.warning("center: stopping with %d message(s) not written (the database is "
-                        "down); unacknowledged, they come again with the next session",
-                        len(batch))
-            return
-        ack = self.link.client.ack
-        for _topic, _payload, mid, qos, _at in batch:
-            if qos:
-                ack(mid, qos)
+            self.link.client.ack_many(decoded.mids)
 
-    def _status(self, topic: str, payload: bytes) -> dict[str, Any] | None:
-        if not payload:
-            return None
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            self.rejections.reject("bad_json", f"{topic}: {payload[:200]!r}")
-            return None
-        return doc if isinstance(doc, dict) else None
-
-    def _store(self, events: list[dict[str, Any]], now: float) -> tuple[int, int]:
-        """(stored, duplicates) of a batch, in one transaction; when the store refuses one
-        of its events, each is written alone and the refused ones are counted."""
-        try:
-            got = self.store.store_events(events, now)
-            return got.stored, got.duplicates
-        except BadEvent:
-            stored = duplicates = 0
-            for doc in events:
-                try:
-                    one = self.store.store_events([doc], now)
-                except BadEvent as exc:
-                    self.rejections.reject("bad_event", str(exc))
-                    continue
-                stored, duplicates = stored + one.stored, duplicates + one.duplicates
-            return stored, duplicates
-
-    def _commit(self, events: list[dict[str, Any]],
-                statuses: list[tuple[str, dict[str, Any] | None]]) -> None:
+    def _commit(self, decoded: Decoded) -> None:
         """Write until it is written: a database that is down holds the batch (and, by not
         acknowledging it, the broker holds what follows)."""
         wait = 0.5
         lost_at: float | None = None
+        result: Stored | None = None
         while True:
             try:
                 now = self.clock()
-                result = self._store(events, now) if events else None
-                for park, status in statuses:
+                if decoded.rows is not None:
+                    result = self.store.store_rows(decoded.rows, decoded.offered)
+                for park, status in decoded.statuses:
                     self.store.store_status(park, status, now)
                 break
             except StoreUnavailable as exc:
@@ -225,7 +221,7 @@ class Ingest:
                     lost_at = time.monotonic()
                     self.figures.database_up = False
                     log.error("center: database unavailable (%s); %d event(s) wait, retrying "
-                              "with backoff up to %.0f s", exc, len(events),
+                              "with backoff up to %.0f s", exc, decoded.offered,
                               self.cfg.ingest.retry_max_s)
                 if self._stop.wait(wait):
                     raise _Stopping from exc
@@ -236,21 +232,13 @@ class Ingest:
                         time.monotonic() - lost_at)
         f = self.figures
         f.batches += 1
-        f.statuses += len(statuses)
+        f.statuses += len(decoded.statuses)
         if result is not None:
-            f.stored += result[0]
-            f.duplicates += result[1]
-            for doc in events:
-                f.by_park[doc["park"]] = f.by_park.get(doc["park"], 0) + 1
-            f.lag_s = max(0.0, now - _latest_change(events))
+            f.stored += result.stored
+            f.duplicates += result.duplicates
+            for park, n in decoded.by_park.items():
+                f.by_park[park] = f.by_park.get(park, 0) + n
+            if decoded.latest_change:
+                f.lag_s = max(0.0, now - decoded.latest_change)
         for notify in self.on_commit:
             notify()
-
-
-def _latest_change(events: list[dict[str, Any]]) -> float:
-    """The latest `changed_at` of the events (RFC 3339 with milliseconds), as epoch seconds."""
-    latest = max(doc["changed_at"] for doc in events)  # the format sorts as text
-    try:
-        return datetime.fromisoformat(latest.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0

@@ -1,8 +1,13 @@
 """The center's shared database: PostgreSQL through psycopg 3.
 
-One connection writes, one reads (each behind a lock).  A batch of events is three statements
-whose rows travel as arrays (``INSERT ... SELECT FROM unnest(...) ON CONFLICT``), sent with
-BEGIN and COMMIT in one pipeline: one round trip per batch, however large.
+One connection writes, one reads (each behind a lock).  A batch's new rows, its events and the
+alarms raised in it with their tenants, are written with COPY, the fastest way rows reach
+PostgreSQL (psycopg's C code formats them), as the database's own bulk load would.  What may
+be there already, the state of an alarm raised before and its tenants, is merged by ``INSERT
+... SELECT FROM unnest(...) ON CONFLICT`` (a state is replaced only by a higher seq), its rows
+travelling as arrays.  When the COPY meets a row that is there (an event sent again after a
+restart), the transaction is undone and the whole batch is merged that way instead, BEGIN to
+COMMIT in one pipeline.  A few round trips per batch, however large.
 
 When the server goes away (restart, failover, network) the call that notices drops its
 connection and tries once more on a new one; if the server does not answer it raises
@@ -25,6 +30,8 @@ from parkwatch.center.sqlbase import SqlStore, T, Tx
 from parkwatch.center.storetypes import StoreError, StoreUnavailable
 
 CONNECT_TIMEOUT_S = 5
+#: times a transaction the server undid (deadlock, serialization failure) is run again
+ROLLBACK_RETRIES = 5
 #: pg_advisory_xact_lock key of schema migrations (any constant shared by every instance)
 MIGRATION_LOCK = zlib.crc32(b"parkwatch.center schema") & 0x7FFFFFFF
 #: the SQL type of each column, for the arrays of a bulk write
@@ -43,6 +50,11 @@ _KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10,
 _LOST = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
+#: a batch's three tables and their columns
+_BATCH_TABLES = (("events", R.EVENT_COLUMNS), ("alarms", R.ALARM_COLUMNS),
+                 ("alarm_tenants", ("alarm_id", "tenant")))
+
+
 def _unnest(columns: Sequence[str]) -> str:
     """Rows from one array parameter per column, sent in binary (%b): a text array would quote
     every element, a regular expression over each event's JSON."""
@@ -58,6 +70,46 @@ EVENTS_SQL = (f"INSERT INTO events ({', '.join(R.EVENT_COLUMNS)}) {_unnest(R.EVE
 ALARMS_SQL = R.upsert_alarm_sql(_unnest(R.ALARM_COLUMNS))
 TENANTS_SQL = (f"INSERT INTO alarm_tenants (alarm_id, tenant) "
                f"{_unnest(('alarm_id', 'tenant'))} ON CONFLICT DO NOTHING")
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, cols: Sequence[str],
+          rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _load(tx: Tx, batch: R.Batch) -> int:
+    """The batch's new rows by COPY, and the state of the alarms raised before (with their
+    tenants) merged; UniqueViolation when a row is there already."""
+    assert isinstance(tx, PgTx)
+    with tx.conn.cursor() as cur:
+        for (table, cols), rows in zip(_BATCH_TABLES, (
+                batch.events, batch.alarms[:batch.raised_here],
+                batch.tenants[:batch.tenants_raised_here]), strict=True):
+            _copy(cur, table, cols, rows)
+    alarms, tenants = batch.alarms[batch.raised_here:], batch.tenants[batch.tenants_raised_here:]
+    if alarms or tenants:
+        with tx.conn.pipeline():
+            _merge(tx, [], alarms, tenants)
+    return len(batch.events)
+
+
+def _merge(tx: Tx, events: list[tuple[Any, ...]], alarms: list[tuple[Any, ...]],
+           tenants: list[tuple[str, str]]) -> psycopg.Cursor[Any]:
+    """Rows that may be there already: an event stored before and a tenant known before are
+    skipped, an alarm's state replaced only by a higher seq.  The cursor's rowcount is how
+    many events were new, once a pipeline around this has synced."""
+    assert isinstance(tx, PgTx)
+    cur = tx.conn.cursor()
+    if events:
+        cur.execute(EVENTS_SQL, _arrays(events, len(R.EVENT_COLUMNS)))
+    if alarms:
+        tx.conn.execute(ALARMS_SQL, _arrays(alarms, len(R.ALARM_COLUMNS)))
+    if tenants:
+        tx.conn.execute(TENANTS_SQL, _arrays(tenants, 2))
+    return cur
 
 
 class PgTx:
@@ -120,14 +172,22 @@ class PostgresStore(SqlStore):
         with lock:
             if self._closed:
                 raise StoreError("the center store is closed")
+            undone = 0
             while True:
                 conn, new = link.get()
                 try:
-                    if pipeline:
+                    if pipeline:  # BEGIN, the statements and COMMIT in one round trip
                         with conn.pipeline(), conn.transaction():
                             return fn(PgTx(conn))
                     with conn.transaction():
                         return fn(PgTx(conn))
+                except psycopg.errors.TransactionRollback:
+                    # a deadlock with another instance writing the same alarms: the server
+                    # undid this transaction whole, and running it again is safe
+                    undone += 1
+                    if undone >= ROLLBACK_RETRIES:
+                        raise
+                    continue
                 except _LOST as exc:
                     if not (conn.closed or conn.broken):
                         raise  # the statement failed, not the connection
@@ -143,16 +203,14 @@ class PostgresStore(SqlStore):
         return self._run(self._reader, self._read_lock, fn)
 
     def _write_batch(self, batch: R.Batch) -> int:
-        def write(tx: Tx) -> psycopg.Cursor[Any]:
-            assert isinstance(tx, PgTx)
-            cur = tx.conn.cursor()
-            cur.execute(EVENTS_SQL, _arrays(batch.events, len(R.EVENT_COLUMNS)))
-            tx.conn.execute(ALARMS_SQL, _arrays(batch.alarms, len(R.ALARM_COLUMNS)))
-            if batch.tenants:
-                tx.conn.execute(TENANTS_SQL, _arrays(batch.tenants, 2))
-            return cur  # its rowcount is known once the pipeline has synced (at COMMIT)
+        try:
+            return self._run(self._writer, self._write_lock, lambda tx: _load(tx, batch))
+        except psycopg.errors.UniqueViolation:  # sent before (after a restart): merged whole
+            def merge(tx: Tx) -> psycopg.Cursor[Any]:
+                return _merge(tx, batch.events, batch.alarms, batch.tenants)
 
-        return self._run(self._writer, self._write_lock, write, pipeline=True).rowcount
+            return max(self._run(self._writer, self._write_lock, merge, pipeline=True).rowcount,
+                       0)
 
     def close(self) -> None:
         with self._write_lock, self._read_lock:

@@ -7,6 +7,7 @@ seq in the batch; the database keeps whichever of that and the stored state has 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,38 +65,54 @@ def _text(event: dict[str, Any], key: str, required: bool = False) -> str | None
 @dataclass
 class Batch:
     events: list[tuple[Any, ...]]  # EVENT_COLUMNS, one per distinct (alarm_id, seq)
-    alarms: list[tuple[Any, ...]]  # ALARM_COLUMNS, one per alarm: its highest seq here
-    tenants: list[tuple[str, str]]  # distinct (alarm_id, tenant)
+    #: ALARM_COLUMNS, one per alarm: its highest seq here.  First the ``raised_here`` alarms
+    #: whose seq 1 is in the batch (new to the database, unless sent before), then the rest
+    alarms: list[tuple[Any, ...]]
+    tenants: list[tuple[str, str]]  # distinct (alarm_id, tenant), in the same two parts
     duplicates_in_batch: int
+    raised_here: int = 0  # how many of ``alarms`` have their seq 1 in this batch
+    tenants_raised_here: int = 0  # how many of ``tenants`` belong to those alarms
 
 
-def batch(events: list[dict[str, Any]], received_at: float) -> Batch:
-    """Rows for ``events``; :class:`BadEvent` (and nothing stored) if one lacks a key field."""
+def batch(events: list[dict[str, Any]], received_at: float,
+          bodies: list[str] | None = None) -> Batch:
+    """Rows for ``events``; :class:`BadEvent` (and nothing stored) if one lacks a key field.
+    ``bodies``: each event's JSON text as it arrived (else each is serialised here)."""
     rows: dict[tuple[str, int], tuple[Any, ...]] = {}
     top: dict[str, tuple[int, dict[str, Any], str]] = {}
     tenants: dict[tuple[str, str], None] = {}
-    for ev in events:
-        alarm_id = _text(ev, "alarm_id", True)
-        seq = ev.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+    for i, ev in enumerate(events):
+        get: Callable[[str], Any] = ev.get
+        alarm_id, seq, park, kind = get("alarm_id"), get("seq"), get("park"), get("event")
+        if type(seq) is not int or seq < 1:  # a bool is no seq
             raise BadEvent(f"告警事件的 seq 不是正整数 (event seq is not a positive integer): "
                            f"{str(ev)[:200]}")
-        assert alarm_id is not None
+        rule, severity = get("rule"), get("severity")
+        if not (type(alarm_id) is str and alarm_id and type(park) is str and park
+                and type(kind) is str and kind and type(rule) is str and rule
+                and type(severity) is str and severity):
+            for key in ("alarm_id", "park", "event", "rule", "severity"):
+                _text(ev, key, True)  # says which
         if (alarm_id, seq) in rows:
             continue
-        park, kind = _text(ev, "park", True), _text(ev, "event", True)
-        _text(ev, "rule", True)
-        _text(ev, "severity", True)
-        body = orjson.dumps(ev).decode()
-        rows[(alarm_id, seq)] = (alarm_id, seq, park, kind, epoch(ev.get("changed_at")),
+        body = bodies[i] if bodies is not None else orjson.dumps(ev).decode()
+        rows[(alarm_id, seq)] = (alarm_id, seq, park, kind, epoch(get("changed_at")),
                                  received_at, body)
-        if alarm_id not in top or top[alarm_id][0] < seq:
+        known = top.get(alarm_id)
+        if known is None or known[0] < seq:
             top[alarm_id] = (seq, ev, body)
-        for t in ev.get("tenants") or ():
+        for t in get("tenants") or ():
             if isinstance(t, str):
                 tenants[(alarm_id, t)] = None
-    alarms = [_alarm_row(alarm_id, seq, ev, body) for alarm_id, (seq, ev, body) in top.items()]
-    return Batch(list(rows.values()), alarms, list(tenants), len(events) - len(rows))
+    raised = {alarm_id for alarm_id in top if (alarm_id, 1) in rows}
+    alarms = [_alarm_row(alarm_id, seq, ev, body) for alarm_id, (seq, ev, body) in top.items()
+              if alarm_id in raised]
+    alarms += [_alarm_row(alarm_id, seq, ev, body) for alarm_id, (seq, ev, body) in top.items()
+               if alarm_id not in raised]
+    new_tenants = [t for t in tenants if t[0] in raised]
+    return Batch(list(rows.values()), alarms, new_tenants + [t for t in tenants
+                                                             if t[0] not in raised],
+                 len(events) - len(rows), len(raised), len(new_tenants))
 
 
 def _alarm_row(alarm_id: str, seq: int, ev: dict[str, Any], body: str) -> tuple[Any, ...]:

@@ -120,11 +120,13 @@ class SqlStore:
     # --- writes -----------------------------------------------------------------------------
 
     def store_events(self, events: list[dict[str, Any]], received_at: float) -> Stored:
-        batch = R.batch(events, received_at)
+        return self.store_rows(R.batch(events, received_at), len(events))
+
+    def store_rows(self, batch: R.Batch, offered: int) -> Stored:
         if not batch.events:
-            return Stored(0, batch.duplicates_in_batch)
+            return Stored(0, offered)
         new = self._write_batch(batch)
-        return Stored(new, len(events) - new)
+        return Stored(new, offered - new)
 
     def store_status(self, park: str, status: dict[str, Any] | None,
                      received_at: float) -> None:

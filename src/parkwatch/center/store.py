@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from parkwatch.center.rows import Batch
 from parkwatch.center.storetypes import (
     BadEvent,
     SchemaTooNew,
@@ -35,6 +36,12 @@ class CenterStore(Protocol):
     def store_events(self, events: list[dict[str, Any]], received_at: float) -> Stored:
         """Store contract events idempotently by (alarm_id, seq), in one transaction; an
         alarm's state follows its highest seq."""
+        ...
+
+    def store_rows(self, batch: Batch, offered: int) -> Stored:
+        """:meth:`store_events` of rows made beforehand (:func:`parkwatch.center.rows.batch`)
+        from ``offered`` events: the ingest prepares the next batch while this one is
+        written."""
         ...
 
     def store_status(self, park: str, status: dict[str, Any] | None,

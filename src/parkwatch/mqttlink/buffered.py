@@ -78,6 +78,8 @@ DISCONNECT_WAIT_S = 1.0
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 #: what paho's decode_puback gives an MQTT 3.1.1 PUBACK (copied, never handed out: see _fresh)
 _PUBACK_REASON = ReasonCode(PacketTypes.PUBACK)
+#: an MQTT 3.1.1 PUBACK's fixed header (type 4, remaining length 2), before the message id
+_PUBACK_HEAD = bytes((PacketTypes.PUBACK << 4, 2))
 # paho's Properties has no annotations
 _PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
@@ -146,6 +148,16 @@ class BufferedClient(mqtt.Client):
                 self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
                 if not self.suppress_exceptions:
                     raise
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages received with manual acks, in this order, as one write
+        of their PUBACKs (paho's ``ack`` queues a packet and wakes the network thread for
+        each); the socket is written from this thread when it can (:meth:`write_now`)."""
+        if not mids or not self._manual_ack:
+            return
+        self._packet_queue(PacketTypes.PUBACK << 4,
+                           b"".join(_PUBACK_HEAD + m.to_bytes(2, "big") for m in mids), 0, 0)
+        self.write_now()
 
     def wait_written(self, timeout: float) -> bool:
         """Write what is queued (:meth:`write_now`), or wait until every packet queued so far

@@ -1,0 +1,136 @@
+"""The ingest's decode stage: a batch of MQTT messages from the central broker into what one
+transaction stores, the rows of its events and the gateway statuses, and the message ids to
+acknowledge once that transaction has committed.
+
+It runs on a thread of its own, so that the next batch is decoded while the database writes
+the last one.  What is not the contract's is refused and counted by reason here, before the
+database sees it; a refused message is acknowledged with its batch (it would be refused again
+if the broker sent it again).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from parkwatch.center import rows as R
+from parkwatch.center.contract import classify, event_problem
+from parkwatch.center.storetypes import BadEvent
+from parkwatch.rejections import Rejections
+
+log = logging.getLogger("parkwatch.center")
+
+#: (topic, payload, message id, QoS) of one PUBLISH, as the client hands it over
+Publish = tuple[str, bytes, int, int]
+
+
+@dataclass
+class Decoded:
+    """One batch, ready for its transaction."""
+
+    rows: R.Batch | None  # the events' rows (None: no event in the batch)
+    offered: int  # events the rows were made of (a duplicate in the batch counts)
+    statuses: list[tuple[str, dict[str, Any] | None]]  # (park, retained gateway status)
+    mids: list[int]  # the QoS 1 messages, in the order received: acknowledged after commit
+    by_park: dict[str, int] = field(default_factory=dict)  # events per park
+    latest_change: float = 0.0  # the latest ``changed_at`` of the events, epoch seconds
+
+
+class Decoder:
+    """Decodes batches for one ingest; not thread-safe (one decode thread calls it)."""
+
+    def __init__(self, prefix: str, rejections: Rejections) -> None:
+        self.prefix = prefix
+        self.rejections = rejections
+        #: the event and gateway topics seen (one each per park; an alarm's topic is not kept)
+        self._kinds: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, packets: list[Publish], received_at: float) -> Decoded:
+        events: list[dict[str, Any]] = []
+        bodies: list[str] = []
+        statuses: list[tuple[str, dict[str, Any] | None]] = []
+        mids: list[int] = []
+        reject = self.rejections.reject
+        for topic, payload, mid, qos in packets:
+            if qos == 1:
+                mids.append(mid)
+            kind = self._kind(topic)
+            if kind is None:
+                reject("unknown_topic", topic)
+                continue
+            what, park = kind
+            if what == "gateway":
+                statuses.append((park, self._status(topic, payload)))
+                continue
+            if what == "alarms" and not payload:
+                continue  # a closed alarm's retained state removed: its events say so
+            try:
+                doc = orjson.loads(payload)
+            except (orjson.JSONDecodeError, RecursionError):
+                reject("bad_json", f"{topic}: {payload[:200]!r}")
+                continue
+            problem = event_problem(doc, park)
+            if problem is not None:
+                reject("bad_event", f"{topic}: {problem}")
+                continue
+            events.append(doc)
+            bodies.append(payload.decode())  # UTF-8: orjson refuses anything else
+        if not events:
+            return Decoded(None, 0, statuses, mids)
+        rows, events = self._rows(events, bodies, received_at)
+        by_park: dict[str, int] = {}
+        for doc in events:
+            by_park[doc["park"]] = by_park.get(doc["park"], 0) + 1
+        return Decoded(rows, len(events), statuses, mids, by_park, _latest_change(events))
+
+    def _kind(self, topic: str) -> tuple[str, str] | None:
+        kind = self._kinds.get(topic)
+        if kind is None:
+            kind = classify(topic, self.prefix)
+            if kind is not None and kind[0] != "alarms":
+                self._kinds[topic] = kind
+        return kind
+
+    def _status(self, topic: str, payload: bytes) -> dict[str, Any] | None:
+        if not payload:
+            return None
+        try:
+            doc = orjson.loads(payload)
+        except (orjson.JSONDecodeError, RecursionError):
+            self.rejections.reject("bad_json", f"{topic}: {payload[:200]!r}")
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _rows(self, events: list[dict[str, Any]], bodies: list[str],
+              received_at: float) -> tuple[R.Batch | None, list[dict[str, Any]]]:
+        """The rows of the events, and the events they hold: when one has a field the store
+        cannot take (a ``building`` that is not text...), each is tried alone and the refused
+        ones are counted."""
+        try:
+            return R.batch(events, received_at, bodies), events
+        except BadEvent:
+            pass
+        good: list[dict[str, Any]] = []
+        good_bodies: list[str] = []
+        for doc, body in zip(events, bodies, strict=True):
+            try:
+                R.batch([doc], received_at, [body])
+            except BadEvent as exc:
+                self.rejections.reject("bad_event", str(exc))
+                continue
+            good.append(doc)
+            good_bodies.append(body)
+        return (R.batch(good, received_at, good_bodies) if good else None), good
+
+
+def _latest_change(events: list[dict[str, Any]]) -> float:
+    """The latest `changed_at` of the events (RFC 3339 with milliseconds), as epoch seconds."""
+    latest = max(doc["changed_at"] for doc in events)  # the format sorts as text
+    try:
+        return datetime.fromisoformat(latest.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
