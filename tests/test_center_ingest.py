@@ -6,6 +6,7 @@ them killed mid-flow, store every event exactly once."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -141,6 +142,63 @@ def test_bad_publications_are_refused_and_counted(center: CenterService,
         assert center.health()["rejected"] == {"bad_json": 1, "bad_event": 2}
     finally:
         gw.close()
+
+
+def test_a_killed_receiver_process_is_started_again_and_loses_nothing(
+        center: CenterService, broker: LocalMosquitto) -> None:
+    """The receiver (MQTT and decoding, a process of its own) dies: the center says so in
+    /healthz, starts it again, and every event, those published while it was gone too, is
+    stored once."""
+    gw = Gateway(broker, "xinqiao")
+    try:
+        before = [new_alarm_id(time.time()) for _ in range(10)]
+        for a in before:
+            gw.publish(event("xinqiao", a, 1))
+        wait_until(lambda: center.ingest.figures.stored == 10, what="the first ten events")
+        pid = center.ingest.receiver_pid
+        assert pid is not None and pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not center.ingest.connected.is_set(), what="the loss noticed")
+        assert center.health()["status"] == "unhealthy"
+        after = [new_alarm_id(time.time()) for _ in range(10)]
+        for a in after:
+            gw.publish(event("xinqiao", a, 1))
+        for a in before:
+            gw.publish(event("xinqiao", a, 2, "acknowledged", acked_by="王工"))
+        wait_until(lambda: center.ingest.figures.stored == 30, 30, "every event, once")
+        assert center.ingest.restarts == 1 and center.ingest.receiver_pid != pid
+        wait_until(lambda: center.health()["status"] == "ok", what="healthy again")
+        assert all(center.store.alarm(a) is not None for a in after)
+        assert {center.store.alarm(a)["seq"] for a in before} == {2}  # type: ignore[index]
+    finally:
+        gw.close()
+
+
+def test_the_receiver_runs_in_the_centers_process_when_asked(
+        broker: LocalMosquitto, tmp_path: Path) -> None:
+    """``ingest.process: false``: the same ingest without a process of its own."""
+    path = center_yaml(tmp_path / "center.yaml", broker, f"sqlite:///{tmp_path / 'c.db'}", "in")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["ingest"]["process"] = False
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    service = CenterService(load_center_config(path))
+    service.start()
+    gw = Gateway(broker, "nanhu")
+    try:
+        wait_until(service.ingest.subscribed.is_set, what="the center subscribed")
+        assert service.ingest.receiver_pid is None
+        a = new_alarm_id(time.time())
+        gw.publish(b"{not json")
+        gw.publish(event("nanhu", a, 1))
+        gw.publish(event("nanhu", a, 1))
+        wait_until(lambda: service.ingest.figures.stored + service.ingest.figures.duplicates
+                   == 2, what="both events taken")
+        assert (service.ingest.figures.stored, service.ingest.figures.duplicates) == (1, 1)
+        assert dict(service.ingest.rejections.total) == {"bad_json": 1}
+        assert service.health()["status"] == "ok"
+    finally:
+        gw.close()
+        service.stop()
 
 
 def _log(tmp_path: Path) -> str:

@@ -29,6 +29,9 @@ class IngestConfig(Strict):
                            "transaction")
     retry_max_s: float = Field(10.0, gt=0, le=600, description="longest wait between attempts "
                                "to write while the database is down (events wait meanwhile)")
+    process: bool = Field(True, description="receive and decode in a process of its own, so "
+                          "that they use another core than the database writes; false: in "
+                          "the center's process")
 
 
 class HttpConfig(Strict):

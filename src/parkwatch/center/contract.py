@@ -38,6 +38,19 @@ def classify(topic: str, prefix: str) -> tuple[str, str] | None:
 
 def event_problem(doc: Any, park: str) -> str | None:
     """Why `doc` cannot be stored as an alarm event of `park` (None: it can)."""
+    if type(doc) is dict:  # every event: one expression; a refusal says why below
+        get = doc.get
+        alarm_id, seq = get("alarm_id"), get("seq")
+        if (get("schema") == SCHEMA_ID and type(alarm_id) is str and _ALARM_ID.match(alarm_id)
+                and type(seq) is int and seq >= 1 and get("event") in _EVENTS
+                and get("park") == park and type(get("rule")) is str
+                and type(get("severity")) is str and type(get("changed_at")) is str
+                and type(get("raised_at")) is str):
+            return None
+    return _problem(doc, park)
+
+
+def _problem(doc: Any, park: str) -> str | None:
     if not isinstance(doc, dict):
         return "not a JSON object"
     if doc.get("schema") != SCHEMA_ID:

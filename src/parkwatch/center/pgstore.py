@@ -18,6 +18,7 @@ harmless (every write is idempotent), so a COMMIT whose answer was lost is simpl
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -32,6 +33,10 @@ from parkwatch.center.storetypes import StoreError, StoreUnavailable
 CONNECT_TIMEOUT_S = 5
 #: times a transaction the server undid (deadlock, serialization failure) is run again
 ROLLBACK_RETRIES = 5
+#: batches written at once, each on a connection of its own: one's COPY is formatted while the
+#: server stores another's (the writes commute: an event is stored once whatever the order,
+#: a state keeps the highest seq)
+BATCH_WRITERS = 2
 #: pg_advisory_xact_lock key of schema migrations (any constant shared by every instance)
 MIGRATION_LOCK = zlib.crc32(b"parkwatch.center schema") & 0x7FFFFFFF
 #: the SQL type of each column, for the arrays of a bulk write
@@ -166,6 +171,14 @@ class PostgresStore(SqlStore):
         self._writer = _Link(url)
         self._reader = _Link(url)
         self._closed = False
+        self.batch_writers = BATCH_WRITERS
+        #: the connections batches are written on (the first is the one other writes use)
+        self._batch_links: list[tuple[_Link, threading.Lock]] = [
+            (self._writer, self._write_lock),
+            *((_Link(url), threading.Lock()) for _ in range(BATCH_WRITERS - 1))]
+        self._free: queue.SimpleQueue[tuple[_Link, threading.Lock]] = queue.SimpleQueue()
+        for pair in self._batch_links:
+            self._free.put(pair)
 
     def _run(self, link: _Link, lock: threading.Lock, fn: Callable[[Tx], T],
              pipeline: bool = False) -> T:
@@ -203,17 +216,24 @@ class PostgresStore(SqlStore):
         return self._run(self._reader, self._read_lock, fn)
 
     def _write_batch(self, batch: R.Batch) -> int:
+        link, lock = self._free.get()
         try:
-            return self._run(self._writer, self._write_lock, lambda tx: _load(tx, batch))
-        except psycopg.errors.UniqueViolation:  # sent before (after a restart): merged whole
-            def merge(tx: Tx) -> psycopg.Cursor[Any]:
-                return _merge(tx, batch.events, batch.alarms, batch.tenants)
+            try:
+                return self._run(link, lock, lambda tx: _load(tx, batch))
+            except psycopg.errors.UniqueViolation:  # sent before (after a restart): merged
+                def merge(tx: Tx) -> psycopg.Cursor[Any]:
+                    return _merge(tx, batch.events, batch.alarms, batch.tenants)
 
-            return max(self._run(self._writer, self._write_lock, merge, pipeline=True).rowcount,
-                       0)
+                return max(self._run(link, lock, merge, pipeline=True).rowcount, 0)
+        finally:
+            self._free.put((link, lock))
 
     def close(self) -> None:
-        with self._write_lock, self._read_lock:
+        with contextlib.ExitStack() as held:
+            for _link, lock in self._batch_links:
+                held.enter_context(lock)
+            held.enter_context(self._read_lock)
             self._closed = True
-            self._writer.drop()
+            for link, _lock in self._batch_links:
+                link.drop()
             self._reader.drop()

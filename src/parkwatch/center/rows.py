@@ -79,7 +79,7 @@ def batch(events: list[dict[str, Any]], received_at: float,
     """Rows for ``events``; :class:`BadEvent` (and nothing stored) if one lacks a key field.
     ``bodies``: each event's JSON text as it arrived (else each is serialised here)."""
     rows: dict[tuple[str, int], tuple[Any, ...]] = {}
-    top: dict[str, tuple[int, dict[str, Any], str]] = {}
+    top: dict[str, tuple[int, dict[str, Any], str, float | None]] = {}
     tenants: dict[tuple[str, str], None] = {}
     for i, ev in enumerate(events):
         get: Callable[[str], Any] = ev.get
@@ -96,18 +96,17 @@ def batch(events: list[dict[str, Any]], received_at: float,
         if (alarm_id, seq) in rows:
             continue
         body = bodies[i] if bodies is not None else orjson.dumps(ev).decode()
-        rows[(alarm_id, seq)] = (alarm_id, seq, park, kind, epoch(get("changed_at")),
-                                 received_at, body)
+        changed = epoch(get("changed_at"))
+        rows[(alarm_id, seq)] = (alarm_id, seq, park, kind, changed, received_at, body)
         known = top.get(alarm_id)
         if known is None or known[0] < seq:
-            top[alarm_id] = (seq, ev, body)
+            top[alarm_id] = (seq, ev, body, changed)
         for t in get("tenants") or ():
             if isinstance(t, str):
                 tenants[(alarm_id, t)] = None
     raised = {alarm_id for alarm_id in top if (alarm_id, 1) in rows}
-    alarms = [_alarm_row(alarm_id, seq, ev, body) for alarm_id, (seq, ev, body) in top.items()
-              if alarm_id in raised]
-    alarms += [_alarm_row(alarm_id, seq, ev, body) for alarm_id, (seq, ev, body) in top.items()
+    alarms = [_alarm_row(alarm_id, *top[alarm_id]) for alarm_id in top if alarm_id in raised]
+    alarms += [_alarm_row(alarm_id, *top[alarm_id]) for alarm_id in top
                if alarm_id not in raised]
     new_tenants = [t for t in tenants if t[0] in raised]
     return Batch(list(rows.values()), alarms, new_tenants + [t for t in tenants
@@ -115,12 +114,21 @@ def batch(events: list[dict[str, Any]], received_at: float,
                  len(events) - len(rows), len(raised), len(new_tenants))
 
 
-def _alarm_row(alarm_id: str, seq: int, ev: dict[str, Any], body: str) -> tuple[Any, ...]:
-    return (alarm_id, ev["park"], _text(ev, "building"), _text(ev, "floor"), _text(ev, "zone"),
-            _text(ev, "sensor_id"), _text(ev, "sensor_kind"), ev["rule"], ev["severity"],
-            bool(ev.get("active")), bool(ev.get("acknowledged")), bool(ev.get("drill")),
-            epoch(ev.get("raised_at")), epoch(ev.get("changed_at")), _text(ev, "acked_by"),
-            epoch(ev.get("acked_at")), ev["event"], body, seq)
+def _alarm_row(alarm_id: str, seq: int, ev: dict[str, Any], body: str,
+               changed: float | None) -> tuple[Any, ...]:
+    get: Callable[[str], Any] = ev.get
+    texts = building, floor, zone, sensor_id, sensor_kind, acked_by = (
+        get("building"), get("floor"), get("zone"), get("sensor_id"), get("sensor_kind"),
+        get("acked_by"))
+    for value in texts:
+        if value is not None and not (type(value) is str and value):
+            for key in ("building", "floor", "zone", "sensor_id", "sensor_kind", "acked_by"):
+                _text(ev, key)  # says which
+    acked_at = get("acked_at")
+    return (alarm_id, ev["park"], building, floor, zone, sensor_id, sensor_kind, ev["rule"],
+            ev["severity"], bool(get("active")), bool(get("acknowledged")), bool(get("drill")),
+            epoch(get("raised_at")), changed, acked_by,
+            None if acked_at is None else epoch(acked_at), ev["event"], body, seq)
 
 
 def upsert_alarm_sql(placeholders: str) -> str:

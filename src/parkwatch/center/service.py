@@ -60,7 +60,7 @@ class CenterService:
     def health(self) -> dict[str, Any]:
         """ok, or unhealthy with the reasons (the broker or the database lost)."""
         reasons = []
-        broker_up = self.ingest.link.connected.is_set()
+        broker_up = self.ingest.connected.is_set() and self.ingest.commands.connected.is_set()
         database_up = self.ingest.figures.database_up and self.store.ping()
         if not broker_up:
             reasons.append("broker disconnected")

@@ -54,6 +54,8 @@ def _unavailable(exc: sqlite3.OperationalError) -> StoreError | None:
 
 class SqliteStore(SqlStore):
     DIALECT = "sqlite"
+    #: one writer at a time is all SQLite has
+    batch_writers = 1
 
     def __init__(self, path: str | Path, busy_s: float = BUSY_S) -> None:
         super().__init__()

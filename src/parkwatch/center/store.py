@@ -27,6 +27,9 @@ __all__ = ["BadEvent", "CenterStore", "SchemaTooNew", "StoreError", "StoreUnavai
 class CenterStore(Protocol):
     """The center's database.  Thread-safe: the ingest writes while the console reads."""
 
+    #: how many :meth:`store_rows` calls may run at once, each on a connection of its own
+    batch_writers: int
+
     def migrate(self, upto: int | None = None) -> int:
         """Apply the pending schema versions (up to ``upto``, default all this release
         knows), each in a transaction; the version now.  :class:`SchemaTooNew` when the

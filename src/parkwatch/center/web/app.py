@@ -236,7 +236,7 @@ class Console:
             return checked
         s, user, form, alarm = checked
         alarm_id = request.path_params["alarm_id"]
-        if not self.ingest.link.connected.is_set():
+        if not self.ingest.commands.connected.is_set():
             return self._page(request, "message.html", s, user, status=503,
                               message=text(s.lang, "broker_down"))
         park, note = alarm["park"], form.get("note", "").strip()[:500] or None
@@ -244,7 +244,7 @@ class Console:
                                 "ack", user["name"], note, time.time())
         payload = json.dumps({"alarm_id": alarm_id, "by": user["name"], "note": note},
                              ensure_ascii=False).encode()
-        self.ingest.link.publish(f"{self.cfg.topic_prefix}/{park}/commands/ack", payload,
+        self.ingest.commands.publish(f"{self.cfg.topic_prefix}/{park}/commands/ack", payload,
                                  qos=1)
         log.info("console: %s acknowledged %s of park %s (command sent)", user["name"],
                  alarm_id, park)

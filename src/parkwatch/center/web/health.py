@@ -47,8 +47,10 @@ class CenterCollector(Collector):
         yield GaugeMetricFamily("parkwatch_center_database_up", "1 when the database answers",
                                 value=1.0 if f.database_up and self.store.ping() else 0.0)
         yield GaugeMetricFamily("parkwatch_center_broker_connected",
-                                "1 when connected to the central broker",
-                                value=1.0 if self.ingest.link.connected.is_set() else 0.0)
+                                "1 when connected to the central broker (the ingest's and "
+                                "the commands' connections)",
+                                value=1.0 if self.ingest.connected.is_set()
+                                and self.ingest.commands.connected.is_set() else 0.0)
         yield GaugeMetricFamily("parkwatch_center_console_streams",
                                 "browsers following the live board", value=self.streams())
 
