@@ -36,7 +36,7 @@ from typing import Any
 
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.contract import filters
-from parkwatch.center.intake import Decoded
+from parkwatch.center.intake import Decoded, from_wire
 from parkwatch.center.receiver import Receiver, receiver_main
 from parkwatch.center.store import CenterStore, Stored, StoreUnavailable
 from parkwatch.mqttlink.link import MqttLink
@@ -183,7 +183,7 @@ class Ingest:
         while True:
             while True:
                 try:
-                    msg = self._conn.recv()
+                    msg = from_wire(self._conn.recv_bytes())
                 except (EOFError, OSError):
                     break
                 self._heard(msg)

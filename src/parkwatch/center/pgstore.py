@@ -2,12 +2,13 @@
 
 One connection writes, one reads (each behind a lock).  A batch's new rows, its events and the
 alarms raised in it with their tenants, are written with COPY, the fastest way rows reach
-PostgreSQL (psycopg's C code formats them), as the database's own bulk load would.  What may
-be there already, the state of an alarm raised before and its tenants, is merged by ``INSERT
-... SELECT FROM unnest(...) ON CONFLICT`` (a state is replaced only by a higher seq), its rows
-travelling as arrays.  When the COPY meets a row that is there (an event sent again after a
-restart), the transaction is undone and the whole batch is merged that way instead, BEGIN to
-COMMIT in one pipeline.  A few round trips per batch, however large.
+PostgreSQL (psycopg's C code formats them, in the binary format), as the database's own bulk
+load would.  What may be there already, the state of an alarm raised before and its tenants,
+is merged by ``INSERT ... SELECT FROM unnest(...) ON CONFLICT`` (a state is replaced only by a
+higher seq), its rows travelling as arrays.  When the COPY meets a row that is there (an
+event sent again after a restart), the transaction is undone and the whole batch is merged
+that way instead, BEGIN to COMMIT in one pipeline.  A few round trips per batch, however
+large.
 
 When the server goes away (restart, failover, network) the call that notices drops its
 connection and tries once more on a new one; if the server does not answer it raises
@@ -79,8 +80,11 @@ TENANTS_SQL = (f"INSERT INTO alarm_tenants (alarm_id, tenant) "
 
 def _copy(cur: psycopg.Cursor[Any], table: str, cols: Sequence[str],
           rows: list[tuple[Any, ...]]) -> None:
+    """COPY in PostgreSQL's binary format: cheaper to make and to read than text (no number
+    printed and parsed again, no escaping of the JSON), for the client and the server."""
     if rows:
-        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([_TYPES[c] for c in cols])
             for row in rows:
                 copy.write_row(row)
 

@@ -30,7 +30,7 @@ import paho.mqtt.client as mqtt
 
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.contract import filters
-from parkwatch.center.intake import Decoder, Publish
+from parkwatch.center.intake import Decoder, Publish, to_wire
 from parkwatch.logsetup import setup_logging
 from parkwatch.mqttlink.link import MqttLink
 from parkwatch.rejections import Rejections
@@ -180,7 +180,7 @@ def receiver_main(cfg: CenterConfig, conn: Any, log_level: int) -> None:
 
     def tell(msg: tuple[Any, ...]) -> None:
         with lock, contextlib.suppress(OSError, ValueError):
-            conn.send(msg)  # a center gone: the command loop below ends this process
+            conn.send_bytes(to_wire(msg))
 
     receiver = Receiver(cfg, tell)
     receiver.start()

@@ -29,12 +29,31 @@ SEVERITY_RANK_SQL = ("CASE severity "
                      + f" ELSE {len(SEVERITY_ORDER)} END")
 
 
+#: "YYYY-MM-DDTHH:MM:SS" → its whole seconds since 1970 (UTC): a burst's events share them
+_SECONDS: dict[str, int] = {}
+_SECONDS_MAX = 4096
+
+
 def epoch(value: Any) -> float | None:
     """An RFC 3339 time of the contract (``2026-11-22T08:26:40.123Z``) in seconds since 1970;
     None for null or a time that does not parse (the event is still stored: its JSON holds
     the text)."""
     if not isinstance(value, str):
         return None
+    if len(value) == 24 and value[19] == "." and value[23] == "Z" and value[20:23].isdigit():
+        whole = _SECONDS.get(value[:19])  # the contract's own form: milliseconds, UTC
+        if whole is None:
+            parsed = _parse(value[:19])
+            if parsed is None:
+                return None
+            if len(_SECONDS) >= _SECONDS_MAX:
+                _SECONDS.clear()
+            whole = _SECONDS[value[:19]] = int(parsed)
+        return (whole * 1000 + int(value[20:23])) / 1000  # as datetime.timestamp() rounds
+    return _parse(value)
+
+
+def _parse(value: str) -> float | None:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
