@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import orjson
 
@@ -24,32 +24,16 @@ from parkwatch.center.schemaversions import (
     latest,
     migrations,
 )
+from parkwatch.center.sqlaccounts import AccountsSql
+from parkwatch.center.sqltx import Tx
 from parkwatch.center.storetypes import Stored, TimeBound
 
 T = TypeVar("T")
 
-
-class Tx(Protocol):
-    """One transaction of a backend."""
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Execute; the number of rows changed."""
-        ...
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        ...
-
-    def script(self, sql: str) -> None:
-        """Several statements, no parameters (a migration file)."""
-        ...
-
-    def lock_schema(self) -> None:
-        """Hold the right to migrate until the transaction ends (one center instance
-        migrates while the others wait)."""
-        ...
+__all__ = ["SqlStore", "T", "Tx"]
 
 
-class SqlStore:
+class SqlStore(AccountsSql):
     """The backend-neutral part of a :class:`~parkwatch.center.store.CenterStore`."""
 
     DIALECT = ""
@@ -240,32 +224,6 @@ class SqlStore:
                  "received_at": received_at} for park, status, received_at in found]
 
     # --- the console's users and commands -----------------------------------------------------
-
-    def add_user(self, name: str, password_hash: str, role: str, now: float) -> bool:
-        """A new user; False (nothing changed) when the name is taken."""
-
-        def add(tx: Tx) -> bool:
-            if tx.all("SELECT 1 FROM users WHERE name = ?", (name,)):
-                return False
-            tx.run("INSERT INTO users (name, password_hash, role, created_at) "
-                   "VALUES (?, ?, ?, ?)", (name, password_hash, role, now))
-            return True
-
-        return self._write(add)
-
-    def set_password(self, name: str, password_hash: str) -> bool:
-        """A user's new password hash (a rehash after a login, or a reset); False: unknown."""
-        sql = "UPDATE users SET password_hash = ? WHERE name = ?"
-        return self._write(lambda tx: tx.run(sql, (password_hash, name))) > 0
-
-    def user(self, name: str) -> dict[str, Any] | None:
-        """``{"name", "password_hash", "role"}`` of a user, None if unknown."""
-        found = self._read(lambda tx: tx.all(
-            "SELECT name, password_hash, role FROM users WHERE name = ?", (name,)))
-        if not found:
-            return None
-        name, pw, role = found[0]
-        return {"name": name, "password_hash": pw, "role": role}
 
     def record_command(self, command_id: str, park: str, alarm_id: str, command: str,
                        author: str, note: str | None, now: float) -> None:

@@ -92,11 +92,34 @@ class CenterStore(Protocol):
         """A console user (role ``operator`` or ``viewer``); False when the name is taken."""
         ...
 
-    def set_password(self, name: str, password_hash: str) -> bool:
+    def set_password(self, name: str, password_hash: str, *,
+                     end_sessions: bool = False) -> bool:
+        """A new password hash; ``end_sessions``: every login of the user ends.  False when
+        the user is unknown."""
         ...
 
     def user(self, name: str) -> dict[str, Any] | None:
         """``{"name", "password_hash", "role"}``, None if unknown."""
+        ...
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user's ``{"name", "role", "created_at", "sessions"}``, by name."""
+        ...
+
+    def remove_user(self, name: str) -> bool:
+        """The user and their logins gone (their recorded commands stay); False: unknown."""
+        ...
+
+    def open_session(self, session_id: str, name: str, now: float, older_than: float) -> None:
+        """A login; sessions created before ``older_than`` are removed."""
+        ...
+
+    def session_user(self, session_id: str, not_before: float) -> dict[str, Any] | None:
+        """``{"name", "role"}`` of a live session's user, else None."""
+        ...
+
+    def end_session(self, session_id: str) -> None:
+        """A logout."""
         ...
 
     def record_command(self, command_id: str, park: str, alarm_id: str, command: str,

@@ -73,30 +73,61 @@ def read_password(stdin: TextIO) -> str:
     return stdin.readline().rstrip("\r\n")
 
 
-def user_add_command(config: str, name: str, role: str, stdin: TextIO = sys.stdin) -> int:
-    """``parkwatch center-user add``: 0 when added, 1 when refused, 2 for a bad config."""
+def user_command(action: str, config: str, name: str | None = None, role: str | None = None,
+                 stdin: TextIO = sys.stdin) -> int:
+    """``parkwatch center-user add|passwd|remove|list``: 0 when done, 1 when refused, 2 for a
+    bad config."""
     try:
         cfg = load_center_config(config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    try:
-        password = read_password(stdin)
-    except (ValueError, EOFError, KeyboardInterrupt) as exc:
-        print(f"parkwatch center-user: {exc}", file=sys.stderr)
-        return 1
+    password = ""
+    if action in ("add", "passwd"):
+        try:
+            password = read_password(stdin)
+        except (ValueError, EOFError, KeyboardInterrupt) as exc:
+            print(f"parkwatch center-user: {exc}", file=sys.stderr)
+            return 1
     try:
         store = open_store(cfg.database)
     except StoreError as exc:
         print(f"parkwatch center-user: {exc}", file=sys.stderr)
         return 1
     try:
-        refused = add_user(store, name, role, password)
+        done, refused = _act(store, action, name or "", role or "", password)
     finally:
         store.close()
     if refused is not None:
         print(f"parkwatch center-user: {refused}", file=sys.stderr)
         return 1
-    print(f"已添加用户 {name}（{role}） (user {name} added as {role})")
+    print(done)
     return 0
+
+
+def _act(store: CenterStore, action: str, name: str, role: str,
+         password: str) -> tuple[str, str | None]:
+    """(what was done, or the refusal) of one action."""
+    if action == "add":
+        refused = add_user(store, name, role, password)
+        return f"已添加用户 {name}（{role}） (user {name} added as {role})", refused
+    if action == "passwd":
+        if len(password) < MIN_PASSWORD:
+            return "", (f"密码至少 {MIN_PASSWORD} 个字符 (the password needs at least "
+                        f"{MIN_PASSWORD} characters)")
+        if not store.set_password(name, hash_password(password), end_sessions=True):
+            return "", f"没有用户 {name} (no user {name})"
+        return (f"已更改用户 {name} 的密码，其所有登录已结束 (password of {name} changed; "
+                f"every login of theirs ended)"), None
+    if action == "remove":
+        if not store.remove_user(name):
+            return "", f"没有用户 {name} (no user {name})"
+        return (f"已删除用户 {name}，其所有登录已结束；其操作记录保留 (user {name} removed, "
+                f"their logins ended; their recorded commands stay)"), None
+    users = store.users()
+    if not users:
+        return "还没有用户 (no users yet): parkwatch center-user add NAME --role operator", None
+    rows = [f"{'用户 (user)':<24} {'角色 (role)':<14} 登录中 (logged in)"]
+    rows += [f"{u['name']:<24} {u['role']:<14} {u['sessions']}" for u in users]
+    return "\n".join(rows), None

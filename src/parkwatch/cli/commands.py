@@ -65,9 +65,10 @@ def _center(args: argparse.Namespace) -> int:
 
 
 def _center_user(args: argparse.Namespace) -> int:
-    from parkwatch.center.users import user_add_command
+    from parkwatch.center.users import user_command
 
-    return user_add_command(args.config, args.name, args.role)
+    return user_command(args.action, args.config, getattr(args, "name", None),
+                        getattr(args, "role", None))
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -286,18 +287,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "its secret files are readable), without connecting: exit 0 or 2")
     p.set_defaults(func=_center)
 
-    p = sub.add_parser("center-user", help="add a user of the command center's web console",
-                       description="Add a console user to the center's database. The password "
-                       "is asked on the terminal, or read from the first line of stdin.")
+    p = sub.add_parser("center-user", help="manage the users of the command center's web "
+                       "console", description="Add, change, remove or list console users in "
+                       "the center's database. A password is asked on the terminal, or read "
+                       "from the first line of stdin.")
     usub = p.add_subparsers(dest="action", required=True)
+    config_help = "center config YAML (default %(default)s)"
     pa = usub.add_parser("add", help="add a user")
     pa.add_argument("name", help="the user's name (shown as the author of their commands and "
                     "sent as `by` in their acknowledgements)")
     pa.add_argument("--role", required=True, choices=["operator", "viewer"],
                     help="operator: may acknowledge; viewer: reads only")
-    pa.add_argument("--config", "-c", default="/etc/parkwatch/center.yaml",
-                    help="center config YAML (default %(default)s)")
-    pa.set_defaults(func=_center_user)
+    pp = usub.add_parser("passwd", help="give a user a new password; their logins end")
+    pp.add_argument("name")
+    pr = usub.add_parser("remove", help="remove a user; their logins end, their recorded "
+                         "commands stay")
+    pr.add_argument("name")
+    pl = usub.add_parser("list", help="list the users, their roles and open logins")
+    for q in (pa, pp, pr, pl):
+        q.add_argument("--config", "-c", default="/etc/parkwatch/center.yaml", help=config_help)
+        q.set_defaults(func=_center_user)
 
     p = sub.add_parser("sim", help="play simulated devices of a park config against its brokers")
     p.add_argument("--config", "-c", required=True, help="park config YAML")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +45,7 @@ from parkwatch.center.web.live import Hub
 from parkwatch.center.web.parkview import park_view
 from parkwatch.center.web.reports import Reports
 from parkwatch.center.web.session import COOKIE, Session, Signer, csrf_ok
+from parkwatch.center.web.throttle import LoginThrottle
 
 log = logging.getLogger("parkwatch.center")
 HERE = Path(__file__).resolve().parent
@@ -59,6 +62,7 @@ class Console:
         self.ingest = ingest
         self.hub = hub
         self.signer = signer
+        self.throttle = LoginThrottle()
         self.health = health
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["when"] = B.local_time
@@ -93,9 +97,12 @@ class Console:
         return response
 
     async def _user(self, s: Session) -> dict[str, Any] | None:
-        if s.user is None:
+        """The logged-in user, ``{"name", "role"}``: the session is in the database and not
+        older than a login lasts."""
+        if s.sid is None:
             return None
-        return await run_in_threadpool(self.store.user, s.user)
+        return await run_in_threadpool(self.store.session_user, s.sid,
+                                       time.time() - self.signer.max_age_s)
 
     def _page(self, request: Request, template: str, s: Session, user: dict[str, Any] | None,
               status: int = 200, **ctx: Any) -> Response:
@@ -129,15 +136,25 @@ class Console:
         if new or not csrf_ok(s, form.get("csrf")):
             return self._with_cookie(self._refuse_csrf(request, s, None), s)
         name, password = form.get("user", "").strip(), form.get("password", "")
+        address = request.client.host if request.client else "?"
+        wait = self.throttle.wait_s(name, address)
+        if wait > 0:  # the password is not even checked
+            return self._page(request, "login.html", s, None, status=429, name=name,
+                              error=text(s.lang, "login_throttled").format(
+                                  minutes=max(1, math.ceil(wait / 60))))
         user = await run_in_threadpool(check_password, self.store, name, password)
         if user is None:
-            log.warning("console: failed login for %r from %s", name[:64],
-                        request.client.host if request.client else "?")
+            self.throttle.failed(name, address)
+            log.warning("console: failed login for %r from %s", name[:64], address)
             return self._page(request, "login.html", s, None, status=401,
                               error=text(s.lang, "login_failed"), name=name)
+        self.throttle.succeeded(name)
         fresh = self.signer.new(s.lang)  # a new session (and token) at login
-        fresh.user = user["name"]
-        log.info("console: %s logged in (%s)", user["name"], user["role"])
+        fresh.sid = secrets.token_urlsafe(32)
+        now = time.time()
+        await run_in_threadpool(self.store.open_session, fresh.sid, user["name"], now,
+                                now - self.signer.max_age_s)
+        log.info("console: %s logged in (%s) from %s", user["name"], user["role"], address)
         return self._with_cookie(RedirectResponse("/", status_code=303), fresh)
 
     async def logout(self, request: Request) -> Response:
@@ -145,6 +162,8 @@ class Console:
         form = await self._form(request)
         if not csrf_ok(s, form.get("csrf")):
             return self._refuse_csrf(request, s, await self._user(s))
+        if s.sid is not None:  # ended in the database: a copy of the cookie is worth nothing
+            await run_in_threadpool(self.store.end_session, s.sid)
         return self._with_cookie(RedirectResponse("/login", status_code=303),
                                  self.signer.new(s.lang))
 

@@ -27,6 +27,7 @@ _ZH: dict[str, str] = {
     "not_found": "没有这个报警",
     "login": "登录", "logout": "退出", "user": "用户名", "password": "密码",
     "login_failed": "用户名或密码不对，请重试。",
+    "login_throttled": "登录失败次数过多，请 {minutes} 分钟后再试。",
     "csrf_failed": "表单已过期或来源不明（缺少或错误的 CSRF 令牌），操作未执行。请刷新页面后重试。",
     "forbidden_role": "只有值班员（operator）可以确认报警；你的账号只能查看。",
     "broker_down": "与中心消息服务器的连接断开，命令未发送，请稍后重试。",
@@ -84,6 +85,7 @@ _EN: dict[str, str] = {
     "not_found": "No such alarm",
     "login": "Log in", "logout": "Log out", "user": "User", "password": "Password",
     "login_failed": "Wrong user name or password; try again.",
+    "login_throttled": "Too many failed logins; try again in {minutes} minutes.",
     "csrf_failed": "This form has expired or did not come from this console (missing or wrong "
                    "CSRF token); nothing was done. Reload the page and try again.",
     "forbidden_role": "Only operators may acknowledge; your account can only view.",

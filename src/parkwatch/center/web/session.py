@@ -1,10 +1,14 @@
 """Login sessions in a signed cookie, and the CSRF token every form carries.
 
-The cookie holds ``{"u": user or null, "c": csrf token, "l": language, "t": issued}`` as
-base64 JSON with an HMAC-SHA256 of it under the center's session key: the browser can read it
-but not change it.  It is HttpOnly (no script reads it) and SameSite=Lax (another site's form
-does not carry it), and the CSRF token it holds must come back with every state-changing
-request, in the form (``csrf``) or the ``X-CSRF-Token`` header.
+The cookie holds ``{"s": session id or null, "c": csrf token, "l": language, "t": issued}``
+as base64 JSON with an HMAC-SHA256 of it under the center's session key: the browser can read
+it but not change it.  Who is logged in is the center's to say: the session id names a row of
+its database (:mod:`parkwatch.center.sqlaccounts`), which logging out, a new password or the
+user's removal deletes, so a copy of the cookie is worth nothing after that.
+
+The cookie is HttpOnly (no script reads it) and SameSite=Lax (another site's form does not
+carry it), and the CSRF token it holds must come back with every state-changing request, in
+the form (``csrf``) or the ``X-CSRF-Token`` header.
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ COOKIE = "parkwatch_center"
 
 @dataclass
 class Session:
-    user: str | None
+    sid: str | None  # the login's id in the database; None: not logged in
     csrf: str
     lang: str
     issued: float
 
     def dump(self) -> dict[str, Any]:
-        return {"u": self.user, "c": self.csrf, "l": self.lang, "t": self.issued}
+        return {"s": self.sid, "c": self.csrf, "l": self.lang, "t": self.issued}
 
 
 def session_key(http: HttpConfig) -> bytes:
@@ -78,7 +82,9 @@ class Signer:
             return None
         try:
             d = json.loads(base64.urlsafe_b64decode(body))
-            s = Session(d["u"], str(d["c"]), str(d["l"]), float(d["t"]))
+            sid = d["s"]
+            s = Session(sid if isinstance(sid, str) else None, str(d["c"]), str(d["l"]),
+                        float(d["t"]))
         except (ValueError, KeyError, TypeError):
             return None
         if time.time() - s.issued > self.max_age_s:
