@@ -36,8 +36,8 @@ MAX_EXPOSURE = 1.1
 
 # [Service] keys that say how the service runs rather than what it may do; every other key of
 # [Service] is a hardening setting and must be explained in docs/center.md's table.
-OPERATIONAL = {"Type", "ExecStartPre", "ExecStart", "Restart", "RestartSec",
-               "RestartPreventExitStatus", "TimeoutStartSec", "TimeoutStopSec"}
+OPERATIONAL = {"Type", "NotifyAccess", "ExecStartPre", "ExecStart", "Restart", "RestartSec",
+               "RestartPreventExitStatus", "TimeoutStartSec", "TimeoutStopSec", "WatchdogSec"}
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
@@ -121,7 +121,8 @@ def test_every_exposure_systemd_analyze_reports_is_explained_in_the_hardening_ta
 
 
 def test_the_unit_has_the_settings_a_center_needs():
-    assert value("Type") in ("exec", "simple")  # the center does not send READY=1
+    assert value("Type") == "notify" and value("NotifyAccess") == "main"  # not the receiver
+    assert 10 <= int(value("WatchdogSec").removesuffix("s")) <= 120
     assert value("Restart") == "on-failure"
     assert value("RestartPreventExitStatus") == "2"  # parkwatch.center.main.EXIT_CONFIG
     assert values("StartLimitIntervalSec", "Unit") and values("StartLimitBurst", "Unit")

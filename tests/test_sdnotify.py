@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from conftest import lora_park, wait_until, write_yaml
-from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
+from parkwatch.sdnotify import Notifier, watchdog_timeout
 
 
 class NotifySocket:

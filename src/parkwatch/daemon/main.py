@@ -11,10 +11,10 @@ from types import FrameType
 
 from parkwatch.config import ConfigError
 from parkwatch.daemon.memory import fixed_mmap_threshold, one_malloc_arena, settle_heap
-from parkwatch.daemon.sdnotify import Notifier, watchdog_timeout
 from parkwatch.daemon.supervisor import Supervisor
 from parkwatch.logsetup import setup_logging
 from parkwatch.schema import load_config
+from parkwatch.sdnotify import Notifier, watchdog_timeout
 from parkwatch.statedir import private_dir
 
 log = logging.getLogger("parkwatch")

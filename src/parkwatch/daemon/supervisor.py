@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parkwatch.daemon.sdnotify import Notifier
+from parkwatch.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from parkwatch.daemon.app import Daemon

@@ -32,10 +32,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "parkwatch.commandsig": (),
     # the command center is a sibling of the daemon that depends on the contract only: the
     # config models (its own config: the strict base, broker settings, the YAML loader), the
-    # MQTT link, logging and counting refusals, and the signed command format (the ack it
-    # publishes); nothing of the gateway's rules, alarms, drivers or daemon
+    # MQTT link, logging and counting refusals, the signed command format (the ack it
+    # publishes) and systemd's notifications; nothing of the gateway's rules, alarms, drivers
+    # or daemon
     "parkwatch.center": ("parkwatch", "parkwatch.config", "parkwatch.mqttlink",
-                         "parkwatch.rejections", "parkwatch.logsetup", "parkwatch.commandsig"),
+                         "parkwatch.rejections", "parkwatch.logsetup", "parkwatch.commandsig",
+                         "parkwatch.sdnotify"),
 }
 
 

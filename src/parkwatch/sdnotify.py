@@ -3,7 +3,8 @@ Unix socket named by ``$NOTIFY_SOCKET``.
 
 It is a few lines over a datagram socket, so it is written here rather than taken as a
 dependency.  Outside systemd (no ``$NOTIFY_SOCKET``) every call is a no-op.  A failed send is
-logged once and never raised: telling systemd how we are must not take the daemon down.
+logged once and never raised: telling systemd how we are must not take the service down.
+The daemon and the command center both use it.
 """
 
 from __future__ import annotations
