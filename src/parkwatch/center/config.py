@@ -60,6 +60,16 @@ class HttpConfig(Strict):
                           "user can switch")
 
 
+class CommandsConfig(Strict):
+    """The commands the console sends to the gateways."""
+
+    signing_keys_dir: ConfigPath | None = Field(
+        None, description="a directory of the operators' Ed25519 private keys, one PEM file "
+        "per console user named <user>.key (parkwatch keygen): an operator with a key file "
+        "signs their acknowledgements, as gateways with alarms.require_signed_commands "
+        "require; null: every ack is the plain one")
+
+
 class CenterConfig(Strict):
     """One command-center instance."""
 
@@ -79,6 +89,8 @@ class CenterConfig(Strict):
                                  description="how events are taken and written")
     http: HttpConfig = Field(default_factory=HttpConfig,
                              description="the web console, /healthz and /metrics")
+    commands: CommandsConfig = Field(default_factory=CommandsConfig,
+                                     description="the commands the console sends")
 
     @property
     def client_id(self) -> str:
@@ -94,10 +106,15 @@ class CenterConfig(Strict):
 
 
 def _cross_check(cfg: CenterConfig) -> list[tuple[Loc, str]]:
+    out: list[tuple[Loc, str]] = []
     problem = cfg.http.secret.secret_problem() if cfg.http.enabled else None
-    if problem is None:
-        return []
-    return [(("http", "secret", problem[0]), problem[1])]
+    if problem is not None:
+        out.append((("http", "secret", problem[0]), problem[1]))
+    keys = cfg.commands.signing_keys_dir
+    if keys is not None and not keys.is_dir():
+        out.append((("commands", "signing_keys_dir"), f"签名密钥目录不存在或不是目录 "
+                    f"(not a directory): {keys}"))
+    return out
 
 
 SCHEMA: Schema[CenterConfig] = Schema(CenterConfig, _cross_check)

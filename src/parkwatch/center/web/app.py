@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from parkwatch.center.acksigning import AckSigner
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.ingest import Ingest
 from parkwatch.center.store import CenterStore
@@ -63,6 +64,7 @@ class Console:
         self.hub = hub
         self.signer = signer
         self.throttle = LoginThrottle()
+        self.ack_signer = AckSigner(cfg.commands.signing_keys_dir)
         self.health = health
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["when"] = B.local_time
@@ -259,14 +261,19 @@ class Console:
             return self._page(request, "message.html", s, user, status=503,
                               message=text(s.lang, "broker_down"))
         park, note = alarm["park"], form.get("note", "").strip()[:500] or None
+        try:
+            payload, signed = self.ack_signer.payload(park, alarm_id, user["name"], note)
+        except ValueError as exc:  # a key file that is there but unusable: nothing is sent
+            log.error("console: %s's acknowledgement of %s not sent: their signing key "
+                      "cannot be used (%s)", user["name"], alarm_id, exc)
+            return self._page(request, "message.html", s, user, status=503,
+                              message=text(s.lang, "signing_failed"))
         await run_in_threadpool(self.store.record_command, uuid.uuid4().hex, park, alarm_id,
                                 "ack", user["name"], note, time.time())
-        payload = json.dumps({"alarm_id": alarm_id, "by": user["name"], "note": note},
-                             ensure_ascii=False).encode()
         self.ingest.commands.publish(f"{self.cfg.topic_prefix}/{park}/commands/ack", payload,
-                                 qos=1)
-        log.info("console: %s acknowledged %s of park %s (command sent)", user["name"],
-                 alarm_id, park)
+                                     qos=1)
+        log.info("console: %s acknowledged %s of park %s (%s command sent)", user["name"],
+                 alarm_id, park, "signed" if signed else "plain")
         return RedirectResponse(f"/alarms/{alarm_id}?sent=1", status_code=303)
 
     # --- marking a false alarm ---------------------------------------------------------------
