@@ -319,6 +319,7 @@ def test_the_park_view_shows_places_tenants_sensors_and_open_alarms(
         # a sensor whose alarm has closed still shows, with its latest state; not as open
         closed_place = page[page.index('data-building="B10"'):]
         assert 'data-sensor="B10-LC1"' in closed_place and "已关闭" in closed_place
+        assert "称重传感器" in closed_place and "load_cell" not in closed_place  # in Chinese
         assert "<li" not in closed_place and "bolt" in closed_place
         assert c.get("/parks/nowhere").status == 404
     finally:

@@ -28,6 +28,8 @@ _ZH: dict[str, str] = {
     "login": "登录", "logout": "退出", "user": "用户名", "password": "密码",
     "login_failed": "用户名或密码不对，请重试。",
     "login_throttled": "登录失败次数过多，请 {minutes} 分钟后再试。",
+    "sensor_kind_load_cell": "称重传感器", "sensor_kind_fire_button": "一键报警按钮",
+    "sensor_kind_water_level": "水位计",
     "signing_failed": "您的签名密钥无法使用，确认指令未发送。请联系管理员（中心日志里有原因）。",
     "csrf_failed": "表单已过期或来源不明（缺少或错误的 CSRF 令牌），操作未执行。请刷新页面后重试。",
     "forbidden_role": "只有值班员（operator）可以确认报警；你的账号只能查看。",
@@ -87,6 +89,8 @@ _EN: dict[str, str] = {
     "login": "Log in", "logout": "Log out", "user": "User", "password": "Password",
     "login_failed": "Wrong user name or password; try again.",
     "login_throttled": "Too many failed logins; try again in {minutes} minutes.",
+    "sensor_kind_load_cell": "load cell", "sensor_kind_fire_button": "fire alarm button",
+    "sensor_kind_water_level": "water level gauge",
     "signing_failed": "Your signing key cannot be used; the acknowledgement was not sent. Ask the administrator (the center's log says why).",
     "csrf_failed": "This form has expired or did not come from this console (missing or wrong "
                    "CSRF token); nothing was done. Reload the page and try again.",
