@@ -167,6 +167,7 @@ def test_a_killed_receiver_process_is_started_again_and_loses_nothing(
             gw.publish(event("xinqiao", a, 2, "acknowledged", acked_by="王工"))
         wait_until(lambda: center.ingest.figures.stored == 30, 30, "every event, once")
         assert center.ingest.restarts == 1 and center.ingest.receiver_pid != pid
+        assert center.health()["receiver_restarts"] == 1
         wait_until(lambda: center.health()["status"] == "ok", what="healthy again")
         assert all(center.store.alarm(a) is not None for a in after)
         assert {center.store.alarm(a)["seq"] for a in before} == {2}  # type: ignore[index]

@@ -81,6 +81,7 @@ def test_failed_logins_are_throttled_per_name_and_the_right_password_waits_too(
     r = c.login("王工")  # the right password, now refused without being checked
     assert r.status == 429 and "登录失败次数过多" in r.body and "15 分钟" in r.body
     assert Client(port_of(console)).login("viewer").status == 303  # another name: not held
+    assert "parkwatch_center_login_failures_total 5.0" in c.get("/metrics").body
 
 
 def test_the_throttle_forgets_failures_that_left_the_window() -> None:

@@ -73,7 +73,8 @@ class CenterService:
                 "database_up": database_up, "broker_connected": broker_up,
                 "instance": self.cfg.instance, "schema_version": self.schema_version,
                 "stored": f.stored, "duplicates": f.duplicates, "lag_s": round(f.lag_s, 3),
-                "rejected": dict(self.ingest.rejections.total)}
+                "rejected": dict(self.ingest.rejections.total),
+                "receiver_restarts": self.ingest.restarts}
 
 
 def _safe(url: str) -> str:

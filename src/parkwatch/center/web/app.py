@@ -68,7 +68,8 @@ class Console:
         self.health = health
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["when"] = B.local_time
-        self.registry = metrics_registry(CenterCollector(ingest, store, lambda: hub.listeners))
+        self.registry = metrics_registry(CenterCollector(
+            ingest, store, lambda: hub.listeners, lambda: self.throttle.failures))
         self.app = Starlette(routes=[
             Route("/", self.board_page),
             Route("/login", self.login_page, methods=["GET"]),

@@ -3,7 +3,7 @@
 /healthz is 200 with ``"status": "ok"`` or 503 with the reasons (broker disconnected,
 database unavailable, ingest stopped).  /metrics is the Prometheus text format: events
 stored, duplicates ignored, refusals by reason, the lag behind the broker, database and
-broker up, the console's open live streams.
+broker up, the console's open live streams, receiver restarts and failed logins.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from parkwatch.center.store import CenterStore
 class CenterCollector(Collector):
     """Reads the ingest's figures when scraped (nothing is counted twice)."""
 
-    def __init__(self, ingest: Ingest, store: CenterStore, streams: Callable[[], int]) -> None:
+    def __init__(self, ingest: Ingest, store: CenterStore, streams: Callable[[], int],
+                 failed_logins: Callable[[], int] = lambda: 0) -> None:
         self.ingest = ingest
         self.store = store
         self.streams = streams
+        self.failed_logins = failed_logins
 
     def collect(self) -> Iterator[Metric]:
         f = self.ingest.figures
@@ -53,6 +55,12 @@ class CenterCollector(Collector):
                                 and self.ingest.commands.connected.is_set() else 0.0)
         yield GaugeMetricFamily("parkwatch_center_console_streams",
                                 "browsers following the live board", value=self.streams())
+        yield CounterMetricFamily("parkwatch_center_receiver_restarts",
+                                  "receiver processes started again after one ended",
+                                  value=self.ingest.restarts)
+        yield CounterMetricFamily("parkwatch_center_login_failures",
+                                  "console logins refused: a wrong name or password",
+                                  value=self.failed_logins())
 
 
 def metrics_registry(collector: CenterCollector) -> CollectorRegistry:

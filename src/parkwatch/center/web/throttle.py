@@ -31,6 +31,7 @@ class LoginThrottle:
         self.window_s = window_s
         self.clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self.failures = 0  # every failed login since the start (/metrics)
 
     def wait_s(self, name: str, address: str) -> float:
         """Seconds until a login as ``name`` from ``address`` may be tried (0: now)."""
@@ -43,6 +44,7 @@ class LoginThrottle:
         return wait
 
     def failed(self, name: str, address: str) -> None:
+        self.failures += 1
         now = self.clock()
         for key in (("name", name), ("address", address)):
             times = self._recent(key, now)
