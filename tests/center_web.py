@@ -79,11 +79,13 @@ class Client:
     def __init__(self, port: int) -> None:
         self.port = port
         self.cookies: dict[str, str] = {}
+        #: sent with every request (e.g. the X-Forwarded-For a reverse proxy would add)
+        self.headers: dict[str, str] = {}
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None) -> Reply:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        hdrs = dict(headers or {})
+        hdrs = {**self.headers, **(headers or {})}
         body = None
         if form is not None:
             body = urlencode(form).encode()

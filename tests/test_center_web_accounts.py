@@ -8,10 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 from center_web import PASSWORDS, Client, console  # noqa: F401  (console: the fixture)
 from conftest import REPO
+from parkwatch.center.config import load_center_config
 from parkwatch.center.service import CenterService
 from parkwatch.center.web.throttle import LoginThrottle
+from parkwatch.config import ConfigError
+from parkwatch.devtools.localbroker import LocalMosquitto
+from test_center_ingest import center_yaml
 
 
 def port_of(center: CenterService) -> int:
@@ -73,15 +80,23 @@ def test_a_new_password_and_a_removed_user_end_every_login(console: CenterServic
     assert short.returncode == 1 and "至少" in short.stderr
 
 
-def test_failed_logins_are_throttled_per_name_and_the_right_password_waits_too(
+def test_failed_logins_are_throttled_and_the_right_password_waits_too(
         console: CenterService) -> None:
-    c = Client(port_of(console))
+    """Behind the (trusted, loopback) reverse proxy each client is the address its
+    X-Forwarded-For names: a guesser at 10.0.0.66 holds back only themselves, never the
+    operator at the command center's desk."""
+    guesser, desk = Client(port_of(console)), Client(port_of(console))
+    guesser.headers = {"X-Forwarded-For": "10.0.0.66"}
+    desk.headers = {"X-Forwarded-For": "10.0.0.7"}
     for _ in range(5):
-        assert c.login("王工", "a-wrong-guess").status == 401
-    r = c.login("王工")  # the right password, now refused without being checked
+        assert guesser.login("王工", "a-wrong-guess").status == 401
+    r = guesser.login("王工")  # the right password, now refused without being checked
     assert r.status == 429 and "登录失败次数过多" in r.body and "15 分钟" in r.body
-    assert Client(port_of(console)).login("viewer").status == 303  # another name: not held
-    assert "parkwatch_center_login_failures_total 5.0" in c.get("/metrics").body
+    assert desk.login("王工").status == 303  # the operator at their desk: not held
+    assert "parkwatch_center_login_failures_total 5.0" in desk.get("/metrics").body
+    for k in range(15):  # the guesser's address, whatever name it tries
+        assert guesser.login(f"name-{k}", "a-wrong-guess").status == 401
+    assert guesser.login("viewer").status == 429
 
 
 def test_the_throttle_forgets_failures_that_left_the_window() -> None:
@@ -90,14 +105,27 @@ def test_the_throttle_forgets_failures_that_left_the_window() -> None:
     for _ in range(3):
         t.failed("王工", "10.0.0.7")
     assert t.wait_s("王工", "10.0.0.7") == 60.0
+    assert t.wait_s("王工", "10.0.0.9") == 0.0  # the same name from elsewhere: free
     assert t.wait_s("viewer", "10.0.0.8") == 0.0
     now[0] += 30
-    assert t.wait_s("王工", "10.0.0.9") == 30.0  # another address: the name still waits
+    assert t.wait_s("王工", "10.0.0.7") == 30.0
     t.failed("李工", "10.0.0.7")
     t.failed("赵工", "10.0.0.7")  # the address's fifth failure
     assert t.wait_s("viewer", "10.0.0.7") == 30.0
     now[0] += 30.5
     assert t.wait_s("王工", "10.0.0.7") == 0.0
     t.failed("王工", "10.0.0.7")
-    t.succeeded("王工")
-    assert t.wait_s("王工", "10.0.0.6") == 0.0
+    t.succeeded("王工", "10.0.0.7")
+    assert t.wait_s("王工", "10.0.0.7") == 0.0
+
+
+def test_a_trusted_proxy_that_is_no_address_is_a_config_error(
+        broker: LocalMosquitto, tmp_path: Path) -> None:
+    path = center_yaml(tmp_path / "center.yaml", broker, f"sqlite:///{tmp_path / 'c.db'}", "p")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["http"]["trusted_proxies"] = ["10.0.0.0/8", "proxy.example.cn"]
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_center_config(path)
+    text = "\n".join(str(p) for p in info.value.problems)
+    assert "http.trusted_proxies" in text and "proxy.example.cn" in text and "center.yaml:" in text

@@ -4,6 +4,7 @@ with file, line and key path."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,15 @@ from parkwatch.config.loader import Schema, load_config
 from parkwatch.config.yamlsource import Loc
 
 DEFAULT_CONFIG = Path("/etc/parkwatch/center.yaml")
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"不是 IP 地址或网段 (not an IP address or network): {value!r}") \
+            from None
+    return value
 
 
 class IngestConfig(Strict):
@@ -55,9 +65,18 @@ class HttpConfig(Strict):
     stale_after_s: float = Field(180.0, gt=0, description="a gateway whose last status is "
                                  "older than this shows as stale (3 × the gateways' "
                                  "gateway.status_interval_s is a good value)")
+    trusted_proxies: list[str] = Field(
+        ["127.0.0.1", "::1"], description="addresses or networks (10.0.0.0/8) of the reverse "
+        "proxies in front of the console: their X-Forwarded-For names the client, whom the "
+        "failed-login limits and the log then see; [] trusts none")
     language: str = Field("zh-CN", pattern=r"^(zh-CN|en)$",
                           description="the console's default language (zh-CN or en); each "
                           "user can switch")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        return [_network(x) for x in v]
 
 
 class CommandsConfig(Strict):

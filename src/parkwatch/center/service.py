@@ -39,7 +39,8 @@ class CenterService:
         signer = Signer(session_key(self.cfg.http), self.cfg.http.session_max_age_s,
                         self.cfg.http.language)
         console = Console(self.cfg, self.store, self.ingest, hub, signer, self.health)
-        return WebServer(console, self.cfg.http.listen, self.cfg.http.port)
+        return WebServer(console, self.cfg.http.listen, self.cfg.http.port,
+                         self.cfg.http.trusted_proxies)
 
     def start(self) -> None:
         if self.web is not None:

@@ -151,7 +151,7 @@ class Console:
             log.warning("console: failed login for %r from %s", name[:64], address)
             return self._page(request, "login.html", s, None, status=401,
                               error=text(s.lang, "login_failed"), name=name)
-        self.throttle.succeeded(name)
+        self.throttle.succeeded(name, address)
         fresh = self.signer.new(s.lang)  # a new session (and token) at login
         fresh.sid = secrets.token_urlsafe(32)
         now = time.time()

@@ -19,13 +19,18 @@ log = logging.getLogger("parkwatch.center")
 
 
 class WebServer:
-    def __init__(self, console: Console, host: str, port: int) -> None:
+    def __init__(self, console: Console, host: str, port: int,
+                 trusted_proxies: list[str] | None = None) -> None:
         self.console = console
         self.host = host
         self.port = port
+        # behind a trusted reverse proxy the client is the one its X-Forwarded-For names
+        # (uvicorn's ProxyHeadersMiddleware; any other peer's header is ignored)
         config = uvicorn.Config(console.app, log_level="warning", access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=2,
-                                proxy_headers=False, server_header=False)
+                                proxy_headers=bool(trusted_proxies),
+                                forwarded_allow_ips=list(trusted_proxies or []),
+                                server_header=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="parkwatch-center-web",
                                         daemon=True)
