@@ -159,6 +159,16 @@ def test_a_batch_of_new_alarms_changes_and_one_replayed_event_is_stored_right(
         (2, "acknowledged", ["t-acme"])
     assert {e["alarm_id"] for e in store.open_alarms()} == {old, fresh, other}  # none closed
 
+    # a raise that comes after its alarm's later event was stored, in a batch of its own
+    late = new_alarm_id(T0.timestamp())
+    l_raised, l_acked, _, _ = lifecycle(late)
+    assert store.store_events([l_acked], 4.0).__dict__ == {"stored": 1, "duplicates": 0}
+    assert store.store_events([l_raised, event(new_alarm_id(T0.timestamp()), 1)], 5.0) \
+        .__dict__ == {"stored": 2, "duplicates": 0}
+    late_state = store.alarm(late)
+    assert late_state is not None and late_state["seq"] == 2
+    assert [e["seq"] for e in late_state["events"]] == [1, 2]
+
 
 def test_a_batch_of_many_alarms_is_one_write(store: CenterStore) -> None:
     ids = [new_alarm_id(T0.timestamp()) for _ in range(300)]

@@ -59,13 +59,13 @@ class AccountsSql:
         name, pw, role = found[0]
         return {"name": name, "password_hash": pw, "role": role}
 
-    def users(self) -> list[dict[str, Any]]:
-        """Every user's ``{"name", "role", "created_at", "sessions"}`` (open sessions), by
-        name."""
+    def users(self, not_before: float = 0.0) -> list[dict[str, Any]]:
+        """Every user's ``{"name", "role", "created_at", "sessions"}`` (their logins created
+        at or after ``not_before``: not yet expired), by name."""
         found = self._read(lambda tx: tx.all(
             "SELECT u.name, u.role, u.created_at, COUNT(s.session_id) FROM users AS u "
-            "LEFT JOIN sessions AS s ON s.user_name = u.name "
-            "GROUP BY u.name, u.role, u.created_at ORDER BY u.name"))
+            "LEFT JOIN sessions AS s ON s.user_name = u.name AND s.created_at >= ? "
+            "GROUP BY u.name, u.role, u.created_at ORDER BY u.name", (not_before,)))
         return [{"name": n, "role": r, "created_at": c, "sessions": int(k)}
                 for n, r, c, k in found]
 

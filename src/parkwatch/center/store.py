@@ -102,8 +102,9 @@ class CenterStore(Protocol):
         """``{"name", "password_hash", "role"}``, None if unknown."""
         ...
 
-    def users(self) -> list[dict[str, Any]]:
-        """Every user's ``{"name", "role", "created_at", "sessions"}``, by name."""
+    def users(self, not_before: float = 0.0) -> list[dict[str, Any]]:
+        """Every user's ``{"name", "role", "created_at", "sessions"}`` (logins created at or
+        after ``not_before``), by name."""
         ...
 
     def remove_user(self, name: str) -> bool:

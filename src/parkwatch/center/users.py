@@ -96,7 +96,8 @@ def user_command(action: str, config: str, name: str | None = None, role: str | 
         print(f"parkwatch center-user: {exc}", file=sys.stderr)
         return 1
     try:
-        done, refused = _act(store, action, name or "", role or "", password)
+        done, refused = _act(store, action, name or "", role or "", password,
+                             time.time() - cfg.http.session_max_age_s)
     finally:
         store.close()
     if refused is not None:
@@ -106,8 +107,8 @@ def user_command(action: str, config: str, name: str | None = None, role: str | 
     return 0
 
 
-def _act(store: CenterStore, action: str, name: str, role: str,
-         password: str) -> tuple[str, str | None]:
+def _act(store: CenterStore, action: str, name: str, role: str, password: str,
+         live_since: float) -> tuple[str, str | None]:
     """(what was done, or the refusal) of one action."""
     if action == "add":
         refused = add_user(store, name, role, password)
@@ -125,7 +126,7 @@ def _act(store: CenterStore, action: str, name: str, role: str,
             return "", f"没有用户 {name} (no user {name})"
         return (f"已删除用户 {name}，其所有登录已结束；其操作记录保留 (user {name} removed, "
                 f"their logins ended; their recorded commands stay)"), None
-    users = store.users()
+    users = store.users(live_since)  # logins not expired yet
     if not users:
         return "还没有用户 (no users yet): parkwatch center-user add NAME --role operator", None
     rows = [f"{'用户 (user)':<24} {'角色 (role)':<14} 登录中 (logged in)"]
