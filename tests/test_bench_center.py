@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_a_short_run_stores_every_event_on_both_backends(tmp_path: Path) -> None:
     out = tmp_path / "center.json"
     run = subprocess.run([sys.executable, "benchmarks/center.py", "--parks", "5", "--alarms",
-                          "20", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
+                          "20", "--rounds", "1", "--out", str(out)], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     res = json.loads(out.read_text(encoding="utf-8"))
     assert res["benchmark"] == "center" and res["settings"]["events"] == 200

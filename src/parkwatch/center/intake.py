@@ -19,8 +19,7 @@ from typing import Any
 import orjson
 
 from parkwatch.center import rows as R
-from parkwatch.center.contract import classify, event_problem
-from parkwatch.center.storetypes import BadEvent
+from parkwatch.center.contract import Event, classify, decode_events
 from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.center")
@@ -76,8 +75,8 @@ class Decoder:
         self._kinds: dict[str, tuple[str, str]] = {}
 
     def __call__(self, packets: list[Publish], received_at: float) -> Decoded:
-        events: list[dict[str, Any]] = []
-        bodies: list[str] = []
+        payloads: list[bytes] = []
+        places: list[tuple[str, str]] = []  # (topic, park) of each payload
         statuses: list[tuple[str, dict[str, Any] | None]] = []
         mids: list[int] = []
         reject = self.rejections.reject
@@ -94,24 +93,28 @@ class Decoder:
                 continue
             if what == "alarms" and not payload:
                 continue  # a closed alarm's retained state removed: its events say so
-            try:
-                doc = orjson.loads(payload)
-            except (orjson.JSONDecodeError, RecursionError):
-                reject("bad_json", f"{topic}: {payload[:200]!r}")
-                continue
-            problem = event_problem(doc, park)
-            if problem is not None:
-                reject("bad_event", f"{topic}: {problem}")
-                continue
-            events.append(doc)
-            bodies.append(payload.decode())  # UTF-8: orjson refuses anything else
+            payloads.append(payload)
+            places.append((topic, park))
+        events: list[Event] = []
+        bodies: list[bytes] = []
+        for ev, payload, (topic, park) in zip(decode_events(payloads), payloads, places,
+                                              strict=True):
+            if isinstance(ev, tuple):
+                reason, why = ev
+                reject(reason, f"{topic}: {why}; {payload[:200]!r}")
+            elif ev.park != park:
+                reject("bad_event", f"{topic}: park {ev.park!r} published on park {park!r}'s "
+                                    f"topic")
+            else:
+                events.append(ev)
+                bodies.append(payload)
         if not events:
             return Decoded(None, 0, statuses, mids)
-        rows, events = self._rows(events, bodies, received_at)
         by_park: dict[str, int] = {}
-        for doc in events:
-            by_park[doc["park"]] = by_park.get(doc["park"], 0) + 1
-        return Decoded(rows, len(events), statuses, mids, by_park, _latest_change(events))
+        for ev in events:
+            by_park[ev.park] = by_park.get(ev.park, 0) + 1
+        return Decoded(R.batch(events, bodies, received_at), len(events), statuses, mids,
+                       by_park, _latest_change(events))
 
     def _kind(self, topic: str) -> tuple[str, str] | None:
         kind = self._kinds.get(topic)
@@ -131,31 +134,10 @@ class Decoder:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def _rows(self, events: list[dict[str, Any]], bodies: list[str],
-              received_at: float) -> tuple[R.Batch | None, list[dict[str, Any]]]:
-        """The rows of the events, and the events they hold: when one has a field the store
-        cannot take (a ``building`` that is not text...), each is tried alone and the refused
-        ones are counted."""
-        try:
-            return R.batch(events, received_at, bodies), events
-        except BadEvent:
-            pass
-        good: list[dict[str, Any]] = []
-        good_bodies: list[str] = []
-        for doc, body in zip(events, bodies, strict=True):
-            try:
-                R.batch([doc], received_at, [body])
-            except BadEvent as exc:
-                self.rejections.reject("bad_event", str(exc))
-                continue
-            good.append(doc)
-            good_bodies.append(body)
-        return (R.batch(good, received_at, good_bodies) if good else None), good
 
-
-def _latest_change(events: list[dict[str, Any]]) -> float:
+def _latest_change(events: list[Event]) -> float:
     """The latest `changed_at` of the events (RFC 3339 with milliseconds), as epoch seconds."""
-    latest = max(doc["changed_at"] for doc in events)  # the format sorts as text
+    latest = max(ev.changed_at for ev in events)  # the format sorts as text
     try:
         return datetime.fromisoformat(latest.replace("Z", "+00:00")).timestamp()
     except ValueError:

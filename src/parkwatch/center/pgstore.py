@@ -54,6 +54,7 @@ _KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10,
                               "tcp_user_timeout": 30_000}
 #: the errors that mean the connection (not the statement) failed
 _LOST = (psycopg.OperationalError, psycopg.InterfaceError)
+# (client_encoding UTF8 on every connection: the events' JSON is sent as the UTF-8 it came in)
 
 
 #: a batch's three tables and their columns
@@ -68,7 +69,11 @@ def _unnest(columns: Sequence[str]) -> str:
 
 
 def _arrays(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+    """One list per column; an event's JSON (UTF-8 bytes, see :func:`_copy`) as text."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [[v.decode() for v in col] if type(col[0]) is bytes else list(col)
+            for col in zip(*rows, strict=True)]
 
 
 EVENTS_SQL = (f"INSERT INTO events ({', '.join(R.EVENT_COLUMNS)}) {_unnest(R.EVENT_COLUMNS)} "
@@ -81,10 +86,15 @@ TENANTS_SQL = (f"INSERT INTO alarm_tenants (alarm_id, tenant) "
 def _copy(cur: psycopg.Cursor[Any], table: str, cols: Sequence[str],
           rows: list[tuple[Any, ...]]) -> None:
     """COPY in PostgreSQL's binary format: cheaper to make and to read than text (no number
-    printed and parsed again, no escaping of the JSON), for the client and the server."""
+    printed and parsed again, no escaping of the JSON), for the client and the server.
+
+    An event's JSON arrives as UTF-8 bytes and goes as they are: a text value's binary form
+    is its bytes in the client encoding (UTF-8 here), the same as a bytea's, so it is written
+    with psycopg's bytea dumper (PostgreSQL's ``textrecv`` still checks the encoding)."""
     if rows:
         with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([_TYPES[c] for c in cols])
+            copy.set_types(["bytea" if type(v) is bytes else _TYPES[c]
+                            for c, v in zip(cols, rows[0], strict=True)])
             for row in rows:
                 copy.write_row(row)
 
@@ -154,7 +164,8 @@ class _Link:
         try:
             self.conn = psycopg.connect(self.url, autocommit=True,
                                         connect_timeout=CONNECT_TIMEOUT_S,
-                                        application_name="parkwatch-center", **_KEEPALIVE)
+                                        application_name="parkwatch-center",
+                                        client_encoding="UTF8", **_KEEPALIVE)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"连不上 PostgreSQL (cannot reach PostgreSQL): "
                                    f"{str(exc).strip()}") from exc

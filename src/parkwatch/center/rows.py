@@ -7,13 +7,14 @@ seq in the batch; the database keeps whichever of that and the stored state has 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
+from parkwatch.center.contract import Event, event_from_dict
 from parkwatch.center.storetypes import BadEvent, TimeBound
 
 #: the event columns, in the order of :attr:`Batch.events` rows
@@ -71,16 +72,6 @@ def bound(value: TimeBound) -> float | None:
     return value.timestamp()
 
 
-def _text(event: dict[str, Any], key: str, required: bool = False) -> str | None:
-    value = event.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise BadEvent(f"告警事件的 {key} 缺失或不是文本 (event field {key!r} missing or not a "
-                       f"string): {str(event)[:200]}")
-    return value
-
-
 @dataclass
 class Batch:
     events: list[tuple[Any, ...]]  # EVENT_COLUMNS, one per distinct (alarm_id, seq)
@@ -93,61 +84,59 @@ class Batch:
     tenants_raised_here: int = 0  # how many of ``tenants`` belong to those alarms
 
 
-def batch(events: list[dict[str, Any]], received_at: float,
-          bodies: list[str] | None = None) -> Batch:
-    """Rows for ``events``; :class:`BadEvent` (and nothing stored) if one lacks a key field.
-    ``bodies``: each event's JSON text as it arrived (else each is serialised here)."""
+#: where an event's JSON is in an EVENT_COLUMNS row, and in an ALARM_COLUMNS row (``event``)
+EVENT_BODY = EVENT_COLUMNS.index("body")
+ALARM_BODY = ALARM_COLUMNS.index("event")
+
+
+def batch(events: list[Event], bodies: list[bytes], received_at: float) -> Batch:
+    """Rows for ``events`` (checked as they were decoded); ``bodies``: each event's JSON as
+    it arrived, UTF-8, stored as it is."""
     rows: dict[tuple[str, int], tuple[Any, ...]] = {}
-    top: dict[str, tuple[int, dict[str, Any], str, float | None]] = {}
+    top: dict[str, tuple[Event, bytes, float | None]] = {}
     tenants: dict[tuple[str, str], None] = {}
-    for i, ev in enumerate(events):
-        get: Callable[[str], Any] = ev.get
-        alarm_id, seq, park, kind = get("alarm_id"), get("seq"), get("park"), get("event")
-        if type(seq) is not int or seq < 1:  # a bool is no seq
-            raise BadEvent(f"告警事件的 seq 不是正整数 (event seq is not a positive integer): "
-                           f"{str(ev)[:200]}")
-        rule, severity = get("rule"), get("severity")
-        if not (type(alarm_id) is str and alarm_id and type(park) is str and park
-                and type(kind) is str and kind and type(rule) is str and rule
-                and type(severity) is str and severity):
-            for key in ("alarm_id", "park", "event", "rule", "severity"):
-                _text(ev, key, True)  # says which
-        if (alarm_id, seq) in rows:
+    for ev, body in zip(events, bodies, strict=True):
+        alarm_id, seq = key = ev.alarm_id, ev.seq
+        if key in rows:
             continue
-        body = bodies[i] if bodies is not None else orjson.dumps(ev).decode()
-        changed = epoch(get("changed_at"))
-        rows[(alarm_id, seq)] = (alarm_id, seq, park, kind, changed, received_at, body)
+        changed = epoch(ev.changed_at)
+        rows[key] = (alarm_id, seq, ev.park, ev.event, changed, received_at, body)
         known = top.get(alarm_id)
-        if known is None or known[0] < seq:
-            top[alarm_id] = (seq, ev, body, changed)
-        for t in get("tenants") or ():
-            if isinstance(t, str):
-                tenants[(alarm_id, t)] = None
+        if known is None or known[0].seq < seq:
+            top[alarm_id] = (ev, body, changed)
+        for t in ev.tenants:
+            tenants[(alarm_id, t)] = None
     raised = {alarm_id for alarm_id in top if (alarm_id, 1) in rows}
-    alarms = [_alarm_row(alarm_id, *top[alarm_id]) for alarm_id in top if alarm_id in raised]
-    alarms += [_alarm_row(alarm_id, *top[alarm_id]) for alarm_id in top
-               if alarm_id not in raised]
+    alarms = [_alarm_row(*top[alarm_id]) for alarm_id in top if alarm_id in raised]
+    alarms += [_alarm_row(*top[alarm_id]) for alarm_id in top if alarm_id not in raised]
     new_tenants = [t for t in tenants if t[0] in raised]
     return Batch(list(rows.values()), alarms, new_tenants + [t for t in tenants
                                                              if t[0] not in raised],
                  len(events) - len(rows), len(raised), len(new_tenants))
 
 
-def _alarm_row(alarm_id: str, seq: int, ev: dict[str, Any], body: str,
-               changed: float | None) -> tuple[Any, ...]:
-    get: Callable[[str], Any] = ev.get
-    texts = building, floor, zone, sensor_id, sensor_kind, acked_by = (
-        get("building"), get("floor"), get("zone"), get("sensor_id"), get("sensor_kind"),
-        get("acked_by"))
-    for value in texts:
-        if value is not None and not (type(value) is str and value):
-            for key in ("building", "floor", "zone", "sensor_id", "sensor_kind", "acked_by"):
-                _text(ev, key)  # says which
-    acked_at = get("acked_at")
-    return (alarm_id, ev["park"], building, floor, zone, sensor_id, sensor_kind, ev["rule"],
-            ev["severity"], bool(get("active")), bool(get("acknowledged")), bool(get("drill")),
-            epoch(get("raised_at")), changed, acked_by,
-            None if acked_at is None else epoch(acked_at), ev["event"], body, seq)
+def batch_of_dicts(docs: list[dict[str, Any]], received_at: float) -> Batch:
+    """Rows for events given as dicts; :class:`BadEvent` (and nothing stored) if one is not
+    an event of the contract."""
+    try:
+        events = [event_from_dict(doc) for doc in docs]
+    except msgspec.ValidationError as exc:
+        raise BadEvent(f"告警事件不符合约定 (not an alarm event of the contract): {exc}") from exc
+    return batch(events, [orjson.dumps(doc) for doc in docs], received_at)
+
+
+def _alarm_row(ev: Event, body: bytes, changed: float | None) -> tuple[Any, ...]:
+    acked_at = ev.acked_at
+    return (ev.alarm_id, ev.park, ev.building, ev.floor, ev.zone, ev.sensor_id,
+            ev.sensor_kind, ev.rule, ev.severity, ev.active, ev.acknowledged, ev.drill,
+            epoch(ev.raised_at), changed, ev.acked_by,
+            None if acked_at is None else epoch(acked_at), ev.event, body, ev.seq)
+
+
+def as_text(rows: list[tuple[Any, ...]], at: int) -> list[tuple[Any, ...]]:
+    """``rows`` with the JSON at column `at` as text, for a driver that takes text only as
+    ``str`` (sqlite3; psycopg's arrays)."""
+    return [(*row[:at], row[at].decode(), *row[at + 1:]) for row in rows]
 
 
 def upsert_alarm_sql(placeholders: str) -> str:

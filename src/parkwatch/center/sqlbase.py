@@ -104,7 +104,7 @@ class SqlStore(AccountsSql):
     # --- writes -----------------------------------------------------------------------------
 
     def store_events(self, events: list[dict[str, Any]], received_at: float) -> Stored:
-        return self.store_rows(R.batch(events, received_at), len(events))
+        return self.store_rows(R.batch_of_dicts(events, received_at), len(events))
 
     def store_rows(self, batch: R.Batch, offered: int) -> Stored:
         if not batch.events:

@@ -112,9 +112,9 @@ class SqliteStore(SqlStore):
             cols = R.EVENT_COLUMNS
             new = tx.many(f"INSERT INTO events ({', '.join(cols)}) VALUES "
                           f"({', '.join('?' * len(cols))}) ON CONFLICT DO NOTHING",
-                          batch.events)
+                          R.as_text(batch.events, R.EVENT_BODY))
             tx.many(R.upsert_alarm_sql(f"VALUES ({', '.join('?' * len(R.ALARM_COLUMNS))})"),
-                    batch.alarms)
+                    R.as_text(batch.alarms, R.ALARM_BODY))
             if batch.tenants:
                 tx.many("INSERT INTO alarm_tenants (alarm_id, tenant) VALUES (?, ?) "
                         "ON CONFLICT DO NOTHING", batch.tenants)
