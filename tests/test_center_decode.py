@@ -65,6 +65,8 @@ def test_a_payload_holding_two_events_is_refused_and_cannot_borrow_a_neighbours_
     ("building", 3, "$.building"),
     ("tenants", ["t-acme", 7], "$.tenants[1]"),
     ("changed_at", None, "$.changed_at"),
+    ("changed_at", "yesterday", "$.changed_at"),
+    ("raised_at", "2026-12-01T08:00:00.000", "$.raised_at"),  # no offset: which zone?
 ])
 def test_an_event_of_the_wrong_shape_is_refused_saying_which_field(field: str, value: Any,
                                                                     where: str) -> None:
@@ -78,6 +80,12 @@ def test_a_missing_required_field_is_named() -> None:
     del ev["rule"]
     (got,) = decode_events([payload(ev)])
     assert isinstance(got, tuple) and got[0] == "bad_event" and "rule" in got[1]
+
+
+def test_a_time_with_an_offset_is_the_same_instant_in_utc() -> None:
+    ev = {**event(new_alarm_id(T0.timestamp()), 1), "changed_at": "2026-12-01T16:00:00.250+08:00"}
+    (got,) = decode_events([payload(ev)])
+    assert isinstance(got, Event) and got.changed_at.timestamp() == T0.timestamp() + 0.25
 
 
 def test_fields_the_center_does_not_read_are_left_to_the_gateways_schema() -> None:

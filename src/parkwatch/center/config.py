@@ -35,7 +35,7 @@ class IngestConfig(Strict):
         "parkwatch-center", description="MQTT shared-subscription group of the instances that "
         "share the events ($share/<group>/...; Mosquitto 2, EMQX): each event goes to one of "
         "them; null: this instance takes every event itself")
-    batch_max: int = Field(500, ge=1, le=50_000, description="most events written in one "
+    batch_max: int = Field(2000, ge=1, le=50_000, description="most events written in one "
                            "transaction")
     retry_max_s: float = Field(10.0, gt=0, le=600, description="longest wait between attempts "
                                "to write while the database is down (events wait meanwhile)")

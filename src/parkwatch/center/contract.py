@@ -5,6 +5,7 @@ stray or broken publication is refused and counted, never stored half-understood
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -14,6 +15,8 @@ SCHEMA_ID = "parkwatch.alarm/1"
 ALARM_ID = "^[0-9A-HJKMNP-TV-Z]{26}$"
 #: an id or a name: text, not empty
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
+#: a time: RFC 3339 with its offset (the contract's are UTC, ``...Z``), parsed in C
+_Time = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 def filters(prefix: str, share_group: str | None) -> dict[str, str]:
@@ -53,8 +56,8 @@ class Event(msgspec.Struct, gc=False):
     park: _Text
     rule: _Text
     severity: _Text
-    changed_at: str
-    raised_at: str
+    changed_at: _Time
+    raised_at: _Time
     building: _Text | None = None
     floor: _Text | None = None
     zone: _Text | None = None
@@ -65,7 +68,7 @@ class Event(msgspec.Struct, gc=False):
     acknowledged: bool = False
     drill: bool = False
     acked_by: _Text | None = None
-    acked_at: str | None = None
+    acked_at: _Time | None = None
 
 
 _ONE = msgspec.json.Decoder(Event)

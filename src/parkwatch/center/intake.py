@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import marshal
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -136,9 +135,5 @@ class Decoder:
 
 
 def _latest_change(events: list[Event]) -> float:
-    """The latest `changed_at` of the events (RFC 3339 with milliseconds), as epoch seconds."""
-    latest = max(ev.changed_at for ev in events)  # the format sorts as text
-    try:
-        return datetime.fromisoformat(latest.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
+    """The latest `changed_at` of the events, as epoch seconds."""
+    return max(ev.changed_at for ev in events).timestamp()

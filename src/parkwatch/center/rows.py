@@ -8,7 +8,6 @@ seq in the batch; the database keeps whichever of that and the stored state has 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -28,40 +27,6 @@ SEVERITY_ORDER = ("critical", "warning", "info")
 SEVERITY_RANK_SQL = ("CASE severity "
                      + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY_ORDER))
                      + f" ELSE {len(SEVERITY_ORDER)} END")
-
-
-#: "YYYY-MM-DDTHH:MM:SS" → its whole seconds since 1970 (UTC): a burst's events share them
-_SECONDS: dict[str, int] = {}
-_SECONDS_MAX = 4096
-
-
-def epoch(value: Any) -> float | None:
-    """An RFC 3339 time of the contract (``2026-11-22T08:26:40.123Z``) in seconds since 1970;
-    None for null or a time that does not parse (the event is still stored: its JSON holds
-    the text)."""
-    if not isinstance(value, str):
-        return None
-    if len(value) == 24 and value[19] == "." and value[23] == "Z" and value[20:23].isdigit():
-        whole = _SECONDS.get(value[:19])  # the contract's own form: milliseconds, UTC
-        if whole is None:
-            parsed = _parse(value[:19])
-            if parsed is None:
-                return None
-            if len(_SECONDS) >= _SECONDS_MAX:
-                _SECONDS.clear()
-            whole = _SECONDS[value[:19]] = int(parsed)
-        return (whole * 1000 + int(value[20:23])) / 1000  # as datetime.timestamp() rounds
-    return _parse(value)
-
-
-def _parse(value: str) -> float | None:
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def bound(value: TimeBound) -> float | None:
@@ -93,13 +58,13 @@ def batch(events: list[Event], bodies: list[bytes], received_at: float) -> Batch
     """Rows for ``events`` (checked as they were decoded); ``bodies``: each event's JSON as
     it arrived, UTF-8, stored as it is."""
     rows: dict[tuple[str, int], tuple[Any, ...]] = {}
-    top: dict[str, tuple[Event, bytes, float | None]] = {}
+    top: dict[str, tuple[Event, bytes, float]] = {}
     tenants: dict[tuple[str, str], None] = {}
     for ev, body in zip(events, bodies, strict=True):
         alarm_id, seq = key = ev.alarm_id, ev.seq
         if key in rows:
             continue
-        changed = epoch(ev.changed_at)
+        changed = ev.changed_at.timestamp()
         rows[key] = (alarm_id, seq, ev.park, ev.event, changed, received_at, body)
         known = top.get(alarm_id)
         if known is None or known[0].seq < seq:
@@ -125,12 +90,12 @@ def batch_of_dicts(docs: list[dict[str, Any]], received_at: float) -> Batch:
     return batch(events, [orjson.dumps(doc) for doc in docs], received_at)
 
 
-def _alarm_row(ev: Event, body: bytes, changed: float | None) -> tuple[Any, ...]:
+def _alarm_row(ev: Event, body: bytes, changed: float) -> tuple[Any, ...]:
     acked_at = ev.acked_at
     return (ev.alarm_id, ev.park, ev.building, ev.floor, ev.zone, ev.sensor_id,
             ev.sensor_kind, ev.rule, ev.severity, ev.active, ev.acknowledged, ev.drill,
-            epoch(ev.raised_at), changed, ev.acked_by,
-            None if acked_at is None else epoch(acked_at), ev.event, body, ev.seq)
+            ev.raised_at.timestamp(), changed, ev.acked_by,
+            None if acked_at is None else acked_at.timestamp(), ev.event, body, ev.seq)
 
 
 def as_text(rows: list[tuple[Any, ...]], at: int) -> list[tuple[Any, ...]]:
