@@ -59,7 +59,7 @@ def test_a_new_password_and_a_removed_user_end_every_login(console: CenterServic
     assert first.login("王工").status == 303 and second.login("王工").status == 303
     listed = user_cli(console, "list")
     assert listed.returncode == 0, listed.stderr
-    assert any(line.split()[:3] == ["王工", "operator", "2"]
+    assert any(line.split()[:4] == ["王工", "operator", "*", "2"]  # scope *: every park
                for line in listed.stdout.splitlines())
 
     done = user_cli(console, "passwd", "王工", stdin="a-new-password\n")
@@ -129,3 +129,24 @@ def test_a_trusted_proxy_that_is_no_address_is_a_config_error(
         load_center_config(path)
     text = "\n".join(str(p) for p in info.value.problems)
     assert "http.trusted_proxies" in text and "proxy.example.cn" in text and "center.yaml:" in text
+
+
+def test_center_user_adds_the_ticket_roles_with_their_scope(console: CenterService) -> None:
+    pw = "a-long-password\n"
+    bad = user_cli(console, "add", "acme-safety", "--role", "tenant", "--park", "xinqiao",
+                   stdin=pw)
+    assert bad.returncode == 1 and "--tenant" in bad.stderr
+    assert console.store.user("acme-safety") is None
+    ok = user_cli(console, "add", "acme-safety", "--role", "tenant", "--park", "xinqiao",
+                  "--tenant", "t-acme", stdin=pw)
+    assert ok.returncode == 0, ok.stderr
+    lord = user_cli(console, "add", "房东陈", "--role", "landlord", "--park", "xinqiao",
+                    "--building", "B1", "--building", "B2", stdin=pw)
+    assert lord.returncode == 0, lord.stderr
+    tenant, landlord = console.store.user("acme-safety"), console.store.user("房东陈")
+    assert tenant is not None and (tenant["role"], tenant["park"], tenant["tenant"]) == \
+        ("tenant", "xinqiao", "t-acme")
+    assert landlord is not None and landlord["buildings"] == ["B1", "B2"]
+    listed = user_cli(console, "list").stdout
+    assert any(line.split()[:3] == ["acme-safety", "tenant", "xinqiao/t-acme"]
+               for line in listed.splitlines())

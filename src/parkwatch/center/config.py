@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -89,6 +89,37 @@ class CommandsConfig(Strict):
         "require; null: every ack is the plain one")
 
 
+class TicketsConfig(Strict):
+    """Hazard tickets (隐患整改): their deadlines and the escalation of overdue ones."""
+
+    deadline_hours: dict[Literal["general", "major"], float] = Field(
+        {"general": 168.0, "major": 72.0}, description="hours from a report to its deadline, "
+        "by grade: general (一般隐患) and major (重大隐患); whoever assigns a ticket may set "
+        "another deadline")
+    escalate_after_hours: list[float] = Field(
+        [0.0, 24.0, 48.0], min_length=1, max_length=3,
+        description="hours past the deadline at which an open ticket is escalated to the "
+        "responsible party, then the landlord, then the park's grid officers (inspectors)")
+    check_interval_s: float = Field(60.0, ge=1.0, le=3600.0, description="how often the "
+                                    "center looks for tickets to escalate")
+
+    @field_validator("deadline_hours")
+    @classmethod
+    def _both_grades(cls, v: dict[str, float]) -> dict[str, float]:
+        missing = {"general", "major"} - set(v)
+        if missing or any(h <= 0 for h in v.values()):
+            raise ValueError("需要 general 和 major 两级，且小时数为正 (both general and major, "
+                             "in positive hours)")
+        return v
+
+    @field_validator("escalate_after_hours")
+    @classmethod
+    def _rising(cls, v: list[float]) -> list[float]:
+        if any(h < 0 for h in v) or v != sorted(v):
+            raise ValueError("须从小到大且不为负 (rising, not negative)")
+        return v
+
+
 class CenterConfig(Strict):
     """One command-center instance."""
 
@@ -110,6 +141,8 @@ class CenterConfig(Strict):
                              description="the web console, /healthz and /metrics")
     commands: CommandsConfig = Field(default_factory=CommandsConfig,
                                      description="the commands the console sends")
+    tickets: TicketsConfig = Field(default_factory=TicketsConfig,
+                                   description="hazard tickets' deadlines and escalation")
 
     @property
     def client_id(self) -> str:

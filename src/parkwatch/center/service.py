@@ -1,5 +1,5 @@
-"""One command-center instance: its store (migrated on start) and its ingest, started and
-stopped in order, and what its health says."""
+"""One command-center instance: its store (migrated on start), its ingest and its watch over
+hazard tickets' deadlines, started and stopped in order, and what its health says."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from parkwatch import __version__
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.ingest import Ingest
+from parkwatch.center.overdue import OverdueWatch
 from parkwatch.center.store import CenterStore, open_store
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class CenterService:
         self.store = store if store is not None else open_store(cfg.database)
         self.schema_version = self.store.migrate()
         self.ingest = Ingest(cfg, self.store)
+        self.overdue = OverdueWatch(cfg.tickets, self.store)
         self.web: WebServer | None = None
         if cfg.http.enabled:
             self.web = self._console()
@@ -46,6 +48,7 @@ class CenterService:
         if self.web is not None:
             self.web.start()  # first: a port in use stops the start before anything runs
         self.ingest.start()
+        self.overdue.start()
         log.info("parkwatch center %s started: instance %s, database %s (schema %d), broker "
                  "%s:%d, events %s", __version__, self.cfg.instance, _safe(self.cfg.database),
                  self.schema_version, self.cfg.broker.host, self.cfg.broker.port,
@@ -54,6 +57,7 @@ class CenterService:
     def stop(self) -> None:
         if self.web is not None:
             self.web.stop()
+        self.overdue.stop()
         self.ingest.stop()
         self.store.close()
         log.info("parkwatch center stopped")

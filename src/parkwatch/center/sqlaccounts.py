@@ -23,14 +23,21 @@ class AccountsSql:
 
     # --- users ------------------------------------------------------------------------------
 
-    def add_user(self, name: str, password_hash: str, role: str, now: float) -> bool:
-        """A new user; False (nothing changed) when the name is taken."""
+    def add_user(self, name: str, password_hash: str, role: str, now: float, *,
+                 park: str | None = None, tenant: str | None = None,
+                 buildings: tuple[str, ...] = ()) -> bool:
+        """A new user; False (nothing changed) when the name is taken.  ``park``: the one park
+        of an inspector, landlord or tenant officer (None: every park); ``tenant``: a tenant
+        officer's tenant; ``buildings``: a landlord's buildings in ``park`` ("*": all)."""
 
         def add(tx: Tx) -> bool:
             if tx.all("SELECT 1 FROM users WHERE name = ?", (name,)):
                 return False
-            tx.run("INSERT INTO users (name, password_hash, role, created_at) "
-                   "VALUES (?, ?, ?, ?)", (name, password_hash, role, now))
+            tx.run("INSERT INTO users (name, password_hash, role, created_at, park, tenant) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (name, password_hash, role, now, park, tenant))
+            for building in dict.fromkeys(buildings):
+                tx.run("INSERT INTO user_buildings (user_name, park, building) "
+                       "VALUES (?, ?, ?)", (name, park, building))
             return True
 
         return self._write(add)
@@ -51,23 +58,32 @@ class AccountsSql:
         return self._write(change)
 
     def user(self, name: str) -> dict[str, Any] | None:
-        """``{"name", "password_hash", "role"}`` of a user, None if unknown."""
-        found = self._read(lambda tx: tx.all(
-            "SELECT name, password_hash, role FROM users WHERE name = ?", (name,)))
+        """``{"name", "password_hash", "role", "park", "tenant", "buildings"}`` of a user,
+        None if unknown."""
+
+        def read(tx: Tx) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            return (tx.all("SELECT name, password_hash, role, park, tenant FROM users "
+                           "WHERE name = ?", (name,)),
+                    tx.all("SELECT building FROM user_buildings WHERE user_name = ? "
+                           "ORDER BY building", (name,)))
+
+        found, buildings = self._read(read)
         if not found:
             return None
-        name, pw, role = found[0]
-        return {"name": name, "password_hash": pw, "role": role}
+        name, pw, role, park, tenant = found[0]
+        return {"name": name, "password_hash": pw, "role": role, "park": park,
+                "tenant": tenant, "buildings": [b for (b,) in buildings]}
 
     def users(self, not_before: float = 0.0) -> list[dict[str, Any]]:
         """Every user's ``{"name", "role", "created_at", "sessions"}`` (their logins created
         at or after ``not_before``: not yet expired), by name."""
         found = self._read(lambda tx: tx.all(
-            "SELECT u.name, u.role, u.created_at, COUNT(s.session_id) FROM users AS u "
-            "LEFT JOIN sessions AS s ON s.user_name = u.name AND s.created_at >= ? "
-            "GROUP BY u.name, u.role, u.created_at ORDER BY u.name", (not_before,)))
-        return [{"name": n, "role": r, "created_at": c, "sessions": int(k)}
-                for n, r, c, k in found]
+            "SELECT u.name, u.role, u.created_at, u.park, u.tenant, COUNT(s.session_id) "
+            "FROM users AS u LEFT JOIN sessions AS s ON s.user_name = u.name "
+            "AND s.created_at >= ? GROUP BY u.name, u.role, u.created_at, u.park, u.tenant "
+            "ORDER BY u.name", (not_before,)))
+        return [{"name": n, "role": r, "created_at": c, "park": p, "tenant": t,
+                 "sessions": int(k)} for n, r, c, p, t, k in found]
 
     def remove_user(self, name: str) -> bool:
         """The user and their sessions gone; False: unknown.  Their commands stay, with their
@@ -75,6 +91,7 @@ class AccountsSql:
 
         def remove(tx: Tx) -> bool:
             tx.run("DELETE FROM sessions WHERE user_name = ?", (name,))
+            tx.run("DELETE FROM user_buildings WHERE user_name = ?", (name,))
             return tx.run("DELETE FROM users WHERE name = ?", (name,)) > 0
 
         return self._write(remove)
@@ -93,15 +110,26 @@ class AccountsSql:
         self._write(open_)
 
     def session_user(self, session_id: str, not_before: float) -> dict[str, Any] | None:
-        """``{"name", "role"}`` of the session's user, None when the session is unknown,
-        ended, created before ``not_before`` (expired), or its user is gone."""
-        found = self._read(lambda tx: tx.all(
-            "SELECT u.name, u.role FROM sessions AS s JOIN users AS u ON u.name = s.user_name "
-            "WHERE s.session_id = ? AND s.created_at >= ?", (session_id, not_before)))
+        """``{"name", "role", "park", "tenant", "buildings"}`` of the session's user, None
+        when the session is unknown, ended, created before ``not_before`` (expired), or its
+        user is gone."""
+
+        def read(tx: Tx) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            found = tx.all(
+                "SELECT u.name, u.role, u.park, u.tenant FROM sessions AS s "
+                "JOIN users AS u ON u.name = s.user_name "
+                "WHERE s.session_id = ? AND s.created_at >= ?", (session_id, not_before))
+            if not found or found[0][1] != "landlord":
+                return found, []
+            return found, tx.all("SELECT building FROM user_buildings WHERE user_name = ? "
+                                 "ORDER BY building", (found[0][0],))
+
+        found, buildings = self._read(read)
         if not found:
             return None
-        name, role = found[0]
-        return {"name": name, "role": role}
+        name, role, park, tenant = found[0]
+        return {"name": name, "role": role, "park": park, "tenant": tenant,
+                "buildings": [b for (b,) in buildings]}
 
     def end_session(self, session_id: str) -> None:
         self._write(lambda tx: tx.run("DELETE FROM sessions WHERE session_id = ?",

@@ -9,8 +9,10 @@ sharing one database).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from parkwatch.center.photos import Photo
 from parkwatch.center.rows import Batch
 from parkwatch.center.storetypes import (
     BadEvent,
@@ -20,11 +22,41 @@ from parkwatch.center.storetypes import (
     StoreUnavailable,
     TimeBound,
 )
+from parkwatch.center.tickets import Actor
 
 __all__ = ["BadEvent", "CenterStore", "SchemaTooNew", "StoreError", "StoreUnavailable",
            "Stored", "TimeBound", "open_store"]
 
-class CenterStore(Protocol):
+class TicketStore(Protocol):
+    """Hazard tickets (:mod:`parkwatch.center.sqltickets`; the rules:
+    :mod:`parkwatch.center.tickets`)."""
+
+    def open_ticket(self, fields: dict[str, Any], actor: Actor, now: float,
+                    deadline_hours: dict[str, float], photos: Sequence[Photo] = ()) -> str:
+        ...
+
+    def act(self, ticket_id: str, action: str, actor: Actor, now: float, *,
+            note: str | None = None, photos: Sequence[Photo] = (),
+            tenant: str | None = None, deadline_at: float | None = None) -> dict[str, Any]:
+        ...
+
+    def escalate_overdue(self, now: float,
+                         after_hours: tuple[float, ...]) -> list[dict[str, Any]]:
+        ...
+
+    def ticket(self, ticket_id: str, actor: Actor) -> dict[str, Any] | None:
+        ...
+
+    def tickets(self, actor: Actor, *, park: str | None = None, tenant: str | None = None,
+                state: str | None = None, open_only: bool = False,
+                alarm_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        ...
+
+    def photo(self, photo_id: str, actor: Actor) -> tuple[str, str, bytes] | None:
+        ...
+
+
+class CenterStore(TicketStore, Protocol):
     """The center's database.  Thread-safe: the ingest writes while the console reads."""
 
     #: how many :meth:`store_rows` calls may run at once, each on a connection of its own
@@ -88,8 +120,11 @@ class CenterStore(Protocol):
         """Each park's ``{"park", "status" (dict or None), "received_at"}``, by park."""
         ...
 
-    def add_user(self, name: str, password_hash: str, role: str, now: float) -> bool:
-        """A console user (role ``operator`` or ``viewer``); False when the name is taken."""
+    def add_user(self, name: str, password_hash: str, role: str, now: float, *,
+                 park: str | None = None, tenant: str | None = None,
+                 buildings: tuple[str, ...] = ()) -> bool:
+        """A console user (a role of :data:`parkwatch.center.tickets.ROLES`, with the scope
+        of an inspector, landlord or tenant officer); False when the name is taken."""
         ...
 
     def set_password(self, name: str, password_hash: str, *,
@@ -99,7 +134,8 @@ class CenterStore(Protocol):
         ...
 
     def user(self, name: str) -> dict[str, Any] | None:
-        """``{"name", "password_hash", "role"}``, None if unknown."""
+        """``{"name", "password_hash", "role", "park", "tenant", "buildings"}``, None if
+        unknown."""
         ...
 
     def users(self, not_before: float = 0.0) -> list[dict[str, Any]]:

@@ -68,7 +68,9 @@ def _center_user(args: argparse.Namespace) -> int:
     from parkwatch.center.users import user_command
 
     return user_command(args.action, args.config, getattr(args, "name", None),
-                        getattr(args, "role", None))
+                        getattr(args, "role", None), park=getattr(args, "park", None),
+                        tenant=getattr(args, "tenant", None),
+                        buildings=tuple(getattr(args, "building", None) or ()))
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -296,8 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     pa = usub.add_parser("add", help="add a user")
     pa.add_argument("name", help="the user's name (shown as the author of their commands and "
                     "sent as `by` in their acknowledgements)")
-    pa.add_argument("--role", required=True, choices=["operator", "viewer"],
-                    help="operator: may acknowledge; viewer: reads only")
+    pa.add_argument("--role", required=True,
+                    choices=["operator", "viewer", "inspector", "landlord", "tenant"],
+                    help="operator: the command center, every park, acknowledges and "
+                    "handles hazard tickets; viewer: reads only; inspector (网格员): reports "
+                    "and verifies hazards; landlord: their buildings' hazards; tenant: a "
+                    "tenant's safety officer, their own tenant's hazards only")
+    pa.add_argument("--park", help="the park an inspector, landlord or tenant officer belongs "
+                    "to (an inspector without it works in every park)")
+    pa.add_argument("--tenant", help="a tenant officer's tenant id (as in the park config)")
+    pa.add_argument("--building", action="append", help="a landlord's building id; repeat "
+                    "for several, * for every building of the park")
     pp = usub.add_parser("passwd", help="give a user a new password; their logins end")
     pp.add_argument("name")
     pr = usub.add_parser("remove", help="remove a user; their logins end, their recorded "

@@ -33,11 +33,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the command center is a sibling of the daemon that depends on the contract only: the
     # config models (its own config: the strict base, broker settings, the YAML loader), the
     # MQTT link, logging and counting refusals, the signed command format (the ack it
-    # publishes) and systemd's notifications; nothing of the gateway's rules, alarms, drivers
-    # or daemon
+    # publishes), systemd's notifications and the contract's id helper (ULIDs, for its own
+    # records too); nothing of the gateway's rules, alarms, drivers or daemon
     "parkwatch.center": ("parkwatch", "parkwatch.config", "parkwatch.mqttlink",
                          "parkwatch.rejections", "parkwatch.logsetup", "parkwatch.commandsig",
-                         "parkwatch.sdnotify"),
+                         "parkwatch.sdnotify", "parkwatch.alarms.ids"),
 }
 
 
