@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -66,6 +67,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: str
+    raw: bytes = b""
 
     def csrf(self) -> str:
         m = re.search(r'name="csrf" value="([^"]+)"', self.body)
@@ -83,11 +85,15 @@ class Client:
         self.headers: dict[str, str] = {}
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None,
-                headers: dict[str, str] | None = None) -> Reply:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                headers: dict[str, str] | None = None,
+                files: list[tuple[str, str, bytes]] | None = None) -> Reply:
+        """``files``: (field, file name, bytes) sent with ``form`` as multipart/form-data."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         hdrs = {**self.headers, **(headers or {})}
         body = None
-        if form is not None:
+        if files is not None:
+            body, hdrs["Content-Type"] = multipart(form or {}, files)
+        elif form is not None:
             body = urlencode(form).encode()
             hdrs["Content-Type"] = "application/x-www-form-urlencoded"
         if self.cookies:
@@ -95,15 +101,21 @@ class Client:
         try:
             conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
-            data = resp.read().decode("utf-8", "replace")
+            raw = resp.read()
+            data = raw.decode("utf-8", "replace")
             for value in resp.headers.get_all("Set-Cookie") or []:
                 jar: SimpleCookie = SimpleCookie()
                 jar.load(value)
                 for k, morsel in jar.items():
                     self.cookies[k] = morsel.value
-            return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data, raw)
         finally:
             conn.close()
+
+    def send(self, path: str, form: dict[str, str],
+             files: list[tuple[str, str, bytes]]) -> Reply:
+        """A multipart/form-data POST, as a form with a file input sends it."""
+        return self.request("POST", path, form, files=files)
 
     def get(self, path: str) -> Reply:
         return self.request("GET", path)
@@ -115,3 +127,18 @@ class Client:
         token = self.get("/login").csrf()
         return self.post("/login", {"csrf": token, "user": user,
                                     "password": password or PASSWORDS[user]})
+
+
+def multipart(form: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body (RFC 7578) and its Content-Type."""
+    boundary = f"----parkwatch{secrets.token_hex(12)}"
+    out = bytearray()
+    for name, value in form.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+                f"{value}\r\n").encode()
+    for name, filename, data in files:
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+                f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ).encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"

@@ -425,3 +425,15 @@ def test_the_centers_watch_escalates_on_its_clock_and_tells_its_listeners(
     assert watch.escalated == 1
     assert f"hazard ticket {tid} (xinqiao B1, t-acme) is overdue: escalated to level 1" \
         in caplog.text
+
+
+def test_the_docs_list_the_ledgers_columns_as_the_export_writes_them() -> None:
+    from conftest import REPO
+    from parkwatch.center.ledger import COLUMNS
+
+    docs = (REPO / "docs" / "center.md").read_text(encoding="utf-8")
+    section = docs[docs.index("#### The ledger"):]
+    table = section[section.index("| column |"):].split("\n\n", 1)[0]
+    documented = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    assert [(zh.strip(), en.strip()) for zh, en in documented] == \
+        [(zh, en) for _k, zh, en in COLUMNS]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -92,7 +92,7 @@ class CommandsConfig(Strict):
 class TicketsConfig(Strict):
     """Hazard tickets (隐患整改): their deadlines and the escalation of overdue ones."""
 
-    deadline_hours: dict[Literal["general", "major"], float] = Field(
+    deadline_hours: dict[str, float] = Field(
         {"general": 168.0, "major": 72.0}, description="hours from a report to its deadline, "
         "by grade: general (一般隐患) and major (重大隐患); whoever assigns a ticket may set "
         "another deadline")
@@ -106,8 +106,7 @@ class TicketsConfig(Strict):
     @field_validator("deadline_hours")
     @classmethod
     def _both_grades(cls, v: dict[str, float]) -> dict[str, float]:
-        missing = {"general", "major"} - set(v)
-        if missing or any(h <= 0 for h in v.values()):
+        if set(v) != {"general", "major"} or any(h <= 0 for h in v.values()):
             raise ValueError("需要 general 和 major 两级，且小时数为正 (both general and major, "
                              "in positive hours)")
         return v

@@ -38,6 +38,7 @@ from parkwatch.center.acksigning import AckSigner
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.ingest import Ingest
 from parkwatch.center.store import CenterStore
+from parkwatch.center.tickets import Actor
 from parkwatch.center.users import check_password
 from parkwatch.center.web import board as B
 from parkwatch.center.web.health import CenterCollector, healthz, metrics_registry, metrics_text
@@ -47,11 +48,15 @@ from parkwatch.center.web.parkview import park_view
 from parkwatch.center.web.reports import Reports
 from parkwatch.center.web.session import COOKIE, Session, Signer, csrf_ok
 from parkwatch.center.web.throttle import LoginThrottle
+from parkwatch.center.web.ticketpages import TicketPages
 
 log = logging.getLogger("parkwatch.center")
 HERE = Path(__file__).resolve().parent
 #: shortest time between two board updates to one browser (changes in between merge)
 MIN_PUSH_INTERVAL_S = 0.1
+#: the roles that read the alarms' pages (every park's, every tenant's alarms); the others
+#: (inspector, landlord, tenant officer) work on hazard tickets in their scope
+ALARM_READERS = ("operator", "viewer")
 KEEPALIVE_S = 15.0
 
 
@@ -84,6 +89,7 @@ class Console:
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
             *Reports(self).routes(),
+            *TicketPages(self).routes(),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ])
 
@@ -188,18 +194,30 @@ class Console:
         return await run_in_threadpool(B.board, self.store, time.time(),
                                        self.cfg.http.stale_after_s)
 
-    async def board_page(self, request: Request) -> Response:
+    async def _reader(self, request: Request) -> tuple[Session, dict[str, Any]] | Response:
+        """The session and user of a request for the alarms' pages (the board, a park, an
+        alarm, history, statistics), which show every park's and every tenant's alarms: an
+        operator or a viewer; anyone else logged in is sent to their hazard tickets."""
         s, _ = self._session(request)
         user = await self._user(s)
         if user is None:
             return RedirectResponse("/login", status_code=303)
+        if user["role"] not in ALARM_READERS:
+            return RedirectResponse("/tickets", status_code=303)
+        return s, user
+
+    async def board_page(self, request: Request) -> Response:
+        got = await self._reader(request)
+        if isinstance(got, Response):
+            return got
+        s, user = got
         return self._page(request, "board.html", s, user, board=await self._board())
 
     async def alarm_page(self, request: Request) -> Response:
-        s, _ = self._session(request)
-        user = await self._user(s)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
+        got = await self._reader(request)
+        if isinstance(got, Response):
+            return got
+        s, user = got
         alarm_id = request.path_params["alarm_id"]
         alarm = await run_in_threadpool(self.store.alarm, alarm_id)
         if alarm is None:
@@ -207,19 +225,21 @@ class Console:
                               message=text(s.lang, "not_found"))
         commands = await run_in_threadpool(self.store.commands, alarm_id)
         mark = await run_in_threadpool(self.store.alarm_mark, alarm_id)
+        tickets = await run_in_threadpool(lambda: self.store.tickets(Actor.of(user),
+                                                                     alarm_id=alarm_id))
         latest = alarm["event"]
         waiting = any(c["command"] == "ack" for c in commands) \
             and not latest.get("acknowledged")
         return self._page(request, "alarm.html", s, user, alarm=alarm, latest=latest,
                           fire=B.is_fire(latest), where=B.where(latest), commands=commands,
                           waiting=waiting, sent=request.query_params.get("sent") == "1",
-                          mark=mark)
+                          mark=mark, tickets=tickets)
 
     async def park_page(self, request: Request) -> Response:
-        s, _ = self._session(request)
-        user = await self._user(s)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
+        got = await self._reader(request)
+        if isinstance(got, Response):
+            return got
+        s, user = got
         view = await run_in_threadpool(park_view, self.store, request.path_params["park"],
                                        time.time(), self.cfg.http.stale_after_s)
         if not view["buildings"] and view["gateway"] is None:
@@ -304,6 +324,8 @@ class Console:
         user = await self._user(s)
         if user is None:
             return Response(status_code=401)
+        if user["role"] not in ALARM_READERS:
+            return Response(status_code=403)
         return StreamingResponse(self._stream(request, s), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store",
                                           "X-Accel-Buffering": "no"})

@@ -3,6 +3,8 @@ a person reads.  A missing English text falls back to the Chinese one."""
 
 from __future__ import annotations
 
+from parkwatch.center.web import i18n_tickets as tickets_i18n
+
 LANGUAGES = ("zh-CN", "en")
 
 _ZH: dict[str, str] = {
@@ -134,6 +136,8 @@ _EN: dict[str, str] = {
                       "and sensors that have had alarms.",
 }
 
+_ZH.update(tickets_i18n.ZH)
+_EN.update(tickets_i18n.EN)
 CATALOGUE = {"zh-CN": _ZH, "en": _EN}
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from parkwatch.center.hazards import HAZARDS
@@ -33,6 +33,8 @@ class Console(Protocol):
     def _session(self, request: Request) -> tuple[Session, bool]: ...
 
     async def _user(self, s: Session) -> dict[str, Any] | None: ...
+
+    async def _reader(self, request: Request) -> tuple[Session, dict[str, Any]] | Response: ...
 
     def _page(self, request: Request, template: str, s: Session, user: dict[str, Any] | None,
               status: int = 200, **ctx: Any) -> Response: ...
@@ -57,10 +59,10 @@ class Reports:
         return [H.row(a, times.get(a["alarm_id"], {})) for a in alarms], cut
 
     async def history_page(self, request: Request) -> Response:
-        s, _ = self.c._session(request)
-        user = await self.c._user(s)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
+        got = await self.c._reader(request)
+        if isinstance(got, Response):
+            return got
+        s, user = got
         f = H.parse_filter(dict(request.query_params), s.lang)
         rows, cut = ([], False) if f.errors else await run_in_threadpool(self._rows, f)
         return self.c._page(request, "history.html", s, user, status=400 if f.errors else 200,
@@ -68,10 +70,10 @@ class Reports:
                             query=request.url.query)
 
     async def history_csv(self, request: Request) -> Response:
-        s, _ = self.c._session(request)
-        user = await self.c._user(s)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
+        got = await self.c._reader(request)
+        if isinstance(got, Response):
+            return got
+        s, user = got
         f = H.parse_filter(dict(request.query_params), s.lang)
         if f.errors:
             return self.c._page(request, "message.html", s, user, status=400,
@@ -85,10 +87,10 @@ class Reports:
                                  "Cache-Control": "no-store"})
 
     async def stats_page(self, request: Request) -> Response:
-        s, _ = self.c._session(request)
-        user = await self.c._user(s)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
+        got = await self.c._reader(request)
+        if isinstance(got, Response):
+            return got
+        s, user = got
         form = {k: (request.query_params.get(k) or "").strip() for k in ("since", "until")}
         bounds: dict[str, datetime | None] = {"since": None, "until": None}
         errors = []
