@@ -244,7 +244,7 @@ def test_malformed_mqtt_ack_commands_are_counted_and_harmless(daemon, subscriber
 
 def test_silences_view_lists_what_is_configured_and_in_force(daemon):
     status, body = call(daemon, "GET", "/api/silences")
-    assert status == 200 and body == {"silences": [], "drills": []}
+    assert status == 200 and body == {"silences": [], "drills": [], "mutes": []}
     assert call(daemon, "GET", "/api/silences", token="wrong")[0] == 401
 
 

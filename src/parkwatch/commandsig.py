@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,10 @@ if TYPE_CHECKING:  # imported where keys are used: OpenSSL's binding costs a gat
 SCHEMA = "parkwatch.command/1"
 #: what is signed: this prefix, then the body's bytes
 PREFIX = (SCHEMA + "\n").encode("ascii")
-COMMANDS = ("ack", "reset", "silence")
+COMMANDS = ("ack", "reset", "silence", "mute", "unmute")
+#: the commands about no one alarm (a mute of notifications in a scope, its end): their body
+#: has no ``alarm_id`` and carries its own object (``mute``; docs/contract.md, "Mutes")
+SCOPED = ("mute", "unmute")
 NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -63,6 +66,7 @@ class SignedCommand:
     nonce: str
     signed: bytes  # what the signature covers
     sig: bytes
+    body: Mapping[str, Any] = field(default_factory=dict)  # the whole body, decoded
 
     def verify(self, key: Ed25519PublicKey) -> bool:
         from cryptography.exceptions import InvalidSignature
@@ -123,9 +127,10 @@ def read_envelope(payload: Mapping[str, Any]) -> SignedCommand:
         raise CommandError("bad_command", "'nonce' must be 16 to 64 characters of A-Z a-z 0-9 "
                            "_ -")
     return SignedCommand(
-        command=command, park=_text(body, "park") or "", alarm_id=_text(body, "alarm_id") or "",
+        command=command, park=_text(body, "park") or "",
+        alarm_id=_text(body, "alarm_id", optional=command in SCOPED) or "",
         by=_text(body, "by") or "", note=_text(body, "note", optional=True), ts=ts, nonce=nonce,
-        signed=PREFIX + body_text.encode("utf-8"), sig=sig)
+        signed=PREFIX + body_text.encode("utf-8"), sig=sig, body=body)
 
 
 def _parse_time(text: str) -> float:
@@ -136,13 +141,19 @@ def _parse_time(text: str) -> float:
 
 
 def sign(key: Ed25519PrivateKey, command: str, park: str, alarm_id: str, by: str,
-         note: str | None = None, now: float | None = None) -> dict[str, str]:
-    """The envelope of a command signed with `key`, ready to publish or POST as JSON."""
-    body: dict[str, str] = {"command": command, "park": park, "alarm_id": alarm_id, "by": by,
+         note: str | None = None, now: float | None = None,
+         extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The envelope of a command signed with `key`, ready to publish or POST as JSON.
+    ``extra``: more keys of the body (a mute's ``mute`` object); a scoped command
+    (:data:`SCOPED`) has no ``alarm_id`` (pass "")."""
+    body: dict[str, Any] = {"command": command, "park": park, "by": by,
                             "ts": _rfc3339(time.time() if now is None else now),
                             "nonce": secrets.token_urlsafe(18)}
+    if alarm_id or command not in SCOPED:
+        body["alarm_id"] = alarm_id
     if note is not None:
         body["note"] = note
+    body.update(extra or {})
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     sig = key.sign(PREFIX + text.encode("utf-8"))
     return {"schema": SCHEMA, "body": text, "sig": base64.b64encode(sig).decode("ascii")}

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from parkwatch.alarms.lifecycle import Alarm
+from parkwatch.alarms.mutes import MuteBook
 from parkwatch.alarms.records import Delivery, Suppression
 from parkwatch.config.contacts import subscriber_targets
 from parkwatch.config.delivery import (
@@ -106,6 +108,9 @@ class Router:
         self.policy = a.routing
         self.ladders: list[Ladder] = a.escalation
         self.silences: list[Silence] = a.silences
+        #: the command center's mutes (:mod:`parkwatch.alarms.mutes`), read with the silences;
+        #: the daemon sets its book here, and a reload's router takes it over
+        self.mutes: MuteBook | None = None
         self.drills: list[Drill] = a.drills
         self.expiry = {name: getattr(t, "expire_after_s", UPLINK_EXPIRY_S)
                        for name, t in a.targets.items()}
@@ -205,7 +210,8 @@ class Router:
         return Decision(deliveries, muted)
 
     def _silence(self, sid: str, event: dict[str, Any], hz: str, now: float) -> Silence | None:
-        for s in self.silences:
+        mutes = self.mutes.silences if self.mutes is not None else ()
+        for s in chain(self.silences, mutes):
             if not (_ts(s.start) <= now < _ts(s.end)):
                 continue
             if hz == "fire" and not s.include_fire:

@@ -330,8 +330,10 @@ class AlarmService:
         return self.committer.dispatcher
 
     def adopt(self, old: AlarmService) -> None:
-        """Take over a predecessor's counters (a reload): the metrics never run backwards."""
+        """Take over a predecessor's counters (a reload): the metrics never run backwards;
+        and the command center's mutes, which no config holds."""
         self.refused = old.refused
+        self.router.mutes = old.router.mutes
 
     def _arm(self) -> None:
         due = self.next_due()

@@ -33,6 +33,12 @@ class Topics:
         self.alarms = f"{base}/alarms"
         self.gateway = f"{base}/gateway"
         self.ack = f"{base}/commands/ack"
+        #: the command center's mutes (docs/contract.md, "Mutes"): commands in, replies and
+        #: the retained list of mutes in force out
+        self.mute = f"{base}/commands/mute"
+        self.unmute = f"{base}/commands/unmute"
+        self.replies = f"{base}/replies"
+        self.mutes = f"{base}/mutes"
 
     def alarm(self, alarm_id: str) -> str:
         return f"{self.alarms}/{alarm_id}"
@@ -40,10 +46,14 @@ class Topics:
 
 class UplinkPublisher:
     def __init__(self, cfg: ParkConfig,
-                 on_ack: Callable[[bytes], None] = lambda _payload: None) -> None:
+                 on_ack: Callable[[bytes], None] = lambda _payload: None,
+                 on_mute: Callable[[str, bytes], None] = lambda _c, _p: None) -> None:
         self.cfg = cfg
         self.topics = Topics(cfg)
         self.on_ack = on_ack
+        self.on_mute = on_mute  # (mute | unmute, payload)
+        #: the list of mutes in force, published retained at each connect and change
+        self.mute_list: list[dict[str, Any]] | None = None
         self.link = MqttLink(
             "uplink", cfg.brokers[cfg.uplink.broker],
             cfg.brokers[cfg.uplink.broker].client_id(cfg.gateway.id, "uplink"),
@@ -51,9 +61,27 @@ class UplinkPublisher:
             on_connected=self._subscribe,
         )
         self.link.client.message_callback_add(self.topics.ack, self._on_ack)
+        for command, topic in (("mute", self.topics.mute), ("unmute", self.topics.unmute)):
+            self.link.client.message_callback_add(
+                topic, lambda _c, _u, msg, command=command: self.on_mute(command,
+                                                                         bytes(msg.payload)))
 
     def _subscribe(self, link: MqttLink) -> None:
-        link.client.subscribe(self.topics.ack, qos=1)
+        link.client.subscribe([(self.topics.ack, 1), (self.topics.mute, 1),
+                               (self.topics.unmute, 1)])
+        if self.mute_list is not None:
+            self.publish_mutes(self.mute_list)
+
+    def publish_reply(self, reply: dict[str, Any]) -> None:
+        """A command's reply (QoS 1, not retained): what the command center shows."""
+        self.link.publish(self.topics.replies, json.dumps(reply, ensure_ascii=False).encode())
+
+    def publish_mutes(self, mutes: list[dict[str, Any]]) -> None:
+        """The mutes in force, retained: a command center sees them when it subscribes."""
+        self.mute_list = mutes
+        self.link.publish(self.topics.mutes, json.dumps(
+            {"schema": "parkwatch.mutes/1", "gateway": self.cfg.gateway.id, "mutes": mutes},
+            ensure_ascii=False).encode(), retain=True)
 
     def _on_ack(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.on_ack(bytes(msg.payload))  # paho's thread only hands it on

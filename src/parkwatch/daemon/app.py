@@ -29,6 +29,7 @@ from parkwatch import __version__
 from parkwatch.alarms.couriers import all_couriers, target_courier
 from parkwatch.alarms.delivery import Courier
 from parkwatch.alarms.dispatch import AnyCourier
+from parkwatch.alarms.mutes import MuteBook
 from parkwatch.alarms.service import AlarmService, Outcome
 from parkwatch.alarms.uplink import UplinkPublisher
 from parkwatch.alarms.views import StoreReader
@@ -44,6 +45,7 @@ from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.live import LiveParts
 from parkwatch.daemon.memory import TRIM_EVERY_S, trim_heap
 from parkwatch.daemon.metrics import DaemonMetrics
+from parkwatch.daemon.mutecmd import MuteCommands
 from parkwatch.daemon.reload import ReloadPlan
 from parkwatch.daemon.reloader import Reloader, ReloadHistory
 from parkwatch.daemon.status import GatewayStatus
@@ -91,8 +93,11 @@ class Daemon:
         self.telemetry = TelemetrySink(cfg, park, self.state_dir)
         aggregates = Aggregates(park)
         self.reader = StoreReader(self.store_path)
-        self.uplink = UplinkPublisher(cfg, on_ack=lambda p: self.inbox.call(
-            lambda: self.commands.mqtt_ack(p)))
+        self.uplink = UplinkPublisher(
+            cfg, on_ack=lambda p: self.inbox.call(lambda: self.commands.mqtt_ack(p)),
+            on_mute=lambda c, p: self.inbox.call(lambda: self.mute_commands.handle(c, p)))
+        #: the command center's mutes (docs/contract.md, "Mutes"), kept across restarts
+        self.mutes = MuteBook(self.state_dir)
         #: wireless buttons' test presses, confirmed (GET /api/tests), never alarmed
         self.button_tests = ButtonTests(lambda: self.park)
         self.metrics = DaemonMetrics(self)  # reads the parts at scrape time; /metrics
@@ -117,8 +122,13 @@ class Daemon:
         self.live = LiveParts(cfg, park, engine, alarms, drivers, aggregates)
         #: the config file's reloads (SIGHUP): counts, and how the last one went
         self.reload_history = ReloadHistory(loaded_at=self.started_at)
-        self.commands: Commands = Commands(self.inbox, self.live, self.uplink.topics.ack,
-                                           CommandGate(self.state_dir))
+        gate = CommandGate(self.state_dir)
+        self.commands: Commands = Commands(self.inbox, self.live, self.uplink.topics.ack, gate)
+        alarms.router.mutes = self.mutes
+        self.mute_commands: MuteCommands = MuteCommands(
+            self.mutes, gate, lambda: (self.live.alarms, self.live.cfg),
+            self.uplink.publish_reply, self.uplink.publish_mutes)
+        self.uplink.mute_list = self.mutes.listing()
         self.api = self._api()
         self.gateway_status = GatewayStatus(
             self.live, started_at=self.started_at, dispatcher=self.dispatcher,
@@ -372,5 +382,7 @@ class Daemon:
         return self.gateway_status.counts()
 
     def silences(self) -> dict[str, Any]:
-        """The configured silences and drills, and whether each is in force now."""
-        return self.gateway_status.silences()
+        """The configured silences and drills, and the command center's mutes, with whether
+        each is in force now."""
+        return {**self.gateway_status.silences(),
+                "mutes": self.call(lambda: self.mutes.in_force(time.time()))}

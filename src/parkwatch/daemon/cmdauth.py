@@ -15,11 +15,18 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parkwatch.commandsig import CommandError, SignedCommand, is_signed, public_key, read_envelope
+from parkwatch.commandsig import (
+    SCOPED,
+    CommandError,
+    SignedCommand,
+    is_signed,
+    public_key,
+    read_envelope,
+)
 from parkwatch.config.model import ParkConfig
 
 if TYPE_CHECKING:  # imported only once an operator has a key (see parkwatch.commandsig)
@@ -38,6 +45,9 @@ class Admitted:
     by: str
     note: str | None
     signed: bool
+    #: the command's own fields (a mute's ``mute`` object): the signed body, or the plain
+    #: command itself
+    args: Mapping[str, Any] = field(default_factory=dict)
 
 
 class CommandGate:
@@ -62,13 +72,15 @@ class CommandGate:
                                "command carries no signature")
         target = payload.get("alarm_id") if alarm_id is None else alarm_id
         by, note = payload.get("by"), payload.get("note")
-        if not isinstance(target, str) or not target:
+        if command in SCOPED:
+            target = ""  # about no one alarm
+        elif not isinstance(target, str) or not target:
             raise CommandError("bad_command", "'alarm_id' must be a non-empty string")
         if not isinstance(by, str) or not by.strip():
             raise CommandError("bad_command", "'by' (the operator's name) is required")
         if note is not None and not isinstance(note, str):
             raise CommandError("bad_command", "'note' must be a string")
-        return Admitted(target, by.strip(), note, signed=False)
+        return Admitted(str(target), by.strip(), note, signed=False, args=payload)
 
     def _signed(self, cfg: ParkConfig, command: str, cmd: SignedCommand,
                 alarm_id: str | None) -> Admitted:
@@ -100,7 +112,7 @@ class CommandGate:
             raise CommandError("replayed", f"{who}: this very command (nonce {cmd.nonce}) was "
                                "received before")
         self._remember(cmd.by, cmd.nonce, cmd.ts)
-        return Admitted(cmd.alarm_id, cmd.by, cmd.note, signed=True)
+        return Admitted(cmd.alarm_id, cmd.by, cmd.note, signed=True, args=cmd.body)
 
     def _operator_keys(self, cfg: ParkConfig) -> dict[str, Ed25519PublicKey | None]:
         """Operator id -> public key (None without one), for the running config."""
