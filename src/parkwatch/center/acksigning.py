@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from parkwatch.commandsig import load_private_key, sign
 
@@ -37,3 +38,16 @@ class AckSigner:
             return json.dumps(doc, ensure_ascii=False).encode(), False
         envelope = sign(load_private_key(path), "ack", park, alarm_id, user, note)
         return json.dumps(envelope, ensure_ascii=False).encode(), True
+
+    def scoped(self, command: str, park: str, user: str, note: str | None,
+               extra: dict[str, Any]) -> tuple[bytes, bool, str | None]:
+        """A command about no one alarm (``mute``, ``unmute``: ``extra`` holds its object):
+        the payload, whether it is signed, and its nonce (the reply names it); ValueError as
+        :meth:`payload`."""
+        path = self.key_file(user)
+        if path is None:
+            doc: dict[str, Any] = {"by": user, "note": note, **extra}
+            return json.dumps(doc, ensure_ascii=False).encode(), False, None
+        envelope = sign(load_private_key(path), command, park, "", user, note, extra=extra)
+        nonce = json.loads(envelope["body"])["nonce"]
+        return json.dumps(envelope, ensure_ascii=False).encode(), True, nonce

@@ -25,6 +25,7 @@ from parkwatch.center.schemaversions import (
     migrations,
 )
 from parkwatch.center.sqlaccounts import AccountsSql
+from parkwatch.center.sqlmutes import MutesSql
 from parkwatch.center.sqltickets import TicketsSql
 from parkwatch.center.sqltx import Tx
 from parkwatch.center.storetypes import Stored, TimeBound
@@ -34,7 +35,7 @@ T = TypeVar("T")
 __all__ = ["SqlStore", "T", "Tx"]
 
 
-class SqlStore(AccountsSql, TicketsSql):
+class SqlStore(AccountsSql, TicketsSql, MutesSql):
     """The backend-neutral part of a :class:`~parkwatch.center.store.CenterStore`."""
 
     DIALECT = ""

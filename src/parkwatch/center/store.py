@@ -56,7 +56,28 @@ class TicketStore(Protocol):
         ...
 
 
-class CenterStore(TicketStore, Protocol):
+class MuteStore(Protocol):
+    """The console's mutes (:mod:`parkwatch.center.sqlmutes`)."""
+
+    def record_mute(self, command_id: str, park: str, mute_id: str, command: str,
+                    spec: dict[str, Any] | None, by: str, note: str | None, signed: bool,
+                    nonce: str | None, issued_at: float) -> None:
+        ...
+
+    def mute_replied(self, park: str, reply: dict[str, Any], at: float) -> bool:
+        ...
+
+    def set_gateway_mutes(self, park: str, doc: dict[str, Any], at: float) -> None:
+        ...
+
+    def mute_commands(self, limit: int = 200) -> list[dict[str, Any]]:
+        ...
+
+    def gateway_mutes(self) -> dict[str, list[dict[str, Any]]]:
+        ...
+
+
+class CenterStore(TicketStore, MuteStore, Protocol):
     """The center's database.  Thread-safe: the ingest writes while the console reads."""
 
     #: how many :meth:`store_rows` calls may run at once, each on a connection of its own

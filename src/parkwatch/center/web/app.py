@@ -37,6 +37,7 @@ from starlette.templating import Jinja2Templates
 from parkwatch.center.acksigning import AckSigner
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.ingest import Ingest
+from parkwatch.center.mutedesk import MuteDesk
 from parkwatch.center.store import CenterStore
 from parkwatch.center.tickets import Actor
 from parkwatch.center.users import check_password
@@ -44,6 +45,7 @@ from parkwatch.center.web import board as B
 from parkwatch.center.web.health import CenterCollector, healthz, metrics_registry, metrics_text
 from parkwatch.center.web.i18n import LANGUAGES, other, text
 from parkwatch.center.web.live import Hub
+from parkwatch.center.web.mutepages import MutePages
 from parkwatch.center.web.parkview import park_view
 from parkwatch.center.web.reports import Reports
 from parkwatch.center.web.session import COOKIE, Session, Signer, csrf_ok
@@ -90,6 +92,8 @@ class Console:
             Route("/metrics", self.metrics),
             *Reports(self).routes(),
             *TicketPages(self).routes(),
+            *MutePages(self, MuteDesk(cfg.topic_prefix, store, ingest.commands,
+                                      self.ack_signer)).routes(),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ])
 
