@@ -267,8 +267,8 @@ def test_an_unknown_drill_is_404_and_a_quiet_drill_an_empty_report(park, capsys)
 
 
 def _record(alarm_id: str, seq: int, event: str, at: float, drill: str,
-            deliveries: list[tuple[str, str]]) -> Any:
-    from parkwatch.alarms.records import Delivery, Record
+            deliveries: list[tuple[str, str]], muted: tuple[str, ...] = ()) -> Any:
+    from parkwatch.alarms.records import Delivery, Record, Suppression
 
     doc = {"alarm_id": alarm_id, "seq": seq, "event": event, "sensor_id": "A-1F-FB1",
            "building": "A", "floor": "1F", "zone": None, "tenants": ["huaxin"],
@@ -279,13 +279,14 @@ def _record(alarm_id: str, seq: int, event: str, at: float, drill: str,
                   at=at, state={"drill_id": drill, "raised_at": at},
                   payload=json.dumps(doc).encode(),
                   deliveries=[Delivery(s, t, "filter", at + 3600) for s, t in deliveries],
-                  suppressions=[])
+                  suppressions=[Suppression(m, "drill", drill, f"drill {drill}: not in the "
+                                            "drill's notify list") for m in muted])
 
 
 def test_a_drill_no_longer_declared_keeps_its_report_from_the_store(tmp_path):
     """Read through the store's own reader: the drill's alarms in the order of their raise
-    (another drill's left out), a delivery still failing shown as pending with its error, in
-    English where the park's messages are."""
+    (another drill's left out), a delivery still failing shown as pending with its error, those
+    the drill's policy muted by name, in English where the park's messages are."""
     from parkwatch.alarms.drillhtml import render_html
     from parkwatch.alarms.drillreport import build_report
     from parkwatch.alarms.store import AlarmStore, OutboxReader
@@ -297,7 +298,8 @@ def test_a_drill_no_longer_declared_keeps_its_report_from_the_store(tmp_path):
     try:
         store.commit([_record("B2", 1, "raised", t0 + 60, "q3", [("uplink", "uplink")]),
                       _record("B1", 1, "raised", t0 + 30, "q3",
-                              [("uplink", "uplink"), ("landlord", "app")]),
+                              [("uplink", "uplink"), ("landlord", "app")],
+                              muted=("huaxin", "safety-officers")),
                       _record("C1", 1, "raised", t0 + 40, "other", [("uplink", "uplink")])])
         rows = dict(((a, s, t), i) for i, a, s, t in store.db.execute(
             "SELECT id, alarm_id, subscriber, target FROM outbox"))
@@ -334,3 +336,5 @@ def test_a_drill_no_longer_declared_keeps_its_report_from_the_store(tmp_path):
     assert ('<span class="bad">pending (1 attempt(s): broker &lt;down&gt;)</span>') in page
     assert "<td>command center</td><td>uplink</td><td>command-center uplink (uplink)</td>" in page
     assert page.count("<section>") == 2 and "not yet" in page
+    # who the drill's notify list kept from being told, by the names a reader knows
+    assert "Not notified (drill policy): 华鑫五金, 园区安全员</p>" in page
