@@ -99,6 +99,26 @@ class StoreReader:
         out["suppressions"] = _suppressions(db, alarm_id, 500)
         return out
 
+    def drill_alarms(self, drill_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every alarm the store keeps that was raised during the declared drill `drill_id`,
+        oldest raise first: each as :meth:`alarm` gives it, with ``raised``, its raised event
+        (the press: where, what, the reading's time), for the drill report.  The drill is in
+        each alarm's state; a report is rare, so the alarms are scanned rather than indexed."""
+        with self._db() as db, _snapshot(db):
+            ids = [r[0] for r in db.execute(
+                "SELECT alarm_id FROM alarms WHERE state->>'drill_id' = ? "
+                "ORDER BY state->>'raised_at', alarm_id LIMIT ?", (drill_id, limit))]
+            out = []
+            for alarm_id in ids:
+                found = self._alarm(db, alarm_id)
+                if found is None:  # purged between the two reads
+                    continue
+                row = db.execute("SELECT payload FROM changes WHERE alarm_id=? AND "
+                                 "event='raised' ORDER BY seq LIMIT 1", (alarm_id,)).fetchone()
+                found["raised"] = json.loads(row[0]) if row is not None else None
+                out.append(found)
+        return out
+
     def suppressions(self, alarm_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         with self._db() as db:
             return _suppressions(db, alarm_id, limit)
@@ -124,6 +144,17 @@ class StoreReader:
             idle, self._idle = self._idle, []
         for db in idle:
             db.close()
+
+
+@contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """Several reads as of one moment (one read transaction): a report whose alarms, changes
+    and deliveries agree with each other."""
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
 
 
 def _suppressions(db: sqlite3.Connection, alarm_id: str | None,

@@ -1,7 +1,7 @@
-"""The local API commands (`parkwatch alarms`, `ack`, `reset`, `status`) from the command line:
-the arguments they share and the run that turns a :class:`Failure` into its message and exit
-code (0 done or nothing to do, for `status` healthy; 1 refused, unhealthy or the daemon cannot
-be reached; 2 the config cannot be used)."""
+"""The local API commands (`parkwatch alarms`, `ack`, `reset`, `status`, `drill-report`) from
+the command line: the arguments they share and the run that turns a :class:`Failure` into its
+message and exit code (0 done or nothing to do, for `status` healthy; 1 refused, unhealthy or
+the daemon cannot be reached; 2 the config cannot be used)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from parkwatch.cli import configpath
 from parkwatch.cli.ack_reset import command
 from parkwatch.cli.alarm_list import list_alarms
 from parkwatch.cli.api_endpoint import endpoint
+from parkwatch.cli.drill_report import drill_report
 from parkwatch.cli.exits import EXIT_CONFIG, Failure
 from parkwatch.cli.status import show_status
 
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace, argv_command: str) -> int:
             return show_status(ep, args.json)
         if argv_command == "alarms":
             return list_alarms(ep, args.all, args.json)
+        if argv_command == "drill-report":
+            return drill_report(ep, args.drill_id, args.out, args.json)
         return command(ep, argv_command, args.alarm_id, args.by, args.note, args.key)
     except Failure as exc:
         print(exc.message if exc.code == EXIT_CONFIG else f"parkwatch {argv_command}: "

@@ -109,6 +109,12 @@ def _silence(args: argparse.Namespace) -> int:
     return run(args, "silence")
 
 
+def _drill_report(args: argparse.Namespace) -> int:
+    from parkwatch.cli.api_commands import run
+
+    return run(args, "drill-report")
+
+
 def _keygen(args: argparse.Namespace) -> int:
     from parkwatch.commandsig import public_text, write_new_key
 
@@ -210,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "alarms.require_signed_commands")
         add_common(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("drill-report", help="a declared drill's printable report: when each "
+                       "tenant was told, acknowledged, reset (local API)",
+                       description="Write the report of a declared drill (alarms.drills) as "
+                       "one printable page in HTML: every alarm raised during it, when each "
+                       "subscriber was notified on each channel, when it was acknowledged, "
+                       "reset and closed, in seconds from the press. Exit 0 when written, 1 "
+                       "when the drill is unknown or the daemon cannot be reached, 2 when the "
+                       "config cannot be used.")
+    p.add_argument("drill_id", metavar="DRILL_ID", help="the drill's id (alarms.drills[].id)")
+    p.add_argument("--out", "-o", metavar="FILE", help="where to write the page (default "
+                   "drill-report-DRILL_ID.html here; - for standard output)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON instead")
+    add_common(p)
+    p.set_defaults(func=_drill_report)
 
     p = sub.add_parser("keygen", help="make an operator's key pair for signed commands",
                        description="Write a new Ed25519 private key to FILE (mode 0600; never "

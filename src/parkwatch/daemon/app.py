@@ -39,6 +39,7 @@ from parkwatch.daemon.buttontests import ButtonTests
 from parkwatch.daemon.checkpoint import StateKeeper
 from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.commands import Commands
+from parkwatch.daemon.drillroutes import DrillReports
 from parkwatch.daemon.httpapi import MAX_BODY, ApiServer, state_token
 from parkwatch.daemon.httpserver import Limits
 from parkwatch.daemon.inbox import Inbox
@@ -171,13 +172,15 @@ class Daemon:
             return None
         private_dir(self.state_dir)
         token = api.secret() or state_token(self.state_dir, create=True)
-        return ApiServer(api.listen, api.port, token, StoreReader(self.store_path),
+        reader = StoreReader(self.store_path)
+        return ApiServer(api.listen, api.port, token, reader,
                          self.commands.request, lambda: self.call(self.status),
                          views={"/api/silences": self.silences,
                                 "/api/outputs": self.outputs_view,
                                 "/api/tests": self.button_tests.view},
                          extra={"/metrics": self.metrics.metrics_response,
                                 "/healthz": self.metrics.healthz_response},
+                         routes=[DrillReports(lambda: self.live.cfg, reader)],
                          limits=Limits(api.max_connections, api.workers,
                                        header_timeout_s=api.header_timeout_s,
                                        body_timeout_s=api.body_timeout_s,

@@ -1,5 +1,6 @@
 """The local HTTP API: open alarms, an alarm's history and deliveries, suppressions, and the
-operator commands (acknowledge, reset).
+operator commands (acknowledge, reset); the daemon adds its read-only views and the routes of
+paths with parameters (a drill's report: :mod:`parkwatch.daemon.drillroutes`).
 
 Every ``/api/`` request needs ``Authorization: Bearer <token>`` (``api.secret_file`` or
 ``api.secret_env``); a request without it is refused with 401, logged and counted, and its
@@ -17,7 +18,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
 from pathlib import Path
@@ -32,6 +33,9 @@ from parkwatch.rejections import Rejections
 
 log = logging.getLogger("parkwatch.api")
 
+#: a GET path under /api/ with parameters (e.g. /api/drills/{id}/report): its answer, or None
+#: when the path is not the route's
+Route = Callable[[str], Response | None]
 #: (command, alarm_id, body, via) -> outcome, run on the pipeline thread; raises CommandError
 #: when the body is refused (unsigned where a signature is required, forged, stale, ...)
 Command = Callable[[str, str, dict[str, Any], str], Outcome]
@@ -63,13 +67,14 @@ class ApiServer:
                  command: Command, status: Callable[[], dict[str, Any]],
                  views: dict[str, Callable[[], Any]] | None = None,
                  extra: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, routes: Sequence[Route] = ()) -> None:
         self.token = token.encode("utf-8")
         self.store = store
         self.command = command
         self.status = status
         self.views = views or {}  # more GET /api/ paths (token required)
         self.extra = extra or {}  # paths outside /api/ (no token), e.g. /metrics
+        self.routes = tuple(routes)  # GET /api/ paths with parameters (token required)
         self.refused = Rejections(log, "HTTP API request")
         limits = Limits(max_body=MAX_BODY) if limits is None else limits
         # requests that wait on the pipeline thread (status, commands) may hold all workers but
@@ -163,6 +168,9 @@ class ApiServer:
                     return json_response(503, {"error": "the alarm pipeline does not answer"})
         if path in self.views:
             return json_response(200, self.views[path]())
+        for route in self.routes:
+            if (answer := route(path)) is not None:
+                return answer
         if (m := _ALARM.match(path)) and m.group(2) is None:
             found = self.store.alarm(m.group(1))
             if found is None:
