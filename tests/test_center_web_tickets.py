@@ -214,3 +214,18 @@ def test_an_operator_opens_a_ticket_from_an_alarm_in_one_click(console: CenterSe
 def test_the_ticket_pages_need_a_login(console: CenterService, path: str) -> None:
     r = Client(port_of(console)).get(path)
     assert r.status == 303 and r.headers["location"] == "/login"
+
+
+def test_metrics_count_open_and_overdue_tickets(console: CenterService) -> None:
+    from parkwatch.center.tickets import Actor
+
+    grid = Actor("grid-li", "inspector", park="xinqiao")
+    form = {"park": "xinqiao", "building": "B1", "tenant": "t-acme", "category": "passage",
+            "level": "general", "description": "通道堆物", "source": "inspection"}
+    hours = console.cfg.tickets.deadline_hours
+    console.store.open_ticket(form, grid, time.time() - 200 * 3600, hours)  # a week overdue
+    console.store.open_ticket(form, grid, time.time(), hours)
+    text = Client(port_of(console)).get("/metrics").body
+    assert 'parkwatch_center_tickets_open{park="xinqiao",state="reported"} 2.0' in text
+    assert 'parkwatch_center_tickets_overdue{park="xinqiao"} 1.0' in text
+    assert "parkwatch_center_tickets_escalated_total 0.0" in text

@@ -40,7 +40,8 @@ class CenterService:
         self.ingest.on_commit.append(hub.notify)
         signer = Signer(session_key(self.cfg.http), self.cfg.http.session_max_age_s,
                         self.cfg.http.language)
-        console = Console(self.cfg, self.store, self.ingest, hub, signer, self.health)
+        console = Console(self.cfg, self.store, self.ingest, hub, signer, self.health,
+                          lambda: self.overdue.escalated)
         return WebServer(console, self.cfg.http.listen, self.cfg.http.port,
                          self.cfg.http.trusted_proxies)
 

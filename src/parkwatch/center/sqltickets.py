@@ -198,6 +198,14 @@ class TicketsSql:
             f"LIMIT {int(limit)}", args))
         return [_ticket(r) for r in rows]
 
+    def ticket_counts(self, now: float) -> list[tuple[str, str, int, int]]:
+        """(park, state, open tickets, of which overdue) of every open ticket (/metrics)."""
+        rows = self._read(lambda tx: tx.all(
+            "SELECT park, state, COUNT(*), SUM(CASE WHEN deadline_at < ? THEN 1 ELSE 0 END) "
+            "FROM tickets WHERE state <> 'closed' GROUP BY park, state ORDER BY park, state",
+            (now,)))
+        return [(p, st, int(n), int(late or 0)) for p, st, n, late in rows]
+
     def photo(self, photo_id: str, actor: K.Actor) -> tuple[str, str, bytes] | None:
         """(name, content type, bytes) of a photo of a ticket ``actor`` may see, else None."""
 

@@ -55,6 +55,9 @@ class TicketStore(Protocol):
     def photo(self, photo_id: str, actor: Actor) -> tuple[str, str, bytes] | None:
         ...
 
+    def ticket_counts(self, now: float) -> list[tuple[str, str, int, int]]:
+        ...
+
 
 class MuteStore(Protocol):
     """The console's mutes (:mod:`parkwatch.center.sqlmutes`)."""

@@ -64,7 +64,8 @@ KEEPALIVE_S = 15.0
 
 class Console:
     def __init__(self, cfg: CenterConfig, store: CenterStore, ingest: Ingest, hub: Hub,
-                 signer: Signer, health: Callable[[], dict[str, Any]]) -> None:
+                 signer: Signer, health: Callable[[], dict[str, Any]],
+                 escalated: Callable[[], int] = lambda: 0) -> None:
         self.cfg = cfg
         self.store = store
         self.ingest = ingest
@@ -76,7 +77,7 @@ class Console:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["when"] = B.local_time
         self.registry = metrics_registry(CenterCollector(
-            ingest, store, lambda: hub.listeners, lambda: self.throttle.failures))
+            ingest, store, lambda: hub.listeners, lambda: self.throttle.failures, escalated))
         self.app = Starlette(routes=[
             Route("/", self.board_page),
             Route("/login", self.login_page, methods=["GET"]),

@@ -3,11 +3,13 @@
 /healthz is 200 with ``"status": "ok"`` or 503 with the reasons (broker disconnected,
 database unavailable, ingest stopped).  /metrics is the Prometheus text format: events
 stored, duplicates ignored, refusals by reason, the lag behind the broker, database and
-broker up, the console's open live streams, receiver restarts and failed logins.
+broker up, the console's open live streams, receiver restarts and failed logins; hazard
+tickets open and overdue, and escalations.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,18 +18,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from parkwatch.center.ingest import Ingest
-from parkwatch.center.store import CenterStore
+from parkwatch.center.store import CenterStore, StoreError
 
 
 class CenterCollector(Collector):
     """Reads the ingest's figures when scraped (nothing is counted twice)."""
 
     def __init__(self, ingest: Ingest, store: CenterStore, streams: Callable[[], int],
-                 failed_logins: Callable[[], int] = lambda: 0) -> None:
+                 failed_logins: Callable[[], int] = lambda: 0,
+                 escalated: Callable[[], int] = lambda: 0) -> None:
         self.ingest = ingest
         self.store = store
         self.streams = streams
         self.failed_logins = failed_logins
+        self.escalated = escalated
 
     def collect(self) -> Iterator[Metric]:
         f = self.ingest.figures
@@ -61,6 +65,27 @@ class CenterCollector(Collector):
         yield CounterMetricFamily("parkwatch_center_login_failures",
                                   "console logins refused: a wrong name or password",
                                   value=self.failed_logins())
+        yield from self._tickets()
+
+    def _tickets(self) -> Iterator[Metric]:
+        open_ = GaugeMetricFamily("parkwatch_center_tickets_open", "hazard tickets not closed, "
+                                  "by park and state", labels=["park", "state"])
+        late = GaugeMetricFamily("parkwatch_center_tickets_overdue", "hazard tickets past "
+                                 "their deadline and not closed, by park", labels=["park"])
+        overdue: dict[str, int] = {}
+        try:
+            counts = self.store.ticket_counts(time.time())
+        except StoreError:
+            counts = []  # the database away: parkwatch_center_database_up says so
+        for park, state, n, n_late in counts:
+            open_.add_metric([park, state], n)
+            overdue[park] = overdue.get(park, 0) + n_late
+        for park, n in sorted(overdue.items()):
+            late.add_metric([park], n)
+        yield open_
+        yield late
+        yield CounterMetricFamily("parkwatch_center_tickets_escalated", "overdue tickets "
+                                  "escalated a level by this instance", value=self.escalated())
 
 
 def metrics_registry(collector: CenterCollector) -> CollectorRegistry:
