@@ -229,3 +229,22 @@ def test_metrics_count_open_and_overdue_tickets(console: CenterService) -> None:
     assert 'parkwatch_center_tickets_open{park="xinqiao",state="reported"} 2.0' in text
     assert 'parkwatch_center_tickets_overdue{park="xinqiao"} 1.0' in text
     assert "parkwatch_center_tickets_escalated_total 0.0" in text
+
+
+def test_a_tickets_page_lists_its_escalation_notices(console: CenterService) -> None:
+    from parkwatch.center.noticeconfig import NoticeConfig
+    from parkwatch.center.notices import notices_of
+
+    users(console)
+    grid = client(console, "grid-li")
+    tid = report(grid)
+    t = console.store.ticket(tid, _operator())  # type: ignore[arg-type]
+    assert t is not None
+    cfg = NoticeConfig.model_validate({
+        "targets": {"acme-group": {"type": "wecom", "url": "http://127.0.0.1:9/x"}},
+        "recipients": [{"party": "tenant", "park": "xinqiao", "tenant": "t-acme",
+                        "target": "acme-group"}]})
+    console.store.escalate_overdue(t["deadline_at"], (0.0, 24.0, 48.0), notices_of(cfg))
+    page = client(console, "acme-safety").get(f"/tickets/{tid}")
+    assert 'id="ticket-notices"' in page.body and "acme-group" in page.body
+    assert "待发送" in page.body and "逾期督办" in page.body

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from parkwatch.center.noticeconfig import NoticeConfig
 from parkwatch.config.base import ConfigPath, Id, Strict
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import Secret
@@ -102,6 +103,8 @@ class TicketsConfig(Strict):
         "responsible party, then the landlord, then the park's grid officers (inspectors)")
     check_interval_s: float = Field(60.0, ge=1.0, le=3600.0, description="how often the "
                                     "center looks for tickets to escalate")
+    notify: NoticeConfig = Field(default_factory=NoticeConfig, description="who is told of an "
+                                 "escalation, and where (chat robots, webhooks)")
 
     @field_validator("deadline_hours")
     @classmethod
@@ -161,6 +164,10 @@ def _cross_check(cfg: CenterConfig) -> list[tuple[Loc, str]]:
     problem = cfg.http.secret.secret_problem() if cfg.http.enabled else None
     if problem is not None:
         out.append((("http", "secret", problem[0]), problem[1]))
+    for name, target in cfg.tickets.notify.targets.items():
+        problem = target.secret_problem()
+        if problem is not None:
+            out.append((("tickets", "notify", "targets", name, problem[0]), problem[1]))
     keys = cfg.commands.signing_keys_dir
     if keys is not None and not keys.is_dir():
         out.append((("commands", "signing_keys_dir"), f"签名密钥目录不存在或不是目录 "

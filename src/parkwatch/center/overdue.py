@@ -1,6 +1,7 @@
 """The center's watch over hazard tickets' deadlines: every ``tickets.check_interval_s`` it
-escalates the open tickets that are overdue (:meth:`escalate_overdue`), logs each escalation
-once, and hands it to the listeners (the notifications of the people it reaches).
+escalates the open tickets that are overdue (:meth:`escalate_overdue`) with the notices of the
+people each escalation reaches (:mod:`parkwatch.center.notices`, sent by its courier), logs
+each escalation once, and tells the listeners (the courier: there is something to send).
 
 Several center instances may watch one database: each escalation is a transaction that checks
 the ticket's step count, so a ticket is escalated to a level once, by whichever instance came
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from parkwatch.center.config import TicketsConfig
+from parkwatch.center.notices import notices_of
 from parkwatch.center.store import CenterStore, StoreError
 
 log = logging.getLogger("parkwatch.center")
@@ -47,7 +49,8 @@ class OverdueWatch:
     def check(self) -> list[dict[str, Any]]:
         """One look: the tickets escalated now."""
         done = self.store.escalate_overdue(self.clock(),
-                                           tuple(self.cfg.escalate_after_hours))
+                                           tuple(self.cfg.escalate_after_hours),
+                                           notices_of(self.cfg.notify))
         for t in done:
             self.escalated += 1
             log.warning("center: hazard ticket %s (%s %s, %s) is overdue: escalated to level "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from parkwatch import __version__
 from parkwatch.center.config import CenterConfig
 from parkwatch.center.ingest import Ingest
+from parkwatch.center.notices import NoticeCourier
 from parkwatch.center.overdue import OverdueWatch
 from parkwatch.center.store import CenterStore, open_store
 
@@ -25,6 +26,8 @@ class CenterService:
         self.schema_version = self.store.migrate()
         self.ingest = Ingest(cfg, self.store)
         self.overdue = OverdueWatch(cfg.tickets, self.store)
+        self.notices = NoticeCourier(cfg.tickets.notify, self.store)
+        self.overdue.listeners.append(self.notices.wake)
         self.web: WebServer | None = None
         if cfg.http.enabled:
             self.web = self._console()
@@ -49,6 +52,7 @@ class CenterService:
         if self.web is not None:
             self.web.start()  # first: a port in use stops the start before anything runs
         self.ingest.start()
+        self.notices.start()
         self.overdue.start()
         log.info("parkwatch center %s started: instance %s, database %s (schema %d), broker "
                  "%s:%d, events %s", __version__, self.cfg.instance, _safe(self.cfg.database),
@@ -59,6 +63,7 @@ class CenterService:
         if self.web is not None:
             self.web.stop()
         self.overdue.stop()
+        self.notices.stop()
         self.ingest.stop()
         self.store.close()
         log.info("parkwatch center stopped")

@@ -26,6 +26,7 @@ from parkwatch.center.schemaversions import (
 )
 from parkwatch.center.sqlaccounts import AccountsSql
 from parkwatch.center.sqlmutes import MutesSql
+from parkwatch.center.sqlnotices import NoticesSql
 from parkwatch.center.sqltickets import TicketsSql
 from parkwatch.center.sqltx import Tx
 from parkwatch.center.storetypes import Stored, TimeBound
@@ -35,7 +36,7 @@ T = TypeVar("T")
 __all__ = ["SqlStore", "T", "Tx"]
 
 
-class SqlStore(AccountsSql, TicketsSql, MutesSql):
+class SqlStore(AccountsSql, TicketsSql, MutesSql, NoticesSql):
     """The backend-neutral part of a :class:`~parkwatch.center.store.CenterStore`."""
 
     DIALECT = ""

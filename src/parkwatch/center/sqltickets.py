@@ -18,9 +18,12 @@ import orjson
 from parkwatch.alarms.ids import new_alarm_id
 from parkwatch.center import tickets as K
 from parkwatch.center.photos import Photo, check_count
+from parkwatch.center.sqlnotices import insert_notice
 from parkwatch.center.sqltx import Tx
 
 T = TypeVar("T")
+#: (the ticket as escalated, now) -> the notices to send of it (rows of ticket_notices)
+Notices = Callable[[dict[str, Any], float], list[dict[str, Any]]]
 
 TICKET_COLUMNS = ("ticket_id", "park", "building", "floor", "zone", "tenant", "category",
                   "level", "description", "source", "alarm_id", "evidence", "state",
@@ -125,10 +128,13 @@ class TicketsSql:
 
         return self._write(write)
 
-    def escalate_overdue(self, now: float, after_hours: tuple[float, ...]) -> list[dict[str, Any]]:
+    def escalate_overdue(self, now: float, after_hours: tuple[float, ...],
+                         notices: Notices | None = None) -> list[dict[str, Any]]:
         """Every open ticket whose escalation level is behind what ``now`` calls for
         (:func:`parkwatch.center.tickets.escalation_due`) raised to it, each with a step by
-        ``center``; the tickets escalated, as they are now (their new ``escalation_level``)."""
+        ``center``, and the ``notices`` of it (pending, in the same transaction: an
+        escalation is never recorded without them); the tickets escalated, as they are now
+        (their new ``escalation_level``)."""
 
         def write(tx: Tx) -> list[dict[str, Any]]:
             late = [_ticket(r) for r in tx.all(
@@ -147,7 +153,10 @@ class TicketsSql:
                 _step(tx, t["ticket_id"], step, "escalate", t["state"], t["state"], "center",
                       now, None, {"level": level, "to": K.ESCALATION_TARGETS[
                           min(level, len(K.ESCALATION_TARGETS)) - 1]})
-                out.append({**t, "escalation_level": level, "steps": step})
+                now_t = {**t, "escalation_level": level, "steps": step}
+                for notice in notices(now_t, now) if notices is not None else ():
+                    insert_notice(tx, notice)
+                out.append(now_t)
             return out
 
         return self._write(write)

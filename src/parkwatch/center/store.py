@@ -9,7 +9,7 @@ sharing one database).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from parkwatch.center.photos import Photo
@@ -40,8 +40,22 @@ class TicketStore(Protocol):
             tenant: str | None = None, deadline_at: float | None = None) -> dict[str, Any]:
         ...
 
-    def escalate_overdue(self, now: float,
-                         after_hours: tuple[float, ...]) -> list[dict[str, Any]]:
+    def escalate_overdue(self, now: float, after_hours: tuple[float, ...],
+                         notices: Callable[[dict[str, Any], float], list[dict[str, Any]]]
+                         | None = None) -> list[dict[str, Any]]:
+        ...
+
+    def claim_notices(self, now: float, lease_s: float, limit: int = 20
+                      ) -> list[dict[str, Any]]:
+        ...
+
+    def notice_sent(self, notice_id: str, now: float) -> None:
+        ...
+
+    def notice_failed(self, notice_id: str, error: str, next_at: float, give_up: bool) -> None:
+        ...
+
+    def notices(self, ticket_id: str | None = None) -> list[dict[str, Any]]:
         ...
 
     def ticket(self, ticket_id: str, actor: Actor) -> dict[str, Any] | None:

@@ -33,11 +33,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the command center is a sibling of the daemon that depends on the contract only: the
     # config models (its own config: the strict base, broker settings, the YAML loader), the
     # MQTT link, logging and counting refusals, the signed command format (the ack it
-    # publishes), systemd's notifications and the contract's id helper (ULIDs, for its own
-    # records too); nothing of the gateway's rules, alarms, drivers or daemon
+    # publishes), systemd's notifications, the contract's id helper (ULIDs, for its own
+    # records too) and the notification channels' vendor rules (signatures, answers: the
+    # escalations of overdue hazard tickets go to the same chat robots); nothing of the
+    # gateway's rules, alarm lifecycle, drivers or daemon
     "parkwatch.center": ("parkwatch", "parkwatch.config", "parkwatch.mqttlink",
                          "parkwatch.rejections", "parkwatch.logsetup", "parkwatch.commandsig",
-                         "parkwatch.sdnotify", "parkwatch.alarms.ids"),
+                         "parkwatch.sdnotify", "parkwatch.alarms.ids",
+                         "parkwatch.alarms.channels", "parkwatch.alarms.senders"),
 }
 
 

@@ -78,6 +78,8 @@ ZH: dict[str, str] = {
     "mute_fire_not_explicit": "范围里有火警：只有勾选“也屏蔽火警”才会屏蔽火警，否则网关会拒绝。",
     "mute_ended": "结束时间已经过去了",
     "fire_kind": "火警", "overload_kind": "超载", "water_kind": "水位", "fault_kind": "故障",
+    "notices": "逾期督办通知", "notice_pending": "待发送", "notice_sent": "已送达",
+    "notice_expired": "未送达（已放弃）",
 }
 
 EN: dict[str, str] = {
@@ -160,4 +162,6 @@ EN: dict[str, str] = {
     "mute_ended": "The end time has passed",
     "fire_kind": "fire", "overload_kind": "overload", "water_kind": "water",
     "fault_kind": "fault",
+    "notices": "Escalation notices", "notice_pending": "waiting to be sent",
+    "notice_sent": "delivered", "notice_expired": "not delivered (given up)",
 }

@@ -123,9 +123,10 @@ class TicketPages:
             return self.c._page(request, "message.html", s, user, status=404,
                                 message=text(s.lang, "ticket_not_found"))
         actions = [a for a in K.ACTIONS if K.refusal(actor, a, t) is None]
+        notices = await run_in_threadpool(self.c.store.notices, t["ticket_id"])
         return self.c._page(request, "ticket.html", s, user, status=status, tk=t,
                             actions=actions, error=error, now=time.time(),
-                            late=L.late(t, time.time()))
+                            late=L.late(t, time.time()), notices=notices)
 
     async def photo(self, request: Request) -> Response:
         got = await self._who(request)
