@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from parkwatch.commandsig import CommandError
 from parkwatch.config.delivery import Silence
 from parkwatch.config.model import ParkConfig
 
@@ -28,14 +29,6 @@ log = logging.getLogger("parkwatch.alarms")
 
 MUTE_SCHEMA = "parkwatch.mute/1"
 FILE = "mutes.json"
-
-
-class MuteRefused(ValueError):
-    """A mute command that cannot be carried out; ``reason`` is its counted name."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -53,11 +46,11 @@ class Mute:
 
 def read_mute(cfg: ParkConfig, spec: Any, now: float) -> Silence:
     """The mute a command's ``mute`` object describes, checked against this park's config;
-    MuteRefused (``bad_mute``, ``fire_not_explicit``) saying why it cannot be."""
+    CommandError (``bad_mute``, ``fire_not_explicit``) saying why it cannot be."""
     if not isinstance(spec, dict):
-        raise MuteRefused("bad_mute", "the command's 'mute' must be a JSON object")
+        raise CommandError("bad_mute", "the command's 'mute' must be a JSON object")
     if spec.get("schema") != MUTE_SCHEMA:
-        raise MuteRefused("bad_mute", f"'mute.schema' must be {MUTE_SCHEMA!r}")
+        raise CommandError("bad_mute", f"'mute.schema' must be {MUTE_SCHEMA!r}")
     try:
         # JSON mode: the config models are strict, and a time arrives as RFC 3339 text
         silence = Silence.model_validate_json(json.dumps(
@@ -65,18 +58,18 @@ def read_mute(cfg: ParkConfig, spec: Any, now: float) -> Silence:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise MuteRefused("bad_mute", f"mute.{where}: {first['msg']}") from None
+        raise CommandError("bad_mute", f"mute.{where}: {first['msg']}") from None
     if "fire" in silence.scope.kinds and not silence.include_fire:
-        raise MuteRefused("fire_not_explicit", "the mute names fire alarms without "
+        raise CommandError("fire_not_explicit", "the mute names fire alarms without "
                           "include_fire: true; a fire alarm is muted only when that is said")
     known = {s.id for s in cfg.alarms.subscribers}
     unknown = sorted(set(silence.subscribers) - known)
     if unknown:
-        raise MuteRefused("bad_mute", f"unknown subscriber(s) {', '.join(unknown)}")
+        raise CommandError("bad_mute", f"unknown subscriber(s) {', '.join(unknown)}")
     if silence.end.timestamp() <= now:
-        raise MuteRefused("bad_mute", "the mute's end has passed")
+        raise CommandError("bad_mute", "the mute's end has passed")
     if any(s.id == silence.id for s in cfg.alarms.silences):
-        raise MuteRefused("bad_mute", f"{silence.id!r} is a silence of the config")
+        raise CommandError("bad_mute", f"{silence.id!r} is a silence of the config")
     return silence
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from parkwatch.alarms.mutes import Mute, MuteBook, MuteRefused, read_mute
+from parkwatch.alarms.mutes import Mute, MuteBook, read_mute
 from parkwatch.alarms.service import AlarmService
 from parkwatch.commandsig import CommandError
 from parkwatch.config.model import ParkConfig
@@ -56,12 +56,12 @@ def mute_command(command: str, payload: bytes, alarms: AlarmService, gate: Comma
         else:
             mute_id = spec.get("id") if isinstance(spec, dict) else None
             if not isinstance(mute_id, str) or not mute_id:
-                raise MuteRefused("bad_mute", "unmute names no 'mute.id'")
+                raise CommandError("bad_mute", "unmute names no 'mute.id'")
             reply["id"] = mute_id
             if not book.remove(mute_id):
-                raise MuteRefused("unknown_mute", f"no mute {mute_id!r} in force")
+                raise CommandError("unknown_mute", f"no mute {mute_id!r} in force")
             reply["detail"] = f"mute {mute_id} ended by {ok.by}"
-    except (ValueError, RecursionError) as exc:  # CommandError, MuteRefused, bad JSON
+    except (ValueError, RecursionError) as exc:  # CommandError, bad JSON
         reason = getattr(exc, "reason", "bad_command")
         reply["reason"], reply["detail"] = reason, str(exc)
         alarms.refused.reject(reason, f"{command} command: {exc}: {payload[:200]!r}")

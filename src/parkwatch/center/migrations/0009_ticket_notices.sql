@@ -1,4 +1,4 @@
--- schema version 8: the notices of overdue hazard tickets, an outbox: written in the
+-- schema version 9: the notices of overdue hazard tickets, an outbox: written in the
 -- transaction that escalates the ticket, sent by the center's notice courier, tried again
 -- with growing pauses until delivered or given up.  Dialect-neutral.
 

@@ -1,23 +1,5 @@
--- schema version 6 (SQLite): hazard tickets (隐患整改) with their steps and photos; the
--- console's roles for them (inspector 网格员, landlord, tenant safety officer) and their scope.
--- SQLite cannot change a CHECK constraint: the users table is made again, as SQLite's manual
--- says (https://www.sqlite.org/lang_altertable.html, "Making Other Kinds Of Table Schema
--- Changes"); no other table refers to it.
-
-CREATE TABLE users_v6 (
-    name          TEXT PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    role          TEXT NOT NULL
-                  CHECK (role IN ('operator', 'viewer', 'inspector', 'landlord', 'tenant')),
-    created_at    DOUBLE PRECISION NOT NULL,
-    park          TEXT,                          -- NULL: every park
-    tenant        TEXT,                          -- a tenant officer's tenant
-    CHECK (role <> 'tenant' OR (tenant IS NOT NULL AND park IS NOT NULL))
-);
-INSERT INTO users_v6 (name, password_hash, role, created_at)
-    SELECT name, password_hash, role, created_at FROM users;
-DROP TABLE users;
-ALTER TABLE users_v6 RENAME TO users;
+-- schema version 7: hazard tickets (隐患整改) and every step of each, and the landlords'
+-- buildings (their scope).  Dialect-neutral; the roles and the photos are version 6.
 
 -- A landlord's buildings ('*': every building of the park).
 CREATE TABLE user_buildings (
@@ -71,16 +53,3 @@ CREATE TABLE ticket_steps (
     detail     TEXT,                             -- what else the step set (JSON)
     PRIMARY KEY (ticket_id, step)
 );
-
--- A ticket's photos, in the database with it (one backup holds everything).
-CREATE TABLE ticket_photos (
-    photo_id     TEXT PRIMARY KEY,               -- a ULID
-    ticket_id    TEXT NOT NULL,
-    step         INTEGER NOT NULL,               -- the step that brought it
-    name         TEXT NOT NULL,
-    content_type TEXT NOT NULL,                  -- found from the bytes, not from the upload
-    size         INTEGER NOT NULL,
-    sha256       TEXT NOT NULL,
-    data         BLOB NOT NULL
-);
-CREATE INDEX ticket_photos_ticket ON ticket_photos (ticket_id, step);

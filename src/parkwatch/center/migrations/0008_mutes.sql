@@ -1,4 +1,4 @@
--- schema version 7: mutes (silences and maintenance windows) the console sets on gateways
+-- schema version 8: mutes (silences and maintenance windows) the console sets on gateways
 -- (docs/contract.md, "Mutes"): every mute and unmute command sent, with its author and the
 -- gateway's reply; and each gateway's own list of the mutes in force (its retained `mutes`).
 -- Dialect-neutral.
