@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -330,7 +331,7 @@ def test_a_center_reads_events_through_a_shared_subscription_and_acknowledges(
     events through $share/...; the center stores them, the alarm state and the status, and an
     ack from its console is obeyed by the gateway."""
     from center_web import Client as Browser
-    from parkwatch.democenter import DemoCenter
+    from parkwatch.democenter import TICKET_USERS, DemoCenter
 
     shared = Client(gateway, "center", logins["center"],
                     (f"$share/demo/parkwatch/v1/{PARK}/events",))
@@ -354,6 +355,20 @@ def test_a_center_reads_events_through_a_shared_subscription_and_acknowledges(
                             {"csrf": page.csrf()}).status == 303
         wait_until(lambda: (store.alarm(fire["alarm_id"]) or {}).get("acked_by") ==
                    "district-duty", 10, "the gateway's acknowledged event, stored")
+        # a mute from the console: the role may publish it and read the gateway's reply
+        now = datetime.now().astimezone()
+        mutes = browser.get("/mutes")
+        assert browser.post("/mutes", {
+            "csrf": mutes.csrf(), "park": PARK, "floors": "A/2F", "reason": "检修",
+            "start": (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"),
+            "end": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")}).status == 303
+        wait_until(lambda: [c["state"] for c in store.mute_commands()] == ["done"], 10,
+                   "the gateway's reply to the mute")
+        # the demo's hazard-ticket users log in to their tickets
+        for name, _role, _scope in TICKET_USERS:
+            user = Browser(center.service.web.port)  # type: ignore[union-attr]
+            assert user.login(name, center.password).status == 303
+            assert user.get("/tickets").status == 200
     finally:
         center.stop()
         shared.close()

@@ -31,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.cells import cell_len
 
 from parkwatch.alarms.messages import WORDS
-from parkwatch.democenter import DemoCenter
+from parkwatch.democenter import TICKET_USERS, DemoCenter
 from parkwatch.devtools.localbroker import BrokerUnavailable, ensure_mosquitto
 from parkwatch.devtools.shippedbroker import ShippedMosquitto, find_mosquitto_passwd
 from parkwatch.firmware_sim import scenarios
@@ -140,6 +140,8 @@ def run_demo(duration_s: float = 45.0, verbose: bool = False, speed: float = 1.0
             print(f"  simulated: {line}")
         print(f"command center console: {center.url}  login {center.user} / password "
               f"{center.password}  (open it now: it runs as long as the demo)")
+        print(f"  hazard tickets (/tickets): also {' and '.join(n for n, _r, _s in TICKET_USERS)}"
+              f" (grid inspector, huaxin's safety officer), same password")
         print()
         try:
             fleet.start()  # the ports exist before the daemon opens them, as on a gateway

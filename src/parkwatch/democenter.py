@@ -1,6 +1,7 @@
 """The demo's command center: ``parkwatch center`` on SQLite in the demo's temporary directory,
-on the demo's private broker, logged in as the shipped ACL's ``center`` role, with one console
-user so that a newcomer can watch the alarms arrive on the board.
+on the demo's private broker, logged in as the shipped ACL's ``center`` role, with a console
+user so that a newcomer can watch the alarms arrive on the board, and two more to walk a
+hazard ticket with (a grid inspector, a tenant's safety officer).
 
 The console user is ``district-duty``, an operator of the example park (alarms.operators):
 an acknowledgement sent from the console is one the gateway obeys.
@@ -21,6 +22,10 @@ from parkwatch.firmware_sim.devices import CENTER_LOGIN
 
 #: the console user: the example park's district duty officer (its alarms.operators)
 CONSOLE_USER = "district-duty"
+#: users to try the hazard tickets with (the same password): the park's grid inspector and
+#: the safety officer of its tenant huaxin (examples/park.yaml)
+TICKET_USERS = (("xinqiao-grid", "inspector", {"park": "xinqiao"}),
+                ("huaxin-safety", "tenant", {"park": "xinqiao", "tenant": "huaxin"}))
 
 
 class DemoCenter:
@@ -38,10 +43,12 @@ class DemoCenter:
         self.service = CenterService(load_center_config(config))
         self.user = CONSOLE_USER
         self.password = secrets.token_urlsafe(12)
-        problem = add_user(self.service.store, self.user, "operator", self.password)
-        if problem is not None:
-            self.service.store.close()
-            raise RuntimeError(problem)
+        for name, role, scope in (("district-duty", "operator", {}), *TICKET_USERS):
+            problem = add_user(self.service.store, name, role, self.password,
+                               park=scope.get("park"), tenant=scope.get("tenant"))
+            if problem is not None:
+                self.service.store.close()
+                raise RuntimeError(problem)
 
     def start(self, timeout: float = 10.0) -> None:
         """Serve the console and subscribe; wait (at most ``timeout``) until subscribed, so
