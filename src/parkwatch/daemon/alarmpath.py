@@ -52,6 +52,7 @@ from parkwatch.alarms.dispatch import Dispatcher
 from parkwatch.alarms.service import AlarmService
 from parkwatch.alarms.store import AlarmStore
 from parkwatch.config.model import ParkConfig
+from parkwatch.daemon.clockwatch import ClockWatch
 from parkwatch.daemon.inbox import Inbox
 from parkwatch.daemon.pipeline import Pipeline
 from parkwatch.outputs.bank import OutputBank
@@ -103,7 +104,8 @@ class AlarmPath:
               on_due: Callable[[float | None], None], taps: Taps | None = None,
               keeper: StateKeeper | None = None,
               recorder: Recorder | None = None,
-              outputs: OutputBank | None = None) -> AlarmPath:
+              outputs: OutputBank | None = None,
+              clockwatch: ClockWatch | None = None) -> AlarmPath:
         """Every stage, in order.  `engine` comes built, its rule state restored (the daemon
         restores it before building anything else, for memory's sake)."""
         taps = taps or Taps()
@@ -120,6 +122,7 @@ class AlarmPath:
         alarms = _alarm_stages(cfg, park, engine, store, committer, on_due, outputs)
         # the thread that runs decode and evaluate and hands on to lifecycle and route
         pipeline = Pipeline(inbox, engine, alarms, keeper=keeper, recorder=recorder,
+                            clockwatch=clockwatch,
                             on_batch=taps.readings, on_evaluated=taps.rules)
         return AlarmPath(inbox, dispatcher, committer, pipeline, store, on_due, outputs)
 

@@ -37,6 +37,7 @@ from parkwatch.config.model import ParkConfig
 from parkwatch.daemon.alarmpath import AlarmPath, Taps
 from parkwatch.daemon.buttontests import ButtonTests
 from parkwatch.daemon.checkpoint import StateKeeper
+from parkwatch.daemon.clockwatch import ClockWatch
 from parkwatch.daemon.cmdauth import CommandGate
 from parkwatch.daemon.commands import Commands
 from parkwatch.daemon.drillroutes import DrillReports
@@ -94,6 +95,8 @@ class Daemon:
         self.telemetry = TelemetrySink(cfg, park, self.state_dir)
         aggregates = Aggregates(park)
         self.reader = StoreReader(self.store_path)
+        #: the wall clock watched: synchronised?, steps (/healthz, the status, metrics)
+        self.clockwatch = ClockWatch()
         self.uplink = UplinkPublisher(
             cfg, on_ack=lambda p: self.inbox.call(lambda: self.commands.mqtt_ack(p)),
             on_mute=lambda c, p: self.inbox.call(lambda: self.mute_commands.handle(c, p)))
@@ -108,7 +111,8 @@ class Daemon:
             cfg, park, engine, self.store, self._arm_escalation,
             Taps(events=self.telemetry.events, readings=self._readings,
                  rules=self.metrics.observe_rules, commits=self.metrics.observe_commit),
-            keeper=self.keeper, recorder=self.recorder, outputs=self.outputs)
+            keeper=self.keeper, recorder=self.recorder, outputs=self.outputs,
+            clockwatch=self.clockwatch)
         self.inbox: Inbox = self.path.inbox
         self.dispatcher, self.committer, self.pipeline = (
             self.path.dispatcher, self.path.committer, self.path.pipeline)

@@ -127,6 +127,11 @@ _DAEMON: tuple[Spec, ...] = (
      "Rule-state checkpoints written to the state directory."),
     ("parkwatch_state_errors_total", "counter", (),
      "Rule-state checkpoints that failed."),
+    ("parkwatch_clock_synchronized", "gauge", (),
+     "1 while the kernel says the system clock is synchronised (adjtimex), 0 while it is not; "
+     "absent where it cannot be asked."),
+    ("parkwatch_clock_steps_total", "counter", (),
+     "Steps of the system clock (a jump forwards or backwards) seen since the start."),
 )
 
 #: each driver type's own families, in registry order (see docs/drivers.md)

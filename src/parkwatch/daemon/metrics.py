@@ -73,6 +73,8 @@ JSON = "application/json"
 #: a batch or a clock tick that has been running longer than this makes the daemon unhealthy:
 #: a fire alarm must reach the command center within 10 s (GB 26875.1-2011)
 STUCK_AFTER_S = 10.0
+#: how long /healthz warns of a step of the system clock
+CLOCK_STEP_WARN_S = 3600.0
 
 Family = CounterMetricFamily | GaugeMetricFamily
 
@@ -177,6 +179,12 @@ class DaemonMetrics:
         fams["parkwatch_pipeline_queue_length"].add_metric([], d.inbox.queue.qsize())
         fams["parkwatch_state_saves_total"].add_metric([], d.keeper.saves)
         fams["parkwatch_state_errors_total"].add_metric([], d.keeper.errors)
+        clock = d.pipeline.clockwatch
+        if clock is not None:
+            synced = clock.synchronized()
+            if synced is not None:
+                fams["parkwatch_clock_synchronized"].add_metric([], 1 if synced else 0)
+            fams["parkwatch_clock_steps_total"].add_metric([], clock.steps)
 
     def _collect_alarms(self, fams: dict[str, Family]) -> None:
         d = self.view
@@ -325,6 +333,15 @@ class DaemonMetrics:
         if d.pipeline.stuck:
             warnings.append("rules still due after a clock tick: time-driven rules are "
                             "ticked at most once a second")
+        clock = d.pipeline.clockwatch
+        if clock is not None:
+            if clock.synchronized() is False:
+                warnings.append("system clock not synchronised (adjtimex): check chrony or "
+                                "systemd-timesyncd")
+            step = clock.last_step
+            if step is not None and time.time() - step[1] < CLOCK_STEP_WARN_S:
+                warnings.append(f"system clock stepped {step[0]:+.1f} s at "
+                                f"{rfc3339_ms(step[1])}")
         stats = self.telemetry_stats()
         if stats is not None and stats.get("server") == "down":
             warnings.append("telemetry server down: points are spooled to disk")
@@ -336,6 +353,7 @@ class DaemonMetrics:
             "drivers": drivers,
             "uplink": {"broker": d.cfg.uplink.broker, "connected": uplink_up},
             "pipeline": pipeline,
+            "clock": None if clock is None else clock.health(),
         }
 
     def pipeline_health(self) -> dict[str, Any]:

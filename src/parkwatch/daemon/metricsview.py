@@ -95,6 +95,25 @@ class PipelineFigures(Protocol):
         """Rules were still due after a clock tick (ticked at most once a second since)."""
         ...
 
+    @property
+    def clockwatch(self) -> ClockFigures | None:
+        """The watch over the wall clock (None: not watched)."""
+        ...
+
+
+class ClockFigures(Protocol):
+    """The wall clock (:class:`parkwatch.daemon.clockwatch.ClockWatch`)."""
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def last_step(self) -> tuple[float, float] | None: ...
+
+    def synchronized(self, max_age_s: float = ...) -> bool | None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
 
 class Queue(Protocol):
     def qsize(self) -> int: ...

@@ -48,6 +48,7 @@ from parkwatch.rules.transitions import Transitions
 
 if TYPE_CHECKING:
     from parkwatch.daemon.checkpoint import StateKeeper
+    from parkwatch.daemon.clockwatch import ClockWatch
     from parkwatch.recording import Recorder
 
 log = logging.getLogger("parkwatch.pipeline")
@@ -62,8 +63,12 @@ class Pipeline:
                  keeper: StateKeeper | None = None, recorder: Recorder | None = None,
                  clock: Any = time.time,
                  on_batch: Callable[[ReadingBatch], None] | None = None,
-                 on_evaluated: Callable[[str, float], None] | None = None) -> None:
+                 on_evaluated: Callable[[str, float], None] | None = None,
+                 clockwatch: ClockWatch | None = None) -> None:
         self.inbox = inbox
+        #: looked at before each batch and tick: a step of the wall clock is known before the
+        #: first reading stamped after it is judged
+        self.clockwatch = clockwatch
         self.engine = engine
         self.alarms = alarms
         self.max_batch = max_batch
@@ -104,6 +109,14 @@ class Pipeline:
         once a second until it moves them again (a health warning)."""
         return self._stuck
 
+    def _watch_clock(self) -> None:
+        """A backward step of the wall clock rebases the engine's last reading times (see
+        :meth:`RuleEngine.rebase`); a forward one changes nothing there."""
+        if self.clockwatch is not None:
+            step = self.clockwatch.check()
+            if step < 0:
+                self.engine.rebase(step)
+
     def stop(self, timeout: float = 1.0) -> None:
         self.inbox.put(STOP)
         self._thread.join(timeout)
@@ -119,6 +132,7 @@ class Pipeline:
                 # input and control; the control is split out below
                 items: list[Any] = [get(timeout=min(wait, 3600.0)) if wait > 0 else get_nowait()]
             except Empty:  # woken by the clock: a rule deadline, or a checkpoint to save
+                self._watch_clock()
                 if self.engine.next_due() <= self.clock():
                     floor = self._tick_due()
                 continue
@@ -127,6 +141,7 @@ class Pipeline:
                     items.append(get_nowait())
             except Empty:
                 pass
+            self._watch_clock()
             marks = [k for k, item in enumerate(items) if item.__class__ in CONTROL]
             stop = False
             if marks:

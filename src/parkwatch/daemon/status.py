@@ -79,6 +79,8 @@ class GatewayStatus:
             "targets": {name: {**c.health(), **outbox.get(name, {"pending": 0})}
                         for name, c in self.dispatcher.couriers.items()},
             "refused_commands": refused,
+            "clock": (self.pipeline.clockwatch.health()
+                      if self.pipeline.clockwatch is not None else None),
             "config": {"loaded_at": rfc3339_ms(reloads.loaded_at),
                        "reloads": dict(reloads.counts), "last_reload": reloads.last},
         }

@@ -147,6 +147,14 @@ class RuleEngine:
         self._stamp[sensor] = pos
         return bool(np.array_equal(self._stamp.take(sensor), pos))
 
+    def rebase(self, step: float) -> None:
+        """The wall clock stepped by ``step`` seconds (:mod:`parkwatch.daemon.clockwatch`):
+        each sensor's last reading time moves with it, so that a reading the gateway stamps
+        after a backward step is not taken for older than the last and dropped as out of
+        order (a fire button pressed just after the step would be).  In place: the kinds
+        that read ``last_ts`` share the array."""
+        np.add(self.last_ts, step, out=self.last_ts)  # -inf (never read) stays -inf
+
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         if len(batch) == 0:
             return Transitions.empty()
