@@ -290,3 +290,32 @@ def test_a_description_longer_than_the_standards_31_bytes_is_a_config_error() ->
     with pytest.raises(ValidationError, match="is 32 bytes in GB 18030"):
         Gb26875Target(type="gb26875", host="h", port=1, source_address=1, components={
             "X": {"component_type": 23, "component_address": 1, "description": "栋" * 16}})
+
+
+def test_the_center_runs_from_the_command_line_and_prints_each_frame() -> None:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parkwatch.firmware_sim.gb26875_center", "--port", "0",
+         "--device", str(DEVICE), "--drop", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("GB/T 26875.3 center listening on 127.0.0.1:"), first
+        s = Session("127.0.0.1", int(first.rsplit(":", 1)[1]), DEVICE, CENTER, timeout_s=0.5)
+        try:
+            with pytest.raises(DeliveryError, match="no confirm"):
+                s.exchange(FIRE[27:75])  # dropped, as told
+            s.exchange(FIRE[27:75])
+        finally:
+            s.close()
+        lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert [(x["serial"], x["type"], x["action"]) for x in lines] == [
+        (0, 2, "drop"), (1, 2, "confirm")]
+    assert lines[1]["hex"][54:-6] == FIRE[27:75].hex()  # the data unit, as sent
