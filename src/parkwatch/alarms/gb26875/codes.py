@@ -2,16 +2,22 @@
 
 Facts, not code, taken from the standard's tables as public implementations reproduce them:
 
-- the frame layout (§6.6, table 1), the command bytes (table 2) and the type flags (§8.1.1,
-  table 3): GitHub dgiot/dgiot, apps/dgiot_gb26875/include/dgiot_gb26875.hrl and
-  apps/dgiot_gb26875/src/protocol/dgiot_gb26875_decoder.erl (its comment tables of §6.6);
-  the standard's text itself: http://www.gongliff.cn/m/biaozhun/864.html ;
+- the frame layout (§6.6, table 1: field order, low byte first, the checksum over bytes 3-27
+  and the data unit), the command bytes (table 2) and the type flags (§8.1.1, table 3):
+  GitHub dgiot/dgiot, apps/dgiot_gb26875/include/dgiot_gb26875.hrl and the comment tables of
+  apps/dgiot_gb26875/src/protocol/dgiot_gb26875_decoder.erl, which reproduce the standard's;
 - the system types (table 4), component types (table 5), the state bits of a system
   (§8.2.1.1), a component (§8.2.1.2) and of the device (§8.2.1.8), and the object lengths:
   dgiot/dgiot, apps/dgiot_gb26875/src/protocol/dgiot_gb26875_utils.erl;
-- the downstream control types 89-91 (初始化, 同步用户信息传输装置时钟, 查岗): the same tables
-  reproduced in several public decoders (e.g. the `DATA_TYPE_DOWN_SYNC_USER_DEVICE_CLOCK = 90`
-  constant of Java implementations found by the index).
+- the downstream control types 89-91 (初始化, 同步用户信息传输装置时钟, 查岗) and the time
+  sync's object (one 6-byte time label): the rest of table 3, as public decoders found by
+  code search list it (a Java constants class `DATA_TYPE_DOWN_SYNC_USER_DEVICE_CLOCK = 90`, a
+  dictionary seed `(90, '同步用户信息传输装置时钟', '下行')`, a Java parser "单个数据共6个字节");
+  their repositories were not named by the index.
+
+The standard's scope and terms are published at http://www.gongliff.cn/m/biaozhun/864.html
+and https://anquanfagui.com/thread-192-1-1.html (GB/T 26875.3-2011, in force since
+2011-11-01).
 """
 
 from __future__ import annotations
