@@ -15,6 +15,7 @@ from parkwatch.alarms.channels import (
     aliyun_sms,
     dingtalk,
     feishu,
+    gb26875,
     http_sms,
     log,
     mqtt,
@@ -33,6 +34,7 @@ CHANNELS: dict[str, Channel[Any]] = merged("CHANNELS", {
     "feishu": feishu.CHANNEL,
     "aliyun_sms": aliyun_sms.CHANNEL,
     "http_sms": http_sms.CHANNEL,
+    "gb26875": gb26875.CHANNEL,
 })
 
 _models = tuple(c.target for c in CHANNELS.values())

@@ -1,0 +1,234 @@
+"""The gateway's side of a GB/T 26875.3 TCP session: parkwatch as the user information
+transmission device, the city's monitoring center as the server.
+
+:meth:`Session.exchange` sends one frame (command 2, send data) and waits for the center's
+answer with the same serial number: a confirm (3) returns, a deny (6), no answer within
+`timeout_s` or a lost connection raises :class:`DeliveryError`, and the courier sends the
+row again after its backoff (§6.5, 重发机制: the sender repeats an unconfirmed frame).  A new
+frame gets the next serial number (§6.6: set by the sender, +1 for each new frame, from 0
+on a new connection).
+
+The connection is kept between frames.  A reader thread takes the center's frames: answers
+for the waiting frame, and control commands, which it answers itself: the time sync (type 90)
+is logged and confirmed, and sets nothing (the gateway's clock is NTP's); any other control or
+request is denied.  The same thread sends the device's running state (type 21, 正常监视状态)
+when nothing was sent for `heartbeat_s`, as the device's heartbeat.  The session belongs to
+the thread that first sends through it (the courier's): its reader ends, and the connection is
+closed, once that thread has ended, so a stopped daemon leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from parkwatch.alarms.gb26875.codes import Command, DataType, DeviceBit, flags
+from parkwatch.alarms.gb26875.frame import Frame, FrameError, decode, now_cst, split
+from parkwatch.alarms.gb26875.objects import ClockSync, DeviceState, data_unit, parse_data_unit
+from parkwatch.alarms.senders import DeliveryError
+
+log = logging.getLogger("parkwatch.gb26875")
+#: how often the reader looks whether its owner still runs
+_POLL_S = 0.2
+
+
+@dataclass
+class _Waiter:
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: int | None = None  # the command byte of the center's answer
+    lost: str = ""
+
+
+class Session:
+    """One TCP connection to a monitoring center, opened on demand and kept."""
+
+    def __init__(self, host: str, port: int, source: int, destination: int, *,
+                 user_version: int = 0, timeout_s: float = 5.0,
+                 heartbeat_s: float | None = 60.0, connect_timeout_s: float = 5.0) -> None:
+        self.host, self.port = host, port
+        self.source, self.destination = source, destination
+        self.user_version = user_version
+        self.timeout_s = timeout_s
+        self.heartbeat_s = heartbeat_s
+        self.connect_timeout_s = connect_timeout_s
+        self.where = f"GB/T 26875 center {host}:{port}"
+        self._lock = threading.Lock()  # the socket's writes, the serials and the waiters
+        self._sock: socket.socket | None = None
+        self._serial = 0
+        self._waiters: dict[int, _Waiter] = {}
+        self._owner: threading.Thread | None = None
+        self._last_sent = 0.0
+        self._down_logged = False
+        #: (serial, type flag) of each control command answered, for tests and the log
+        self.controls: list[tuple[int, int]] = []
+
+    # --- the courier's side --------------------------------------------------------------
+
+    def exchange(self, data: bytes) -> int:
+        """Send `data` (an application data unit) and wait for the confirm; its serial."""
+        if self._owner is None:
+            self._owner = threading.current_thread()
+        sock = self._connected()
+        waiter = _Waiter()
+        with self._lock:
+            serial = self._next_serial()
+            self._waiters[serial] = waiter
+            try:
+                self._write(sock, self._frame(serial, Command.SEND, data))
+            except OSError as exc:
+                self._waiters.pop(serial, None)
+                self._drop(sock, f"send failed: {exc}")
+                raise DeliveryError(f"{self.where}: send failed: {exc}") from None
+        if not waiter.done.wait(self.timeout_s):
+            with self._lock:
+                self._waiters.pop(serial, None)
+            raise DeliveryError(f"{self.where}: no confirm of frame {serial} within "
+                                f"{self.timeout_s:g} s")
+        if waiter.lost:
+            raise DeliveryError(f"{self.where}: {waiter.lost}")
+        if waiter.answer == Command.DENY:
+            raise DeliveryError(f"{self.where}: frame {serial} denied (否认)")
+        return serial
+
+    def close(self) -> None:
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            self._drop(sock, "")
+
+    # --- the connection ------------------------------------------------------------------
+
+    def _connected(self) -> socket.socket:
+        with self._lock:
+            if self._sock is not None:
+                return self._sock
+        try:
+            sock = socket.create_connection((self.host, self.port), self.connect_timeout_s)
+        except OSError as exc:
+            if not self._down_logged:
+                log.error("%s: cannot connect (%s); frames wait and are retried",
+                          self.where, exc)
+                self._down_logged = True
+            raise DeliveryError(f"{self.where}: cannot connect: {exc}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.connect_timeout_s)
+        if self._down_logged:
+            log.warning("%s: connected again", self.where)
+            self._down_logged = False
+        else:
+            log.info("%s: connected", self.where)
+        with self._lock:
+            self._sock, self._serial = sock, 0  # serials start at 0 on a new connection
+            self._last_sent = time.monotonic()
+        threading.Thread(target=self._read, args=(sock,), daemon=True,
+                         name="parkwatch-gb26875-reader").start()
+        return sock
+
+    def _drop(self, sock: socket.socket, why: str) -> None:
+        with self._lock:
+            if self._sock is not sock:
+                return
+            self._sock = None
+            waiters, self._waiters = self._waiters, {}
+        sock.close()
+        for w in waiters.values():
+            w.lost = why or "connection closed"
+            w.done.set()
+        if why and not self._down_logged:
+            log.error("%s: connection lost (%s); reconnecting with the next frame",
+                      self.where, why)
+            self._down_logged = True
+
+    def _next_serial(self) -> int:
+        serial = self._serial
+        self._serial = (self._serial + 1) & 0xFFFF
+        return serial
+
+    def _frame(self, serial: int, command: Command, data: bytes) -> bytes:
+        return Frame(serial, now_cst(), self.source, self.destination, int(command), data,
+                     self.user_version).encode()
+
+    def _write(self, sock: socket.socket, raw: bytes) -> None:
+        sock.sendall(raw)
+        self._last_sent = time.monotonic()
+
+    # --- the reader ----------------------------------------------------------------------
+
+    def _read(self, sock: socket.socket) -> None:
+        buffer = bytearray()
+        while self._sock is sock:
+            owner = self._owner
+            if owner is not None and not owner.is_alive():
+                self._drop(sock, "")
+                return
+            try:
+                ready, _, _ = select.select([sock], [], [], _POLL_S)
+                chunk = sock.recv(4096) if ready else None
+            except (OSError, ValueError) as exc:
+                self._drop(sock, f"read failed: {exc}")
+                return
+            if chunk == b"":
+                self._drop(sock, "closed by the center")
+                return
+            if chunk:
+                buffer += chunk
+                while (raw := split(buffer)) is not None:
+                    self._take(sock, raw)
+            self._heartbeat(sock)
+
+    def _take(self, sock: socket.socket, raw: bytes) -> None:
+        try:
+            frame = decode(raw)
+        except FrameError as exc:
+            log.warning("%s: malformed frame ignored (%s): %s", self.where, exc, raw.hex())
+            return
+        if frame.command in (Command.CONFIRM, Command.DENY):
+            with self._lock:
+                waiter = self._waiters.pop(frame.serial, None)
+            if waiter is not None:
+                waiter.answer = frame.command
+                waiter.done.set()
+            return
+        self._answer_control(sock, frame)
+
+    def _answer_control(self, sock: socket.socket, frame: Frame) -> None:
+        """A command from the center: the time sync is logged and confirmed (it sets nothing);
+        anything else is denied."""
+        answer = Command.DENY
+        kind = frame.data[0] if frame.data else -1
+        try:
+            if frame.command == Command.CONTROL and kind == DataType.SYNC_CLOCK:
+                _, objs = parse_data_unit(frame.data)
+                sync = objs[0]
+                told = sync.at.isoformat() if isinstance(sync, ClockSync) else "?"
+                log.info("%s: time sync to %s received and confirmed; the gateway's clock "
+                         "is kept by NTP, not set by the center", self.where, told)
+                answer = Command.CONFIRM
+            else:
+                log.warning("%s: command %d type %d not served; denied", self.where,
+                            frame.command, kind)
+        except (FrameError, IndexError) as exc:
+            log.warning("%s: control command refused: %s", self.where, exc)
+        self.controls.append((frame.serial, kind))
+        with self._lock:
+            if self._sock is sock:
+                with contextlib.suppress(OSError):  # the reader sees a loss on its next read
+                    self._write(sock, frame.answer(answer, now_cst()).encode())
+
+    def _heartbeat(self, sock: socket.socket) -> None:
+        if self.heartbeat_s is None or time.monotonic() - self._last_sent < self.heartbeat_s:
+            return
+        unit = data_unit([DeviceState(flags(DeviceBit.NORMAL), now_cst())])
+        with self._lock:
+            if self._sock is not sock:
+                return
+            serial = self._next_serial()
+            try:
+                self._write(sock, self._frame(serial, Command.SEND, unit))
+            except OSError:
+                return

@@ -1,0 +1,92 @@
+"""The example park's daemon reports a fire press to a (simulated) city fire monitoring
+center over GB/T 26875.3: the frame is confirmed, the button's reset follows as a recovery
+and a system reset, heartbeats flow, and a frame the center dropped is sent again.
+
+The daemon runs in-process on the test broker with the park's MQTT devices only (as in
+tests/test_webhook.py); the center is :mod:`parkwatch.firmware_sim.gb26875_center` on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Device, wait_until
+from parkwatch.alarms.gb26875.codes import DataType
+from parkwatch.alarms.gb26875.objects import ComponentState, SystemState
+from parkwatch.devtools.localbroker import LocalMosquitto
+from parkwatch.firmware_sim.gb26875_center import Center
+from test_webhook import BUTTON, fire_subscriber, hook_config, outbox, running
+
+DEVICE = 0x0000_1919_0001  # the gateway's address at the center
+CENTER = 0x0000_0000_0119
+
+
+@pytest.fixture
+def center() -> Iterator[Center]:
+    c = Center(address=CENTER, device=DEVICE).start()
+    yield c
+    c.stop()
+
+
+def target(center: Center, **extra: Any) -> dict[str, Any]:
+    return {"type": "gb26875", "host": "127.0.0.1", "port": center.port,
+            "source_address": DEVICE, "destination_address": CENTER,
+            "retry": {"initial_s": 0.2, "max_s": 1.0}, **extra}
+
+
+def config(broker: LocalMosquitto, tmp_path: Path, center: Center, **extra: Any) -> Any:
+    return hook_config(broker, tmp_path, {"fire-center": target(center, **extra)},
+                       [fire_subscriber("city-119", "fire-center")])
+
+
+def parts(center: Center) -> list[ComponentState | SystemState]:
+    """The component and system states the center took, in order."""
+    return [o for r in center.received for o in r.objects
+            if isinstance(o, ComponentState | SystemState)]
+
+
+def test_a_fire_press_reaches_the_center_confirmed_and_its_reset_follows(
+        broker: LocalMosquitto, tmp_path: Path, center: Center, device: Device) -> None:
+    with running(config(broker, tmp_path, center, heartbeat_s=0.5)) as d:
+        device.send(BUTTON, {"event": "press"})
+        assert center.wait(lambda c: len(parts(c)) == 1), "no fire frame at the center"
+        (fire,) = parts(center)
+        assert isinstance(fire, ComponentState)
+        assert (fire.system_type, fire.component_type, fire.state) == (1, 23, 0x0003)
+        assert fire.description.startswith(BUTTON)
+        wait_until(lambda: [r["state"] for r in outbox(d, "fire-center")] == ["delivered"],
+                   what="the raise marked delivered")
+
+        device.send(BUTTON, {"event": "reset"})
+        assert center.wait(lambda c: len(parts(c)) == 3), "no recovery and reset"
+        _, recovery, reset = parts(center)
+        assert isinstance(recovery, ComponentState) and recovery.state == 0x0001
+        assert recovery.component_address == fire.component_address
+        assert isinstance(reset, SystemState) and reset.state == 0x2001
+        # nothing sent for half a second: the device's running state goes out as heartbeat
+        assert center.wait(lambda c: any(r.data_type == DataType.DEVICE_STATE
+                                         for r in c.received))
+    assert center.rejected == [] and center.connections == 1
+    assert all(r.action == "confirm" for r in center.received)
+
+
+def test_a_frame_the_center_dropped_is_sent_again_and_confirmed(
+        broker: LocalMosquitto, tmp_path: Path, center: Center, device: Device) -> None:
+    center.plan("drop")
+    with running(config(broker, tmp_path, center, confirm_timeout_s=0.5,
+                        heartbeat_s=None)) as d:
+        device.send(BUTTON, {"event": "press"})
+        assert center.wait(lambda c: len(c.received) == 2, 15), "no retransmission"
+        dropped, confirmed = center.received
+        assert (dropped.action, confirmed.action) == ("drop", "confirm")
+        assert dropped.frame.data == confirmed.frame.data  # the same fire alarm
+        assert confirmed.frame.serial != dropped.frame.serial  # a new frame of the device
+        wait_until(lambda: [r["state"] for r in outbox(d, "fire-center")] == ["delivered"],
+                   what="the raise marked delivered")
+        (row,) = outbox(d, "fire-center")
+        assert row["attempts"] >= 2 and "no confirm" in (row["last_error"] or ""), row
