@@ -1,7 +1,8 @@
 """Modbus over TCP end to end: the real daemon in-process reads load cells and fire contacts
 through a simulated serial server (RTU over TCP, the bus behind it with true line timing) and
-a simulated Modbus TCP device, on real loopback sockets; a dropped connection gives comm_fault
-and recovers by itself.  Config errors of the TCP drivers name the key path."""
+a simulated Modbus TCP device, on real loopback sockets, and sounds the building through both;
+a dropped connection gives comm_fault and recovers by itself.  Config errors of the TCP
+drivers name the key path."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ sensors:
   - {{id: LC11, kind: load_cell, building: A, floor: 1F, driver: plc,
      address: '1/hr10:float32', scale: 1.0}}
   - {{id: FB2, kind: fire_button, building: A, floor: 1F, driver: plc, address: '1/di3'}}
+outputs:  # switched on by a fire in their building (linkage), written through both links
+  - {{id: A-SND-1F, kind: sounder, building: A, floor: 1F, driver: dtu, address: '9/co0'}}
+  - {{id: A-STB-1F, kind: strobe, building: A, floor: 1F, driver: plc, address: '1/co0'}}
 """
 
 
@@ -105,11 +109,15 @@ def test_load_cells_and_fire_contacts_through_a_serial_server_and_a_modbus_tcp_d
         "warning", 8_600.0)
     assert (_of(events, "LC11")[0]["severity"], _of(events, "LC11")[0]["value"]) == (
         "critical", 10_400.0)
+    assert not devices.output_on("A-SND-1F") and not devices.output_on("A-STB-1F")
     for button in ("FB1", "FB2"):
         devices.button(button, "press")
         events = sub.wait_events(lambda ev, b=button: _of(ev, b, "raised"), timeout=15)
         e = _of(events, button, "raised")[0]
         assert (e["severity"], e["rule"], e["tenants"]) == ("critical", "button_latch", ["t1"])
+    # the fire sounds the building: a coil written (and read back) over each link
+    wait_until(lambda: devices.output_on("A-SND-1F") and devices.output_on("A-STB-1F"),
+               timeout=15, what="the sounder and the strobe switched on")
     # the bus behind the serial server kept its line discipline (t3.5 between frames)
     assert devices.buses["dtu"].stats.t35_violations == 0
     assert {d.health()["type"] for d in daemon.drivers} == {"modbus_rtu_tcp", "modbus_tcp"}
