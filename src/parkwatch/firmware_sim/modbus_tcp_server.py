@@ -23,7 +23,7 @@ _HEADER = struct.Struct(">HHHB")  # transaction, protocol, length, unit
 
 class SimModbusTcpServer(TcpListener):
     def __init__(self, bus: SimBus, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port, f"Modbus TCP {bus.path.name}")
+        super().__init__(host, port, "Modbus TCP device")
         self.bus = bus
         self._framer = FramerSocket(DecodePDU(True))
 

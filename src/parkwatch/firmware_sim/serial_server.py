@@ -22,7 +22,7 @@ from parkwatch.firmware_sim.tcp_listener import TcpListener
 
 class SimSerialServer(TcpListener):
     def __init__(self, bus: SimBus, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port, f"serial server {bus.path.name}")
+        super().__init__(host, port, "serial server")
         self.bus = bus
         self._one_master = threading.Lock()
 
