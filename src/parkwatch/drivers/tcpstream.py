@@ -72,7 +72,7 @@ class TcpStream:
         """Connect (OSError when it cannot)."""
         sock = socket.create_connection((self.host, self.port), self.connect_timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one small frame at once
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        _detect_dead_links(sock, max(_DEAD_AFTER_S, 4 * self.timeout_s))
         self.sock = sock
 
     def close(self) -> None:
@@ -124,6 +124,25 @@ class TcpStream:
         if self.sock is None:
             raise ConnectionError("not connected")
         return self.sock
+
+
+#: a connection whose data stays unacknowledged this long is given up (a 4G link or a DTU gone
+#: without a reset would otherwise leave it half open, every request timing out, for the
+#: kernel's retransmission limit of about 15 minutes)
+_DEAD_AFTER_S = 20.0
+
+
+def _detect_dead_links(sock: socket.socket, dead_after_s: float) -> None:
+    """Close the connection (the next read or write raises) when its peer stops acknowledging
+    for `dead_after_s`: TCP_USER_TIMEOUT (Linux, RFC 5482) while requests are on the way, and
+    keepalive probes while it is idle (after 10 s, every 5 s, 3 unanswered)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_USER_TIMEOUT", int(dead_after_s * 1000)), ("TCP_KEEPIDLE", 10),
+                        ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux has each; elsewhere the kernel's defaults stay
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def check_one_owner(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:

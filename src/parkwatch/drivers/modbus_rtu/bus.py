@@ -322,6 +322,9 @@ class BusScheduler:
             self.link.close()
             self._note_port_down(exc)
             return
+        if self._stop.is_set():  # stopped while connecting (a slow 4G link): not ours now
+            self.link.close()
+            return
         self.port = self.link
         if self.port_lost_at is not None:
             log.warning("bus %s: port is back after %.1f s", self.name,
