@@ -330,8 +330,10 @@ class BusScheduler:
             log.warning("bus %s: port is back after %.1f s", self.name,
                         time.monotonic() - self.port_lost_at)
         else:
-            log.info("bus %s: open, %d slave(s), %d poll block(s)", self.name,
-                     len(self.slaves), len(self.blocks))
+            baud = getattr(self.cfg, "baudrate", None)  # a Modbus TCP device has none
+            log.info("bus %s: %s, %d slave(s), %d poll block(s)", self.name,
+                     f"open at {baud} baud" if baud else "connected", len(self.slaves),
+                     len(self.blocks))
         self.port_lost_at = None
         self._reopen_backoff = 0.5
         self.bus_free_at = time.monotonic() + self.link.gap_s
