@@ -78,6 +78,11 @@ def _of(events: list[dict[str, Any]], sensor: str, event: str | None = None,
             and (event is None or e["event"] == event) and (rule is None or e["rule"] == rule)]
 
 
+def _load(events: list[dict[str, Any]], sensor: str) -> list[dict[str, Any]]:
+    """The sensor's load alarms raised (a busy machine may add a comm_fault blip)."""
+    return [e for e in _of(events, sensor, "raised") if e["rule"] != "comm_fault"]
+
+
 @pytest.fixture
 def park(tmp_path: Path, broker: Any) -> Iterator[tuple[Any, SimulatedPark, Subscriber]]:
     """The daemon, its simulated serial server and Modbus TCP device, and an event subscriber."""
@@ -103,18 +108,18 @@ def test_load_cells_and_fire_contacts_through_a_serial_server_and_a_modbus_tcp_d
                what="readings from both TCP drivers")
     devices.reading("LC01", 8_600.0)  # int32 cdab, 0.1 kg counts, behind the serial server
     devices.reading("LC11", 10_400.0)  # float32 on the Modbus TCP device
-    events = sub.wait_events(lambda ev: _of(ev, "LC01", "raised") and _of(ev, "LC11", "raised"),
-                             timeout=15)
-    assert (_of(events, "LC01")[0]["severity"], _of(events, "LC01")[0]["value"]) == (
+    events = sub.wait_events(lambda ev: _load(ev, "LC01") and _load(ev, "LC11"), timeout=15)
+    assert (_load(events, "LC01")[0]["severity"], _load(events, "LC01")[0]["value"]) == (
         "warning", 8_600.0)
-    assert (_of(events, "LC11")[0]["severity"], _of(events, "LC11")[0]["value"]) == (
+    assert (_load(events, "LC11")[0]["severity"], _load(events, "LC11")[0]["value"]) == (
         "critical", 10_400.0)
     assert not devices.output_on("A-SND-1F") and not devices.output_on("A-STB-1F")
     for button in ("FB1", "FB2"):
         devices.button(button, "press")
-        events = sub.wait_events(lambda ev, b=button: _of(ev, b, "raised"), timeout=15)
-        e = _of(events, button, "raised")[0]
-        assert (e["severity"], e["rule"], e["tenants"]) == ("critical", "button_latch", ["t1"])
+        events = sub.wait_events(lambda ev, b=button: _of(ev, b, "raised", "button_latch"),
+                                 timeout=15)
+        e = _of(events, button, "raised", "button_latch")[0]
+        assert (e["severity"], e["tenants"]) == ("critical", ["t1"])
     # the fire sounds the building: a coil written (and read back) over each link
     wait_until(lambda: devices.output_on("A-SND-1F") and devices.output_on("A-STB-1F"),
                timeout=15, what="the sounder and the strobe switched on")
