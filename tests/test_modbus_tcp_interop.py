@@ -6,6 +6,8 @@ answers readable."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +144,40 @@ def test_a_pymodbus_client_reads_and_writes_the_simulated_device(cfg: Any) -> No
     finally:
         client.close()
         server.stop()
+
+
+def test_a_slow_connect_never_holds_up_the_comm_fail_reports(cfg: Any) -> None:
+    """A connect that hangs (a 4G DTU out of reach drops the SYN; here: a listener whose
+    backlog is full) runs beside the bus loop: the sensors report comm_fail at their cadence
+    meanwhile, and the failure is logged once the attempt gives up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fills = []
+    for _ in range(3):  # fill the backlog: further SYNs are dropped, connects hang
+        c = socket.socket()
+        c.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            c.connect(listener.getsockname())
+        fills.append(c)
+    drv_cfg = cfg.drivers[0].model_copy(update={"port": listener.getsockname()[1],
+                                                "connect_timeout_s": 3.0})
+    park = ParkModel(cfg)
+    inbox = Inbox()
+    driver = ModbusTcpDriver(drv_cfg, park, inbox, cfg)
+    fb = park.index["FB1"]
+    driver.start()
+    try:
+        wait_until(lambda: sum(1 for _, s, _, _, q in inbox.items
+                               if s == fb and q == Quality.COMM_FAIL) >= 5, timeout=30,
+                   what="comm_fail reports while connecting")
+        assert driver.bus.port_lost_at is None  # still the first attempt, not yet failed
+        wait_until(lambda: driver.bus.port_lost_at is not None, timeout=30,
+                   what="the attempt given up")
+    finally:
+        for s in [listener, *fills]:
+            s.close()  # further attempts are refused at once
+        driver.stop()
+    wait_until(lambda: not any(t.name.startswith("parkwatch-connect-")
+                               for t in threading.enumerate()), timeout=15,
+               what="the connect threads ended")

@@ -13,7 +13,9 @@ import contextlib
 import ipaddress
 import re
 import socket
+import threading
 import time
+from concurrent.futures import Future, wait
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -23,6 +25,11 @@ from parkwatch.config.base import Strict
 #: a DNS name (RFC 1123 labels) or an IPv4 / IPv6 address
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+class LinkPending(OSError):
+    """Raised by a link's ``open()`` while its connection is still being made: no failure
+    yet, the bus loop asks again shortly (and reports its sensors comm_fail meanwhile)."""
 
 
 class TcpEndpoint(Strict):
@@ -67,15 +74,38 @@ class TcpStream:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.sock: socket.socket | None = None
+        self._attempt: Future[socket.socket] | None = None
 
     def open(self) -> None:
-        """Connect (OSError when it cannot)."""
-        sock = socket.create_connection((self.host, self.port), self.connect_timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one small frame at once
-        _detect_dead_links(sock, max(_DEAD_AFTER_S, 4 * self.timeout_s))
-        self.sock = sock
+        """Connect: OSError when it cannot, :class:`LinkPending` while the attempt is still
+        under way.  The attempt runs on a thread of its own, so that a connect that takes
+        seconds (a 4G link; an unreachable host drops the SYN and waits out
+        `connect_timeout_s`) never holds up the bus loop's comm_fail reports."""
+        if self._attempt is None:
+            self._attempt = Future()
+            threading.Thread(target=self._connect, args=(self._attempt,), daemon=True,
+                             name=f"parkwatch-connect-{self.host}:{self.port}").start()
+        attempt = self._attempt
+        # (not result(timeout=...): a connect that timed out raises TimeoutError too)
+        if not wait([attempt], timeout=_PENDING_WAIT_S).done:
+            raise LinkPending(f"connecting to {self.host}:{self.port}")
+        self._attempt = None
+        self.sock = attempt.result()  # or the connect's OSError
+
+    def _connect(self, attempt: Future[socket.socket]) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), self.connect_timeout_s)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames at once
+            _detect_dead_links(sock, max(_DEAD_AFTER_S, 4 * self.timeout_s))
+        except OSError as exc:
+            attempt.set_exception(exc)
+            return
+        attempt.set_result(sock)
 
     def close(self) -> None:
+        if self._attempt is not None:  # a connect still under way: its socket is not wanted
+            self._attempt.add_done_callback(_close_result)
+            self._attempt = None
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.close()
@@ -124,6 +154,16 @@ class TcpStream:
         if self.sock is None:
             raise ConnectionError("not connected")
         return self.sock
+
+
+#: how long open() waits for a connect under way before it says it is still pending
+_PENDING_WAIT_S = 0.05
+
+
+def _close_result(attempt: Future[socket.socket]) -> None:
+    if attempt.exception() is None:
+        with contextlib.suppress(OSError):
+            attempt.result().close()
 
 
 #: a connection whose data stays unacknowledged this long is given up (a 4G link or a DTU gone

@@ -40,8 +40,11 @@ import numpy as np
 from parkwatch.drivers.modbus_rtu.blocks import PollBlock
 from parkwatch.drivers.modbus_rtu.config import ModbusMaster
 from parkwatch.drivers.modbus_rtu.link import Link
+from parkwatch.drivers.tcpstream import LinkPending
 
 log = logging.getLogger("parkwatch.drivers.modbus")
+
+_PENDING_POLL_S = 0.05  # how often a connect under way is looked at
 
 OnValues = Callable[[PollBlock, np.ndarray, float], None]
 OnFail = Callable[[PollBlock, float], None]
@@ -318,6 +321,9 @@ class BusScheduler:
     def _open(self) -> None:
         try:
             self.link.open()
+        except LinkPending:
+            self._reopen_at = time.monotonic() + _PENDING_POLL_S
+            return
         except OSError as exc:
             self.link.close()
             self._note_port_down(exc)
