@@ -55,6 +55,7 @@ from parkwatch.daemon.commands import mqtt_ack
 from parkwatch.drivers.modbus_rtu.address import parse_address
 from parkwatch.drivers.modbus_rtu.blocks import PollBlock, build_blocks
 from parkwatch.drivers.modbus_rtu.bus import BusScheduler
+from parkwatch.drivers.modbus_rtu.link import RtuLink
 from parkwatch.drivers.mqtt.driver import MqttDriver
 from parkwatch.drivers.serial_indicator.formats import (
     FORMATS,
@@ -206,12 +207,16 @@ BLOCKS = build_blocks([(i, parse_address(a), 1.5, -2.0) for i, a in _POINTS],
 class FakePort:
     """A serial port whose slave answers every request with ``answer``."""
 
-    in_waiting = 0
-
     def __init__(self, answer: bytes) -> None:
         self.answer = answer
 
-    def reset_input_buffer(self) -> None:
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
         pass
 
     def write(self, _data: bytes) -> None:
@@ -272,9 +277,10 @@ def test_modbus_answer_is_values_or_a_counted_failure(data: Any) -> None:
     failed: list[PollBlock] = []
     cfg = SimpleNamespace(id="fuzz", port="/dev/fuzz", retries=0, t35=0.0, quarantine_after=3,
                           reprobe_s=1.0, backoff_max_s=10.0)
+    link = RtuLink(FakePort(answer), "/dev/fuzz", 0.0, 1.0)
     bus = BusScheduler(cfg, BLOCKS, lambda _b, values, _t: got.append(values),  # type: ignore[arg-type]
-                       lambda b, _t: failed.append(b))
-    bus.port = FakePort(answer)  # type: ignore[assignment]
+                       lambda b, _t: failed.append(b), link)
+    bus.port = link
     bus._poll(block, bus.slaves[block.slave])
     state = bus.slaves[block.slave]
     counted = state.timeouts + state.bad_frames + state.exceptions

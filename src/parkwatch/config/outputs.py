@@ -32,7 +32,7 @@ class OutputConfig(Strict):
     building: Id = Field(description="the building it serves")
     floor: Id | None = Field(None, description="its floor (optional)")
     zone: Id | None = Field(None, description="its zone (optional)")
-    driver: Id = Field(description="id of the driver that switches it (modbus_rtu or mqtt)")
+    driver: Id = Field(description="id of the driver that switches it (a Modbus driver or mqtt)")
     address: str | None = Field(None, description="Modbus: the coil or holding register, e.g. "
                                 "'9/co0' or '9/hr20'")
     on_value: int = Field(1, ge=0, le=65535, description="Modbus register: the value that "

@@ -14,6 +14,11 @@ from parkwatch.drivers.modbus_rtu.config import (
     check_modbus_driver,
     check_modbus_output,
 )
+from parkwatch.drivers.modbus_rtu_tcp.config import (
+    ModbusRtuTcpDriverConfig,
+    check_rtu_tcp_driver,
+)
+from parkwatch.drivers.modbus_tcp.config import ModbusTcpDriverConfig, check_modbus_tcp_driver
 from parkwatch.drivers.mqtt.config import MqttDriverConfig, check_mqtt_driver, check_mqtt_output
 from parkwatch.drivers.serial_indicator.config import (
     SerialIndicatorDriverConfig,
@@ -29,6 +34,16 @@ DRIVER_KINDS: dict[str, DriverKind] = merged("DRIVER_KINDS", {
                              "parkwatch.drivers.modbus_rtu.driver:ModbusRtuDriver",
                              check_modbus_driver, modbus_metrics.FAMILIES,
                              check_output=check_modbus_output,
+                             outputs_path="parkwatch.drivers.modbus_rtu.outputs:ModbusOutputs"),
+    # the two below are the modbus_rtu driver over a link of their own (their config's link()):
+    # its outputs, and its metric families (declared once, on its line)
+    "modbus_rtu_tcp": DriverKind(ModbusRtuTcpDriverConfig,
+                                 "parkwatch.drivers.modbus_rtu_tcp.driver:ModbusRtuTcpDriver",
+                                 check_rtu_tcp_driver, check_output=check_modbus_output,
+                                 outputs_path="parkwatch.drivers.modbus_rtu.outputs:ModbusOutputs"),
+    "modbus_tcp": DriverKind(ModbusTcpDriverConfig,
+                             "parkwatch.drivers.modbus_tcp.driver:ModbusTcpDriver",
+                             check_modbus_tcp_driver, check_output=check_modbus_output,
                              outputs_path="parkwatch.drivers.modbus_rtu.outputs:ModbusOutputs"),
     "serial_indicator": DriverKind(SerialIndicatorDriverConfig,
                                    "parkwatch.drivers.serial_indicator.driver:IndicatorDriver",

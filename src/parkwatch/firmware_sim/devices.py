@@ -1,25 +1,34 @@
 """Every simulated device of a park config, behind one interface the scenarios drive.
 
 MQTT devices publish on the config's brokers; Modbus RTU slaves answer on a pty at each
-`modbus_rtu` driver's port path; weighing indicators stream on a pty at each
-`serial_indicator` driver's port path.  A scenario only says "this sensor now reads X" or
-"this button is pressed"; how that reaches the daemon is the device's business, as in the field.
+`modbus_rtu` driver's port path, and behind a simulated serial server at each
+`modbus_rtu_tcp` driver's host and port; Modbus TCP devices at each `modbus_tcp` driver's host
+and port; weighing indicators stream on a pty at each `serial_indicator` driver's port path.
+A scenario only says "this sensor now reads X" or "this button is pressed"; how that reaches the
+daemon is the device's business, as in the field.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import socket
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from parkwatch.config.model import ParkConfig
+from parkwatch.drivers.tcpstream import TcpEndpoint
 from parkwatch.firmware_sim.indicators import SimIndicator
 from parkwatch.firmware_sim.modbus_bus import SimBus
+from parkwatch.firmware_sim.modbus_tcp_server import SimModbusTcpServer
 from parkwatch.firmware_sim.modbus_wiring import build_bus_from_config
 from parkwatch.firmware_sim.mqtt_devices import MqttDeviceFleet
 from parkwatch.firmware_sim.mqtt_outputs import MqttOutputDevices
+from parkwatch.firmware_sim.serial_server import SimSerialServer
+from parkwatch.firmware_sim.tcp_listener import TcpListener
 
 if TYPE_CHECKING:  # only its alias: the simulator need not load the YAML reader
     from parkwatch.config.yamlsource import Loc
@@ -36,12 +45,23 @@ class SimulatedPark:
         #: wireless sounders, strobes and relay boxes (None without MQTT)
         self.outputs = MqttOutputDevices(cfg, client_prefix, logins) if mqtt else None
         self.buses: dict[str, SimBus] = {}
+        #: the serial servers and Modbus TCP devices, by driver id (their slaves: `buses`)
+        self.servers: dict[str, TcpListener] = {}
+        self._ptys: str | None = None  # where the buses behind serial servers put their ptys
         self.indicators: dict[str, SimIndicator] = {}
         self.route: dict[str, tuple[str, str]] = {}  # sensor id -> (device kind, driver id)
         drivers = {d.id: d for d in cfg.drivers}
         for d in cfg.drivers:
             if d.type == "modbus_rtu":
                 self.buses[d.id] = build_bus_from_config(d, cfg)
+            elif d.type == "modbus_rtu_tcp":
+                self._ptys = self._ptys or tempfile.mkdtemp(prefix="parkwatch-sim-")
+                bus = build_bus_from_config(d, cfg, os.path.join(self._ptys, d.id))
+                self.buses[d.id] = bus
+                self.servers[d.id] = SimSerialServer(bus, d.host, d.port)
+            elif d.type == "modbus_tcp":
+                self.buses[d.id] = bus = build_bus_from_config(d, cfg, f"modbus-tcp-{d.id}")
+                self.servers[d.id] = SimModbusTcpServer(bus, d.host, d.port)
             elif d.type == "serial_indicator":
                 self.indicators[d.id] = SimIndicator(d.port, d.baudrate, d.format,
                                                      bits_per_char=d.bits_per_char)
@@ -49,7 +69,9 @@ class SimulatedPark:
             kind = drivers[s.driver].type
             if kind == "mqtt" and self.mqtt is not None:
                 self.route[s.id] = ("mqtt", s.driver)
-            elif kind in ("modbus_rtu", "serial_indicator"):
+            elif kind in _MODBUS:
+                self.route[s.id] = ("modbus_rtu", s.driver)
+            elif kind == "serial_indicator":
                 self.route[s.id] = (kind, s.driver)
         self._sent = 0
 
@@ -69,8 +91,10 @@ class SimulatedPark:
                        + (", each with its own login" if self.mqtt.own_logins else ""))
         for did, bus in self.buses.items():
             outputs = f", outputs {', '.join(bus.outputs)}" if bus.outputs else ""
-            out.append(f"Modbus RTU bus '{did}' at {bus.path} ({len(bus.slaves)} slave(s)"
-                       f"{outputs})")
+            server = self.servers.get(did)
+            where = (f"Modbus RTU bus '{did}' at {bus.path}" if server is None
+                     else f"{server.name} '{did}' on {server.host}:{server.port}")
+            out.append(f"{where} ({len(bus.slaves)} slave(s){outputs})")
         if self.outputs is not None and self.outputs.outputs:
             out.append(f"wireless output(s) {', '.join(self.outputs.outputs)} on MQTT, "
                        "switching on their command topics and reporting their state")
@@ -79,8 +103,11 @@ class SimulatedPark:
         return out
 
     def start(self) -> None:
-        for bus in self.buses.values():
-            bus.start()
+        for did, bus in self.buses.items():
+            if not isinstance(self.servers.get(did), SimModbusTcpServer):
+                bus.start()  # a Modbus TCP device's bus only holds its slaves
+        for server in self.servers.values():
+            server.start()
         for ind in self.indicators.values():
             ind.start()
         if self.mqtt is not None and self.mqtt.devices:
@@ -93,10 +120,15 @@ class SimulatedPark:
             self.outputs.stop()
         if self.mqtt is not None and self.mqtt.devices:
             self.mqtt.stop()
+        for server in self.servers.values():
+            server.stop()
         for bus in self.buses.values():
-            bus.stop()
+            if bus.running:
+                bus.stop()
         for ind in self.indicators.values():
             ind.stop()
+        if self._ptys is not None:
+            shutil.rmtree(self._ptys, ignore_errors=True)
 
     def reading(self, sensor_id: str, value: float) -> None:
         kind, driver = self.route[sensor_id]
@@ -167,18 +199,32 @@ class SimulatedPark:
             self.outputs.on_change = on_change
 
     def cut(self, driver_id: str) -> None:
-        """Pull the cable of a serial driver's port."""
+        """Pull the cable of a serial driver's port; a serial server or Modbus TCP device
+        goes off the network (its connections close, new ones are refused)."""
         self._serial(driver_id).cut()
 
     def restore(self, driver_id: str) -> None:
         self._serial(driver_id).restore()
 
     def _serial(self, driver_id: str) -> Any:
+        if driver_id in self.servers:
+            return self.servers[driver_id]
         if driver_id in self.buses:
             return self.buses[driver_id]
         if driver_id in self.indicators:
             return self.indicators[driver_id]
         raise KeyError(f"'{driver_id}' is not a simulated serial port")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a bench's serial servers and Modbus TCP devices)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+#: the Modbus driver kinds, whose devices the simulator plays as slaves of a SimBus
+_MODBUS = ("modbus_rtu", "modbus_rtu_tcp", "modbus_tcp")
 
 
 def _switched(slave: int, by_place: dict[tuple[int, str, int], tuple[str, int]],
@@ -199,7 +245,10 @@ def bench_overrides(cfg: ParkConfig, broker_port: int, workdir: Any) -> dict[Loc
         out[("brokers", name, "host")] = "127.0.0.1"
         out[("brokers", name, "port")] = broker_port
     for i, d in enumerate(cfg.drivers):
-        if hasattr(d, "port") and d.type != "mqtt":
+        if isinstance(d, TcpEndpoint):  # serial servers, Modbus TCP devices: on loopback
+            out[("drivers", i, "host")] = "127.0.0.1"
+            out[("drivers", i, "port")] = free_port()
+        elif hasattr(d, "port") and d.type != "mqtt":
             out[("drivers", i, "port")] = str(work / f"tty-{d.id}")
     if cfg.api is not None:
         out[("api", "port")] = 0  # a free port: benches run side by side

@@ -311,7 +311,7 @@ class SimBus:
             with self._stats_lock:
                 self._stats.ignored += 1
             return
-        response = self._answer(slave, req.pdu)
+        response = self.answer(slave, req.pdu)
         frame = self._framer.buildFrame(response)
         if slave.bad_crc_once:
             slave.bad_crc_once = False
@@ -332,7 +332,9 @@ class SimBus:
 
         self._transmit(frame, start, count)
 
-    def _answer(self, slave: SimSlave, pdu_bytes: bytes) -> ModbusPDU:
+    def answer(self, slave: SimSlave, pdu_bytes: bytes) -> ModbusPDU:
+        """What `slave` answers to a request PDU (function code and data): data, or an
+        exception response (also for the Modbus TCP slaves, :mod:`.modbus_tcp_server`)."""
         request = self._framer.decoder.decode(pdu_bytes)
         if request is None:  # a known function with a body out of range (e.g. count 0)
             fc = pdu_bytes[0]

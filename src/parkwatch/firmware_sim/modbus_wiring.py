@@ -1,6 +1,7 @@
-"""The simulated Modbus bus of one ``modbus_rtu`` driver of a park config, so ``parkwatch sim``
-emulates that park's wiring: one slave per device its sensors reference, each with a map that
-covers its sensors' registers, every sensor at a plausible starting value.
+"""The simulated Modbus bus of one Modbus driver (``modbus_rtu``, ``modbus_rtu_tcp``,
+``modbus_tcp``) of a park config, so ``parkwatch sim`` emulates that park's wiring: one slave
+per device its sensors reference, each with a map that covers its sensors' registers, every
+sensor at a plausible starting value.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from parkwatch.drivers.modbus_rtu.address import parse_address
+from parkwatch.drivers.serialport import LineSettings
 from parkwatch.firmware_sim.modbus_bus import SimBus
 from parkwatch.firmware_sim.modbus_slave import SimSensor, SimSlave
 
@@ -17,7 +19,7 @@ DI_MODULE_CHANNELS = 8  # a digital-input module has its contacts in groups of 8
 
 def build_bus_from_config(driver_cfg: Any, park_cfg: Any, path: str | Path | None = None,
                           **kwargs: Any) -> SimBus:
-    """The simulated bus of one ``modbus_rtu`` driver: a slave for every device it polls.
+    """The simulated bus of one Modbus driver: a slave for every device it polls.
 
     Each slave's map covers, per table, the span from its lowest to its highest sensor
     register (so the driver may read across small gaps in one request, as real transmitters
@@ -26,11 +28,15 @@ def build_bus_from_config(driver_cfg: Any, park_cfg: Any, path: str | Path | Non
     outputs (sounders, strobes, relays: coils in modules of 8 channels, or holding registers)
     at rest.  Slaves
     listed under the driver's ``slaves`` without sensors are present with an empty map.
-    The bus is not started; ``path`` overrides the driver's port.
+    The bus is not started; ``path`` overrides the driver's port (and is where the bus of a
+    ``modbus_rtu_tcp`` driver puts its pty, behind its serial server).
     """
     from parkwatch.firmware_sim.scenarios import baseline
 
-    bus = SimBus.from_line(driver_cfg, path=path, **kwargs)
+    # a Modbus TCP device has no serial line: its bus only holds the slaves (never started)
+    line = driver_cfg if hasattr(driver_cfg, "baudrate") else LineSettings()
+    bus = SimBus(path if path is not None else driver_cfg.port, line.baudrate,
+                 line.bits_per_char, **kwargs)
     names = {s.slave: s.name for s in driver_cfg.slaves}
     sensors: list[SimSensor] = []
     for s in park_cfg.sensors:

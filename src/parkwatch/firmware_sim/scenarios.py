@@ -156,15 +156,21 @@ def flood(cfg: ParkConfig, start: float = 4.0, seconds: float = 10.0) -> list[St
 
 
 def cable_cut(cfg: ParkConfig, start: float = 3.0) -> list[Step]:
-    """An RS-485 cable is cut long enough for a comm-fault alarm, then plugged back."""
-    serial = [d for d in cfg.drivers if d.type in ("modbus_rtu", "serial_indicator")]
+    """An RS-485 cable is cut long enough for a comm-fault alarm, then plugged back (without
+    a serial driver: the network link of a serial server or Modbus TCP device is lost)."""
+    wired = ("modbus_rtu", "serial_indicator", "modbus_rtu_tcp", "modbus_tcp")
+    serial = sorted((d for d in cfg.drivers if d.type in wired),
+                    key=lambda d: wired.index(d.type) > 1)  # a serial port's first
     if not serial:
         return []
     d = serial[0]
     outage = float(getattr(d, "comm_fault_after_s", 10.0)) + 4.0
     # after the repair the devices stay up long enough for the gateway's reopen backoff
-    settle = min(float(getattr(d, "reopen_max_s", 30.0)), 30.0) + 3.0
-    return [Step(start, d.id, "cut", note=f"{d.id}: 电缆被挖断 (cable cut at {d.port})"),
+    settle = min(float(getattr(d, "reopen_max_s", getattr(d, "reconnect_max_s", 30.0))),
+                 30.0) + 3.0
+    lost = (f"{d.id}: 网络中断 (link to {d.host}:{d.port} lost)" if hasattr(d, "host")
+            else f"{d.id}: 电缆被挖断 (cable cut at {d.port})")
+    return [Step(start, d.id, "cut", note=lost),
             Step(start + outage, d.id, "restore", note=f"{d.id}: 线路修复 (cable repaired)"),
             Step(start + outage + settle, d.id, "note",
                  note=f"{d.id}: 通讯已恢复 (link back)")]

@@ -97,7 +97,7 @@ class SensorFaultRule(RuleKindBase):
             if driver is not None and not getattr(driver, "reads_loop_current", False):
                 out.append((("sensors", i, "signal"), f"driver '{s.driver}' (type "
                             f"{getattr(driver, 'type', '?')}) does not read a loop current; "
-                            "only modbus_rtu does"))
+                            "only the Modbus drivers do"))
         return out
 
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:

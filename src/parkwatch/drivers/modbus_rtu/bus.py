@@ -1,7 +1,9 @@
 """The bus scheduler: the one owner of an RS-485 port, one request on the wire at a time.
 
 An RS-485 bus is half duplex, so every request to every slave on a port goes through this
-thread, in this order of preference:
+thread, in this order of preference (the same whether the port is the gateway's own or a
+serial server's over TCP, and for a Modbus TCP connection: its :class:`~.link.Link` carries
+the requests, see :mod:`.link`):
 
 1. writes to outputs (sounders, strobes, relays) and their read-backs, the moment they come
    (:mod:`.outputs`): an alarm's sounders never wait behind a poll but the one on the wire;
@@ -14,7 +16,9 @@ Between transactions the line is left silent for t3.5.  A slave that does not an
 is quarantined: its polls are skipped (its sensors report comm_fail at their usual cadence, at
 no cost to the bus) and it is re-probed after ``reprobe_s``, doubling up to ``backoff_max_s``,
 so one dead slave cannot stall the others.  A port that errors or vanishes is closed and
-reopened with backoff.  Losses and recoveries are logged once each.
+reopened (a TCP connection reconnected) with backoff from 0.5 s up to the link's
+``reopen_max_s``; meanwhile every sensor reports comm_fail at its cadence.  Losses and
+recoveries are logged once each.
 
 The loop is a thread of its own rather than jobs on the daemon's timers: a half-duplex bus
 needs one serialised queue with priorities and millisecond timing.
@@ -24,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import termios
 import threading
 import time
 from collections import deque
@@ -33,12 +36,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import serial
 
-from parkwatch.drivers.modbus_rtu.blocks import PollBlock, parse_response
-from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig
+from parkwatch.drivers.modbus_rtu.blocks import PollBlock
+from parkwatch.drivers.modbus_rtu.config import ModbusMaster
+from parkwatch.drivers.modbus_rtu.link import Link
+from parkwatch.drivers.tcpstream import LinkPending
 
 log = logging.getLogger("parkwatch.drivers.modbus")
+
+_PENDING_POLL_S = 0.05  # how often a connect under way is looked at
 
 OnValues = Callable[[PollBlock, np.ndarray, float], None]
 OnFail = Callable[[PollBlock, float], None]
@@ -69,9 +75,11 @@ class SlaveState:
 
 
 class BusScheduler:
-    def __init__(self, cfg: ModbusRtuDriverConfig, blocks: list[PollBlock],
-                 on_values: OnValues, on_fail: OnFail) -> None:
+    def __init__(self, cfg: ModbusMaster, blocks: list[PollBlock],
+                 on_values: OnValues, on_fail: OnFail, link: Link) -> None:
         self.cfg = cfg
+        self.link = link
+        self.name = link.name
         self.blocks = blocks
         self.lane = [b for b in blocks if b.priority == 0]
         self.bulk = [b for b in blocks if b.priority != 0]
@@ -80,7 +88,8 @@ class BusScheduler:
         self.on_fail = on_fail
         #: called with True/False when the port opens or is lost
         self.state_listeners: list[Callable[[bool], None]] = []
-        self.port: serial.Serial | None = None
+        #: the link while it is open, else None
+        self.port: Link | None = None
         self.port_lost_at: float | None = None
         self._reopen_at = 0.0
         self._reopen_backoff = 0.5
@@ -136,7 +145,7 @@ class BusScheduler:
             try:
                 self._step()
             except Exception:  # the bus must outlive any one bad transaction
-                log.exception("bus %s: unexpected error; continuing", self.cfg.port)
+                log.exception("bus %s: unexpected error; continuing", self.name)
                 self._stop.wait(0.1)
 
     def _step(self) -> None:
@@ -209,7 +218,7 @@ class BusScheduler:
                     state.exceptions += 1
                     if block.failures == 0 or block.polls > 0:
                         log.warning("bus %s: slave %d refuses %s%d+%d with exception code %s; "
-                                    "check the sensor addresses", self.cfg.port, block.slave,
+                                    "check the sensor addresses", self.name, block.slave,
                                     block.table, block.start, block.count,
                                     getattr(pdu, "exception_code", "?"))
                     block.polls = 0
@@ -254,33 +263,24 @@ class BusScheduler:
 
     def _exchange(self, request: bytes, response_len: int, state: SlaveState) -> Any:
         """One request on the wire and its answer's PDU (None: none, or not a valid frame)."""
-        port = self.port
-        assert port is not None
+        link = self.port
+        assert link is not None
         wait = self.bus_free_at - time.monotonic()
         if wait > 0:
             time.sleep(wait)  # t3.5: the line must be silent between frames
         t0 = time.monotonic()
         try:
-            if port.in_waiting:
-                port.reset_input_buffer()  # a late answer to an earlier request
-            port.write(request)
-            head = port.read(3)
-            data = head
-            if len(head) == 3:
-                rest = 2 if head[1] & 0x80 else response_len - 3
-                data += port.read(rest)
-        except (serial.SerialException, OSError) as exc:
+            pdu, timed_out = link.exchange(request, response_len, state.slave)
+        except OSError as exc:  # serial.SerialException and ConnectionError are OSErrors
             self._port_failed(exc)
             return None
         end = time.monotonic()
         self.transactions += 1
         self.busy_s += end - t0
-        self.bus_free_at = end + self.cfg.t35
-        if len(data) < 5 or (len(head) == 3 and not head[1] & 0x80
-                             and len(data) < response_len):
+        self.bus_free_at = end + link.gap_s
+        if timed_out:
             state.timeouts += 1
             return None
-        pdu = parse_response(data, state.slave)
         if pdu is None:
             state.bad_frames += 1
             return None
@@ -302,13 +302,13 @@ class BusScheduler:
             state.backoff = self.cfg.reprobe_s
             state.probe_at = now + state.backoff
             log.warning("bus %s: slave %d does not answer (%d polls in a row); quarantined, "
-                        "re-probing from every %.0f s up to every %.0f s", self.cfg.port,
+                        "re-probing from every %.0f s up to every %.0f s", self.name,
                         state.slave, state.failures_in_row, self.cfg.reprobe_s,
                         self.cfg.backoff_max_s)
 
     def _recovered(self, state: SlaveState) -> None:
         if state.quarantined:
-            log.warning("bus %s: slave %d answers again; back in the schedule", self.cfg.port,
+            log.warning("bus %s: slave %d answers again; back in the schedule", self.name,
                         state.slave)
             now = time.monotonic()
             for b in self.blocks:
@@ -319,29 +319,30 @@ class BusScheduler:
 
     # --- the port -------------------------------------------------------------------------
     def _open(self) -> None:
-        c = self.cfg
         try:
-            self.port = serial.Serial(c.port, c.baudrate, bytesize=c.bytesize, parity=c.parity,
-                                      stopbits=c.stopbits, timeout=c.timeout_s,
-                                      write_timeout=c.timeout_s, exclusive=True)
-        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
-            # termios.error: the device went away between open and configuring it
-            self.port = None
+            self.link.open()
+        except LinkPending:
+            self._reopen_at = time.monotonic() + _PENDING_POLL_S
+            return
+        except OSError as exc:
+            self.link.close()
             self._note_port_down(exc)
             return
-        with contextlib.suppress(AttributeError, OSError, ValueError, NotImplementedError):
-            # USB adapters (FTDI) buffer answers for 16 ms by default, which would cap a
-            # 115200-baud bus far below its line limit; ptys and plain UARTs refuse, harmlessly
-            self.port.set_low_latency_mode(True)
+        if self._stop.is_set():  # stopped while connecting (a slow 4G link): not ours now
+            self.link.close()
+            return
+        self.port = self.link
         if self.port_lost_at is not None:
-            log.warning("bus %s: port is back after %.1f s", c.port,
+            log.warning("bus %s: port is back after %.1f s", self.name,
                         time.monotonic() - self.port_lost_at)
         else:
-            log.info("bus %s: open at %d baud, %d slave(s), %d poll block(s)", c.port,
-                     c.baudrate, len(self.slaves), len(self.blocks))
+            baud = getattr(self.cfg, "baudrate", None)  # a Modbus TCP device has none
+            log.info("bus %s: %s, %d slave(s), %d poll block(s)", self.name,
+                     f"open at {baud} baud" if baud else "connected", len(self.slaves),
+                     len(self.blocks))
         self.port_lost_at = None
         self._reopen_backoff = 0.5
-        self.bus_free_at = time.monotonic() + c.t35
+        self.bus_free_at = time.monotonic() + self.link.gap_s
         for listener in self.state_listeners:
             listener(True)
 
@@ -357,21 +358,21 @@ class BusScheduler:
             self.port_lost_at = now
             self.failed_reopens = 0
             log.warning("bus %s: port unavailable (%s); reopening with backoff up to %.0f s",
-                        self.cfg.port, exc, self.cfg.reopen_max_s)
+                        self.name, exc, self.link.reopen_max_s)
             for listener in self.state_listeners:
                 listener(False)
         self._reopen_at = now + self._reopen_backoff
-        self._reopen_backoff = min(self._reopen_backoff * 2, self.cfg.reopen_max_s)
+        self._reopen_backoff = min(self._reopen_backoff * 2, self.link.reopen_max_s)
 
     def _close(self) -> None:
         if self.port is not None:
-            with contextlib.suppress(serial.SerialException, OSError):
+            with contextlib.suppress(OSError):
                 self.port.close()
             self.port = None
 
     def health(self) -> dict[str, Any]:
         return {
-            "port": self.cfg.port, "open": self.port is not None,
+            "port": self.name, "open": self.port is not None,
             "transactions": self.transactions, "failed_reopens": self.failed_reopens,
             "slaves": {s.slave: {"polls": s.polls, "timeouts": s.timeouts,
                                  "bad_frames": s.bad_frames, "exceptions": s.exceptions,

@@ -1,8 +1,9 @@
-"""Config model of the Modbus RTU driver: one RS-485 port, its slaves and their schedule."""
+"""Config model of the Modbus RTU driver (one RS-485 port, its slaves and their schedule), and
+what every Modbus driver kind shares with it (:class:`ModbusMaster`)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -18,14 +19,14 @@ class SlaveSchedule(Strict):
                                      description="poll interval; default poll_interval_s")
 
 
-class ModbusRtuDriverConfig(SerialLine):
-    """A Modbus RTU master on one RS-485 port. Sensors name their register in `address`."""
+class ModbusMaster(Strict):
+    """What every Modbus driver kind shares: its id and the bus scheduler's settings (poll
+    schedule, timeouts, quarantine).  Its sensors name their register in `address`."""
 
     #: its sensors may be 4-20 mA transmitters behind an analogue input (``signal``)
     reads_loop_current: ClassVar[bool] = True
 
     id: Id
-    type: Literal["modbus_rtu"]
     poll_interval_s: float = Field(1.0, gt=0, le=3600, description="default poll interval of "
                                    "register blocks")
     di_interval_s: float = Field(0.2, gt=0, le=60, description="priority lane: how often the "
@@ -56,16 +57,45 @@ class ModbusRtuDriverConfig(SerialLine):
         return own if own is not None else self.poll_interval_s
 
     @model_validator(mode="after")
-    def _unique_slaves(self) -> ModbusRtuDriverConfig:
+    def _unique_slaves(self) -> Self:
         seen = [s.slave for s in self.slaves]
         if len(seen) != len(set(seen)):
             raise ValueError("a slave is listed twice under slaves")
         return self
 
+    def link(self) -> Any:
+        """What carries its requests (:class:`~parkwatch.drivers.modbus_rtu.link.Link`):
+        each driver kind's own, built when its driver starts."""
+        raise NotImplementedError
+
+
+class ModbusRtuDriverConfig(ModbusMaster, SerialLine):
+    """A Modbus RTU master on one RS-485 port of the gateway. Sensors name their register in
+    `address`."""
+
+    type: Literal["modbus_rtu"]
+
+    def link(self) -> Any:
+        from parkwatch.drivers.modbus_rtu.link import RtuLink, SerialStream
+
+        return RtuLink(SerialStream(self, self.timeout_s), self.port, self.t35,
+                       self.reopen_max_s)
+
 
 def check_modbus_driver(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:
     """Every sensor on this bus has a valid, unshared address; one driver per port."""
     drv: ModbusRtuDriverConfig = park.drivers[index]
+    out = check_modbus_addresses(park, index)
+    for j, other in enumerate(park.drivers):
+        if j < index and getattr(other, "port", None) == drv.port:
+            out.append((("drivers", index, "port"), f"port {drv.port} is already used by "
+                        f"driver '{other.id}': one owner per serial port"))
+    return out
+
+
+def check_modbus_addresses(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every sensor of a Modbus driver has a valid address that no other sensor reads."""
+    drv: ModbusMaster = park.drivers[index]
     out: list[tuple[tuple[str | int, ...], str]] = []
     taken: dict[tuple[int, str, int], str] = {}
     for si, s in enumerate(park.sensors):
@@ -90,10 +120,6 @@ def check_modbus_driver(park: Any, index: int) -> list[tuple[tuple[str | int, ..
                             f"{a.slave} is already read by sensor '{taken[key]}'"))
                 break
             taken[key] = s.id
-    for j, other in enumerate(park.drivers):
-        if j < index and getattr(other, "port", None) == drv.port:
-            out.append((("drivers", index, "port"), f"port {drv.port} is already used by "
-                        f"driver '{other.id}': one owner per serial port"))
     return out
 
 

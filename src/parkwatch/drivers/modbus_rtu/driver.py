@@ -1,4 +1,8 @@
-"""Modbus RTU driver: sensors on one RS-485 port, polled by its bus scheduler."""
+"""The Modbus driver: sensors on one bus, polled by its bus scheduler.
+
+Every Modbus driver kind runs this class: ``modbus_rtu`` (the gateway's own RS-485 port),
+``modbus_rtu_tcp`` (a serial server or DTU over TCP) and ``modbus_tcp``; what differs is the
+:class:`~parkwatch.drivers.modbus_rtu.link.Link` its config builds (``cfg.link()``)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from parkwatch.drivers.modbus_rtu import metrics
 from parkwatch.drivers.modbus_rtu.address import parse_address
 from parkwatch.drivers.modbus_rtu.blocks import PollBlock, build_blocks
 from parkwatch.drivers.modbus_rtu.bus import BusScheduler, SlaveState
-from parkwatch.drivers.modbus_rtu.config import ModbusRtuDriverConfig
+from parkwatch.drivers.modbus_rtu.config import ModbusMaster
 from parkwatch.park import ParkModel
 from parkwatch.readings import Quality, ReadingBatch
 from parkwatch.rejections import Rejections
@@ -24,7 +28,7 @@ log = logging.getLogger("parkwatch.drivers.modbus")
 
 
 class ModbusRtuDriver:
-    def __init__(self, cfg: ModbusRtuDriverConfig, park: ParkModel, inbox: Any,
+    def __init__(self, cfg: ModbusMaster, park: ParkModel, inbox: Any,
                  park_cfg: ParkConfig) -> None:
         self.cfg = cfg
         self.id = cfg.id
@@ -44,7 +48,7 @@ class ModbusRtuDriver:
             interval.setdefault(a.slave, cfg.poll_interval_s)
         self.blocks = build_blocks(points, interval, cfg.di_interval_s, cfg.max_block,
                                    loops)
-        self.bus = BusScheduler(cfg, self.blocks, self._values, self._fail)
+        self.bus = BusScheduler(cfg, self.blocks, self._values, self._fail, cfg.link())
         for o in park_cfg.outputs:  # the relay modules of its outputs (parkwatch.outputs)
             if o.driver == cfg.id and o.address:
                 slave = parse_address(o.address).slave
@@ -82,8 +86,9 @@ class ModbusRtuDriver:
         self.rejections.flush()
 
     def health(self) -> dict[str, Any]:
-        return {"type": "modbus_rtu", "connected": self.bus.is_open, "accepted": self.accepted,
-                "rejected": dict(self.rejections.total), **self.bus.health()}
+        return {"type": getattr(self.cfg, "type", "modbus_rtu"), "connected": self.bus.is_open,
+                "accepted": self.accepted, "rejected": dict(self.rejections.total),
+                **self.bus.health()}
 
     # --- /metrics and /healthz (read from the HTTP server's threads) -----------------------
     def metric_samples(self) -> Iterator[MetricSample]:

@@ -1,0 +1,1 @@
+"""Modbus TCP: devices that speak Modbus TCP (MBAP framing) themselves."""
