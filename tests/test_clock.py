@@ -97,6 +97,13 @@ def test_a_press_just_after_the_clock_stepped_back_raises_the_alarm_at_once(
         lambda ev: any(e["sensor_id"] == button and e["event"] == "raised" for e in ev), 10)
     assert any(e["sensor_id"] == button for e in events)
     assert daemon.engine.stats.get("out_of_order", 0) == 0
+    # the step itself: a fault of the gateway, raised and cleared, open until acknowledged
+    steps = subscriber.wait_events(lambda ev: any(e["rule"] == "clock_step" and
+                                                  e["event"] == "cleared" for e in ev), 10)
+    raised = [e for e in steps if e["rule"] == "clock_step" and e["event"] == "raised"]
+    assert len(raised) == 1 and raised[0]["sensor_id"] is None
+    assert raised[0]["value"] == pytest.approx(-600, abs=5) and raised[0]["unit"] == "s"
+    assert raised[0]["severity"] == "warning" and "时钟跳变" in raised[0]["message"]
     status, health = call(daemon, "GET", "/api/status")
     assert status == 200 and health["clock"]["steps"] == 1
     assert health["clock"]["last_step_s"] == pytest.approx(-600, abs=5)

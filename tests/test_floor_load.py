@@ -148,7 +148,7 @@ def test_floors_and_zones_with_an_area_are_groups_numbered_after_the_sensors(flo
         ("A/2F", "floor", 400.0, ["E1", "W1", "W2"], ("acme", "bolt"), 3),
         ("A/2F/east", "zone", 200.0, ["E1"], ("acme",), 4),
     ]
-    assert p.size == 5 and p.idents()[3:] == ["A/2F", "A/2F/east"]
+    assert p.size == 5 and p.idents()[3:] == ["A/2F", "A/2F/east", "gateway:gw"]  # then itself
 
 
 def test_85_percent_warns_100_percent_is_critical_and_the_deadband_clears(floor: Rig) -> None:

@@ -55,6 +55,21 @@ class GroupInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayInfo:
+    """The gateway as an alarm source, after the outputs: a fault of its own (its clock
+    stepped), in no building and of no tenant."""
+
+    index: int
+    id: str  # "gateway:<gateway id>": never a sensor's, group's or output's id
+    place: str
+    building_name: str = ""
+    floor_name: str = ""
+    zone_name: str = ""
+    tenants: tuple[str, ...] = ()
+    tenant_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OutputInfo:
     """An output (sounder, strobe, PA trigger, relay) as an alarm source: its `output_fault`
     alarm travels the same path as a sensor's."""
@@ -108,6 +123,9 @@ class ParkModel:
         floors = cfg.rules.section("floor_load").enabled
         self.groups: list[GroupInfo] = self._groups() if floors else []
         self.outputs: list[OutputInfo] = self._outputs()
+        #: the gateway itself, the last alarm source (its clock: rules/clock_step.py)
+        self.gateway = GatewayInfo(self.size + len(self.outputs), f"gateway:{cfg.gateway.id}",
+                                   place=cfg.gateway.id)
         drivers = {d.id: d for d in cfg.drivers}
         #: expected seconds between reports per sensor (NaN: unknown), for the no-data alarm
         self.report_interval = np.full(len(self.sensors), np.nan)
@@ -160,6 +178,8 @@ class ParkModel:
             return self.sensors[index].id
         if index < n + len(self.groups):
             return self.groups[index - n].id
+        if index >= self.gateway.index:
+            return self.gateway.id
         return self.outputs[index - self.size].id
 
     def rule_idents(self) -> list[str]:
@@ -167,8 +187,8 @@ class ParkModel:
         return [s.id for s in self.sensors] + [g.id for g in self.groups]
 
     def idents(self) -> list[str]:
-        """Every alarm source by index: sensors, groups, then outputs."""
-        return self.rule_idents() + [o.id for o in self.outputs]
+        """Every alarm source by index: sensors, groups, outputs, then the gateway."""
+        return self.rule_idents() + [o.id for o in self.outputs] + [self.gateway.id]
 
     def _outputs(self) -> list[OutputInfo]:
         buildings = {b.id: b for b in self.cfg.buildings}

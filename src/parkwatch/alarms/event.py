@@ -12,7 +12,7 @@ import orjson
 from parkwatch.alarms.lifecycle import Change
 from parkwatch.alarms.messages import MessageFormatter
 from parkwatch.alarms.timestamps import rfc3339_ms
-from parkwatch.park import GroupInfo, OutputInfo, ParkModel, SensorInfo
+from parkwatch.park import GatewayInfo, GroupInfo, OutputInfo, ParkModel, SensorInfo
 from parkwatch.rules.registry import RULE_UNITS
 
 SCHEMA_ID = "parkwatch.alarm/1"
@@ -59,6 +59,9 @@ class EventBuilder:
         self.messages = MessageFormatter(cfg.alarms.language, cfg.alarms.messages)
         self._sensors = len(park.sensors)
         self._outputs_from = park.size
+        self._gateway_at = park.gateway.index
+        #: rule -> the unit of its value, for the gateway's own rules
+        self.units = RULE_UNITS
         #: (sensor unit or None for a floor/zone, rule) -> the alarm's unit; a few per park
         self._units: dict[tuple[str | None, str], str] = {}
         #: tenants' names -> as a message lists them; one per combination of tenants
@@ -74,11 +77,15 @@ class EventBuilder:
     def build(self, change: Change) -> dict[str, Any]:
         a = change.alarm
         words = self.messages.words
-        info: SensorInfo | GroupInfo | OutputInfo
+        info: SensorInfo | GroupInfo | OutputInfo | GatewayInfo
         sensor_id: str | None
         kind: str | None
         building: str | None
-        if a.sensor >= self._outputs_from:  # an output: its supervision
+        if a.sensor >= self._gateway_at:  # the gateway itself (its clock)
+            info = self.park.gateway
+            building = floor = zone = sensor_id = None
+            kind, name, unit = "gateway", self.gateway, self.units.get(a.rule, "")
+        elif a.sensor >= self._outputs_from:  # an output: its supervision
             info = self.park.outputs[a.sensor - self._outputs_from]
             o = info.config
             building, floor, zone, kind = o.building, o.floor, o.zone, o.kind

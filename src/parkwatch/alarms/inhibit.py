@@ -103,6 +103,8 @@ class Inhibitor:
             info = sensors[index]
             s = info.config
             return (s.building, s.floor, s.zone, s.kind, s.driver, frozenset(info.tenants))
+        if index >= self.park.gateway.index:  # the gateway itself: no place, no driver
+            return (None, None, None, None, None, frozenset())
         if index >= self.park.size:  # an output (its output_fault alarm): on its driver
             o = self.park.outputs[index - self.park.size].config
             return (o.building, o.floor, o.zone, None, o.driver, frozenset())
@@ -174,6 +176,8 @@ class Inhibitor:
         if index < len(sensors):
             info = sensors[index]
             where = f"{info.place} {info.config.name or info.config.id}".strip()
+        elif index >= self.park.gateway.index:  # the gateway's own fault
+            where = self.park.gateway.place
         elif index >= self.park.size:  # an output's output_fault
             out = self.park.outputs[index - self.park.size]
             where = f"{out.place} {out.config.name or out.config.id}".strip()

@@ -34,7 +34,7 @@ from parkwatch.park import ParkModel
 SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
 #: rules about the monitoring itself rather than a hazard
 FAULT_RULES = frozenset({"no_data", "comm_fault", "sensor_fault", "floor_data", "battery_low",
-                         "output_fault"})
+                         "output_fault", "clock_step"})
 #: the contract is kept for 30 days of outage; a subscriber's target sets its own expiry
 UPLINK_EXPIRY_S = 30 * 86_400.0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 HAZARDS: tuple[str, ...] = ("fire", "overload", "water", "fault")
 #: rules about the monitoring itself rather than a hazard
 FAULT_RULES = frozenset({"no_data", "comm_fault", "sensor_fault", "floor_data", "battery_low",
-                         "output_fault"})
+                         "output_fault", "clock_step"})
 
 
 def hazard_of(rule: str | None, sensor_kind: str | None) -> str:

@@ -43,6 +43,7 @@ from parkwatch.alarms.service import AlarmService
 from parkwatch.daemon.inbox import CONTROL, STOP, Barrier, Call, Inbox, Item, Source
 from parkwatch.plausible import screen
 from parkwatch.readings import ReadingBatch
+from parkwatch.rules.clock_step import ClockStepRule
 from parkwatch.rules.engine import RuleEngine
 from parkwatch.rules.transitions import Transitions
 
@@ -110,12 +111,18 @@ class Pipeline:
         return self._stuck
 
     def _watch_clock(self) -> None:
-        """A backward step of the wall clock rebases the engine's last reading times (see
-        :meth:`RuleEngine.rebase`); a forward one changes nothing there."""
+        """A step of the wall clock raises the gateway's clock_step alarm; a backward one
+        also rebases the engine's last reading times (see :meth:`RuleEngine.rebase`)."""
         if self.clockwatch is not None:
             step = self.clockwatch.check()
             if step < 0:
                 self.engine.rebase(step)
+            if step:
+                # the gateway's own fault alarm (rules/clock_step.py), raised and cleared
+                rule = self.engine.kinds.get("clock_step")
+                if isinstance(rule, ClockStepRule):
+                    for change in rule.report(step, self.clockwatch.wall()):
+                        self.deliver(change)
 
     def stop(self, timeout: float = 1.0) -> None:
         self.inbox.put(STOP)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from parkwatch.extensions import merged
 from parkwatch.rules.battery_low import BatteryLowRule
 from parkwatch.rules.button_latch import ButtonLatchRule
+from parkwatch.rules.clock_step import ClockStepRule
 from parkwatch.rules.comm_fault import CommFaultRule
 from parkwatch.rules.flapping import FlappingRule
 from parkwatch.rules.floor_load import FloorLoadRule
@@ -32,6 +33,7 @@ RULE_KINDS: dict[str, type[RuleKindBase]] = merged("RULE_KINDS", {
     "floor_load": FloorLoadRule,
     "output_fault": OutputFaultRule,
     "battery_low": BatteryLowRule,
+    "clock_step": ClockStepRule,
 })
 
 #: rule code -> rule name, as the rule engine assigns codes (registry order)
