@@ -62,8 +62,33 @@ def test_synchronisation_is_the_kernels_verdict_and_its_changes_are_logged(
         assert w.synchronized() is False  # asked at most every 10 s
         c.run(11)
         assert w.synchronized() is True
-    assert "not synchronised" in caplog.text and "is synchronised" in caplog.text
+        state[0] = False
+        c.run(11)
+        assert w.synchronized() is False
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "not synchronised" in infos[0].getMessage()  # at the start: not yet a problem
+    assert "is synchronised" in infos[1].getMessage()
+    assert len(warnings) == 1 and "not synchronised" in warnings[0].getMessage()  # lost
     assert kernel_synchronized() in (True, False, None)  # this machine's kernel answers
+
+
+def test_a_clock_not_synchronised_for_a_quarter_of_an_hour_is_warned_of_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from parkwatch.daemon.clockwatch import UNSYNC_WARN_S
+
+    c = Clocks()
+    w = watch(c, [False])
+    with caplog.at_level(logging.WARNING, "parkwatch.clock"):
+        assert w.synchronized() is False and caplog.text == ""
+        c.run(UNSYNC_WARN_S - 11)
+        w.synchronized()
+        assert caplog.text == "" and w.health()["unsynchronized_s"] < UNSYNC_WARN_S
+        c.run(20)
+        w.synchronized()
+        c.run(20)
+        w.synchronized()
+    assert caplog.text.count("has not been synchronised for 15 min") == 1
 
 
 def test_the_engine_rebases_its_last_reading_times_on_a_step() -> None:

@@ -32,6 +32,9 @@ STEP_S = 1.0
 SLEW = 0.0005
 #: adjtimex's return value while the clock is not synchronised (man 2 adjtimex)
 TIME_ERROR = 5
+#: a clock not synchronised for this long is warned of (a time daemon needs some minutes
+#: after a boot, or after its network came up, to synchronise it)
+UNSYNC_WARN_S = 900.0
 
 
 def kernel_synchronized() -> bool | None:
@@ -64,6 +67,8 @@ class ClockWatch:
         self.last_step: tuple[float, float] | None = None
         self._synced: bool | None = None
         self._synced_at = -1e18
+        self._unsynced_since: float | None = None  # monotonic
+        self._warned = False
 
     def check(self) -> float:
         """The step of the wall clock since the last look, in seconds (0.0: none)."""
@@ -84,22 +89,40 @@ class ClockWatch:
         return delta
 
     def synchronized(self, max_age_s: float = 10.0) -> bool | None:
-        """The kernel's verdict, asked at most every ``max_age_s``; changes logged once."""
+        """The kernel's verdict, asked at most every ``max_age_s``.  Logged once at the first
+        answer, once when it changes, and as a warning once the clock has not been
+        synchronised for :data:`UNSYNC_WARN_S`."""
         now = self.mono()
         if now - self._synced_at < max_age_s:
             return self._synced
         self._synced_at = now
         synced = self._synchronized()
+        if synced is False and self._unsynced_since is None:
+            self._unsynced_since = now
+        elif synced is not False:
+            self._unsynced_since, self._warned = None, False
         if synced != self._synced and synced is not None:
-            (log.info if synced else log.warning)(
+            lost = self._synced is True and not synced
+            (log.warning if lost else log.info)(
                 "系统时钟%s (the system clock is %s)", "已同步" if synced else "未同步",
-                "synchronised" if synced else "not synchronised: check chrony/timesyncd")
+                "synchronised" if synced else "not synchronised")
+        if self.unsynchronized_s() >= UNSYNC_WARN_S and not self._warned:
+            self._warned = True
+            log.warning("系统时钟已 %.0f 分钟未同步 (the system clock has not been synchronised "
+                        "for %.0f min): check chrony or systemd-timesyncd and the NTP servers",
+                        self.unsynchronized_s() / 60, self.unsynchronized_s() / 60)
         self._synced = synced
         return synced
+
+    def unsynchronized_s(self) -> float:
+        """How long the kernel has said the clock is not synchronised (0: it is, or unknown)."""
+        since = self._unsynced_since
+        return 0.0 if since is None else self.mono() - since
 
     def health(self) -> dict[str, Any]:
         """What /healthz and the gateway status say of the clock."""
         step = self.last_step
-        return {"synchronized": self.synchronized(), "steps": self.steps,
+        return {"synchronized": self.synchronized(),
+                "unsynchronized_s": round(self.unsynchronized_s(), 1), "steps": self.steps,
                 "last_step_s": None if step is None else round(step[0], 3),
                 "last_step_at": None if step is None else step[1]}

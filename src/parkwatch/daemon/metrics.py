@@ -52,6 +52,7 @@ from parkwatch.alarms.service import OPEN_STATES
 from parkwatch.alarms.timestamps import rfc3339_ms
 from parkwatch.alarms.views import StoreReader
 from parkwatch.config.delivery import UPLINK
+from parkwatch.daemon.clockwatch import UNSYNC_WARN_S
 from parkwatch.daemon.metricnames import (
     _KIND,
     COMMIT_BUCKETS,
@@ -335,9 +336,10 @@ class DaemonMetrics:
                             "ticked at most once a second")
         clock = d.pipeline.clockwatch
         if clock is not None:
-            if clock.synchronized() is False:
-                warnings.append("system clock not synchronised (adjtimex): check chrony or "
-                                "systemd-timesyncd")
+            if clock.synchronized() is False and clock.unsynchronized_s() >= UNSYNC_WARN_S:
+                warnings.append(f"system clock not synchronised for "
+                                f"{clock.unsynchronized_s() / 60:.0f} min (adjtimex): check "
+                                "chrony or systemd-timesyncd")
             step = clock.last_step
             if step is not None and time.time() - step[1] < CLOCK_STEP_WARN_S:
                 warnings.append(f"system clock stepped {step[0]:+.1f} s at "
