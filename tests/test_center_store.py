@@ -276,6 +276,32 @@ def test_postgresql_down_raises_store_unavailable_and_back_works_again(
             pg_server.start()
 
 
+def test_a_connection_left_in_pipeline_mode_is_dropped_and_the_write_runs_again(
+        pg_server: LocalPostgres) -> None:
+    """A server that shuts down while a batch's pipeline is in flight leaves the connection
+    "busy" in pipeline mode, where every later query is refused: the store drops it and runs
+    the write again on a new one instead of failing every batch after it (seen in CI: a
+    PostgreSQL restart in the middle of a merge)."""
+    import psycopg
+
+    s = open_store(pg_server.create_database())
+    calls: list[int] = []
+
+    def write(tx: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:  # as the restart leaves it
+            tx.conn.pgconn.enter_pipeline_mode()
+            raise psycopg.OperationalError("cannot exit pipeline mode while busy")
+        return int(tx.all("SELECT 41 + 1")[0][0])
+
+    try:
+        assert s._write(write) == 42 and len(calls) == 2  # type: ignore[attr-defined]
+        aid = new_alarm_id(T0.timestamp())
+        assert s.store_events(lifecycle(aid)[:1], 1.0).stored == 1  # and the store goes on
+    finally:
+        s.close()
+
+
 def test_local_postgres_says_what_to_install_when_it_is_missing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(localpostgres, "find_server_bin", lambda: None)

@@ -131,6 +131,14 @@ def _merge(tx: Tx, events: list[tuple[Any, ...]], alarms: list[tuple[Any, ...]],
     return cur
 
 
+def _unusable(conn: psycopg.Connection[Any]) -> bool:
+    """The connection cannot run another statement: closed, broken, or left in pipeline mode
+    (a server that shut down while a pipeline was in flight leaves it "busy", and every later
+    query on it is refused): it is dropped and another made."""
+    return bool(conn.closed or conn.broken
+                or conn.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF)
+
+
 class PgTx:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
@@ -217,7 +225,7 @@ class PostgresStore(SqlStore):
                         raise
                     continue
                 except _LOST as exc:
-                    if not (conn.closed or conn.broken):
+                    if not _unusable(conn):
                         raise  # the statement failed, not the connection
                     link.drop()
                     if new:  # a fresh connection failed too: the server is not there
