@@ -1,6 +1,7 @@
 """The example park's daemon reports a fire press to a (simulated) city fire monitoring
 center over GB/T 26875.3: the frame is confirmed, the button's reset follows as a recovery
-and a system reset, heartbeats flow, and a frame the center dropped is sent again.
+and a system reset, the gateway reports itself online from the start and then beats its heart,
+and a frame the center dropped is sent again.
 
 The daemon runs in-process on the test broker with the park's MQTT devices only (as in
 tests/test_webhook.py); the center is :mod:`parkwatch.firmware_sim.gb26875_center` on
@@ -53,6 +54,9 @@ def parts(center: Center) -> list[ComponentState | SystemState]:
 def test_a_fire_press_reaches_the_center_confirmed_and_its_reset_follows(
         broker: LocalMosquitto, tmp_path: Path, center: Center, device: Device) -> None:
     with running(config(broker, tmp_path, center, heartbeat_s=0.5)) as d:
+        # online from the start: the device's running state before any alarm
+        assert center.wait(lambda c: [r.data_type for r in c.received][:1] == [
+            DataType.DEVICE_STATE]), "the gateway did not report itself to the center"
         device.send(BUTTON, {"event": "press"})
         assert center.wait(lambda c: len(parts(c)) == 1), "no fire frame at the center"
         (fire,) = parts(center)
@@ -69,8 +73,8 @@ def test_a_fire_press_reaches_the_center_confirmed_and_its_reset_follows(
         assert recovery.component_address == fire.component_address
         assert isinstance(reset, SystemState) and reset.state == 0x2001
         # nothing sent for half a second: the device's running state goes out as heartbeat
-        assert center.wait(lambda c: any(r.data_type == DataType.DEVICE_STATE
-                                         for r in c.received))
+        assert center.wait(lambda c: c.received[-1].data_type == DataType.DEVICE_STATE
+                           and c.received[-1].frame.serial > 3)
     assert center.rejected == [] and center.connections == 1
     assert all(r.action == "confirm" for r in center.received)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from datetime import datetime
 
 import pytest
@@ -217,7 +218,38 @@ def center() -> object:
 
 
 def session_to(center: Center, **kw: object) -> Session:
+    """A session to `center`; no running-state frames unless `heartbeat_s` is given."""
+    kw.setdefault("heartbeat_s", None)
     return Session("127.0.0.1", center.port, DEVICE, CENTER, **kw)  # type: ignore[arg-type]
+
+
+def test_an_opened_session_is_online_before_any_alarm_and_again_after_a_loss() -> None:
+    first = Center(address=CENTER, device=DEVICE).start()
+    port = first.port
+    owner_done = threading.Event()
+    owner = threading.Thread(target=owner_done.wait, name="courier")
+    owner.start()
+    s = session_to(first, heartbeat_s=60.0)
+    try:
+        s.open(owner, retry_s=0.05, retry_max_s=0.2)
+        # connected and reporting its running state, with no alarm to send
+        assert first.wait(lambda c: [r.data_type for r in c.received] == [21])
+        (state,) = first.received[0].objects
+        assert isinstance(state, DeviceState) and state.state == 0x01
+        first.stop()  # the center goes away ...
+        second = Center(port=port, address=CENTER, device=DEVICE).start()  # ... and is back
+        try:
+            assert second.wait(lambda c: [r.data_type for r in c.received] == [21], 15), \
+                "not online again after the center came back"
+            assert second.received[0].frame.serial == 0  # a new connection: serials anew
+            owner_done.set()  # the courier ends: the connection is closed
+            owner.join()
+            assert second.wait(lambda c: c.connections == 1 and c.open_connections == 0, 15)
+        finally:
+            second.stop()
+    finally:
+        owner_done.set()
+        s.close()
 
 
 def test_the_center_confirms_the_encoders_frames_on_one_connection(center: Center) -> None:
@@ -305,7 +337,8 @@ def test_the_center_runs_from_the_command_line_and_prints_each_frame() -> None:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert first.startswith("GB/T 26875.3 center listening on 127.0.0.1:"), first
-        s = Session("127.0.0.1", int(first.rsplit(":", 1)[1]), DEVICE, CENTER, timeout_s=0.5)
+        s = Session("127.0.0.1", int(first.rsplit(":", 1)[1]), DEVICE, CENTER, timeout_s=0.5,
+                    heartbeat_s=None)
         try:
             with pytest.raises(DeliveryError, match="no confirm"):
                 s.exchange(FIRE[27:75])  # dropped, as told

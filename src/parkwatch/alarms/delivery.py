@@ -8,22 +8,21 @@ Delivery is at-least-once: a row is marked delivered only after the target confi
 broker's PUBACK, a 2xx answer), so a crash in between sends it again with the same
 (alarm_id, seq), by which receivers deduplicate.
 
-**Throughput.**  A courier reads the outbox ahead in chunks, from a cursor (outbox ids grow in
-commit order, so a row never appears behind the cursor), and keeps up to :data:`WINDOW` rows in
-flight to an MQTT target before it waits for their confirmations, in order.  It writes its
-marks (delivered, expired) when its read-ahead runs dry, or every :data:`MARK_BATCH` rows,
-handing them to the commit stage, the store's only writer, which writes them with its next
-group: a courier's own write transactions collided with the commits, and SQLite's busy handler
-then slept for up to 100 ms at a time.  A crash before the marks are written sends those
-rows again; receivers drop them by (alarm_id, seq).
+**Throughput.**  A courier reads the outbox ahead in chunks, from a cursor (ids grow in commit
+order), and keeps up to :data:`WINDOW` rows in flight to an MQTT target before it waits for
+their confirmations, in order.  Its marks (delivered, expired) go, when its read-ahead runs dry
+or every :data:`MARK_BATCH` rows, to the commit stage, the store's only writer, with its next
+group (a courier's own writes collided with the commits, and SQLite's busy handler then slept
+up to 100 ms).  A crash before they are written sends those rows again, deduplicated by
+(alarm_id, seq).
 
 **Express** and **fire first**: the committing thread may publish a change itself, the moment
 it is committed (:mod:`parkwatch.alarms.express`); the courier then only confirms and marks it.
 
-When the store cannot write (its disk is full), alarms must still go out.  The alarm service then
-hands its changes to the couriers in memory (:meth:`Courier.offer`); they are sent after the
-target's committed rows, and when the disk takes them later their rows are marked delivered
-without a second sending.  Marks the disk refuses are kept in memory and written when it can.
+When the store cannot write (its disk is full), alarms must still go out: the alarm service
+hands its changes to the couriers in memory (:meth:`Courier.offer`), sent after the target's
+committed rows; once the disk takes them, their rows are only marked delivered.  Marks the disk
+refuses are kept in memory and written when it can.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from typing import Any
 
 from parkwatch.alarms.express import ExpressLane, Key, key_of
 from parkwatch.alarms.records import Mark
-from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
+from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Opening, Sender
 from parkwatch.alarms.store import OutboxReader, Pending
 from parkwatch.config.delivery import Backoff
 
@@ -101,6 +100,8 @@ class Courier(ExpressLane):
 
     def start(self) -> None:
         self._thread.start()
+        if isinstance(self.sender, Opening):
+            self.sender.open(self._thread)
 
     @property
     def alive(self) -> bool:
@@ -170,11 +171,8 @@ class Courier(ExpressLane):
     def _refill(self, outbox: OutboxReader) -> None:
         """Read the next committed rows after the cursor; a row that already went out from
         memory is only marked."""
-        self._begin_read()
-        try:
+        with self._outbox_read():
             rows = outbox.after(self._cursor, READ_AHEAD)
-        finally:
-            self._end_read()
         for row in rows:
             self._cursor = row.id
             key = key_of(row)
@@ -396,5 +394,5 @@ class Courier(ExpressLane):
 
     def health(self) -> dict[str, object]:
         return {"delivered": self.delivered, "expressed": self.expressed,
-                "prioritised": self.prioritised,
-                "failures": self.failures, "expired": self.expired, "failing": self.failing}
+                "prioritised": self.prioritised, "failures": self.failures,
+                "expired": self.expired, "failing": self.failing}

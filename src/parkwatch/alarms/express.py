@@ -30,9 +30,10 @@ and published at once unless the courier is reading or has read past it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
@@ -106,6 +107,15 @@ class ExpressLane:
     def _end_read(self) -> None:
         with self._express_lock:
             self._reading = False
+
+    @contextlib.contextmanager
+    def _outbox_read(self) -> Iterator[None]:
+        """Around the courier's read of the outbox."""
+        self._begin_read()
+        try:
+            yield
+        finally:
+            self._end_read()
 
     def _can_publish(self) -> bool:
         return isinstance(self.sender, MqttPublisher) and (

@@ -10,6 +10,7 @@ channel's own sender lives in its module under :mod:`parkwatch.alarms.channels`.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -28,6 +29,19 @@ class DeliveryError(Exception):
 
 class Sender(Protocol):
     def send(self, row: Pending) -> None: ...
+
+
+@runtime_checkable
+class Opening(Protocol):
+    """A sender that holds a connection of its own from the start, not only while a row waits
+    (GB/T 26875.3: the device shows itself online to the center and sends its heartbeat)."""
+
+    def send(self, row: Pending) -> None: ...
+
+    def open(self, owner: threading.Thread) -> None:
+        """Called once its courier's thread `owner` has started; whatever it keeps running
+        ends once `owner` has ended."""
+        ...
 
 
 @runtime_checkable

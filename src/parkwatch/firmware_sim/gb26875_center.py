@@ -132,12 +132,21 @@ class Center:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffers[conn] = bytearray()
         self._sel.register(conn, selectors.EVENT_READ)
-        self.connections += 1
+        with self._cond:
+            self.connections += 1
+            self._cond.notify_all()
 
     def _close(self, conn: socket.socket) -> None:
         self._sel.unregister(conn)
-        self._buffers.pop(conn, None)
+        with self._cond:
+            self._buffers.pop(conn, None)
+            self._cond.notify_all()
         conn.close()
+
+    @property
+    def open_connections(self) -> int:
+        """Devices connected now."""
+        return len(self._buffers)
 
     def _read(self, conn: socket.socket) -> None:
         try:

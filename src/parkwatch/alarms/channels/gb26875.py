@@ -13,14 +13,16 @@ each confirmed by the center before the next (:mod:`parkwatch.alarms.gb26875.ses
 - every other change (acknowledged, escalated, reminders, closed, and alarms that are neither
   fire nor fault) is not the center's business: taken without a frame.
 
-The device's running state (type 21) goes out as its heartbeat whenever nothing else was sent
-for `heartbeat_s`.  A deny, no confirm within `confirm_timeout_s` or a lost connection fails
-the delivery; the courier sends it again after its backoff, in order.
+The connection is kept from the daemon's start; the device's running state (type 21) goes out
+on each new connection and whenever nothing else was sent for `heartbeat_s` (its heartbeat).
+A deny, no confirm within `confirm_timeout_s` or a lost connection fails the delivery; the
+courier sends it again after its backoff, in order.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -112,8 +114,8 @@ class Gb26875Target(TargetBase):
     confirm_timeout_s: float = Field(5.0, gt=0, le=60, description="how long to wait for the "
                                      "center's confirm of a frame before it counts as lost")
     heartbeat_s: float | None = Field(60.0, gt=0, le=3600, description="send the device's "
-                                      "running state when nothing was sent this long; null: "
-                                      "never")
+                                      "running state on connecting and when nothing was sent "
+                                      "this long; null: never")
     retry: Backoff = Field(default_factory=lambda: Backoff(initial_s=1.0, max_s=30.0))
     expire_after_s: float = Field(30 * 86_400.0, gt=0, le=30 * 86_400)
 
@@ -174,6 +176,10 @@ class Gb26875Sender:
                                target.destination_address, user_version=target.user_version,
                                timeout_s=target.confirm_timeout_s,
                                heartbeat_s=target.heartbeat_s)
+
+    def open(self, owner: threading.Thread) -> None:
+        """Online from the start: connected (again after a loss) while the courier runs."""
+        self.session.open(owner, self.target.retry.initial_s, self.target.retry.max_s)
 
     def send(self, row: Pending) -> None:
         for unit in data_units(self.target, json.loads(row.payload)):

@@ -8,13 +8,16 @@ row again after its backoff (§6.5, 重发机制: the sender repeats an unconfir
 frame gets the next serial number (§6.6: set by the sender, +1 for each new frame, from 0
 on a new connection).
 
-The connection is kept between frames.  A reader thread takes the center's frames: answers
-for the waiting frame, and control commands, which it answers itself: the time sync (type 90)
-is logged and confirmed, and sets nothing (the gateway's clock is NTP's); any other control or
-request is denied.  The same thread sends the device's running state (type 21, 正常监视状态)
-when nothing was sent for `heartbeat_s`, as the device's heartbeat.  The session belongs to
-the thread that first sends through it (the courier's): its reader ends, and the connection is
-closed, once that thread has ended, so a stopped daemon leaves nothing running.
+The connection is kept from the start (:meth:`Session.open`): a keeper thread connects, and
+connects again after a loss with backoff, whether or not an alarm waits, so that the center
+sees the device online.  On each new connection the device reports its running state (type 21,
+正常监视状态), and again whenever nothing was sent for `heartbeat_s`: the device's heartbeat.
+A reader thread takes the center's frames: answers for the waiting frame, and control
+commands, which it answers itself: the time sync (type 90) is logged and confirmed, and sets
+nothing (the gateway's clock is NTP's); any other control or request is denied.  The session
+belongs to one thread (the courier's, given to :meth:`Session.open`, else the first that
+sends): its keeper and reader end, and the connection is closed, once that thread has ended,
+so a stopped daemon leaves nothing running.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Session:
         self.connect_timeout_s = connect_timeout_s
         self.where = f"GB/T 26875 center {host}:{port}"
         self._lock = threading.Lock()  # the socket's writes, the serials and the waiters
+        self._connecting = threading.Lock()  # one connection at a time (keeper or courier)
         self._sock: socket.socket | None = None
         self._serial = 0
         self._waiters: dict[int, _Waiter] = {}
@@ -95,6 +99,26 @@ class Session:
             raise DeliveryError(f"{self.where}: frame {serial} denied (否认)")
         return serial
 
+    def open(self, owner: threading.Thread, retry_s: float = 1.0, retry_max_s: float = 30.0
+             ) -> None:
+        """Keep the connection while `owner` runs: connect now and after every loss, waiting
+        `retry_s` after a failed attempt, doubling up to `retry_max_s`."""
+        self._owner = owner
+        threading.Thread(target=self._keep, args=(owner, retry_s, retry_max_s), daemon=True,
+                         name="parkwatch-gb26875-keeper").start()
+
+    def _keep(self, owner: threading.Thread, retry_s: float, retry_max_s: float) -> None:
+        delay, due = retry_s, 0.0
+        while owner.is_alive():
+            if self._sock is None and time.monotonic() >= due:
+                try:
+                    self._connected()
+                    delay = retry_s
+                except DeliveryError:
+                    due, delay = time.monotonic() + delay, min(retry_max_s, delay * 2)
+            time.sleep(_POLL_S)
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             sock = self._sock
@@ -104,9 +128,13 @@ class Session:
     # --- the connection ------------------------------------------------------------------
 
     def _connected(self) -> socket.socket:
-        with self._lock:
-            if self._sock is not None:
-                return self._sock
+        with self._connecting:
+            with self._lock:
+                if self._sock is not None:
+                    return self._sock
+            return self._connect()
+
+    def _connect(self) -> socket.socket:
         try:
             sock = socket.create_connection((self.host, self.port), self.connect_timeout_s)
         except OSError as exc:
@@ -127,6 +155,8 @@ class Session:
             self._last_sent = time.monotonic()
         threading.Thread(target=self._read, args=(sock,), daemon=True,
                          name="parkwatch-gb26875-reader").start()
+        if self.heartbeat_s is not None:  # online: the device's running state, at once
+            self._send_state(sock)
         return sock
 
     def _drop(self, sock: socket.socket, why: str) -> None:
@@ -221,8 +251,12 @@ class Session:
                     self._write(sock, frame.answer(answer, now_cst()).encode())
 
     def _heartbeat(self, sock: socket.socket) -> None:
-        if self.heartbeat_s is None or time.monotonic() - self._last_sent < self.heartbeat_s:
-            return
+        if self.heartbeat_s is not None and time.monotonic() - self._last_sent >= self.heartbeat_s:
+            self._send_state(sock)
+
+    def _send_state(self, sock: socket.socket) -> None:
+        """The device's running state (type 21): normal monitoring; its confirm is not
+        waited for (the next one follows after `heartbeat_s` anyway)."""
         unit = data_unit([DeviceState(flags(DeviceBit.NORMAL), now_cst())])
         with self._lock:
             if self._sock is not sock:
