@@ -22,8 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
 from parkwatch.alarms.channels.uplink import UplinkSender
-from parkwatch.alarms.delivery import READ_AHEAD, WINDOW, Courier
+from parkwatch.alarms.delivery import READ_AHEAD, Courier
 from parkwatch.alarms.records import Delivery, Record
+from parkwatch.alarms.senders import WINDOW
 from parkwatch.alarms.store import AlarmStore, OutboxReader, Pending
 from parkwatch.config.brokers import BrokerConfig
 from parkwatch.config.delivery import Backoff

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import Subscriber, example_config, wait_until
 from parkwatch.alarms.courierproc import SPELL_BITS, CourierProcess
-from parkwatch.alarms.delivery import WINDOW
+from parkwatch.alarms.senders import WINDOW
 from parkwatch.alarms.store import OutboxReader, Pending
 from parkwatch.config.delivery import UPLINK
 from parkwatch.devtools.localbroker import LocalMosquitto

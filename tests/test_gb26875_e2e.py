@@ -24,6 +24,7 @@ from parkwatch.firmware_sim.gb26875_center import Center
 from test_webhook import BUTTON, fire_subscriber, hook_config, outbox, running
 
 DEVICE = 0x0000_1919_0001  # the gateway's address at the center
+OTHER = "A-1F-FB1"  # another fire button of the park
 CENTER = 0x0000_0000_0119
 
 
@@ -65,6 +66,8 @@ def test_a_fire_press_reaches_the_center_confirmed_and_its_reset_follows(
         assert fire.description.startswith(BUTTON)
         wait_until(lambda: [r["state"] for r in outbox(d, "fire-center")] == ["delivered"],
                    what="the raise marked delivered")
+        # sent by the commit stage itself, the moment it was committed (express)
+        assert d.couriers["fire-center"].health()["expressed"] == 1
 
         device.send(BUTTON, {"event": "reset"})
         assert center.wait(lambda c: len(parts(c)) == 3), "no recovery and reset"
@@ -94,3 +97,24 @@ def test_a_frame_the_center_dropped_is_sent_again_and_confirmed(
                    what="the raise marked delivered")
         (row,) = outbox(d, "fire-center")
         assert row["attempts"] >= 2 and "no confirm" in (row["last_error"] or ""), row
+
+
+def test_a_fire_press_goes_out_while_the_center_has_not_yet_confirmed_the_last_one(
+        broker: LocalMosquitto, tmp_path: Path, center: Center, device: Device) -> None:
+    """Fire first: the courier waits for the center's (late) confirm of one press; a second
+    button's press is sent at once, not after that confirm."""
+    center.plan("delay:8")
+    with running(config(broker, tmp_path, center, confirm_timeout_s=20.0,
+                        heartbeat_s=None)) as d:
+        device.send(BUTTON, {"event": "press"})
+        assert center.wait(lambda c: len(parts(c)) == 1), "no fire frame at the center"
+        device.send(OTHER, {"event": "press"})
+        assert center.wait(lambda c: len(parts(c)) == 2), "the second press did not go out"
+        # the first press's confirm is still to come: its row waits for it
+        assert [r["state"] for r in outbox(d, "fire-center")] == ["pending", "pending"]
+        assert d.couriers["fire-center"].health()["prioritised"] == 1
+        wait_until(lambda: [r["state"] for r in outbox(d, "fire-center")] == [
+            "delivered", "delivered"], 30, "both presses confirmed")
+    first, second = parts(center)
+    assert first.description.startswith(BUTTON) and second.description.startswith(OTHER)
+    assert [r.action for r in center.received] == ["delay:8", "confirm"]

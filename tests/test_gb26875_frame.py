@@ -352,3 +352,35 @@ def test_the_center_runs_from_the_command_line_and_prints_each_frame() -> None:
     assert [(x["serial"], x["type"], x["action"]) for x in lines] == [
         (0, 2, "drop"), (1, 2, "confirm")]
     assert lines[1]["hex"][54:-6] == FIRE[27:75].hex()  # the data unit, as sent
+
+
+def test_the_commit_stage_never_connects_and_the_courier_sends_the_rest_after_the_confirm(
+        center: Center) -> None:
+    import json
+
+    from parkwatch.alarms.channels.gb26875 import Gb26875Sender
+    from parkwatch.alarms.store import Pending
+
+    target = TARGET.model_copy(update={"port": center.port, "destination_address": CENTER,
+                                       "heartbeat_s": None})
+    sender = Gb26875Sender("city-119", target)
+
+    def row(change: str) -> Pending:
+        return Pending(1, "a1", 1, "city-119", "", 0, 1e12, 0.0, 0.0,
+                       json.dumps(event(change)).encode(), change)
+
+    try:
+        # not connected: the committer's publish refuses rather than wait for a connection
+        with pytest.raises(DeliveryError, match="not connected"):
+            sender.publish(row("raised"))
+        assert center.connections == 0
+        (raised,) = sender.publish_rows([row("raised")])  # the courier's: it connects
+        sender.confirm(raised)
+        cleared = sender.publish(row("cleared"))  # connected now: the recovery goes at once
+        assert center.wait(lambda c: len(c.received) == 2)
+        sender.confirm(cleared)  # its confirm, then the system reset, confirmed too
+        sender.confirm(sender.publish(row("acknowledged")))  # no frame for that change
+    finally:
+        sender.session.close()
+    assert [r.data_type for r in center.received] == [2, 2, 1]
+    assert all(r.action == "confirm" for r in center.received) and center.connections == 1

@@ -8,12 +8,12 @@ Delivery is at-least-once: a row is marked delivered only after the target confi
 broker's PUBACK, a 2xx answer), so a crash in between sends it again with the same
 (alarm_id, seq), by which receivers deduplicate.
 
-**Throughput.**  A courier reads the outbox ahead in chunks, from a cursor (ids grow in commit
-order), and keeps up to :data:`WINDOW` rows in flight to an MQTT target before it waits for
-their confirmations, in order.  Its marks (delivered, expired) go, when its read-ahead runs dry
-or every :data:`MARK_BATCH` rows, to the commit stage, the store's only writer, with its next
-group (a courier's own writes collided with the commits, and SQLite's busy handler then slept
-up to 100 ms).  A crash before they are written sends those rows again, deduplicated by
+**Throughput.** A courier reads the outbox ahead in chunks, from a cursor (ids grow in commit
+order), and keeps up to the sender's window of rows in flight (32 to an MQTT target) before it
+waits for their confirmations, in order. Its marks (delivered, expired) go, when its read-ahead
+runs dry or every :data:`MARK_BATCH` rows, to the commit stage, the store's only writer, with
+its next group (a courier's own writes collided with the commits, and SQLite's busy handler then
+slept up to 100 ms). A crash before they are written sends those rows again, deduplicated by
 (alarm_id, seq).
 
 **Express** and **fire first**: the committing thread may publish a change itself, the moment
@@ -41,7 +41,7 @@ from typing import Any
 
 from parkwatch.alarms.express import ExpressLane, Key, key_of
 from parkwatch.alarms.records import Mark
-from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Opening, Sender
+from parkwatch.alarms.senders import DeliveryError, Opening, Publisher, Sender
 from parkwatch.alarms.store import OutboxReader, Pending
 from parkwatch.config.delivery import Backoff
 
@@ -49,8 +49,6 @@ log = logging.getLogger("parkwatch.delivery")
 
 #: rows read from the outbox at a time
 READ_AHEAD = 256
-#: rows published to an MQTT target before the courier waits for their confirmations
-WINDOW = 32
 #: delivered rows whose marks may wait for one transaction
 MARK_BATCH = 256
 
@@ -272,7 +270,7 @@ class Courier(ExpressLane):
             self._flush_marks(outbox)
 
     def _carry(self, outbox: OutboxReader) -> None:
-        """Send the head (and the due rows behind it, to an MQTT target), or wait."""
+        """Send the head (and the due rows behind it, to a :class:`Publisher`), or wait."""
         row = self._head()
         if row is None:
             if self._marks:
@@ -303,11 +301,12 @@ class Courier(ExpressLane):
             log.warning("target %s delivers again", self.name)
 
     def _window(self, head: Pending, now: float) -> list[Pending]:
-        """The head, and for an MQTT target the due rows behind it, up to :data:`WINDOW`."""
-        if head.id < 0 or not isinstance(self.sender, MqttPublisher):
+        """The head, and the due rows behind it up to the sender's window (a
+        :class:`Publisher`'s; 32 for an MQTT target)."""
+        if head.id < 0 or not isinstance(self.sender, Publisher):
             return [head]
         rows = [head]
-        for row in list(self._queue)[1:WINDOW]:
+        for row in list(self._queue)[1:self.sender.window]:
             if row.next_at > now or row.expires_at <= now:
                 break
             rows.append(row)
@@ -317,7 +316,7 @@ class Courier(ExpressLane):
         """Send `rows` in order: how many the target confirmed, and the error that stopped
         the rest (None: all of them)."""
         sender = self.sender
-        if not isinstance(sender, MqttPublisher):
+        if not isinstance(sender, Publisher):
             try:
                 sender.send(rows[0])
             except DeliveryError as exc:

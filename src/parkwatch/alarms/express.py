@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from parkwatch.alarms.senders import DeliveryError, MqttPublisher, Sender
+from parkwatch.alarms.senders import DeliveryError, Publisher, Sender
 from parkwatch.alarms.store import Pending
 
 log = logging.getLogger("parkwatch.delivery")
@@ -118,7 +118,7 @@ class ExpressLane:
             self._end_read()
 
     def _can_publish(self) -> bool:
-        return isinstance(self.sender, MqttPublisher) and (
+        return isinstance(self.sender, Publisher) and (
             self.ready is None or self.ready.is_set())
 
     def express(self, rows: list[Pending], mark: int | None) -> bool:
@@ -143,12 +143,11 @@ class ExpressLane:
         the courier sends them first, but after anything of their `sources`, the sensors they
         belong to.  True when published here."""
         with self._express_lock:
+            sources = sources or [""] * len(rows)
             if not publish or mark != self._reads or not self._can_publish():
-                self._name_first(list(map(key_of, rows)), sources or [""] * len(rows))
+                self._name_first(list(map(key_of, rows)), sources)
                 return False
-            done = self._publish(rows)
-            self.prioritised += len(rows) if done else 0
-        return done
+            return self._publish_first(rows, sources)
 
     def priority_read(self, rows: list[Pending], sources: list[str]) -> bool:
         """Fire alarms' first changes as the outbox holds them (their ids), handed over by a
@@ -165,9 +164,7 @@ class ExpressLane:
                     not self._can_publish():
                 self._name_first(list(map(key_of, rows)), sources)
                 return False
-            done = self._publish(rows)
-            self.prioritised += len(rows) if done else 0
-        return done
+            return self._publish_first(rows, sources)
 
     def send_first(self, keys: list[Key], sources: list[str]) -> None:
         """Fire raises for the courier to send first, behind anything of their `sources`
@@ -181,18 +178,28 @@ class ExpressLane:
         while len(self._first) > FIRST_MAX:
             del self._first[next(iter(self._first))]
 
+    def _publish_first(self, rows: list[Pending], sources: list[str]) -> bool:
+        """Publish fire raises ahead of the courier (the lock held); those the sender
+        refused (its target not connected) are left to the courier to send first."""
+        done = self._publish(rows)
+        if done:
+            self.prioritised += len(rows)
+            return True
+        left = [k for k, r in enumerate(rows) if key_of(r) not in self._expressed]
+        self._name_first([key_of(rows[k]) for k in left], [sources[k] for k in left])
+        self.prioritised += len(rows) - len(left)
+        return False
+
     def _publish(self, rows: list[Pending]) -> bool:
         """Publish `rows` for the courier to confirm (the lock held): False when the sender
         refused one (the courier then sends it, and those after it, itself)."""
         sender = self.sender
-        assert isinstance(sender, MqttPublisher)
+        assert isinstance(sender, Publisher)
         try:
             for row in rows:
                 self._expressed[key_of(row)] = sender.publish(row)
                 self.expressed += 1
-            # written now, by this thread (or, over TLS, by the network thread while this one
-            # waits with the GIL released), not after a thread's wake-up or a switch interval
-            sender.link.wait_written(EXPRESS_WRITE_S)
+            sender.written(EXPRESS_WRITE_S)
         except DeliveryError:
             return False
         except Exception:  # a sender bug must not fail the batch already committed

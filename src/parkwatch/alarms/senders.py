@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # types only: the channel modules (and so the config schema) 
 
 #: how long the broker may take to confirm (PUBACK) a QoS 1 publish before we try again
 PUBACK_TIMEOUT_S = 10.0
+#: rows published to an MQTT target before the courier waits for their confirmations
+WINDOW = 32
 
 
 class DeliveryError(Exception):
@@ -68,13 +70,43 @@ def _confirm(infos: list[Any], what: str) -> None:
             raise DeliveryError(f"{what}: no PUBACK within {PUBACK_TIMEOUT_S:g} s")
 
 
-class MqttPublisher:
-    """Send = publish (QoS 1, queued on the link) + confirm (wait for every PUBACK); the two
-    halves apart let the committer publish and the courier confirm (express).  A row is a
-    few messages (:meth:`messages`); a courier's window of rows goes to the link's network
+class Publisher:
+    """A sender whose send splits into publishing (put on the wire, not waited for) and
+    confirming (wait for the target's answer): the committer may then publish a change the
+    moment it is committed and leave the courier to confirm it (express,
+    :mod:`parkwatch.alarms.express`), and a courier may keep :attr:`window` rows in flight.
+    A publish must never wait for the network: it raises :class:`DeliveryError` when it
+    cannot go out at once, and the courier sends the row itself."""
+
+    #: rows a courier publishes before it waits for their confirmations
+    window: int = 1
+
+    def publish(self, row: Pending) -> Any:
+        """Put `row` on the wire; what :meth:`confirm` takes."""
+        raise NotImplementedError
+
+    def publish_rows(self, rows: list[Pending]) -> list[Any]:
+        """:meth:`publish` for each of `rows`, in order."""
+        return [self.publish(row) for row in rows]
+
+    def confirm(self, handle: Any) -> None:
+        """Wait until the target took the row published as `handle`."""
+        raise NotImplementedError
+
+    def written(self, timeout_s: float) -> None:
+        """After the committer's publishes: let them reach the wire (at most `timeout_s`)."""
+
+    def send(self, row: Pending) -> None:
+        self.confirm(self.publish(row))
+
+
+class MqttPublisher(Publisher):
+    """Send = publish (QoS 1, queued on the link) + confirm (wait for every PUBACK).  A row is
+    a few messages (:meth:`messages`); a courier's window of rows goes to the link's network
     thread at once (:meth:`publish_rows`)."""
 
     link: MqttLink
+    window = WINDOW
 
     def messages(self, row: Pending) -> list[Message]:
         """What is published for `row`: (topic, payload, retain), in order."""
@@ -94,11 +126,13 @@ class MqttPublisher:
         self.link.write_now()  # no wait for the network thread to wake
         return [[next(infos) for _ in msgs] for msgs in per_row]
 
-    def send(self, row: Pending) -> None:
-        self.confirm(self.publish(row))
+    def confirm(self, handle: list[Any]) -> None:
+        _confirm(handle, self.link.where)
 
-    def confirm(self, infos: list[Any]) -> None:
-        _confirm(infos, self.link.where)
+    def written(self, timeout_s: float) -> None:
+        # written now, by this thread (or, over TLS, by the network thread while this one
+        # waits with the GIL released), not after a thread's wake-up or a switch interval
+        self.link.wait_written(timeout_s)
 
     def _connected(self) -> None:
         if not self.link.connected.is_set():

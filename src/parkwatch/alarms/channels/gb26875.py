@@ -25,7 +25,7 @@ import json
 import threading
 import zlib
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import Field, field_validator
 
@@ -45,7 +45,8 @@ from parkwatch.alarms.gb26875.objects import (
     SystemState,
     data_unit,
 )
-from parkwatch.alarms.gb26875.session import Session
+from parkwatch.alarms.gb26875.session import Posted, Session
+from parkwatch.alarms.senders import Publisher
 from parkwatch.config.base import Strict
 from parkwatch.config.delivery import Backoff, TargetBase
 
@@ -120,6 +121,14 @@ class Gb26875Target(TargetBase):
     expire_after_s: float = Field(30 * 86_400.0, gt=0, le=30 * 86_400)
 
 
+class Sending(NamedTuple):
+    """A change on its way: its first frame sent (None: the change makes no frame), and the
+    data units still to send once that one is confirmed."""
+
+    first: Posted | None
+    rest: list[bytes]
+
+
 def component_of(target: Gb26875Target, event: dict[str, Any]) -> ComponentCode:
     """The codes of the event's sensor: configured, or the documented default."""
     sensor = str(event["sensor_id"])
@@ -166,8 +175,15 @@ def data_units(target: Gb26875Target, event: dict[str, Any]) -> list[bytes]:
     return units
 
 
-class Gb26875Sender:
-    """Each change's frames, one at a time, each confirmed by the center."""
+class Gb26875Sender(Publisher):
+    """Each change's frames, each confirmed by the center before the next of that change.
+
+    A :class:`Publisher`: the commit stage may send a change's first frame the moment it is
+    committed (express, on the connection the keeper holds; never connecting itself), and the
+    courier waits for its confirm and sends the rest.  The courier's own rows go one at a time.
+    """
+
+    window = 1
 
     def __init__(self, name: str, target: Gb26875Target) -> None:
         self.name = name
@@ -181,8 +197,24 @@ class Gb26875Sender:
         """Online from the start: connected (again after a loss) while the courier runs."""
         self.session.open(owner, self.target.retry.initial_s, self.target.retry.max_s)
 
-    def send(self, row: Pending) -> None:
-        for unit in data_units(self.target, json.loads(row.payload)):
+    def publish(self, row: Pending) -> Sending:
+        """The change's first frame sent, on the connection there is (the committer's)."""
+        return self._post(row, connect=False)
+
+    def publish_rows(self, rows: list[Pending]) -> list[Sending]:
+        """The courier's: it may open the connection first."""
+        return [self._post(row, connect=True) for row in rows]
+
+    def _post(self, row: Pending, connect: bool) -> Sending:
+        units = data_units(self.target, json.loads(row.payload))
+        if not units:
+            return Sending(None, [])
+        return Sending(self.session.post(units[0], connect), units[1:])
+
+    def confirm(self, handle: Sending) -> None:
+        if handle.first is not None:
+            self.session.wait(handle.first)
+        for unit in handle.rest:
             self.session.exchange(unit)
 
 

@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from parkwatch.alarms.gb26875.codes import Command, DataType, DeviceBit, flags
 from parkwatch.alarms.gb26875.frame import Frame, FrameError, decode, now_cst, split
@@ -45,6 +46,13 @@ class _Waiter:
     done: threading.Event = field(default_factory=threading.Event)
     answer: int | None = None  # the command byte of the center's answer
     lost: str = ""
+
+
+class Posted(NamedTuple):
+    """A frame sent and waiting for the center's answer."""
+
+    serial: int
+    waiter: _Waiter
 
 
 class Session:
@@ -75,19 +83,37 @@ class Session:
 
     def exchange(self, data: bytes) -> int:
         """Send `data` (an application data unit) and wait for the confirm; its serial."""
+        return self.wait(self.post(data))
+
+    def post(self, data: bytes, connect: bool = True) -> Posted:
+        """Send `data` without waiting for the answer (:meth:`wait` does); on the connection
+        there is, connecting first only if `connect`, else DeliveryError."""
         if self._owner is None:
             self._owner = threading.current_thread()
-        sock = self._connected()
+        with self._lock:
+            sock = self._sock
+        if sock is None and connect:
+            sock = self._connected()
+        if sock is None:
+            raise DeliveryError(f"{self.where}: not connected")
         waiter = _Waiter()
         with self._lock:
             serial = self._next_serial()
             self._waiters[serial] = waiter
             try:
+                # a frame is some 70 bytes and the center confirms each: the socket's send
+                # buffer never fills, so this never waits
                 self._write(sock, self._frame(serial, Command.SEND, data))
             except OSError as exc:
                 self._waiters.pop(serial, None)
                 self._drop(sock, f"send failed: {exc}")
                 raise DeliveryError(f"{self.where}: send failed: {exc}") from None
+        return Posted(serial, waiter)
+
+    def wait(self, posted: Posted) -> int:
+        """The center's confirm of a posted frame: its serial, or DeliveryError (a deny, no
+        answer within `timeout_s`, a lost connection)."""
+        serial, waiter = posted
         if not waiter.done.wait(self.timeout_s):
             with self._lock:
                 self._waiters.pop(serial, None)
