@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 # In this order: latency.py reads the half-load rate from the ingest.json just written.
-BENCHES := bus rules alarms linkage center center_board telemetry ingest latency peers startup
+BENCHES := bus rules alarms linkage gb26875 center center_board telemetry ingest latency peers startup
 
 # Options per benchmark, chosen to keep `make bench` under 10 minutes on 2 cores (defaults noted
 # are the scripts' own; override on the command line, e.g. `make bench RULES_ARGS=`).
@@ -42,6 +42,7 @@ bus_ARGS = $(BUS_ARGS)
 rules_ARGS = $(RULES_ARGS)
 alarms_ARGS = $(ALARMS_ARGS)
 linkage_ARGS = $(LINKAGE_ARGS)
+gb26875_ARGS = $(GB26875_ARGS)
 center_ARGS = $(CENTER_ARGS)
 center_board_ARGS = $(CENTER_BOARD_ARGS)
 telemetry_ARGS = $(TELEMETRY_ARGS)
@@ -65,7 +66,7 @@ help:
 	@echo "make report       rewrite summary.json and the README tables from the results present"
 	@echo "options: BUS_ARGS RULES_ARGS ALARMS_ARGS TELEMETRY_ARGS INGEST_ARGS LATENCY_ARGS"
 	@echo "         PEERS_ARGS (make bench-peers) PEERS_BENCH_ARGS (peers in make bench)"
-	@echo "         LINKAGE_ARGS CENTER_ARGS CENTER_BOARD_ARGS STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
+	@echo "         LINKAGE_ARGS GB26875_ARGS CENTER_ARGS CENTER_BOARD_ARGS STARTUP_ARGS, e.g. make bench RULES_ARGS= (the rules defaults, about 3 min)"
 
 setup:
 	./dev setup

@@ -108,7 +108,7 @@ def test_a_missing_benchmark_is_one_not_run_row() -> None:
     rows = report.summarise({"ingest": INGEST})
     names = [r["benchmark"] for r in rows if r["figure"].startswith("not run")]
     assert names == ["latency", "rules", "bus", "telemetry", "startup", "alarms", "linkage",
-                     "center", "center_board", "peers", "openalarms", "soak"]
+                     "gb26875", "center", "center_board", "peers", "openalarms", "soak"]
     startup = next(r for r in rows if r["benchmark"] == "startup")
     assert startup["value"] is None and startup["met"] is None and "1.5 s" in startup["target"]
 
@@ -678,3 +678,13 @@ def test_the_soak_row_shows_the_drift_and_the_counts_against_their_targets() -> 
     short = {"settings": {"minutes": 0.1}, "verdict": {"met": None, "why": "too few samples"}}
     (only,) = [r for r in report.summarise({"soak": short}) if r["benchmark"] == "soak"]
     assert only["figure"] == "not run (too few samples)" and only["met"] is None
+
+
+def test_the_monitoring_center_uplink_is_judged_on_its_p99_and_after_a_drop() -> None:
+    res = {"settings": {"confirm_timeout_s": 1.0}, "figures": {
+        "confirmed": {"p50_ms": 5.8, "p99_ms": 12.5, "max_ms": 14.0},
+        "after_drop": {"p99_ms": 1211.3}, "uplink_raised": {"p99_ms": 6.3}}}
+    rows = [r for r in report.summarise({"gb26875": res}) if r["benchmark"] == "gb26875"]
+    judged = {(r["case"][:30], r["figure"]): r["met"] for r in rows if r["target"]}
+    assert judged == {("fire-button press → frame conf", "p99"): False,
+                      ("the same, first frame dropped ", "p99"): True}
