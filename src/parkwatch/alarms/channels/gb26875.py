@@ -117,7 +117,12 @@ class Gb26875Target(TargetBase):
     heartbeat_s: float | None = Field(60.0, gt=0, le=3600, description="send the device's "
                                       "running state on connecting and when nothing was sent "
                                       "this long; null: never")
-    retry: Backoff = Field(default_factory=lambda: Backoff(initial_s=1.0, max_s=30.0))
+    # short: after an outage of the center, however long, the waiting frames go out within
+    # max_s of its return (the keeper reconnects on the same schedule)
+    retry: Backoff = Field(default_factory=lambda: Backoff(initial_s=0.5, max_s=5.0),
+                           description="between attempts of a change the center did not "
+                           "confirm, and between connection attempts while it is down "
+                           "(default: 0.5 s, doubling up to 5 s)")
     expire_after_s: float = Field(30 * 86_400.0, gt=0, le=30 * 86_400)
 
 
