@@ -281,7 +281,7 @@ class SensorConfig(Strict):
     signal: Literal["4-20mA"] | None = Field(
         None, description="what the driver reads: null, the value itself; '4-20mA', the loop "
         "current of a 4-20 mA transmitter in mA (after scale and offset), mapped onto `range` "
-        "with NAMUR NE43's limits (Modbus RTU only)")
+        "with NAMUR NE43's limits (the Modbus drivers)")
 
     @model_validator(mode="after")
     def _shape(self) -> SensorConfig:

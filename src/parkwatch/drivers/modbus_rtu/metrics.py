@@ -1,4 +1,4 @@
-"""The Modbus RTU driver's own metric families on ``/metrics`` (one series per slave), and
+"""The Modbus drivers' own metric families on ``/metrics`` (one series per slave), and
 its samples of them: read from the bus scheduler's counters at scrape time, never counted
 twice."""
 
@@ -16,9 +16,9 @@ QUARANTINED = "parkwatch_modbus_quarantined"
 #: the families, in the order the catalogue lists them (the registry entry carries them)
 FAMILIES = (
     MetricFamily(POLLS, "counter", ("driver", "slave"),
-                 "Modbus RTU requests sent to a slave."),
+                 "Modbus requests sent to a slave (RTU, RTU over TCP or TCP)."),
     MetricFamily(TIMEOUTS, "counter", ("driver", "slave"),
-                 "Modbus RTU requests a slave did not answer in time."),
+                 "Modbus requests a slave did not answer in time."),
     MetricFamily(QUARANTINED, "gauge", ("driver", "slave"),
                  "1 while a Modbus slave is quarantined (polled only now and then) after "
                  "timeouts."),
