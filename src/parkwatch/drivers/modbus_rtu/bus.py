@@ -274,7 +274,7 @@ class BusScheduler:
         except OSError as exc:  # serial.SerialException and ConnectionError are OSErrors
             self._port_failed(exc)
             return None
-        end = time.monotonic()
+        end = link.answered_at  # the answer's last byte: the line's silence counts from there
         self.transactions += 1
         self.busy_s += end - t0
         self.bus_free_at = end + link.gap_s

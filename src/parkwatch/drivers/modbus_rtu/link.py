@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import termios
+import time
 from typing import Any, Protocol
 
 import serial
@@ -43,6 +44,9 @@ class Link(Protocol):
     gap_s: float
     #: the longest wait between attempts to reopen it
     reopen_max_s: float
+    #: when the last exchange's reading ended (its answer's last byte, or the wait given up):
+    #: the silence between frames counts from there, not from after the answer is decoded
+    answered_at: float
 
     def open(self) -> None:
         """Open or connect (OSError when it cannot)."""
@@ -110,6 +114,7 @@ class RtuLink:
         self.name = name
         self.gap_s = gap_s
         self.reopen_max_s = reopen_max_s
+        self.answered_at = 0.0
 
     def open(self) -> None:
         self.stream.open()
@@ -125,6 +130,7 @@ class RtuLink:
         data = head
         if len(head) == 3:
             data += s.read(2 if head[1] & 0x80 else response_len - 3)
+        self.answered_at = time.monotonic()
         if len(data) < 5 or (len(head) == 3 and not head[1] & 0x80
                              and len(data) < response_len):
             return None, True

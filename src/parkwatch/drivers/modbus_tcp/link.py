@@ -11,6 +11,7 @@ PDU (function code and data), with no CRC (TCP checks the bytes).  A PDU is at m
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
 from pymodbus.exceptions import ModbusException
@@ -36,6 +37,7 @@ class MbapLink:
         self.reopen_max_s = reopen_max_s
         self._tid = 0
         self._decoder = DecodePDU(False)
+        self.answered_at = 0.0
 
     def open(self) -> None:
         self.stream.open()
@@ -53,16 +55,18 @@ class MbapLink:
         for _ in range(_STALE_ANSWERS):
             head = s.read(_HEADER.size)
             if len(head) < _HEADER.size:
-                return None, True
+                break
             tid, protocol, length, unit = _HEADER.unpack(head)
             if protocol != 0 or not 2 <= length - 1 <= _MAX_PDU:
                 # not an MBAP header: the stream is out of step, start a new connection
                 raise ConnectionError(f"invalid Modbus TCP header {head.hex()}")
             body = s.read(length - 1)
             if len(body) < length - 1:
-                return None, True
+                break
             if tid == self._tid:
+                self.answered_at = time.monotonic()
                 return (self._decode(body, slave) if unit == request[0] else None), False
+        self.answered_at = time.monotonic()
         return None, True
 
     def _decode(self, body: bytes, slave: int) -> Any:
