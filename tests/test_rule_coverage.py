@@ -132,3 +132,12 @@ def test_the_rule_docs_name_every_part_of_a_rule_kind() -> None:
              if not name.startswith("_")}
     missing = sorted(p for p in parts if f"`{p}" not in section)
     assert not missing, f"docs/rules.md's 'Adding a rule kind' does not name {missing}"
+
+
+def test_a_kind_on_the_reported_base_still_declares_its_rules_and_messages() -> None:
+    from parkwatch.rules.reported import ReportedRule
+
+    with pytest.raises(TypeError, match="does not declare rules, units, words, templates"):
+        class Bare(ReportedRule):
+            pass
+    assert ReportedRule.fingerprinter is not None  # the base itself is not checked as a kind

@@ -7,28 +7,24 @@ facilities are told.  The alarm source is the gateway (:attr:`parkwatch.park.Par
 after the outputs).  A step is a moment, not a state: the alarm is raised and cleared at once,
 with the step in seconds as its value, and stays open until someone acknowledges it.
 
-No sensor has this rule, so the engine leaves it out of every pass over readings; the pipeline
-calls :meth:`ClockStepRule.report` when its watch sees a step.
+No sensor has this rule (:mod:`parkwatch.rules.reported`); the pipeline calls
+:meth:`ClockStepRule.report` when its watch sees a step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import ClassVar
 
-import numpy as np
-
-from parkwatch.park import ParkModel, SensorInfo
-from parkwatch.readings import ReadingBatch
-from parkwatch.rules.kind import Fingerprint, RuleKindBase, no_fingerprint
-from parkwatch.rules.levels import StateArray
+from parkwatch.park import ParkModel
+from parkwatch.rules.reported import ReportedRule
 from parkwatch.rules.transitions import Severity, Transitions
 
 _WARNING = int(Severity.WARNING)
 _NORMAL = int(Severity.NORMAL)
 
 
-class ClockStepRule(RuleKindBase):
+class ClockStepRule(ReportedRule):
     rules: ClassVar[tuple[str, ...]] = ("clock_step",)
     units: ClassVar[Mapping[str, str]] = {"clock_step": "s"}
     words: ClassVar[Mapping[str, Mapping[str, str]]] = {
@@ -54,29 +50,11 @@ class ClockStepRule(RuleKindBase):
         },
     }
 
-    @staticmethod
-    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
-        """No sensor has this rule: nothing of theirs shapes it."""
-        return no_fingerprint
-
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
-        self.code = rule_base
-        self.enabled = np.zeros(len(park), bool)
+        super().__init__(park, rule_base, start)
         self.source = park.gateway.index
-
-    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
-        return Transitions.empty()  # never handed readings (no sensor is enabled)
-
-    def state(self) -> dict[str, StateArray]:
-        return {}
 
     def report(self, step: float, ts: float) -> tuple[Transitions, Transitions]:
         """A step of ``step`` seconds seen at ``ts``: its raise, then its clearing."""
-        one = np.array([self.source])
-        value, limit, at = np.array([step]), np.array([np.nan]), np.array([ts])
-
-        def change(old: int, new: int) -> Transitions:
-            return Transitions.build(one, self.code, np.array([old]), np.array([new]), value,
-                                     limit, at)
-
-        return change(_NORMAL, _WARNING), change(_WARNING, _NORMAL)
+        return (self.change(self.source, _NORMAL, _WARNING, step, ts),
+                self.change(self.source, _WARNING, _NORMAL, step, ts))

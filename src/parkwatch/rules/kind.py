@@ -103,11 +103,14 @@ class RuleKindBase:
     #: each sensor's latest reading time, handed over by the engine (``uses_last_ts``)
     last_ts: np.ndarray
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, base: bool = False, **kwargs: Any) -> None:
+        """Checks a kind's declarations (`base`: a shared base of kinds, not a kind)."""
         super().__init_subclass__(**kwargs)
+        if base:
+            return
         missing = [name for name in ("rules", "units", "words", "templates")
                    if not hasattr(cls, name)]
-        if "fingerprinter" not in vars(cls):
+        if not any("fingerprinter" in vars(c) for c in cls.__mro__ if c is not RuleKindBase):
             missing.append("fingerprinter")
         if missing:
             raise TypeError(f"rule kind {cls.__name__} does not declare {', '.join(missing)} "

@@ -6,30 +6,26 @@ read-back that disagrees raises `output_fault` for that output, and the first ag
 clears it (NFPA 72 and GB 26875 ask this of notification appliance circuits).  The alarm
 sources are the outputs, numbered after the sensors and the groups (:class:`OutputInfo`).
 
-No sensor has this rule, so the engine leaves the kind out of every pass over readings; the
-daemon calls :meth:`OutputFaultRule.report` on the pipeline thread.  Whether an output is in
+No sensor has this rule (:mod:`parkwatch.rules.reported`); the daemon calls
+:meth:`OutputFaultRule.report` on the pipeline thread.  Whether an output is in
 fault is not saved with the rule state: after a restart it is seeded from the open alarms
 (:meth:`seed`), and the first check decides again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
-import numpy as np
-
-from parkwatch.park import ParkModel, SensorInfo
-from parkwatch.readings import ReadingBatch
-from parkwatch.rules.kind import Fingerprint, RuleKindBase, no_fingerprint
-from parkwatch.rules.levels import StateArray
+from parkwatch.park import ParkModel
+from parkwatch.rules.reported import ReportedRule
 from parkwatch.rules.transitions import Severity, Transitions
 
 _CRITICAL = int(Severity.CRITICAL)
 _NORMAL = int(Severity.NORMAL)
 
 
-class OutputFaultRule(RuleKindBase):
+class OutputFaultRule(ReportedRule):
     rules: ClassVar[tuple[str, ...]] = ("output_fault",)
     units: ClassVar[Mapping[str, str]] = {"output_fault": ""}
     words: ClassVar[Mapping[str, Mapping[str, str]]] = {
@@ -53,24 +49,12 @@ class OutputFaultRule(RuleKindBase):
         },
     }
 
-    @staticmethod
-    def fingerprinter(park: ParkModel) -> Callable[[SensorInfo], Fingerprint]:
-        """No sensor has this rule: nothing of theirs shapes it."""
-        return no_fingerprint
-
     def __init__(self, park: ParkModel, rule_base: int, start: float) -> None:
-        self.code = rule_base
-        self.enabled = np.zeros(len(park), bool)
+        super().__init__(park, rule_base, start)
         #: output sources (alarm source index) in fault now
         self.faulty: set[int] = set()
         self._first = park.size
         self._last = park.size + len(park.outputs)
-
-    def evaluate(self, batch: ReadingBatch, previous: np.ndarray | None = None) -> Transitions:
-        return Transitions.empty()  # never handed readings (no sensor is enabled)
-
-    def state(self) -> dict[str, StateArray]:
-        return {}
 
     def seed(self, sources: Iterable[int]) -> None:
         """The outputs whose output_fault alarm is open and active (after a restart)."""
@@ -85,7 +69,5 @@ class OutputFaultRule(RuleKindBase):
             self.faulty.discard(source)
         else:
             self.faulty.add(source)
-        one = np.array([source])
-        return Transitions.build(one, self.code, np.array([_CRITICAL if was else _NORMAL]),
-                                 np.array([_NORMAL if ok else _CRITICAL]), np.array([np.nan]),
-                                 np.array([np.nan]), np.array([ts]))
+        return self.change(source, _CRITICAL if was else _NORMAL, _NORMAL if ok else _CRITICAL,
+                           float("nan"), ts)
