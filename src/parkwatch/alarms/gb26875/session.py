@@ -88,7 +88,7 @@ class Session:
     def post(self, data: bytes, connect: bool = True) -> Posted:
         """Send `data` without waiting for the answer (:meth:`wait` does); on the connection
         there is, connecting first only if `connect`, else DeliveryError."""
-        if self._owner is None:
+        if self._owner is None and connect:  # a session never opened: the sender's thread
             self._owner = threading.current_thread()
         with self._lock:
             sock = self._sock
