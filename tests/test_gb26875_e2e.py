@@ -106,13 +106,19 @@ def test_a_fire_press_goes_out_while_the_center_has_not_yet_confirmed_the_last_o
     center.plan("delay:8")
     with running(config(broker, tmp_path, center, confirm_timeout_s=20.0,
                         heartbeat_s=None)) as d:
+        courier = d.couriers["fire-center"]
+        reads = courier.read_mark()
         device.send(BUTTON, {"event": "press"})
         assert center.wait(lambda c: len(parts(c)) == 1), "no fire frame at the center"
+        # the courier has read the first press's row and waits for its confirm (a press
+        # committed while it reads the outbox is its to send, after the rows in flight)
+        wait_until(lambda: courier.read_mark() > reads, what="the courier's read")
         device.send(OTHER, {"event": "press"})
         assert center.wait(lambda c: len(parts(c)) == 2), "the second press did not go out"
         # the first press's confirm is still to come: its row waits for it
         assert [r["state"] for r in outbox(d, "fire-center")] == ["pending", "pending"]
-        assert d.couriers["fire-center"].health()["prioritised"] == 1
+        # sent by the commit stage (counted just after the frame went on the wire)
+        wait_until(lambda: courier.health()["prioritised"] == 1, what="the press prioritised")
         wait_until(lambda: [r["state"] for r in outbox(d, "fire-center")] == [
             "delivered", "delivered"], 30, "both presses confirmed")
     first, second = parts(center)
