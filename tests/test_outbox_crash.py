@@ -114,15 +114,17 @@ def wait_online(sub: Subscriber, after: int, timeout: float = 10.0) -> None:
     raise AssertionError("daemon did not come online")
 
 
-def wait_listening(sub: Subscriber, device: Device, timeout: float = 10.0) -> None:
+def wait_listening(sub: Subscriber, device: Device, timeout: float = 10.0,
+                   after: int = 0) -> None:
     """Until the daemon's driver is subscribed: "online" on the uplink does not say so, and a
     press the broker accepts before that is dropped (there is no session to queue it for).
-    A water level beyond its critical limit, sent until its alarm is raised, then cleared."""
+    A water level beyond its critical limit, sent until its alarm is raised, then cleared
+    (seen in the uplink's messages from number `after` on: after a restart, the new ones)."""
     sensor, levels = next(iter(WATER.items()))
 
     def seen(event: str) -> bool:
         return any(json.loads(p)["sensor_id"] == sensor and json.loads(p)["event"] == event
-                   for _k, p in uplink_events(sub))
+                   for _k, p in uplink_events(sub, after))
 
     deadline = time.monotonic() + timeout
     while not seen("raised"):
@@ -143,10 +145,10 @@ def query(db_path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         db.close()
 
 
-def uplink_events(sub: Subscriber) -> list[tuple[tuple[str, int], bytes]]:
+def uplink_events(sub: Subscriber, after: int = 0) -> list[tuple[tuple[str, int], bytes]]:
     sub.events()  # validates each against the contract's JSON schema
     out = []
-    for topic, payload, _ in list(sub.messages):
+    for topic, payload, _ in list(sub.messages)[after:]:
         if topic.endswith("/events"):
             e = json.loads(payload)
             out.append(((e["alarm_id"], e["seq"]), payload))
