@@ -58,6 +58,8 @@ def test_a_fire_press_reaches_the_center_confirmed_and_its_reset_follows(
         # online from the start: the device's running state before any alarm
         assert center.wait(lambda c: [r.data_type for r in c.received][:1] == [
             DataType.DEVICE_STATE]), "the gateway did not report itself to the center"
+        courier = d.couriers["fire-center"]
+        wait_until(lambda: courier.idle_mark() is not None, what="the courier idle")
         device.send(BUTTON, {"event": "press"})
         assert center.wait(lambda c: len(parts(c)) == 1), "no fire frame at the center"
         (fire,) = parts(center)
@@ -67,7 +69,7 @@ def test_a_fire_press_reaches_the_center_confirmed_and_its_reset_follows(
         wait_until(lambda: [r["state"] for r in outbox(d, "fire-center")] == ["delivered"],
                    what="the raise marked delivered")
         # sent by the commit stage itself, the moment it was committed (express)
-        assert d.couriers["fire-center"].health()["expressed"] == 1
+        assert courier.health()["expressed"] == 1
 
         device.send(BUTTON, {"event": "reset"})
         assert center.wait(lambda c: len(parts(c)) == 3), "no recovery and reset"

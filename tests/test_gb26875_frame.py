@@ -266,12 +266,14 @@ def test_the_center_confirms_the_encoders_frames_on_one_connection(center: Cente
 
 def test_a_denied_or_unanswered_frame_fails_and_the_next_try_is_confirmed(center) -> None:
     center.plan("deny", "drop")
-    s = session_to(center, timeout_s=0.5)
+    s = session_to(center, timeout_s=10.0)  # answers that come: however busy the machine
     try:
         with pytest.raises(DeliveryError, match="denied"):
             s.exchange(FIRE[27:75])
+        s.timeout_s = 0.5  # the one the center drops: waited for this long
         with pytest.raises(DeliveryError, match="no confirm of frame 1"):
             s.exchange(FIRE[27:75])
+        s.timeout_s = 10.0
         s.exchange(FIRE[27:75])
     finally:
         s.close()
@@ -311,7 +313,7 @@ def test_a_time_sync_is_logged_and_confirmed_and_sets_nothing(center, caplog) ->
     finally:
         s.close()
     assert center.answers[serial] == Command.CONFIRM
-    assert s.controls == [(serial, DataType.SYNC_CLOCK)]
+    assert list(s.controls) == [(serial, DataType.SYNC_CLOCK)]
     assert "time sync to 2030-01-01T00:00:00+08:00 received and confirmed" in caplog.text
     assert datetime.now(CST).year < 2030
 
@@ -342,6 +344,7 @@ def test_the_center_runs_from_the_command_line_and_prints_each_frame() -> None:
         try:
             with pytest.raises(DeliveryError, match="no confirm"):
                 s.exchange(FIRE[27:75])  # dropped, as told
+            s.timeout_s = 10.0  # this one is answered: however busy the machine
             s.exchange(FIRE[27:75])
         finally:
             s.close()
@@ -384,3 +387,36 @@ def test_the_commit_stage_never_connects_and_the_courier_sends_the_rest_after_th
         sender.session.close()
     assert [r.data_type for r in center.received] == [2, 2, 1]
     assert all(r.action == "confirm" for r in center.received) and center.connections == 1
+
+
+def test_a_frame_that_cannot_be_written_fails_at_once_and_the_session_goes_on(
+        center: Center) -> None:
+    """A write refused by the socket (the connection broke under it) fails that frame and
+    drops the connection; it never leaves the session locked (the commit stage publishes
+    through it)."""
+    s = session_to(center, timeout_s=10.0)
+    try:
+        s.exchange(FIRE[27:75])
+        sock = s._sock
+        assert sock is not None
+        sock.shutdown(socket.SHUT_WR)  # the next write gets EPIPE
+        outcome: list[BaseException | None] = []
+
+        def post() -> None:
+            try:
+                s.post(FIRE[27:75], connect=False)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        t = threading.Thread(target=post, daemon=True)
+        t.start()
+        t.join(30)
+        assert not t.is_alive(), "the post hung (the session's lock never released)"
+        assert isinstance(outcome[0], DeliveryError) and "send failed" in str(outcome[0])
+        s.exchange(FIRE[27:75])  # a new connection, confirmed
+    finally:
+        if s._lock.acquire(timeout=5):  # a hung session's close would hang the test too
+            s._lock.release()
+            s.close()
+    assert center.connections == 2

@@ -200,6 +200,9 @@ class NoticeCourier:
                 self.deliver_due()
             except StoreError as exc:  # the database away: the notices wait in it
                 log.warning("center: notices wait, the database is away (%s)", exc)
+            except Exception:  # a bug or a database error not translated: never end the loop
+                log.exception("center: delivering ticket notices failed; trying again in "
+                              "%.0f s", self.poll_s)
             self._wake.wait(self.poll_s)
             self._wake.clear()
 

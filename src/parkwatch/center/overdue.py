@@ -76,4 +76,7 @@ class OverdueWatch:
                     self._failing = True
                     log.error("center: cannot check overdue tickets (%s); trying again every "
                               "%.0f s", exc, self.cfg.check_interval_s)
+            except Exception:  # a bug or a database error not translated: never end the watch
+                log.exception("center: checking overdue tickets failed; trying again in %.0f s",
+                              self.cfg.check_interval_s)
             self._stop.wait(self.cfg.check_interval_s)

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from parkwatch.config.base import Strict
+from parkwatch.tcpalive import DEAD_AFTER_S, detect_dead_links
 
 #: a DNS name (RFC 1123 labels) or an IPv4 / IPv6 address
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
@@ -96,7 +97,7 @@ class TcpStream:
         try:
             sock = socket.create_connection((self.host, self.port), self.connect_timeout_s)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames at once
-            _detect_dead_links(sock, max(_DEAD_AFTER_S, 4 * self.timeout_s))
+            detect_dead_links(sock, max(DEAD_AFTER_S, 4 * self.timeout_s))
         except OSError as exc:
             attempt.set_exception(exc)
             return
@@ -164,25 +165,6 @@ def _close_result(attempt: Future[socket.socket]) -> None:
     if attempt.exception() is None:
         with contextlib.suppress(OSError):
             attempt.result().close()
-
-
-#: a connection whose data stays unacknowledged this long is given up (a 4G link or a DTU gone
-#: without a reset would otherwise leave it half open, every request timing out, for the
-#: kernel's retransmission limit of about 15 minutes)
-_DEAD_AFTER_S = 20.0
-
-
-def _detect_dead_links(sock: socket.socket, dead_after_s: float) -> None:
-    """Close the connection (the next read or write raises) when its peer stops acknowledging
-    for `dead_after_s`: TCP_USER_TIMEOUT (Linux, RFC 5482) while requests are on the way, and
-    keepalive probes while it is idle (after 10 s, every 5 s, 3 unanswered)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_USER_TIMEOUT", int(dead_after_s * 1000)), ("TCP_KEEPIDLE", 10),
-                        ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
-        option = getattr(socket, name, None)
-        if option is not None:  # Linux has each; elsewhere the kernel's defaults stay
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def check_one_owner(park: Any, index: int) -> list[tuple[tuple[str | int, ...], str]]:

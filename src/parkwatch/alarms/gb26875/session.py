@@ -28,6 +28,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -35,6 +36,7 @@ from parkwatch.alarms.gb26875.codes import Command, DataType, DeviceBit, flags
 from parkwatch.alarms.gb26875.frame import Frame, FrameError, decode, now_cst, split
 from parkwatch.alarms.gb26875.objects import ClockSync, DeviceState, data_unit, parse_data_unit
 from parkwatch.alarms.senders import DeliveryError
+from parkwatch.tcpalive import DEAD_AFTER_S, detect_dead_links
 
 log = logging.getLogger("parkwatch.gb26875")
 #: how often the reader looks whether its owner still runs
@@ -76,8 +78,8 @@ class Session:
         self._owner: threading.Thread | None = None
         self._last_sent = 0.0
         self._down_logged = False
-        #: (serial, type flag) of each control command answered, for tests and the log
-        self.controls: list[tuple[int, int]] = []
+        #: (serial, type flag) of the last control commands answered, for tests and the log
+        self.controls: deque[tuple[int, int]] = deque(maxlen=64)
 
     # --- the courier's side --------------------------------------------------------------
 
@@ -97,7 +99,10 @@ class Session:
         if sock is None:
             raise DeliveryError(f"{self.where}: not connected")
         waiter = _Waiter()
+        failed: OSError | None = None
         with self._lock:
+            if self._sock is not sock:  # lost meanwhile: its serials are not this one's
+                raise DeliveryError(f"{self.where}: connection lost")
             serial = self._next_serial()
             self._waiters[serial] = waiter
             try:
@@ -106,8 +111,10 @@ class Session:
                 self._write(sock, self._frame(serial, Command.SEND, data))
             except OSError as exc:
                 self._waiters.pop(serial, None)
-                self._drop(sock, f"send failed: {exc}")
-                raise DeliveryError(f"{self.where}: send failed: {exc}") from None
+                failed = exc
+        if failed is not None:  # dropped outside the lock: _drop takes it
+            self._drop(sock, f"send failed: {failed}")
+            raise DeliveryError(f"{self.where}: send failed: {failed}")
         return Posted(serial, waiter)
 
     def wait(self, posted: Posted) -> int:
@@ -170,6 +177,9 @@ class Session:
                 self._down_logged = True
             raise DeliveryError(f"{self.where}: cannot connect: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # a center gone without a reset (a 4G link, a NAT) is noticed, and reconnected to, in
+        # seconds: every frame would otherwise wait out its confirm on a dead connection
+        detect_dead_links(sock, max(DEAD_AFTER_S, 4 * self.timeout_s))
         sock.settimeout(self.connect_timeout_s)
         if self._down_logged:
             log.warning("%s: connected again", self.where)
@@ -196,8 +206,7 @@ class Session:
             w.lost = why or "connection closed"
             w.done.set()
         if why and not self._down_logged:
-            log.error("%s: connection lost (%s); reconnecting with the next frame",
-                      self.where, why)
+            log.error("%s: connection lost (%s); reconnecting", self.where, why)
             self._down_logged = True
 
     def _next_serial(self) -> int:
