@@ -161,7 +161,7 @@ def test_a_slow_connect_never_holds_up_the_comm_fail_reports(cfg: Any) -> None:
             c.connect(listener.getsockname())
         fills.append(c)
     drv_cfg = cfg.drivers[0].model_copy(update={"port": listener.getsockname()[1],
-                                                "connect_timeout_s": 3.0})
+                                                "connect_timeout_s": 10.0})
     park = ParkModel(cfg)
     inbox = Inbox()
     driver = ModbusTcpDriver(drv_cfg, park, inbox, cfg)
@@ -171,8 +171,9 @@ def test_a_slow_connect_never_holds_up_the_comm_fail_reports(cfg: Any) -> None:
         wait_until(lambda: sum(1 for _, s, _, _, q in inbox.items
                                if s == fb and q == Quality.COMM_FAIL) >= 5, timeout=30,
                    what="comm_fail reports while connecting")
-        assert driver.bus.port_lost_at is None  # still the first attempt, not yet failed
-        wait_until(lambda: driver.bus.port_lost_at is not None, timeout=30,
+        # still the first attempt, not yet failed (10 s: room for a busy machine's stalls)
+        assert driver.bus.port_lost_at is None
+        wait_until(lambda: driver.bus.port_lost_at is not None, timeout=40,
                    what="the attempt given up")
     finally:
         for s in [listener, *fills]:

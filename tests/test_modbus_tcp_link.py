@@ -67,3 +67,44 @@ def test_a_stream_out_of_step_is_a_lost_connection() -> None:
     with pytest.raises(ConnectionError):
         MbapLink(Script(b"\x00\x01\x12\x34\x00\x06\x03" + b"\x00" * 5), "t", 1.0).exchange(
             REQUEST, 9, 3)
+
+
+def test_a_bus_stopped_while_it_connects_leaves_no_connection_behind(monkeypatch) -> None:
+    """A reload stops a driver whose (slow, 4G) connect is still under way: the connection
+    made after the stop is closed, so a serial server with one client slot is free for the
+    new driver."""
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    from parkwatch.drivers import tcpstream
+    from parkwatch.drivers.modbus_rtu.bus import BusScheduler
+    from parkwatch.drivers.modbus_rtu.link import RtuLink
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    started, go = threading.Event(), threading.Event()
+    real = socket.create_connection
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.set()
+        go.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tcpstream.socket, "create_connection", slow)
+    stream = tcpstream.TcpStream("127.0.0.1", server.getsockname()[1], 0.5, 10.0)
+    cfg = SimpleNamespace(id="dtu", retries=0)
+    bus = BusScheduler(cfg, [], lambda *_a: None, lambda *_a: None,  # type: ignore[arg-type]
+                       RtuLink(stream, "t", 0.001, 1.0))
+    try:
+        bus.start()
+        assert started.wait(10), "the bus never tried to connect"
+        bus.stop()
+        go.set()  # the connect completes now, after the stop
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(10)
+            assert conn.recv(1) == b"", "the connection made after the stop stayed open"
+    finally:
+        go.set()
+        server.close()

@@ -119,6 +119,8 @@ class BusScheduler:
         self._wake.set()
         self._thread.join(timeout)
         self._close()
+        with contextlib.suppress(OSError):  # a connect still under way is not wanted either
+            self.link.close()
         for job in [*self.writes, *self.checks]:
             job.on_answer(None)  # never sent: the output's supervision hears of it
         self.writes.clear()
