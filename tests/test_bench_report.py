@@ -688,3 +688,12 @@ def test_the_monitoring_center_uplink_is_judged_on_its_p99_and_after_a_drop() ->
     judged = {(r["case"][:30], r["figure"]): r["met"] for r in rows if r["target"]}
     assert judged == {("fire-button press → frame conf", "p99"): False,
                       ("the same, first frame dropped ", "p99"): True}
+
+
+def test_a_bus_reached_through_a_serial_server_is_named_and_held_to_its_own_target() -> None:
+    res = {**BUS_FULL, "settings": {**BUS_FULL["settings"], "tcp_target": 0.85},
+           "cases": [{"baud": 115200, "buses": 1, "transport": "rtu_tcp", "polls_per_s": 174.0,
+                      "theoretical_per_s": 195.2, "ratio": 0.891, "pass": True}]}
+    lines = report.bus_detail(res)
+    assert "| 115200 | 1, via a serial server | 174.0 | 195.2 | 89.1 % | – | ≥ 85 %: met |" \
+        in lines, lines
