@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from parkwatch.config.model import ParkConfig
+from parkwatch.devtools.localbroker import free_port
 from parkwatch.drivers.tcpstream import TcpEndpoint
 from parkwatch.firmware_sim.indicators import SimIndicator
 from parkwatch.firmware_sim.modbus_bus import SimBus
@@ -214,13 +214,6 @@ class SimulatedPark:
         if driver_id in self.indicators:
             return self.indicators[driver_id]
         raise KeyError(f"'{driver_id}' is not a simulated serial port")
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (for a bench's serial servers and Modbus TCP devices)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 #: the Modbus driver kinds, whose devices the simulator plays as slaves of a SimBus
