@@ -68,6 +68,13 @@ def test_the_console_refuses_what_the_gateway_would_and_who_may_not_mute(
     ended = ops.post("/mutes", form(ops, end=local(past), start=local(past - timedelta(hours=1))))
     assert ended.status == 400 and "结束时间已经过去了" in ended.body
     assert viewer.post("/mutes", form(viewer)).status == 403
+    # a park no gateway of which has reported (a typo, a wildcard): said so, nothing sent
+    for park in ("xinqaio", "xinqiao/#"):
+        typo = ops.post("/mutes", form(ops, park=park))
+        assert typo.status == 400 and "没有收到过这个园区网关的消息" in typo.body, typo.body
+    gone = ops.post("/mutes/end", {"csrf": ops.get("/mutes").csrf(), "park": "xinqaio",
+                                   "mute_id": "m-1"})
+    assert gone.status == 400 and "没有收到过这个园区网关的消息" in gone.body
     no_token = {k: v for k, v in form(ops).items() if k != "csrf"}
     assert ops.post("/mutes", no_token).status == 403
     assert console.store.mute_commands() == []  # nothing was sent

@@ -113,6 +113,11 @@ class MuteDesk:
         except Exception:
             log.exception("center: the mutes in force of %s not recorded", msg.topic)
 
+    def known(self, park: str) -> bool:
+        """Whether `park`'s gateway has reported to this center: a command for any other
+        park would go to a topic no gateway listens on (a typo), and wait for ever."""
+        return any(g["park"] == park for g in self.store.gateways())
+
     def send(self, park: str, command: str, spec: dict[str, Any], user: str,
              note: str | None) -> bool:
         """Publish a ``mute`` (``spec``: :func:`mute_spec`) or ``unmute`` (``spec``: its id)

@@ -74,6 +74,7 @@ ZH: dict[str, str] = {
     "mute_cmd_mute": "屏蔽", "mute_cmd_unmute": "结束屏蔽",
     "mute_forbidden": "只有值班员（operator）可以设置屏蔽；你的账号只能查看。",
     "mute_invalid": "屏蔽的内容不完整或不对",
+    "mute_unknown_park": "没有收到过这个园区网关的消息，请检查园区编号",
     "mute_bad_time": "开始和结束时间的格式不对",
     "mute_fire_not_explicit": "范围里有火警：只有勾选“也屏蔽火警”才会屏蔽火警，否则网关会拒绝。",
     "mute_ended": "结束时间已经过去了",
@@ -156,6 +157,7 @@ EN: dict[str, str] = {
     "mute_cmd_mute": "mute", "mute_cmd_unmute": "end of mute",
     "mute_forbidden": "Only operators may set mutes; your account can only view.",
     "mute_invalid": "The mute is incomplete or wrong",
+    "mute_unknown_park": "No gateway of this park has reported to this center: check the park id",
     "mute_bad_time": "The start or end time does not parse",
     "mute_fire_not_explicit": "The scope names fire alarms: they are muted only when 'mute fire "
                               "alarms too' is ticked, else the gateway refuses it.",

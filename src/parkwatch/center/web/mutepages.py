@@ -109,6 +109,8 @@ class MutePages:
             spec = mute_spec(new_mute_id(start.timestamp()), start, end, scope,
                              _ids(form.get("subscribers", "")), bool(form.get("include_fire")),
                              form.get("reason", "").strip())
+            if not await run_in_threadpool(self.desk.known, park):
+                raise MuteError("mute_unknown_park", park)
         except MuteError as exc:
             message = text(s.lang, exc.key) + (f" ({exc.detail})" if exc.detail else "")
             return await self.page(request, message, 400, form)
@@ -130,6 +132,8 @@ class MutePages:
         park, mute_id = form.get("park", "").strip(), form.get("mute_id", "").strip()
         if not park or not mute_id:
             return await self.page(request, text(s.lang, "mute_invalid"), 400)
+        if not await run_in_threadpool(self.desk.known, park):
+            return await self.page(request, f"{text(s.lang, 'mute_unknown_park')} ({park})", 400)
         try:
             await run_in_threadpool(self.desk.send, park, "unmute", {"id": mute_id},
                                     user["name"], None)
