@@ -164,3 +164,19 @@ def test_a_mute_is_kept_across_a_restart(broker: LocalMosquitto, tmp_path: Path,
             {"uplink"}
     finally:
         second.stop()
+
+
+def test_a_mute_the_gateway_cannot_save_is_refused_and_changes_nothing(
+        daemon: Any, subscriber: Subscriber, device: Device) -> None:
+    refused = daemon.alarms.refused.count
+    blocker = daemon.mutes.path.with_suffix(".tmp")
+    blocker.mkdir()  # the file cannot be written: as on a full disk
+    try:
+        reply = send(device, subscriber, "mute", {"by": "王工", "mute": mute()})
+    finally:
+        blocker.rmdir()
+    assert (reply["ok"], reply["reason"]) == (False, "not_saved"), reply
+    assert "cannot save its mutes" in reply["detail"]
+    assert daemon.alarms.refused.count == refused + 1
+    assert call(daemon, "GET", "/api/silences")[1]["mutes"] == []  # not in force either
+    assert send(device, subscriber, "mute", {"by": "王工", "mute": mute()})["ok"] is True

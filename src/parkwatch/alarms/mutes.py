@@ -84,23 +84,21 @@ class MuteBook:
         self._load()
 
     def put(self, mute: Mute) -> None:
-        """Add or replace (same id) a mute, written to disk before this returns."""
-        self.mutes[mute.silence.id] = mute
-        self._changed()
+        """Add or replace (same id) a mute, written to disk before this returns (OSError:
+        it could not be, and nothing changed)."""
+        self._use({**self.mutes, mute.silence.id: mute})
 
     def remove(self, mute_id: str) -> bool:
-        if self.mutes.pop(mute_id, None) is None:
+        if mute_id not in self.mutes:
             return False
-        self._changed()
+        self._use({k: m for k, m in self.mutes.items() if k != mute_id})
         return True
 
     def prune(self, now: float) -> list[str]:
         """Forget the mutes that have ended; their ids."""
         ended = [k for k, m in self.mutes.items() if m.silence.end.timestamp() <= now]
-        for k in ended:
-            del self.mutes[k]
         if ended:
-            self._changed()
+            self._use({k: m for k, m in self.mutes.items() if k not in ended})
         return ended
 
     def in_force(self, now: float) -> list[dict[str, Any]]:
@@ -108,16 +106,18 @@ class MuteBook:
         return [{**m.doc(), "active": m.silence.start.timestamp() <= now
                  < m.silence.end.timestamp()} for m in self._ordered()]
 
-    def _ordered(self) -> list[Mute]:
-        return sorted(self.mutes.values(), key=lambda m: (m.silence.start, m.silence.id))
+    def _ordered(self, mutes: dict[str, Mute] | None = None) -> list[Mute]:
+        return sorted((self.mutes if mutes is None else mutes).values(),
+                      key=lambda m: (m.silence.start, m.silence.id))
 
     def listing(self) -> list[dict[str, Any]]:
         return [m.doc() for m in self._ordered()]
 
-    def _changed(self) -> None:
-        self.silences = [m.silence for m in self.mutes.values()]
+    def _use(self, mutes: dict[str, Mute]) -> None:
+        """Write `mutes` to disk, then put them in force (OSError: nothing changed)."""
         tmp = self.path.with_suffix(".tmp")
-        data = json.dumps({"schema": "parkwatch.mutes/1", "mutes": self.listing()},
+        data = json.dumps({"schema": "parkwatch.mutes/1",
+                           "mutes": [m.doc() for m in self._ordered(mutes)]},
                           ensure_ascii=False, indent=1).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -126,6 +126,8 @@ class MuteBook:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
+        self.mutes = mutes
+        self.silences = [m.silence for m in mutes.values()]
 
     def _load(self) -> None:
         try:

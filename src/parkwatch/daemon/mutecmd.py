@@ -61,9 +61,12 @@ def mute_command(command: str, payload: bytes, alarms: AlarmService, gate: Comma
             if not book.remove(mute_id):
                 raise CommandError("unknown_mute", f"no mute {mute_id!r} in force")
             reply["detail"] = f"mute {mute_id} ended by {ok.by}"
-    except (ValueError, RecursionError) as exc:  # CommandError, bad JSON
-        reason = getattr(exc, "reason", "bad_command")
-        reply["reason"], reply["detail"] = reason, str(exc)
+    except (ValueError, RecursionError, OSError) as exc:  # CommandError, bad JSON, disk
+        reason = getattr(exc, "reason", "not_saved" if isinstance(exc, OSError) else
+                         "bad_command")
+        detail = f"the gateway cannot save its mutes: {exc}" if isinstance(exc, OSError) \
+            else str(exc)
+        reply["reason"], reply["detail"] = reason, detail
         alarms.refused.reject(reason, f"{command} command: {exc}: {payload[:200]!r}")
         return reply
     reply["ok"] = True
