@@ -182,3 +182,42 @@ def test_a_slow_connect_never_holds_up_the_comm_fail_reports(cfg: Any) -> None:
     wait_until(lambda: not any(t.name.startswith("parkwatch-connect-")
                                for t in threading.enumerate()), timeout=15,
                what="the connect threads ended")
+
+
+def test_a_device_that_takes_the_connection_and_closes_it_is_not_back_and_waits_longer(
+        cfg: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A Modbus TCP device or serial server whose one client slot is taken by another master
+    accepts each connection and closes it at once: the loss is logged once, never "back", the
+    reconnects back off, and its slave is not quarantined for it."""
+    import logging
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def refuse_each() -> None:  # accept, then close at once
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                conn.close()
+
+    server = threading.Thread(target=refuse_each, daemon=True)
+    server.start()
+    caplog.set_level(logging.INFO, "parkwatch.drivers.modbus")
+    drv_cfg = cfg.drivers[0].model_copy(update={"port": listener.getsockname()[1]})
+    park = ParkModel(cfg)
+    driver = ModbusTcpDriver(drv_cfg, park, Inbox(), cfg)
+    driver.start()
+    try:
+        wait_until(lambda: driver.bus.failed_reopens >= 3, timeout=30,
+                   what="three reconnects that did not hold")
+        assert driver.bus._reopen_backoff >= 4.0  # 0.5, 1, 2, 4: it waits ever longer
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("port unavailable" in m for m in messages) == 1, messages
+        assert not any("port is back" in m for m in messages), messages
+        assert not any(s.quarantined for s in driver.bus.slaves.values())
+    finally:
+        driver.stop()
+        stop.set()
+        server.join(5)
+        listener.close()

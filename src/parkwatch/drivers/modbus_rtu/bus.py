@@ -233,7 +233,8 @@ class BusScheduler:
                 return
         block.failures += 1
         self.on_fail(block, time.time())
-        self._failed(state)
+        if self.port is not None:  # a lost port or connection is no fault of the slave's
+            self._failed(state)
 
     def _job(self, job: BusJob) -> None:
         """An output's request, with the retries of a poll (a quarantined slave is tried too:
@@ -277,6 +278,8 @@ class BusScheduler:
             self._port_failed(exc)
             return None
         end = link.answered_at  # the answer's last byte: the line's silence counts from there
+        if self.port_lost_at is not None:
+            self._back()
         self.transactions += 1
         self.busy_s += end - t0
         self.bus_free_at = end + link.gap_s
@@ -334,17 +337,22 @@ class BusScheduler:
             self.link.close()
             return
         self.port = self.link
-        if self.port_lost_at is not None:
-            log.warning("bus %s: port is back after %.1f s", self.name,
-                        time.monotonic() - self.port_lost_at)
-        else:
+        self.bus_free_at = time.monotonic() + self.link.gap_s
+        if self.port_lost_at is None:
             baud = getattr(self.cfg, "baudrate", None)  # a Modbus TCP device has none
             log.info("bus %s: %s, %d slave(s), %d poll block(s)", self.name,
                      f"open at {baud} baud" if baud else "connected", len(self.slaves),
                      len(self.blocks))
+            self._back()
+
+    def _back(self) -> None:
+        """The port carries requests (again): logged once, the backoff starts over; after a
+        loss, at its first request (a device that accepts and closes at once is not back)."""
+        if self.port_lost_at is not None:
+            log.warning("bus %s: port is back after %.1f s", self.name,
+                        time.monotonic() - self.port_lost_at)
         self.port_lost_at = None
         self._reopen_backoff = 0.5
-        self.bus_free_at = time.monotonic() + self.link.gap_s
         for listener in self.state_listeners:
             listener(True)
 
