@@ -93,6 +93,9 @@ def test_a_refused_report_says_why_and_saves_nothing(console: CenterService) -> 
     assert 'value="xinqiao"' in r.body and "有隐患" in r.body  # what was typed stays
     r = grid.send("/tickets", {**form, "description": "  "}, [])
     assert r.status == 400 and "请描述隐患" in r.body
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    r = grid.send("/tickets", form, [("photos", f"{i}.png", png) for i in range(9)])
+    assert r.status == 400 and "照片太多" in r.body  # the console's page, in Chinese
     assert console.store.tickets(_operator()) == []  # type: ignore[arg-type]
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -213,11 +214,16 @@ class TicketPages:
         if isinstance(got, Response):
             return got
         s, user = got
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > MAX_REQUEST:
-            return self.c._page(request, "message.html", s, user, status=413,
+        size = request.headers.get("content-length", "")
+        if not size.isdigit() or int(size) > MAX_REQUEST:  # a browser always says its size
+            return self.c._page(request, "message.html", s, user,
+                                status=413 if size.isdigit() else 411,
                                 message=text(s.lang, "ticket_request_too_large"))
-        form = await request.form(max_files=MAX_PER_STEP + 1, max_fields=50)
+        try:
+            form = await request.form(max_files=MAX_PER_STEP + 1, max_fields=50)
+        except HTTPException:  # more photos (or fields) than a step takes: Starlette's limit
+            return self.c._page(request, "message.html", s, user, status=400,
+                                message=text(s.lang, "photo_too_many"))
         token = form.get("csrf")
         if not csrf_ok(s, token if isinstance(token, str) else None):
             return self.c._refuse_csrf(request, s, user)
