@@ -246,6 +246,7 @@ def test_who_may_report_where(store: CenterStore) -> None:
     ("category", "ghosts", "ticket_bad_category"), ("level", "huge", "ticket_bad_level"),
     ("source", "rumour", "ticket_bad_source"), ("alarm_id", "A1", "ticket_bad_alarm_id"),
     ("building", 7, "ticket_bad_building"), ("description", "长" * 2001, "ticket_text_too_long"),
+    ("tenant", "ACME 公司!", "ticket_bad_tenant"),
 ])
 def test_a_report_with_a_wrong_field_is_refused_and_nothing_is_saved(
         store: CenterStore, field: str, value: object, key: str) -> None:
@@ -437,3 +438,15 @@ def test_the_docs_list_the_ledgers_columns_as_the_export_writes_them() -> None:
     documented = [line.split("|")[1:3] for line in table.splitlines()[2:]]
     assert [(zh.strip(), en.strip()) for zh, en in documented] == \
         [(zh, en) for _k, zh, en in COLUMNS]
+
+
+def test_an_assignment_to_a_tenant_that_is_no_tenant_id_is_refused(store: CenterStore) -> None:
+    """The tenant's officers see the tickets of their tenant id: a name typed instead would
+    hide the ticket from them."""
+    tid = open_(store)
+    with refused("ticket_bad_tenant"):
+        store.act(tid, "assign", INSPECTOR, NOW + 60, tenant="ACME 公司 ")
+    t = store.ticket(tid, INSPECTOR)
+    assert t is not None and t["state"] == "reported"  # nothing changed
+    store.act(tid, "assign", INSPECTOR, NOW + 60, tenant=" t-acme ")
+    assert store.ticket(tid, ACME) is not None  # theirs now

@@ -101,7 +101,7 @@ class TicketsSql:
             detail: dict[str, Any] = {}
             if action == "assign":
                 if tenant is not None:
-                    sets["tenant"] = tenant.strip() or None
+                    sets["tenant"] = K.check_tenant(tenant)
                     detail["tenant"] = sets["tenant"]
                 if deadline_at is not None:
                     if deadline_at <= now:

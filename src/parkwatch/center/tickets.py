@@ -19,8 +19,11 @@ pure: the store applies it inside its transactions.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+from parkwatch.config.base import ID_PATTERN
 
 STATES = ("reported", "assigned", "rectifying", "submitted", "closed")
 #: action → (the states it starts from, the state it leads to)
@@ -182,6 +185,7 @@ def check_new(fields: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {k: text(k) for k in ("building", "floor", "zone", "tenant",
                                                  "alarm_id")}
+    out["tenant"] = check_tenant(out["tenant"])
     out["park"] = text("park", True)
     out["description"] = text("description", True, DESCRIPTION_MAX)
     out["note"] = text("note", False, NOTE_MAX)
@@ -230,3 +234,13 @@ def check_text(value: str | None, limit: int, key: str, required: bool = False) 
     if len(text) > limit:
         raise TicketError("ticket_text_too_long", str(limit))
     return text or None
+
+
+def check_tenant(value: str | None) -> str | None:
+    """A responsible tenant's id as the park config names it (none: the landlord's);
+    TicketError("ticket_bad_tenant") for anything else (a name typed instead of the id would
+    hide the ticket from the tenant's safety officers, who see their tenant id's tickets)."""
+    tenant = (value or "").strip() or None
+    if tenant is not None and not re.match(ID_PATTERN, tenant):
+        raise TicketError("ticket_bad_tenant")
+    return tenant
