@@ -60,6 +60,7 @@ class ClockWatch:
         self.mono = mono
         self._synchronized = synchronized
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._offset = self.wall() - mono()
         self._at = mono()
         self.steps = 0  # steps seen since the start
@@ -91,7 +92,12 @@ class ClockWatch:
     def synchronized(self, max_age_s: float = 10.0) -> bool | None:
         """The kernel's verdict, asked at most every ``max_age_s``.  Logged once at the first
         answer, once when it changes, and as a warning once the clock has not been
-        synchronised for :data:`UNSYNC_WARN_S`."""
+        synchronised for :data:`UNSYNC_WARN_S`.  Asked from the HTTP server's threads too:
+        one asks at a time, so each change is logged once."""
+        with self._sync_lock:  # not the step check's lock: the pipeline never waits on this
+            return self._ask(max_age_s)
+
+    def _ask(self, max_age_s: float) -> bool | None:
         now = self.mono()
         if now - self._synced_at < max_age_s:
             return self._synced
