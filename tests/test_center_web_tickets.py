@@ -252,3 +252,18 @@ def test_a_tickets_page_lists_its_escalation_notices(console: CenterService) -> 
     page = client(console, "acme-safety").get(f"/tickets/{tid}")
     assert 'id="ticket-notices"' in page.body and "acme-group" in page.body
     assert "待发送" in page.body and "逾期督办" in page.body
+
+
+def test_a_refused_step_keeps_what_was_typed_and_says_which_photo(console: CenterService) -> None:
+    users(console)
+    grid, acme = client(console, "grid-li"), client(console, "acme-safety")
+    tid = report(grid)
+    assert step(grid, tid, "assign", deadline="2099-12-31T18:00") == 303
+    assert step(acme, tid, "start") == 303
+    token = acme.get(f"/tickets/{tid}").csrf()
+    r = acme.send(f"/tickets/{tid}/submit", {"csrf": token, "note": "纸箱已全部清走，通道畅通"},
+                  [("photos", "virus.png", b"MZ\x90\x00 not an image")])
+    assert r.status == 400 and "不是照片" in r.body and "virus.png" in r.body
+    assert "纸箱已全部清走，通道畅通</textarea>" in r.body  # nothing typed on the phone is lost
+    bad = grid.get(f"/tickets/{tid}")
+    assert "纸箱已全部清走" not in bad.body  # only on the page that refused it

@@ -112,7 +112,9 @@ class TicketPages:
                             late=L.late, query=request.url.query)
 
     async def ticket_page(self, request: Request, error: str | None = None,
-                          status: int = 200) -> Response:
+                          status: int = 200, typed: dict[str, Any] | None = None) -> Response:
+        """A ticket and its steps; after a refused step, `typed` (its action, note, tenant
+        and deadline) fills that step's form again, so nothing typed on a phone is lost."""
         got = await self._who(request)
         if isinstance(got, Response):
             return got
@@ -127,7 +129,7 @@ class TicketPages:
         notices = await run_in_threadpool(self.c.store.notices, t["ticket_id"])
         return self.c._page(request, "ticket.html", s, user, status=status, tk=t,
                             actions=actions, error=error, now=time.time(),
-                            late=L.late(t, time.time()), notices=notices)
+                            late=L.late(t, time.time()), notices=notices, typed=typed or {})
 
     async def photo(self, request: Request) -> Response:
         got = await self._who(request)
@@ -269,10 +271,14 @@ class TicketPages:
         s, user, form = got
         ticket_id, action = request.path_params["ticket_id"], request.path_params["action"]
         note, tenant, deadline = (form.get(k) for k in ("note", "tenant", "deadline"))
+        typed = {"action": action, **{k: v for k, v in (("note", note), ("tenant", tenant),
+                                                          ("deadline", deadline))
+                                      if isinstance(v, str)}}
         try:
             when = parse_deadline(deadline) if isinstance(deadline, str) else None
         except ValueError:
-            return await self.ticket_page(request, text(s.lang, "ticket_bad_deadline"), 400)
+            return await self.ticket_page(request, text(s.lang, "ticket_bad_deadline"), 400,
+                                          typed)
         try:
             photos = await self._photos(form)
             await run_in_threadpool(lambda: self.c.store.act(
@@ -281,8 +287,11 @@ class TicketPages:
                 tenant=tenant if isinstance(tenant, str) and action == "assign" else None,
                 deadline_at=when))
         except (K.TicketError, PhotoError) as exc:
-            return await self.ticket_page(request, text(s.lang, exc.key),
-                                          _STATUS.get(exc.key, 400))
+            said = getattr(exc, "detail", None) or (  # the limit, or the photo's name
+                getattr(exc, "name", None) if exc.key != "photo_too_many" else None)
+            return await self.ticket_page(
+                request, text(s.lang, exc.key) + (f" ({said})" if said else ""),
+                _STATUS.get(exc.key, 400), typed)
         return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
 
     async def from_alarm(self, request: Request) -> Response:
