@@ -13,6 +13,8 @@ import io
 from datetime import datetime
 from typing import Any
 
+from parkwatch.center.ticketwords import landlord, word
+
 #: (key, Chinese header, English header)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ticket_id", "隐患编号", "ticket"),
@@ -46,20 +48,11 @@ RECORD_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("closed_late", "逾期整改销号", "closed late"),
     ("on_time_rate", "按期整改率", "on-time rate"),
 )
-LANDLORD = {"zh-CN": "房东（公共部位）", "en": "landlord (shared parts)"}
-_WORDS = {
-    "zh-CN": {"yes": "是", "no": "否", "general": "一般隐患", "major": "重大隐患",
-              "alarm": "报警", "inspection": "巡查", "reported": "已上报", "assigned": "已交办",
-              "rectifying": "整改中", "submitted": "待复查", "closed": "已销号",
-              "fire": "消防", "overload": "超载", "water": "水位", "electrical": "电气",
-              "passage": "疏散通道", "storage": "违规存放", "structure": "建筑结构",
-              "fault": "监测故障", "other": "其他"},
-    "en": {"yes": "yes", "no": "no"},
-}
+_YES_NO = {"zh-CN": ("是", "否"), "en": ("yes", "no")}
 
 
-def _word(lang: str, value: str) -> str:
-    return _WORDS.get(lang, {}).get(value, value)
+def _yes(lang: str, yes: bool) -> str:
+    return _YES_NO.get(lang, _YES_NO["zh-CN"])[0 if yes else 1]
 
 
 def _local(epoch: float | None) -> str:
@@ -82,13 +75,12 @@ def rows(tickets: list[dict[str, Any]], now: float, lang: str) -> list[dict[str,
         out.append({
             **{k: t.get(k) or "" for k in ("ticket_id", "park", "building", "floor", "zone",
                                            "alarm_id", "description", "reported_by")},
-            "responsible": t["tenant"] or LANDLORD.get(lang, LANDLORD["zh-CN"]),
-            "category": _word(lang, t["category"]), "level": _word(lang, t["level"]),
-            "source": _word(lang, t["source"]), "state": _word(lang, t["state"]),
+            "responsible": t["tenant"] or landlord(lang),
+            **{k: word(lang, k, t[k]) for k in ("category", "level", "source", "state")},
             "reported_at": _local(t["reported_at"]), "deadline_at": _local(t["deadline_at"]),
             "closed_at": _local(t["closed_at"]),
-            "on_time": _word(lang, "no" if late(t, now) else "yes") if closed else "",
-            "overdue": _word(lang, "yes" if not closed and late(t, now) else "no"),
+            "on_time": _yes(lang, not late(t, now)) if closed else "",
+            "overdue": _yes(lang, not closed and late(t, now)),
             "escalation_level": t["escalation_level"],
         })
     return out
@@ -100,7 +92,7 @@ def records(tickets: list[dict[str, Any]], now: float, lang: str) -> list[dict[s
     by: dict[tuple[str, str | None], dict[str, Any]] = {}
     for t in tickets:
         r = by.setdefault((t["park"], t["tenant"]), {
-            "park": t["park"], "responsible": t["tenant"] or LANDLORD.get(lang, LANDLORD["zh-CN"]),
+            "park": t["park"], "responsible": t["tenant"] or landlord(lang),
             "found": 0, "open": 0, "overdue": 0, "closed_on_time": 0, "closed_late": 0})
         r["found"] += 1
         is_late = late(t, now)

@@ -31,15 +31,15 @@ from parkwatch.alarms.ids import new_alarm_id
 from parkwatch.alarms.senders import DeliveryError
 from parkwatch.center.noticeconfig import NoticeConfig, NoticeTarget, Recipient
 from parkwatch.center.store import CenterStore, StoreError
+from parkwatch.center.ticketwords import landlord, word
 
 log = logging.getLogger("parkwatch.center")
+#: the notices go to Chinese officers: in Chinese
+ZH = "zh-CN"
 
 #: the levels' parties: who an escalation to that level tells
 LEVEL_PARTY = {1: "responsible", 2: "landlord", 3: "grid"}
 _LEVEL_ZH = {1: "第一级：责任方", 2: "第二级：房东", 3: "第三级：网格员"}
-_CATEGORY_ZH = {"fire": "消防", "overload": "超载", "water": "水位", "electrical": "电气",
-                "passage": "疏散通道", "storage": "违规存放", "structure": "建筑结构",
-                "fault": "监测故障", "other": "其他"}
 #: a claim lasts this long: a center that dies while sending leaves the notice to another
 LEASE_S = 120.0
 #: pauses between attempts of one notice, then the last one again and again
@@ -77,9 +77,9 @@ def notice_text(ticket: dict[str, Any], level: int, now: float) -> str:
     late_h = max(0.0, (now - ticket["deadline_at"]) / 3600.0)
     lines = [f"【隐患逾期督办·{_LEVEL_ZH.get(level, f'第{level}级')}】",
              f"园区：{ticket['park']}  位置：{where or '—'}",
-             f"责任方：{ticket.get('tenant') or '房东（公共部位）'}",
-             f"类别：{_CATEGORY_ZH.get(ticket['category'], ticket['category'])}  "
-             f"等级：{'重大隐患' if ticket['level'] == 'major' else '一般隐患'}",
+             f"责任方：{ticket.get('tenant') or landlord(ZH)}",
+             f"类别：{word(ZH, 'category', ticket['category'])}  "
+             f"等级：{word(ZH, 'level', ticket['level'])}",
              f"隐患：{ticket['description']}",
              f"整改期限：{_local(ticket['deadline_at'])}（已逾期 {late_h:.0f} 小时）",
              "请立即整改并在指挥中心提交复查。",
